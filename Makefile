@@ -1,0 +1,127 @@
+# Pando's one Makefile. `make` builds everything into build/, `make test` runs
+# every test, `make run` trains Fashion-MNIST on a local cluster, `make bench`
+# measures. `make SANITIZE=address|undefined|thread` builds with a sanitizer.
+
+CC       ?= cc
+BUILD    ?= build
+SANITIZE ?=
+OPT      ?= -O2
+
+# Debian's -dev packages; pkg-config for the ones that ship .pc files.
+# gRPC is linked by hand: `pkg-config --libs grpc` drags ~100 abseil libraries.
+PKGS     := libprotobuf-c openblas liburing yaml-0.1 zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wpointer-arith
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
+            -MMD -MP -Icommon/include -I$(BUILD)/gen $(PKG_CFLAGS)
+LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -lm -lpthread -ldl
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+
+GEN      := $(BUILD)/gen
+PROTOS   := proto/pando.proto
+HEALTH_PROTO_DIR := /usr/share/grpc-proto
+HEALTH_PROTO := grpc/health/v1/health.proto
+GEN_SRCS := $(GEN)/pando.pb-c.c $(GEN)/$(HEALTH_PROTO:.proto=.pb-c.c)
+GEN_HDRS := $(GEN_SRCS:.c=.h)
+
+COMMON_SRCS := $(wildcard common/src/*.c)
+COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:$(GEN)/%.c=$(BUILD)/gen-obj/%.o)
+LIBPANDO    := $(BUILD)/libpando.a
+
+# service folder -> binary name
+SERVICES := ps-server worker coordinator ctl
+BIN_ps-server   := pando-ps
+BIN_worker      := pando-worker
+BIN_coordinator := pando-coordinator
+BIN_ctl         := pandoctl
+BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/$(BIN_$(s)))
+
+# Each service's code except main.c goes into lib<service>.a so tests link it.
+svc_srcs = $(filter-out services/$(1)/main.c,$(wildcard services/$(1)/*.c))
+svc_lib  = $(BUILD)/lib$(1).a
+SVC_LIBS := $(foreach s,$(SERVICES),$(call svc_lib,$(s)))
+
+UNIT_SRCS  := $(wildcard tests/unit/*/*.c)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+TOOL_SRCS  := $(wildcard tools/*.c)
+TOOL_BINS  := $(TOOL_SRCS:tools/%.c=$(BUILD)/tools/%)
+PYGEN      := $(GEN)/python/pando_pb2.py $(GEN)/python/grpc/health/v1/health_pb2.py
+
+.PHONY: all deps test unit integration run bench clean format check-format
+all: $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(PYGEN)
+
+deps:
+	@sh tools/deps.sh
+
+# ---- generated code (never committed)
+$(GEN)/pando.pb-c.c $(GEN)/pando.pb-c.h: proto/pando.proto
+	@mkdir -p $(GEN)
+	protoc-c --proto_path=proto --c_out=$(GEN) $<
+$(GEN)/grpc/health/v1/health.pb-c.c $(GEN)/grpc/health/v1/health.pb-c.h: $(HEALTH_PROTO_DIR)/$(HEALTH_PROTO)
+	@mkdir -p $(GEN)
+	protoc-c --proto_path=$(HEALTH_PROTO_DIR) --c_out=$(GEN) $(HEALTH_PROTO)
+$(GEN)/python/pando_pb2.py: proto/pando.proto
+	@mkdir -p $(GEN)/python
+	protoc --proto_path=proto --python_out=$(GEN)/python $<
+$(GEN)/python/grpc/health/v1/health_pb2.py: $(HEALTH_PROTO_DIR)/$(HEALTH_PROTO)
+	@mkdir -p $(GEN)/python
+	protoc --proto_path=$(HEALTH_PROTO_DIR) --python_out=$(GEN)/python $(HEALTH_PROTO)
+
+# ---- objects
+$(BUILD)/gen-obj/%.o: $(GEN)/%.c $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-pedantic -c -o $@ $<
+$(BUILD)/%.o: %.c | $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIBPANDO): $(COMMON_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+define SERVICE_RULES
+$(call svc_lib,$(1)): $(call svc_srcs,$(1):%.c=$(BUILD)/%.o)
+	@rm -f $$@
+	ar rcs $$@ $$^ $$(if $$^,,$(BUILD)/common/src/error.o)
+$(BUILD)/bin/$(BIN_$(1)): $(BUILD)/services/$(1)/main.o $(call svc_lib,$(1)) $(LIBPANDO)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach s,$(SERVICES),$(eval $(call SERVICE_RULES,$(s))))
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(SVC_LIBS) $(LIBPANDO)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tools/%: $(BUILD)/tools/%.o $(LIBPANDO)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- running
+# `make test` runs every unit and integration test; `make test T=name` one of them.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tests/run.sh $(T)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tools/local-cluster.sh examples/fashion-mlp.yaml
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tools/bench.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+check-format:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,37 @@
+/* Small helpers every module uses: allocation that aborts on out-of-memory,
+ * monotonic time, string copies into fixed buffers. */
+#ifndef PANDO_UTIL_H
+#define PANDO_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define PD_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PD_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Allocation: abort with a message when memory is exhausted (never NULL). */
+void *pd_xmalloc(size_t size);
+void *pd_xcalloc(size_t count, size_t size);
+void *pd_xrealloc(void *ptr, size_t size);
+char *pd_xstrdup(const char *s);
+/* Allocates `size` bytes aligned to 64 bytes; free with free(). */
+void *pd_xmalloc_aligned(size_t size);
+
+/* Seconds on the monotonic clock. */
+double pd_now(void);
+/* Nanoseconds on the monotonic clock. */
+uint64_t pd_now_ns(void);
+/* Seconds since the Unix epoch (wall clock), for timestamps shown to users. */
+double pd_wall_now(void);
+
+/* Copies `src` into `dst` of `size` bytes, always NUL-terminating it.
+ * Returns 0, or -PD_EFORMAT when `src` did not fit (dst is then truncated). */
+int pd_strlcpy(char *dst, const char *src, size_t size);
+
+/* Formats into `err` of `errlen` bytes (may be NULL/0) and returns `code`, so
+ * that a failure path reads `return pd_errf(err, errlen, -EINVAL, "...")`. */
+int pd_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

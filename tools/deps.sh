@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs with apt whatever Pando needs to build, run and test that is not
+# there yet. Does nothing (and needs no root) when everything is installed.
+set -eu
+PKGS="build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+libopenblas-dev liburing-dev libyaml-dev zlib1g-dev dataset-fashion-mnist
+grpc-proto protobuf-compiler python3-grpcio python3-protobuf python3-numpy
+python3-yaml iperf3"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

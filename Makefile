@@ -49,12 +49,14 @@ SVC_LIBS := $(foreach s,$(SERVICES),$(call svc_lib,$(s)))
 
 UNIT_SRCS  := $(wildcard tests/unit/*/*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+INTEG_SRCS := $(wildcard tests/integration/*.c)
+INTEG_BINS := $(INTEG_SRCS:tests/integration/%.c=$(BUILD)/tests/integration/%)
 TOOL_SRCS  := $(wildcard tools/*.c)
 TOOL_BINS  := $(TOOL_SRCS:tools/%.c=$(BUILD)/tools/%)
-PYGEN      := $(GEN)/python/pando_pb2.py $(GEN)/python/grpc/health/v1/health_pb2.py
+PYGEN      := $(GEN)/python/pando_pb2.py $(GEN)/python/health_pb2.py
 
 .PHONY: all deps test unit integration run bench clean format check-format
-all: $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(PYGEN)
+all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS) $(PYGEN)
 
 deps:
 	@sh tools/deps.sh
@@ -69,9 +71,10 @@ $(GEN)/grpc/health/v1/health.pb-c.c $(GEN)/grpc/health/v1/health.pb-c.h: $(HEALT
 $(GEN)/python/pando_pb2.py: proto/pando.proto
 	@mkdir -p $(GEN)/python
 	protoc --proto_path=proto --python_out=$(GEN)/python $<
-$(GEN)/python/grpc/health/v1/health_pb2.py: $(HEALTH_PROTO_DIR)/$(HEALTH_PROTO)
+# health_pb2 at the top level: a grpc/ package folder would shadow grpcio's.
+$(GEN)/python/health_pb2.py: $(HEALTH_PROTO_DIR)/$(HEALTH_PROTO)
 	@mkdir -p $(GEN)/python
-	protoc --proto_path=$(HEALTH_PROTO_DIR) --python_out=$(GEN)/python $(HEALTH_PROTO)
+	protoc --proto_path=$(dir $<) --python_out=$(GEN)/python $<
 
 # ---- objects
 $(BUILD)/gen-obj/%.o: $(GEN)/%.c $(GEN_HDRS)
@@ -86,9 +89,9 @@ $(LIBPANDO): $(COMMON_OBJS)
 	ar rcs $@ $^
 
 define SERVICE_RULES
-$(call svc_lib,$(1)): $(call svc_srcs,$(1):%.c=$(BUILD)/%.o)
+$(call svc_lib,$(1)): $(patsubst %.c,$(BUILD)/%.o,$(call svc_srcs,$(1)))
 	@rm -f $$@
-	ar rcs $$@ $$^ $$(if $$^,,$(BUILD)/common/src/error.o)
+	ar rcs $$@ $$^
 $(BUILD)/bin/$(BIN_$(1)): $(BUILD)/services/$(1)/main.o $(call svc_lib,$(1)) $(LIBPANDO)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
@@ -96,6 +99,9 @@ endef
 $(foreach s,$(SERVICES),$(eval $(call SERVICE_RULES,$(s))))
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(SVC_LIBS) $(LIBPANDO)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(LIBPANDO)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/tools/%: $(BUILD)/tools/%.o $(LIBPANDO)

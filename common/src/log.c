@@ -15,10 +15,11 @@ static char log_name[64] = "pando";
 
 void pd_log_set_name(const char *name) { pd_strlcpy(log_name, name, sizeof log_name); }
 
+const char *const pd_log_level_names[] = {"debug", "info", "warn", "error", NULL};
+
 int pd_log_parse_level(const char *text) {
-  static const char *names[] = {"debug", "info", "warn", "error"};
-  for (int i = 0; i < (int)PD_ARRAY_SIZE(names); i++)
-    if (strcmp(text, names[i]) == 0)
+  for (int i = 0; pd_log_level_names[i]; i++)
+    if (strcmp(text, pd_log_level_names[i]) == 0)
       return i;
   return -1;
 }

@@ -17,6 +17,7 @@ typedef struct pd_config_option {
   double min, max;           /* bounds for INT and DOUBLE */
   const char *default_value; /* text, parsed like any other source */
   const char *help;          /* one line for --help */
+  const char *const *choices; /* PD_CFG_STRING: NULL-terminated allowed values, or NULL */
 } pd_config_option;
 
 /* Fills `config` from defaults, file, environment and argv (in that order of

@@ -10,6 +10,8 @@ extern int pd_log_level;
 /* Sets the process name shown in each line (e.g. "ps", "worker-1"). The
  * string is copied. */
 void pd_log_set_name(const char *name);
+/* The level names, NULL-terminated, in level order. */
+extern const char *const pd_log_level_names[];
 /* Parses "debug", "info", "warn" or "error"; returns the level or -1. */
 int pd_log_parse_level(const char *text);
 void pd__log(int level, const char *fmt, ...)

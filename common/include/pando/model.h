@@ -20,8 +20,10 @@ typedef struct pd_param_info {
 typedef struct pd_model pd_model;
 
 /* Makes a model for `spec` with scratch space for batches of up to
- * `max_batch` rows. `spec` is copied. */
+ * `max_batch` rows. `spec` is copied and must be valid (a bad spec aborts).
+ * The scratch space makes a model usable by one thread at a time. */
 pd_model *pd_model_new(const pd_model_spec *spec, int max_batch);
+/* Frees `model` and its scratch space; NULL is a no-op. */
 void pd_model_free(pd_model *model);
 
 /* Number of float32 parameters K (the job's key space is [0, K)). */
@@ -40,11 +42,13 @@ void pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end
 /* Computes the mean softmax cross-entropy loss of `batch` rows `x` (row-major,
  * batch x inputs) with labels `y` at parameters `params` (K floats), and
  * writes the gradient of that mean loss to `grad` (K floats, overwritten).
- * `batch` must be <= max_batch. Returns the mean loss. */
+ * 1 <= `batch` <= max_batch and every label must be < the number of classes
+ * (checked with an assert). Returns the mean loss. */
 float pd_model_gradient(pd_model *model, const float *params, const float *x, const uint8_t *y,
                         int batch, float *grad);
 
-/* Mean loss and accuracy of `params` on `n` rows (any n; done in chunks). */
+/* Mean loss and accuracy of `params` on `n` rows (any n; done in chunks of
+ * max_batch rows). Both are 0 when n is 0. */
 void pd_model_evaluate(pd_model *model, const float *params, const float *x, const uint8_t *y,
                        uint64_t n, double *loss, double *accuracy);
 

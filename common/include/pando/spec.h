@@ -14,7 +14,7 @@
 enum pd_model_type { PD_MODEL_SOFTMAX = 1, PD_MODEL_MLP };
 enum pd_activation { PD_ACT_RELU = 1, PD_ACT_TANH, PD_ACT_SIGMOID };
 enum pd_update { PD_UPDATE_BSP = 1, PD_UPDATE_ASP };
-enum pd_optimizer_type { PD_OPT_SGD = 1 };
+enum pd_optimizer_type { PD_OPT_SGD = 1, PD_OPT_MOMENTUM, PD_OPT_ADAM };
 enum pd_partition { PD_PARTITION_DISJOINT_CONTIGUOUS = 1 };
 
 typedef struct pd_model_spec {
@@ -32,7 +32,11 @@ typedef struct pd_data_files {
 
 typedef struct pd_optimizer_spec {
   enum pd_optimizer_type type;
-  double lr; /* learning rate */
+  double lr;       /* learning rate */
+  double momentum; /* mu of SGD with momentum: v = mu*v - lr*g; x = x + v */
+  double beta1;    /* Adam: decay of the first moment */
+  double beta2;    /* Adam: decay of the second moment */
+  double epsilon;  /* Adam: added to sqrt(v) */
 } pd_optimizer_spec;
 
 typedef struct pd_job_spec {

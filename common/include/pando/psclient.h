@@ -1,0 +1,45 @@
+/* The parameter-server client: one logical pull or push of a key range is
+ * split across the servers that own it (the shard map) and into chunks of at
+ * most chunk_bytes, every call in flight at once; the answers are written
+ * straight into place. Calls that fail with UNAVAILABLE are retried (a
+ * retried push is applied once by the server). Blocking; one thread. */
+#ifndef PANDO_PSCLIENT_H
+#define PANDO_PSCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One entry of a shard map: keys [begin, end) are held by `address`. */
+typedef struct pd_shard_range {
+  uint64_t begin, end;
+  char address[256];
+} pd_shard_range;
+
+typedef struct pd_psclient pd_psclient;
+
+/* Default chunk size: big enough to amortise per-call costs, small enough to
+ * keep many calls in flight and HTTP/2 streams short. */
+#define PD_PSCLIENT_CHUNK_BYTES (2u << 20)
+
+/* A client for `job` acting as `worker`, over `n` shard ranges (sorted,
+ * contiguous from 0; copied). chunk_bytes 0 means the default. */
+pd_psclient *pd_psclient_new(const char *job, uint32_t worker, const pd_shard_range *shards,
+                             int n, size_t chunk_bytes);
+void pd_psclient_free(pd_psclient *c);
+/* Total keys of the shard map. */
+uint64_t pd_psclient_keys(const pd_psclient *c);
+/* Seconds a pull may wait (BSP rounds wait for the slowest worker). */
+void pd_psclient_set_timeouts(pd_psclient *c, double pull_sec, double push_sec);
+
+/* Reads keys [begin, end) at `clock` into dst[0 .. end-begin). Returns 0, or
+ * a negative error with "address: STATUS: message" in `err`. *version (may be
+ * NULL) receives the smallest shard version seen. */
+int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock, float *dst,
+                     uint64_t *version, char *err, size_t errlen);
+
+/* Sends the gradient grad[0 .. end-begin) of keys [begin, end) for `clock`.
+ * `grad` is read while the calls are in flight (not copied). */
+int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,
+                     const float *grad, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,156 @@
+/* Pando's RPC layer over gRPC core's C API.
+ *
+ * A pd_loop is one completion queue driven by one thread. Every tag posted on
+ * it is a pd_rpc_op whose `done` runs in that thread, so server calls, client
+ * calls and timers of a daemon share one event loop and need no locks.
+ *
+ * Server: methods are registered with a handler that runs when a request has
+ * arrived. The handler (or anything later on the loop thread) finishes the
+ * call exactly once with pd_rpc_call_reply*() or pd_rpc_call_fail(). A call
+ * may be kept open (e.g. a BSP pull waiting for its clock); such a call must
+ * get an on_cancel callback, which runs if the client goes away first and
+ * after which the call must not be touched. Unknown methods are answered
+ * UNIMPLEMENTED.
+ *
+ * Client: channels with deadlines; pd_rpc_start() issues a unary call whose
+ * completion runs on a loop; pd_rpc_unary() is the blocking form for
+ * protobuf-c messages. */
+#ifndef PANDO_RPC_H
+#define PANDO_RPC_H
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+
+/* Largest message a Pando daemon receives. Tensors are split into chunks far
+ * below this (pd_psclient), so only a misbehaving peer reaches it. */
+#define PD_RPC_MAX_MESSAGE (256 << 20)
+
+/* Starts gRPC (idempotent, reference counted by gRPC itself). */
+void pd_rpc_init(void);
+void pd_rpc_shutdown(void);
+
+/* ---------------------------------------------------------------- loop */
+
+typedef struct pd_rpc_op pd_rpc_op;
+struct pd_rpc_op {
+  void (*done)(pd_rpc_op *op, int ok); /* runs on the loop thread */
+};
+
+typedef struct pd_loop pd_loop;
+
+pd_loop *pd_loop_new(void);
+/* Shuts the queue down, drains it and frees the loop. Everything that posted
+ * tags on it must be finished or destroyed first. */
+void pd_loop_free(pd_loop *loop);
+grpc_completion_queue *pd_loop_cq(pd_loop *loop);
+/* Waits up to `timeout_sec` (negative: forever) for one event and runs its
+ * op. Returns 1 when an op ran, 0 on timeout. */
+int pd_loop_run_once(pd_loop *loop, double timeout_sec);
+/* Makes pd_loop_run_once poll for up to `spin_sec` before it sleeps, but only
+ * while events come back to back (the previous wait was no longer than
+ * `spin_sec`), so an idle loop still sleeps at once. Spinning trades a little
+ * CPU for latency: waking a sleeping thread costs tens of microseconds. 0 (the
+ * default) never spins. */
+void pd_loop_set_spin(pd_loop *loop, double spin_sec);
+
+/* ---------------------------------------------------------------- server */
+
+typedef struct pd_rpc_server pd_rpc_server;
+typedef struct pd_rpc_call pd_rpc_call;
+typedef void (*pd_rpc_handler)(pd_rpc_call *call, void *ctx);
+
+/* How long a loop that serves calls spins (pd_loop_set_spin). */
+#define PD_RPC_SERVER_SPIN 50e-6
+
+/* Makes a server whose calls complete on `loop` (borrowed; must outlive the
+ * server). Sets the loop to spin for PD_RPC_SERVER_SPIN. */
+pd_rpc_server *pd_rpc_server_new(pd_loop *loop);
+/* Registers `handler` for the full method path (e.g.
+ * "/pando.v1.ParameterServer/Pull"; the string must stay valid). Before
+ * pd_rpc_server_start only. `ctx` is passed to the handler. */
+void pd_rpc_server_add_method(pd_rpc_server *srv, const char *path, pd_rpc_handler handler,
+                              void *ctx);
+/* Listens on `address` ("127.0.0.1:0" picks a free port). Returns the bound
+ * port (> 0) or a negative error with a message in `err`. Before start. */
+int pd_rpc_server_listen(pd_rpc_server *srv, const char *address, char *err, size_t errlen);
+/* Starts serving: from now on handlers run from pd_loop_run_once(). */
+void pd_rpc_server_start(pd_rpc_server *srv);
+/* Stops accepting calls, cancels those in flight (their on_cancel callbacks
+ * run), waits for gRPC to let go, and frees the server. Drives the loop
+ * itself while it waits. */
+void pd_rpc_server_free(pd_rpc_server *srv);
+
+/* The request's payload, or NULL if the client sent none. Borrowed: valid
+ * until the call is finished. */
+grpc_byte_buffer *pd_rpc_call_payload(pd_rpc_call *call);
+/* The method path of the call. */
+const char *pd_rpc_call_method(const pd_rpc_call *call);
+/* A free slot for the handler's state while the call stays open. */
+void **pd_rpc_call_user(pd_rpc_call *call);
+/* Sets the callback run if the client cancels (or the server shuts down)
+ * before the call was finished; after it runs the call is gone. */
+void pd_rpc_call_on_cancel(pd_rpc_call *call, void (*on_cancel)(pd_rpc_call *call));
+
+/* Unpacks the request into a protobuf-c message (free it with
+ * protobuf_c_message_free_unpacked). On failure the call is finished with
+ * INVALID_ARGUMENT naming the message type, and NULL is returned. */
+ProtobufCMessage *pd_rpc_call_unpack(pd_rpc_call *call, const ProtobufCMessageDescriptor *desc);
+/* Finishes the call with OK and the given response. */
+void pd_rpc_call_reply_msg(pd_rpc_call *call, const ProtobufCMessage *msg);
+/* Finishes the call with OK and a response made of `n` slices; takes
+ * ownership of the slices. */
+void pd_rpc_call_reply_slices(pd_rpc_call *call, grpc_slice *slices, size_t n);
+/* Finishes the call with a non-OK status and a formatted message. */
+void pd_rpc_call_fail(pd_rpc_call *call, grpc_status_code status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Answers grpc.health.v1.Health/Check: SERVING for the service "" and for
+ * each name in `services` (NULL-terminated, borrowed), NOT_FOUND otherwise;
+ * NOT_SERVING once pd_rpc_health_set_serving(srv, 0) was called. */
+void pd_rpc_health_register(pd_rpc_server *srv, const char *const *services);
+void pd_rpc_health_set_serving(pd_rpc_server *srv, int serving);
+
+/* ---------------------------------------------------------------- client */
+
+typedef struct pd_rpc_channel pd_rpc_channel;
+
+/* A channel to `target` ("host:port"). Connects lazily. With `own_connection`
+ * the channel gets a TCP connection of its own instead of sharing one with
+ * other channels to the same target. */
+pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection);
+void pd_rpc_channel_free(pd_rpc_channel *ch);
+const char *pd_rpc_channel_target(const pd_rpc_channel *ch);
+
+/* What a finished client call hands to its callback. */
+typedef struct pd_rpc_result {
+  grpc_status_code status;
+  const char *details;        /* status message; "" when none */
+  grpc_byte_buffer *response; /* NULL unless status is OK; borrowed */
+} pd_rpc_result;
+
+typedef void (*pd_rpc_done)(const pd_rpc_result *result, void *user);
+
+/* Starts a unary call of `method` carrying `n` request slices (referenced,
+ * not taken: the bytes they point to must live until `done` runs). `done`
+ * runs on `loop`'s thread. Returns 0, or a negative error in which case
+ * `done` never runs. */
+int pd_rpc_start(pd_rpc_channel *ch, pd_loop *loop, const char *method, const grpc_slice *slices,
+                 size_t n, double timeout_sec, pd_rpc_done done, void *user);
+
+/* Blocking unary call with protobuf-c messages, on a private queue. On
+ * success returns 0 and *response (free with
+ * protobuf_c_message_free_unpacked). On failure returns -PD_ERPC (or
+ * -PD_EFORMAT for an undecodable response), the gRPC status in *status (may be
+ * NULL), and "target method: STATUS: details" in `err`. */
+int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage *request,
+                 const ProtobufCMessageDescriptor *response_desc, ProtobufCMessage **response,
+                 double timeout_sec, grpc_status_code *status, char *err, size_t errlen);
+
+/* Name of a gRPC status code ("INVALID_ARGUMENT"). */
+const char *pd_rpc_status_name(grpc_status_code status);
+
+/* Copies a whole byte buffer into `out` (malloc'd, caller frees). */
+void pd_rpc_buffer_flatten(grpc_byte_buffer *bb, uint8_t **out, size_t *len);
+
+#endif

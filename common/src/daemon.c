@@ -1,0 +1,83 @@
+/* Signal thread, cron loop, port file, advertised address; see daemon.h. */
+#include "pando/daemon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pando/log.h"
+#include "pando/util.h"
+
+static volatile sig_atomic_t stop_flag;
+
+/* Any thread may take the signal (OpenBLAS starts its threads before main,
+ * with signals unblocked), so the handler only sets the flag that the event
+ * loops poll; a second signal exits at once. */
+static void on_signal(int sig) {
+  (void)sig;
+  if (stop_flag)
+    _exit(1);
+  stop_flag = 1;
+}
+
+void pd_daemon_signals_init(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int pd_daemon_stopping(void) { return stop_flag != 0; }
+void pd_daemon_request_stop(void) { stop_flag = 1; }
+
+void pd_daemon_serve(pd_loop *loop, double period_sec, void (*cron)(void *user), void *user,
+                     volatile int *done) {
+  double next = pd_now();
+  while (!stop_flag && !(done && *done)) {
+    double now = pd_now();
+    if (now >= next) {
+      if (cron)
+        cron(user);
+      next = now + period_sec;
+    }
+    pd_loop_run_once(loop, PD_MAX(next - pd_now(), 0.0));
+  }
+  if (stop_flag)
+    PD_INFO("stop requested, shutting down");
+}
+
+int pd_daemon_write_port(const char *path, int port) {
+  if (!path || !*path)
+    return 0;
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f)
+    return -errno;
+  fprintf(f, "%d\n", port);
+  if (fclose(f) != 0 || rename(tmp, path) != 0)
+    return -errno;
+  return 0;
+}
+
+void pd_daemon_advertise(const char *listen, const char *advertise, int port, char *out,
+                         size_t outlen) {
+  if (advertise && *advertise) {
+    pd_strlcpy(out, advertise, outlen);
+    return;
+  }
+  char host[256];
+  pd_strlcpy(host, listen, sizeof host);
+  char *colon = strrchr(host, ':');
+  if (colon)
+    *colon = '\0';
+  if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0 || host[0] == '\0') {
+    if (gethostname(host, sizeof host) != 0)
+      pd_strlcpy(host, "localhost", sizeof host);
+  }
+  snprintf(out, outlen, "%s:%d", host, port);
+}

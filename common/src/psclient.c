@@ -1,0 +1,265 @@
+/* Fan-out pull/push over the shard map; see pando/psclient.h. */
+#include "pando/psclient.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pando.pb-c.h"
+#include "pando/error.h"
+#include "pando/log.h"
+#include "pando/rpc.h"
+#include "pando/util.h"
+#include "pando/wire.h"
+
+#define MAX_ATTEMPTS 4
+/* The client waits for answers that come within tens of microseconds: it
+ * polls that long before sleeping (see pd_loop_set_spin). */
+#define CLIENT_SPIN 50e-6
+
+typedef struct server {
+  pd_shard_range range;
+  pd_rpc_channel *channel;
+} server;
+
+typedef struct chunk {
+  pd_psclient *client;
+  server *srv;
+  uint64_t begin, end;
+  float *dst;       /* pull: where the values go */
+  const float *src; /* push: the gradient */
+  int attempts;
+  grpc_slice slices[2];
+  size_t nslices;
+  grpc_status_code status;
+} chunk;
+
+struct pd_psclient {
+  char *job;
+  uint32_t worker;
+  server *servers;
+  int nservers;
+  size_t chunk_keys;
+  double pull_timeout, push_timeout;
+  pd_loop *loop;
+  chunk *chunks;
+  size_t nchunks, cap;
+  int64_t clock; /* of the operation in progress */
+  int pending;
+  int failed;
+  uint64_t min_version;
+  char err[512];
+};
+
+pd_psclient *pd_psclient_new(const char *job, uint32_t worker, const pd_shard_range *shards,
+                             int n, size_t chunk_bytes) {
+  PD_ASSERT(n > 0);
+  pd_psclient *c = pd_xcalloc(1, sizeof *c);
+  c->job = pd_xstrdup(job);
+  c->worker = worker;
+  c->servers = pd_xcalloc((size_t)n, sizeof *c->servers);
+  c->nservers = n;
+  for (int i = 0; i < n; i++) {
+    c->servers[i].range = shards[i];
+    c->servers[i].channel = pd_rpc_channel_new(shards[i].address, 0);
+  }
+  c->chunk_keys = (chunk_bytes ? chunk_bytes : PD_PSCLIENT_CHUNK_BYTES) / sizeof(float);
+  c->pull_timeout = 600;
+  c->push_timeout = 120;
+  c->loop = pd_loop_new();
+  pd_loop_set_spin(c->loop, CLIENT_SPIN);
+  return c;
+}
+
+void pd_psclient_free(pd_psclient *c) {
+  if (!c)
+    return;
+  for (int i = 0; i < c->nservers; i++)
+    pd_rpc_channel_free(c->servers[i].channel);
+  pd_loop_free(c->loop);
+  free(c->chunks);
+  free(c->servers);
+  free(c->job);
+  free(c);
+}
+
+uint64_t pd_psclient_keys(const pd_psclient *c) { return c->servers[c->nservers - 1].range.end; }
+
+void pd_psclient_set_timeouts(pd_psclient *c, double pull_sec, double push_sec) {
+  c->pull_timeout = pull_sec;
+  c->push_timeout = push_sec;
+}
+
+/* Splits [begin, end) over the servers and into chunks. */
+static int plan(pd_psclient *c, uint64_t begin, uint64_t end, char *err, size_t errlen) {
+  uint64_t keys = pd_psclient_keys(c);
+  if (begin >= end || end > keys)
+    return pd_errf(err, errlen, -PD_ERANGE_KEYS, "key range [%llu, %llu) is empty or beyond %llu",
+                   (unsigned long long)begin, (unsigned long long)end, (unsigned long long)keys);
+  c->nchunks = 0;
+  for (int i = 0; i < c->nservers; i++) {
+    server *s = &c->servers[i];
+    uint64_t b = PD_MAX(begin, s->range.begin), e = PD_MIN(end, s->range.end);
+    for (uint64_t k = b; k < e; k += c->chunk_keys) {
+      if (c->nchunks == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->chunks = pd_xrealloc(c->chunks, c->cap * sizeof *c->chunks);
+      }
+      chunk *ch = &c->chunks[c->nchunks++];
+      memset(ch, 0, sizeof *ch);
+      ch->client = c;
+      ch->srv = s;
+      ch->begin = k;
+      ch->end = PD_MIN(e, k + c->chunk_keys);
+    }
+  }
+  c->failed = 0;
+  c->err[0] = '\0';
+  c->min_version = UINT64_MAX;
+  return 0;
+}
+
+static void chunk_fail(chunk *ch, const pd_rpc_result *r, const char *what) {
+  pd_psclient *c = ch->client;
+  if (!c->failed)
+    snprintf(c->err, sizeof c->err, "%s: %s: %s", pd_rpc_channel_target(ch->srv->channel),
+             r ? pd_rpc_status_name(r->status) : "DECODE", what);
+  c->failed = 1;
+}
+
+static void start_chunk(chunk *ch, int push);
+
+/* Common handling of a finished chunk call: retry transient failures. Returns
+ * 1 when the caller should decode the response. */
+static int chunk_finished(chunk *ch, const pd_rpc_result *r, int push) {
+  pd_psclient *c = ch->client;
+  if (r->status == GRPC_STATUS_UNAVAILABLE && ch->attempts < MAX_ATTEMPTS && !c->failed) {
+    PD_WARN("%s %s: %s (attempt %d, retrying)", push ? "push to" : "pull from",
+            pd_rpc_channel_target(ch->srv->channel), r->details, ch->attempts);
+    usleep(100000u << ch->attempts);
+    start_chunk(ch, push);
+    return 0;
+  }
+  c->pending--;
+  for (size_t i = 0; i < ch->nslices; i++)
+    grpc_slice_unref(ch->slices[i]);
+  ch->nslices = 0;
+  if (r->status != GRPC_STATUS_OK) {
+    chunk_fail(ch, r, r->details);
+    return 0;
+  }
+  return 1;
+}
+
+static void pull_done(const pd_rpc_result *r, void *user) {
+  chunk *ch = user;
+  if (!chunk_finished(ch, r, 0))
+    return;
+  ProtobufCMessage *msg = NULL;
+  pd_wire_tensor t;
+  char err[256];
+  size_t bytes = (ch->end - ch->begin) * sizeof(float);
+  if (pd_wire_decode(r->response, &pando__v1__pull_response__descriptor, 2, ch->dst, bytes, NULL,
+                     &msg, &t, err, sizeof err) != 0) {
+    chunk_fail(ch, NULL, err);
+    return;
+  }
+  if (t.data_len != bytes) {
+    snprintf(err, sizeof err, "pull answered %zu bytes for %zu expected", t.data_len, bytes);
+    chunk_fail(ch, NULL, err);
+  }
+  uint64_t version = ((Pando__V1__PullResponse *)msg)->version;
+  ch->client->min_version = PD_MIN(ch->client->min_version, version);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void push_done(const pd_rpc_result *r, void *user) {
+  chunk *ch = user;
+  if (!chunk_finished(ch, r, 1))
+    return;
+  uint8_t *buf;
+  size_t len;
+  pd_rpc_buffer_flatten(r->response, &buf, &len);
+  Pando__V1__PushResponse *resp = pando__v1__push_response__unpack(NULL, len, buf);
+  free(buf);
+  if (!resp) {
+    chunk_fail(ch, NULL, "undecodable PushResponse");
+    return;
+  }
+  ch->client->min_version = PD_MIN(ch->client->min_version, resp->version);
+  pando__v1__push_response__free_unpacked(resp, NULL);
+}
+
+static void start_chunk(chunk *ch, int push) {
+  pd_psclient *c = ch->client;
+  ch->attempts++;
+  if (ch->nslices == 0) {
+    if (push) {
+      Pando__V1__PushRequest req = PANDO__V1__PUSH_REQUEST__INIT;
+      req.job = c->job;
+      req.begin = ch->begin;
+      req.end = ch->end;
+      req.worker = c->worker;
+      req.clock = c->clock;
+      int64_t shape = (int64_t)(ch->end - ch->begin);
+      size_t bytes = (size_t)shape * sizeof(float);
+      ch->slices[0] = pd_wire_tensor_header(&req.base, 6, PD_DTYPE_FLOAT32, &shape, 1, bytes);
+      ch->slices[1] = pd_wire_borrow(ch->src, bytes);
+      ch->nslices = 2;
+    } else {
+      Pando__V1__PullRequest req = PANDO__V1__PULL_REQUEST__INIT;
+      req.job = c->job;
+      req.begin = ch->begin;
+      req.end = ch->end;
+      req.worker = c->worker;
+      req.clock = c->clock;
+      ch->slices[0] = grpc_slice_malloc(pando__v1__pull_request__get_packed_size(&req));
+      pando__v1__pull_request__pack(&req, GRPC_SLICE_START_PTR(ch->slices[0]));
+      ch->nslices = 1;
+    }
+  }
+  const char *method = push ? "/pando.v1.ParameterServer/Push" : "/pando.v1.ParameterServer/Pull";
+  if (pd_rpc_start(ch->srv->channel, c->loop, method, ch->slices, ch->nslices,
+                   push ? c->push_timeout : c->pull_timeout, push ? push_done : pull_done,
+                   ch) != 0) {
+    pd_rpc_result r = {GRPC_STATUS_INTERNAL, "cannot start call", NULL};
+    ch->attempts = MAX_ATTEMPTS;
+    chunk_finished(ch, &r, push);
+  }
+}
+
+static int run(pd_psclient *c, int push, char *err, size_t errlen) {
+  c->pending = (int)c->nchunks;
+  for (size_t i = 0; i < c->nchunks; i++)
+    start_chunk(&c->chunks[i], push);
+  while (c->pending > 0)
+    pd_loop_run_once(c->loop, -1);
+  if (c->failed)
+    return pd_errf(err, errlen, -PD_ERPC, "job %s %s: %s", c->job, push ? "push" : "pull", c->err);
+  return 0;
+}
+
+int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock, float *dst,
+                     uint64_t *version, char *err, size_t errlen) {
+  int rc = plan(c, begin, end, err, errlen);
+  if (rc != 0)
+    return rc;
+  c->clock = clock;
+  for (size_t i = 0; i < c->nchunks; i++)
+    c->chunks[i].dst = dst + (c->chunks[i].begin - begin);
+  rc = run(c, 0, err, errlen);
+  if (rc == 0 && version)
+    *version = c->min_version;
+  return rc;
+}
+
+int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,
+                     const float *grad, char *err, size_t errlen) {
+  int rc = plan(c, begin, end, err, errlen);
+  if (rc != 0)
+    return rc;
+  c->clock = clock;
+  for (size_t i = 0; i < c->nchunks; i++)
+    c->chunks[i].src = grad + (c->chunks[i].begin - begin);
+  return run(c, 1, err, errlen);
+}

@@ -1,0 +1,596 @@
+/* The RPC layer: completion-queue event loop, server call state machines,
+ * client calls. See pando/rpc.h for the contract. */
+#include "pando/rpc.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "pando/error.h"
+#include "pando/log.h"
+#include "pando/util.h"
+
+#define PD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define MAX_METHODS 32
+#define REQUESTS_PER_METHOD 16 /* calls of one method the server accepts at once before queueing */
+#define GENERIC_REQUESTS 2
+
+void pd_rpc_init(void) { grpc_init(); }
+void pd_rpc_shutdown(void) { grpc_shutdown(); }
+
+static gpr_timespec deadline_in(double seconds) {
+  if (seconds < 0)
+    return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                      gpr_time_from_micros((int64_t)(seconds * 1e6), GPR_TIMESPAN));
+}
+
+/* ---------------------------------------------------------------- loop */
+
+struct pd_loop {
+  grpc_completion_queue *cq;
+  uint64_t spin_ns;      /* poll this long before sleeping; 0: never spin */
+  uint64_t last_wait_ns; /* how long the previous pd_loop_run_once waited */
+};
+
+pd_loop *pd_loop_new(void) {
+  pd_loop *loop = pd_xcalloc(1, sizeof *loop);
+  loop->cq = grpc_completion_queue_create_for_next(NULL);
+  loop->last_wait_ns = UINT64_MAX;
+  return loop;
+}
+
+void pd_loop_set_spin(pd_loop *loop, double spin_sec) {
+  loop->spin_ns = spin_sec > 0 ? (uint64_t)(spin_sec * 1e9) : 0;
+}
+
+void pd_loop_free(pd_loop *loop) {
+  if (!loop)
+    return;
+  grpc_completion_queue_shutdown(loop->cq);
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(loop->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+    if (ev.type == GRPC_OP_COMPLETE)
+      ((pd_rpc_op *)ev.tag)->done(ev.tag, ev.success);
+  }
+  grpc_completion_queue_destroy(loop->cq);
+  free(loop);
+}
+
+grpc_completion_queue *pd_loop_cq(pd_loop *loop) { return loop->cq; }
+
+int pd_loop_run_once(pd_loop *loop, double timeout_sec) {
+  uint64_t start = pd_now_ns();
+  grpc_event ev = {.type = GRPC_QUEUE_TIMEOUT};
+  /* Waking a sleeping thread (and an idle vCPU) costs tens of microseconds;
+   * while events come back to back, polling without a deadline is cheaper.
+   * A deadline in the past still polls the sockets once. */
+  if (loop->spin_ns && loop->last_wait_ns <= loop->spin_ns && timeout_sec != 0) {
+    uint64_t budget = loop->spin_ns;
+    if (timeout_sec > 0)
+      budget = PD_MIN(budget, (uint64_t)(timeout_sec * 1e9));
+    do
+      ev = grpc_completion_queue_next(loop->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+    while (ev.type == GRPC_QUEUE_TIMEOUT && pd_now_ns() - start < budget);
+  }
+  if (ev.type == GRPC_QUEUE_TIMEOUT)
+    ev = grpc_completion_queue_next(loop->cq, deadline_in(timeout_sec), NULL);
+  loop->last_wait_ns = pd_now_ns() - start;
+  if (ev.type != GRPC_OP_COMPLETE) {
+    loop->last_wait_ns = UINT64_MAX; /* nothing came: sleep at once next time */
+    return 0;
+  }
+  pd_rpc_op *op = ev.tag;
+  op->done(op, ev.success);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- server */
+
+typedef struct reg_method {
+  const char *path;
+  pd_rpc_handler handler;
+  void *ctx;
+  void *registered; /* gRPC's handle */
+} reg_method;
+
+struct pd_rpc_server {
+  grpc_server *server;
+  pd_loop *loop;
+  reg_method methods[MAX_METHODS];
+  int nmethods;
+  int started;
+  int shutting_down;
+  int live_calls; /* pd_rpc_call objects not yet freed, requested ones included */
+  pd_rpc_op shutdown_op;
+  int shutdown_done;
+  int health_serving;
+  const char *const *health_services;
+};
+
+struct pd_rpc_call {
+  pd_rpc_op op_request; /* the call arrived (or the request was cancelled) */
+  pd_rpc_op op_close;   /* RECV_CLOSE_ON_SERVER completed */
+  pd_rpc_op op_send;    /* the response batch completed */
+  pd_rpc_server *srv;
+  reg_method *method; /* NULL: generic request for unknown methods */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array metadata;
+  grpc_call_details details; /* generic requests only */
+  grpc_byte_buffer *payload;
+  grpc_byte_buffer *response;
+  grpc_slice status_details;
+  int client_cancelled; /* set by RECV_CLOSE_ON_SERVER */
+  int replied;          /* a response batch was started */
+  int send_done;
+  int close_done;
+  void (*on_cancel)(pd_rpc_call *call);
+  void *user;
+};
+
+static void post_request(pd_rpc_server *srv, reg_method *m);
+
+static void call_maybe_free(pd_rpc_call *c) {
+  if (!c->close_done || (c->replied && !c->send_done))
+    return;
+  if (c->call)
+    grpc_call_unref(c->call);
+  grpc_metadata_array_destroy(&c->metadata);
+  if (!c->method)
+    grpc_call_details_destroy(&c->details);
+  if (c->payload)
+    grpc_byte_buffer_destroy(c->payload);
+  if (c->response)
+    grpc_byte_buffer_destroy(c->response);
+  grpc_slice_unref(c->status_details);
+  c->srv->live_calls--;
+  free(c);
+}
+
+static void start_batch(pd_rpc_call *c, grpc_op *ops, size_t n, pd_rpc_op *tag) {
+  grpc_call_error rc = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+  PD_ASSERT(rc == GRPC_CALL_OK);
+}
+
+static void on_send(pd_rpc_op *op, int ok) {
+  (void)ok;
+  pd_rpc_call *c = PD_CONTAINER_OF(op, pd_rpc_call, op_send);
+  c->send_done = 1;
+  call_maybe_free(c);
+}
+
+static void on_close(pd_rpc_op *op, int ok) {
+  (void)ok;
+  pd_rpc_call *c = PD_CONTAINER_OF(op, pd_rpc_call, op_close);
+  c->close_done = 1;
+  if (!c->replied) {
+    /* The client went away (or the server is shutting down) while the call
+     * was kept open: its holder lets go of it now. */
+    PD_ASSERT(c->on_cancel != NULL);
+    c->on_cancel(c);
+  }
+  call_maybe_free(c);
+}
+
+static void finish(pd_rpc_call *c, grpc_status_code status, const char *details,
+                   grpc_byte_buffer *response) {
+  PD_ASSERT(!c->replied && !c->close_done);
+  grpc_op ops[3];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (response) {
+    c->response = response;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = response;
+  }
+  c->status_details = grpc_slice_from_copied_string(details ? details : "");
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = status;
+  ops[n++].data.send_status_from_server.status_details = details && *details ? &c->status_details : NULL;
+  c->replied = 1;
+  start_batch(c, ops, n, &c->op_send);
+}
+
+static void on_request(pd_rpc_op *op, int ok) {
+  pd_rpc_call *c = PD_CONTAINER_OF(op, pd_rpc_call, op_request);
+  pd_rpc_server *srv = c->srv;
+  if (!ok) { /* the server is shutting down: this request will never be a call */
+    c->close_done = 1;
+    call_maybe_free(c);
+    return;
+  }
+  if (!srv->shutting_down)
+    post_request(srv, c->method);
+  grpc_op close_op;
+  memset(&close_op, 0, sizeof close_op);
+  close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  close_op.data.recv_close_on_server.cancelled = &c->client_cancelled;
+  start_batch(c, &close_op, 1, &c->op_close);
+  if (!c->method) {
+    char *path = grpc_slice_to_c_string(c->details.method);
+    pd_rpc_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", path);
+    gpr_free(path);
+    return;
+  }
+  c->method->handler(c, c->method->ctx);
+}
+
+static void post_request(pd_rpc_server *srv, reg_method *m) {
+  pd_rpc_call *c = pd_xcalloc(1, sizeof *c);
+  c->srv = srv;
+  c->method = m;
+  c->op_request.done = on_request;
+  c->op_close.done = on_close;
+  c->op_send.done = on_send;
+  c->status_details = grpc_empty_slice();
+  grpc_metadata_array_init(&c->metadata);
+  grpc_completion_queue *cq = srv->loop->cq;
+  grpc_call_error rc;
+  if (m) {
+    rc = grpc_server_request_registered_call(srv->server, m->registered, &c->call, &c->deadline,
+                                             &c->metadata, &c->payload, cq, cq, &c->op_request);
+  } else {
+    grpc_call_details_init(&c->details);
+    rc = grpc_server_request_call(srv->server, &c->call, &c->details, &c->metadata, cq, cq,
+                                  &c->op_request);
+  }
+  PD_ASSERT(rc == GRPC_CALL_OK);
+  srv->live_calls++;
+}
+
+pd_rpc_server *pd_rpc_server_new(pd_loop *loop) {
+  pd_rpc_server *srv = pd_xcalloc(1, sizeof *srv);
+  grpc_arg args[2];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = PD_RPC_MAX_MESSAGE;
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[1].value.integer = PD_RPC_MAX_MESSAGE;
+  grpc_channel_args channel_args = {2, args};
+  srv->server = grpc_server_create(&channel_args, NULL);
+  srv->loop = loop;
+  srv->health_serving = 1;
+  pd_loop_set_spin(loop, PD_RPC_SERVER_SPIN);
+  grpc_server_register_completion_queue(srv->server, loop->cq, NULL);
+  return srv;
+}
+
+void pd_rpc_server_add_method(pd_rpc_server *srv, const char *path, pd_rpc_handler handler,
+                              void *ctx) {
+  PD_ASSERT(!srv->started && srv->nmethods < MAX_METHODS);
+  reg_method *m = &srv->methods[srv->nmethods++];
+  m->path = path;
+  m->handler = handler;
+  m->ctx = ctx;
+  m->registered = grpc_server_register_method(srv->server, path, NULL,
+                                              GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  PD_ASSERT(m->registered != NULL);
+}
+
+int pd_rpc_server_listen(pd_rpc_server *srv, const char *address, char *err, size_t errlen) {
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  int port = grpc_server_add_http2_port(srv->server, address, creds);
+  grpc_server_credentials_release(creds);
+  if (port <= 0)
+    return pd_errf(err, errlen, -PD_ERPC, "cannot listen on %s (address in use or invalid)",
+                   address);
+  return port;
+}
+
+void pd_rpc_server_start(pd_rpc_server *srv) {
+  grpc_server_start(srv->server);
+  srv->started = 1;
+  for (int i = 0; i < srv->nmethods; i++)
+    for (int k = 0; k < REQUESTS_PER_METHOD; k++)
+      post_request(srv, &srv->methods[i]);
+  for (int k = 0; k < GENERIC_REQUESTS; k++)
+    post_request(srv, NULL);
+}
+
+static void on_server_shutdown(pd_rpc_op *op, int ok) {
+  (void)ok;
+  pd_rpc_server *srv = PD_CONTAINER_OF(op, pd_rpc_server, shutdown_op);
+  srv->shutdown_done = 1;
+}
+
+void pd_rpc_server_free(pd_rpc_server *srv) {
+  if (!srv)
+    return;
+  srv->shutting_down = 1;
+  srv->health_serving = 0;
+  srv->shutdown_op.done = on_server_shutdown;
+  grpc_server_shutdown_and_notify(srv->server, srv->loop->cq, &srv->shutdown_op);
+  grpc_server_cancel_all_calls(srv->server);
+  while (!srv->shutdown_done || srv->live_calls > 0)
+    pd_loop_run_once(srv->loop, 1.0);
+  grpc_server_destroy(srv->server);
+  free(srv);
+}
+
+grpc_byte_buffer *pd_rpc_call_payload(pd_rpc_call *call) { return call->payload; }
+const char *pd_rpc_call_method(const pd_rpc_call *call) {
+  return call->method ? call->method->path : "(unknown)";
+}
+void **pd_rpc_call_user(pd_rpc_call *call) { return &call->user; }
+void pd_rpc_call_on_cancel(pd_rpc_call *call, void (*on_cancel)(pd_rpc_call *call)) {
+  call->on_cancel = on_cancel;
+}
+
+void pd_rpc_buffer_flatten(grpc_byte_buffer *bb, uint8_t **out, size_t *len) {
+  size_t total = grpc_byte_buffer_length(bb);
+  uint8_t *buf = pd_xmalloc(total);
+  grpc_byte_buffer_reader reader;
+  PD_ASSERT(grpc_byte_buffer_reader_init(&reader, bb));
+  grpc_slice *slice;
+  size_t off = 0;
+  while (grpc_byte_buffer_reader_peek(&reader, &slice)) {
+    size_t n = GRPC_SLICE_LENGTH(*slice);
+    memcpy(buf + off, GRPC_SLICE_START_PTR(*slice), n);
+    off += n;
+  }
+  grpc_byte_buffer_reader_destroy(&reader);
+  *out = buf;
+  *len = off;
+}
+
+static ProtobufCMessage *unpack_buffer(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc) {
+  if (!bb)
+    return protobuf_c_message_unpack(desc, NULL, 0, NULL);
+  uint8_t *buf;
+  size_t len;
+  pd_rpc_buffer_flatten(bb, &buf, &len);
+  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, buf);
+  free(buf);
+  return msg;
+}
+
+ProtobufCMessage *pd_rpc_call_unpack(pd_rpc_call *call, const ProtobufCMessageDescriptor *desc) {
+  ProtobufCMessage *msg = unpack_buffer(call->payload, desc);
+  if (!msg)
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s message", desc->name);
+  return msg;
+}
+
+static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  grpc_slice slice = grpc_slice_malloc(len);
+  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  return bb;
+}
+
+void pd_rpc_call_reply_msg(pd_rpc_call *call, const ProtobufCMessage *msg) {
+  finish(call, GRPC_STATUS_OK, NULL, pack_message(msg));
+}
+
+void pd_rpc_call_reply_slices(pd_rpc_call *call, grpc_slice *slices, size_t n) {
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(slices, n);
+  for (size_t i = 0; i < n; i++)
+    grpc_slice_unref(slices[i]);
+  finish(call, GRPC_STATUS_OK, NULL, bb);
+}
+
+void pd_rpc_call_fail(pd_rpc_call *call, grpc_status_code status, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  PD_DEBUG("%s failed: %s: %s", pd_rpc_call_method(call), pd_rpc_status_name(status), msg);
+  finish(call, status, msg, NULL);
+}
+
+/* ---------------------------------------------------------------- health */
+
+static void health_check(pd_rpc_call *call, void *ctx) {
+  pd_rpc_server *srv = ctx;
+  Grpc__Health__V1__HealthCheckRequest *req = (Grpc__Health__V1__HealthCheckRequest *)
+      pd_rpc_call_unpack(call, &grpc__health__v1__health_check_request__descriptor);
+  if (!req)
+    return;
+  int known = req->service[0] == '\0';
+  for (const char *const *s = srv->health_services; s && *s && !known; s++)
+    known = strcmp(*s, req->service) == 0;
+  if (!known) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "unknown service '%s'", req->service);
+  } else {
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    resp.status = srv->health_serving
+                      ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    pd_rpc_call_reply_msg(call, &resp.base);
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+void pd_rpc_health_register(pd_rpc_server *srv, const char *const *services) {
+  srv->health_services = services;
+  pd_rpc_server_add_method(srv, "/grpc.health.v1.Health/Check", health_check, srv);
+}
+
+void pd_rpc_health_set_serving(pd_rpc_server *srv, int serving) { srv->health_serving = serving; }
+
+/* ---------------------------------------------------------------- client */
+
+struct pd_rpc_channel {
+  grpc_channel *channel;
+  char *target;
+};
+
+pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection) {
+  pd_rpc_channel *ch = pd_xcalloc(1, sizeof *ch);
+  grpc_arg args[3];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = PD_RPC_MAX_MESSAGE;
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[1].value.integer = PD_RPC_MAX_MESSAGE;
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+  args[2].value.integer = 1;
+  grpc_channel_args channel_args = {own_connection ? 3 : 2, args};
+  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  ch->channel = grpc_channel_create(target, creds, &channel_args);
+  grpc_channel_credentials_release(creds);
+  ch->target = pd_xstrdup(target);
+  return ch;
+}
+
+void pd_rpc_channel_free(pd_rpc_channel *ch) {
+  if (!ch)
+    return;
+  grpc_channel_destroy(ch->channel);
+  free(ch->target);
+  free(ch);
+}
+
+const char *pd_rpc_channel_target(const pd_rpc_channel *ch) { return ch->target; }
+
+typedef struct client_call {
+  pd_rpc_op op;
+  grpc_call *call;
+  grpc_metadata_array initial_md;
+  grpc_metadata_array trailing_md;
+  grpc_byte_buffer *request;
+  grpc_byte_buffer *response;
+  grpc_status_code status;
+  grpc_slice details;
+  pd_rpc_done done;
+  void *user;
+} client_call;
+
+static void on_client_done(pd_rpc_op *op, int ok) {
+  client_call *cc = PD_CONTAINER_OF(op, client_call, op);
+  pd_rpc_result result;
+  char *details = grpc_slice_to_c_string(cc->details);
+  result.status = ok ? cc->status : GRPC_STATUS_UNAVAILABLE;
+  result.details = details;
+  result.response = result.status == GRPC_STATUS_OK ? cc->response : NULL;
+  if (result.status == GRPC_STATUS_OK && !cc->response) {
+    result.status = GRPC_STATUS_INTERNAL;
+    result.details = "server sent no response message";
+  }
+  cc->done(&result, cc->user);
+  gpr_free(details);
+  grpc_metadata_array_destroy(&cc->initial_md);
+  grpc_metadata_array_destroy(&cc->trailing_md);
+  grpc_byte_buffer_destroy(cc->request);
+  if (cc->response)
+    grpc_byte_buffer_destroy(cc->response);
+  grpc_slice_unref(cc->details);
+  grpc_call_unref(cc->call);
+  free(cc);
+}
+
+int pd_rpc_start(pd_rpc_channel *ch, pd_loop *loop, const char *method, const grpc_slice *slices,
+                 size_t n, double timeout_sec, pd_rpc_done done, void *user) {
+  client_call *cc = pd_xcalloc(1, sizeof *cc);
+  cc->op.done = on_client_done;
+  cc->done = done;
+  cc->user = user;
+  cc->details = grpc_empty_slice();
+  grpc_metadata_array_init(&cc->initial_md);
+  grpc_metadata_array_init(&cc->trailing_md);
+  cc->request = grpc_raw_byte_buffer_create((grpc_slice *)slices, n);
+  grpc_slice method_slice = grpc_slice_from_copied_string(method);
+  cc->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, loop->cq,
+                                      method_slice, NULL, deadline_in(timeout_sec), NULL);
+  grpc_slice_unref(method_slice);
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = cc->request;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &cc->initial_md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &cc->response;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &cc->trailing_md;
+  ops[5].data.recv_status_on_client.status = &cc->status;
+  ops[5].data.recv_status_on_client.status_details = &cc->details;
+  grpc_call_error rc = grpc_call_start_batch(cc->call, ops, 6, &cc->op, NULL);
+  if (rc != GRPC_CALL_OK) {
+    grpc_metadata_array_destroy(&cc->initial_md);
+    grpc_metadata_array_destroy(&cc->trailing_md);
+    grpc_byte_buffer_destroy(cc->request);
+    grpc_call_unref(cc->call);
+    free(cc);
+    return -PD_ERPC;
+  }
+  return 0;
+}
+
+typedef struct unary_state {
+  int finished;
+  grpc_status_code status;
+  char details[512];
+  ProtobufCMessage *response;
+  const ProtobufCMessageDescriptor *desc;
+  int undecodable;
+} unary_state;
+
+static void unary_done(const pd_rpc_result *result, void *user) {
+  unary_state *st = user;
+  st->finished = 1;
+  st->status = result->status;
+  pd_strlcpy(st->details, result->details, sizeof st->details);
+  if (result->status == GRPC_STATUS_OK) {
+    st->response = unpack_buffer(result->response, st->desc);
+    st->undecodable = st->response == NULL;
+  }
+}
+
+int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage *request,
+                 const ProtobufCMessageDescriptor *response_desc, ProtobufCMessage **response,
+                 double timeout_sec, grpc_status_code *status, char *err, size_t errlen) {
+  unary_state st;
+  memset(&st, 0, sizeof st);
+  st.desc = response_desc;
+  pd_loop *loop = pd_loop_new();
+  size_t len = protobuf_c_message_get_packed_size(request);
+  grpc_slice slice = grpc_slice_malloc(len);
+  protobuf_c_message_pack(request, GRPC_SLICE_START_PTR(slice));
+  int rc = pd_rpc_start(ch, loop, method, &slice, 1, timeout_sec, unary_done, &st);
+  grpc_slice_unref(slice);
+  while (rc == 0 && !st.finished)
+    pd_loop_run_once(loop, -1);
+  pd_loop_free(loop);
+  if (status)
+    *status = rc == 0 ? st.status : GRPC_STATUS_INTERNAL;
+  if (rc != 0)
+    return pd_errf(err, errlen, rc, "%s %s: cannot start call", ch->target, method);
+  if (st.status != GRPC_STATUS_OK)
+    return pd_errf(err, errlen, -PD_ERPC, "%s %s: %s: %s", ch->target, method,
+                   pd_rpc_status_name(st.status), st.details);
+  if (st.undecodable)
+    return pd_errf(err, errlen, -PD_EFORMAT, "%s %s: undecodable %s response", ch->target, method,
+                   response_desc->name);
+  *response = st.response;
+  return 0;
+}
+
+const char *pd_rpc_status_name(grpc_status_code status) {
+  static const char *names[] = {
+      "OK",        "CANCELLED",         "UNKNOWN",      "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS",    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",    "INTERNAL",
+      "UNAVAILABLE", "DATA_LOSS",       "UNAUTHENTICATED"};
+  if ((int)status >= 0 && (size_t)status < PD_ARRAY_SIZE(names))
+    return names[status];
+  return "UNKNOWN_STATUS";
+}

@@ -1,0 +1,153 @@
+/* Register + heartbeat with the coordinator, asynchronously; see session.h. */
+#include "pando/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pando.pb-c.h"
+#include "pando/error.h"
+#include "pando/log.h"
+#include "pando/util.h"
+#include "pando/wire.h"
+
+#define RPC_TIMEOUT_SEC 2.0
+#define RETRY_SEC 0.5
+
+struct pd_session {
+  pd_loop *loop;
+  pd_rpc_channel *channel;
+  int role;
+  char *address, *name;
+  pd_session_changed changed;
+  void *user;
+  uint64_t node_id;
+  uint64_t generation;
+  double heartbeat_sec;
+  double next_due;
+  int in_flight;
+  int warned; /* logged that the coordinator is unreachable */
+  uint8_t *request;
+};
+
+pd_session *pd_session_new(pd_loop *loop, const char *coordinator, int role, const char *address,
+                           const char *name, pd_session_changed changed, void *user) {
+  pd_session *s = pd_xcalloc(1, sizeof *s);
+  s->loop = loop;
+  s->channel = pd_rpc_channel_new(coordinator, 0);
+  s->role = role;
+  s->address = pd_xstrdup(address);
+  s->name = pd_xstrdup(name);
+  s->changed = changed;
+  s->user = user;
+  s->heartbeat_sec = 0.2;
+  return s;
+}
+
+void pd_session_free(pd_session *s) {
+  if (!s)
+    return;
+  while (s->in_flight)
+    pd_loop_run_once(s->loop, 1.0);
+  pd_rpc_channel_free(s->channel);
+  free(s->request);
+  free(s->address);
+  free(s->name);
+  free(s);
+}
+
+uint64_t pd_session_node_id(const pd_session *s) { return s->node_id; }
+pd_rpc_channel *pd_session_channel(pd_session *s) { return s->channel; }
+
+static void call_failed(pd_session *s, const char *what, const pd_rpc_result *r) {
+  if (!s->warned)
+    PD_WARN("%s to coordinator %s failed: %s: %s (retrying)", what,
+            pd_rpc_channel_target(s->channel), pd_rpc_status_name(r->status), r->details);
+  s->warned = 1;
+  s->next_due = pd_now() + RETRY_SEC;
+}
+
+static void register_done(const pd_rpc_result *r, void *user) {
+  pd_session *s = user;
+  s->in_flight = 0;
+  if (r->status != GRPC_STATUS_OK) {
+    call_failed(s, "RegisterNode", r);
+    return;
+  }
+  uint8_t *buf;
+  size_t len;
+  pd_rpc_buffer_flatten(r->response, &buf, &len);
+  Pando__V1__RegisterResponse *resp = pando__v1__register_response__unpack(NULL, len, buf);
+  free(buf);
+  if (!resp) {
+    PD_WARN("undecodable RegisterResponse from %s", pd_rpc_channel_target(s->channel));
+    s->next_due = pd_now() + RETRY_SEC;
+    return;
+  }
+  s->node_id = resp->node_id;
+  if (resp->heartbeat_ms > 0)
+    s->heartbeat_sec = resp->heartbeat_ms / 1000.0;
+  s->warned = 0;
+  s->next_due = pd_now();
+  PD_INFO("registered with coordinator %s as node %llu", pd_rpc_channel_target(s->channel),
+          (unsigned long long)s->node_id);
+  pando__v1__register_response__free_unpacked(resp, NULL);
+}
+
+static void heartbeat_done(const pd_rpc_result *r, void *user) {
+  pd_session *s = user;
+  s->in_flight = 0;
+  if (r->status != GRPC_STATUS_OK) {
+    call_failed(s, "Heartbeat", r);
+    return;
+  }
+  if (s->warned)
+    PD_INFO("coordinator %s reachable again", pd_rpc_channel_target(s->channel));
+  s->warned = 0;
+  uint8_t *buf;
+  size_t len;
+  pd_rpc_buffer_flatten(r->response, &buf, &len);
+  Pando__V1__HeartbeatResponse *resp = pando__v1__heartbeat_response__unpack(NULL, len, buf);
+  free(buf);
+  if (!resp)
+    return;
+  if (!resp->known) {
+    PD_WARN("coordinator does not know node %llu any more: registering again",
+            (unsigned long long)s->node_id);
+    s->node_id = 0;
+    s->next_due = pd_now();
+  } else if (resp->assignment != s->generation) {
+    s->generation = resp->assignment;
+    if (s->changed)
+      s->changed(s, s->generation, s->user);
+  }
+  pando__v1__heartbeat_response__free_unpacked(resp, NULL);
+}
+
+static void session_send(pd_session *s, const char *method, const ProtobufCMessage *msg, pd_rpc_done done) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  free(s->request);
+  s->request = pd_xmalloc(len ? len : 1);
+  protobuf_c_message_pack(msg, s->request);
+  grpc_slice slice = pd_wire_borrow(s->request, len);
+  if (pd_rpc_start(s->channel, s->loop, method, &slice, 1, RPC_TIMEOUT_SEC, done, s) == 0)
+    s->in_flight = 1;
+  grpc_slice_unref(slice);
+}
+
+void pd_session_tick(pd_session *s) {
+  double now = pd_now();
+  if (s->in_flight || now < s->next_due)
+    return;
+  s->next_due = now + s->heartbeat_sec;
+  if (s->node_id == 0) {
+    Pando__V1__RegisterRequest req = PANDO__V1__REGISTER_REQUEST__INIT;
+    req.role = (Pando__V1__Role)s->role;
+    req.address = s->address;
+    req.name = s->name;
+    session_send(s, "/pando.v1.Coordinator/RegisterNode", &req.base, register_done);
+  } else {
+    Pando__V1__HeartbeatRequest req = PANDO__V1__HEARTBEAT_REQUEST__INIT;
+    req.node_id = s->node_id;
+    session_send(s, "/pando.v1.Coordinator/Heartbeat", &req.base, heartbeat_done);
+  }
+}

@@ -1,0 +1,697 @@
+/* Job spec: parses the YAML a user submits into a pd_job_spec (libyaml's
+ * document API) and validates it. One table of keys drives the parser, the
+ * validator and every error message. */
+#include "pando/spec.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "pando/error.h"
+#include "pando/util.h"
+
+/* One YAML name of an enum value; each list ends with {0, NULL}. Shared by
+ * the parser, the validator and the pd_*_name() functions. */
+struct enum_name {
+  int value;
+  const char *name;
+};
+
+static const struct enum_name model_type_names[] = {
+    {PD_MODEL_SOFTMAX, "softmax"}, {PD_MODEL_MLP, "mlp"}, {0, NULL}};
+static const struct enum_name activation_names[] = {
+    {PD_ACT_RELU, "relu"}, {PD_ACT_TANH, "tanh"}, {PD_ACT_SIGMOID, "sigmoid"}, {0, NULL}};
+static const struct enum_name update_names[] = {
+    {PD_UPDATE_BSP, "bsp"}, {PD_UPDATE_ASP, "asp"}, {0, NULL}};
+static const struct enum_name optimizer_names[] = {
+    {PD_OPT_SGD, "sgd"}, {PD_OPT_MOMENTUM, "momentum"}, {PD_OPT_ADAM, "adam"}, {0, NULL}};
+static const struct enum_name partition_names[] = {
+    {PD_PARTITION_DISJOINT_CONTIGUOUS, "disjoint_contiguous"}, {0, NULL}};
+/* data.format is a string; these are the values it may take. */
+static const struct enum_name format_names[] = {{1, "idx"}, {0, NULL}};
+
+/* Enum fields are read and written as int. */
+_Static_assert(sizeof(enum pd_model_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_activation) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_update) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_optimizer_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_partition) == sizeof(int), "enum size");
+
+/* What is wrong with one key: `what` goes right after "path: ", `hint` (may
+ * be empty) after the line number, as in
+ * "training.update: unknown value 'bsq' (line 9); expected one of: bsp, asp". */
+struct problem {
+  char what[320];
+  char hint[480];
+};
+
+static int problem(struct problem *pb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int problem(struct problem *pb, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(pb->what, sizeof pb->what, fmt, ap);
+  va_end(ap);
+  pb->hint[0] = '\0';
+  return -1;
+}
+
+/* Appends to the NUL-terminated `buf` of `size` bytes, truncating. */
+static void append(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t size, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  if (used + 1 >= size)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + used, size - used, fmt, ap);
+  va_end(ap);
+}
+
+static const char *enum_to_name(const struct enum_name *names, int value) {
+  for (; names->name; names++)
+    if (names->value == value)
+      return names->name;
+  return NULL;
+}
+
+static const struct enum_name *enum_from_name(const struct enum_name *names, const char *name) {
+  for (; names->name; names++)
+    if (strcmp(names->name, name) == 0)
+      return names;
+  return NULL;
+}
+
+static void names_hint(struct problem *pb, const struct enum_name *names) {
+  snprintf(pb->hint, sizeof pb->hint, "expected one of: ");
+  for (const struct enum_name *n = names; n->name; n++)
+    append(pb->hint, sizeof pb->hint, "%s%s", n == names ? "" : ", ", n->name);
+}
+
+/* Rules that involve more than one field's own bounds. */
+static int check_name(const pd_job_spec *spec, struct problem *pb) {
+  const char *name = spec->name;
+  size_t len = strlen(name);
+  int ok = len >= 1 && len <= 63 && name[0] >= 'a' && name[0] <= 'z';
+  for (size_t i = 1; ok && i < len; i++)
+    ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '-';
+  if (ok)
+    return 0;
+  return problem(pb,
+                 "must match [a-z][a-z0-9-]{0,62} (lowercase letters, digits and '-', starting "
+                 "with a letter), got '%.80s'",
+                 name);
+}
+
+static int check_layers(const pd_job_spec *spec, struct problem *pb) {
+  if (spec->model.type == PD_MODEL_SOFTMAX && spec->model.nlayers != 2)
+    return problem(pb, "a softmax model takes exactly 2 layers (inputs, classes), got %d",
+                   spec->model.nlayers);
+  return 0;
+}
+
+enum key_kind { K_MAP, K_STRING, K_INT, K_UINT64, K_DOUBLE, K_ENUM, K_INT_LIST };
+
+/* One key of the job spec. */
+struct spec_key {
+  const char *path;              /* full key path, e.g. "training.optimizer.lr" */
+  enum key_kind kind;            /* K_MAP: a mapping of the keys under it */
+  size_t offset, size;           /* the field in pd_job_spec (not for K_MAP) */
+  int required;                  /* must be present whenever its parent mapping is */
+  const char *default_value;     /* parsed like a YAML value before the document */
+  const struct enum_name *names; /* K_ENUM values; allowed K_STRING values */
+  double min, max;               /* bounds of a K_INT, K_DOUBLE or each K_INT_LIST entry */
+  int min_exclusive;             /* min itself is out of range */
+  size_t count_offset;           /* K_INT_LIST: the int that counts its entries */
+  int min_count, max_count;      /* K_INT_LIST: bounds of that count */
+  int (*check)(const pd_job_spec *spec, struct problem *pb); /* extra rule, or NULL */
+};
+
+#define FIELD(member) offsetof(pd_job_spec, member), sizeof(((pd_job_spec *)0)->member)
+
+static const struct spec_key keys[] = {
+    {"name", K_STRING, FIELD(name), .required = 1, .check = check_name},
+    {"model", K_MAP, .required = 1},
+    {"model.type", K_ENUM, FIELD(model.type), .required = 1, .names = model_type_names},
+    {"model.layers", K_INT_LIST, FIELD(model.layers), .required = 1, .min = 1, .max = 1000000,
+     .count_offset = offsetof(pd_job_spec, model.nlayers), .min_count = 2,
+     .max_count = PD_MAX_LAYERS, .check = check_layers},
+    {"model.activation", K_ENUM, FIELD(model.activation), .default_value = "relu",
+     .names = activation_names},
+    {"model.seed", K_UINT64, FIELD(model.seed), .default_value = "0"},
+    {"data", K_MAP, .required = 1},
+    {"data.format", K_STRING, FIELD(data.format), .default_value = "idx", .names = format_names},
+    {"data.train", K_MAP, .required = 1},
+    {"data.train.features", K_STRING, FIELD(data.train.features), .required = 1},
+    {"data.train.labels", K_STRING, FIELD(data.train.labels), .required = 1},
+    {"data.test", K_MAP, .required = 0}, /* optional: no test set, no evaluation */
+    {"data.test.features", K_STRING, FIELD(data.test.features), .required = 1},
+    {"data.test.labels", K_STRING, FIELD(data.test.labels), .required = 1},
+    {"data.partition", K_ENUM, FIELD(data.partition), .default_value = "disjoint_contiguous",
+     .names = partition_names},
+    {"training", K_MAP, .required = 1},
+    {"training.epochs", K_INT, FIELD(training.epochs), .required = 1, .min = 1, .max = 100000},
+    {"training.batch_size", K_INT, FIELD(training.batch_size), .required = 1, .min = 1,
+     .max = 65536},
+    {"training.update", K_ENUM, FIELD(training.update), .default_value = "bsp",
+     .names = update_names},
+    {"training.optimizer", K_MAP, .required = 1},
+    {"training.optimizer.type", K_ENUM, FIELD(training.optimizer.type), .default_value = "sgd",
+     .names = optimizer_names},
+    {"training.optimizer.lr", K_DOUBLE, FIELD(training.optimizer.lr), .required = 1, .min = 0,
+     .min_exclusive = 1, .max = INFINITY},
+    {"training.optimizer.momentum", K_DOUBLE, FIELD(training.optimizer.momentum),
+     .default_value = "0.9", .min = 0, .max = 0.999999},
+    {"training.optimizer.beta1", K_DOUBLE, FIELD(training.optimizer.beta1),
+     .default_value = "0.9", .min = 0, .max = 0.999999},
+    {"training.optimizer.beta2", K_DOUBLE, FIELD(training.optimizer.beta2),
+     .default_value = "0.999", .min = 0, .max = 0.999999999},
+    {"training.optimizer.epsilon", K_DOUBLE, FIELD(training.optimizer.epsilon),
+     .default_value = "1e-8", .min = 0, .min_exclusive = 1, .max = 1},
+    {"cluster", K_MAP, .required = 1},
+    {"cluster.servers", K_INT, FIELD(cluster.servers), .required = 1, .min = 1, .max = 1024},
+    {"cluster.workers", K_INT, FIELD(cluster.workers), .required = 1, .min = 1, .max = 4096},
+    {"cluster.wait_timeout", K_DOUBLE, FIELD(cluster.wait_timeout_sec), .default_value = "60",
+     .min = 0, .min_exclusive = 1, .max = INFINITY},
+};
+
+#define NKEYS PD_ARRAY_SIZE(keys)
+
+/* ---- the key table as a tree: a key's parent is its path minus the last part */
+
+static const char *last_part(const char *path) {
+  const char *dot = strrchr(path, '.');
+  return dot ? dot + 1 : path;
+}
+
+/* Returns the index of the mapping `i` lives in, or -1 for the top level. */
+static int parent_of(int i) {
+  const char *path = keys[i].path;
+  size_t len = (size_t)(last_part(path) - path);
+  if (len == 0)
+    return -1;
+  for (int p = 0; p < (int)NKEYS; p++)
+    if (strlen(keys[p].path) == len - 1 && strncmp(keys[p].path, path, len - 1) == 0)
+      return p;
+  PD_ASSERT(!"key table: parent missing");
+  return -1;
+}
+
+static int find_child(int parent, const char *name) {
+  for (int i = 0; i < (int)NKEYS; i++)
+    if (parent_of(i) == parent && strcmp(last_part(keys[i].path), name) == 0)
+      return i;
+  return -1;
+}
+
+static void children_hint(struct problem *pb, int parent) {
+  snprintf(pb->hint, sizeof pb->hint, "expected one of: ");
+  const char *sep = "";
+  for (int i = 0; i < (int)NKEYS; i++)
+    if (parent_of(i) == parent) {
+      append(pb->hint, sizeof pb->hint, "%s%s", sep, last_part(keys[i].path));
+      sep = ", ";
+    }
+}
+
+/* ---- field access */
+
+static void *field_of(pd_job_spec *spec, const struct spec_key *key) {
+  return (char *)spec + key->offset;
+}
+static const void *cfield_of(const pd_job_spec *spec, const struct spec_key *key) {
+  return (const char *)spec + key->offset;
+}
+static int get_int(const void *p) {
+  int v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static void set_int(void *p, int v) { memcpy(p, &v, sizeof v); }
+
+/* ---- values */
+
+static const char *kind_noun(enum key_kind kind) {
+  switch (kind) {
+  case K_MAP: return "a mapping";
+  case K_STRING:
+  case K_ENUM: return "a string";
+  case K_INT:
+  case K_UINT64: return "an integer";
+  case K_DOUBLE: return "a number";
+  case K_INT_LIST: return "a list of integers";
+  }
+  return "?";
+}
+
+/* Checks `value` (shown to the user as `shown`) against the key's bounds. */
+static int check_number(const struct spec_key *key, double value, const char *shown,
+                        struct problem *pb) {
+  if (!isfinite(value) && key->kind == K_DOUBLE)
+    return problem(pb, "must be a finite number, got %s", shown);
+  int below = key->min_exclusive ? !(value > key->min) : !(value >= key->min);
+  if (!below && !(value > key->max))
+    return 0;
+  if (isinf(key->max))
+    return problem(pb, "must be %s %.15g, got %s", key->min_exclusive ? ">" : ">=", key->min,
+                   shown);
+  return problem(pb, "must be between %.15g and %.15g, got %s", key->min, key->max, shown);
+}
+
+static int count_problem(const struct spec_key *key, int count, struct problem *pb) {
+  return problem(pb, "expected %d to %d entries, got %d", key->min_count, key->max_count, count);
+}
+
+/* Parses a decimal integer: 0, -1 when `text` is not one, -2 when it
+ * overflows (then *out is LLONG_MIN or LLONG_MAX). */
+static int parse_integer(const char *text, long long *out) {
+  char *end;
+  if (!text[0] || isspace((unsigned char)text[0]))
+    return -1;
+  errno = 0;
+  *out = strtoll(text, &end, 10);
+  if (end == text || *end)
+    return -1;
+  return errno == ERANGE ? -2 : 0;
+}
+
+/* Stores the value `text` into the field of `key` (not K_MAP/K_INT_LIST). */
+static int set_value(pd_job_spec *spec, const struct spec_key *key, const char *text,
+                     struct problem *pb) {
+  void *field = field_of(spec, key);
+  long long integer;
+  char *end;
+  switch (key->kind) {
+  case K_STRING:
+    if (strlen(text) >= key->size)
+      return problem(pb, "longer than %zu characters", key->size - 1);
+    pd_strlcpy(field, text, key->size);
+    return 0;
+  case K_INT: {
+    int rc = parse_integer(text, &integer);
+    if (rc == -1)
+      return problem(pb, "expected an integer, got '%.80s'", text);
+    double value = rc == -2 ? (integer < 0 ? -HUGE_VAL : HUGE_VAL) : (double)integer;
+    if (check_number(key, value, text, pb) != 0)
+      return -1;
+    set_int(field, (int)integer);
+    return 0;
+  }
+  case K_UINT64: {
+    if (!text[0] || isspace((unsigned char)text[0]) || text[0] == '-') {
+      if (parse_integer(text, &integer) == -1)
+        return problem(pb, "expected an integer, got '%.80s'", text);
+      return problem(pb, "must be between 0 and %" PRIu64 ", got %.80s", UINT64_MAX, text);
+    }
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (*end)
+      return problem(pb, "expected an integer, got '%.80s'", text);
+    if (errno == ERANGE)
+      return problem(pb, "must be between 0 and %" PRIu64 ", got %.80s", UINT64_MAX, text);
+    uint64_t u = (uint64_t)value;
+    memcpy(field, &u, sizeof u);
+    return 0;
+  }
+  case K_DOUBLE: {
+    if (!text[0] || isspace((unsigned char)text[0]))
+      return problem(pb, "expected a number, got '%.80s'", text);
+    double value = strtod(text, &end);
+    if (*end)
+      return problem(pb, "expected a number, got '%.80s'", text);
+    if (check_number(key, value, text, pb) != 0)
+      return -1;
+    memcpy(field, &value, sizeof value);
+    return 0;
+  }
+  case K_ENUM: {
+    const struct enum_name *found = enum_from_name(key->names, text);
+    if (!found) {
+      problem(pb, "unknown value '%.80s'", text);
+      names_hint(pb, key->names);
+      return -1;
+    }
+    set_int(field, found->value);
+    return 0;
+  }
+  case K_MAP:
+  case K_INT_LIST: break;
+  }
+  PD_ASSERT(!"set_value: not a scalar key");
+  return -1;
+}
+
+/* Formats the error for the key at `path` (may be "") found at `line` (1-based, 0: unknown). */
+static int fail(char *err, size_t errlen, const char *path, int line, const struct problem *pb) {
+  char at[32] = "";
+  if (line > 0)
+    snprintf(at, sizeof at, " (line %d)", line);
+  return pd_errf(err, errlen, -PD_EINVAL_SPEC, "%s%s%s%s%s%s", path, path[0] ? ": " : "", pb->what,
+                 at, pb->hint[0] ? "; " : "", pb->hint);
+}
+
+/* ---- validation (also of specs built in code) */
+
+/* Whether the mapping `m` is in use: required ones always are (if their
+ * parent is), optional ones (data.test) when one of their strings is set. */
+static int in_use(const pd_job_spec *spec, int m) {
+  if (m < 0)
+    return 1;
+  if (keys[m].required)
+    return in_use(spec, parent_of(m));
+  for (int i = 0; i < (int)NKEYS; i++)
+    if (parent_of(i) == m && keys[i].kind == K_STRING && *(const char *)cfield_of(spec, &keys[i]))
+      return in_use(spec, parent_of(m));
+  return 0;
+}
+
+/* Checks one field against the table; on failure `path` may be narrowed to
+ * a list entry ("model.layers[2]"). */
+static int check_field(const pd_job_spec *spec, const struct spec_key *key, char *path,
+                       size_t pathlen, struct problem *pb) {
+  const void *field = cfield_of(spec, key);
+  char shown[64];
+  switch (key->kind) {
+  case K_STRING:
+    if (!memchr(field, '\0', key->size))
+      return problem(pb, "not NUL-terminated");
+    if (key->required && !*(const char *)field)
+      return problem(pb, "required");
+    if (key->names && !enum_from_name(key->names, field)) {
+      problem(pb, "unknown value '%.80s'", (const char *)field);
+      names_hint(pb, key->names);
+      return -1;
+    }
+    return 0;
+  case K_INT:
+    snprintf(shown, sizeof shown, "%d", get_int(field));
+    return check_number(key, get_int(field), shown, pb);
+  case K_DOUBLE: {
+    double value;
+    memcpy(&value, field, sizeof value);
+    snprintf(shown, sizeof shown, "%.15g", value);
+    return check_number(key, value, shown, pb);
+  }
+  case K_ENUM:
+    if (!enum_to_name(key->names, get_int(field))) {
+      problem(pb, "unknown value %d", get_int(field));
+      names_hint(pb, key->names);
+      return -1;
+    }
+    return 0;
+  case K_INT_LIST: {
+    int count = get_int((const char *)spec + key->count_offset);
+    if (count < key->min_count || count > key->max_count)
+      return count_problem(key, count, pb);
+    for (int j = 0; j < count; j++) {
+      int value = get_int((const int *)field + j);
+      snprintf(shown, sizeof shown, "%d", value);
+      if (check_number(key, value, shown, pb) != 0) {
+        snprintf(path, pathlen, "%s[%d]", key->path, j);
+        return -1;
+      }
+    }
+    return 0;
+  }
+  case K_UINT64:
+  case K_MAP: return 0;
+  }
+  return 0;
+}
+
+/* Validates `spec`; `line` (may be NULL) gives the line of each key for messages. */
+static int validate(const pd_job_spec *spec, const int *line, char *err, size_t errlen) {
+  struct problem pb;
+  char path[128];
+  for (int i = 0; i < (int)NKEYS; i++) {
+    const struct spec_key *key = &keys[i];
+    if (key->kind == K_MAP || !in_use(spec, parent_of(i)))
+      continue;
+    snprintf(path, sizeof path, "%s", key->path);
+    if (check_field(spec, key, path, sizeof path, &pb) != 0 ||
+        (key->check && key->check(spec, &pb) != 0))
+      return fail(err, errlen, path, line ? line[i] : 0, &pb);
+  }
+  return 0;
+}
+
+int pd_job_spec_validate(const pd_job_spec *spec, char *err, size_t errlen) {
+  return validate(spec, NULL, err, errlen);
+}
+
+/* ---- parsing */
+
+struct spec_parser {
+  yaml_document_t *doc;
+  pd_job_spec *spec;
+  int line[NKEYS]; /* 1-based line of each key in the document, 0: absent */
+  char *err;
+  size_t errlen;
+};
+
+static int node_line(const yaml_node_t *node) { return (int)node->start_mark.line + 1; }
+
+static int is_null(const yaml_node_t *node) {
+  static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+  if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+    return 0;
+  for (size_t i = 0; i < PD_ARRAY_SIZE(nulls); i++)
+    if (strcmp((const char *)node->data.scalar.value, nulls[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* Describes a node for "got ..." in messages. */
+static const char *describe(const yaml_node_t *node, char *buf, size_t len) {
+  if (node->type == YAML_MAPPING_NODE)
+    return "a mapping";
+  if (node->type == YAML_SEQUENCE_NODE)
+    return "a list";
+  if (is_null(node))
+    return "null";
+  const char *text = (const char *)node->data.scalar.value;
+  snprintf(buf, len, "'%.80s%s'", text, strlen(text) > 80 ? "..." : "");
+  return buf;
+}
+
+/* A scalar's text, or -1 with a problem when `node` is not a usable scalar. */
+static int scalar_text(const struct spec_key *key, const yaml_node_t *node, const char **text,
+                       struct problem *pb) {
+  char shown[96];
+  if (node->type != YAML_SCALAR_NODE || is_null(node)) {
+    problem(pb, "expected %s, got %s", kind_noun(key->kind), describe(node, shown, sizeof shown));
+    if (key->names)
+      names_hint(pb, key->names);
+    return -1;
+  }
+  *text = (const char *)node->data.scalar.value;
+  if (strlen(*text) != node->data.scalar.length)
+    return problem(pb, "contains a NUL character");
+  return 0;
+}
+
+static int parse_list(struct spec_parser *p, int i, const yaml_node_t *node) {
+  const struct spec_key *key = &keys[i];
+  struct problem pb;
+  char path[128], shown[96];
+  if (node->type != YAML_SEQUENCE_NODE) {
+    problem(&pb, "expected %s, got %s", kind_noun(key->kind), describe(node, shown, sizeof shown));
+    return fail(p->err, p->errlen, key->path, node_line(node), &pb);
+  }
+  int count = (int)(node->data.sequence.items.top - node->data.sequence.items.start);
+  if (count > key->max_count) {
+    count_problem(key, count, &pb);
+    return fail(p->err, p->errlen, key->path, node_line(node), &pb);
+  }
+  PD_ASSERT(key->size == (size_t)key->max_count * sizeof(int));
+  int *values = field_of(p->spec, key);
+  for (int j = 0; j < count; j++) {
+    const yaml_node_t *item = yaml_document_get_node(p->doc, node->data.sequence.items.start[j]);
+    const char *text = NULL;
+    long long value = 0;
+    int rc = scalar_text(key, item, &text, &pb);
+    if (rc == 0) {
+      int parsed = parse_integer(text, &value);
+      if (parsed == -1)
+        rc = problem(&pb, "expected an integer, got '%.80s'", text);
+      else
+        rc = check_number(key, parsed == -2 ? (value < 0 ? -HUGE_VAL : HUGE_VAL) : (double)value,
+                          text, &pb);
+    }
+    if (rc != 0) {
+      snprintf(path, sizeof path, "%s[%d]", key->path, j);
+      return fail(p->err, p->errlen, path, node_line(item), &pb);
+    }
+    values[j] = (int)value;
+  }
+  set_int((char *)p->spec + key->count_offset, count);
+  return 0;
+}
+
+static int parse_map(struct spec_parser *p, int parent, const yaml_node_t *node) {
+  const char *path = parent < 0 ? "" : keys[parent].path;
+  struct problem pb;
+  char shown[96];
+  if (node->type != YAML_MAPPING_NODE) {
+    problem(&pb, "expected a mapping, got %s", describe(node, shown, sizeof shown));
+    return fail(p->err, p->errlen, path, node_line(node), &pb);
+  }
+  for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top;
+       pair++) {
+    const yaml_node_t *key_node = yaml_document_get_node(p->doc, pair->key);
+    const yaml_node_t *value = yaml_document_get_node(p->doc, pair->value);
+    int line = node_line(key_node);
+    if (key_node->type != YAML_SCALAR_NODE) {
+      problem(&pb, "keys must be strings, got %s", describe(key_node, shown, sizeof shown));
+      return fail(p->err, p->errlen, path, line, &pb);
+    }
+    const char *name = (const char *)key_node->data.scalar.value;
+    int i = find_child(parent, name);
+    if (i < 0) {
+      problem(&pb, "unknown key '%.80s'", name);
+      children_hint(&pb, parent);
+      return fail(p->err, p->errlen, path, line, &pb);
+    }
+    if (p->line[i]) {
+      problem(&pb, "duplicated key");
+      snprintf(pb.hint, sizeof pb.hint, "first set at line %d", p->line[i]);
+      return fail(p->err, p->errlen, keys[i].path, line, &pb);
+    }
+    p->line[i] = line;
+    int rc;
+    const char *text;
+    if (keys[i].kind == K_MAP)
+      rc = parse_map(p, i, value);
+    else if (keys[i].kind == K_INT_LIST)
+      rc = parse_list(p, i, value);
+    else if (scalar_text(&keys[i], value, &text, &pb) != 0 ||
+             set_value(p->spec, &keys[i], text, &pb) != 0)
+      rc = fail(p->err, p->errlen, keys[i].path, node_line(value), &pb);
+    else
+      rc = 0;
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* Whether the keys under mapping `m` must be there: it appeared, or it is
+ * required and its own parent must be there. */
+static int expected(const struct spec_parser *p, int m) {
+  if (m < 0 || p->line[m])
+    return 1;
+  return keys[m].required && expected(p, parent_of(m));
+}
+
+static int check_required(const struct spec_parser *p) {
+  struct problem pb;
+  for (int i = 0; i < (int)NKEYS; i++) {
+    int parent = parent_of(i);
+    if (keys[i].kind == K_MAP || !keys[i].required || p->line[i] || !expected(p, parent))
+      continue;
+    if (parent >= 0 && p->line[parent])
+      problem(&pb, "required (missing from '%s' at line %d)", keys[parent].path, p->line[parent]);
+    else
+      problem(&pb, "required");
+    return fail(p->err, p->errlen, keys[i].path, 0, &pb);
+  }
+  return 0;
+}
+
+static int syntax_error(const yaml_parser_t *parser, char *err, size_t errlen) {
+  const char *what = parser->problem ? parser->problem : "out of memory";
+  if (parser->error == YAML_READER_ERROR)
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "YAML syntax error: %s (byte %zu)", what,
+                   parser->problem_offset);
+  char context[160] = "";
+  if (parser->context)
+    snprintf(context, sizeof context, "; %s at line %d", parser->context,
+             (int)parser->context_mark.line + 1);
+  return pd_errf(err, errlen, -PD_EINVAL_SPEC, "YAML syntax error: %s (line %d, column %d)%s", what,
+                 (int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1, context);
+}
+
+static void set_defaults(pd_job_spec *spec) {
+  struct problem pb;
+  memset(spec, 0, sizeof *spec);
+  for (size_t i = 0; i < NKEYS; i++)
+    if (keys[i].default_value) {
+      int rc = set_value(spec, &keys[i], keys[i].default_value, &pb);
+      if (rc != 0)
+        fprintf(stderr, "spec key table: %s: bad default: %s\n", keys[i].path, pb.what);
+      PD_ASSERT(rc == 0);
+    }
+}
+
+int pd_job_spec_parse(const char *text, size_t len, pd_job_spec *spec, char *err, size_t errlen) {
+  yaml_parser_t parser;
+  yaml_document_t doc, extra;
+  int have_doc = 0, have_extra = 0, rc;
+  struct spec_parser p = {.doc = &doc, .spec = spec, .err = err, .errlen = errlen};
+
+  set_defaults(spec);
+  PD_ASSERT(yaml_parser_initialize(&parser));
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  if (!yaml_parser_load(&parser, &doc)) {
+    rc = syntax_error(&parser, err, errlen);
+    goto done;
+  }
+  have_doc = 1;
+  const yaml_node_t *root = yaml_document_get_root_node(&doc);
+  if (!root || is_null(root)) {
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC, "job spec is empty");
+    goto done;
+  }
+  if (root->type != YAML_MAPPING_NODE) {
+    char shown[96];
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                 "job spec must be a mapping at the top level, got %s (line %d)",
+                 describe(root, shown, sizeof shown), node_line(root));
+    goto done;
+  }
+  if (!yaml_parser_load(&parser, &extra)) {
+    rc = syntax_error(&parser, err, errlen);
+    goto done;
+  }
+  have_extra = 1;
+  if (yaml_document_get_root_node(&extra)) {
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                 "job spec must be a single YAML document, found another at line %d",
+                 (int)extra.start_mark.line + 1);
+    goto done;
+  }
+  if ((rc = parse_map(&p, -1, root)) != 0 || (rc = check_required(&p)) != 0)
+    goto done;
+  rc = validate(spec, p.line, err, errlen);
+done:
+  if (have_extra)
+    yaml_document_delete(&extra);
+  if (have_doc)
+    yaml_document_delete(&doc);
+  yaml_parser_delete(&parser);
+  return rc;
+}
+
+/* ---- names */
+
+const char *pd_update_name(enum pd_update update) {
+  const char *name = enum_to_name(update_names, (int)update);
+  return name ? name : "unknown";
+}
+
+const char *pd_model_type_name(enum pd_model_type type) {
+  const char *name = enum_to_name(model_type_names, (int)type);
+  return name ? name : "unknown";
+}
+
+const char *pd_optimizer_name(enum pd_optimizer_type type) {
+  const char *name = enum_to_name(optimizer_names, (int)type);
+  return name ? name : "unknown";
+}

@@ -1,0 +1,294 @@
+/* Tensor messages written as [header slice, payload slice] and read as a
+ * stream over the received slices; see pando/wire.h. */
+#include "pando/wire.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pando/error.h"
+#include "pando/util.h"
+
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+enum { TENSOR_DTYPE = 1, TENSOR_SHAPE = 2, TENSOR_DATA = 3 };
+
+void pd_buf_reserve(pd_buf *buf, size_t size) {
+  if (buf->cap >= size)
+    return;
+  free(buf->data);
+  buf->data = pd_xmalloc_aligned(size);
+  buf->cap = size;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+static size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+grpc_slice pd_wire_tensor_header(const ProtobufCMessage *rest, uint32_t tensor_field,
+                                 enum pd_dtype dtype, const int64_t *shape, int ndim,
+                                 size_t payload_len) {
+  PD_ASSERT(ndim >= 0 && ndim <= PD_TENSOR_MAX_DIMS);
+  /* Tensor body before the payload: dtype, packed shape, data tag + length. */
+  uint8_t tensor_head[8 + 2 + 10 * PD_TENSOR_MAX_DIMS + 11];
+  size_t shape_len = 0, t = 0;
+  for (int i = 0; i < ndim; i++)
+    shape_len += varint_size((uint64_t)shape[i]);
+  tensor_head[t++] = (TENSOR_DTYPE << 3) | WT_VARINT;
+  t += put_varint(tensor_head + t, (uint64_t)dtype);
+  if (ndim > 0) {
+    tensor_head[t++] = (TENSOR_SHAPE << 3) | WT_LEN;
+    t += put_varint(tensor_head + t, shape_len);
+    for (int i = 0; i < ndim; i++)
+      t += put_varint(tensor_head + t, (uint64_t)shape[i]);
+  }
+  tensor_head[t++] = (TENSOR_DATA << 3) | WT_LEN;
+  t += put_varint(tensor_head + t, payload_len);
+
+  size_t rest_len = protobuf_c_message_get_packed_size(rest);
+  uint64_t tensor_len = t + payload_len;
+  grpc_slice slice = grpc_slice_malloc(rest_len + 10 + 10 + t);
+  uint8_t *p = GRPC_SLICE_START_PTR(slice);
+  size_t n = protobuf_c_message_pack(rest, p);
+  n += put_varint(p + n, ((uint64_t)tensor_field << 3) | WT_LEN);
+  n += put_varint(p + n, tensor_len);
+  memcpy(p + n, tensor_head, t);
+  n += t;
+  return grpc_slice_sub_no_ref(slice, 0, n);
+}
+
+static void noop_destroy(void *p, size_t len) {
+  (void)p;
+  (void)len;
+}
+
+grpc_slice pd_wire_borrow(const void *data, size_t len) {
+  return grpc_slice_new_with_len((void *)data, len, noop_destroy);
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+typedef struct cursor {
+  grpc_byte_buffer_reader reader;
+  const uint8_t *p, *end;
+  size_t left; /* bytes of the message not consumed yet */
+} cursor;
+
+static int cur_fill(cursor *c) {
+  while (c->p == c->end) {
+    grpc_slice *s;
+    if (!grpc_byte_buffer_reader_peek(&c->reader, &s))
+      return -1;
+    c->p = GRPC_SLICE_START_PTR(*s);
+    c->end = c->p + GRPC_SLICE_LENGTH(*s);
+  }
+  return 0;
+}
+
+static int cur_byte(cursor *c, uint8_t *b) {
+  if (c->left == 0 || cur_fill(c) != 0)
+    return -1;
+  *b = *c->p++;
+  c->left--;
+  return 0;
+}
+
+/* Reads a varint; if `raw` is given, its bytes are appended there too. */
+static int cur_varint(cursor *c, uint64_t *v, uint8_t *raw, size_t *rawn) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 70; shift += 7) {
+    uint8_t b;
+    if (cur_byte(c, &b) != 0)
+      return -1;
+    if (raw)
+      raw[(*rawn)++] = b;
+    x |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Copies (dst != NULL) or skips the next n bytes. */
+static int cur_take(cursor *c, void *dst, size_t n) {
+  if (n > c->left)
+    return -1;
+  uint8_t *out = dst;
+  while (n > 0) {
+    if (cur_fill(c) != 0)
+      return -1;
+    size_t k = PD_MIN(n, (size_t)(c->end - c->p));
+    if (out) {
+      memcpy(out, c->p, k);
+      out += k;
+    }
+    c->p += k;
+    c->left -= k;
+    n -= k;
+  }
+  return 0;
+}
+
+typedef struct rest_buf {
+  uint8_t *data;
+  size_t len, cap;
+} rest_buf;
+
+static uint8_t *rest_grow(rest_buf *r, size_t n) {
+  if (r->len + n > r->cap) {
+    r->cap = PD_MAX(r->cap * 2, r->len + n + 64);
+    r->data = pd_xrealloc(r->data, r->cap);
+  }
+  uint8_t *p = r->data + r->len;
+  r->len += n;
+  return p;
+}
+
+/* Skips (or copies into `rest`) the value of a field of wire type `wt`. */
+static int cur_field_value(cursor *c, int wt, rest_buf *rest) {
+  uint8_t raw[10];
+  size_t rawn = 0;
+  uint64_t v;
+  switch (wt) {
+  case WT_VARINT:
+    if (cur_varint(c, &v, raw, &rawn) != 0)
+      return -1;
+    if (rest)
+      memcpy(rest_grow(rest, rawn), raw, rawn);
+    return 0;
+  case WT_I64:
+  case WT_I32: {
+    size_t n = wt == WT_I64 ? 8 : 4;
+    return cur_take(c, rest ? rest_grow(rest, n) : NULL, n);
+  }
+  case WT_LEN:
+    if (cur_varint(c, &v, raw, &rawn) != 0 || v > c->left)
+      return -1;
+    if (rest)
+      memcpy(rest_grow(rest, rawn), raw, rawn);
+    return cur_take(c, rest ? rest_grow(rest, (size_t)v) : NULL, (size_t)v);
+  default:
+    return -1;
+  }
+}
+
+static int decode_tensor(cursor *c, size_t len, void *dst, size_t dst_cap, pd_buf *scratch,
+                         pd_wire_tensor *t, char *err, size_t errlen) {
+  size_t stop = c->left - len; /* c->left when the tensor is consumed */
+  int have_data = 0;
+  while (c->left > stop) {
+    uint64_t tag, v;
+    if (cur_varint(c, &tag, NULL, NULL) != 0)
+      goto truncated;
+    int field = (int)(tag >> 3), wt = (int)(tag & 7);
+    if (field == TENSOR_DTYPE && wt == WT_VARINT) {
+      if (cur_varint(c, &v, NULL, NULL) != 0)
+        goto truncated;
+      t->dtype = (int)v;
+    } else if (field == TENSOR_SHAPE && (wt == WT_VARINT || wt == WT_LEN)) {
+      size_t shape_stop = c->left;
+      if (wt == WT_LEN) {
+        if (cur_varint(c, &v, NULL, NULL) != 0 || v > c->left)
+          goto truncated;
+        shape_stop = c->left - (size_t)v;
+      }
+      do {
+        if (cur_varint(c, &v, NULL, NULL) != 0)
+          goto truncated;
+        if (t->ndim >= PD_TENSOR_MAX_DIMS)
+          return pd_errf(err, errlen, -PD_EFORMAT, "tensor has more than %d dimensions",
+                         PD_TENSOR_MAX_DIMS);
+        t->shape[t->ndim++] = (int64_t)v;
+      } while (c->left > shape_stop);
+    } else if (field == TENSOR_DATA && wt == WT_LEN) {
+      if (have_data++)
+        return pd_errf(err, errlen, -PD_EFORMAT, "tensor data appears twice");
+      if (cur_varint(c, &v, NULL, NULL) != 0 || v > c->left - stop)
+        goto truncated;
+      if (dst && v > dst_cap)
+        return pd_errf(err, errlen, -PD_EFORMAT,
+                       "tensor data is %llu bytes, more than the %zu expected",
+                       (unsigned long long)v, dst_cap);
+      if (!dst) {
+        pd_buf_reserve(scratch, (size_t)v);
+        dst = scratch->data;
+      }
+      if (cur_take(c, dst, (size_t)v) != 0)
+        goto truncated;
+      t->data = dst;
+      t->data_len = (size_t)v;
+    } else if (cur_field_value(c, wt, NULL) != 0) {
+      goto truncated;
+    }
+  }
+  if (c->left != stop)
+    goto truncated;
+  return 0;
+truncated:
+  return pd_errf(err, errlen, -PD_EFORMAT, "malformed or truncated tensor field");
+}
+
+int pd_wire_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                   uint32_t tensor_field, void *dst, size_t dst_cap, pd_buf *scratch,
+                   ProtobufCMessage **rest, pd_wire_tensor *tensor, char *err, size_t errlen) {
+  cursor c;
+  rest_buf r = {NULL, 0, 0};
+  int rc = 0;
+  memset(tensor, 0, sizeof *tensor);
+  *rest = NULL;
+  memset(&c, 0, sizeof c);
+  if (bb) {
+    if (!grpc_byte_buffer_reader_init(&c.reader, bb))
+      return pd_errf(err, errlen, -PD_EFORMAT, "cannot read the %s message", desc->name);
+    c.left = grpc_byte_buffer_length(bb);
+  }
+  while (c.left > 0) {
+    uint8_t raw[10];
+    size_t rawn = 0;
+    uint64_t tag, len;
+    if (cur_varint(&c, &tag, raw, &rawn) != 0)
+      goto malformed;
+    if ((tag >> 3) == tensor_field && (tag & 7) == WT_LEN) {
+      if (tensor->present++) {
+        rc = pd_errf(err, errlen, -PD_EFORMAT, "%s: tensor field appears twice", desc->name);
+        goto done;
+      }
+      if (cur_varint(&c, &len, NULL, NULL) != 0 || len > c.left)
+        goto malformed;
+      rc = decode_tensor(&c, (size_t)len, dst, dst_cap, scratch, tensor, err, errlen);
+      if (rc != 0)
+        goto done;
+    } else {
+      memcpy(rest_grow(&r, rawn), raw, rawn);
+      if (cur_field_value(&c, (int)(tag & 7), &r) != 0)
+        goto malformed;
+    }
+  }
+  *rest = protobuf_c_message_unpack(desc, NULL, r.len, r.data);
+  if (!*rest)
+    goto malformed;
+  goto done;
+malformed:
+  rc = pd_errf(err, errlen, -PD_EFORMAT, "malformed %s message", desc->name);
+done:
+  if (bb)
+    grpc_byte_buffer_reader_destroy(&c.reader);
+  free(r.data);
+  return rc;
+}

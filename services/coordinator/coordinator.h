@@ -1,0 +1,27 @@
+/* pando-coordinator: the Coordinator service. Registers servers and
+ * workers, validates and queues jobs, plans their shards and data
+ * partitions, creates the shards on the servers, hands out assignments,
+ * records progress, and fails jobs whose nodes stop sending heartbeats. */
+#ifndef PANDO_COORD_COORDINATOR_H
+#define PANDO_COORD_COORDINATOR_H
+
+#include "pando/rpc.h"
+
+typedef struct pd_coord pd_coord;
+
+typedef struct pd_coord_options {
+  double heartbeat_sec; /* how often nodes should send Heartbeat */
+  double node_timeout_sec; /* a node silent this long is dead */
+} pd_coord_options;
+
+/* The coordinator's client calls (CreateShard, DropShard) complete on `loop`. */
+pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options);
+/* Waits for its calls in flight and frees everything. */
+void pd_coord_free(pd_coord *coord);
+/* Registers the Coordinator methods (and health) on `srv`. */
+void pd_coord_register(pd_coord *coord, pd_rpc_server *srv);
+/* Periodic work: start pending jobs, time out waiting ones, detect dead
+ * nodes. Call it from the daemon's cron. */
+void pd_coord_cron(pd_coord *coord);
+
+#endif

@@ -1,0 +1,76 @@
+/* pando-coordinator: wires up configuration, logging, the RPC server and
+ * the Coordinator service, then serves until SIGTERM. */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "coordinator.h"
+#include "pando/config.h"
+#include "pando/daemon.h"
+#include "pando/log.h"
+#include "pando/rpc.h"
+#include "pando/util.h"
+
+typedef struct coord_config {
+  char listen[256];
+  char port_file[1024];
+  char name[64];
+  int heartbeat_ms;
+  double node_timeout;
+  char log_level[16];
+} coord_config;
+
+#define S(field) PD_CFG_STRING, offsetof(coord_config, field), sizeof(((coord_config *)0)->field), 0, 0
+static const pd_config_option options[] = {
+    {"listen", S(listen), "0.0.0.0:7070", "address to serve gRPC on (port 0 picks a free one)", NULL},
+    {"port_file", S(port_file), "", "write the bound port to this file", NULL},
+    {"name", S(name), "coordinator", "name shown in logs", NULL},
+    {"heartbeat_ms", PD_CFG_INT, offsetof(coord_config, heartbeat_ms), 0, 10, 60000, "200",
+     "how often servers and workers send heartbeats", NULL},
+    {"node_timeout", PD_CFG_DOUBLE, offsetof(coord_config, node_timeout), 0, 0.1, 3600, "10",
+     "seconds without a heartbeat after which a node is dead and its job fails", NULL},
+    {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
+};
+
+static void cron(void *user) { pd_coord_cron(user); }
+
+int main(int argc, char **argv) {
+  coord_config cfg;
+  char err[512];
+  char *rest[64];
+  int nrest = 0;
+  int rc = pd_config_load(options, PD_ARRAY_SIZE(options), &cfg, "pando-coordinator", argc, argv,
+                          rest, &nrest, err, sizeof err);
+  if (rc != 0) {
+    if (rc < 0)
+      fprintf(stderr, "pando-coordinator: %s\n", err);
+    return rc < 0 ? 2 : 0;
+  }
+  pd_log_set_name(cfg.name);
+  pd_log_level = pd_log_parse_level(cfg.log_level);
+  pd_daemon_signals_init();
+  pd_rpc_init();
+
+  pd_loop *loop = pd_loop_new();
+  pd_rpc_server *srv = pd_rpc_server_new(loop);
+  pd_coord_options opt = {cfg.heartbeat_ms / 1000.0, cfg.node_timeout};
+  pd_coord *coord = pd_coord_new(loop, &opt);
+  pd_coord_register(coord, srv);
+  int port = pd_rpc_server_listen(srv, cfg.listen, err, sizeof err);
+  if (port < 0) {
+    PD_ERROR("%s", err);
+    return 1;
+  }
+  pd_rpc_server_start(srv);
+  if (pd_daemon_write_port(cfg.port_file, port) != 0)
+    PD_WARN("cannot write port file %s", cfg.port_file);
+  PD_INFO("serving Coordinator on %s (port %d)", cfg.listen, port);
+
+  pd_daemon_serve(loop, 0.05, cron, coord, NULL);
+
+  PD_INFO("stopping");
+  pd_rpc_server_free(srv);
+  pd_coord_free(coord);
+  pd_loop_free(loop);
+  pd_rpc_shutdown();
+  return 0;
+}

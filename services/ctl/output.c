@@ -1,0 +1,304 @@
+/* How pandoctl shows Coordinator answers; see output.h. */
+#include "output.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "pando/util.h"
+#include "table.h"
+
+static const char *enum_name(const ProtobufCEnumDescriptor *desc, int value) {
+  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
+  return v ? v->name : "UNKNOWN";
+}
+
+const char *pd_ctl_job_state_name(int state) {
+  return enum_name(&pando__v1__job_state__descriptor, state);
+}
+
+const char *pd_ctl_role_name(int role) { return enum_name(&pando__v1__role__descriptor, role); }
+
+int pd_ctl_job_state_final(int state) {
+  return state == PANDO__V1__JOB_STATE__SUCCEEDED || state == PANDO__V1__JOB_STATE__FAILED ||
+         state == PANDO__V1__JOB_STATE__CANCELLED;
+}
+
+void pd_ctl_format_duration(double seconds, char *buf, size_t len) {
+  if (!isfinite(seconds) || seconds < 0) {
+    snprintf(buf, len, "-");
+    return;
+  }
+  unsigned long long total = (unsigned long long)(seconds + 0.5);
+  unsigned long long hours = total / 3600, minutes = total / 60 % 60, secs = total % 60;
+  if (hours > 0)
+    snprintf(buf, len, "%llu:%02llu:%02llu", hours, minutes, secs);
+  else
+    snprintf(buf, len, "%llu:%02llu", minutes, secs);
+}
+
+double pd_ctl_eta_sec(const Pando__V1__JobStatus *status) {
+  if (status->state != PANDO__V1__JOB_STATE__RUNNING || status->epochs == 0 ||
+      status->steps_per_epoch == 0 || status->epoch == 0 || !(status->elapsed_sec > 0))
+    return -1;
+  double per_epoch = status->steps_per_epoch;
+  double total = status->epochs * per_epoch;
+  double step = PD_MIN((double)status->step, per_epoch);
+  double done = (status->epoch - 1) * per_epoch + step;
+  if (done <= 0)
+    return -1;
+  if (done >= total)
+    return 0;
+  return status->elapsed_sec * (total - done) / done;
+}
+
+/* snprintf that appends at *used and never overruns `len`. */
+static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t len, size_t *used, const char *fmt, ...) {
+  if (*used >= len)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf + *used, len - *used, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    *used = PD_MIN(len, *used + (size_t)n);
+}
+
+void pd_ctl_progress_line(const Pando__V1__JobStatus *status, char *buf, size_t len) {
+  size_t used = 0;
+  if (len == 0)
+    return;
+  buf[0] = '\0';
+  if (status->epoch == 0 && status->step == 0) {
+    append(buf, len, &used, "waiting for the first progress report");
+    return;
+  }
+  append(buf, len, &used, "epoch %u", status->epoch);
+  if (status->epochs)
+    append(buf, len, &used, "/%u", status->epochs);
+  append(buf, len, &used, "  step %llu", (unsigned long long)status->step);
+  if (status->steps_per_epoch)
+    append(buf, len, &used, "/%u", status->steps_per_epoch);
+  append(buf, len, &used, "  loss %.4f  %.0f samples/s", status->loss, status->samples_per_sec);
+  if (status->state == PANDO__V1__JOB_STATE__RUNNING) {
+    char eta[32];
+    pd_ctl_format_duration(pd_ctl_eta_sec(status), eta, sizeof eta);
+    append(buf, len, &used, "  ETA %s", eta);
+  }
+}
+
+void pd_ctl_epoch_line(const Pando__V1__JobStatus *status, size_t index, char *buf, size_t len) {
+  const Pando__V1__EpochRecord *record = status->history[index];
+  double start = index > 0 ? status->history[index - 1]->seconds : 0;
+  snprintf(buf, len, "epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f (%.1f s)",
+           record->epoch, record->train_loss, record->test_accuracy, record->test_loss,
+           record->seconds - start);
+}
+
+void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len) {
+  char elapsed[32];
+  size_t used = 0;
+  if (len == 0)
+    return;
+  buf[0] = '\0';
+  pd_ctl_format_duration(status->elapsed_sec, elapsed, sizeof elapsed);
+  append(buf, len, &used, "job %s %s %s %s", status->job, pd_ctl_job_state_name(status->state),
+         status->state == PANDO__V1__JOB_STATE__SUCCEEDED ? "in" : "after", elapsed);
+  if (status->message[0])
+    append(buf, len, &used, ": %s", status->message);
+}
+
+/* "-" for an empty string, so that table columns never look shifted. */
+static const char *or_dash(const char *text) { return text && text[0] ? text : "-"; }
+
+void pd_ctl_print_job(FILE *out, const Pando__V1__JobStatus *status) {
+  char line[512], elapsed[32];
+  fprintf(out, "job:       %s\n", status->job);
+  fprintf(out, "name:      %s\n", or_dash(status->name));
+  fprintf(out, "state:     %s\n", pd_ctl_job_state_name(status->state));
+  if (status->message[0])
+    fprintf(out, "message:   %s\n", status->message);
+  pd_ctl_progress_line(status, line, sizeof line);
+  fprintf(out, "progress:  %s\n", line);
+  pd_ctl_format_duration(status->elapsed_sec, elapsed, sizeof elapsed);
+  fprintf(out, "elapsed:   %s\n", elapsed);
+  fprintf(out, "nodes:     %u servers, %u workers\n", status->servers, status->workers);
+
+  const Pando__V1__ShardMap *map = status->shard_map;
+  if (!map || map->n_shards == 0) {
+    fprintf(out, "shard map: none\n");
+  } else {
+    fprintf(out, "shard map: version %llu, %llu keys\n", (unsigned long long)map->version,
+            (unsigned long long)map->keys);
+    static const char *const headers[] = {"SHARD", "KEYS", "ADDRESS"};
+    pd_ctl_table *table = pd_ctl_table_new(headers, 3);
+    for (size_t i = 0; i < map->n_shards; i++) {
+      const Pando__V1__Shard *shard = map->shards[i];
+      pd_ctl_table_cell(table, "%zu", i);
+      pd_ctl_table_cell(table, "[%llu, %llu)", (unsigned long long)shard->begin,
+                        (unsigned long long)shard->end);
+      pd_ctl_table_cell(table, "%s", or_dash(shard->address));
+    }
+    pd_ctl_table_print(table, out, "  ");
+    pd_ctl_table_free(table);
+  }
+
+  if (status->n_history == 0) {
+    fprintf(out, "history:   none yet\n");
+    return;
+  }
+  fprintf(out, "history:\n");
+  static const char *const headers[] = {"EPOCH",     "TRAIN LOSS", "TEST ACCURACY",
+                                        "TEST LOSS", "EPOCH TIME", "ELAPSED"};
+  pd_ctl_table *table = pd_ctl_table_new(headers, 6);
+  for (size_t i = 0; i < status->n_history; i++) {
+    const Pando__V1__EpochRecord *record = status->history[i];
+    double start = i > 0 ? status->history[i - 1]->seconds : 0;
+    pd_ctl_table_cell(table, "%u", record->epoch);
+    pd_ctl_table_cell(table, "%.4f", record->train_loss);
+    pd_ctl_table_cell(table, "%.4f", record->test_accuracy);
+    pd_ctl_table_cell(table, "%.4f", record->test_loss);
+    pd_ctl_table_cell(table, "%.1f s", record->seconds - start);
+    pd_ctl_format_duration(record->seconds, elapsed, sizeof elapsed);
+    pd_ctl_table_cell(table, "%s", elapsed);
+  }
+  pd_ctl_table_print(table, out, "  ");
+  pd_ctl_table_free(table);
+}
+
+void pd_ctl_print_jobs(FILE *out, const Pando__V1__ListJobsResponse *jobs) {
+  if (jobs->n_jobs == 0) {
+    fprintf(out, "no jobs\n");
+    return;
+  }
+  static const char *const headers[] = {"JOB",  "NAME",     "STATE",  "EPOCH",
+                                        "LOSS", "ACCURACY", "ELAPSED"};
+  pd_ctl_table *table = pd_ctl_table_new(headers, 7);
+  for (size_t i = 0; i < jobs->n_jobs; i++) {
+    const Pando__V1__JobStatus *job = jobs->jobs[i];
+    char elapsed[32];
+    pd_ctl_table_cell(table, "%s", or_dash(job->job));
+    pd_ctl_table_cell(table, "%s", or_dash(job->name));
+    pd_ctl_table_cell(table, "%s", pd_ctl_job_state_name(job->state));
+    if (job->epoch == 0) {
+      pd_ctl_table_cell(table, "-");
+      pd_ctl_table_cell(table, "-");
+    } else {
+      pd_ctl_table_cell(table, "%u/%u", job->epoch, job->epochs);
+      pd_ctl_table_cell(table, "%.4f", job->loss);
+    }
+    if (job->n_history == 0)
+      pd_ctl_table_cell(table, "-");
+    else
+      pd_ctl_table_cell(table, "%.4f", job->history[job->n_history - 1]->test_accuracy);
+    pd_ctl_format_duration(job->elapsed_sec, elapsed, sizeof elapsed);
+    pd_ctl_table_cell(table, "%s", elapsed);
+  }
+  pd_ctl_table_print(table, out, "");
+  pd_ctl_table_free(table);
+}
+
+void pd_ctl_print_cluster(FILE *out, const Pando__V1__ClusterResponse *cluster) {
+  if (cluster->n_nodes == 0) {
+    fprintf(out, "no nodes\n");
+    return;
+  }
+  static const char *const headers[] = {"NODE",  "ROLE",      "NAME", "ADDRESS",
+                                        "ALIVE", "LAST SEEN", "JOB"};
+  pd_ctl_table *table = pd_ctl_table_new(headers, 7);
+  for (size_t i = 0; i < cluster->n_nodes; i++) {
+    const Pando__V1__NodeStatus *node = cluster->nodes[i];
+    pd_ctl_table_cell(table, "%llu", (unsigned long long)node->node_id);
+    pd_ctl_table_cell(table, "%s", pd_ctl_role_name(node->role));
+    pd_ctl_table_cell(table, "%s", or_dash(node->name));
+    pd_ctl_table_cell(table, "%s", or_dash(node->address));
+    pd_ctl_table_cell(table, "%s", node->alive ? "yes" : "no");
+    pd_ctl_table_cell(table, "%.1fs ago", node->last_seen_sec);
+    pd_ctl_table_cell(table, "%s", or_dash(node->job));
+  }
+  pd_ctl_table_print(table, out, "");
+  pd_ctl_table_free(table);
+}
+
+void pd_ctl_json_job(pd_ctl_json *json, const Pando__V1__JobStatus *status) {
+  pd_ctl_json_begin_object(json);
+  pd_ctl_json_field_string(json, "job", status->job);
+  pd_ctl_json_field_string(json, "name", status->name);
+  pd_ctl_json_field_string(json, "state", pd_ctl_job_state_name(status->state));
+  pd_ctl_json_field_string(json, "message", status->message);
+  pd_ctl_json_field_uint(json, "epoch", status->epoch);
+  pd_ctl_json_field_uint(json, "epochs", status->epochs);
+  pd_ctl_json_field_uint(json, "step", status->step);
+  pd_ctl_json_field_uint(json, "steps_per_epoch", status->steps_per_epoch);
+  pd_ctl_json_field_double(json, "loss", status->loss);
+  pd_ctl_json_field_double(json, "samples_per_sec", status->samples_per_sec);
+  pd_ctl_json_field_double(json, "elapsed_sec", status->elapsed_sec);
+  pd_ctl_json_key(json, "history");
+  pd_ctl_json_begin_array(json);
+  for (size_t i = 0; i < status->n_history; i++) {
+    const Pando__V1__EpochRecord *record = status->history[i];
+    pd_ctl_json_begin_object(json);
+    pd_ctl_json_field_uint(json, "epoch", record->epoch);
+    pd_ctl_json_field_double(json, "train_loss", record->train_loss);
+    pd_ctl_json_field_double(json, "test_accuracy", record->test_accuracy);
+    pd_ctl_json_field_double(json, "test_loss", record->test_loss);
+    pd_ctl_json_field_double(json, "seconds", record->seconds);
+    pd_ctl_json_end_object(json);
+  }
+  pd_ctl_json_end_array(json);
+  pd_ctl_json_field_uint(json, "servers", status->servers);
+  pd_ctl_json_field_uint(json, "workers", status->workers);
+  pd_ctl_json_key(json, "shard_map");
+  const Pando__V1__ShardMap *map = status->shard_map;
+  if (!map) {
+    pd_ctl_json_null(json);
+  } else {
+    pd_ctl_json_begin_object(json);
+    pd_ctl_json_field_uint(json, "version", map->version);
+    pd_ctl_json_field_uint(json, "keys", map->keys);
+    pd_ctl_json_key(json, "shards");
+    pd_ctl_json_begin_array(json);
+    for (size_t i = 0; i < map->n_shards; i++) {
+      pd_ctl_json_begin_object(json);
+      pd_ctl_json_field_uint(json, "begin", map->shards[i]->begin);
+      pd_ctl_json_field_uint(json, "end", map->shards[i]->end);
+      pd_ctl_json_field_string(json, "address", map->shards[i]->address);
+      pd_ctl_json_end_object(json);
+    }
+    pd_ctl_json_end_array(json);
+    pd_ctl_json_end_object(json);
+  }
+  pd_ctl_json_end_object(json);
+}
+
+void pd_ctl_json_jobs(pd_ctl_json *json, const Pando__V1__ListJobsResponse *jobs) {
+  pd_ctl_json_begin_object(json);
+  pd_ctl_json_key(json, "jobs");
+  pd_ctl_json_begin_array(json);
+  for (size_t i = 0; i < jobs->n_jobs; i++)
+    pd_ctl_json_job(json, jobs->jobs[i]);
+  pd_ctl_json_end_array(json);
+  pd_ctl_json_end_object(json);
+}
+
+void pd_ctl_json_cluster(pd_ctl_json *json, const Pando__V1__ClusterResponse *cluster) {
+  pd_ctl_json_begin_object(json);
+  pd_ctl_json_key(json, "nodes");
+  pd_ctl_json_begin_array(json);
+  for (size_t i = 0; i < cluster->n_nodes; i++) {
+    const Pando__V1__NodeStatus *node = cluster->nodes[i];
+    pd_ctl_json_begin_object(json);
+    pd_ctl_json_field_uint(json, "node_id", node->node_id);
+    pd_ctl_json_field_string(json, "role", pd_ctl_role_name(node->role));
+    pd_ctl_json_field_string(json, "address", node->address);
+    pd_ctl_json_field_string(json, "name", node->name);
+    pd_ctl_json_field_bool(json, "alive", node->alive);
+    pd_ctl_json_field_double(json, "last_seen_sec", node->last_seen_sec);
+    pd_ctl_json_field_string(json, "job", node->job);
+    pd_ctl_json_end_object(json);
+  }
+  pd_ctl_json_end_array(json);
+  pd_ctl_json_end_object(json);
+}

@@ -1,0 +1,88 @@
+/* pando-ps: wires up configuration, logging, the RPC server, the
+ * ParameterServer service and the coordinator session, then serves. */
+#include <malloc.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "pando.pb-c.h"
+#include "pando/config.h"
+#include "pando/daemon.h"
+#include "pando/log.h"
+#include "pando/rpc.h"
+#include "pando/session.h"
+#include "pando/util.h"
+#include "ps.h"
+
+typedef struct ps_config {
+  char listen[256];
+  char advertise[256];
+  char coordinator[256];
+  char name[64];
+  char port_file[1024];
+  char log_level[16];
+} ps_config;
+
+#define S(field) PD_CFG_STRING, offsetof(ps_config, field), sizeof(((ps_config *)0)->field), 0, 0
+static const pd_config_option options[] = {
+    {"listen", S(listen), "0.0.0.0:7000", "address to serve gRPC on (port 0 picks a free one)", NULL},
+    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)", NULL},
+    {"coordinator", S(coordinator), "", "coordinator address; empty runs without one", NULL},
+    {"name", S(name), "ps", "name shown in logs and `pandoctl cluster`", NULL},
+    {"port_file", S(port_file), "", "write the bound port to this file", NULL},
+    {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
+};
+
+static void cron(void *user) {
+  if (user)
+    pd_session_tick(user);
+}
+
+int main(int argc, char **argv) {
+  ps_config cfg;
+  char err[512], addr[300];
+  char *rest[64];
+  int nrest = 0;
+  int rc = pd_config_load(options, PD_ARRAY_SIZE(options), &cfg, "pando-ps", argc, argv, rest,
+                          &nrest, err, sizeof err);
+  if (rc != 0) {
+    if (rc < 0)
+      fprintf(stderr, "pando-ps: %s\n", err);
+    return rc < 0 ? 2 : 0;
+  }
+  pd_log_set_name(cfg.name);
+  pd_log_level = pd_log_parse_level(cfg.log_level);
+  /* Keep big buffers in the heap: fresh mmaps page-fault on every pull. */
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  pd_daemon_signals_init();
+  pd_rpc_init();
+
+  pd_loop *loop = pd_loop_new();
+  pd_rpc_server *srv = pd_rpc_server_new(loop);
+  pd_ps *ps = pd_ps_new();
+  pd_ps_register(ps, srv);
+  int port = pd_rpc_server_listen(srv, cfg.listen, err, sizeof err);
+  if (port < 0) {
+    PD_ERROR("%s", err);
+    return 1;
+  }
+  pd_rpc_server_start(srv);
+  pd_daemon_advertise(cfg.listen, cfg.advertise, port, addr, sizeof addr);
+  if (pd_daemon_write_port(cfg.port_file, port) != 0)
+    PD_WARN("cannot write port file %s", cfg.port_file);
+  PD_INFO("serving ParameterServer on %s (advertised as %s)", cfg.listen, addr);
+  pd_session *session = NULL;
+  if (cfg.coordinator[0])
+    session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__SERVER, addr, cfg.name, NULL,
+                             NULL);
+
+  pd_daemon_serve(loop, 0.05, cron, session, NULL);
+
+  PD_INFO("stopping");
+  pd_session_free(session);
+  pd_rpc_server_free(srv);
+  pd_ps_free(ps);
+  pd_loop_free(loop);
+  pd_rpc_shutdown();
+  return 0;
+}

@@ -1,0 +1,225 @@
+/* ParameterServer RPC handlers: decode and check requests, find the shard,
+ * hand the decision to the shard's clock; see ps.h. */
+#include "ps.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pando.pb-c.h"
+#include "pando/error.h"
+#include "pando/log.h"
+#include "pando/model.h"
+#include "pando/util.h"
+#include "pando/wire.h"
+#include "shard.h"
+
+struct pd_ps {
+  pd_shard **shards;
+  int nshards, cap;
+  pd_buf scratch; /* receives push payloads */
+};
+
+static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
+
+pd_ps *pd_ps_new(void) {
+  /* The shards' BLAS calls are memory-bound vector operations that a second
+   * thread does not speed up, and OpenBLAS's idle threads spin
+   * (sched_yield) on the cores gRPC needs: one thread is 3x cheaper per
+   * 64 MiB push. */
+  openblas_set_num_threads(1);
+  return pd_xcalloc(1, sizeof(pd_ps));
+}
+
+void pd_ps_free(pd_ps *ps) {
+  if (!ps)
+    return;
+  for (int i = 0; i < ps->nshards; i++)
+    pd_shard_free(ps->shards[i], GRPC_STATUS_UNAVAILABLE, "the parameter server is shutting down");
+  free(ps->shards);
+  free(ps->scratch.data);
+  free(ps);
+}
+
+int pd_ps_num_jobs(const pd_ps *ps) { return ps->nshards; }
+
+static int find(const pd_ps *ps, const char *job) {
+  for (int i = 0; i < ps->nshards; i++)
+    if (strcmp(ps->shards[i]->job, job) == 0)
+      return i;
+  return -1;
+}
+
+int pd_ps_stats_get(const pd_ps *ps, const char *job, pd_ps_stats *out) {
+  int i = find(ps, job);
+  if (i < 0)
+    return -PD_ENOTFOUND;
+  pd_shard *s = ps->shards[i];
+  out->version = pd_clock_version(s->clock);
+  out->pushes_applied = s->pushes_applied;
+  out->pushes_duplicate = s->pushes_duplicate;
+  out->pushes_rejected = s->pushes_rejected;
+  return 0;
+}
+
+/* Finds the shard of `job` holding [begin, end), or fails the call. */
+static pd_shard *shard_for(pd_ps *ps, pd_rpc_call *call, const char *job, uint64_t begin,
+                           uint64_t end, uint32_t worker) {
+  int i = find(ps, job);
+  if (i < 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", job);
+    return NULL;
+  }
+  pd_shard *s = ps->shards[i];
+  if (begin >= end || begin < s->begin || end > s->end) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "key range [%llu, %llu) of job '%s' is empty or outside this server's "
+                     "shard [%llu, %llu)",
+                     (unsigned long long)begin, (unsigned long long)end, job,
+                     (unsigned long long)s->begin, (unsigned long long)s->end);
+    return NULL;
+  }
+  if (worker >= s->num_workers) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "worker %u is out of range: job '%s' has %u workers", worker, job,
+                     s->num_workers);
+    return NULL;
+  }
+  return s;
+}
+
+static void handle_pull(pd_rpc_call *call, void *ctx) {
+  pd_ps *ps = ctx;
+  Pando__V1__PullRequest *req =
+      (Pando__V1__PullRequest *)pd_rpc_call_unpack(call, &pando__v1__pull_request__descriptor);
+  if (!req)
+    return;
+  pd_shard *s = shard_for(ps, call, req->job, req->begin, req->end, req->worker);
+  char err[256];
+  if (s && pd_shard_pull(s, call, req->worker, req->clock, req->begin - s->begin,
+                         req->end - req->begin, err, sizeof err) != 0)
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+  pando__v1__pull_request__free_unpacked(req, NULL);
+}
+
+static void handle_push(pd_rpc_call *call, void *ctx) {
+  pd_ps *ps = ctx;
+  ProtobufCMessage *msg = NULL;
+  pd_wire_tensor t;
+  char err[256];
+  if (pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor, 6, NULL, 0,
+                     &ps->scratch, &msg, &t, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+    return;
+  }
+  Pando__V1__PushRequest *req = (Pando__V1__PushRequest *)msg;
+  pd_shard *s = shard_for(ps, call, req->job, req->begin, req->end, req->worker);
+  if (!s)
+    goto done;
+  uint64_t n = req->end - req->begin;
+  if (!t.present || t.dtype != PANDO__V1__DTYPE__FLOAT32 || t.data_len != n * sizeof(float) ||
+      (t.ndim > 0 && (t.ndim != 1 || (uint64_t)t.shape[0] != n))) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "gradient must be a float32 tensor of shape [%llu] (%llu bytes) for keys "
+                     "[%llu, %llu); got dtype %d, %zu bytes",
+                     (unsigned long long)n, (unsigned long long)(n * sizeof(float)),
+                     (unsigned long long)req->begin, (unsigned long long)req->end, t.dtype,
+                     t.data_len);
+    goto done;
+  }
+  enum pd_push_verdict v = pd_shard_push(s, req->worker, req->clock, req->begin - s->begin, n,
+                                         t.data, err, sizeof err);
+  if (v == PD_PUSH_REJECT) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+    goto done;
+  }
+  Pando__V1__PushResponse resp = PANDO__V1__PUSH_RESPONSE__INIT;
+  resp.version = pd_clock_version(s->clock);
+  resp.duplicate = v == PD_PUSH_DUPLICATE;
+  pd_rpc_call_reply_msg(call, &resp.base);
+done:
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void handle_create(pd_rpc_call *call, void *ctx) {
+  pd_ps *ps = ctx;
+  Pando__V1__CreateShardRequest *req = (Pando__V1__CreateShardRequest *)pd_rpc_call_unpack(
+      call, &pando__v1__create_shard_request__descriptor);
+  if (!req)
+    return;
+  pd_job_spec spec;
+  char err[512];
+  if (req->job[0] == '\0' || strlen(req->job) >= PD_JOB_ID_MAX) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "job: must be 1 to %d characters",
+                     PD_JOB_ID_MAX - 1);
+  } else if (pd_job_spec_parse(req->spec_yaml, strlen(req->spec_yaml), &spec, err, sizeof err) !=
+             0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
+  } else {
+    pd_param_info layout[2 * PD_MAX_LAYERS];
+    uint64_t keys = 0;
+    pd_model_layout(&spec.model, layout, (int)PD_ARRAY_SIZE(layout), &keys);
+    if (req->begin >= req->end || req->end > keys) {
+      pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                       "key range [%llu, %llu) is empty or outside the model's %llu keys",
+                       (unsigned long long)req->begin, (unsigned long long)req->end,
+                       (unsigned long long)keys);
+    } else if (req->num_workers == 0) {
+      pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "num_workers: must be >= 1");
+    } else {
+      int i = find(ps, req->job);
+      if (i >= 0 && (ps->shards[i]->begin != req->begin || ps->shards[i]->end != req->end)) {
+        pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                         "job '%s' is already held here with keys [%llu, %llu)", req->job,
+                         (unsigned long long)ps->shards[i]->begin,
+                         (unsigned long long)ps->shards[i]->end);
+        goto done;
+      }
+      if (i < 0) { /* a retried CreateShard of the same range is a no-op */
+        if (ps->nshards == ps->cap) {
+          ps->cap = ps->cap ? ps->cap * 2 : 4;
+          ps->shards = pd_xrealloc(ps->shards, (size_t)ps->cap * sizeof *ps->shards);
+        }
+        ps->shards[ps->nshards++] =
+            pd_shard_new(req->job, &spec, req->begin, req->end, req->num_workers);
+        PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
+                (unsigned long long)req->begin, (unsigned long long)req->end, req->num_workers,
+                pd_update_name(spec.training.update),
+                pd_optimizer_name(spec.training.optimizer.type), spec.training.optimizer.lr);
+      }
+      Pando__V1__CreateShardResponse resp = PANDO__V1__CREATE_SHARD_RESPONSE__INIT;
+      resp.keys = req->end - req->begin;
+      pd_rpc_call_reply_msg(call, &resp.base);
+    }
+  }
+done:
+  pando__v1__create_shard_request__free_unpacked(req, NULL);
+}
+
+static void handle_drop(pd_rpc_call *call, void *ctx) {
+  pd_ps *ps = ctx;
+  Pando__V1__DropShardRequest *req = (Pando__V1__DropShardRequest *)pd_rpc_call_unpack(
+      call, &pando__v1__drop_shard_request__descriptor);
+  if (!req)
+    return;
+  int i = find(ps, req->job);
+  if (i < 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server",
+                     req->job);
+  } else {
+    pd_shard_free(ps->shards[i], GRPC_STATUS_ABORTED, "the job's shard was dropped");
+    ps->shards[i] = ps->shards[--ps->nshards];
+    PD_INFO("job %s: dropped", req->job);
+    Pando__V1__DropShardResponse resp = PANDO__V1__DROP_SHARD_RESPONSE__INIT;
+    pd_rpc_call_reply_msg(call, &resp.base);
+  }
+  pando__v1__drop_shard_request__free_unpacked(req, NULL);
+}
+
+void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Pull", handle_pull, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Push", handle_push, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CreateShard", handle_create, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/DropShard", handle_drop, ps);
+  pd_rpc_health_register(srv, health_services);
+}

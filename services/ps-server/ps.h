@@ -1,0 +1,28 @@
+/* pando-ps: the ParameterServer service. Holds shards of any number of jobs
+ * and answers Pull, Push, CreateShard and DropShard on one event loop. */
+#ifndef PANDO_PS_PS_H
+#define PANDO_PS_PS_H
+
+#include <stdint.h>
+
+#include "pando/rpc.h"
+
+typedef struct pd_ps pd_ps;
+
+/* Counters of one job on this server (for status and tests). */
+typedef struct pd_ps_stats {
+  uint64_t version;
+  uint64_t pushes_applied, pushes_duplicate, pushes_rejected;
+} pd_ps_stats;
+
+pd_ps *pd_ps_new(void);
+/* Fails pulls still waiting and frees every shard. */
+void pd_ps_free(pd_ps *ps);
+/* Registers the ParameterServer methods (and health) on `srv`. */
+void pd_ps_register(pd_ps *ps, pd_rpc_server *srv);
+/* Number of jobs held. */
+int pd_ps_num_jobs(const pd_ps *ps);
+/* Counters of `job`; returns 0 or -PD_ENOTFOUND. */
+int pd_ps_stats_get(const pd_ps *ps, const char *job, pd_ps_stats *out);
+
+#endif

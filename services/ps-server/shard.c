@@ -1,0 +1,292 @@
+/* Shard storage, push application and pull answers; see shard.h. */
+#include "shard.h"
+
+#include <cblas.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pando.pb-c.h"
+#include "pando/error.h"
+#include "pando/log.h"
+#include "pando/model.h"
+#include "pando/util.h"
+#include "pando/wire.h"
+
+/* ---------------------------------------------------------------- values
+ *
+ * A pull answer's payload is not a copy: it is made of slices that borrow the
+ * parameter memory, which gRPC reads asynchronously (until the bytes are in
+ * the socket) and releases from any of its threads. Memory that a slice
+ * borrows must not change, so the values are kept copy-on-write, block by
+ * block:
+ *
+ * - There are two full-size buffers; buf[1] is allocated the first time it is
+ *   needed. cur[b] says which one holds the current values of block b.
+ * - Every (buffer, block) has a lease: the number of slices borrowing it.
+ *   Only the loop thread adds to a lease; gRPC threads only subtract.
+ * - A write to block b (a push or a BSP round) first checks the lease of
+ *   cur[b]. Zero: nobody reads it, write in place. Otherwise: copy the block
+ *   into the other buffer, make that one current, and write there.
+ * - A pull borrows block b only when the other buffer's lease of b is zero,
+ *   so that a later write can always move the block; otherwise it copies the
+ *   block as a snapshot. At most one buffer of a block is ever borrowed.
+ *
+ * Pulls and pushes that do not overlap in time (a worker's pull finishes
+ * before its push) never copy. */
+
+#define BLOCK_KEYS ((uint64_t)1 << 18) /* 1 MiB of float32 */
+
+typedef struct lease {
+  pd_shard_values *values;
+  atomic_uint slices; /* slices borrowing this block of this buffer */
+} lease;
+
+struct pd_shard_values {
+  uint64_t keys, nblocks;
+  float *buf[2];     /* keys values each; buf[1] NULL until first needed */
+  uint8_t *cur;      /* per block: index of the buffer holding its values */
+  lease *leases[2];  /* per buffer, per block */
+  atomic_uint refs;  /* one for the shard, one per borrowing slice */
+};
+
+static pd_shard_values *values_new(uint64_t keys) {
+  pd_shard_values *v = pd_xcalloc(1, sizeof *v);
+  v->keys = keys;
+  v->nblocks = (keys + BLOCK_KEYS - 1) / BLOCK_KEYS;
+  v->buf[0] = pd_xmalloc_aligned(keys * sizeof(float));
+  v->cur = pd_xcalloc(v->nblocks, 1);
+  for (int i = 0; i < 2; i++) {
+    v->leases[i] = pd_xcalloc(v->nblocks, sizeof(lease));
+    for (uint64_t b = 0; b < v->nblocks; b++) {
+      v->leases[i][b].values = v;
+      atomic_init(&v->leases[i][b].slices, 0);
+    }
+  }
+  atomic_init(&v->refs, 1);
+  return v;
+}
+
+static void values_unref(pd_shard_values *v) {
+  if (atomic_fetch_sub(&v->refs, 1) != 1)
+    return;
+  for (int i = 0; i < 2; i++) {
+    free(v->buf[i]);
+    free(v->leases[i]);
+  }
+  free(v->cur);
+  free(v);
+}
+
+/* Runs on whichever thread drops a borrowing slice's last reference. */
+static void lease_release(void *user) {
+  lease *l = user;
+  pd_shard_values *v = l->values;
+  atomic_fetch_sub(&l->slices, 1);
+  values_unref(v);
+}
+
+static uint64_t block_end(const pd_shard_values *v, uint64_t b) {
+  return PD_MIN(v->keys, (b + 1) * BLOCK_KEYS);
+}
+
+/* The buffer whose block b may be written now, moving the block first if
+ * slices borrow it. */
+static float *block_for_write(pd_shard_values *v, uint64_t b) {
+  int c = v->cur[b];
+  if (atomic_load(&v->leases[c][b].slices) == 0)
+    return v->buf[c];
+  PD_ASSERT(atomic_load(&v->leases[!c][b].slices) == 0);
+  if (!v->buf[1])
+    v->buf[1] = pd_xmalloc_aligned(v->keys * sizeof(float));
+  uint64_t lo = b * BLOCK_KEYS;
+  memcpy(v->buf[!c] + lo, v->buf[c] + lo, (block_end(v, b) - lo) * sizeof(float));
+  v->cur[b] = (uint8_t)!c;
+  return v->buf[!c];
+}
+
+/* Slices holding keys [off, off + n), borrowed where possible; returns how
+ * many were written to `out` (room for one per block touched). */
+static size_t values_slices(pd_shard_values *v, uint64_t off, uint64_t n, grpc_slice *out) {
+  size_t count = 0;
+  for (uint64_t b = off / BLOCK_KEYS; b * BLOCK_KEYS < off + n; b++) {
+    uint64_t lo = PD_MAX(off, b * BLOCK_KEYS), hi = PD_MIN(off + n, block_end(v, b));
+    size_t bytes = (hi - lo) * sizeof(float);
+    int c = v->cur[b];
+    const float *src = v->buf[c] + lo;
+    if (atomic_load(&v->leases[!c][b].slices) == 0) {
+      atomic_fetch_add(&v->leases[c][b].slices, 1);
+      atomic_fetch_add(&v->refs, 1);
+      out[count++] = grpc_slice_new_with_user_data((void *)src, bytes, lease_release,
+                                                   &v->leases[c][b]);
+    } else { /* the block moved while the old copy is still being sent */
+      out[count] = grpc_slice_malloc(bytes);
+      memcpy(GRPC_SLICE_START_PTR(out[count]), src, bytes);
+      count++;
+    }
+  }
+  return count;
+}
+
+/* Applies `grad` (values of keys [off, off + n)) with the optimizer. */
+static void values_step(pd_shard_values *v, pd_optimizer *opt, const float *grad, uint64_t off,
+                        uint64_t n) {
+  for (uint64_t b = off / BLOCK_KEYS; b * BLOCK_KEYS < off + n; b++) {
+    uint64_t lo = PD_MAX(off, b * BLOCK_KEYS), hi = PD_MIN(off + n, block_end(v, b));
+    pd_optimizer_step(opt, block_for_write(v, b), grad + (lo - off), lo, hi - lo);
+  }
+}
+
+void pd_shard_read(const pd_shard *s, uint64_t off, uint64_t n, float *out) {
+  const pd_shard_values *v = s->values;
+  PD_ASSERT(off + n <= v->keys);
+  for (uint64_t b = off / BLOCK_KEYS; b * BLOCK_KEYS < off + n; b++) {
+    uint64_t lo = PD_MAX(off, b * BLOCK_KEYS), hi = PD_MIN(off + n, block_end(v, b));
+    memcpy(out + (lo - off), v->buf[v->cur[b]] + lo, (hi - lo) * sizeof(float));
+  }
+}
+
+/* ---------------------------------------------------------------- shard */
+
+struct pd_pending_pull {
+  pd_pending_pull *next, **prev;
+  pd_shard *shard;
+  pd_rpc_call *call;
+  uint32_t worker;
+  int64_t clock;
+  uint64_t off, n;
+};
+
+pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin, uint64_t end,
+                       uint32_t num_workers) {
+  PD_ASSERT(begin < end && num_workers > 0);
+  pd_shard *s = pd_xcalloc(1, sizeof *s);
+  pd_strlcpy(s->job, job, sizeof s->job);
+  s->spec = *spec;
+  s->begin = begin;
+  s->end = end;
+  s->num_workers = num_workers;
+  uint64_t keys = end - begin;
+  s->values = values_new(keys);
+  pd_model_init_range(&spec->model, begin, end, s->values->buf[0]);
+  if (spec->training.update == PD_UPDATE_BSP) {
+    s->accum = pd_xmalloc_aligned(keys * sizeof(float));
+    memset(s->accum, 0, keys * sizeof(float));
+  }
+  pd_optimizer_init(&s->optimizer, &spec->training.optimizer, keys);
+  s->clock = pd_clock_new(spec->training.update, num_workers, keys);
+  return s;
+}
+
+static void unlink_pull(pd_pending_pull *p) {
+  *p->prev = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+}
+
+void pd_shard_free(pd_shard *s, grpc_status_code status, const char *why) {
+  if (!s)
+    return;
+  while (s->waiting) {
+    pd_pending_pull *p = s->waiting;
+    unlink_pull(p);
+    pd_rpc_call_fail(p->call, status, "%s", why);
+    free(p);
+  }
+  pd_clock_free(s->clock);
+  pd_optimizer_close(&s->optimizer);
+  values_unref(s->values);
+  free(s->accum);
+  free(s);
+}
+
+static void answer_pull(pd_shard *s, pd_rpc_call *call, uint64_t off, uint64_t n) {
+  Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
+  resp.version = pd_clock_version(s->clock);
+  int64_t shape = (int64_t)n;
+  size_t bytes = n * sizeof(float);
+  grpc_slice local[8], *slices = local;
+  size_t max_slices = 1 + n / BLOCK_KEYS + 2;
+  if (max_slices > PD_ARRAY_SIZE(local))
+    slices = pd_xmalloc(max_slices * sizeof *slices);
+  slices[0] = pd_wire_tensor_header(&resp.base, 2, PD_DTYPE_FLOAT32, &shape, 1, bytes);
+  size_t count = 1 + values_slices(s->values, off, n, slices + 1);
+  pd_rpc_call_reply_slices(call, slices, count);
+  if (slices != local)
+    free(slices);
+}
+
+static void pull_cancelled(pd_rpc_call *call) {
+  pd_pending_pull *p = *pd_rpc_call_user(call);
+  unlink_pull(p);
+  free(p);
+}
+
+static void wake_pulls(pd_shard *s) {
+  pd_pending_pull *p = s->waiting;
+  while (p) {
+    pd_pending_pull *next = p->next;
+    if (pd_clock_pull_ready(s->clock, p->worker, p->clock, NULL, 0) == 1) {
+      unlink_pull(p);
+      answer_pull(s, p->call, p->off, p->n);
+      free(p);
+    }
+    p = next;
+  }
+}
+
+int pd_shard_pull(pd_shard *s, pd_rpc_call *call, uint32_t worker, int64_t clock, uint64_t off,
+                  uint64_t n, char *err, size_t errlen) {
+  int ready = pd_clock_pull_ready(s->clock, worker, clock, err, errlen);
+  if (ready < 0)
+    return -1;
+  if (ready) {
+    answer_pull(s, call, off, n);
+    return 0;
+  }
+  pd_pending_pull *p = pd_xcalloc(1, sizeof *p);
+  p->shard = s;
+  p->call = call;
+  p->worker = worker;
+  p->clock = clock;
+  p->off = off;
+  p->n = n;
+  p->next = s->waiting;
+  p->prev = &s->waiting;
+  if (s->waiting)
+    s->waiting->prev = &p->next;
+  s->waiting = p;
+  *pd_rpc_call_user(call) = p;
+  pd_rpc_call_on_cancel(call, pull_cancelled);
+  return 0;
+}
+
+enum pd_push_verdict pd_shard_push(pd_shard *s, uint32_t worker, int64_t clock, uint64_t off,
+                                   uint64_t n, const float *grad, char *err, size_t errlen) {
+  enum pd_push_verdict v = pd_clock_on_push(s->clock, worker, clock, off, off + n, err, errlen);
+  switch (v) {
+  case PD_PUSH_APPLY:
+    values_step(s->values, &s->optimizer, grad, off, n);
+    s->pushes_applied++;
+    break;
+  case PD_PUSH_ACCUMULATE:
+    cblas_saxpy((int)n, 1.0f, grad, 1, s->accum + off, 1);
+    s->pushes_applied++;
+    if (pd_clock_round_complete(s->clock)) {
+      uint64_t keys = s->end - s->begin;
+      cblas_sscal((int)keys, 1.0f / (float)s->num_workers, s->accum, 1);
+      values_step(s->values, &s->optimizer, s->accum, 0, keys);
+      memset(s->accum, 0, keys * sizeof(float));
+      pd_clock_advance(s->clock);
+      wake_pulls(s);
+    }
+    break;
+  case PD_PUSH_DUPLICATE:
+    s->pushes_duplicate++;
+    break;
+  case PD_PUSH_REJECT:
+    s->pushes_rejected++;
+    break;
+  }
+  return v;
+}

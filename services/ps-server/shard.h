@@ -1,0 +1,58 @@
+/* A shard: the keys [begin, end) of one job held by this server, with the
+ * optimizer state beside them, its clock, and the pulls waiting for it. This
+ * is where parameters change. */
+#ifndef PANDO_PS_SHARD_H
+#define PANDO_PS_SHARD_H
+
+#include <stdint.h>
+
+#include "clock.h"
+#include "optimizer.h"
+#include "pando/rpc.h"
+#include "pando/spec.h"
+
+#define PD_JOB_ID_MAX 96
+
+typedef struct pd_pending_pull pd_pending_pull;
+/* The parameter values of a shard, which pulls in flight borrow instead of
+ * copying (see shard.c); read them with pd_shard_read. */
+typedef struct pd_shard_values pd_shard_values;
+
+typedef struct pd_shard {
+  char job[PD_JOB_ID_MAX]; /* the job's id */
+  pd_job_spec spec;        /* the job spec it was created from */
+  uint64_t begin, end;     /* global keys held */
+  uint32_t num_workers;
+  pd_shard_values *values; /* end - begin parameter values */
+  float *accum;            /* BSP: sum of the round's gradients; NULL under ASP */
+  pd_optimizer optimizer;
+  pd_clock *clock;
+  pd_pending_pull *waiting; /* pulls parked until the clock allows them */
+  uint64_t pushes_applied, pushes_duplicate, pushes_rejected;
+} pd_shard;
+
+/* Makes a shard of `spec`'s model keys [begin, end), initialised from the
+ * model's seed. */
+pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin, uint64_t end,
+                       uint32_t num_workers);
+/* Frees the shard; parked pulls are failed with `status` first. Values that
+ * answers still being sent borrow are freed when gRPC lets go of them. */
+void pd_shard_free(pd_shard *shard, grpc_status_code status, const char *why);
+
+/* Copies the current values of shard-relative keys [off, off + n) to `out`. */
+void pd_shard_read(const pd_shard *shard, uint64_t off, uint64_t n, float *out);
+
+/* Takes a push of shard-relative keys [off, off + n) (gradient values in
+ * `grad`). Returns the clock's verdict; on REJECT, err says why. Applies the
+ * gradient or the completed round's average as the verdict requires and
+ * answers the pulls that can now go on. */
+enum pd_push_verdict pd_shard_push(pd_shard *shard, uint32_t worker, int64_t clock, uint64_t off,
+                                   uint64_t n, const float *grad, char *err, size_t errlen);
+
+/* Answers a pull of shard-relative keys [off, off + n) now, or parks `call`
+ * until the clock allows it. Returns 0, or -1 with err set if the pull is
+ * invalid (the call is not touched then). */
+int pd_shard_pull(pd_shard *shard, pd_rpc_call *call, uint32_t worker, int64_t clock,
+                  uint64_t off, uint64_t n, char *err, size_t errlen);
+
+#endif

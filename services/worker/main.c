@@ -1,0 +1,57 @@
+/* pando-worker: wires up configuration, logging and BLAS threads, then runs
+ * the worker daemon (services/worker/worker.c). */
+#include <cblas.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "pando/config.h"
+#include "pando/daemon.h"
+#include "pando/log.h"
+#include "pando/rpc.h"
+#include "pando/util.h"
+#include "worker.h"
+
+typedef struct worker_config {
+  char coordinator[256];
+  char listen[256];
+  char advertise[256];
+  char name[64];
+  char port_file[1024];
+  int threads;
+  char log_level[16];
+} worker_config;
+
+#define S(field) PD_CFG_STRING, offsetof(worker_config, field), sizeof(((worker_config *)0)->field), 0, 0
+static const pd_config_option options[] = {
+    {"coordinator", S(coordinator), "127.0.0.1:7070", "coordinator address", NULL},
+    {"listen", S(listen), "0.0.0.0:0", "address of the health service (port 0 picks a free one)", NULL},
+    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)", NULL},
+    {"name", S(name), "worker", "name shown in logs and `pandoctl cluster`", NULL},
+    {"port_file", S(port_file), "", "write the bound port to this file", NULL},
+    {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, 256, "1",
+     "OpenBLAS threads for the gradient computation", NULL},
+    {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
+};
+
+int main(int argc, char **argv) {
+  worker_config cfg;
+  char err[512];
+  char *rest[64];
+  int nrest = 0;
+  int rc = pd_config_load(options, PD_ARRAY_SIZE(options), &cfg, "pando-worker", argc, argv, rest,
+                          &nrest, err, sizeof err);
+  if (rc != 0) {
+    if (rc < 0)
+      fprintf(stderr, "pando-worker: %s\n", err);
+    return rc < 0 ? 2 : 0;
+  }
+  pd_log_set_name(cfg.name);
+  pd_log_level = pd_log_parse_level(cfg.log_level);
+  openblas_set_num_threads(cfg.threads);
+  pd_daemon_signals_init();
+  pd_rpc_init();
+  pd_worker_options opt = {cfg.coordinator, cfg.listen, cfg.advertise, cfg.name, cfg.port_file};
+  rc = pd_worker_main(&opt);
+  pd_rpc_shutdown();
+  return rc;
+}

@@ -1,0 +1,29 @@
+/* pando-worker: waits for an assignment from the coordinator, loads its
+ * partition of the training data, and runs the worker loop of the job's
+ * epochs (pull, gradient of the mini-batch, push), reporting progress. */
+#ifndef PANDO_WORKER_WORKER_H
+#define PANDO_WORKER_WORKER_H
+
+#include <stddef.h>
+
+#include "pando.pb-c.h"
+#include "pando/rpc.h"
+
+typedef struct pd_worker_options {
+  const char *coordinator; /* coordinator address */
+  const char *listen;      /* where the health service listens */
+  const char *advertise;   /* address to register ("" = derived) */
+  const char *name;        /* shown in logs and `pandoctl cluster` */
+  const char *port_file;   /* write the health port here ("" = no) */
+} pd_worker_options;
+
+/* Runs the worker daemon until SIGTERM/SIGINT. Returns the exit code. */
+int pd_worker_main(const pd_worker_options *options);
+
+/* Trains one assignment to the end. Progress goes to `coordinator` (may be
+ * NULL: no reports). Returns 0, -PD_ECANCELLED when the coordinator said
+ * to stop, or another negative error with a message in `err`. */
+int pd_worker_train(const Pando__V1__Assignment *assignment, pd_rpc_channel *coordinator,
+                    char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,137 @@
+# Shared helpers of the integration tests (POSIX sh plus `local`, sourced). They start real
+# Pando daemons on 127.0.0.1 with port 0 and port files, and stop everything
+# they started when the test exits.
+#   BUILD     build folder (default build)
+#   T_DIR     the test's scratch folder (made here, removed on success)
+
+BUILD=${BUILD:-build}
+BIN=$BUILD/bin
+T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pando-test.XXXXXX")
+T_PIDS=""
+T_FAILED=0
+T_NAME=$(basename "$0")
+
+t_cleanup() {
+  local pid i f
+  for pid in $T_PIDS; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in $T_PIDS; do
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$pid" 2>/dev/null
+  done
+  if [ "$T_FAILED" -ne 0 ]; then
+    echo "# logs of $T_NAME:" >&2
+    for f in "$T_DIR"/*.log; do [ -f "$f" ] && { echo "## $f" >&2; tail -n 20 "$f" >&2; }; done
+  else
+    rm -rf "$T_DIR"
+  fi
+}
+trap t_cleanup EXIT
+trap 'exit 130' INT TERM
+
+t_fail() { echo "FAIL - $*"; T_FAILED=1; }
+t_ok() { echo "ok - $*"; }
+# t_check DESCRIPTION COMMAND...: runs the command, reports ok/FAIL.
+t_check() {
+  local desc=$1; shift
+  if "$@"; then t_ok "$desc"; else t_fail "$desc"; fi
+}
+t_done() { exit "$T_FAILED"; }
+
+# t_wait_file FILE [SECONDS]: waits until FILE exists and is not empty.
+t_wait_file() {
+  local n=0
+  while [ ! -s "$1" ]; do
+    n=$((n + 1))
+    [ $n -gt $((${2:-10} * 10)) ] && { echo "timed out waiting for $1" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
+# t_start NAME COMMAND...: starts a daemon in the background, logging to
+# $T_DIR/NAME.log; its port file is $T_DIR/NAME.port.
+t_start() {
+  local name=$1; shift
+  "$@" --listen 127.0.0.1:0 --port-file "$T_DIR/$name.port" >"$T_DIR/$name.log" 2>&1 &
+  T_PIDS="$T_PIDS $!"
+  eval "PID_$(echo "$name" | tr -c 'a-zA-Z0-9\n' _)=$!"
+  t_wait_file "$T_DIR/$name.port"
+}
+t_port() { cat "$T_DIR/$1.port"; }
+t_pid() { eval "echo \$PID_$(echo "$1" | tr -c 'a-zA-Z0-9\n' _)"; }
+
+# t_cluster SERVERS WORKERS: a coordinator, servers ps0.., workers w0..;
+# exports PANDO_COORDINATOR and waits until every node registered.
+t_cluster() {
+  local i want
+  t_start coord "$BIN/pando-coordinator" --heartbeat-ms 100 --node-timeout "${T_NODE_TIMEOUT:-5}" || return 1
+  PANDO_COORDINATOR=127.0.0.1:$(t_port coord)
+  export PANDO_COORDINATOR
+  i=0
+  while [ $i -lt "$1" ]; do
+    t_start "ps$i" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR" --name "ps$i" || return 1
+    i=$((i + 1))
+  done
+  i=0
+  while [ $i -lt "$2" ]; do
+    t_start "w$i" "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR" --name "w$i" || return 1
+    i=$((i + 1))
+  done
+  want=$(($1 + $2))
+  i=0
+  while [ "$("$BIN/pandoctl" cluster -o json 2>/dev/null | grep -o '"node_id"' | wc -l)" -lt $want ]; do
+    i=$((i + 1))
+    [ $i -gt 100 ] && { echo "nodes did not register" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
+# t_json FILE EXPR: evaluates a Python expression over the JSON in FILE (as j).
+t_json() {
+  /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+# t_small_data DIR ROWS: writes the first ROWS Fashion-MNIST training rows and
+# the first ROWS/4 test rows as gzipped IDX files into DIR.
+t_small_data() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import gzip, struct, sys
+out, rows = sys.argv[1], int(sys.argv[2])
+src = "/usr/share/datasets/fashion-mnist/"
+def cut(name, dst, n):
+    data = gzip.open(src + name).read()
+    magic, count = struct.unpack(">II", data[:8])
+    ndim = magic & 0xff
+    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    per = 1
+    for d in dims[1:]:
+        per *= d
+    head = struct.pack(">I", magic) + struct.pack(">" + "I" * ndim, n, *dims[1:])
+    off = 4 + 4 * ndim
+    gzip.open(out + "/" + dst, "wb").write(head + data[off:off + n * per])
+cut("train-images-idx3-ubyte.gz", "train-images.gz", rows)
+cut("train-labels-idx1-ubyte.gz", "train-labels.gz", rows)
+cut("t10k-images-idx3-ubyte.gz", "test-images.gz", rows // 4)
+cut("t10k-labels-idx1-ubyte.gz", "test-labels.gz", rows // 4)
+PY
+}
+
+# t_submit SPEC: submits with pandoctl; prints the job id.
+t_submit() {
+  "$BIN/pandoctl" -o json submit "$1" >"$T_DIR/submit.json" || return 1
+  t_json "$T_DIR/submit.json" 'j["job"]'
+}
+
+# t_wait_job JOB [SECONDS]: waits until the job ends; leaves its status in
+# $T_DIR/JOB.json and prints its state.
+t_wait_job() {
+  local i=0 state
+  while :; do
+    "$BIN/pandoctl" -o json status "$1" >"$T_DIR/$1.json" 2>/dev/null || true
+    state=$(t_json "$T_DIR/$1.json" 'j.get("state","")' 2>/dev/null)
+    case $state in SUCCEEDED|FAILED|CANCELLED) echo "$state"; return 0 ;; esac
+    i=$((i + 1))
+    [ $i -gt $((${2:-120} * 5)) ] && { echo "TIMEOUT"; return 1; }
+    sleep 0.2
+  done
+}

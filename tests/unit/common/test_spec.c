@@ -1,0 +1,556 @@
+/* Unit tests of the job spec parser and validator (common/src/spec.c). */
+#include "pando/spec.h"
+
+#include <stdint.h>
+
+#include "../../test.h"
+#include "pando/error.h"
+#include "pando/util.h"
+
+#define IMAGES "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+#define LABELS "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
+#define T_IMAGES "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+#define T_LABELS "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"
+
+/* The example of the README, in its own mixed block/flow style. */
+static const char example_mixed[] =
+    "name: fashion-mlp\n"
+    "model: {type: mlp, layers: [784, 256, 10], activation: relu, seed: 42}\n"
+    "data:\n"
+    "  format: idx\n"
+    "  train: {features: " IMAGES ", labels: " LABELS "}\n"
+    "  test:  {features: " T_IMAGES ",  labels: " T_LABELS "}\n"
+    "  partition: disjoint_contiguous\n"
+    "training: {epochs: 3, batch_size: 64, update: bsp, optimizer: {type: sgd, lr: 0.1}}\n"
+    "cluster: {servers: 2, workers: 2, wait_timeout: 60}\n";
+
+static const char example_block[] = "# the same job, block style only\n"
+                                    "name: fashion-mlp\n"
+                                    "model:\n"
+                                    "  type: mlp\n"
+                                    "  layers:\n"
+                                    "    - 784\n"
+                                    "    - 256\n"
+                                    "    - 10\n"
+                                    "  activation: relu\n"
+                                    "  seed: 42\n"
+                                    "data:\n"
+                                    "  format: idx\n"
+                                    "  train:\n"
+                                    "    features: " IMAGES "\n"
+                                    "    labels: " LABELS "\n"
+                                    "  test:\n"
+                                    "    features: '" T_IMAGES "'\n"
+                                    "    labels: \"" T_LABELS "\"\n"
+                                    "  partition: disjoint_contiguous\n"
+                                    "training:\n"
+                                    "  epochs: 3\n"
+                                    "  batch_size: 64\n"
+                                    "  update: bsp\n"
+                                    "  optimizer:\n"
+                                    "    type: sgd\n"
+                                    "    lr: 0.1\n"
+                                    "cluster:\n"
+                                    "  servers: 2\n"
+                                    "  workers: 2\n"
+                                    "  wait_timeout: 60\n";
+
+static const char example_flow[] =
+    "{name: fashion-mlp, model: {type: mlp, layers: [784, 256, 10], activation: relu, seed: 42},\n"
+    " data: {format: idx, train: {features: " IMAGES ", labels: " LABELS "},\n"
+    "        test: {features: " T_IMAGES ", labels: " T_LABELS "},\n"
+    "        partition: disjoint_contiguous},\n"
+    " training: {epochs: 3, batch_size: 64, update: bsp, optimizer: {type: sgd, lr: 0.1}},\n"
+    " cluster: {servers: 2, workers: 2, wait_timeout: 60}}\n";
+
+static int parse(const char *text, pd_job_spec *spec, char *err, size_t errlen) {
+  return pd_job_spec_parse(text, strlen(text), spec, err, errlen);
+}
+
+static void check_example(const char *text) {
+  pd_job_spec spec;
+  char err[512] = "";
+  int rc = parse(text, &spec, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "  unexpected error: %s\n", err);
+  CHECK_EQ_INT(rc, 0);
+  CHECK(strcmp(spec.name, "fashion-mlp") == 0);
+  CHECK_EQ_INT(spec.model.type, PD_MODEL_MLP);
+  CHECK_EQ_INT(spec.model.nlayers, 3);
+  CHECK_EQ_INT(spec.model.layers[0], 784);
+  CHECK_EQ_INT(spec.model.layers[1], 256);
+  CHECK_EQ_INT(spec.model.layers[2], 10);
+  CHECK_EQ_INT(spec.model.activation, PD_ACT_RELU);
+  CHECK(spec.model.seed == 42);
+  CHECK(strcmp(spec.data.format, "idx") == 0);
+  CHECK(strcmp(spec.data.train.features, IMAGES) == 0);
+  CHECK(strcmp(spec.data.train.labels, LABELS) == 0);
+  CHECK(strcmp(spec.data.test.features, T_IMAGES) == 0);
+  CHECK(strcmp(spec.data.test.labels, T_LABELS) == 0);
+  CHECK_EQ_INT(spec.data.partition, PD_PARTITION_DISJOINT_CONTIGUOUS);
+  CHECK_EQ_INT(spec.training.epochs, 3);
+  CHECK_EQ_INT(spec.training.batch_size, 64);
+  CHECK_EQ_INT(spec.training.update, PD_UPDATE_BSP);
+  CHECK_EQ_INT(spec.training.optimizer.type, PD_OPT_SGD);
+  CHECK(spec.training.optimizer.lr == 0.1);
+  CHECK_EQ_INT(spec.cluster.servers, 2);
+  CHECK_EQ_INT(spec.cluster.workers, 2);
+  CHECK(spec.cluster.wait_timeout_sec == 60.0);
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), 0);
+}
+
+static void test_example_mixed(void) { check_example(example_mixed); }
+static void test_example_block(void) { check_example(example_block); }
+static void test_example_flow(void) { check_example(example_flow); }
+
+static void test_parse_uses_len(void) {
+  /* Bytes after `len` are not part of the document. */
+  char text[sizeof example_mixed + 32];
+  snprintf(text, sizeof text, "%sbogus: [", example_mixed);
+  pd_job_spec spec;
+  char err[256] = "";
+  CHECK_EQ_INT(pd_job_spec_parse(text, strlen(example_mixed), &spec, err, sizeof err), 0);
+  CHECK_EQ_INT(spec.cluster.workers, 2);
+}
+
+static void test_defaults(void) {
+  static const char minimal[] = "name: a\n"
+                                "model: {type: softmax, layers: [784, 10]}\n"
+                                "data: {train: {features: /f, labels: /l}}\n"
+                                "training: {epochs: 1, batch_size: 1, optimizer: {lr: 1e-3}}\n"
+                                "cluster: {servers: 1, workers: 1}\n";
+  pd_job_spec spec;
+  char err[512] = "";
+  int rc = parse(minimal, &spec, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "  unexpected error: %s\n", err);
+  CHECK_EQ_INT(rc, 0);
+  CHECK_EQ_INT(spec.model.type, PD_MODEL_SOFTMAX);
+  CHECK_EQ_INT(spec.model.activation, PD_ACT_RELU);
+  CHECK(spec.model.seed == 0);
+  CHECK(strcmp(spec.data.format, "idx") == 0);
+  CHECK(spec.data.test.features[0] == '\0');
+  CHECK(spec.data.test.labels[0] == '\0');
+  CHECK_EQ_INT(spec.data.partition, PD_PARTITION_DISJOINT_CONTIGUOUS);
+  CHECK_EQ_INT(spec.training.update, PD_UPDATE_BSP);
+  CHECK_EQ_INT(spec.training.optimizer.type, PD_OPT_SGD);
+  CHECK(spec.training.optimizer.lr == 1e-3);
+  CHECK(spec.cluster.wait_timeout_sec == 60.0);
+}
+
+/* Edge values that are accepted. */
+static void test_limits_accepted(void) {
+  static const char text[] =
+      "name: a123456789012345678901234567890123456789012345678901234567890-z\n" /* 63 chars */
+      "model: {type: mlp, layers: [1000000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 1],\n"
+      "        activation: sigmoid, seed: 18446744073709551615}\n"
+      "data: {train: {features: /f, labels: /l}}\n"
+      "training: {epochs: 100000, batch_size: 65536, update: asp, optimizer: {lr: 1e-300}}\n"
+      "cluster: {servers: 1024, workers: 4096, wait_timeout: 0.5}\n";
+  pd_job_spec spec;
+  char err[512] = "";
+  int rc = parse(text, &spec, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "  unexpected error: %s\n", err);
+  CHECK_EQ_INT(rc, 0);
+  CHECK_EQ_INT(strlen(spec.name), 63);
+  CHECK_EQ_INT(spec.model.nlayers, 16);
+  CHECK_EQ_INT(spec.model.layers[0], 1000000);
+  CHECK_EQ_INT(spec.model.activation, PD_ACT_SIGMOID);
+  CHECK(spec.model.seed == UINT64_MAX);
+  CHECK_EQ_INT(spec.training.update, PD_UPDATE_ASP);
+  CHECK_EQ_INT(spec.cluster.workers, 4096);
+  CHECK(spec.cluster.wait_timeout_sec == 0.5);
+}
+
+/* ---- errors: the base document below with one line replaced (or deleted) */
+
+static const char *const base[] = {
+    /* 1 */ "name: fashion-mlp",
+    /* 2 */ "model: {type: mlp, layers: [784, 256, 10], activation: relu, seed: 42}",
+    /* 3 */ "data:",
+    /* 4 */ "  format: idx",
+    /* 5 */ "  train: {features: /d/train-images.gz, labels: /d/train-labels.gz}",
+    /* 6 */ "  test: {features: /d/test-images.gz, labels: /d/test-labels.gz}",
+    /* 7 */ "  partition: disjoint_contiguous",
+    /* 8 */ "training:",
+    /* 9 */ "  epochs: 3",
+    /* 10 */ "  batch_size: 64",
+    /* 11 */ "  update: bsp",
+    /* 12 */ "  optimizer: {type: sgd, lr: 0.1}",
+    /* 13 */ "cluster: {servers: 2, workers: 2, wait_timeout: 60}",
+};
+
+struct error_case {
+  int line;              /* 1-based line of base[] to replace; 0: `text` is the whole document */
+  const char *text;      /* replacement line, or NULL to delete the line */
+  const char *expect[3]; /* substrings of the error message */
+};
+
+static void build(const struct error_case *c, char *out, size_t size) {
+  out[0] = '\0';
+  if (c->line == 0) {
+    snprintf(out, size, "%s", c->text);
+    return;
+  }
+  for (size_t i = 0; i < PD_ARRAY_SIZE(base); i++) {
+    const char *line = (int)i + 1 == c->line ? c->text : base[i];
+    if (line)
+      snprintf(out + strlen(out), size - strlen(out), "%s\n", line);
+  }
+}
+
+static void run_error_cases(const struct error_case *cases, size_t n) {
+  static char text[8192];
+  for (size_t i = 0; i < n; i++) {
+    pd_job_spec spec;
+    char err[512] = "";
+    build(&cases[i], text, sizeof text);
+    int rc = parse(text, &spec, err, sizeof err);
+    int ok = rc == -PD_EINVAL_SPEC;
+    for (int j = 0; ok && j < 3 && cases[i].expect[j]; j++)
+      ok = strstr(err, cases[i].expect[j]) != NULL;
+    if (!ok)
+      fprintf(stderr, "  case %zu (line %d: %s): rc %d, error \"%s\"\n", i, cases[i].line,
+              cases[i].text ? cases[i].text : "(deleted)", rc, err);
+    CHECK(ok);
+  }
+}
+
+static void test_base_is_valid(void) {
+  static const struct error_case none = {.line = 99};
+  char text[4096], err[512] = "";
+  pd_job_spec spec;
+  build(&none, text, sizeof text);
+  CHECK_EQ_INT(parse(text, &spec, err, sizeof err), 0);
+}
+
+static void test_unknown_keys(void) {
+  static const struct error_case cases[] = {
+      {8,
+       "trainig:",
+       {"unknown key 'trainig' (line 8); expected one of: name, model, data, training, cluster"}},
+      {9,
+       "  epoch: 3",
+       {"training: unknown key 'epoch' (line 9); expected one of: epochs, batch_size, update, "
+        "optimizer"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1, nesterov: true}",
+       {"training.optimizer: unknown key 'nesterov' (line 12); expected one of: type, lr, "
+        "momentum, beta1, beta2, epsilon"}},
+      {5,
+       "  train: {features: /a, labels: /b, extra: 1}",
+       {"data.train: unknown key 'extra' (line 5); expected one of: features, labels"}},
+      {1, "? [a, b]\n: 1", {"keys must be strings, got a list (line 1)"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+static void test_duplicate_keys(void) {
+  static const struct error_case cases[] = {
+      {10, "  epochs: 4", {"training.epochs: duplicated key (line 10); first set at line 9"}},
+      {13,
+       "cluster: {servers: 2, workers: 2, servers: 3}",
+       {"cluster.servers: duplicated key (line 13)", "first set at line 13"}},
+      {13, "name: other", {"name: duplicated key (line 13); first set at line 1"}},
+      {7,
+       "  train: {features: /a, labels: /b}",
+       {"data.train: duplicated key (line 7); first set at line 5"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+static void test_wrong_types(void) {
+  static const struct error_case cases[] = {
+      {9, "  epochs: three", {"training.epochs: expected an integer, got 'three' (line 9)"}},
+      {9, "  epochs: 2.5", {"training.epochs: expected an integer, got '2.5' (line 9)"}},
+      {9, "  epochs:", {"training.epochs: expected an integer, got null (line 9)"}},
+      {9, "  epochs: {a: 1}", {"training.epochs: expected an integer, got a mapping (line 9)"}},
+      {9, "  epochs: [1]", {"training.epochs: expected an integer, got a list (line 9)"}},
+      {12,
+       "  optimizer: {type: sgd, lr: fast}",
+       {"training.optimizer.lr: expected a number, got 'fast' (line 12)"}},
+      {13, "cluster: big", {"cluster: expected a mapping, got 'big' (line 13)"}},
+      {13,
+       "cluster: {servers: 2, workers: 2, wait_timeout: soon}",
+       {"cluster.wait_timeout: expected a number, got 'soon' (line 13)"}},
+      {2,
+       "model: {type: mlp, layers: 784}",
+       {"model.layers: expected a list of integers, got '784' (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: [784, x, 10]}",
+       {"model.layers[1]: expected an integer, got 'x' (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: [784, [1], 10]}",
+       {"model.layers[1]: expected a list of integers, got a list (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: [784, 10], seed: lucky}",
+       {"model.seed: expected an integer, got 'lucky' (line 2)"}},
+      {1, "name: [a]", {"name: expected a string, got a list (line 1)"}},
+      {11,
+       "  update: [bsp]",
+       {"training.update: expected a string, got a list (line 11); expected one of: bsp, asp"}},
+      {6, "  test:", {"data.test: expected a mapping, got null (line 6)"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+static void test_enums(void) {
+  static const struct error_case cases[] = {
+      {11,
+       "  update: bsq",
+       {"training.update: unknown value 'bsq' (line 11); expected one of: bsp, asp"}},
+      {2,
+       "model: {type: cnn, layers: [784, 10]}",
+       {"model.type: unknown value 'cnn' (line 2); expected one of: softmax, mlp"}},
+      {2,
+       "model: {type: mlp, layers: [784, 10], activation: gelu}",
+       {"model.activation: unknown value 'gelu' (line 2); expected one of: relu, tanh, sigmoid"}},
+      {12,
+       "  optimizer: {type: adamw, lr: 0.1}",
+       {"training.optimizer.type: unknown value 'adamw' (line 12); expected one of: sgd, "
+        "momentum, adam"}},
+      {7,
+       "  partition: random",
+       {"data.partition: unknown value 'random' (line 7); expected one of: disjoint_contiguous"}},
+      {4, "  format: csv", {"data.format: unknown value 'csv' (line 4); expected one of: idx"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+static void test_ranges(void) {
+  static const struct error_case cases[] = {
+      {9, "  epochs: 0", {"training.epochs: must be between 1 and 100000, got 0 (line 9)"}},
+      {9, "  epochs: 100001", {"training.epochs: must be between 1 and 100000, got 100001"}},
+      {9, "  epochs: -3", {"training.epochs: must be between 1 and 100000, got -3 (line 9)"}},
+      {10,
+       "  batch_size: 0",
+       {"training.batch_size: must be between 1 and 65536, got 0 (line 10)"}},
+      {10, "  batch_size: 65537", {"training.batch_size: must be between 1 and 65536, got 65537"}},
+      {10,
+       "  batch_size: 99999999999999999999",
+       {"training.batch_size: must be between 1 and 65536, got 99999999999999999999 (line 10)"}},
+      {12, "  optimizer: {lr: 0}", {"training.optimizer.lr: must be > 0, got 0 (line 12)"}},
+      {12, "  optimizer: {lr: -0.1}", {"training.optimizer.lr: must be > 0, got -0.1 (line 12)"}},
+      {12,
+       "  optimizer: {lr: nan}",
+       {"training.optimizer.lr: must be a finite number, got nan (line 12)"}},
+      {12, "  optimizer: {lr: inf}", {"training.optimizer.lr: must be a finite number, got inf"}},
+      {13,
+       "cluster: {servers: 0, workers: 2}",
+       {"cluster.servers: must be between 1 and 1024, got 0 (line 13)"}},
+      {13,
+       "cluster: {servers: 1025, workers: 2}",
+       {"cluster.servers: must be between 1 and 1024, got 1025 (line 13)"}},
+      {13,
+       "cluster: {servers: 2, workers: 4097}",
+       {"cluster.workers: must be between 1 and 4096, got 4097 (line 13)"}},
+      {13,
+       "cluster: {servers: 2, workers: 2, wait_timeout: 0}",
+       {"cluster.wait_timeout: must be > 0, got 0 (line 13)"}},
+      {13,
+       "cluster: {servers: 2, workers: 2, wait_timeout: -5}",
+       {"cluster.wait_timeout: must be > 0, got -5 (line 13)"}},
+      {2,
+       "model: {type: mlp, layers: [784, 0, 10]}",
+       {"model.layers[1]: must be between 1 and 1000000, got 0 (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: [1000001, 10]}",
+       {"model.layers[0]: must be between 1 and 1000000, got 1000001 (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: [784]}",
+       {"model.layers: expected 2 to 16 entries, got 1 (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: []}",
+       {"model.layers: expected 2 to 16 entries, got 0 (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]}",
+       {"model.layers: expected 2 to 16 entries, got 17 (line 2)"}},
+      {2,
+       "model: {type: softmax, layers: [784, 256, 10]}",
+       {"model.layers: a softmax model takes exactly 2 layers (inputs, classes), got 3 (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: [784, 10], seed: -1}",
+       {"model.seed: must be between 0 and 18446744073709551615, got -1 (line 2)"}},
+      {2,
+       "model: {type: mlp, layers: [784, 10], seed: 18446744073709551616}",
+       {"model.seed: must be between 0 and 18446744073709551615, got 18446744073709551616"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+static void test_required(void) {
+  static const struct error_case cases[] = {
+      {1, NULL, {"name: required"}},
+      {10, NULL, {"training.batch_size: required (missing from 'training' at line 8)"}},
+      {9, NULL, {"training.epochs: required"}},
+      {12, "  optimizer: {type: sgd}", {"training.optimizer.lr: required"}},
+      {12, NULL, {"training.optimizer.lr: required"}},
+      {13, NULL, {"cluster.servers: required"}},
+      {13, "cluster: {servers: 2}", {"cluster.workers: required"}},
+      {2, "model: {layers: [784, 10]}", {"model.type: required"}},
+      {2, "model: {type: mlp}", {"model.layers: required"}},
+      {5, "  train: {labels: /b}", {"data.train.features: required"}},
+      {5, "  train: {features: /a}", {"data.train.labels: required"}},
+      {6, "  test: {features: /a}", {"data.test.labels: required"}},
+      {5, "  train: {features: '', labels: /b}", {"data.train.features: required (line 5)"}},
+      {1, "name: ''", {"name: required (line 1)"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+static void test_name(void) {
+  static const struct error_case cases[] = {
+      {1, "name: Fashion", {"name: must match [a-z][a-z0-9-]{0,62}", "got 'Fashion' (line 1)"}},
+      {1, "name: 9lives", {"name: must match", "got '9lives' (line 1)"}},
+      {1, "name: my_job", {"name: must match", "got 'my_job'"}},
+      {1,
+       "name: a12345678901234567890123456789012345678901234567890123456789012z",
+       {"name: longer than 63 characters (line 1)"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+static void test_syntax_errors(void) {
+  static const struct error_case cases[] = {
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1",
+       {"YAML syntax error: did not find expected ',' or '}' (line 13", "flow mapping at line 12"}},
+      {10, "   batch_size: 64", {"YAML syntax error: ", "(line 10"}},
+      {1, "name: \"fashion", {"YAML syntax error: ", "quoted scalar at line 1"}},
+      {1, "name: *nothing", {"YAML syntax error: found undefined alias (line 1"}},
+      {13,
+       "cluster: {servers: 2, workers: 2}\n---\nname: other",
+       {"job spec must be a single YAML document, found another at line 14"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+static void test_document_shape(void) {
+  static const struct error_case cases[] = {
+      {0, "", {"job spec is empty"}},
+      {0, "# only a comment\n", {"job spec is empty"}},
+      {0, "---\n", {"job spec is empty"}},
+      {0,
+       "- name: a\n- name: b\n",
+       {"job spec must be a mapping at the top level, got a list (line 1)"}},
+      {0,
+       "\nfashion-mlp\n",
+       {"job spec must be a mapping at the top level, got 'fashion-mlp' (line 2)"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
+/* ---- pd_job_spec_validate on specs built in code */
+
+static int example(pd_job_spec *spec) {
+  char err[256];
+  return parse(example_mixed, spec, err, sizeof err);
+}
+
+static void test_validate_built_spec(void) {
+  pd_job_spec spec;
+  char err[512] = "";
+  CHECK_EQ_INT(example(&spec), 0);
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), 0);
+
+  spec.training.epochs = 0;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "training.epochs: must be between 1 and 100000, got 0");
+  CHECK(strstr(err, "line") == NULL);
+
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.training.update = (enum pd_update)7;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "training.update: unknown value 7; expected one of: bsp, asp");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.name[0] = '\0';
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "name: required");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  strcpy(spec.name, "Bad Name");
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "name: must match");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.model.nlayers = 17;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "model.layers: expected 2 to 16 entries, got 17");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.model.layers[2] = -1;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "model.layers[2]: must be between 1 and 1000000, got -1");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.model.type = PD_MODEL_SOFTMAX;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "model.layers: a softmax model takes exactly 2 layers");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.training.optimizer.lr = NAN;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "training.optimizer.lr: must be a finite number");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.cluster.wait_timeout_sec = 0;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "cluster.wait_timeout: must be > 0, got 0");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  strcpy(spec.data.format, "csv");
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "data.format: unknown value 'csv'; expected one of: idx");
+}
+
+static void test_validate_test_set(void) {
+  pd_job_spec spec;
+  char err[512] = "";
+  /* No test set at all is fine; half of one is not. */
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.data.test.features[0] = spec.data.test.labels[0] = '\0';
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), 0);
+  spec.data.test.labels[0] = '/';
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "data.test.features: required");
+  /* The train set is always needed. */
+  CHECK_EQ_INT(example(&spec), 0);
+  spec.data.train.labels[0] = '\0';
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "data.train.labels: required");
+}
+
+static void test_names(void) {
+  CHECK(strcmp(pd_update_name(PD_UPDATE_BSP), "bsp") == 0);
+  CHECK(strcmp(pd_update_name(PD_UPDATE_ASP), "asp") == 0);
+  CHECK(strcmp(pd_model_type_name(PD_MODEL_SOFTMAX), "softmax") == 0);
+  CHECK(strcmp(pd_model_type_name(PD_MODEL_MLP), "mlp") == 0);
+  CHECK(strcmp(pd_optimizer_name(PD_OPT_SGD), "sgd") == 0);
+  CHECK(strcmp(pd_update_name((enum pd_update)0), "unknown") == 0);
+  CHECK(strcmp(pd_model_type_name((enum pd_model_type)99), "unknown") == 0);
+}
+
+int main(int argc, char **argv) {
+  PD_RUN(test_example_mixed);
+  PD_RUN(test_example_block);
+  PD_RUN(test_example_flow);
+  PD_RUN(test_parse_uses_len);
+  PD_RUN(test_defaults);
+  PD_RUN(test_limits_accepted);
+  PD_RUN(test_base_is_valid);
+  PD_RUN(test_unknown_keys);
+  PD_RUN(test_duplicate_keys);
+  PD_RUN(test_wrong_types);
+  PD_RUN(test_enums);
+  PD_RUN(test_ranges);
+  PD_RUN(test_required);
+  PD_RUN(test_name);
+  PD_RUN(test_syntax_errors);
+  PD_RUN(test_document_shape);
+  PD_RUN(test_validate_built_spec);
+  PD_RUN(test_validate_test_set);
+  PD_RUN(test_names);
+  PD_TEST_DONE();
+}

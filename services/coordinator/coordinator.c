@@ -570,6 +570,8 @@ static void handle_progress(pd_rpc_call *call, void *ctx) {
                      req->rank, req->job, j->nworkers);
     goto done;
   }
+  /* cancel: the job had ended before this report (not because of it) */
+  int cancel = j->state != PANDO__V1__JOB_STATE__RUNNING && j->state != PANDO__V1__JOB_STATE__SUCCEEDED;
   if (j->state == PANDO__V1__JOB_STATE__RUNNING) {
     worker_progress *p = &j->workers[req->rank];
     node *n = find_node(c, p->node_id);
@@ -604,7 +606,7 @@ static void handle_progress(pd_rpc_call *call, void *ctx) {
     }
   }
   Pando__V1__ProgressAck ack = PANDO__V1__PROGRESS_ACK__INIT;
-  ack.cancel = j->state != PANDO__V1__JOB_STATE__RUNNING && j->state != PANDO__V1__JOB_STATE__SUCCEEDED;
+  ack.cancel = cancel || j->state == PANDO__V1__JOB_STATE__CANCELLED;
   pd_rpc_call_reply_msg(call, &ack.base);
 done:
   pando__v1__progress_report__free_unpacked(req, NULL);

@@ -277,14 +277,18 @@ int pd_worker_main(const pd_worker_options *opt) {
       PD_INFO("assigned to job %s as rank %u", a->job, a->rank);
       int rc = pd_worker_train(a, coord, err, sizeof err);
       if (rc != 0 && rc != -PD_ECANCELLED) {
-        PD_ERROR("job %s failed: %s", a->job, err);
+        /* Tell the coordinator; if the job had already ended (cancelled, or
+         * failed elsewhere, which drops its shards) this is no error of ours. */
         Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
         progress p = {coord, a->job, a->rank, 0, 0, 0, 0};
         r.error = err;
-        report(&p, &r);
-      } else if (rc == -PD_ECANCELLED) {
-        PD_INFO("%s", err);
+        if (report(&p, &r) == -PD_ECANCELLED)
+          rc = -PD_ECANCELLED;
+        else
+          PD_ERROR("job %s failed: %s", a->job, err);
       }
+      if (rc == -PD_ECANCELLED)
+        PD_INFO("job %s was stopped by the coordinator", a->job);
     }
     pando__v1__assignment__free_unpacked(a, NULL);
   }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,6 +30,30 @@ void pd_daemon_signals_init(void) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+}
+
+int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, const char *program,
+                        int argc, char **argv, const char *name, const char *log_level) {
+  char err[512];
+  char **rest = pd_xcalloc((size_t)argc + 1, sizeof *rest);
+  int nrest = 0;
+  int rc = pd_config_load(table, n, config, program, argc, argv, rest, &nrest, err, sizeof err);
+  if (rc == 0 && nrest > 0) {
+    snprintf(err, sizeof err, "unexpected argument '%s'; see --help", rest[0]);
+    rc = -1;
+  }
+  free(rest);
+  if (rc < 0) {
+    fprintf(stderr, "%s: %s\n", program, err);
+    return 2;
+  }
+  if (rc > 0)
+    return 0;
+  if (name)
+    pd_log_set_name(name);
+  if (log_level)
+    pd_log_level = pd_log_parse_level(log_level);
+  return -1;
 }
 
 int pd_daemon_stopping(void) { return stop_flag != 0; }

@@ -56,8 +56,10 @@ grpc_slice pd_wire_tensor_header(const ProtobufCMessage *rest, uint32_t tensor_f
     for (int i = 0; i < ndim; i++)
       t += put_varint(tensor_head + t, (uint64_t)shape[i]);
   }
-  tensor_head[t++] = (TENSOR_DATA << 3) | WT_LEN;
-  t += put_varint(tensor_head + t, payload_len);
+  if (payload_len > 0) { /* proto3 leaves empty bytes out, as protobuf-c does */
+    tensor_head[t++] = (TENSOR_DATA << 3) | WT_LEN;
+    t += put_varint(tensor_head + t, payload_len);
+  }
 
   size_t rest_len = protobuf_c_message_get_packed_size(rest);
   uint64_t tensor_len = t + payload_len;
@@ -202,20 +204,25 @@ static int decode_tensor(cursor *c, size_t len, void *dst, size_t dst_cap, pd_bu
         goto truncated;
       t->dtype = (int)v;
     } else if (field == TENSOR_SHAPE && (wt == WT_VARINT || wt == WT_LEN)) {
-      size_t shape_stop = c->left;
-      if (wt == WT_LEN) {
+      int packed = wt == WT_LEN;
+      size_t shape_stop = 0;
+      if (packed) {
         if (cur_varint(c, &v, NULL, NULL) != 0 || v > c->left)
           goto truncated;
         shape_stop = c->left - (size_t)v;
       }
-      do {
+      while (!packed || c->left > shape_stop) { /* unpacked: one value */
         if (cur_varint(c, &v, NULL, NULL) != 0)
           goto truncated;
         if (t->ndim >= PD_TENSOR_MAX_DIMS)
           return pd_errf(err, errlen, -PD_EFORMAT, "tensor has more than %d dimensions",
                          PD_TENSOR_MAX_DIMS);
         t->shape[t->ndim++] = (int64_t)v;
-      } while (c->left > shape_stop);
+        if (!packed)
+          break;
+      }
+      if (packed && c->left != shape_stop) /* a value ran past the packed field */
+        goto truncated;
     } else if (field == TENSOR_DATA && wt == WT_LEN) {
       if (have_data++)
         return pd_errf(err, errlen, -PD_EFORMAT, "tensor data appears twice");

@@ -38,19 +38,12 @@ static void cron(void *user) {
 }
 
 int main(int argc, char **argv) {
-  ps_config cfg;
+  ps_config cfg = {0};
   char err[512], addr[300];
-  char *rest[64];
-  int nrest = 0;
-  int rc = pd_config_load(options, PD_ARRAY_SIZE(options), &cfg, "pando-ps", argc, argv, rest,
-                          &nrest, err, sizeof err);
-  if (rc != 0) {
-    if (rc < 0)
-      fprintf(stderr, "pando-ps: %s\n", err);
-    return rc < 0 ? 2 : 0;
-  }
-  pd_log_set_name(cfg.name);
-  pd_log_level = pd_log_parse_level(cfg.log_level);
+  int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-ps", argc, argv,
+                               cfg.name, cfg.log_level);
+  if (rc >= 0)
+    return rc;
   /* Keep big buffers in the heap: fresh mmaps page-fault on every pull. */
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);

@@ -45,10 +45,12 @@ static void adam_step(const pd_optimizer_spec *spec, float *restrict x, float *r
     const float c1 = (float)(1.0 / (1.0 - pow(b1, t)));
     const float c2 = (float)(1.0 / (1.0 - pow(b2, t)));
     const float lr = (float)spec->lr, eps = (float)spec->epsilon;
+    /* 1 - beta in double, then rounded: (float)beta2 is 1 for beta2 close to 1 */
     const float fb1 = (float)b1, fb2 = (float)b2;
+    const float w1 = (float)(1.0 - b1), w2 = (float)(1.0 - b2);
     for (uint64_t k = i; k < run; k++) {
-      m[k] = fb1 * m[k] + (1 - fb1) * g[k];
-      v[k] = fb2 * v[k] + (1 - fb2) * g[k] * g[k];
+      m[k] = fb1 * m[k] + w1 * g[k];
+      v[k] = fb2 * v[k] + w2 * g[k] * g[k];
       x[k] -= lr * (m[k] * c1) / (sqrtf(v[k] * c2) + eps);
     }
     i = run;

@@ -34,19 +34,11 @@ static const pd_config_option options[] = {
 };
 
 int main(int argc, char **argv) {
-  worker_config cfg;
-  char err[512];
-  char *rest[64];
-  int nrest = 0;
-  int rc = pd_config_load(options, PD_ARRAY_SIZE(options), &cfg, "pando-worker", argc, argv, rest,
-                          &nrest, err, sizeof err);
-  if (rc != 0) {
-    if (rc < 0)
-      fprintf(stderr, "pando-worker: %s\n", err);
-    return rc < 0 ? 2 : 0;
-  }
-  pd_log_set_name(cfg.name);
-  pd_log_level = pd_log_parse_level(cfg.log_level);
+  worker_config cfg = {0};
+  int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-worker", argc, argv,
+                               cfg.name, cfg.log_level);
+  if (rc >= 0)
+    return rc;
   openblas_set_num_threads(cfg.threads);
   pd_daemon_signals_init();
   pd_rpc_init();

@@ -6,7 +6,16 @@
 
 #include <signal.h>
 
+#include "pando/config.h"
 #include "pando/rpc.h"
+
+/* Loads a daemon's configuration (pd_config_load: file, environment, flags),
+ * refuses positional arguments, and sets up logging from the `name` and
+ * `log_level` strings of the loaded config (NULL: leave as is). Returns -1
+ * when the daemon should go on, else the exit code main() should return
+ * (0 after --help/--check-config, 2 on a bad setting, reported on stderr). */
+int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, const char *program,
+                        int argc, char **argv, const char *name, const char *log_level);
 
 /* Installs handlers that set the stop flag on SIGINT/SIGTERM (a second one
  * exits at once) and ignores SIGPIPE. */

@@ -1,0 +1,161 @@
+/* Unit tests of the planning functions: key ranges of the servers, and the
+ * batches every worker runs over its partition in an epoch. */
+#include "pando/plan.h"
+
+#include <stdint.h>
+
+#include "../../test.h"
+#include "pando/dataset.h"
+
+/* Contiguous ranges covering [0, keys) in order, sizes within one key of
+ * each other, larger ones first. Returns 0 when all holds. */
+static int check_shards(uint64_t keys, uint32_t servers) {
+  uint64_t *begin = malloc(servers * sizeof *begin), *end = malloc(servers * sizeof *end);
+  int bad = 0;
+  pd_plan_shards(keys, servers, begin, end);
+  uint64_t min = UINT64_MAX, max = 0;
+  for (uint32_t i = 0; i < servers; i++) {
+    uint64_t size = end[i] - begin[i];
+    if (begin[i] != (i == 0 ? 0 : end[i - 1]) || end[i] <= begin[i])
+      bad = 1;
+    if (i > 0 && size > end[i - 1] - begin[i - 1])
+      bad = 1; /* sizes never grow */
+    min = size < min ? size : min;
+    max = size > max ? size : max;
+  }
+  if (end[servers - 1] != keys || max - min > 1 || min != keys / servers)
+    bad = 1;
+  if (bad)
+    fprintf(stderr, "  pd_plan_shards(%llu, %u) is wrong\n", (unsigned long long)keys, servers);
+  free(begin);
+  free(end);
+  return bad;
+}
+
+static void test_shards(void) {
+  for (uint64_t keys = 1; keys <= 200; keys++)
+    for (uint32_t servers = 1; servers <= keys && servers <= 40; servers++)
+      CHECK_EQ_INT(check_shards(keys, servers), 0);
+  /* M == K: one key each. */
+  for (uint32_t k = 1; k <= 300; k++)
+    CHECK_EQ_INT(check_shards(k, k), 0);
+  /* Large key spaces. */
+  const uint64_t big[] = {7850, 203530, 1ull << 32, (1ull << 32) + 7, 1ull << 40, UINT64_MAX / 3};
+  const uint32_t servers[] = {1, 2, 3, 7, 64, 1000, 1024};
+  for (int k = 0; k < 6; k++)
+    for (int s = 0; s < 7; s++)
+      CHECK_EQ_INT(check_shards(big[k], servers[s]), 0);
+
+  uint64_t begin[3], end[3];
+  pd_plan_shards(10, 3, begin, end);
+  CHECK(begin[0] == 0 && end[0] == 4 && begin[1] == 4 && end[1] == 7 && begin[2] == 7 &&
+        end[2] == 10);
+}
+
+static void test_steps_per_epoch(void) {
+  /* ceil(smallest partition / batch_size) */
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(60000, 1, 64), 938);
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(60000, 4, 64), 235); /* 15000 / 64 */
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(60000, 7, 64), 134); /* 8571 / 64 */
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(10, 3, 3), 1);       /* 3, 3, 4 rows */
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(10, 3, 2), 2);
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(5, 5, 100), 1);
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(128, 1, 64), 2);
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(129, 1, 64), 3);
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(1, 1, 1), 1);
+  CHECK_EQ_INT(pd_plan_steps_per_epoch(1ull << 40, 1024, 65536), 16384);
+}
+
+/* For every worker of a (rows, workers, batch_size) job: the batches of an
+ * epoch are contiguous, cover the worker's partition exactly once in order,
+ * every batch but the last has batch_size rows, and the last one has between
+ * 1 and batch_size + 1 rows (partitions differ by at most one row). All
+ * workers run the same number of steps. Returns 0 when all holds. */
+static int check_epoch(uint64_t rows, uint32_t workers, uint32_t batch_size) {
+  uint32_t steps = pd_plan_steps_per_epoch(rows, workers, batch_size);
+  if (steps == 0)
+    return 1;
+  for (uint32_t rank = 0; rank < workers; rank++) {
+    uint64_t part_begin, part_end;
+    pd_partition_contiguous(rows, workers, rank, &part_begin, &part_end);
+    uint64_t part = part_end - part_begin, at = 0;
+    for (uint32_t step = 0; step < steps; step++) {
+      uint64_t begin, end;
+      pd_plan_batch(part, steps, batch_size, step, &begin, &end);
+      uint64_t size = end - begin;
+      int last = step + 1 == steps;
+      if (begin != at || end <= begin || end > part)
+        return 1;
+      if (!last && size != batch_size)
+        return 1;
+      if (last && (size > (uint64_t)batch_size + 1 || size >= (uint64_t)batch_size + workers))
+        return 1;
+      at = end;
+    }
+    if (at != part)
+      return 1; /* rows left over */
+  }
+  return 0;
+}
+
+static void test_batches_cover_partitions(void) {
+  for (uint64_t rows = 1; rows <= 120; rows++)
+    for (uint32_t workers = 1; workers <= rows && workers <= 12; workers++)
+      for (uint32_t batch = 1; batch <= 25; batch++) {
+        int bad = check_epoch(rows, workers, batch);
+        if (bad)
+          fprintf(stderr, "  rows %llu, workers %u, batch %u\n", (unsigned long long)rows, workers,
+                  batch);
+        CHECK_EQ_INT(bad, 0);
+      }
+  /* Realistic sizes: Fashion-MNIST and friends. */
+  const uint64_t rows[] = {60000, 10000, 50000, 1281167};
+  const uint32_t workers[] = {1, 2, 3, 4, 7, 16, 64, 100};
+  const uint32_t batches[] = {1, 32, 64, 100, 128, 1000, 65536};
+  for (int r = 0; r < 4; r++)
+    for (int w = 0; w < 8; w++)
+      for (int b = 0; b < 7; b++)
+        CHECK_EQ_INT(check_epoch(rows[r], workers[w], batches[b]), 0);
+}
+
+/* Partitions themselves: disjoint, in rank order, covering every row, the
+ * first rows % workers one row larger. */
+static void test_partitions(void) {
+  for (uint64_t rows = 1; rows <= 100; rows++)
+    for (uint32_t workers = 1; workers <= rows; workers++) {
+      uint64_t at = 0;
+      for (uint32_t rank = 0; rank < workers; rank++) {
+        uint64_t begin, end;
+        pd_partition_contiguous(rows, workers, rank, &begin, &end);
+        CHECK_EQ_INT(begin, at);
+        CHECK_EQ_INT(end - begin, rows / workers + (rank < rows % workers ? 1 : 0));
+        at = end;
+      }
+      CHECK_EQ_INT(at, rows);
+    }
+}
+
+static void test_batch_examples(void) {
+  uint64_t begin, end;
+  /* 10 rows in batches of 4: 3 steps, the last takes 2. */
+  pd_plan_batch(10, 3, 4, 0, &begin, &end);
+  CHECK(begin == 0 && end == 4);
+  pd_plan_batch(10, 3, 4, 2, &begin, &end);
+  CHECK(begin == 8 && end == 10);
+  /* 9 rows where other workers have 8 (batch 4, 2 steps): the last batch
+   * takes the extra row. */
+  pd_plan_batch(9, 2, 4, 1, &begin, &end);
+  CHECK(begin == 4 && end == 9);
+  /* One step: everything. */
+  pd_plan_batch(7, 1, 100, 0, &begin, &end);
+  CHECK(begin == 0 && end == 7);
+}
+
+int main(int argc, char **argv) {
+  PD_RUN(test_shards);
+  PD_RUN(test_steps_per_epoch);
+  PD_RUN(test_partitions);
+  PD_RUN(test_batches_cover_partitions);
+  PD_RUN(test_batch_examples);
+  PD_TEST_DONE();
+}

@@ -45,7 +45,8 @@ double pd_ctl_eta_sec(const Pando__V1__JobStatus *status) {
   double total = status->epochs * per_epoch;
   double step = PD_MIN((double)status->step, per_epoch);
   double done = (status->epoch - 1) * per_epoch + step;
-  if (done <= 0)
+  /* Too early to tell: the first steps carry the start-up (loading data). */
+  if (done <= 0 || done < 0.01 * total)
     return -1;
   if (done >= total)
     return 0;

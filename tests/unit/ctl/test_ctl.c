@@ -716,6 +716,8 @@ static void test_eta(void) {
   st->epoch = 1;
   st->step = 0;
   CHECK_NEAR(pd_ctl_eta_sec(st), -1, 0);
+  st->step = 2; /* 2 of 300 steps, under 1 %: too early for an estimate */
+  CHECK_NEAR(pd_ctl_eta_sec(st), -1, 0);
   st->step = 10;
   st->elapsed_sec = 0;
   CHECK_NEAR(pd_ctl_eta_sec(st), -1, 0);

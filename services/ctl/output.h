@@ -24,7 +24,7 @@ void pd_ctl_format_duration(double seconds, char *buf, size_t len);
 
 /* Estimated seconds until a running job finishes, from the steps done so far
  * (over all epochs) and its elapsed time; -1 when it cannot be estimated
- * (not running, nothing done yet, or the step counts are unknown). */
+ * (not running, under 1 % done, or the step counts are unknown). */
 double pd_ctl_eta_sec(const Pando__V1__JobStatus *status);
 
 /* The progress of a job in one line:

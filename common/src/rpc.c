@@ -6,6 +6,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,16 @@
 #define REQUESTS_PER_METHOD 16 /* calls of one method the server accepts at once before queueing */
 #define GENERIC_REQUESTS 2
 
-void pd_rpc_init(void) { grpc_init(); }
+void pd_rpc_init(void) {
+  /* gRPC allocates and frees the buffers of every message it receives. By
+   * default glibc hands freed heap tops (and big blocks) back to the kernel,
+   * so each large transfer page-faults its memory in again: 50 pulls of
+   * 64 MiB from two servers took up to 150,000 extra page faults and 30% more
+   * client CPU. Keep that memory in the process instead. */
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  grpc_init();
+}
 void pd_rpc_shutdown(void) { grpc_shutdown(); }
 
 static gpr_timespec deadline_in(double seconds) {

@@ -22,14 +22,7 @@ struct pd_ps {
 
 static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
 
-pd_ps *pd_ps_new(void) {
-  /* The shards' BLAS calls are memory-bound vector operations that a second
-   * thread does not speed up, and OpenBLAS's idle threads spin
-   * (sched_yield) on the cores gRPC needs: one thread is 3x cheaper per
-   * 64 MiB push. */
-  openblas_set_num_threads(1);
-  return pd_xcalloc(1, sizeof(pd_ps));
-}
+pd_ps *pd_ps_new(void) { return pd_xcalloc(1, sizeof(pd_ps)); }
 
 void pd_ps_free(pd_ps *ps) {
   if (!ps)

@@ -44,10 +44,10 @@ typedef struct lease {
 
 struct pd_shard_values {
   uint64_t keys, nblocks;
-  float *buf[2];     /* keys values each; buf[1] NULL until first needed */
-  uint8_t *cur;      /* per block: index of the buffer holding its values */
-  lease *leases[2];  /* per buffer, per block */
-  atomic_uint refs;  /* one for the shard, one per borrowing slice */
+  float *buf[2];    /* keys values each; buf[1] NULL until first needed */
+  uint8_t *cur;     /* per block: index of the buffer holding its values */
+  lease *leases[2]; /* per buffer, per block */
+  atomic_uint refs; /* one for the shard, one per borrowing slice */
 };
 
 static pd_shard_values *values_new(uint64_t keys) {
@@ -117,8 +117,8 @@ static size_t values_slices(pd_shard_values *v, uint64_t off, uint64_t n, grpc_s
     if (atomic_load(&v->leases[!c][b].slices) == 0) {
       atomic_fetch_add(&v->leases[c][b].slices, 1);
       atomic_fetch_add(&v->refs, 1);
-      out[count++] = grpc_slice_new_with_user_data((void *)src, bytes, lease_release,
-                                                   &v->leases[c][b]);
+      out[count++] =
+          grpc_slice_new_with_user_data((void *)src, bytes, lease_release, &v->leases[c][b]);
     } else { /* the block moved while the old copy is still being sent */
       out[count] = grpc_slice_malloc(bytes);
       memcpy(GRPC_SLICE_START_PTR(out[count]), src, bytes);

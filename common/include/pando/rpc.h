@@ -26,7 +26,11 @@
  * below this (pd_psclient), so only a misbehaving peer reaches it. */
 #define PD_RPC_MAX_MESSAGE (256 << 20)
 
-/* Starts gRPC (idempotent, reference counted by gRPC itself). */
+/* Starts gRPC (idempotent, reference counted by gRPC itself). Also tells
+ * malloc to keep freed memory in the process rather than return it to the
+ * kernel (mallopt M_MMAP_THRESHOLD 256 MiB, M_TRIM_THRESHOLD 512 MiB): gRPC's
+ * message buffers come and go with every call, and memory given back would
+ * be page-faulted in again by the next large message. */
 void pd_rpc_init(void);
 void pd_rpc_shutdown(void);
 

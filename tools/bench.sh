@@ -38,7 +38,7 @@ trap 'exit 143' TERM
 
 # start_ps N: starts pando-ps number N on a free port; its port goes to $TMP/portN.
 start_ps() {
-  "$PS" --listen 127.0.0.1:0 --port-file "$TMP/port$1" --name "bench-ps$1" \
+  "$PS" --listen 127.0.0.1:0 --port-file "$TMP/port$1" --name "bench-ps$1" --metrics-listen "" \
     --log-level warn >"$TMP/ps$1.log" 2>&1 &
   PIDS="$PIDS $!"
 }

@@ -3,9 +3,9 @@
 # there yet. Does nothing (and needs no root) when everything is installed.
 set -eu
 PKGS="build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-libopenblas-dev liburing-dev libyaml-dev zlib1g-dev dataset-fashion-mnist
+libopenblas-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev dataset-fashion-mnist
 grpc-proto protobuf-compiler python3-grpcio python3-protobuf python3-numpy
-python3-yaml iperf3"
+python3-yaml python3-prometheus-client iperf3"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "pando/log.h"
+#include "pando/metrics.h"
 #include "pando/util.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -73,6 +74,21 @@ void pd_daemon_serve(pd_loop *loop, double period_sec, void (*cron)(void *user),
   }
   if (stop_flag)
     PD_INFO("stop requested, shutting down");
+}
+
+int pd_daemon_metrics(const char *address, const char *port_file) {
+  char err[256];
+  if (!address || !*address)
+    return 0;
+  int port = pd_metrics_serve(address, err, sizeof err);
+  if (port < 0) {
+    PD_ERROR("metrics_listen: %s", err);
+    return -1;
+  }
+  if (pd_daemon_write_port(port_file, port) != 0)
+    PD_WARN("cannot write metrics port file %s", port_file);
+  PD_INFO("serving Prometheus metrics on http://%s/metrics (port %d)", address, port);
+  return 0;
 }
 
 int pd_daemon_write_port(const char *path, int port) {

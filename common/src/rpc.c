@@ -7,6 +7,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "pando/error.h"
 #include "pando/log.h"
+#include "pando/metrics.h"
 #include "pando/util.h"
 
 #define PD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -105,11 +107,52 @@ int pd_loop_run_once(pd_loop *loop, double timeout_sec) {
 
 /* ---------------------------------------------------------------- server */
 
+#define PD_RPC_STATUS_COUNT 17 /* gRPC status codes 0 (OK) .. 16 (UNAUTHENTICATED) */
+
+/* Metrics of one method, on the server or on a client channel. */
+typedef struct method_metrics {
+  const char *path;
+  pd_metric *handled[PD_RPC_STATUS_COUNT]; /* by status code, made when first needed */
+  pd_metric *seconds;                    /* latency histogram */
+  pd_metric *bytes_in, *bytes_out;       /* message payload bytes */
+} method_metrics;
+
+static void metrics_init(method_metrics *mm, const char *side, const char *path) {
+  char name[96], labels[300];
+  mm->path = path;
+  snprintf(labels, sizeof labels, "method=\"%s\"", path);
+  snprintf(name, sizeof name, "pando_rpc_%s_seconds", side);
+  mm->seconds = pd_metric_histogram(name, !strcmp(side, "server")
+                                              ? "Time from a call's arrival to its answer."
+                                              : "Time from a call's start to its completion.",
+                                    labels);
+  snprintf(name, sizeof name, "pando_rpc_%s_received_bytes_total", side);
+  mm->bytes_in = pd_metric_counter(name, "Message payload bytes received.", labels);
+  snprintf(name, sizeof name, "pando_rpc_%s_sent_bytes_total", side);
+  mm->bytes_out = pd_metric_counter(name, "Message payload bytes sent.", labels);
+}
+
+static void metrics_done(method_metrics *mm, const char *side, grpc_status_code code,
+                         uint64_t started_ns) {
+  if ((unsigned)code >= PD_RPC_STATUS_COUNT)
+    code = GRPC_STATUS_UNKNOWN;
+  if (!mm->handled[code]) {
+    char name[96], labels[340];
+    snprintf(name, sizeof name, "pando_rpc_%s_handled_total", side);
+    snprintf(labels, sizeof labels, "method=\"%s\",code=\"%s\"", mm->path,
+             pd_rpc_status_name(code));
+    mm->handled[code] = pd_metric_counter(name, "RPCs completed, by status code.", labels);
+  }
+  pd_metric_add(mm->handled[code], 1);
+  pd_metric_observe(mm->seconds, (double)(pd_now_ns() - started_ns) * 1e-9);
+}
+
 typedef struct reg_method {
   const char *path;
   pd_rpc_handler handler;
   void *ctx;
   void *registered; /* gRPC's handle */
+  method_metrics metrics;
 } reg_method;
 
 struct pd_rpc_server {
@@ -139,6 +182,7 @@ struct pd_rpc_call {
   grpc_byte_buffer *payload;
   grpc_byte_buffer *response;
   grpc_slice status_details;
+  uint64_t started_ns;  /* when the call arrived */
   int client_cancelled; /* set by RECV_CLOSE_ON_SERVER */
   int replied;          /* a response batch was started */
   int send_done;
@@ -203,6 +247,11 @@ static void finish(pd_rpc_call *c, grpc_status_code status, const char *details,
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = response;
   }
+  if (c->method) {
+    if (response)
+      pd_metric_add(c->method->metrics.bytes_out, (double)grpc_byte_buffer_length(response));
+    metrics_done(&c->method->metrics, "server", status, c->started_ns);
+  }
   c->status_details = grpc_slice_from_copied_string(details ? details : "");
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[n].data.send_status_from_server.status = status;
@@ -228,10 +277,16 @@ static void on_request(pd_rpc_op *op, int ok) {
   start_batch(c, &close_op, 1, &c->op_close);
   if (!c->method) {
     char *path = grpc_slice_to_c_string(c->details.method);
+    pd_metric_add(pd_metric_counter("pando_rpc_server_unimplemented_total",
+                                    "Calls of methods this server does not have.", ""),
+                  1);
     pd_rpc_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", path);
     gpr_free(path);
     return;
   }
+  c->started_ns = pd_now_ns();
+  if (c->payload)
+    pd_metric_add(c->method->metrics.bytes_in, (double)grpc_byte_buffer_length(c->payload));
   c->method->handler(c, c->method->ctx);
 }
 
@@ -285,6 +340,7 @@ void pd_rpc_server_add_method(pd_rpc_server *srv, const char *path, pd_rpc_handl
   m->ctx = ctx;
   m->registered = grpc_server_register_method(srv->server, path, NULL,
                                               GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  metrics_init(&m->metrics, "server", path);
   PD_ASSERT(m->registered != NULL);
 }
 
@@ -434,9 +490,14 @@ void pd_rpc_health_set_serving(pd_rpc_server *srv, int serving) { srv->health_se
 
 /* ---------------------------------------------------------------- client */
 
+#define CHANNEL_METHODS 16
+
 struct pd_rpc_channel {
   grpc_channel *channel;
   char *target;
+  pthread_mutex_t lock; /* guards methods[]: a channel may serve several threads */
+  method_metrics methods[CHANNEL_METHODS];
+  int nmethods;
 };
 
 pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection) {
@@ -456,6 +517,7 @@ pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection) {
   ch->channel = grpc_channel_create(target, creds, &channel_args);
   grpc_channel_credentials_release(creds);
   ch->target = pd_xstrdup(target);
+  pthread_mutex_init(&ch->lock, NULL);
   return ch;
 }
 
@@ -463,14 +525,34 @@ void pd_rpc_channel_free(pd_rpc_channel *ch) {
   if (!ch)
     return;
   grpc_channel_destroy(ch->channel);
+  for (int i = 0; i < ch->nmethods; i++)
+    free((char *)ch->methods[i].path);
+  pthread_mutex_destroy(&ch->lock);
   free(ch->target);
   free(ch);
 }
 
 const char *pd_rpc_channel_target(const pd_rpc_channel *ch) { return ch->target; }
 
+/* The metrics of `method` on this channel (NULL past CHANNEL_METHODS). */
+static method_metrics *channel_metrics(pd_rpc_channel *ch, const char *method) {
+  method_metrics *mm = NULL;
+  pthread_mutex_lock(&ch->lock);
+  for (int i = 0; i < ch->nmethods && !mm; i++)
+    if (strcmp(ch->methods[i].path, method) == 0)
+      mm = &ch->methods[i];
+  if (!mm && ch->nmethods < CHANNEL_METHODS) {
+    mm = &ch->methods[ch->nmethods++];
+    metrics_init(mm, "client", pd_xstrdup(method));
+  }
+  pthread_mutex_unlock(&ch->lock);
+  return mm;
+}
+
 typedef struct client_call {
   pd_rpc_op op;
+  method_metrics *metrics;
+  uint64_t started_ns;
   grpc_call *call;
   grpc_metadata_array initial_md;
   grpc_metadata_array trailing_md;
@@ -492,6 +574,11 @@ static void on_client_done(pd_rpc_op *op, int ok) {
   if (result.status == GRPC_STATUS_OK && !cc->response) {
     result.status = GRPC_STATUS_INTERNAL;
     result.details = "server sent no response message";
+  }
+  if (cc->metrics) {
+    if (cc->response)
+      pd_metric_add(cc->metrics->bytes_in, (double)grpc_byte_buffer_length(cc->response));
+    metrics_done(cc->metrics, "client", result.status, cc->started_ns);
   }
   cc->done(&result, cc->user);
   gpr_free(details);
@@ -515,6 +602,10 @@ int pd_rpc_start(pd_rpc_channel *ch, pd_loop *loop, const char *method, const gr
   grpc_metadata_array_init(&cc->initial_md);
   grpc_metadata_array_init(&cc->trailing_md);
   cc->request = grpc_raw_byte_buffer_create((grpc_slice *)slices, n);
+  cc->started_ns = pd_now_ns();
+  cc->metrics = channel_metrics(ch, method);
+  if (cc->metrics)
+    pd_metric_add(cc->metrics->bytes_out, (double)grpc_byte_buffer_length(cc->request));
   grpc_slice method_slice = grpc_slice_from_copied_string(method);
   cc->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, loop->cq,
                                       method_slice, NULL, deadline_in(timeout_sec), NULL);

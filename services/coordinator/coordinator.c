@@ -12,8 +12,10 @@
 #include "pando/dataset.h"
 #include "pando/error.h"
 #include "pando/log.h"
+#include "pando/metrics.h"
 #include "pando/model.h"
 #include "pando/plan.h"
+#include "pando/schedule.h"
 #include "pando/spec.h"
 #include "pando/util.h"
 
@@ -189,6 +191,8 @@ static void send_shard_call(pd_coord *c, job *j, uint32_t shard, int create) {
     req.begin = j->shard_begin[shard];
     req.end = j->shard_end[shard];
     req.num_workers = j->nworkers;
+    req.min_partition_rows =
+        pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
     len = pando__v1__create_shard_request__get_packed_size(&req);
     sc->request = pd_xmalloc(len);
     pando__v1__create_shard_request__pack(&req, sc->request);
@@ -237,6 +241,11 @@ static void finish_job(pd_coord *c, job *j, Pando__V1__JobState state, const cha
   int had_shards = j->server_ids != NULL;
   j->state = state;
   j->finished = pd_now();
+  char labels[64];
+  snprintf(labels, sizeof labels, "state=\"%s\"", state_name(state));
+  pd_metric_add(pd_metric_counter("pando_jobs_finished_total", "Jobs that ended, by final state.",
+                                  labels),
+                1);
   release_workers(c, j);
   /* A finished job's model stays on the servers; a failed or cancelled one
    * gives its memory back. */
@@ -555,6 +564,28 @@ done:
   pando__v1__assignment_request__free_unpacked(req, NULL);
 }
 
+/* Job progress as Prometheus gauges, labelled by job (and by rank). */
+static void export_progress(const job *j, const Pando__V1__ProgressReport *req) {
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",rank=\"%u\"", j->id, req->rank);
+  pd_metric_set(pd_metric_gauge("pando_job_epoch", "Epoch a worker is in (1-based).", labels),
+                req->epoch);
+  pd_metric_set(pd_metric_gauge("pando_job_step", "Steps a worker has done in its epoch.", labels),
+                (double)req->step);
+  pd_metric_set(pd_metric_gauge("pando_job_loss", "Mean training loss reported by a worker.",
+                                labels),
+                req->loss);
+  pd_metric_set(pd_metric_gauge("pando_job_samples_per_second",
+                                "Training throughput reported by a worker.", labels),
+                req->samples_per_sec);
+  if (req->has_eval) {
+    snprintf(labels, sizeof labels, "job=\"%s\"", j->id);
+    pd_metric_set(pd_metric_gauge("pando_job_test_accuracy",
+                                  "Test accuracy after the last finished epoch.", labels),
+                  req->test_accuracy);
+  }
+}
+
 static void handle_progress(pd_rpc_call *call, void *ctx) {
   pd_coord *c = ctx;
   Pando__V1__ProgressReport *req = UNPACK(ProgressReport, progress_report, call);
@@ -581,6 +612,7 @@ static void handle_progress(pd_rpc_call *call, void *ctx) {
     p->step = req->step;
     p->loss = req->loss;
     p->samples_per_sec = req->samples_per_sec;
+    export_progress(j, req);
     if (req->has_eval && (j->nhistory == 0 || j->history[j->nhistory - 1].epoch < req->epoch)) {
       j->history = pd_xrealloc(j->history, (j->nhistory + 1) * sizeof *j->history);
       Pando__V1__EpochRecord *r = &j->history[j->nhistory++];

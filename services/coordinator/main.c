@@ -7,12 +7,15 @@
 #include "pando/config.h"
 #include "pando/daemon.h"
 #include "pando/log.h"
+#include "pando/metrics.h"
 #include "pando/rpc.h"
 #include "pando/util.h"
 
 typedef struct coord_config {
   char listen[256];
   char port_file[1024];
+  char metrics_listen[256];
+  char metrics_port_file[1024];
   char name[64];
   int heartbeat_ms;
   double node_timeout;
@@ -23,6 +26,9 @@ typedef struct coord_config {
 static const pd_config_option options[] = {
     {"listen", S(listen), "0.0.0.0:7070", "address to serve gRPC on (port 0 picks a free one)", NULL},
     {"port_file", S(port_file), "", "write the bound port to this file", NULL},
+    {"metrics_listen", S(metrics_listen), "0.0.0.0:9070",
+     "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
+    {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
     {"name", S(name), "coordinator", "name shown in logs", NULL},
     {"heartbeat_ms", PD_CFG_INT, offsetof(coord_config, heartbeat_ms), 0, 10, 60000, "200",
      "how often servers and workers send heartbeats", NULL},
@@ -54,6 +60,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   pd_rpc_server_start(srv);
+  if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
+    return 1;
   if (pd_daemon_write_port(cfg.port_file, port) != 0)
     PD_WARN("cannot write port file %s", cfg.port_file);
   PD_INFO("serving Coordinator on %s (port %d)", cfg.listen, port);
@@ -64,6 +72,7 @@ int main(int argc, char **argv) {
   pd_rpc_server_free(srv);
   pd_coord_free(coord);
   pd_loop_free(loop);
+  pd_metrics_stop();
   pd_rpc_shutdown();
   return 0;
 }

@@ -8,6 +8,7 @@
 #include "pando/config.h"
 #include "pando/daemon.h"
 #include "pando/log.h"
+#include "pando/metrics.h"
 #include "pando/rpc.h"
 #include "pando/session.h"
 #include "pando/util.h"
@@ -19,6 +20,8 @@ typedef struct ps_config {
   char coordinator[256];
   char name[64];
   char port_file[1024];
+  char metrics_listen[256];
+  char metrics_port_file[1024];
   char log_level[16];
 } ps_config;
 
@@ -29,6 +32,9 @@ static const pd_config_option options[] = {
     {"coordinator", S(coordinator), "", "coordinator address; empty runs without one", NULL},
     {"name", S(name), "ps", "name shown in logs and `pandoctl cluster`", NULL},
     {"port_file", S(port_file), "", "write the bound port to this file", NULL},
+    {"metrics_listen", S(metrics_listen), "0.0.0.0:9000",
+     "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
+    {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
     {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
 };
 
@@ -61,6 +67,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   pd_rpc_server_start(srv);
+  if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
+    return 1;
   pd_daemon_advertise(cfg.listen, cfg.advertise, port, addr, sizeof addr);
   if (pd_daemon_write_port(cfg.port_file, port) != 0)
     PD_WARN("cannot write port file %s", cfg.port_file);
@@ -77,6 +85,7 @@ int main(int argc, char **argv) {
   pd_rpc_server_free(srv);
   pd_ps_free(ps);
   pd_loop_free(loop);
+  pd_metrics_stop();
   pd_rpc_shutdown();
   return 0;
 }

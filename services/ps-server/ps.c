@@ -9,6 +9,7 @@
 #include "pando.pb-c.h"
 #include "pando/error.h"
 #include "pando/log.h"
+#include "pando/metrics.h"
 #include "pando/model.h"
 #include "pando/util.h"
 #include "pando/wire.h"
@@ -95,6 +96,19 @@ static void handle_pull(pd_rpc_call *call, void *ctx) {
   pando__v1__pull_request__free_unpacked(req, NULL);
 }
 
+/* pando_ps_pushes_total{job, result}: what became of each push. */
+static void count_push(const char *job, enum pd_push_verdict v) {
+  static const char *const results[] = {[PD_PUSH_APPLY] = "applied",
+                                        [PD_PUSH_ACCUMULATE] = "applied",
+                                        [PD_PUSH_DUPLICATE] = "duplicate",
+                                        [PD_PUSH_REJECT] = "rejected"};
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", job, results[v]);
+  pd_metric_add(pd_metric_counter("pando_ps_pushes_total",
+                                  "Pushes received, by job and by what became of them.", labels),
+                1);
+}
+
 static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_ps *ps = ctx;
   ProtobufCMessage *msg = NULL;
@@ -122,6 +136,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   }
   enum pd_push_verdict v = pd_shard_push(s, req->worker, req->clock, req->begin - s->begin, n,
                                          t.data, err, sizeof err);
+  count_push(req->job, v);
   if (v == PD_PUSH_REJECT) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     goto done;
@@ -159,6 +174,11 @@ static void handle_create(pd_rpc_call *call, void *ctx) {
                        (unsigned long long)keys);
     } else if (req->num_workers == 0) {
       pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "num_workers: must be >= 1");
+    } else if (req->min_partition_rows == 0 &&
+               spec.training.lr_schedule.type != PD_LR_CONSTANT) {
+      pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                       "min_partition_rows: must be >= 1 with a training.lr_schedule (the "
+                       "epoch of a push depends on it)");
     } else {
       int i = find(ps, req->job);
       if (i >= 0 && (ps->shards[i]->begin != req->begin || ps->shards[i]->end != req->end)) {
@@ -174,7 +194,8 @@ static void handle_create(pd_rpc_call *call, void *ctx) {
           ps->shards = pd_xrealloc(ps->shards, (size_t)ps->cap * sizeof *ps->shards);
         }
         ps->shards[ps->nshards++] =
-            pd_shard_new(req->job, &spec, req->begin, req->end, req->num_workers);
+            pd_shard_new(req->job, &spec, req->begin, req->end, req->num_workers,
+                         req->min_partition_rows);
         PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
                 (unsigned long long)req->begin, (unsigned long long)req->end, req->num_workers,
                 pd_update_name(spec.training.update),

@@ -7,6 +7,7 @@
 #include "pando/config.h"
 #include "pando/daemon.h"
 #include "pando/log.h"
+#include "pando/metrics.h"
 #include "pando/rpc.h"
 #include "pando/util.h"
 #include "worker.h"
@@ -17,6 +18,8 @@ typedef struct worker_config {
   char advertise[256];
   char name[64];
   char port_file[1024];
+  char metrics_listen[256];
+  char metrics_port_file[1024];
   int threads;
   char log_level[16];
 } worker_config;
@@ -28,6 +31,9 @@ static const pd_config_option options[] = {
     {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)", NULL},
     {"name", S(name), "worker", "name shown in logs and `pandoctl cluster`", NULL},
     {"port_file", S(port_file), "", "write the bound port to this file", NULL},
+    {"metrics_listen", S(metrics_listen), "0.0.0.0:9100",
+     "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
+    {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
     {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, 256, "1",
      "OpenBLAS threads for the gradient computation", NULL},
     {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
@@ -43,7 +49,10 @@ int main(int argc, char **argv) {
   pd_daemon_signals_init();
   pd_rpc_init();
   pd_worker_options opt = {cfg.coordinator, cfg.listen, cfg.advertise, cfg.name, cfg.port_file};
+  if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
+    return 1;
   rc = pd_worker_main(&opt);
+  pd_metrics_stop();
   pd_rpc_shutdown();
   return rc;
 }

@@ -52,12 +52,14 @@ t_wait_file() {
 # $T_DIR/NAME.log; its port file is $T_DIR/NAME.port.
 t_start() {
   local name=$1; shift
-  "$@" --listen 127.0.0.1:0 --port-file "$T_DIR/$name.port" >"$T_DIR/$name.log" 2>&1 &
+  "$@" --listen 127.0.0.1:0 --port-file "$T_DIR/$name.port" --metrics-listen 127.0.0.1:0 \
+    --metrics-port-file "$T_DIR/$name.mport" >"$T_DIR/$name.log" 2>&1 &
   T_PIDS="$T_PIDS $!"
   eval "PID_$(echo "$name" | tr -c 'a-zA-Z0-9\n' _)=$!"
   t_wait_file "$T_DIR/$name.port"
 }
 t_port() { cat "$T_DIR/$1.port"; }
+t_metrics_port() { cat "$T_DIR/$1.mport"; }
 t_pid() { eval "echo \$PID_$(echo "$1" | tr -c 'a-zA-Z0-9\n' _)"; }
 
 # t_cluster SERVERS WORKERS: a coordinator, servers ps0.., workers w0..;

@@ -45,6 +45,7 @@ tmp = tempfile.mkdtemp(prefix="pando-py-")
 port_file = os.path.join(tmp, "ps.port")
 log = open(os.path.join(tmp, "ps.log"), "w")
 ps = subprocess.Popen([os.path.join(BUILD, "bin", "pando-ps"), "--listen", "127.0.0.1:0",
+                       "--metrics-listen", "",
                        "--port-file", port_file], stdout=log, stderr=log)
 try:
     for _ in range(100):

@@ -29,6 +29,11 @@ void pd_daemon_request_stop(void);
 void pd_daemon_serve(pd_loop *loop, double period_sec, void (*cron)(void *user), void *user,
                      volatile int *done);
 
+/* Serves Prometheus metrics on `address` (empty: not at all) and writes the
+ * bound port to `port_file` (when non-empty). Returns 0 or -1 after logging
+ * the error. */
+int pd_daemon_metrics(const char *address, const char *port_file);
+
 /* Writes the bound port to `path` (when non-empty), so scripts and tests can
  * start a daemon on port 0 and find it. Returns 0 or -errno. */
 int pd_daemon_write_port(const char *path, int port);

@@ -1,0 +1,41 @@
+/* Prometheus metrics: a process-wide registry of counters, gauges and
+ * histograms, served in the text exposition format on GET /metrics by
+ * libmicrohttpd's own thread. Updates are atomic and lock-free, so hot paths
+ * (every RPC) pay a few nanoseconds; registering takes a lock. */
+#ifndef PANDO_METRICS_H
+#define PANDO_METRICS_H
+
+#include <stddef.h>
+
+typedef struct pd_metric pd_metric;
+
+/* Returns the metric `name` with `labels` (Prometheus label pairs without
+ * braces, e.g. "method=\"/pando.v1.ParameterServer/Pull\"", or "" for none),
+ * registering it the first time. All members of a family (same name) must
+ * have the same type and help. Strings are copied. Never returns NULL. */
+pd_metric *pd_metric_counter(const char *name, const char *help, const char *labels);
+pd_metric *pd_metric_gauge(const char *name, const char *help, const char *labels);
+/* A histogram with the default latency buckets (50 us .. 60 s). */
+pd_metric *pd_metric_histogram(const char *name, const char *help, const char *labels);
+
+/* Adds `value` to a counter (value >= 0) or gauge. */
+void pd_metric_add(pd_metric *metric, double value);
+/* Sets a gauge. */
+void pd_metric_set(pd_metric *metric, double value);
+/* Records one observation in a histogram. */
+void pd_metric_observe(pd_metric *metric, double value);
+/* The current value of a counter or gauge (for tests and status output). */
+double pd_metric_value(const pd_metric *metric);
+
+/* Writes the whole registry in the text exposition format (version 0.0.4)
+ * into a malloc'd string (caller frees); *len receives its length. */
+char *pd_metrics_render(size_t *len);
+
+/* Serves GET /metrics on `address` ("host:port"; port 0 picks a free one) on
+ * a thread of its own. Returns the bound port, or a negative error with a
+ * message in `err`. One server per process. */
+int pd_metrics_serve(const char *address, char *err, size_t errlen);
+/* Stops the server (no-op when none runs). */
+void pd_metrics_stop(void);
+
+#endif

@@ -54,9 +54,12 @@ INTEG_BINS := $(INTEG_SRCS:tests/integration/%.c=$(BUILD)/tests/integration/%)
 TOOL_SRCS  := $(wildcard tools/*.c)
 TOOL_BINS  := $(TOOL_SRCS:tools/%.c=$(BUILD)/tools/%)
 PYGEN      := $(GEN)/python/pando_pb2.py $(GEN)/python/health_pb2.py
+# Model plugins (pando/plugin.h): the example, and broken ones the tests refuse.
+EXAMPLE_PLUGIN := $(BUILD)/examples/libpando_example_plugin.so
+TEST_PLUGINS   := $(foreach p,bad_abi no_entry no_gradient,$(BUILD)/tests/plugins/lib$(p).so)
 
 .PHONY: all deps test unit integration run bench clean format check-format
-all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS) $(PYGEN)
+all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS) $(PYGEN) $(EXAMPLE_PLUGIN) $(TEST_PLUGINS)
 
 deps:
 	@sh tools/deps.sh
@@ -108,6 +111,16 @@ $(BUILD)/tools/%: $(BUILD)/tools/%.o $(LIBPANDO)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# ---- model plugins: shared objects that need only pando/plugin.h
+$(EXAMPLE_PLUGIN): examples/plugin/fm.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< -lm
+$(BUILD)/tests/plugins/lib%.so: tests/plugins/broken.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DBROKEN_$* -fPIC -shared $(LDFLAGS) -o $@ $<
+# the plugin tests load them
+$(BUILD)/tests/unit/common/test_plugin: | $(EXAMPLE_PLUGIN) $(TEST_PLUGINS)
+
 # ---- running
 # `make test` runs every unit and integration test; `make test T=name` one of them.
 test: deps
@@ -121,6 +134,13 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tools/bench.sh
+
+# `make test-container` builds the image and trains the example job with
+# docker-compose on a private Docker engine, then removes all it made (needs
+# root; installs docker.io, docker-compose, debootstrap; see docs/deploy.md).
+.PHONY: test-container
+test-container:
+	@sh tests/container/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -6,6 +6,8 @@ PKGS="build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compil
 libopenblas-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev dataset-fashion-mnist
 grpc-proto protobuf-compiler python3-grpcio python3-protobuf python3-numpy
 python3-yaml python3-prometheus-client iperf3"
+# docker-compose (Python, no engine): tests/integration/test_compose_config.sh.
+PKGS="$PKGS docker-compose"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -220,7 +220,8 @@ static void check_values(pd_psclient *c, const pd_model_spec *model, const pd_sh
     uint64_t len = PD_MIN(span, ranges[i].end - ranges[i].begin);
     uint64_t starts[2] = {ranges[i].begin, ranges[i].end - len};
     for (int j = 0; j < 2; j++) {
-      pd_model_init_range(model, starts[j], starts[j] + len, want);
+      if (pd_model_init_range(model, starts[j], starts[j] + len, want, err, sizeof err) != 0)
+        fail("init", err);
       if (memcmp(want, buf + starts[j], len * sizeof(float)) != 0) {
         snprintf(err, sizeof err, "keys [%llu, %llu) differ from the model's initial values",
                  (unsigned long long)starts[j], (unsigned long long)(starts[j] + len));
@@ -241,7 +242,8 @@ int main(int argc, char **argv) {
   if (pd_job_spec_parse(spec_yaml, strlen(spec_yaml), &spec, err, sizeof err) != 0)
     fail("spec", err);
   uint64_t keys = 0;
-  pd_model_layout(&spec.model, NULL, 0, &keys);
+  if (pd_model_layout(&spec.model, NULL, 0, &keys, err, sizeof err) < 0)
+    fail("layout", err);
   if ((uint64_t)opt.nservers > keys || (uint64_t)opt.small_keys > keys / (uint64_t)opt.nservers)
     usage();
 

@@ -1,10 +1,14 @@
-/* Loading training data: whole-file reads with io_uring, IDX parsing with
- * optional gzip inflation (zlib), and contiguous partitioning of rows. */
+/* The dataset module's core: whole-file reads with io_uring, gzip inflation
+ * (zlib), the IDX reader, views and gathers of rows, normalisation, and
+ * pd_dataset_load()/pd_dataset_peek(), which dispatch to the readers of each
+ * format (dataset_text.c: CSV and libsvm; dataset_synthetic.c). */
 #include "pando/dataset.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <malloc.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,7 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
+#include "dataset_internal.h"
 #include "pando/error.h"
 #include "pando/util.h"
 
@@ -152,7 +157,7 @@ done:
 
 /* ---- a byte stream over a plain or gzipped file */
 
-typedef struct idx_stream {
+typedef struct byte_stream {
   const char *path;        /* for messages */
   int fd;                  /* -1: the whole file is in memory at `in` */
   const uint8_t *in;       /* raw file bytes available: in[in_pos, in_len) */
@@ -165,10 +170,10 @@ typedef struct idx_stream {
   bool gz_truncated;       /* the gzip stream ended without its end marker */
   uint8_t *out;            /* gz: inflated bytes out[out_pos, out_len) */
   size_t out_len, out_pos;
-} idx_stream;
+} byte_stream;
 
 /* Makes sure in[in_pos, in_len) is non-empty unless the file is at its end. */
-static int stream_fill(idx_stream *s, char *err, size_t errlen) {
+static int stream_fill(byte_stream *s, char *err, size_t errlen) {
   if (s->in_pos < s->in_len || s->fd < 0)
     return 0;
   for (;;) {
@@ -185,7 +190,7 @@ static int stream_fill(idx_stream *s, char *err, size_t errlen) {
   }
 }
 
-static int stream_open(idx_stream *s, const char *path, int fd, const uint8_t *data, size_t len,
+static int stream_open(byte_stream *s, const char *path, int fd, const uint8_t *data, size_t len,
                        char *err, size_t errlen) {
   memset(s, 0, sizeof(*s));
   s->path = path;
@@ -207,7 +212,7 @@ static int stream_open(idx_stream *s, const char *path, int fd, const uint8_t *d
   return 0;
 }
 
-static void stream_close(idx_stream *s) {
+static void stream_close(byte_stream *s) {
   if (s->z_live)
     inflateEnd(&s->z);
   free(s->out);
@@ -216,7 +221,7 @@ static void stream_close(idx_stream *s) {
 
 /* Points *p at the next *n > 0 bytes of (inflated) content, or sets *n = 0 at
  * the end. Returns 0 or a negative error (corrupt gzip data, read error). */
-static int stream_peek(idx_stream *s, const uint8_t **p, size_t *n, char *err, size_t errlen) {
+static int stream_peek(byte_stream *s, const uint8_t **p, size_t *n, char *err, size_t errlen) {
   int rc;
   *n = 0;
   if (!s->gz) {
@@ -261,7 +266,7 @@ static int stream_peek(idx_stream *s, const uint8_t **p, size_t *n, char *err, s
   return 0;
 }
 
-static void stream_consume(idx_stream *s, size_t n) {
+static void stream_consume(byte_stream *s, size_t n) {
   if (s->gz)
     s->out_pos += n;
   else
@@ -269,7 +274,7 @@ static void stream_consume(idx_stream *s, size_t n) {
 }
 
 /* Copies up to `want` bytes into `dst`; *got receives how many there were. */
-static int stream_read(idx_stream *s, uint8_t *dst, size_t want, size_t *got, char *err,
+static int stream_read(byte_stream *s, uint8_t *dst, size_t want, size_t *got, char *err,
                        size_t errlen) {
   *got = 0;
   while (*got < want) {
@@ -286,6 +291,101 @@ static int stream_read(idx_stream *s, uint8_t *dst, size_t want, size_t *got, ch
     *got += n;
   }
   return 0;
+}
+
+int pd__read_content(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen) {
+  uint8_t *raw = NULL, *content = NULL;
+  size_t raw_len = 0, used = 0;
+  byte_stream s;
+  bool stream_live = false;
+  *data = NULL;
+  *len = 0;
+  int rc = pd_read_file(path, &raw, &raw_len, err, errlen);
+  if (rc != 0)
+    return rc;
+  if (raw_len < 2 || raw[0] != 0x1f || raw[1] != 0x8b) {
+    *data = raw; /* plain: the file is the content */
+    *len = raw_len;
+    return 0;
+  }
+  rc = stream_open(&s, path, -1, raw, raw_len, err, errlen);
+  stream_live = true;
+  if (rc != 0)
+    goto done;
+  /* The trailer's ISIZE (the last member's size mod 2^32) is a good first
+   * guess; the buffer grows when it is wrong. */
+  const uint8_t *t = raw + raw_len - 4;
+  size_t isize = raw_len >= 18
+                     ? (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24
+                     : 0;
+  size_t cap = PD_MAX(isize + 1, 2 * raw_len);
+  content = pd_xmalloc(cap);
+  for (;;) {
+    const uint8_t *p;
+    size_t n;
+    if ((rc = stream_peek(&s, &p, &n, err, errlen)) != 0)
+      goto done;
+    if (n == 0)
+      break;
+    if (used + n > cap) {
+      cap = PD_MAX(2 * cap, used + n);
+      content = pd_xrealloc(content, cap);
+    }
+    memcpy(content + used, p, n);
+    used += n;
+    stream_consume(&s, n);
+  }
+  if (s.gz_truncated) {
+    rc = pd_errf(err, errlen, -PD_EFORMAT, "%s: truncated gzip stream (no end marker)", path);
+    goto done;
+  }
+  *data = content;
+  *len = used;
+  content = NULL;
+done:
+  free(content);
+  if (stream_live)
+    stream_close(&s);
+  free(raw);
+  return rc;
+}
+
+int pd__read_first_line(const char *path, char **line, size_t *len, char *err, size_t errlen) {
+  *line = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return pd_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+  byte_stream s;
+  char *buf = NULL;
+  size_t used = 0, cap = 0;
+  int rc = stream_open(&s, path, fd, NULL, 0, err, errlen);
+  for (bool eol = false; rc == 0 && !eol;) {
+    const uint8_t *p;
+    size_t n;
+    if ((rc = stream_peek(&s, &p, &n, err, errlen)) != 0 || n == 0)
+      break;
+    const uint8_t *nl = memchr(p, '\n', n);
+    size_t take = nl ? (size_t)(nl - p) : n;
+    eol = nl != NULL;
+    if (used + take + 1 > cap) {
+      cap = PD_MAX(2 * cap, used + take + 1);
+      buf = pd_xrealloc(buf, cap);
+    }
+    memcpy(buf + used, p, take);
+    used += take;
+    stream_consume(&s, take);
+  }
+  if (rc == 0) {
+    *line = buf ? buf : pd_xstrdup("");
+    (*line)[used] = '\0';
+    *len = used;
+    buf = NULL;
+  }
+  free(buf);
+  stream_close(&s);
+  close(fd);
+  return rc;
 }
 
 /* ---- IDX */
@@ -309,7 +409,7 @@ static const char *idx_type_name(int type) {
   }
 }
 
-static int idx_read_header(idx_stream *s, idx_header *h, char *err, size_t errlen) {
+static int idx_read_header(byte_stream *s, idx_header *h, char *err, size_t errlen) {
   uint8_t buf[4 + 4 * 255];
   size_t got;
   int rc = stream_read(s, buf, 4, &got, err, errlen);
@@ -357,7 +457,7 @@ static int idx_read_header(idx_stream *s, idx_header *h, char *err, size_t errle
 /* Reads the `expected` data bytes after the header, converts bytes
  * [keep_begin, keep_end) of them into `features` (scaled to [0, 1]) or
  * `labels`, and checks that the data is exactly `expected` bytes long. */
-static int idx_read_data(idx_stream *s, uint64_t expected, uint64_t keep_begin, uint64_t keep_end,
+static int idx_read_data(byte_stream *s, uint64_t expected, uint64_t keep_begin, uint64_t keep_end,
                          float *features, uint8_t *labels, char *err, size_t errlen) {
   float scale[256];
   for (int i = 0; i < 256; i++)
@@ -411,7 +511,7 @@ static int idx_read_data(idx_stream *s, uint64_t expected, uint64_t keep_begin, 
 /* Before allocating for a header's claims: a plain file in memory must hold
  * exactly `expected` data bytes, and a gzipped one must be able to inflate to
  * that much (deflate expands at most ~1032:1). */
-static int idx_check_size(const idx_stream *s, uint64_t expected, char *err, size_t errlen) {
+static int idx_check_size(const byte_stream *s, uint64_t expected, char *err, size_t errlen) {
   uint64_t avail = s->in_len - s->in_pos;
   if (s->gz) {
     if (expected / 1032 > s->in_len)
@@ -434,7 +534,7 @@ int pd_idx_peek(const char *path, uint64_t *rows, uint64_t *cols, char *err, siz
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return pd_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
-  idx_stream s;
+  byte_stream s;
   idx_header h;
   int rc = stream_open(&s, path, fd, NULL, 0, err, errlen);
   if (rc == 0)
@@ -448,26 +548,32 @@ int pd_idx_peek(const char *path, uint64_t *rows, uint64_t *cols, char *err, siz
   return rc;
 }
 
-int pd_dataset_load_idx(const char *features_path, const char *labels_path, uint64_t row_begin,
-                        uint64_t row_end, pd_dataset *out, char *err, size_t errlen) {
+/* Which file of an IDX pair an error is about (for the spec key). */
+enum idx_file { IDX_FEATURES, IDX_LABELS };
+
+static int idx_load(const char *features_path, const char *labels_path, uint64_t row_begin,
+                    uint64_t row_end, pd_dataset *out, enum idx_file *bad, char *err,
+                    size_t errlen) {
   memset(out, 0, sizeof(*out));
   uint8_t *feature_bytes = NULL, *label_bytes = NULL;
   size_t feature_len = 0, label_len = 0;
-  idx_stream fs, ls;
+  byte_stream fs, ls;
   bool fs_open = false, ls_open = false;
   idx_header fh, lh;
-  float *features = NULL;
+  float *features = NULL, *targets = NULL;
   uint8_t *labels = NULL;
   int rc;
 
+  *bad = IDX_FEATURES;
   if ((rc = pd_read_file(features_path, &feature_bytes, &feature_len, err, errlen)) != 0)
-    goto done;
-  if ((rc = pd_read_file(labels_path, &label_bytes, &label_len, err, errlen)) != 0)
     goto done;
   rc = stream_open(&fs, features_path, -1, feature_bytes, feature_len, err, errlen);
   fs_open = true;
   if (rc != 0 || (rc = idx_read_header(&fs, &fh, err, errlen)) != 0 ||
       (rc = idx_check_size(&fs, fh.rows * fh.cols, err, errlen)) != 0)
+    goto done;
+  *bad = IDX_LABELS;
+  if ((rc = pd_read_file(labels_path, &label_bytes, &label_len, err, errlen)) != 0)
     goto done;
   rc = stream_open(&ls, labels_path, -1, label_bytes, label_len, err, errlen);
   ls_open = true;
@@ -486,6 +592,7 @@ int pd_dataset_load_idx(const char *features_path, const char *labels_path, uint
                  (unsigned long long)lh.rows);
     goto done;
   }
+  *bad = IDX_FEATURES;
   if (row_end == UINT64_MAX)
     row_end = fh.rows;
   if (row_begin > row_end || row_end > fh.rows) {
@@ -498,19 +605,27 @@ int pd_dataset_load_idx(const char *features_path, const char *labels_path, uint
   uint64_t rows = row_end - row_begin;
   features = pd_xmalloc_aligned((size_t)(rows * fh.cols) * sizeof(float));
   labels = pd_xmalloc((size_t)rows);
+  targets = pd_xmalloc((size_t)rows * sizeof(float));
   if ((rc = idx_read_data(&fs, fh.rows * fh.cols, row_begin * fh.cols, row_end * fh.cols, features,
                           NULL, err, errlen)) != 0)
     goto done;
+  *bad = IDX_LABELS;
   if ((rc = idx_read_data(&ls, lh.rows, row_begin, row_end, NULL, labels, err, errlen)) != 0)
     goto done;
+  for (uint64_t r = 0; r < rows; r++)
+    targets[r] = labels[r];
   out->rows = rows;
   out->cols = (uint32_t)fh.cols;
   out->features = features;
   out->labels = labels;
+  out->targets = targets;
+  out->owned = 1;
   features = NULL;
   labels = NULL;
+  targets = NULL;
 
 done:
+  free(targets);
   free(labels);
   free(features);
   if (ls_open)
@@ -522,11 +637,347 @@ done:
   return rc;
 }
 
+int pd_dataset_load_idx(const char *features_path, const char *labels_path, uint64_t row_begin,
+                        uint64_t row_end, pd_dataset *out, char *err, size_t errlen) {
+  enum idx_file bad;
+  return idx_load(features_path, labels_path, row_begin, row_end, out, &bad, err, errlen);
+}
+
+/* ---- the in-memory dataset */
+
 void pd_dataset_close(pd_dataset *ds) {
-  free(ds->features);
-  free(ds->labels);
+  if (ds->owned) {
+    free(ds->features);
+    free(ds->row_ptr);
+    free(ds->col_idx);
+    free(ds->values);
+    free(ds->labels);
+    free(ds->targets);
+  }
   memset(ds, 0, sizeof(*ds));
 }
+
+pd_dataset pd_dataset_view(const pd_dataset *ds, uint64_t begin, uint64_t end) {
+  PD_ASSERT(begin <= end && end <= ds->rows);
+  pd_dataset view = *ds;
+  view.rows = end - begin;
+  view.owned = 0;
+  if (ds->features)
+    view.features = ds->features + begin * ds->cols;
+  if (ds->row_ptr)
+    view.row_ptr = ds->row_ptr + begin;
+  if (ds->labels)
+    view.labels = ds->labels + begin;
+  if (ds->targets)
+    view.targets = ds->targets + begin;
+  return view;
+}
+
+/* Returns an array of at least `bytes` in place of `old`: `old` itself when
+ * it is owned and large enough (no allocation), else a new one (64-byte
+ * aligned, as features are). */
+static void *reserve(void *old, int owned, size_t bytes) {
+  if (owned && old && malloc_usable_size(old) >= bytes)
+    return old;
+  if (owned)
+    free(old);
+  return pd_xmalloc_aligned(bytes);
+}
+
+/* Drops an array `ds` does not need any more. */
+static void *release(void *old, int owned) {
+  if (owned)
+    free(old);
+  return NULL;
+}
+
+void pd_dataset_gather(const pd_dataset *src, const uint64_t *index, uint64_t n, pd_dataset *out) {
+  PD_ASSERT(src != out);
+  int owned = out->owned;
+  uint64_t cols = src->cols;
+  for (uint64_t i = 0; i < n; i++)
+    PD_ASSERT(index[i] < src->rows);
+  if (src->features) {
+    out->features = reserve(out->features, owned, (size_t)(n * cols) * sizeof(float));
+    for (uint64_t i = 0; i < n; i++)
+      memcpy(out->features + i * cols, src->features + index[i] * cols, cols * sizeof(float));
+    out->row_ptr = release(out->row_ptr, owned);
+    out->col_idx = release(out->col_idx, owned);
+    out->values = release(out->values, owned);
+  } else {
+    uint64_t nnz = 0;
+    for (uint64_t i = 0; i < n; i++)
+      nnz += src->row_ptr[index[i] + 1] - src->row_ptr[index[i]];
+    out->row_ptr = reserve(out->row_ptr, owned, (size_t)(n + 1) * sizeof(uint64_t));
+    out->col_idx = reserve(out->col_idx, owned, (size_t)nnz * sizeof(uint32_t));
+    out->values = reserve(out->values, owned, (size_t)nnz * sizeof(float));
+    out->row_ptr[0] = 0;
+    for (uint64_t i = 0, at = 0; i < n; i++) {
+      uint64_t b = src->row_ptr[index[i]], count = src->row_ptr[index[i] + 1] - b;
+      memcpy(out->col_idx + at, src->col_idx + b, count * sizeof(uint32_t));
+      memcpy(out->values + at, src->values + b, count * sizeof(float));
+      at += count;
+      out->row_ptr[i + 1] = at;
+    }
+    out->features = release(out->features, owned);
+  }
+  if (src->labels) {
+    out->labels = reserve(out->labels, owned, (size_t)n);
+    for (uint64_t i = 0; i < n; i++)
+      out->labels[i] = src->labels[index[i]];
+  } else {
+    out->labels = release(out->labels, owned);
+  }
+  if (src->targets) {
+    out->targets = reserve(out->targets, owned, (size_t)n * sizeof(float));
+    for (uint64_t i = 0; i < n; i++)
+      out->targets[i] = src->targets[index[i]];
+  } else {
+    out->targets = release(out->targets, owned);
+  }
+  out->rows = n;
+  out->cols = src->cols;
+  out->owned = 1;
+}
+
+/* ---- normalisation */
+
+/* Per-feature affine maps x -> (x - shift[c]) * scale[c] of a dense dataset. */
+typedef struct normalizer {
+  float *shift, *scale; /* cols each */
+} normalizer;
+
+/* Computes the map of `kind` from `train`'s statistics (in double). */
+static void normalizer_fit(normalizer *nz, const pd_dataset *train, enum pd_normalize kind) {
+  uint64_t cols = train->cols, rows = train->rows;
+  double *a = pd_xcalloc(cols ? cols : 1, sizeof(double));
+  double *b = pd_xcalloc(cols ? cols : 1, sizeof(double));
+  nz->shift = pd_xmalloc((size_t)(cols ? cols : 1) * sizeof(float));
+  nz->scale = pd_xmalloc((size_t)(cols ? cols : 1) * sizeof(float));
+  if (rows == 0) { /* no statistics: the identity */
+    for (uint64_t c = 0; c < cols; c++) {
+      nz->shift[c] = 0;
+      nz->scale[c] = 1;
+    }
+  } else if (kind == PD_NORMALIZE_STANDARD) { /* a: mean, b: sum of squared deviations */
+    for (uint64_t r = 0; r < rows; r++)
+      for (uint64_t c = 0; c < cols; c++)
+        a[c] += train->features[r * cols + c];
+    for (uint64_t c = 0; c < cols; c++)
+      a[c] /= (double)rows;
+    for (uint64_t r = 0; r < rows; r++)
+      for (uint64_t c = 0; c < cols; c++) {
+        double d = train->features[r * cols + c] - a[c];
+        b[c] += d * d;
+      }
+    for (uint64_t c = 0; c < cols; c++) {
+      double sd = sqrt(b[c] / (double)rows);
+      nz->shift[c] = (float)a[c];
+      nz->scale[c] = sd > 0 ? (float)(1.0 / sd) : 1.0f;
+    }
+  } else { /* minmax; a: min, b: max */
+    for (uint64_t c = 0; c < cols; c++) {
+      a[c] = INFINITY;
+      b[c] = -INFINITY;
+    }
+    for (uint64_t r = 0; r < rows; r++)
+      for (uint64_t c = 0; c < cols; c++) {
+        double x = train->features[r * cols + c];
+        a[c] = x < a[c] ? x : a[c];
+        b[c] = x > b[c] ? x : b[c];
+      }
+    for (uint64_t c = 0; c < cols; c++) {
+      nz->shift[c] = (float)a[c];
+      nz->scale[c] = b[c] > a[c] ? (float)(1.0 / (b[c] - a[c])) : 1.0f;
+    }
+  }
+  free(b);
+  free(a);
+}
+
+static void normalizer_apply(const normalizer *nz, pd_dataset *ds) {
+  for (uint64_t r = 0; r < ds->rows; r++) {
+    float *x = ds->features + r * ds->cols;
+    for (uint64_t c = 0; c < ds->cols; c++)
+      x[c] = (x[c] - nz->shift[c]) * nz->scale[c];
+  }
+}
+
+static void normalizer_close(normalizer *nz) {
+  free(nz->shift);
+  free(nz->scale);
+}
+
+/* ---- loading a split of a job spec */
+
+static const char *normalize_name(enum pd_normalize kind) {
+  return kind == PD_NORMALIZE_STANDARD ? "standard"
+         : kind == PD_NORMALIZE_MINMAX ? "minmax"
+                                       : "none";
+}
+
+static bool is_format(const pd_job_spec *spec, const char *name) {
+  return strcmp(spec->data.format, name) == 0;
+}
+
+/* The checks every split of a spec shares: a known format, and a
+ * normalisation the format allows. */
+static int check_format(const pd_job_spec *spec, char *err, size_t errlen) {
+  bool sparse = is_format(spec, "libsvm") || is_format(spec, "synthetic");
+  if (!sparse && !is_format(spec, "idx") && !is_format(spec, "csv"))
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "data.format: unknown format '%s'; expected one of: idx, csv, libsvm, synthetic",
+                   spec->data.format);
+  if (sparse && spec->data.normalize != PD_NORMALIZE_NONE)
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "data.normalize: %s is not supported for sparse data (libsvm, synthetic)",
+                   normalize_name(spec->data.normalize));
+  return 0;
+}
+
+/* Whether the spec has a split `test` at all. */
+static bool has_split(const pd_job_spec *spec, int test) {
+  if (!test)
+    return true;
+  if (is_format(spec, "synthetic"))
+    return spec->data.synthetic.test_rows > 0;
+  return spec->data.test.features[0] != '\0';
+}
+
+static const char *features_key(int test) {
+  return test ? "data.test.features" : "data.train.features";
+}
+
+/* The rows and features of an IDX split, from its files' headers. */
+static int idx_peek_split(const pd_job_spec *spec, int test, uint64_t *rows, uint64_t *cols,
+                          char *err, size_t errlen) {
+  const pd_data_files *files = test ? &spec->data.test : &spec->data.train;
+  uint64_t label_rows, label_cols;
+  char why[512];
+  int rc = pd_idx_peek(files->features, rows, cols, why, sizeof why);
+  if (rc != 0)
+    return pd_errf(err, errlen, rc, "%s: %s", features_key(test), why);
+  const char *labels_key = test ? "data.test.labels" : "data.train.labels";
+  if ((rc = pd_idx_peek(files->labels, &label_rows, &label_cols, why, sizeof why)) != 0)
+    return pd_errf(err, errlen, rc, "%s: %s", labels_key, why);
+  if (label_rows != *rows)
+    return pd_errf(err, errlen, -PD_EFORMAT, "%s: %s has %llu labels for %llu feature rows",
+                   labels_key, files->labels, (unsigned long long)label_rows,
+                   (unsigned long long)*rows);
+  return 0;
+}
+
+/* Loads a split as its format reads it, before normalisation. `train_cols`
+ * (0: unknown) is the training split's number of features, which a test
+ * split must match (dense) or not exceed (libsvm). */
+static int load_raw(const pd_job_spec *spec, int test, uint64_t train_cols, pd_dataset *out,
+                    char *err, size_t errlen) {
+  const pd_data_files *files = test ? &spec->data.test : &spec->data.train;
+  const char *key = features_key(test);
+  int rc = 0;
+  if (is_format(spec, "synthetic")) {
+    const pd_synthetic_spec *sy = &spec->data.synthetic;
+    pd_dataset_synthetic(sy, test, 0, test ? sy->test_rows : sy->rows, out);
+  } else if (is_format(spec, "libsvm")) {
+    rc = pd__libsvm_read(key, files->features, (uint32_t)train_cols, (uint32_t)train_cols, out,
+                         NULL, NULL, err, errlen);
+  } else if (is_format(spec, "csv")) {
+    rc = pd__csv_read(key, files->features, spec->data.label_column, spec->data.header,
+                      (uint32_t)train_cols, out, NULL, NULL, err, errlen);
+  } else {
+    enum idx_file bad;
+    char why[768];
+    rc = idx_load(files->features, files->labels, 0, UINT64_MAX, out, &bad, why, sizeof why);
+    if (rc != 0)
+      return pd_errf(err, errlen, rc, "%s: %s",
+                     bad == IDX_LABELS ? (test ? "data.test.labels" : "data.train.labels") : key,
+                     why);
+    if (train_cols && out->cols != train_cols) {
+      rc = pd_errf(err, errlen, -PD_EFORMAT,
+                   "%s: %s has %u values per row, but the training data has %llu", key,
+                   files->features, out->cols, (unsigned long long)train_cols);
+      pd_dataset_close(out);
+    }
+  }
+  return rc;
+}
+
+/* The training split's number of features, as a test split needs it. */
+static int train_cols_of(const pd_job_spec *spec, uint64_t *cols, char *err, size_t errlen) {
+  uint64_t rows;
+  *cols = 0;
+  if (is_format(spec, "libsvm"))
+    return pd__libsvm_read("data.train.features", spec->data.train.features, 0, 0, NULL, &rows,
+                           cols, err, errlen);
+  if (is_format(spec, "csv"))
+    return pd__csv_columns("data.train.features", spec->data.train.features, cols, err, errlen);
+  if (is_format(spec, "idx"))
+    return idx_peek_split(spec, 0, &rows, cols, err, errlen);
+  *cols = (uint64_t)spec->data.synthetic.features;
+  return 0;
+}
+
+int pd_dataset_load(const pd_job_spec *spec, int test, pd_dataset *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof(*out));
+  pd_dataset train = {0};
+  normalizer nz = {0};
+  uint64_t train_cols = 0;
+  int rc = check_format(spec, err, errlen);
+  if (rc != 0 || !has_split(spec, test))
+    return rc;
+  bool normalize = spec->data.normalize != PD_NORMALIZE_NONE;
+  if (test && normalize) { /* the statistics come from the training split */
+    if ((rc = load_raw(spec, 0, 0, &train, err, errlen)) != 0)
+      goto done;
+    train_cols = train.cols;
+  } else if (test && (rc = train_cols_of(spec, &train_cols, err, errlen)) != 0) {
+    goto done;
+  }
+  if ((rc = load_raw(spec, test, train_cols, out, err, errlen)) != 0)
+    goto done;
+  if (normalize) {
+    normalizer_fit(&nz, test ? &train : out, spec->data.normalize);
+    normalizer_apply(&nz, out);
+  }
+done:
+  normalizer_close(&nz);
+  pd_dataset_close(&train);
+  return rc;
+}
+
+int pd_dataset_peek(const pd_job_spec *spec, int test, uint64_t *rows, uint64_t *cols, char *err,
+                    size_t errlen) {
+  *rows = 0;
+  *cols = 0;
+  uint64_t train_cols = 0;
+  int rc = check_format(spec, err, errlen);
+  if (rc != 0 || !has_split(spec, test))
+    return rc;
+  const char *key = features_key(test);
+  const char *path = test ? spec->data.test.features : spec->data.train.features;
+  if (is_format(spec, "synthetic")) {
+    *rows = test ? spec->data.synthetic.test_rows : spec->data.synthetic.rows;
+    *cols = (uint64_t)spec->data.synthetic.features;
+    return 0;
+  }
+  if (test && (rc = train_cols_of(spec, &train_cols, err, errlen)) != 0)
+    return rc;
+  if (is_format(spec, "libsvm"))
+    return pd__libsvm_read(key, path, (uint32_t)train_cols, (uint32_t)train_cols, NULL, rows, cols,
+                           err, errlen);
+  if (is_format(spec, "csv"))
+    return pd__csv_read(key, path, spec->data.label_column, spec->data.header, (uint32_t)train_cols,
+                        NULL, rows, cols, err, errlen);
+  if ((rc = idx_peek_split(spec, test, rows, cols, err, errlen)) != 0)
+    return rc;
+  if (test && *cols != train_cols)
+    return pd_errf(err, errlen, -PD_EFORMAT,
+                   "%s: %s has %llu values per row, but the training data has %llu", key, path,
+                   (unsigned long long)*cols, (unsigned long long)train_cols);
+  return 0;
+}
+
+/* ---- partitions */
 
 void pd_partition_contiguous(uint64_t rows, uint32_t workers, uint32_t rank, uint64_t *begin,
                              uint64_t *end) {

@@ -1,99 +1,365 @@
-/* Softmax regression and MLPs: parameter layout, seeded initialisation, and
- * the forward/backward passes (OpenBLAS sgemm) behind a worker's gradient. */
+/* Every model of the job spec: parameter layout, seeded initialisation, and
+ * the gradient and evaluation that workers run. Built-in models are composed
+ * from the layers of layers.c; user models are plugins (pando/plugin.h)
+ * loaded with dlopen. */
 #include "pando/model.h"
 
-#include <cblas.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers.h"
 #include "pando/error.h"
+#include "pando/plugin.h"
 #include "pando/util.h"
 
-#define PD_MAX_PARAMS (2 * (PD_MAX_LAYERS - 1))
+/* LeNet's fixed architecture: conv 5x5 (32, pad 2), relu, max-pool 2, conv
+ * 5x5 (64, pad 2), relu, max-pool 2, affine 512, relu, dropout, affine. */
+#define LENET_KERNEL 5
+#define LENET_PAD 2
+#define LENET_FILTERS1 32
+#define LENET_FILTERS2 64
+#define LENET_HIDDEN 512
+#define LENET_DROPOUT 0.5 /* when model.dropout is not set */
 
-struct pd_model {
-  pd_model_spec spec;                  /* copy of the caller's spec */
-  int max_batch;                       /* rows the scratch buffers hold */
-  int nlinear;                         /* affine layers: spec.nlayers - 1 */
-  int nparams;                         /* entries used in params[] */
-  pd_param_info params[PD_MAX_PARAMS]; /* weight, bias of each layer in key order */
-  uint64_t num_params;                 /* K */
-  float *act[PD_MAX_LAYERS];           /* l >= 1: output of layer l-1, max_batch x layers[l] */
-  float *delta[2];                     /* backprop ping-pong, max_batch x widest hidden layer */
+/* The models fall into three shapes of computation. */
+enum family {
+  FAMILY_NET,    /* affine layers with hidden activations: softmax, mlp, linreg, logreg */
+  FAMILY_LENET,  /* the CNN */
+  FAMILY_PLUGIN, /* a user's shared object */
 };
 
-static void check_spec(const pd_model_spec *spec) {
+/* Scratch of a chain of affine layers (l = 1 .. L for the L = nlayers - 1
+ * affine layers; entry 0 is the batch itself). */
+typedef struct net {
+  float *act[PD_MAX_LAYERS];  /* output of affine layer l-1, after the activation if hidden */
+  float *drop[PD_MAX_LAYERS]; /* hidden l with dropout: act * mask, the next layer's input */
+  float *mask[PD_MAX_LAYERS]; /* hidden l with dropout: the mask of this call */
+  float *delta[2];            /* backprop ping-pong, max_batch x widest hidden layer */
+} net;
+
+/* Scratch of the CNN, for max_batch samples; conv data is CNHW (layers.h). */
+typedef struct lenet {
+  pd__conv conv1, conv2;
+  size_t plane1, plane2;       /* pixels of a plane after pool 1, after pool 2 */
+  size_t flat;                 /* features after pool 2: filters2 x plane2 */
+  float *input;                /* the batch as CNHW when it is not already (channels > 1, sparse) */
+  float *c1, *c2;              /* conv outputs; their gradients in backward */
+  float *p1, *p2;              /* pooled, after relu */
+  uint8_t *arg1, *arg2;        /* max-pool winners */
+  float *rows;                 /* p2 as rows [batch x flat] */
+  float *hidden, *mask, *drop; /* affine 512 after relu; dropout mask; hidden * mask */
+  float *logits;
+  float *d_hidden, *d_rows, *d_p2, *d_p1;
+  float *cols; /* im2col scratch of both convolutions */
+} lenet;
+
+/* A loaded plugin and one instance (handle) of its model. */
+typedef struct plugin {
+  void *library;              /* from dlopen */
+  const pando_plugin_v1 *api; /* its table */
+  void *handle;               /* from api->create */
+} plugin;
+
+struct pd_model {
+  pd_model_spec spec;                         /* copy of the caller's spec */
+  enum family family;
+  int max_batch;                              /* rows the scratch buffers hold */
+  int ntensors;                               /* entries used in params[] */
+  pd_param_info params[PD_MODEL_MAX_TENSORS]; /* parameter tensors in key order */
+  uint64_t num_params;                        /* K */
+  uint64_t seed;                              /* of the dropout masks */
+  uint64_t calls;                             /* pd_model_gradient calls since the seed was set */
+  float dropout;                              /* rate after hidden layers in gradients, or 0 */
+  int *labels;                                /* max_batch: classes of the batch */
+  float *targets;                             /* max_batch: targets (regression, logreg 0/1) */
+  float *predictions;                         /* max_batch: a plugin's predictions */
+  net net;
+  lenet lenet;
+  plugin plugin;
+};
+
+static void *scratch(size_t floats) {
+  return pd_xmalloc_aligned(PD_MAX(floats, (size_t)1) * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- layout */
+
+static enum family family_of(enum pd_model_type type) {
+  switch (type) {
+  case PD_MODEL_LENET: return FAMILY_LENET;
+  case PD_MODEL_PLUGIN: return FAMILY_PLUGIN;
+  default: return FAMILY_NET;
+  }
+}
+
+/* Built-in specs are validated by spec.c; what reaches here is checked with
+ * asserts only. */
+static void check_builtin(const pd_model_spec *spec) {
   PD_ASSERT(spec->nlayers >= 2 && spec->nlayers <= PD_MAX_LAYERS);
-  PD_ASSERT(spec->type == PD_MODEL_MLP || (spec->type == PD_MODEL_SOFTMAX && spec->nlayers == 2));
   for (int i = 0; i < spec->nlayers; i++)
     PD_ASSERT(spec->layers[i] > 0);
-  if (spec->type == PD_MODEL_MLP && spec->nlayers > 2)
-    PD_ASSERT(spec->activation == PD_ACT_RELU || spec->activation == PD_ACT_TANH ||
-              spec->activation == PD_ACT_SIGMOID);
+  PD_ASSERT(spec->dropout >= 0.0 && spec->dropout < 1.0);
+  switch (spec->type) {
+  case PD_MODEL_SOFTMAX:
+  case PD_MODEL_LENET: PD_ASSERT(spec->nlayers == 2); break;
+  case PD_MODEL_LINREG:
+  case PD_MODEL_LOGREG: PD_ASSERT(spec->nlayers == 2 && spec->layers[1] == 1); break;
+  case PD_MODEL_MLP:
+    if (spec->nlayers > 2)
+      PD_ASSERT(spec->activation == PD_ACT_RELU || spec->activation == PD_ACT_TANH ||
+                spec->activation == PD_ACT_SIGMOID);
+    break;
+  case PD_MODEL_PLUGIN: PD_ASSERT(!"check_builtin: a plugin");
+  }
+  if (spec->type == PD_MODEL_LENET) {
+    const int *shape = spec->input_shape;
+    PD_ASSERT(spec->ninput_shape == 3 && shape[0] > 0 && shape[1] > 0 && shape[2] > 0);
+    PD_ASSERT((int64_t)shape[0] * shape[1] * shape[2] == spec->layers[0]);
+    PD_ASSERT(shape[1] % 4 == 0 && shape[2] % 4 == 0);
+  }
 }
 
-int pd_model_layout(const pd_model_spec *spec, pd_param_info *out, int cap, uint64_t *num_params) {
-  check_spec(spec);
+/* Appends a tensor of `ndim` dimensions to info[*count] at key *offset. */
+static void add_tensor(pd_param_info *info, int *count, uint64_t *offset, const char *name,
+                       int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+  PD_ASSERT(*count < PD_MODEL_MAX_TENSORS);
+  pd_param_info *t = &info[(*count)++];
+  memset(t, 0, sizeof *t);
+  pd_strlcpy(t->name, name, sizeof t->name);
+  t->ndim = ndim;
+  int64_t dims[4] = {d0, d1, d2, d3};
+  t->size = 1;
+  for (int i = 0; i < ndim; i++) {
+    t->shape[i] = dims[i];
+    t->size *= (uint64_t)dims[i];
+  }
+  t->offset = *offset;
+  *offset += t->size;
+}
+
+/* The layout of a built-in model: all its tensors into info (room for
+ * PD_MODEL_MAX_TENSORS); returns their number. */
+static int builtin_layout(const pd_model_spec *spec, pd_param_info *info, uint64_t *num_params) {
+  check_builtin(spec);
+  int count = 0;
   uint64_t offset = 0;
-  int written = 0;
-  for (int l = 0; l + 1 < spec->nlayers; l++) {
-    int64_t fan_in = spec->layers[l], fan_out = spec->layers[l + 1];
-    pd_param_info weight = {.ndim = 2, .shape = {fan_in, fan_out}, .offset = offset,
-                            .size = (uint64_t)fan_in * (uint64_t)fan_out};
-    snprintf(weight.name, sizeof(weight.name), "layer%d.weight", l);
-    offset += weight.size;
-    pd_param_info bias = {.ndim = 1, .shape = {fan_out, 0}, .offset = offset,
-                          .size = (uint64_t)fan_out};
-    snprintf(bias.name, sizeof(bias.name), "layer%d.bias", l);
-    offset += bias.size;
-    if (written < cap)
-      out[written++] = weight;
-    if (written < cap)
-      out[written++] = bias;
+  char name[32];
+  if (spec->type == PD_MODEL_LENET) {
+    const int *shape = spec->input_shape;
+    int64_t flat = (int64_t)LENET_FILTERS2 * (shape[1] / 4) * (shape[2] / 4);
+    add_tensor(info, &count, &offset, "conv1.weight", 4, LENET_FILTERS1, shape[0], LENET_KERNEL,
+               LENET_KERNEL);
+    add_tensor(info, &count, &offset, "conv1.bias", 1, LENET_FILTERS1, 0, 0, 0);
+    add_tensor(info, &count, &offset, "conv2.weight", 4, LENET_FILTERS2, LENET_FILTERS1,
+               LENET_KERNEL, LENET_KERNEL);
+    add_tensor(info, &count, &offset, "conv2.bias", 1, LENET_FILTERS2, 0, 0, 0);
+    add_tensor(info, &count, &offset, "fc1.weight", 2, flat, LENET_HIDDEN, 0, 0);
+    add_tensor(info, &count, &offset, "fc1.bias", 1, LENET_HIDDEN, 0, 0, 0);
+    add_tensor(info, &count, &offset, "fc2.weight", 2, LENET_HIDDEN, spec->layers[1], 0, 0);
+    add_tensor(info, &count, &offset, "fc2.bias", 1, spec->layers[1], 0, 0, 0);
+  } else {
+    for (int l = 0; l + 1 < spec->nlayers; l++) {
+      snprintf(name, sizeof name, "layer%d.weight", l);
+      add_tensor(info, &count, &offset, name, 2, spec->layers[l], spec->layers[l + 1], 0, 0);
+      snprintf(name, sizeof name, "layer%d.bias", l);
+      add_tensor(info, &count, &offset, name, 1, spec->layers[l + 1], 0, 0, 0);
+    }
   }
+  *num_params = offset;
+  return count;
+}
+
+/* ---------------------------------------------------------------- plugins */
+
+/* Loads model.path and checks its table. Fills p->library and p->api. */
+static int plugin_load(const pd_model_spec *spec, plugin *p, char *err, size_t errlen) {
+  char path[PD_PATH_MAX + 2];
+  /* model.path is a file: a bare name must not make dlopen search the
+   * library path */
+  snprintf(path, sizeof path, "%s%s", strchr(spec->path, '/') ? "" : "./", spec->path);
+  memset(p, 0, sizeof *p);
+  p->library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!p->library)
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: cannot load plugin %s: %s",
+                   spec->path, dlerror());
+  const pando_plugin_v1 *(*entry)(void) = NULL;
+  void *symbol = dlsym(p->library, PANDO_PLUGIN_ENTRY);
+  memcpy(&entry, &symbol, sizeof entry); /* POSIX: a data pointer to a function pointer */
+  int rc = 0;
+  const char *missing = NULL;
+  if (!entry) {
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                 "model.path: %s is not a Pando plugin: it does not export %s() (see "
+                 "pando/plugin.h)",
+                 spec->path, PANDO_PLUGIN_ENTRY);
+  } else if (!(p->api = entry())) {
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: %s: %s() returned NULL", spec->path,
+                 PANDO_PLUGIN_ENTRY);
+  } else if (p->api->abi_version != PANDO_PLUGIN_ABI_VERSION) {
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                 "model.path: %s: plugin ABI version %u, but this Pando loads version %d "
+                 "(rebuild the plugin against pando/plugin.h)",
+                 spec->path, (unsigned)p->api->abi_version, PANDO_PLUGIN_ABI_VERSION);
+  } else if (p->api->table_size < sizeof(pando_plugin_v1)) {
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                 "model.path: %s: the plugin's table has %u bytes, version %d has %zu",
+                 spec->path, (unsigned)p->api->table_size, PANDO_PLUGIN_ABI_VERSION,
+                 sizeof(pando_plugin_v1));
+  } else {
+    const pando_plugin_v1 *api = p->api;
+    missing = !api->create     ? "create"
+              : !api->destroy  ? "destroy"
+              : !api->tensors  ? "tensors"
+              : !api->init     ? "init"
+              : !api->gradient ? "gradient"
+              : !api->predict  ? "predict"
+              : !api->task     ? "task"
+                               : NULL;
+    if (missing)
+      rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "model.path: %s: the plugin's table has no %s function", spec->path, missing);
+  }
+  if (rc != 0) {
+    dlclose(p->library);
+    memset(p, 0, sizeof *p);
+  }
+  return rc;
+}
+
+/* Loads the plugin and makes an instance for batches of `max_batch` rows. */
+static int plugin_open(const pd_model_spec *spec, int max_batch, plugin *p, char *err,
+                       size_t errlen) {
+  int rc = plugin_load(spec, p, err, errlen);
+  if (rc != 0)
+    return rc;
+  /* model.config's "key=value\n" lines, split in a copy */
+  char config[PD_PLUGIN_CONFIG_MAX];
+  pando_plugin_kv kv[PD_PLUGIN_CONFIG_MAX / 2];
+  int nconfig = 0;
+  pd_strlcpy(config, spec->config, sizeof config);
+  for (char *line = config, *next; line && *line; line = next) {
+    next = strchr(line, '\n');
+    if (next)
+      *next++ = '\0';
+    char *eq = strchr(line, '=');
+    if (!eq)
+      continue;
+    *eq = '\0';
+    kv[nconfig].key = line;
+    kv[nconfig++].value = eq + 1;
+  }
+  char why[512] = "";
+  p->handle = p->api->create(kv, nconfig, spec->layers[0], spec->layers[spec->nlayers - 1],
+                             max_batch, why, sizeof why);
+  if (!p->handle) {
+    why[sizeof why - 1] = '\0';
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.config: plugin %s (%s) refused the model: %s",
+                 spec->path, p->api->name ? p->api->name : "?", why[0] ? why : "no reason given");
+    dlclose(p->library);
+    memset(p, 0, sizeof *p);
+  }
+  return rc;
+}
+
+static void plugin_close(plugin *p) {
+  if (p->handle)
+    p->api->destroy(p->handle);
+  if (p->library)
+    dlclose(p->library);
+  memset(p, 0, sizeof *p);
+}
+
+/* The layout of an open plugin's model, checked. */
+static int plugin_layout(const pd_model_spec *spec, const plugin *p, pd_param_info *info,
+                         uint64_t *num_params, char *err, size_t errlen) {
+  pando_plugin_tensor tensors[PD_MODEL_MAX_TENSORS];
+  memset(tensors, 0, sizeof tensors);
+  int count = p->api->tensors(p->handle, tensors, PD_MODEL_MAX_TENSORS);
+  if (count < 1 || count > PD_MODEL_MAX_TENSORS)
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "model.path: %s: the plugin has %d parameter tensors, must be 1 to %d",
+                   spec->path, count, PD_MODEL_MAX_TENSORS);
+  uint64_t offset = 0;
+  int added = 0;
+  for (int i = 0; i < count; i++) {
+    pando_plugin_tensor *t = &tensors[i];
+    t->name[sizeof t->name - 1] = '\0';
+    int ok = t->ndim >= 1 && t->ndim <= PANDO_PLUGIN_MAX_DIMS;
+    uint64_t size = 1;
+    for (int d = 0; ok && d < t->ndim; d++) {
+      ok = t->shape[d] >= 1 && (uint64_t)t->shape[d] <= (UINT64_C(1) << 40) / size;
+      if (ok)
+        size *= (uint64_t)t->shape[d];
+    }
+    if (!ok || offset + size > (UINT64_C(1) << 40))
+      return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                     "model.path: %s: the plugin's tensor %d ('%s') has a bad shape (ndim %d)",
+                     spec->path, i, t->name, t->ndim);
+    add_tensor(info, &added, &offset, t->name, t->ndim, t->shape[0],
+               t->ndim > 1 ? t->shape[1] : 0, t->ndim > 2 ? t->shape[2] : 0,
+               t->ndim > 3 ? t->shape[3] : 0);
+  }
+  *num_params = offset;
+  return count;
+}
+
+static pando_plugin_batch plugin_batch(const pd_dataset *d) {
+  pando_plugin_batch b = {.rows = d->rows,
+                          .cols = d->cols,
+                          .features = d->features,
+                          .row_ptr = d->features ? NULL : d->row_ptr,
+                          .col_idx = d->features ? NULL : d->col_idx,
+                          .values = d->features ? NULL : d->values,
+                          .labels = d->labels,
+                          .targets = d->targets};
+  return b;
+}
+
+/* ---------------------------------------------------------------- layout API */
+
+int pd_model_layout(const pd_model_spec *spec, pd_param_info *out, int cap, uint64_t *num_params,
+                    char *err, size_t errlen) {
+  pd_param_info info[PD_MODEL_MAX_TENSORS];
+  uint64_t k = 0;
+  int count;
+  if (spec->type == PD_MODEL_PLUGIN) {
+    plugin p;
+    int rc = plugin_open(spec, 1, &p, err, errlen);
+    if (rc != 0)
+      return rc;
+    count = plugin_layout(spec, &p, info, &k, err, errlen);
+    plugin_close(&p);
+    if (count < 0)
+      return count;
+  } else {
+    count = builtin_layout(spec, info, &k);
+  }
+  int written = PD_MIN(PD_MAX(cap, 0), count);
+  if (written > 0)
+    memcpy(out, info, (size_t)written * sizeof *out);
   if (num_params)
-    *num_params = offset;
+    *num_params = k;
   return written;
-}
-
-pd_model *pd_model_new(const pd_model_spec *spec, int max_batch) {
-  PD_ASSERT(max_batch > 0);
-  pd_model *model = pd_xcalloc(1, sizeof(*model));
-  model->spec = *spec;
-  model->max_batch = max_batch;
-  model->nlinear = spec->nlayers - 1;
-  model->nparams = pd_model_layout(spec, model->params, PD_MAX_PARAMS, &model->num_params);
-  int widest_hidden = 1;
-  for (int l = 1; l < spec->nlayers; l++) {
-    model->act[l] = pd_xmalloc_aligned((size_t)max_batch * (size_t)spec->layers[l] * sizeof(float));
-    if (l + 1 < spec->nlayers)
-      widest_hidden = PD_MAX(widest_hidden, spec->layers[l]);
-  }
-  for (int i = 0; i < 2; i++)
-    model->delta[i] = pd_xmalloc_aligned((size_t)max_batch * (size_t)widest_hidden * sizeof(float));
-  return model;
-}
-
-void pd_model_free(pd_model *model) {
-  if (!model)
-    return;
-  for (int i = 0; i < 2; i++)
-    free(model->delta[i]);
-  for (int l = 1; l < model->spec.nlayers; l++)
-    free(model->act[l]);
-  free(model);
 }
 
 uint64_t pd_model_num_params(const pd_model *model) { return model->num_params; }
 
 const pd_param_info *pd_model_params(const pd_model *model, int *count) {
-  *count = model->nparams;
+  *count = model->ntensors;
   return model->params;
 }
 
-/* ---- initialisation */
+void pd_model_set_seed(pd_model *model, uint64_t seed) {
+  model->seed = seed;
+  model->calls = 0;
+  if (model->family == FAMILY_PLUGIN && model->plugin.api->set_seed)
+    model->plugin.api->set_seed(model->plugin.handle, seed);
+}
+
+/* ---------------------------------------------------------------- initialisation */
 
 static uint64_t splitmix64_mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -112,10 +378,27 @@ static double key_normal(uint64_t seed_mix, uint64_t key) {
   return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
-void pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end, float *out) {
-  pd_param_info params[PD_MAX_PARAMS];
+int pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end, float *out,
+                        char *err, size_t errlen) {
+  if (spec->type == PD_MODEL_PLUGIN) {
+    plugin p;
+    pd_param_info info[PD_MODEL_MAX_TENSORS];
+    uint64_t k = 0;
+    int rc = plugin_open(spec, 1, &p, err, errlen);
+    if (rc != 0)
+      return rc;
+    if ((rc = plugin_layout(spec, &p, info, &k, err, errlen)) >= 0) {
+      PD_ASSERT(begin <= end && end <= k);
+      if (begin < end)
+        p.api->init(p.handle, spec->seed, begin, end, out);
+      rc = 0;
+    }
+    plugin_close(&p);
+    return rc;
+  }
+  pd_param_info params[PD_MODEL_MAX_TENSORS];
   uint64_t num_params = 0;
-  int count = pd_model_layout(spec, params, PD_MAX_PARAMS, &num_params);
+  int count = builtin_layout(spec, params, &num_params);
   PD_ASSERT(begin <= end && end <= num_params);
   uint64_t seed_mix = splitmix64_mix(spec->seed);
   for (int i = 0; i < count; i++) {
@@ -128,184 +411,425 @@ void pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end
       memset(dst, 0, (hi - lo) * sizeof(float));
       continue;
     }
-    double scale = sqrt(2.0 / (double)params[i].shape[0]);
+    const int64_t *shape = params[i].shape;
+    int64_t fan_in = params[i].ndim == 4 ? shape[1] * shape[2] * shape[3] : shape[0];
+    double scale = sqrt(2.0 / (double)fan_in);
     for (uint64_t key = lo; key < hi; key++)
       *dst++ = (float)(key_normal(seed_mix, key) * scale);
   }
+  return 0;
 }
 
-/* ---- forward and backward */
+/* ---------------------------------------------------------------- new, free */
 
-/* The element-wise loops below run in blocks of VEC_BLOCK with a fixed-count
- * inner loop, which compilers vectorise even at -O2 (selects included). */
-#define VEC_BLOCK 16
-
-static void relu(float *z, size_t n) {
-  size_t i = 0;
-  for (; i + VEC_BLOCK <= n; i += VEC_BLOCK)
-    for (size_t k = i; k < i + VEC_BLOCK; k++)
-      z[k] = z[k] > 0.0f ? z[k] : 0.0f;
-  for (; i < n; i++)
-    z[i] = z[i] > 0.0f ? z[i] : 0.0f;
-}
-
-/* delta *= act'(z) for the hidden activation, written in terms of its
- * output a = act(z). */
-static void activation_backward(enum pd_activation activation, float *restrict delta,
-                                const float *restrict a, size_t n) {
-  size_t i = 0;
-  switch (activation) {
-  case PD_ACT_RELU:
-    for (; i + VEC_BLOCK <= n; i += VEC_BLOCK)
-      for (size_t k = i; k < i + VEC_BLOCK; k++)
-        delta[k] = a[k] > 0.0f ? delta[k] : 0.0f;
-    for (; i < n; i++)
-      delta[i] = a[i] > 0.0f ? delta[i] : 0.0f;
-    break;
-  case PD_ACT_TANH:
-    for (; i + VEC_BLOCK <= n; i += VEC_BLOCK)
-      for (size_t k = i; k < i + VEC_BLOCK; k++)
-        delta[k] *= 1.0f - a[k] * a[k];
-    for (; i < n; i++)
-      delta[i] *= 1.0f - a[i] * a[i];
-    break;
-  case PD_ACT_SIGMOID:
-    for (; i + VEC_BLOCK <= n; i += VEC_BLOCK)
-      for (size_t k = i; k < i + VEC_BLOCK; k++)
-        delta[k] *= a[k] * (1.0f - a[k]);
-    for (; i < n; i++)
-      delta[i] *= a[i] * (1.0f - a[i]);
-    break;
-  }
-}
-
-/* sum[j] += row[j] for j < n. */
-static void add_row(float *restrict sum, const float *restrict row, int n) {
-  int j = 0;
-  for (; j + VEC_BLOCK <= n; j += VEC_BLOCK)
-    for (int k = j; k < j + VEC_BLOCK; k++)
-      sum[k] += row[k];
-  for (; j < n; j++)
-    sum[j] += row[j];
-}
-
-/* act[0] = x; fills act[1..L] for `rows` rows. The hidden layers hold
- * activations, act[L] the logits. */
-static void forward(pd_model *model, const float *params, const float *x, int rows) {
-  const int *width = model->spec.layers;
-  const float *input = x;
-  for (int l = 0; l < model->nlinear; l++) {
-    const float *weight = params + model->params[2 * l].offset;
-    const float *bias = params + model->params[2 * l + 1].offset;
-    int fan_in = width[l], fan_out = width[l + 1];
-    float *z = model->act[l + 1];
-    for (int r = 0; r < rows; r++)
-      memcpy(z + (size_t)r * fan_out, bias, (size_t)fan_out * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, fan_out, fan_in, 1.0f, input,
-                fan_in, weight, fan_out, 1.0f, z, fan_out);
-    size_t n = (size_t)rows * (size_t)fan_out;
-    if (l + 1 < model->nlinear) {
-      switch (model->spec.activation) {
-      case PD_ACT_RELU:
-        relu(z, n);
-        break;
-      case PD_ACT_TANH:
-        for (size_t i = 0; i < n; i++)
-          z[i] = tanhf(z[i]);
-        break;
-      case PD_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++)
-          z[i] = 1.0f / (1.0f + expf(-z[i]));
-        break;
+static void net_alloc(pd_model *m) {
+  const pd_model_spec *spec = &m->spec;
+  size_t rows = (size_t)m->max_batch, widest_hidden = 1;
+  for (int l = 1; l < spec->nlayers; l++) {
+    m->net.act[l] = scratch(rows * (size_t)spec->layers[l]);
+    if (l + 1 < spec->nlayers) {
+      widest_hidden = PD_MAX(widest_hidden, (size_t)spec->layers[l]);
+      if (m->dropout > 0.0f) {
+        m->net.drop[l] = scratch(rows * (size_t)spec->layers[l]);
+        m->net.mask[l] = scratch(rows * (size_t)spec->layers[l]);
       }
     }
-    input = z;
   }
+  for (int i = 0; i < 2; i++)
+    m->net.delta[i] = scratch(rows * widest_hidden);
 }
 
-/* Turns one row of logits into probabilities in place and returns the
- * row's cross-entropy for `label`; *argmax receives the predicted class. */
-static double softmax_row(float *z, int classes, int label, int *argmax) {
-  int best = 0;
-  float max = z[0];
-  for (int j = 1; j < classes; j++)
-    if (z[j] > max) {
-      max = z[j];
-      best = j;
+static void net_free(net *n) {
+  for (int l = 0; l < PD_MAX_LAYERS; l++) {
+    free(n->act[l]);
+    free(n->drop[l]);
+    free(n->mask[l]);
+  }
+  free(n->delta[0]);
+  free(n->delta[1]);
+}
+
+static void lenet_alloc(pd_model *m) {
+  lenet *n = &m->lenet;
+  const int *shape = m->spec.input_shape;
+  int channels = shape[0], height = shape[1], width = shape[2], batch = m->max_batch;
+  size_t rows = (size_t)batch;
+  pd__conv_init(&n->conv1, channels, height, width, LENET_FILTERS1, LENET_KERNEL, LENET_PAD);
+  pd__conv_init(&n->conv2, LENET_FILTERS1, height / 2, width / 2, LENET_FILTERS2, LENET_KERNEL,
+                LENET_PAD);
+  size_t plane0 = (size_t)height * (size_t)width;
+  n->plane1 = plane0 / 4;
+  n->plane2 = plane0 / 16;
+  n->flat = (size_t)LENET_FILTERS2 * n->plane2;
+  n->input = scratch(rows * (size_t)channels * plane0);
+  n->c1 = scratch(rows * LENET_FILTERS1 * plane0);
+  n->p1 = scratch(rows * LENET_FILTERS1 * n->plane1);
+  n->arg1 = pd_xmalloc(rows * LENET_FILTERS1 * n->plane1);
+  n->c2 = scratch(rows * LENET_FILTERS2 * n->plane1);
+  n->p2 = scratch(rows * n->flat);
+  n->arg2 = pd_xmalloc(rows * n->flat);
+  n->rows = scratch(rows * n->flat);
+  n->hidden = scratch(rows * LENET_HIDDEN);
+  n->mask = scratch(rows * LENET_HIDDEN);
+  n->drop = scratch(rows * LENET_HIDDEN);
+  n->logits = scratch(rows * (size_t)m->spec.layers[1]);
+  n->d_hidden = scratch(rows * LENET_HIDDEN);
+  n->d_rows = scratch(rows * n->flat);
+  n->d_p2 = scratch(rows * n->flat);
+  n->d_p1 = scratch(rows * LENET_FILTERS1 * n->plane1);
+  n->cols = scratch(PD_MAX(pd__conv_scratch(&n->conv1, batch), pd__conv_scratch(&n->conv2, batch)));
+}
+
+static void lenet_free(lenet *n) {
+  float *floats[] = {n->input, n->c1, n->p1,     n->c2,       n->p2,     n->rows, n->hidden,
+                     n->mask,  n->drop, n->logits, n->d_hidden, n->d_rows, n->d_p2, n->d_p1,
+                     n->cols};
+  for (size_t i = 0; i < PD_ARRAY_SIZE(floats); i++)
+    free(floats[i]);
+  free(n->arg1);
+  free(n->arg2);
+}
+
+pd_model *pd_model_new(const pd_model_spec *spec, int max_batch, char *err, size_t errlen) {
+  PD_ASSERT(max_batch > 0);
+  pd_model *m = pd_xcalloc(1, sizeof *m);
+  m->spec = *spec;
+  m->family = family_of(spec->type);
+  m->max_batch = max_batch;
+  if (m->family == FAMILY_PLUGIN) {
+    int count;
+    if (plugin_open(spec, max_batch, &m->plugin, err, errlen) != 0 ||
+        (count = plugin_layout(spec, &m->plugin, m->params, &m->num_params, err, errlen)) < 0) {
+      pd_model_free(m);
+      return NULL;
     }
-  float label_logit = z[label];
-  float sum = 0.0f;
-  for (int j = 0; j < classes; j++) {
-    z[j] = expf(z[j] - max);
-    sum += z[j];
+    m->ntensors = count;
+  } else {
+    m->ntensors = builtin_layout(spec, m->params, &m->num_params);
   }
-  float inv = 1.0f / sum;
-  for (int j = 0; j < classes; j++)
-    z[j] *= inv;
-  *argmax = best;
-  return log((double)sum) - (double)(label_logit - max);
+  if (m->family == FAMILY_LENET)
+    m->dropout = spec->dropout > 0.0 ? (float)spec->dropout : (float)LENET_DROPOUT;
+  else if (spec->type == PD_MODEL_MLP)
+    m->dropout = (float)spec->dropout;
+  m->labels = pd_xmalloc((size_t)max_batch * sizeof(int));
+  m->targets = scratch((size_t)max_batch);
+  m->predictions = scratch((size_t)max_batch);
+  if (m->family == FAMILY_NET)
+    net_alloc(m);
+  else if (m->family == FAMILY_LENET)
+    lenet_alloc(m);
+  return m;
 }
 
-float pd_model_gradient(pd_model *model, const float *params, const float *x, const uint8_t *y,
-                        int batch, float *grad) {
-  PD_ASSERT(batch > 0 && batch <= model->max_batch);
-  const int *width = model->spec.layers;
-  int L = model->nlinear, classes = width[L];
-  forward(model, params, x, batch);
+void pd_model_free(pd_model *model) {
+  if (!model)
+    return;
+  net_free(&model->net);
+  lenet_free(&model->lenet);
+  plugin_close(&model->plugin);
+  free(model->predictions);
+  free(model->targets);
+  free(model->labels);
+  free(model);
+}
 
-  /* Loss, and delta = d(mean loss)/d(logits) = (p - onehot(y)) / batch. */
-  float *delta = model->act[L];
-  double loss = 0.0;
-  float inv_batch = 1.0f / (float)batch;
-  for (int r = 0; r < batch; r++) {
-    PD_ASSERT(y[r] < classes);
-    float *row = delta + (size_t)r * classes;
-    int argmax;
-    loss += softmax_row(row, classes, y[r], &argmax);
-    row[y[r]] -= 1.0f;
-    for (int j = 0; j < classes; j++)
-      row[j] *= inv_batch;
+/* ---------------------------------------------------------------- the batch */
+
+static int is_dense(const pd_dataset *d) {
+  PD_ASSERT(d->features || (d->row_ptr && d->col_idx && d->values));
+  return d->features != NULL;
+}
+
+/* Rows [begin, end) of `d`, without copying (row_ptr keeps its absolute
+ * offsets into col_idx and values). */
+static pd_dataset rows_of(const pd_dataset *d, uint64_t begin, uint64_t end) {
+  pd_dataset v = *d;
+  v.rows = end - begin;
+  v.owned = 0;
+  if (d->features)
+    v.features = d->features + begin * d->cols;
+  if (d->row_ptr)
+    v.row_ptr = d->row_ptr + begin;
+  if (d->labels)
+    v.labels = d->labels + begin;
+  if (d->targets)
+    v.targets = d->targets + begin;
+  return v;
+}
+
+/* The class of row r: its label, else its target. */
+static int class_of(const pd_dataset *d, uint64_t r) {
+  PD_ASSERT(d->labels || d->targets);
+  return d->labels ? d->labels[r] : (int)d->targets[r];
+}
+
+/* The regression target of row r: its target, else its label. */
+static float target_of(const pd_dataset *d, uint64_t r) {
+  PD_ASSERT(d->labels || d->targets);
+  return d->targets ? d->targets[r] : (float)d->labels[r];
+}
+
+/* ---------------------------------------------------------------- affine nets */
+
+/* Fills act[1..L] for the rows of `x`; with dropout when `stream` is not
+ * UINT64_MAX. Returns the outputs (act[L]). */
+static float *net_forward(pd_model *m, const float *params, const pd_dataset *x, uint64_t stream) {
+  const int *width = m->spec.layers;
+  int L = m->spec.nlayers - 1, rows = (int)x->rows;
+  const float *input = x->features;
+  for (int l = 0; l < L; l++) {
+    const float *weight = params + m->params[2 * l].offset;
+    const float *bias = params + m->params[2 * l + 1].offset;
+    float *z = m->net.act[l + 1];
+    if (l == 0 && !is_dense(x))
+      pd__affine_forward_sparse(x, weight, bias, width[1], z);
+    else
+      pd__affine_forward(input, rows, width[l], weight, bias, width[l + 1], z);
+    input = z;
+    if (l + 1 == L)
+      break;
+    size_t n = (size_t)rows * (size_t)width[l + 1];
+    pd__activation_forward(m->spec.activation, z, n);
+    if (m->dropout > 0.0f && stream != UINT64_MAX) {
+      float *mask = m->net.mask[l + 1], *drop = m->net.drop[l + 1];
+      pd__dropout_mask(m->seed, stream * PD_MAX_LAYERS + (uint64_t)l, m->dropout, mask, n);
+      memcpy(drop, z, n * sizeof(float));
+      pd__dropout_apply(drop, mask, n);
+      input = drop;
+    }
   }
+  return m->net.act[L];
+}
 
+/* Backward from `delta` = d(mean loss)/d(outputs) (act[L], overwritten). */
+static void net_backward(pd_model *m, const float *params, const pd_dataset *x, int dropped,
+                         float *grad) {
+  const int *width = m->spec.layers;
+  int L = m->spec.nlayers - 1, rows = (int)x->rows;
+  float *delta = m->net.act[L];
   for (int l = L - 1; l >= 0; l--) {
-    int fan_in = width[l], fan_out = width[l + 1];
-    const float *input = l == 0 ? x : model->act[l];
-    float *grad_weight = grad + model->params[2 * l].offset;
-    float *grad_bias = grad + model->params[2 * l + 1].offset;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fan_in, fan_out, batch, 1.0f, input,
-                fan_in, delta, fan_out, 0.0f, grad_weight, fan_out);
-    memset(grad_bias, 0, (size_t)fan_out * sizeof(float));
-    for (int r = 0; r < batch; r++)
-      add_row(grad_bias, delta + (size_t)r * fan_out, fan_out);
+    const float *weight = params + m->params[2 * l].offset;
+    float *grad_weight = grad + m->params[2 * l].offset;
+    float *grad_bias = grad + m->params[2 * l + 1].offset;
+    if (l == 0 && !is_dense(x)) {
+      pd__affine_backward_sparse(x, width[1], delta, grad_weight, grad_bias);
+      break;
+    }
+    const float *input = l == 0 ? x->features : dropped ? m->net.drop[l] : m->net.act[l];
+    float *prev = l == 0 ? NULL : m->net.delta[l & 1];
+    pd__affine_backward(input, rows, width[l], weight, width[l + 1], delta, grad_weight,
+                        grad_bias, prev);
     if (l == 0)
       break;
-    /* delta of layer l's input: (delta W^T) * act'(act[l]). */
-    float *prev = model->delta[l & 1];
-    const float *weight = params + model->params[2 * l].offset;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, fan_in, fan_out, 1.0f, delta,
-                fan_out, weight, fan_out, 0.0f, prev, fan_in);
-    activation_backward(model->spec.activation, prev, model->act[l],
-                        (size_t)batch * (size_t)fan_in);
+    size_t n = (size_t)rows * (size_t)width[l];
+    if (dropped)
+      pd__dropout_apply(prev, m->net.mask[l], n);
+    pd__activation_backward(m->spec.activation, prev, m->net.act[l], n);
     delta = prev;
   }
-  return (float)(loss / batch);
 }
 
-void pd_model_evaluate(pd_model *model, const float *params, const float *x, const uint8_t *y,
-                       uint64_t n, double *loss, double *accuracy) {
-  int L = model->nlinear, inputs = model->spec.layers[0], classes = model->spec.layers[L];
-  double loss_sum = 0.0;
-  uint64_t correct = 0;
-  for (uint64_t start = 0; start < n; start += (uint64_t)model->max_batch) {
-    int rows = (int)PD_MIN((uint64_t)model->max_batch, n - start);
-    forward(model, params, x + start * (uint64_t)inputs, rows);
-    for (int r = 0; r < rows; r++) {
-      int label = y[start + (uint64_t)r], argmax;
-      PD_ASSERT(label < classes);
-      loss_sum += softmax_row(model->act[L] + (size_t)r * classes, classes, label, &argmax);
-      correct += argmax == label;
-    }
+/* ---------------------------------------------------------------- lenet */
+
+/* The batch as CNHW [channels x rows x plane]: the dense rows themselves
+ * when there is one channel, else a copy into n->input. */
+static const float *lenet_input(pd_model *m, const pd_dataset *x) {
+  lenet *n = &m->lenet;
+  int channels = m->spec.input_shape[0], rows = (int)x->rows;
+  size_t plane = (size_t)m->spec.input_shape[1] * (size_t)m->spec.input_shape[2];
+  if (is_dense(x)) {
+    if (channels == 1)
+      return x->features;
+    pd__rows_to_cnhw(x->features, channels, rows, plane, n->input);
+    return n->input;
   }
-  *loss = n ? loss_sum / (double)n : 0.0;
-  *accuracy = n ? (double)correct / (double)n : 0.0;
+  memset(n->input, 0, (size_t)rows * (size_t)channels * plane * sizeof(float));
+  for (int r = 0; r < rows; r++)
+    for (uint64_t p = x->row_ptr[r]; p < x->row_ptr[r + 1]; p++) {
+      uint32_t col = x->col_idx[p];
+      PD_ASSERT(col < x->cols);
+      size_t c = col / plane, pixel = col % plane;
+      n->input[(c * (size_t)rows + (size_t)r) * plane + pixel] = x->values[p];
+    }
+  return n->input;
+}
+
+/* Forward pass; dropout when `stream` is not UINT64_MAX. Returns the logits.
+ * Max-pooling comes before the relu: max and relu commute, and the pooled
+ * planes are 4 times smaller. */
+static float *lenet_forward(pd_model *m, const float *params, const pd_dataset *x,
+                            uint64_t stream) {
+  lenet *n = &m->lenet;
+  const pd_param_info *t = m->params;
+  int rows = (int)x->rows, classes = m->spec.layers[1];
+  const float *input = lenet_input(m, x);
+  size_t planes1 = (size_t)LENET_FILTERS1 * (size_t)rows;
+  size_t planes2 = (size_t)LENET_FILTERS2 * (size_t)rows;
+  pd__conv_forward(&n->conv1, input, rows, params + t[0].offset, params + t[1].offset, n->c1,
+                   n->cols);
+  pd__maxpool2_forward(n->c1, planes1, n->conv1.out_height, n->conv1.out_width, n->p1, n->arg1);
+  pd__activation_forward(PD_ACT_RELU, n->p1, planes1 * n->plane1);
+  pd__conv_forward(&n->conv2, n->p1, rows, params + t[2].offset, params + t[3].offset, n->c2,
+                   n->cols);
+  pd__maxpool2_forward(n->c2, planes2, n->conv2.out_height, n->conv2.out_width, n->p2, n->arg2);
+  pd__activation_forward(PD_ACT_RELU, n->p2, planes2 * n->plane2);
+  pd__cnhw_to_rows(n->p2, LENET_FILTERS2, rows, n->plane2, n->rows);
+  pd__affine_forward(n->rows, rows, (int)n->flat, params + t[4].offset, params + t[5].offset,
+                     LENET_HIDDEN, n->hidden);
+  size_t hidden = (size_t)rows * LENET_HIDDEN;
+  pd__activation_forward(PD_ACT_RELU, n->hidden, hidden);
+  const float *fc2_input = n->hidden;
+  if (stream != UINT64_MAX && m->dropout > 0.0f) {
+    pd__dropout_mask(m->seed, stream * PD_MAX_LAYERS, m->dropout, n->mask, hidden);
+    memcpy(n->drop, n->hidden, hidden * sizeof(float));
+    pd__dropout_apply(n->drop, n->mask, hidden);
+    fc2_input = n->drop;
+  }
+  pd__affine_forward(fc2_input, rows, LENET_HIDDEN, params + t[6].offset, params + t[7].offset,
+                     classes, n->logits);
+  return n->logits;
+}
+
+/* Backward from d(mean loss)/d(logits) in n->logits. The conv outputs c1, c2
+ * are not needed any more and take their own gradients. */
+static void lenet_backward(pd_model *m, const float *params, const pd_dataset *x, int dropped,
+                           float *grad) {
+  lenet *n = &m->lenet;
+  const pd_param_info *t = m->params;
+  int rows = (int)x->rows, classes = m->spec.layers[1];
+  size_t hidden = (size_t)rows * LENET_HIDDEN;
+  size_t planes1 = (size_t)LENET_FILTERS1 * (size_t)rows;
+  size_t planes2 = (size_t)LENET_FILTERS2 * (size_t)rows;
+  pd__affine_backward(dropped ? n->drop : n->hidden, rows, LENET_HIDDEN, params + t[6].offset,
+                      classes, n->logits, grad + t[6].offset, grad + t[7].offset, n->d_hidden);
+  if (dropped)
+    pd__dropout_apply(n->d_hidden, n->mask, hidden);
+  pd__activation_backward(PD_ACT_RELU, n->d_hidden, n->hidden, hidden);
+  pd__affine_backward(n->rows, rows, (int)n->flat, params + t[4].offset, LENET_HIDDEN,
+                      n->d_hidden, grad + t[4].offset, grad + t[5].offset, n->d_rows);
+  pd__rows_to_cnhw(n->d_rows, LENET_FILTERS2, rows, n->plane2, n->d_p2);
+  pd__activation_backward(PD_ACT_RELU, n->d_p2, n->p2, planes2 * n->plane2);
+  pd__maxpool2_backward(n->d_p2, n->arg2, planes2, n->conv2.out_height, n->conv2.out_width,
+                        n->c2);
+  pd__conv_backward(&n->conv2, n->p1, rows, params + t[2].offset, n->c2, grad + t[2].offset,
+                    grad + t[3].offset, n->d_p1, n->cols);
+  pd__activation_backward(PD_ACT_RELU, n->d_p1, n->p1, planes1 * n->plane1);
+  pd__maxpool2_backward(n->d_p1, n->arg1, planes1, n->conv1.out_height, n->conv1.out_width,
+                        n->c1);
+  /* the input is the same as in the forward pass (lenet_input is pure) */
+  const float *input = is_dense(x) && m->spec.input_shape[0] == 1 ? x->features : n->input;
+  pd__conv_backward(&n->conv1, input, rows, params + t[0].offset, n->c1, grad + t[0].offset,
+                    grad + t[1].offset, NULL, n->cols);
+}
+
+/* ---------------------------------------------------------------- loss */
+
+/* Running sums of an evaluation. */
+typedef struct eval_sums {
+  double loss;
+  uint64_t correct;
+  double sq_err;
+} eval_sums;
+
+/* The loss of the model's outputs `out` for the rows of `x`: adds to `sums`
+ * (may be NULL) and overwrites `out` with grad_scale x d(row loss)/d(out). */
+static double loss_of(pd_model *m, float *out, const pd_dataset *x, float grad_scale,
+                      eval_sums *sums) {
+  int rows = (int)x->rows;
+  uint64_t correct = 0;
+  double sq_err = 0.0, loss;
+  switch (m->spec.type) {
+  case PD_MODEL_LINREG:
+    for (int r = 0; r < rows; r++)
+      m->targets[r] = target_of(x, (uint64_t)r);
+    loss = pd__squared_loss(out, rows, m->targets, grad_scale, &sq_err);
+    break;
+  case PD_MODEL_LOGREG:
+    for (int r = 0; r < rows; r++) {
+      if (x->labels)
+        PD_ASSERT(x->labels[r] <= 1);
+      m->targets[r] = x->labels ? (float)x->labels[r] : x->targets[r] > 0.5f ? 1.0f : 0.0f;
+    }
+    loss = pd__logistic_loss(out, rows, m->targets, grad_scale, &correct);
+    break;
+  default:
+    for (int r = 0; r < rows; r++)
+      m->labels[r] = class_of(x, (uint64_t)r);
+    loss = pd__softmax_ce(out, rows, m->spec.layers[m->spec.nlayers - 1], m->labels, grad_scale,
+                          &correct);
+    break;
+  }
+  if (sums) {
+    sums->loss += loss;
+    sums->correct += correct;
+    sums->sq_err += sq_err;
+  }
+  return loss;
+}
+
+/* ---------------------------------------------------------------- gradient, evaluation */
+
+float pd_model_gradient(pd_model *model, const float *params, const pd_dataset *batch,
+                        float *grad) {
+  pd_model *m = model;
+  PD_ASSERT(batch->rows >= 1 && batch->rows <= (uint64_t)m->max_batch);
+  PD_ASSERT(batch->cols == (uint32_t)m->spec.layers[0]);
+  uint64_t stream = m->calls++;
+  if (m->family == FAMILY_PLUGIN) {
+    pando_plugin_batch b = plugin_batch(batch);
+    return m->plugin.api->gradient(m->plugin.handle, params, &b, grad);
+  }
+  int dropped = m->dropout > 0.0f;
+  float scale = 1.0f / (float)batch->rows;
+  double loss;
+  if (m->family == FAMILY_LENET) {
+    float *out = lenet_forward(m, params, batch, stream);
+    loss = loss_of(m, out, batch, scale, NULL);
+    lenet_backward(m, params, batch, dropped, grad);
+  } else {
+    float *out = net_forward(m, params, batch, stream);
+    loss = loss_of(m, out, batch, scale, NULL);
+    net_backward(m, params, batch, dropped, grad);
+  }
+  return (float)(loss / (double)batch->rows);
+}
+
+void pd_model_evaluate(pd_model *model, const float *params, const pd_dataset *data,
+                       pd_eval *out) {
+  pd_model *m = model;
+  eval_sums sums = {0};
+  int task = m->family == FAMILY_PLUGIN ? m->plugin.api->task(m->plugin.handle)
+             : m->spec.type == PD_MODEL_LINREG ? PANDO_PLUGIN_REGRESS
+                                                : PANDO_PLUGIN_CLASSIFY;
+  for (uint64_t start = 0; start < data->rows; start += (uint64_t)m->max_batch) {
+    pd_dataset x = rows_of(data, start, PD_MIN(data->rows, start + (uint64_t)m->max_batch));
+    PD_ASSERT(x.cols == (uint32_t)m->spec.layers[0]);
+    if (m->family == FAMILY_PLUGIN) {
+      pando_plugin_batch b = plugin_batch(&x);
+      float *pred = m->predictions;
+      sums.loss += (double)m->plugin.api->predict(m->plugin.handle, params, &b, pred) *
+                   (double)x.rows;
+      for (uint64_t r = 0; r < x.rows; r++) {
+        if (task == PANDO_PLUGIN_CLASSIFY) {
+          sums.correct += pred[r] == (float)class_of(&x, r);
+        } else {
+          double diff = (double)pred[r] - (double)target_of(&x, r);
+          sums.sq_err += diff * diff;
+        }
+      }
+      continue;
+    }
+    float *logits = m->family == FAMILY_LENET ? lenet_forward(m, params, &x, UINT64_MAX)
+                                              : net_forward(m, params, &x, UINT64_MAX);
+    loss_of(m, logits, &x, 0.0f, &sums);
+  }
+  memset(out, 0, sizeof *out);
+  if (data->rows == 0)
+    return;
+  double n = (double)data->rows;
+  out->loss = sums.loss / n;
+  if (task == PANDO_PLUGIN_REGRESS)
+    out->rmse = sqrt(sums.sq_err / n);
+  else
+    out->accuracy = (double)sums.correct / n;
 }

@@ -25,17 +25,36 @@ struct enum_name {
 };
 
 static const struct enum_name model_type_names[] = {
-    {PD_MODEL_SOFTMAX, "softmax"}, {PD_MODEL_MLP, "mlp"}, {0, NULL}};
+    {PD_MODEL_SOFTMAX, "softmax"}, {PD_MODEL_MLP, "mlp"},     {PD_MODEL_LINREG, "linreg"},
+    {PD_MODEL_LOGREG, "logreg"},   {PD_MODEL_LENET, "lenet"}, {PD_MODEL_PLUGIN, "plugin"},
+    {0, NULL}};
 static const struct enum_name activation_names[] = {
     {PD_ACT_RELU, "relu"}, {PD_ACT_TANH, "tanh"}, {PD_ACT_SIGMOID, "sigmoid"}, {0, NULL}};
 static const struct enum_name update_names[] = {
     {PD_UPDATE_BSP, "bsp"}, {PD_UPDATE_ASP, "asp"}, {0, NULL}};
 static const struct enum_name optimizer_names[] = {
-    {PD_OPT_SGD, "sgd"}, {PD_OPT_MOMENTUM, "momentum"}, {PD_OPT_ADAM, "adam"}, {0, NULL}};
+    {PD_OPT_SGD, "sgd"},           {PD_OPT_MOMENTUM, "momentum"}, {PD_OPT_NESTEROV, "nesterov"},
+    {PD_OPT_ADAGRAD, "adagrad"},   {PD_OPT_RMSPROP, "rmsprop"},   {PD_OPT_ADAM, "adam"},
+    {0, NULL}};
 static const struct enum_name partition_names[] = {
-    {PD_PARTITION_DISJOINT_CONTIGUOUS, "disjoint_contiguous"}, {0, NULL}};
+    {PD_PARTITION_DISJOINT_CONTIGUOUS, "disjoint_contiguous"},
+    {PD_PARTITION_DISJOINT_ROUND_ROBIN, "disjoint_round_robin"},
+    {PD_PARTITION_DISJOINT_RANDOM, "disjoint_random"},
+    {PD_PARTITION_OVERLAP_RESHUFFLE, "overlap_reshuffle"},
+    {0, NULL}};
+static const struct enum_name normalize_names[] = {
+    {PD_NORMALIZE_NONE, "none"}, {PD_NORMALIZE_STANDARD, "standard"},
+    {PD_NORMALIZE_MINMAX, "minmax"}, {0, NULL}};
+static const struct enum_name lr_schedule_names[] = {
+    {PD_LR_CONSTANT, "constant"}, {PD_LR_STEP, "step"}, {PD_LR_EXPONENTIAL, "exponential"},
+    {PD_LR_COSINE, "cosine"}, {0, NULL}};
+static const struct enum_name batch_schedule_names[] = {
+    {PD_BATCH_CONSTANT, "constant"}, {PD_BATCH_INCREASE, "increase"}, {0, NULL}};
+static const struct enum_name bool_names[] = {
+    {0, "false"}, {1, "true"}, {0, "no"}, {1, "yes"}, {0, NULL}};
 /* data.format is a string; these are the values it may take. */
-static const struct enum_name format_names[] = {{1, "idx"}, {0, NULL}};
+static const struct enum_name format_names[] = {
+    {1, "idx"}, {2, "csv"}, {3, "libsvm"}, {4, "synthetic"}, {0, NULL}};
 
 /* Enum fields are read and written as int. */
 _Static_assert(sizeof(enum pd_model_type) == sizeof(int), "enum size");
@@ -43,6 +62,9 @@ _Static_assert(sizeof(enum pd_activation) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_update) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_optimizer_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_partition) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_normalize) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_lr_schedule) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_batch_schedule) == sizeof(int), "enum size");
 
 /* What is wrong with one key: `what` goes right after "path: ", `hint` (may
  * be empty) after the line number, as in
@@ -96,7 +118,9 @@ static void names_hint(struct problem *pb, const struct enum_name *names) {
 }
 
 /* Rules that involve more than one field's own bounds. */
-static int check_name(const pd_job_spec *spec, struct problem *pb) {
+static int check_name(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen) {
+  (void)path;
+  (void)pathlen;
   const char *name = spec->name;
   size_t len = strlen(name);
   int ok = len >= 1 && len <= 63 && name[0] >= 'a' && name[0] <= 'z';
@@ -110,14 +134,43 @@ static int check_name(const pd_job_spec *spec, struct problem *pb) {
                  name);
 }
 
-static int check_layers(const pd_job_spec *spec, struct problem *pb) {
+static int check_layers(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen) {
+  const pd_model_spec *m = &spec->model;
+  if ((m->type == PD_MODEL_LINREG || m->type == PD_MODEL_LOGREG) &&
+      (m->nlayers != 2 || m->layers[1] != 1))
+    return problem(pb, "a %s model takes exactly 2 layers [inputs, 1], got %d layers",
+                   enum_to_name(model_type_names, m->type), m->nlayers);
+  if ((m->type == PD_MODEL_LENET || m->type == PD_MODEL_PLUGIN) && m->nlayers != 2)
+    return problem(pb, "a %s model takes exactly 2 layers (inputs, outputs), got %d",
+                   enum_to_name(model_type_names, m->type), m->nlayers);
+  if (m->type == PD_MODEL_LENET) {
+    long long product = 1;
+    for (int i = 0; i < m->ninput_shape; i++)
+      product *= m->input_shape[i];
+    snprintf(path, pathlen, "model.input_shape");
+    if (m->ninput_shape != 3 || product != m->layers[0])
+      return problem(pb,
+                     "lenet's inputs (%d) must equal model.input_shape's channels x height x "
+                     "width (%lld)",
+                     m->layers[0], m->ninput_shape == 3 ? product : 0);
+    if (m->input_shape[1] % 4 != 0 || m->input_shape[2] % 4 != 0)
+      return problem(pb, "lenet pools twice by 2: model.input_shape's height and width must be "
+                         "multiples of 4");
+  }
+  if (m->type == PD_MODEL_PLUGIN && !m->path[0]) {
+    snprintf(path, pathlen, "model.path");
+    return problem(pb, "required for a plugin model (the shared object)");
+  }
+  snprintf(path, pathlen, "model.layers");
   if (spec->model.type == PD_MODEL_SOFTMAX && spec->model.nlayers != 2)
     return problem(pb, "a softmax model takes exactly 2 layers (inputs, classes), got %d",
                    spec->model.nlayers);
   return 0;
 }
 
-enum key_kind { K_MAP, K_STRING, K_INT, K_UINT64, K_DOUBLE, K_ENUM, K_INT_LIST };
+/* K_RAW_MAP: a mapping of any keys with scalar values, stored as
+ * "key=value\n" lines in a char[] field (a plugin's own configuration). */
+enum key_kind { K_MAP, K_STRING, K_INT, K_UINT64, K_DOUBLE, K_ENUM, K_INT_LIST, K_RAW_MAP };
 
 /* One key of the job spec. */
 struct spec_key {
@@ -131,8 +184,56 @@ struct spec_key {
   int min_exclusive;             /* min itself is out of range */
   size_t count_offset;           /* K_INT_LIST: the int that counts its entries */
   int min_count, max_count;      /* K_INT_LIST: bounds of that count */
-  int (*check)(const pd_job_spec *spec, struct problem *pb); /* extra rule, or NULL */
+  /* extra rule, or NULL; it may narrow `path` to the key at fault */
+  int (*check)(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen);
 };
+
+/* An increasing batch size must have room to grow. */
+static int check_batch_schedule(const pd_job_spec *spec, struct problem *pb, char *path,
+                                size_t pathlen) {
+  if (spec->training.batch_schedule.type != PD_BATCH_INCREASE ||
+      spec->training.batch_schedule.max_batch_size >= spec->training.batch_size)
+    return 0;
+  snprintf(path, pathlen, "training.batch_schedule.max_batch_size");
+  return problem(pb, "must be >= training.batch_size (%d) when the batch size increases, got %d",
+                 spec->training.batch_size, spec->training.batch_schedule.max_batch_size);
+}
+
+/* Which data keys a format uses. */
+static int check_data(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen) {
+  const char *f = spec->data.format;
+  int idx = strcmp(f, "idx") == 0, synthetic = strcmp(f, "synthetic") == 0;
+  const pd_data_files *train = &spec->data.train, *test = &spec->data.test;
+#define AT(key) snprintf(path, pathlen, "%s", key)
+  if (synthetic) {
+    const pd_synthetic_spec *sy = &spec->data.synthetic;
+    if (train->features[0] || test->features[0])
+      return AT("data.train"), problem(pb, "not used with format synthetic (set data.synthetic)");
+    if (sy->rows == 0)
+      return AT("data.synthetic.rows"), problem(pb, "required for format synthetic (>= 1)");
+    if (sy->features <= 0)
+      return AT("data.synthetic.features"), problem(pb, "required for format synthetic (>= 1)");
+    if (sy->nnz <= 0 || sy->nnz > sy->features)
+      return AT("data.synthetic.nnz_per_row"),
+             problem(pb, "must be between 1 and data.synthetic.features (%d), got %d",
+                     sy->features, sy->nnz);
+    return 0;
+  }
+  if (!train->features[0])
+    return AT("data.train.features"), problem(pb, "required for format %s", f);
+  if (idx && !train->labels[0])
+    return AT("data.train.labels"), problem(pb, "required for format idx");
+  if (test->labels[0] && !test->features[0])
+    return AT("data.test.features"), problem(pb, "required with data.test.labels");
+  if (idx && test->features[0] && !test->labels[0])
+    return AT("data.test.labels"), problem(pb, "required for format idx with data.test.features");
+  if (!idx && (train->labels[0] || test->labels[0]))
+    return AT(train->labels[0] ? "data.train.labels" : "data.test.labels"),
+           problem(pb, "not used with format %s: the label is in the file (data.label_column "
+                       "for csv)", f);
+#undef AT
+  return 0;
+}
 
 #define FIELD(member) offsetof(pd_job_spec, member), sizeof(((pd_job_spec *)0)->member)
 
@@ -140,28 +241,70 @@ static const struct spec_key keys[] = {
     {"name", K_STRING, FIELD(name), .required = 1, .check = check_name},
     {"model", K_MAP, .required = 1},
     {"model.type", K_ENUM, FIELD(model.type), .required = 1, .names = model_type_names},
-    {"model.layers", K_INT_LIST, FIELD(model.layers), .required = 1, .min = 1, .max = 1000000,
+    {"model.layers", K_INT_LIST, FIELD(model.layers), .required = 1, .min = 1, .max = 1000000000,
      .count_offset = offsetof(pd_job_spec, model.nlayers), .min_count = 2,
      .max_count = PD_MAX_LAYERS, .check = check_layers},
     {"model.activation", K_ENUM, FIELD(model.activation), .default_value = "relu",
      .names = activation_names},
     {"model.seed", K_UINT64, FIELD(model.seed), .default_value = "0"},
+    {"model.dropout", K_DOUBLE, FIELD(model.dropout), .default_value = "0", .min = 0,
+     .max = 0.99},
+    {"model.input_shape", K_INT_LIST, FIELD(model.input_shape), .min = 1, .max = 100000,
+     .count_offset = offsetof(pd_job_spec, model.ninput_shape), .min_count = 0, .max_count = 3},
+    {"model.path", K_STRING, FIELD(model.path), .default_value = ""},
+    {"model.config", K_RAW_MAP, FIELD(model.config), .required = 0},
     {"data", K_MAP, .required = 1},
-    {"data.format", K_STRING, FIELD(data.format), .default_value = "idx", .names = format_names},
-    {"data.train", K_MAP, .required = 1},
-    {"data.train.features", K_STRING, FIELD(data.train.features), .required = 1},
-    {"data.train.labels", K_STRING, FIELD(data.train.labels), .required = 1},
+    {"data.format", K_STRING, FIELD(data.format), .default_value = "idx", .names = format_names,
+     .check = check_data},
+    {"data.train", K_MAP, .required = 0},
+    {"data.train.features", K_STRING, FIELD(data.train.features), .required = 0},
+    {"data.train.labels", K_STRING, FIELD(data.train.labels), .required = 0},
     {"data.test", K_MAP, .required = 0}, /* optional: no test set, no evaluation */
-    {"data.test.features", K_STRING, FIELD(data.test.features), .required = 1},
-    {"data.test.labels", K_STRING, FIELD(data.test.labels), .required = 1},
+    {"data.test.features", K_STRING, FIELD(data.test.features), .required = 0},
+    {"data.test.labels", K_STRING, FIELD(data.test.labels), .required = 0},
     {"data.partition", K_ENUM, FIELD(data.partition), .default_value = "disjoint_contiguous",
      .names = partition_names},
+    {"data.seed", K_UINT64, FIELD(data.seed), .default_value = "0"},
+    {"data.normalize", K_ENUM, FIELD(data.normalize), .default_value = "none",
+     .names = normalize_names},
+    {"data.label_column", K_STRING, FIELD(data.label_column), .default_value = "0"},
+    {"data.header", K_ENUM, FIELD(data.header), .default_value = "false", .names = bool_names},
+    {"data.synthetic", K_MAP, .required = 0},
+    {"data.synthetic.rows", K_UINT64, FIELD(data.synthetic.rows), .default_value = "0"},
+    {"data.synthetic.test_rows", K_UINT64, FIELD(data.synthetic.test_rows),
+     .default_value = "0"},
+    {"data.synthetic.features", K_INT, FIELD(data.synthetic.features), .default_value = "0",
+     .min = 0, .max = 2000000000},
+    {"data.synthetic.nnz_per_row", K_INT, FIELD(data.synthetic.nnz), .default_value = "0",
+     .min = 0, .max = 1000000},
+    {"data.synthetic.seed", K_UINT64, FIELD(data.synthetic.seed), .default_value = "0"},
     {"training", K_MAP, .required = 1},
     {"training.epochs", K_INT, FIELD(training.epochs), .required = 1, .min = 1, .max = 100000},
     {"training.batch_size", K_INT, FIELD(training.batch_size), .required = 1, .min = 1,
-     .max = 65536},
+     .max = 65536, .check = check_batch_schedule},
     {"training.update", K_ENUM, FIELD(training.update), .default_value = "bsp",
      .names = update_names},
+    {"training.shuffle", K_ENUM, FIELD(training.shuffle), .default_value = "false",
+     .names = bool_names},
+    {"training.lr_schedule", K_MAP, .required = 0},
+    {"training.lr_schedule.type", K_ENUM, FIELD(training.lr_schedule.type),
+     .default_value = "constant", .names = lr_schedule_names},
+    {"training.lr_schedule.step_epochs", K_INT, FIELD(training.lr_schedule.step_epochs),
+     .default_value = "1", .min = 1, .max = 100000},
+    {"training.lr_schedule.gamma", K_DOUBLE, FIELD(training.lr_schedule.gamma),
+     .default_value = "0.1", .min = 0, .min_exclusive = 1, .max = 1},
+    {"training.lr_schedule.min_lr", K_DOUBLE, FIELD(training.lr_schedule.min_lr),
+     .default_value = "0", .min = 0, .max = INFINITY},
+    {"training.batch_schedule", K_MAP, .required = 0},
+    {"training.batch_schedule.type", K_ENUM, FIELD(training.batch_schedule.type),
+     .default_value = "constant", .names = batch_schedule_names},
+    {"training.batch_schedule.step_epochs", K_INT, FIELD(training.batch_schedule.step_epochs),
+     .default_value = "1", .min = 1, .max = 100000},
+    {"training.batch_schedule.factor", K_DOUBLE, FIELD(training.batch_schedule.factor),
+     .default_value = "2", .min = 1, .max = 1000},
+    {"training.batch_schedule.max_batch_size", K_INT,
+     FIELD(training.batch_schedule.max_batch_size), .default_value = "65536", .min = 1,
+     .max = 65536},
     {"training.optimizer", K_MAP, .required = 1},
     {"training.optimizer.type", K_ENUM, FIELD(training.optimizer.type), .default_value = "sgd",
      .names = optimizer_names},
@@ -175,6 +318,10 @@ static const struct spec_key keys[] = {
      .default_value = "0.999", .min = 0, .max = 0.999999999},
     {"training.optimizer.epsilon", K_DOUBLE, FIELD(training.optimizer.epsilon),
      .default_value = "1e-8", .min = 0, .min_exclusive = 1, .max = 1},
+    {"training.optimizer.weight_decay", K_DOUBLE, FIELD(training.optimizer.weight_decay),
+     .default_value = "0", .min = 0, .max = INFINITY},
+    {"training.optimizer.decay_rate", K_DOUBLE, FIELD(training.optimizer.decay_rate),
+     .default_value = "0.9", .min = 0, .max = 0.999999999},
     {"cluster", K_MAP, .required = 1},
     {"cluster.servers", K_INT, FIELD(cluster.servers), .required = 1, .min = 1, .max = 1024},
     {"cluster.workers", K_INT, FIELD(cluster.workers), .required = 1, .min = 1, .max = 4096},
@@ -247,6 +394,7 @@ static const char *kind_noun(enum key_kind kind) {
   case K_UINT64: return "an integer";
   case K_DOUBLE: return "a number";
   case K_INT_LIST: return "a list of integers";
+  case K_RAW_MAP: return "a mapping";
   }
   return "?";
 }
@@ -342,6 +490,7 @@ static int set_value(pd_job_spec *spec, const struct spec_key *key, const char *
     return 0;
   }
   case K_MAP:
+  case K_RAW_MAP:
   case K_INT_LIST: break;
   }
   PD_ASSERT(!"set_value: not a scalar key");
@@ -421,9 +570,23 @@ static int check_field(const pd_job_spec *spec, const struct spec_key *key, char
     return 0;
   }
   case K_UINT64:
+  case K_RAW_MAP:
   case K_MAP: return 0;
   }
   return 0;
+}
+
+/* The line to show for a problem at `path` found by key `i`'s rules: the
+ * line of that key, or of its nearest mapping that appeared. */
+static int line_of(const char *path, const int *line, int i) {
+  for (int k = 0; k < (int)NKEYS; k++)
+    if (strcmp(keys[k].path, path) == 0) {
+      for (int m = k; m >= 0; m = parent_of(m))
+        if (line[m])
+          return line[m];
+      return 0;
+    }
+  return line[i];
 }
 
 /* Validates `spec`; `line` (may be NULL) gives the line of each key for messages. */
@@ -436,8 +599,8 @@ static int validate(const pd_job_spec *spec, const int *line, char *err, size_t 
       continue;
     snprintf(path, sizeof path, "%s", key->path);
     if (check_field(spec, key, path, sizeof path, &pb) != 0 ||
-        (key->check && key->check(spec, &pb) != 0))
-      return fail(err, errlen, path, line ? line[i] : 0, &pb);
+        (key->check && key->check(spec, &pb, path, sizeof path) != 0))
+      return fail(err, errlen, path, line ? line_of(path, line, i) : 0, &pb);
   }
   return 0;
 }
@@ -535,6 +698,40 @@ static int parse_list(struct spec_parser *p, int i, const yaml_node_t *node) {
   return 0;
 }
 
+/* A mapping of any keys with scalar values, kept as "key=value\n" lines. */
+static int parse_raw_map(struct spec_parser *p, int i, const yaml_node_t *node) {
+  const struct spec_key *key = &keys[i];
+  struct problem pb;
+  char shown[96];
+  char *out = field_of(p->spec, key);
+  out[0] = '\0';
+  if (node->type != YAML_MAPPING_NODE) {
+    problem(&pb, "expected a mapping, got %s", describe(node, shown, sizeof shown));
+    return fail(p->err, p->errlen, key->path, node_line(node), &pb);
+  }
+  for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top;
+       pair++) {
+    const yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+    const yaml_node_t *v = yaml_document_get_node(p->doc, pair->value);
+    if (k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE) {
+      problem(&pb, "keys and values must be scalars, got %s",
+              describe(k->type != YAML_SCALAR_NODE ? k : v, shown, sizeof shown));
+      return fail(p->err, p->errlen, key->path, node_line(k), &pb);
+    }
+    const char *name = (const char *)k->data.scalar.value, *text = (const char *)v->data.scalar.value;
+    if (strpbrk(name, "=\n") || strchr(text, '\n')) {
+      problem(&pb, "'%.80s' contains '=' or a line break", strpbrk(name, "=\n") ? name : text);
+      return fail(p->err, p->errlen, key->path, node_line(k), &pb);
+    }
+    if (strlen(out) + strlen(name) + strlen(text) + 3 > key->size) {
+      problem(&pb, "longer than %zu characters", key->size - 1);
+      return fail(p->err, p->errlen, key->path, node_line(k), &pb);
+    }
+    append(out, key->size, "%s=%s\n", name, text);
+  }
+  return 0;
+}
+
 static int parse_map(struct spec_parser *p, int parent, const yaml_node_t *node) {
   const char *path = parent < 0 ? "" : keys[parent].path;
   struct problem pb;
@@ -569,6 +766,8 @@ static int parse_map(struct spec_parser *p, int parent, const yaml_node_t *node)
     const char *text;
     if (keys[i].kind == K_MAP)
       rc = parse_map(p, i, value);
+    else if (keys[i].kind == K_RAW_MAP)
+      rc = parse_raw_map(p, i, value);
     else if (keys[i].kind == K_INT_LIST)
       rc = parse_list(p, i, value);
     else if (scalar_text(&keys[i], value, &text, &pb) != 0 ||
@@ -616,6 +815,19 @@ static int syntax_error(const yaml_parser_t *parser, char *err, size_t errlen) {
              (int)parser->context_mark.line + 1);
   return pd_errf(err, errlen, -PD_EINVAL_SPEC, "YAML syntax error: %s (line %d, column %d)%s", what,
                  (int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1, context);
+}
+
+/* Values that default from other keys. */
+static void derive(pd_job_spec *spec) {
+  pd_model_spec *m = &spec->model;
+  if (m->type == PD_MODEL_LENET && m->ninput_shape == 0 && m->nlayers >= 1) {
+    int side = (int)(sqrt((double)m->layers[0]) + 0.5);
+    if (side * side == m->layers[0]) { /* a square grey image, as Fashion-MNIST */
+      m->ninput_shape = 3;
+      m->input_shape[0] = 1;
+      m->input_shape[1] = m->input_shape[2] = side;
+    }
+  }
 }
 
 static void set_defaults(pd_job_spec *spec) {
@@ -669,6 +881,7 @@ int pd_job_spec_parse(const char *text, size_t len, pd_job_spec *spec, char *err
   }
   if ((rc = parse_map(&p, -1, root)) != 0 || (rc = check_required(&p)) != 0)
     goto done;
+  derive(spec);
   rc = validate(spec, p.line, err, errlen);
 done:
   if (have_extra)
@@ -688,6 +901,11 @@ const char *pd_update_name(enum pd_update update) {
 
 const char *pd_model_type_name(enum pd_model_type type) {
   const char *name = enum_to_name(model_type_names, (int)type);
+  return name ? name : "unknown";
+}
+
+const char *pd_partition_name(enum pd_partition partition) {
+  const char *name = enum_to_name(partition_names, (int)partition);
   return name ? name : "unknown";
 }
 

@@ -539,7 +539,10 @@ static void handle_assignment(pd_rpc_call *call, void *ctx) {
     a.spec_yaml = j->spec_yaml;
     a.rank = n->rank;
     a.num_workers = j->nworkers;
-    pd_partition_contiguous(j->train_rows, j->nworkers, n->rank, &a.row_begin, &a.row_end);
+    if (j->spec.data.partition == PD_PARTITION_DISJOINT_CONTIGUOUS)
+      pd_partition_contiguous(j->train_rows, j->nworkers, n->rank, &a.row_begin, &a.row_end);
+    else
+      a.row_end = j->train_rows; /* the worker derives its rows from the spec */
     a.steps_per_epoch = j->steps_per_epoch;
     shards = pd_xcalloc(j->nservers, sizeof *shards);
     ptrs = pd_xcalloc(j->nservers, sizeof *ptrs);
@@ -621,6 +624,7 @@ static void handle_progress(pd_rpc_call *call, void *ctx) {
       r->train_loss = req->loss;
       r->test_accuracy = req->test_accuracy;
       r->test_loss = req->test_loss;
+      r->test_rmse = req->test_rmse;
       r->seconds = pd_now() - j->started;
       PD_INFO("job %s: epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f", j->id,
               req->epoch, req->loss, req->test_accuracy, req->test_loss);
@@ -647,36 +651,31 @@ done:
 /* Checks what the coordinator can check of a spec beyond its syntax: the
  * training data exists and fits the model. */
 static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t errlen) {
-  uint64_t cols = 0, label_rows = 0, label_cols = 0;
-  char why[512];
-  if (pd_idx_peek(spec->data.train.features, rows, &cols, why, sizeof why) != 0)
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "data.train.features: %s", why);
-  if (pd_idx_peek(spec->data.train.labels, &label_rows, &label_cols, why, sizeof why) != 0)
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "data.train.labels: %s", why);
-  if (label_rows != *rows)
+  uint64_t cols = 0, test_rows = 0, test_cols = 0;
+  int rc = pd_dataset_peek(spec, 0, rows, &cols, err, errlen);
+  if (rc != 0)
+    return rc;
+  int sparse = strcmp(spec->data.format, "libsvm") == 0 || strcmp(spec->data.format, "synthetic") == 0;
+  uint64_t inputs = (uint64_t)spec->model.layers[0];
+  /* sparse data may not use the highest features of the model's space */
+  if (sparse ? cols > inputs : cols != inputs)
     return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "data.train.labels: %llu labels for %llu feature rows", (unsigned long long)label_rows,
-                   (unsigned long long)*rows);
-  if (cols != (uint64_t)spec->model.layers[0])
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "model.layers[0]: the model takes %d inputs but data.train.features has %llu "
-                   "values per row",
-                   spec->model.layers[0], (unsigned long long)cols);
-  if (*rows < (uint64_t)spec->cluster.workers)
+                   "model.layers[0]: the model takes %llu inputs but the training data has %llu "
+                   "%s",
+                   (unsigned long long)inputs, (unsigned long long)cols,
+                   sparse ? "features" : "values per row");
+  if (spec->data.partition != PD_PARTITION_OVERLAP_RESHUFFLE &&
+      *rows < (uint64_t)spec->cluster.workers)
     return pd_errf(err, errlen, -PD_EINVAL_SPEC,
                    "cluster.workers: %d workers but only %llu training rows", spec->cluster.workers,
                    (unsigned long long)*rows);
-  if (spec->data.test.features[0]) {
-    uint64_t trows, tcols;
-    if (pd_idx_peek(spec->data.test.features, &trows, &tcols, why, sizeof why) != 0)
-      return pd_errf(err, errlen, -PD_EINVAL_SPEC, "data.test.features: %s", why);
-    if (pd_idx_peek(spec->data.test.labels, &label_rows, &label_cols, why, sizeof why) != 0)
-      return pd_errf(err, errlen, -PD_EINVAL_SPEC, "data.test.labels: %s", why);
-    if (tcols != cols)
-      return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                     "data.test.features: %llu values per row, but the training data has %llu",
-                     (unsigned long long)tcols, (unsigned long long)cols);
-  }
+  rc = pd_dataset_peek(spec, 1, &test_rows, &test_cols, err, errlen);
+  if (rc != 0)
+    return rc;
+  if (test_rows > 0 && (sparse ? test_cols > inputs : test_cols != cols))
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "data.test.features: %llu values per row, but the model takes %llu",
+                   (unsigned long long)test_cols, (unsigned long long)inputs);
   return 0;
 }
 
@@ -688,14 +687,13 @@ static void handle_submit(pd_rpc_call *call, void *ctx) {
   pd_job_spec spec;
   char err[1024];
   uint64_t rows = 0;
-  pd_param_info layout[2 * PD_MAX_LAYERS];
   uint64_t keys = 0;
   if (pd_job_spec_parse(req->spec_yaml, strlen(req->spec_yaml), &spec, err, sizeof err) != 0 ||
-      check_data(&spec, &rows, err, sizeof err) != 0) {
+      check_data(&spec, &rows, err, sizeof err) != 0 ||
+      pd_model_layout(&spec.model, NULL, 0, &keys, err, sizeof err) < 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
     goto done;
   }
-  pd_model_layout(&spec.model, layout, (int)PD_ARRAY_SIZE(layout), &keys);
   if (keys < (uint64_t)spec.cluster.servers) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "cluster.servers: %d servers for a model of only %llu parameters",
@@ -716,7 +714,8 @@ static void handle_submit(pd_rpc_call *call, void *ctx) {
   j->train_rows = rows;
   j->nservers = (uint32_t)spec.cluster.servers;
   j->nworkers = (uint32_t)spec.cluster.workers;
-  j->steps_per_epoch = pd_plan_steps_per_epoch(rows, j->nworkers, (uint32_t)spec.training.batch_size);
+  j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec.data.partition,
+                                               pd_schedule_batch_size(&spec, 1));
   j->workers = pd_xcalloc(j->nworkers, sizeof *j->workers);
   c->jobs[c->njobs++] = j;
   PD_INFO("job %s submitted: %s, %llu parameters, %llu training rows, %u servers, %u workers",

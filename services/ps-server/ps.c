@@ -164,10 +164,10 @@ static void handle_create(pd_rpc_call *call, void *ctx) {
              0) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
   } else {
-    pd_param_info layout[2 * PD_MAX_LAYERS];
     uint64_t keys = 0;
-    pd_model_layout(&spec.model, layout, (int)PD_ARRAY_SIZE(layout), &keys);
-    if (req->begin >= req->end || req->end > keys) {
+    if (pd_model_layout(&spec.model, NULL, 0, &keys, err, sizeof err) < 0) {
+      pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
+    } else if (req->begin >= req->end || req->end > keys) {
       pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                        "key range [%llu, %llu) is empty or outside the model's %llu keys",
                        (unsigned long long)req->begin, (unsigned long long)req->end,
@@ -193,9 +193,13 @@ static void handle_create(pd_rpc_call *call, void *ctx) {
           ps->cap = ps->cap ? ps->cap * 2 : 4;
           ps->shards = pd_xrealloc(ps->shards, (size_t)ps->cap * sizeof *ps->shards);
         }
-        ps->shards[ps->nshards++] =
-            pd_shard_new(req->job, &spec, req->begin, req->end, req->num_workers,
-                         req->min_partition_rows);
+        pd_shard *shard = pd_shard_new(req->job, &spec, req->begin, req->end, req->num_workers,
+                                       req->min_partition_rows, err, sizeof err);
+        if (!shard) {
+          pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
+          goto done;
+        }
+        ps->shards[ps->nshards++] = shard;
         PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
                 (unsigned long long)req->begin, (unsigned long long)req->end, req->num_workers,
                 pd_update_name(spec.training.update),

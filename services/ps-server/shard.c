@@ -10,6 +10,7 @@
 #include "pando/error.h"
 #include "pando/log.h"
 #include "pando/model.h"
+#include "pando/schedule.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 
@@ -128,12 +129,13 @@ static size_t values_slices(pd_shard_values *v, uint64_t off, uint64_t n, grpc_s
   return count;
 }
 
-/* Applies `grad` (values of keys [off, off + n)) with the optimizer. */
+/* Applies `grad` (values of keys [off, off + n)) with the optimizer at
+ * learning rate `lr`. */
 static void values_step(pd_shard_values *v, pd_optimizer *opt, const float *grad, uint64_t off,
-                        uint64_t n) {
+                        uint64_t n, double lr) {
   for (uint64_t b = off / BLOCK_KEYS; b * BLOCK_KEYS < off + n; b++) {
     uint64_t lo = PD_MAX(off, b * BLOCK_KEYS), hi = PD_MIN(off + n, block_end(v, b));
-    pd_optimizer_step(opt, block_for_write(v, b), grad + (lo - off), lo, hi - lo);
+    pd_optimizer_step(opt, block_for_write(v, b), grad + (lo - off), lo, hi - lo, lr);
   }
 }
 
@@ -158,17 +160,25 @@ struct pd_pending_pull {
 };
 
 pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin, uint64_t end,
-                       uint32_t num_workers) {
+                       uint32_t num_workers, uint64_t min_partition_rows, char *err,
+                       size_t errlen) {
   PD_ASSERT(begin < end && num_workers > 0);
+  PD_ASSERT(min_partition_rows > 0 || spec->training.lr_schedule.type == PD_LR_CONSTANT);
   pd_shard *s = pd_xcalloc(1, sizeof *s);
   pd_strlcpy(s->job, job, sizeof s->job);
   s->spec = *spec;
   s->begin = begin;
   s->end = end;
   s->num_workers = num_workers;
+  s->min_partition_rows = min_partition_rows;
+  s->lr_epoch.begin = s->lr_epoch.end = -1;
   uint64_t keys = end - begin;
   s->values = values_new(keys);
-  pd_model_init_range(&spec->model, begin, end, s->values->buf[0]);
+  if (pd_model_init_range(&spec->model, begin, end, s->values->buf[0], err, errlen) != 0) {
+    values_unref(s->values);
+    free(s);
+    return NULL;
+  }
   if (spec->training.update == PD_UPDATE_BSP) {
     s->accum = pd_xmalloc_aligned(keys * sizeof(float));
     memset(s->accum, 0, keys * sizeof(float));
@@ -261,12 +271,27 @@ int pd_shard_pull(pd_shard *s, pd_rpc_call *call, uint32_t worker, int64_t clock
   return 0;
 }
 
+/* The learning rate of a gradient pushed at worker clock `clock`: the lr
+ * schedule's value for the clock's epoch, looked up once per epoch. */
+static double lr_of_clock(pd_shard *s, int64_t clock) {
+  if (s->spec.training.lr_schedule.type == PD_LR_CONSTANT)
+    return s->spec.training.optimizer.lr;
+  if (clock < s->lr_epoch.begin || clock >= s->lr_epoch.end) {
+    uint32_t step;
+    int epoch = pd_schedule_epoch_of_clock(&s->spec, s->min_partition_rows, clock, &step);
+    s->lr_epoch.begin = clock - step;
+    s->lr_epoch.end = s->lr_epoch.begin + pd_schedule_steps(&s->spec, s->min_partition_rows, epoch);
+    s->lr_epoch.lr = pd_schedule_lr(&s->spec, epoch);
+  }
+  return s->lr_epoch.lr;
+}
+
 enum pd_push_verdict pd_shard_push(pd_shard *s, uint32_t worker, int64_t clock, uint64_t off,
                                    uint64_t n, const float *grad, char *err, size_t errlen) {
   enum pd_push_verdict v = pd_clock_on_push(s->clock, worker, clock, off, off + n, err, errlen);
   switch (v) {
-  case PD_PUSH_APPLY:
-    values_step(s->values, &s->optimizer, grad, off, n);
+  case PD_PUSH_APPLY: /* ASP: at the lr of this push's epoch */
+    values_step(s->values, &s->optimizer, grad, off, n, lr_of_clock(s, clock));
     s->pushes_applied++;
     break;
   case PD_PUSH_ACCUMULATE:
@@ -275,7 +300,8 @@ enum pd_push_verdict pd_shard_push(pd_shard *s, uint32_t worker, int64_t clock, 
     if (pd_clock_round_complete(s->clock)) {
       uint64_t keys = s->end - s->begin;
       cblas_sscal((int)keys, 1.0f / (float)s->num_workers, s->accum, 1);
-      values_step(s->values, &s->optimizer, s->accum, 0, keys);
+      /* every push of the round has the round's clock: the lr of its epoch */
+      values_step(s->values, &s->optimizer, s->accum, 0, keys, lr_of_clock(s, clock));
       memset(s->accum, 0, keys * sizeof(float));
       pd_clock_advance(s->clock);
       wake_pulls(s);

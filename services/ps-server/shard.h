@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "clock.h"
-#include "optimizer.h"
+#include "pando/optimizer.h"
 #include "pando/rpc.h"
 #include "pando/spec.h"
 
@@ -23,18 +23,28 @@ typedef struct pd_shard {
   pd_job_spec spec;        /* the job spec it was created from */
   uint64_t begin, end;     /* global keys held */
   uint32_t num_workers;
+  uint64_t min_partition_rows; /* rows of the smallest worker partition (lr schedule) */
   pd_shard_values *values; /* end - begin parameter values */
   float *accum;            /* BSP: sum of the round's gradients; NULL under ASP */
   pd_optimizer optimizer;
+  struct {
+    int64_t begin, end; /* clocks of the epoch whose lr was looked up last */
+    double lr;
+  } lr_epoch;
   pd_clock *clock;
   pd_pending_pull *waiting; /* pulls parked until the clock allows them */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected;
 } pd_shard;
 
 /* Makes a shard of `spec`'s model keys [begin, end), initialised from the
- * model's seed. */
+ * model's seed. Pushes are applied with the learning rate of their clock's
+ * epoch (pando/schedule.h), which needs `min_partition_rows`, the rows of
+ * the smallest worker partition; it may be 0 only with a constant
+ * training.lr_schedule. Returns NULL with a message in `err` when the model
+ * cannot initialise the keys (a plugin that does not load). */
 pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin, uint64_t end,
-                       uint32_t num_workers);
+                       uint32_t num_workers, uint64_t min_partition_rows, char *err,
+                       size_t errlen);
 /* Frees the shard; parked pulls are failed with `status` first. Values that
  * answers still being sent borrow are freed when gRPC lets go of them. */
 void pd_shard_free(pd_shard *shard, grpc_status_code status, const char *why);

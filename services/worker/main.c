@@ -10,6 +10,7 @@
 #include "pando/metrics.h"
 #include "pando/rpc.h"
 #include "pando/util.h"
+#include "train.h"
 #include "worker.h"
 
 typedef struct worker_config {
@@ -21,6 +22,7 @@ typedef struct worker_config {
   char metrics_listen[256];
   char metrics_port_file[1024];
   int threads;
+  char standalone[1024];
   char log_level[16];
 } worker_config;
 
@@ -36,6 +38,8 @@ static const pd_config_option options[] = {
     {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
     {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, 256, "1",
      "OpenBLAS threads for the gradient computation", NULL},
+    {"standalone", S(standalone), "",
+     "train this job spec in this process, without servers or coordinator, and exit", NULL},
     {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
 };
 
@@ -47,6 +51,8 @@ int main(int argc, char **argv) {
     return rc;
   openblas_set_num_threads(cfg.threads);
   pd_daemon_signals_init();
+  if (cfg.standalone[0])
+    return pd_train_standalone(cfg.standalone);
   pd_rpc_init();
   pd_worker_options opt = {cfg.coordinator, cfg.listen, cfg.advertise, cfg.name, cfg.port_file};
   if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)

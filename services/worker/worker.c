@@ -1,5 +1,8 @@
-/* The worker daemon and its training loop; see worker.h. */
+/* The worker daemon: its session with the coordinator, and each assignment
+ * trained with pd_train() over the cluster (train.c); see worker.h. */
 #include "worker.h"
+
+#include "train.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -8,11 +11,8 @@
 #include <unistd.h>
 
 #include "pando/daemon.h"
-#include "pando/dataset.h"
 #include "pando/error.h"
 #include "pando/log.h"
-#include "pando/model.h"
-#include "pando/plan.h"
 #include "pando/psclient.h"
 #include "pando/session.h"
 #include "pando/spec.h"
@@ -27,20 +27,16 @@ typedef struct progress {
   pd_rpc_channel *coordinator;
   const char *job;
   uint32_t rank;
-  double last_report;
-  double window_start;
-  uint64_t window_samples;
-  double samples_per_sec;
 } progress;
 
 /* Sends a progress report; returns -PD_ECANCELLED if the job must stop. A
  * coordinator that cannot be reached is logged, not fatal. */
-static int report(progress *p, Pando__V1__ProgressReport *r) {
+static int report(void *ctx, Pando__V1__ProgressReport *r) {
+  progress *p = ctx;
   if (!p->coordinator)
     return 0;
   r->job = (char *)p->job;
   r->rank = p->rank;
-  r->samples_per_sec = p->samples_per_sec;
   ProtobufCMessage *resp = NULL;
   char err[512];
   if (pd_rpc_unary(p->coordinator, "/pando.v1.Coordinator/ReportProgress", &r->base,
@@ -54,132 +50,48 @@ static int report(progress *p, Pando__V1__ProgressReport *r) {
   return cancel ? -PD_ECANCELLED : 0;
 }
 
-static void shard_map(const Pando__V1__ShardMap *map, pd_shard_range *out) {
-  for (size_t i = 0; i < map->n_shards; i++) {
-    out[i].begin = map->shards[i]->begin;
-    out[i].end = map->shards[i]->end;
-    pd_strlcpy(out[i].address, map->shards[i]->address, sizeof out[i].address);
-  }
+/* The cluster as a parameter store: every pull and push covers all keys,
+ * fanned out over the shards. */
+typedef struct remote_store {
+  pd_psclient *client;
+  uint64_t keys;
+} remote_store;
+
+static int remote_pull(void *ctx, int64_t clock, float *params, char *err, size_t errlen) {
+  remote_store *r = ctx;
+  return pd_psclient_pull(r->client, 0, r->keys, clock, params, NULL, err, errlen);
+}
+
+static int remote_push(void *ctx, int64_t clock, const float *grad, char *err, size_t errlen) {
+  remote_store *r = ctx;
+  return pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen);
 }
 
 int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator, char *err,
                     size_t errlen) {
   pd_job_spec spec;
-  pd_dataset train = {0}, test = {0};
-  pd_model *model = NULL;
-  pd_psclient *ps = NULL;
-  pd_shard_range *ranges = NULL;
-  float *params = NULL, *grad = NULL;
   int rc = pd_job_spec_parse(a->spec_yaml, strlen(a->spec_yaml), &spec, err, errlen);
   if (rc != 0)
     return rc;
-  if (!a->shard_map || a->shard_map->n_shards == 0 || a->steps_per_epoch == 0)
-    return pd_errf(err, errlen, -PD_EFORMAT, "assignment for job %s has no shard map or steps",
+  const Pando__V1__ShardMap *map = a->shard_map;
+  if (!map || map->n_shards == 0 || a->num_workers == 0)
+    return pd_errf(err, errlen, -PD_EFORMAT, "assignment for job %s has no shard map or workers",
                    a->job);
-  double t0 = pd_now();
-  rc = pd_dataset_load_idx(spec.data.train.features, spec.data.train.labels, a->row_begin,
-                           a->row_end, &train, err, errlen);
-  if (rc != 0)
-    goto done;
-  int evaluates = a->rank == 0 && spec.data.test.features[0];
-  if (evaluates) {
-    rc = pd_dataset_load_idx(spec.data.test.features, spec.data.test.labels, 0, UINT64_MAX, &test,
-                             err, errlen);
-    if (rc != 0)
-      goto done;
+  pd_shard_range *ranges = pd_xcalloc(map->n_shards, sizeof *ranges);
+  for (size_t i = 0; i < map->n_shards; i++) {
+    ranges[i].begin = map->shards[i]->begin;
+    ranges[i].end = map->shards[i]->end;
+    pd_strlcpy(ranges[i].address, map->shards[i]->address, sizeof ranges[i].address);
   }
-  PD_INFO("job %s: rank %u of %u, rows [%llu, %llu) loaded in %.2f s", a->job, a->rank,
-          a->num_workers, (unsigned long long)a->row_begin, (unsigned long long)a->row_end,
-          pd_now() - t0);
-
-  uint32_t steps = a->steps_per_epoch, batch = (uint32_t)spec.training.batch_size;
-  uint64_t last_begin, last_end;
-  pd_plan_batch(train.rows, steps, batch, steps - 1, &last_begin, &last_end);
-  int max_batch = (int)PD_MAX((uint64_t)batch, last_end - last_begin);
-  model = pd_model_new(&spec.model, max_batch);
-  uint64_t keys = pd_model_num_params(model);
-  if (keys != a->shard_map->keys) {
-    rc = pd_errf(err, errlen, -PD_EFORMAT, "model has %llu parameters but the shard map %llu",
-                 (unsigned long long)keys, (unsigned long long)a->shard_map->keys);
-    goto done;
-  }
-  ranges = pd_xcalloc(a->shard_map->n_shards, sizeof *ranges);
-  shard_map(a->shard_map, ranges);
-  ps = pd_psclient_new(a->job, a->rank, ranges, (int)a->shard_map->n_shards, 0);
-  params = pd_xmalloc_aligned(keys * sizeof(float));
-  grad = pd_xmalloc_aligned(keys * sizeof(float));
-
-  progress p = {coordinator, a->job, a->rank, 0, pd_now(), 0, 0};
-  int64_t clock = 0, pulled = -1;
-  for (uint32_t epoch = 1; epoch <= (uint32_t)spec.training.epochs; epoch++) {
-    double loss_sum = 0;
-    for (uint32_t step = 0; step < steps; step++) {
-      if (pd_daemon_stopping()) {
-        rc = pd_errf(err, errlen, -PD_ESHUTDOWN, "the worker was asked to shut down");
-        goto done;
-      }
-      if (pulled != clock) {
-        rc = pd_psclient_pull(ps, 0, keys, clock, params, NULL, err, errlen);
-        if (rc != 0)
-          goto done;
-        pulled = clock;
-      }
-      uint64_t b, e;
-      pd_plan_batch(train.rows, steps, batch, step, &b, &e);
-      float loss = pd_model_gradient(model, params, train.features + b * train.cols,
-                                     train.labels + b, (int)(e - b), grad);
-      rc = pd_psclient_push(ps, 0, keys, clock, grad, err, errlen);
-      if (rc != 0)
-        goto done;
-      clock++;
-      loss_sum += loss;
-      p.window_samples += e - b;
-      double now = pd_now();
-      if (now - p.last_report >= REPORT_EVERY_SEC) {
-        p.samples_per_sec = p.window_samples / (now - p.window_start);
-        p.window_start = now;
-        p.window_samples = 0;
-        p.last_report = now;
-        Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
-        r.epoch = epoch;
-        r.step = step + 1;
-        r.loss = loss_sum / (step + 1);
-        if ((rc = report(&p, &r)) != 0)
-          goto cancelled;
-      }
-    }
-    Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
-    r.epoch = epoch;
-    r.step = steps;
-    r.loss = loss_sum / steps;
-    if (evaluates) {
-      /* the model after this epoch: under BSP this waits for every worker */
-      rc = pd_psclient_pull(ps, 0, keys, clock, params, NULL, err, errlen);
-      if (rc != 0)
-        goto done;
-      pulled = clock;
-      pd_model_evaluate(model, params, test.features, test.labels, test.rows, &r.test_loss,
-                        &r.test_accuracy);
-      r.has_eval = 1;
-      PD_INFO("job %s: epoch %u: train loss %.4f, test accuracy %.4f", a->job, epoch, r.loss,
-              r.test_accuracy);
-    }
-    r.done = epoch == (uint32_t)spec.training.epochs;
-    if ((rc = report(&p, &r)) != 0)
-      goto cancelled;
-  }
-  PD_INFO("job %s: finished %u epochs in %.1f s", a->job, spec.training.epochs, pd_now() - t0);
-  goto done;
-cancelled:
-  pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", a->job);
-done:
-  free(grad);
-  free(params);
+  remote_store remote = {pd_psclient_new(a->job, a->rank, ranges, (int)map->n_shards, 0),
+                         map->keys};
   free(ranges);
-  pd_psclient_free(ps);
-  pd_model_free(model);
-  pd_dataset_close(&test);
-  pd_dataset_close(&train);
+  pd_param_store store = {remote_pull, remote_push, &remote, NULL};
+  progress p = {coordinator, a->job, a->rank};
+  pd_progress_sink sink = {report, &p};
+  pd_train_job tj = {&spec, a->job, a->rank, a->num_workers, a->rank == 0};
+  rc = pd_train(&tj, &store, &sink, err, errlen);
+  pd_psclient_free(remote.client);
   return rc;
 }
 
@@ -280,7 +192,7 @@ int pd_worker_main(const pd_worker_options *opt) {
         /* Tell the coordinator; if the job had already ended (cancelled, or
          * failed elsewhere, which drops its shards) this is no error of ours. */
         Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
-        progress p = {coord, a->job, a->rank, 0, 0, 0, 0};
+        progress p = {coord, a->job, a->rank};
         r.error = err;
         if (report(&p, &r) == -PD_ECANCELLED)
           rc = -PD_ECANCELLED;

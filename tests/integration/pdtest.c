@@ -56,12 +56,27 @@ static int reference(const char *spec_path, int workers, const char *out_path) {
   }
   uint32_t batch = (uint32_t)spec.training.batch_size;
   uint32_t steps = pd_plan_steps_per_epoch(all.rows, (uint32_t)workers, batch);
-  pd_model *model = pd_model_new(&spec.model, (int)all.rows);
+  /* the largest batch: a worker's last batch takes the rows left */
+  uint64_t max_batch = batch;
+  for (int r = 0; r < workers; r++) {
+    uint64_t pb, pe, b, e;
+    pd_partition_contiguous(all.rows, (uint32_t)workers, (uint32_t)r, &pb, &pe);
+    pd_plan_batch(pe - pb, steps, batch, steps - 1, &b, &e);
+    max_batch = PD_MAX(max_batch, e - b);
+  }
+  pd_model *model = pd_model_new(&spec.model, (int)max_batch, err, sizeof err);
+  if (!model) {
+    fprintf(stderr, "%s\n", err);
+    return 2;
+  }
   uint64_t keys = pd_model_num_params(model);
   float *x = pd_xmalloc(keys * sizeof(float));
   float *g = pd_xmalloc(keys * sizeof(float));
   float *sum = pd_xmalloc(keys * sizeof(float));
-  pd_model_init_range(&spec.model, 0, keys, x);
+  if (pd_model_init_range(&spec.model, 0, keys, x, err, sizeof err) != 0) {
+    fprintf(stderr, "%s\n", err);
+    return 2;
+  }
   for (int epoch = 0; epoch < spec.training.epochs; epoch++) {
     for (uint32_t step = 0; step < steps; step++) {
       memset(sum, 0, keys * sizeof(float));
@@ -69,8 +84,13 @@ static int reference(const char *spec_path, int workers, const char *out_path) {
         uint64_t pb, pe, b, e;
         pd_partition_contiguous(all.rows, (uint32_t)workers, (uint32_t)r, &pb, &pe);
         pd_plan_batch(pe - pb, steps, batch, step, &b, &e);
-        pd_model_gradient(model, x, all.features + (pb + b) * all.cols, all.labels + pb + b,
-                          (int)(e - b), g);
+        pd_dataset view = all;
+        view.rows = e - b;
+        view.features = all.features + (pb + b) * all.cols;
+        view.labels = all.labels + pb + b;
+        view.targets = all.targets ? all.targets + pb + b : NULL;
+        view.owned = 0;
+        pd_model_gradient(model, x, &view, g);
         for (uint64_t k = 0; k < keys; k++)
           sum[k] += g[k];
       }
@@ -115,9 +135,11 @@ static int roundtrip(const char *job, const char *spec_path, const char *list) {
     fprintf(stderr, "%s\n", err);
     return 2;
   }
-  pd_param_info layout[2 * PD_MAX_LAYERS];
   uint64_t keys;
-  pd_model_layout(&spec.model, layout, 2 * PD_MAX_LAYERS, &keys);
+  if (pd_model_layout(&spec.model, NULL, 0, &keys, err, sizeof err) < 0) {
+    fprintf(stderr, "%s\n", err);
+    return 2;
+  }
   pd_shard_range ranges[16];
   int n = shard_ranges(list, keys, ranges, 16);
   /* a chunk size that does not divide the shards, so chunks and shard
@@ -126,7 +148,10 @@ static int roundtrip(const char *job, const char *spec_path, const char *list) {
   float *want = pd_xmalloc(keys * sizeof(float)), *got = pd_xmalloc(keys * sizeof(float));
   float *grad = pd_xmalloc(keys * sizeof(float));
   int failures = 0;
-  pd_model_init_range(&spec.model, 0, keys, want);
+  if (pd_model_init_range(&spec.model, 0, keys, want, err, sizeof err) != 0) {
+    fprintf(stderr, "%s\n", err);
+    return 2;
+  }
   if (pd_psclient_pull(c, 0, keys, 0, got, NULL, err, sizeof err) != 0) {
     fprintf(stderr, "pull: %s\n", err);
     return 1;

@@ -11,11 +11,36 @@
 #define PD_NAME_MAX 64
 #define PD_PATH_MAX 1024
 
-enum pd_model_type { PD_MODEL_SOFTMAX = 1, PD_MODEL_MLP };
+#define PD_PLUGIN_CONFIG_MAX 2048
+
+enum pd_model_type {
+  PD_MODEL_SOFTMAX = 1, /* softmax regression: layers [inputs, classes] */
+  PD_MODEL_MLP,         /* layers [inputs, hidden..., classes] */
+  PD_MODEL_LINREG,      /* linear regression, squared loss: layers [inputs, 1] */
+  PD_MODEL_LOGREG,      /* binary logistic regression (dense or sparse input): [inputs, 1] */
+  PD_MODEL_LENET,       /* LeNet-style CNN on input_shape: layers [inputs, classes] */
+  PD_MODEL_PLUGIN,      /* a user's shared object (pando/plugin.h): layers [inputs, outputs] */
+};
 enum pd_activation { PD_ACT_RELU = 1, PD_ACT_TANH, PD_ACT_SIGMOID };
 enum pd_update { PD_UPDATE_BSP = 1, PD_UPDATE_ASP };
-enum pd_optimizer_type { PD_OPT_SGD = 1, PD_OPT_MOMENTUM, PD_OPT_ADAM };
-enum pd_partition { PD_PARTITION_DISJOINT_CONTIGUOUS = 1 };
+enum pd_optimizer_type {
+  PD_OPT_SGD = 1,
+  PD_OPT_MOMENTUM,
+  PD_OPT_ADAM,
+  PD_OPT_NESTEROV,
+  PD_OPT_ADAGRAD,
+  PD_OPT_RMSPROP,
+};
+/* SystemDS paramserv's partitioning schemes. */
+enum pd_partition {
+  PD_PARTITION_DISJOINT_CONTIGUOUS = 1,
+  PD_PARTITION_DISJOINT_ROUND_ROBIN,
+  PD_PARTITION_DISJOINT_RANDOM,
+  PD_PARTITION_OVERLAP_RESHUFFLE,
+};
+enum pd_normalize { PD_NORMALIZE_NONE = 1, PD_NORMALIZE_STANDARD, PD_NORMALIZE_MINMAX };
+enum pd_lr_schedule { PD_LR_CONSTANT = 1, PD_LR_STEP, PD_LR_EXPONENTIAL, PD_LR_COSINE };
+enum pd_batch_schedule { PD_BATCH_CONSTANT = 1, PD_BATCH_INCREASE };
 
 typedef struct pd_model_spec {
   enum pd_model_type type;
@@ -23,36 +48,70 @@ typedef struct pd_model_spec {
   int layers[PD_MAX_LAYERS]; /* widths: inputs first, classes last */
   enum pd_activation activation; /* hidden layers of an mlp */
   uint64_t seed;             /* initialisation seed */
+  double dropout;            /* mlp: rate of dropout after each hidden layer (0 = none) */
+  int ninput_shape;          /* entries used in input_shape[] */
+  int input_shape[3];        /* lenet: [channels, height, width]; product = layers[0] */
+  char path[PD_PATH_MAX];    /* plugin: the shared object */
+  char config[PD_PLUGIN_CONFIG_MAX]; /* plugin: model.config as "key=value\n" lines */
 } pd_model_spec;
 
 typedef struct pd_data_files {
-  char features[PD_PATH_MAX]; /* IDX file (optionally .gz) of the inputs */
-  char labels[PD_PATH_MAX];   /* IDX file (optionally .gz) of the labels */
+  char features[PD_PATH_MAX]; /* idx: IDX file (optionally .gz) of the inputs; csv, libsvm: the file */
+  char labels[PD_PATH_MAX];   /* idx: IDX file (optionally .gz) of the labels; else unused */
 } pd_data_files;
+
+/* data.format: synthetic: seeded sparse binary classification data. */
+typedef struct pd_synthetic_spec {
+  uint64_t rows;      /* training rows */
+  uint64_t test_rows; /* test rows (0: no test set) */
+  int features;       /* size of the feature space */
+  int nnz;            /* non-zero features per row */
+  uint64_t seed;
+} pd_synthetic_spec;
 
 typedef struct pd_optimizer_spec {
   enum pd_optimizer_type type;
-  double lr;       /* learning rate */
-  double momentum; /* mu of SGD with momentum: v = mu*v - lr*g; x = x + v */
+  double lr;       /* learning rate (the schedule's starting value) */
+  double weight_decay; /* L2: the gradient gets weight_decay * x added */
+  double decay_rate;   /* RMSprop: c = decay_rate*c + (1-decay_rate)*g^2 */
+  double momentum; /* mu of momentum and Nesterov: v = mu*v - lr*g; x = x + v */
   double beta1;    /* Adam: decay of the first moment */
   double beta2;    /* Adam: decay of the second moment */
-  double epsilon;  /* Adam: added to sqrt(v) */
+  double epsilon;  /* Adam, AdaGrad, RMSprop: added to the root of the second moment */
 } pd_optimizer_spec;
 
 typedef struct pd_job_spec {
   char name[PD_NAME_MAX]; /* DNS-1123-like: [a-z0-9-], starts with a letter */
   pd_model_spec model;
   struct {
-    char format[16];       /* "idx" */
+    char format[16];       /* "idx", "csv", "libsvm" or "synthetic" */
     pd_data_files train;
     pd_data_files test;    /* test.features empty: no evaluation */
     enum pd_partition partition;
+    uint64_t seed;         /* disjoint_random, overlap_reshuffle and training.shuffle */
+    enum pd_normalize normalize; /* of the features, with the training set's statistics */
+    char label_column[64]; /* csv: the label column's header name or 0-based index */
+    int header;            /* csv: the first line names the columns */
+    pd_synthetic_spec synthetic;
   } data;
   struct {
     int epochs;
     int batch_size;
     enum pd_update update;
     pd_optimizer_spec optimizer;
+    int shuffle;           /* reshuffle each worker's rows every epoch */
+    struct {
+      enum pd_lr_schedule type;
+      int step_epochs;     /* step: multiply by gamma every step_epochs epochs */
+      double gamma;        /* step, exponential: the factor */
+      double min_lr;       /* cosine: the floor */
+    } lr_schedule;
+    struct {
+      enum pd_batch_schedule type;
+      int step_epochs;     /* increase: multiply the batch size every step_epochs epochs */
+      double factor;       /* by this factor (Smith et al., ICLR 2018) */
+      int max_batch_size;  /* up to this size */
+    } batch_schedule;
   } training;
   struct {
     int servers;
@@ -77,5 +136,6 @@ int pd_job_spec_validate(const pd_job_spec *spec, char *err, size_t errlen);
 const char *pd_update_name(enum pd_update update);
 const char *pd_model_type_name(enum pd_model_type type);
 const char *pd_optimizer_name(enum pd_optimizer_type type);
+const char *pd_partition_name(enum pd_partition partition);
 
 #endif

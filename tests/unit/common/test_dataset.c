@@ -1,6 +1,7 @@
-/* Unit tests of the dataset reader: IDX files (plain and gzipped) written to
+/* Unit tests of the dataset module: IDX files (plain and gzipped) written to
  * a temporary folder, error messages, io_uring whole-file reads, row
- * partitioning, and the installed Fashion-MNIST files. */
+ * partitioning, loading through a job spec, views and gathers of dense and
+ * CSR data, and the installed Fashion-MNIST files. */
 #include "pando/dataset.h"
 
 #include <errno.h>
@@ -431,6 +432,271 @@ static void test_fashion_mnist(void) {
   pd_dataset_close(&ds);
 }
 
+static pd_job_spec idx_spec(const char *images, const char *labels, const char *test_images,
+                            const char *test_labels) {
+  pd_job_spec spec;
+  memset(&spec, 0, sizeof spec);
+  snprintf(spec.data.format, sizeof spec.data.format, "idx");
+  snprintf(spec.data.train.features, PD_PATH_MAX, "%s", images);
+  snprintf(spec.data.train.labels, PD_PATH_MAX, "%s", labels);
+  if (test_images) {
+    snprintf(spec.data.test.features, PD_PATH_MAX, "%s", test_images);
+    snprintf(spec.data.test.labels, PD_PATH_MAX, "%s", test_labels);
+  }
+  spec.data.normalize = PD_NORMALIZE_NONE;
+  return spec;
+}
+
+static int spec_load_fails(const pd_job_spec *spec, int test, const char *part) {
+  pd_dataset ds;
+  char err[1024] = "";
+  int rc = pd_dataset_load(spec, test, &ds, err, sizeof err);
+  if (rc == 0 || !strstr(err, part)) {
+    fprintf(stderr, "  rc %d, message \"%s\"; wanted \"%s\"\n", rc, err, part);
+    if (rc == 0)
+      pd_dataset_close(&ds);
+    return 0;
+  }
+  return ds.rows == 0 && ds.features == NULL && ds.owned == 0;
+}
+
+static void test_load_spec(void) {
+  const char *images = tmp_path("spec-images.gz"), *labels = tmp_path("spec-labels.idx");
+  CHECK(write_fixture(images, labels, 1, ROWS) == 0);
+  pd_job_spec spec = idx_spec(images, labels, NULL, NULL);
+  pd_dataset ds;
+  char err[1024] = "";
+  CHECK_EQ_INT(pd_dataset_load(&spec, 0, &ds, err, sizeof err), 0);
+  CHECK(check_rows(&ds, 0, ROWS));
+  CHECK(ds.owned == 1 && ds.targets != NULL && ds.row_ptr == NULL);
+  for (int r = 0; r < ROWS; r++)
+    CHECK(ds.targets[r] == (float)label_byte(r));
+  pd_dataset_close(&ds);
+  /* No test split: empty. */
+  CHECK_EQ_INT(pd_dataset_load(&spec, 1, &ds, err, sizeof err), 0);
+  CHECK(ds.rows == 0 && ds.features == NULL && ds.owned == 0);
+  uint64_t rows = 1, cols = 1;
+  CHECK_EQ_INT(pd_dataset_peek(&spec, 1, &rows, &cols, err, sizeof err), 0);
+  CHECK(rows == 0 && cols == 0);
+  CHECK_EQ_INT(pd_dataset_peek(&spec, 0, &rows, &cols, err, sizeof err), 0);
+  CHECK(rows == ROWS && cols == COLS);
+  /* The same files as test split. */
+  spec = idx_spec(images, labels, images, labels);
+  CHECK_EQ_INT(pd_dataset_load(&spec, 1, &ds, err, sizeof err), 0);
+  CHECK(check_rows(&ds, 0, ROWS));
+  pd_dataset_close(&ds);
+  CHECK_EQ_INT(pd_dataset_peek(&spec, 1, &rows, &cols, err, sizeof err), 0);
+  CHECK(rows == ROWS && cols == COLS);
+}
+
+static void test_load_spec_errors(void) {
+  const char *images = tmp_path("se-images.idx"), *labels = tmp_path("se-labels.idx");
+  const char *short_labels = tmp_path("se-short-labels.idx");
+  CHECK(write_fixture(images, labels, 0, ROWS) == 0);
+  CHECK(write_fixture(tmp_path("se-unused.idx"), short_labels, 0, ROWS - 1) == 0);
+  char want[1024];
+  /* Errors name the spec key of the file at fault. */
+  pd_job_spec spec = idx_spec(images, short_labels, NULL, NULL);
+  snprintf(want, sizeof want,
+           "data.train.labels: features (%s) have 10 rows but labels (%s) have 9", images,
+           short_labels);
+  CHECK(spec_load_fails(&spec, 0, want));
+  spec = idx_spec(tmp_path("se-missing"), labels, NULL, NULL);
+  CHECK(spec_load_fails(&spec, 0, "data.train.features: "));
+  CHECK(spec_load_fails(&spec, 0, "se-missing: No such file or directory"));
+  spec = idx_spec(images, labels, images, tmp_path("se-missing"));
+  CHECK(spec_load_fails(&spec, 1, "data.test.labels: "));
+  CHECK(spec_load_fails(&spec, 1, "se-missing: No such file"));
+  /* A test split whose rows have another size. */
+  const char *small = tmp_path("se-small.idx");
+  uint8_t data[ROWS * 6] = {0};
+  uint32_t dims[3] = {ROWS, 2, 3};
+  CHECK(write_idx(small, 0x00000803, dims, 3, data, sizeof data, 0) == 0);
+  spec = idx_spec(images, labels, small, labels);
+  snprintf(want, sizeof want,
+           "data.test.features: %s has 6 values per row, but the training data has 12", small);
+  CHECK(spec_load_fails(&spec, 1, want));
+  uint64_t rows, cols;
+  char err[1024];
+  CHECK(pd_dataset_peek(&spec, 1, &rows, &cols, err, sizeof err) != 0);
+  CHECK_STR_CONTAINS(err, want);
+  /* An unknown format. */
+  spec = idx_spec(images, labels, NULL, NULL);
+  snprintf(spec.data.format, sizeof spec.data.format, "xml");
+  CHECK(spec_load_fails(&spec, 0, "data.format: unknown format 'xml'"));
+}
+
+/* IDX bytes are scaled by 1/255 first, then min-max normalised per feature
+ * with the training split's statistics. */
+static void test_load_spec_normalized(void) {
+  const char *images = tmp_path("nm-images.idx"), *labels = tmp_path("nm-labels.idx");
+  CHECK(write_fixture(images, labels, 0, ROWS) == 0);
+  pd_job_spec spec = idx_spec(images, labels, images, labels);
+  spec.data.normalize = PD_NORMALIZE_MINMAX;
+  for (int test = 0; test <= 1; test++) {
+    pd_dataset ds;
+    char err[512] = "";
+    CHECK_EQ_INT(pd_dataset_load(&spec, test, &ds, err, sizeof err), 0);
+    for (int c = 0; c < COLS; c++) {
+      float lo = 1, hi = 0;
+      for (int r = 0; r < ROWS; r++) {
+        lo = PD_MIN(lo, feature_byte(r, c) / 255.0f);
+        hi = PD_MAX(hi, feature_byte(r, c) / 255.0f);
+      }
+      for (int r = 0; r < ROWS; r++)
+        CHECK_NEAR(ds.features[r * COLS + c], (feature_byte(r, c) / 255.0f - lo) / (hi - lo), 1e-6);
+    }
+    pd_dataset_close(&ds);
+  }
+}
+
+/* A CSR dataset of 5 rows over 6 features (arrays not owned). */
+static uint64_t csr_row_ptr[] = {0, 2, 2, 5, 6, 8};
+static uint32_t csr_col_idx[] = {0, 5, 1, 2, 3, 4, 0, 1};
+static float csr_values[] = {1, 2, 3, 4, 5, 6, 7, 8};
+static float csr_targets[] = {0, 1, 2, 3, 4};
+static uint8_t csr_labels[] = {0, 1, 2, 3, 4};
+
+static pd_dataset csr_fixture(void) {
+  pd_dataset ds = {.rows = 5,
+                   .cols = 6,
+                   .row_ptr = csr_row_ptr,
+                   .col_idx = csr_col_idx,
+                   .values = csr_values,
+                   .labels = csr_labels,
+                   .targets = csr_targets};
+  return ds;
+}
+
+/* Row `r` of CSR `a` equals row `s` of CSR `b`. */
+static int same_csr_row(const pd_dataset *a, uint64_t r, const pd_dataset *b, uint64_t s) {
+  uint64_t n = a->row_ptr[r + 1] - a->row_ptr[r];
+  if (n != b->row_ptr[s + 1] - b->row_ptr[s] || a->targets[r] != b->targets[s] ||
+      a->labels[r] != b->labels[s])
+    return 0;
+  return memcmp(a->col_idx + a->row_ptr[r], b->col_idx + b->row_ptr[s], n * 4) == 0 &&
+         memcmp(a->values + a->row_ptr[r], b->values + b->row_ptr[s], n * 4) == 0;
+}
+
+static void test_view(void) {
+  const char *images = tmp_path("view-images.idx"), *labels = tmp_path("view-labels.idx");
+  CHECK(write_fixture(images, labels, 0, ROWS) == 0);
+  pd_dataset ds;
+  char err[256];
+  CHECK_EQ_INT(pd_dataset_load_idx(images, labels, 0, UINT64_MAX, &ds, err, sizeof err), 0);
+  pd_dataset view = pd_dataset_view(&ds, 3, 7);
+  CHECK(view.owned == 0 && view.rows == 4 && view.cols == COLS);
+  CHECK(view.features == ds.features + 3 * COLS && view.labels == ds.labels + 3 &&
+        view.targets == ds.targets + 3);
+  CHECK(check_rows(&view, 3, 7));
+  pd_dataset inner = pd_dataset_view(&view, 1, 2); /* a view of a view */
+  CHECK(check_rows(&inner, 4, 5));
+  pd_dataset empty = pd_dataset_view(&ds, ROWS, ROWS);
+  CHECK(empty.rows == 0);
+  pd_dataset_close(&view); /* frees nothing */
+  CHECK(view.features == NULL);
+  CHECK(check_rows(&ds, 0, ROWS));
+  pd_dataset_close(&ds);
+
+  pd_dataset csr = csr_fixture();
+  pd_dataset cv = pd_dataset_view(&csr, 2, 5);
+  CHECK(cv.rows == 3 && cv.cols == 6 && cv.row_ptr == csr_row_ptr + 2 && cv.row_ptr[0] == 2);
+  CHECK(cv.col_idx == csr_col_idx && cv.features == NULL);
+  for (uint64_t r = 0; r < 3; r++)
+    CHECK(same_csr_row(&cv, r, &csr, r + 2));
+  pd_dataset_close(&cv);
+}
+
+static void test_gather_dense(void) {
+  const char *images = tmp_path("gather-images.gz"), *labels = tmp_path("gather-labels.gz");
+  CHECK(write_fixture(images, labels, 1, ROWS) == 0);
+  pd_dataset ds, batch = {0};
+  char err[256];
+  CHECK_EQ_INT(pd_dataset_load_idx(images, labels, 0, UINT64_MAX, &ds, err, sizeof err), 0);
+  const uint64_t index[] = {3, 0, 3, 9, 5};
+  pd_dataset_gather(&ds, index, 5, &batch);
+  CHECK(batch.owned == 1 && batch.rows == 5 && batch.cols == COLS);
+  for (int i = 0; i < 5; i++) {
+    pd_dataset one = pd_dataset_view(&batch, (uint64_t)i, (uint64_t)i + 1);
+    CHECK(check_rows(&one, index[i], index[i] + 1));
+    CHECK(batch.targets[i] == (float)label_byte((int)index[i]));
+  }
+  /* The next batch, no larger, reuses the arrays. */
+  float *features = batch.features;
+  uint8_t *batch_labels = batch.labels;
+  float *targets = batch.targets;
+  const uint64_t index2[] = {8, 1};
+  pd_dataset_gather(&ds, index2, 2, &batch);
+  CHECK(batch.features == features && batch.labels == batch_labels && batch.targets == targets);
+  CHECK(batch.rows == 2);
+  pd_dataset two = pd_dataset_view(&batch, 1, 2);
+  CHECK(check_rows(&two, 1, 2));
+  pd_dataset_gather(&ds, index, 5, &batch);
+  CHECK(batch.features == features);
+  /* A larger one, and from a view. */
+  pd_dataset view = pd_dataset_view(&ds, 4, 10);
+  const uint64_t all[] = {5, 4, 3, 2, 1, 0, 0, 1, 2, 3, 4, 5};
+  pd_dataset_gather(&view, all, 12, &batch);
+  CHECK(batch.rows == 12);
+  for (int i = 0; i < 12; i++) {
+    pd_dataset one = pd_dataset_view(&batch, (uint64_t)i, (uint64_t)i + 1);
+    CHECK(check_rows(&one, 4 + all[i], 5 + all[i]));
+  }
+  /* Gathering into a view's struct does not touch the viewed arrays. */
+  pd_dataset into = pd_dataset_view(&ds, 0, 2);
+  pd_dataset_gather(&ds, index2, 2, &into);
+  CHECK(into.owned == 1 && into.features != ds.features);
+  CHECK(check_rows(&ds, 0, ROWS));
+  pd_dataset_close(&into);
+  pd_dataset_close(&batch);
+  pd_dataset_close(&ds);
+}
+
+static void test_gather_csr(void) {
+  pd_dataset csr = csr_fixture(), batch = {0};
+  const uint64_t index[] = {4, 1, 2, 2, 0};
+  pd_dataset_gather(&csr, index, 5, &batch);
+  CHECK(batch.owned == 1 && batch.rows == 5 && batch.cols == 6 && batch.features == NULL);
+  CHECK(batch.row_ptr[0] == 0 && batch.row_ptr[5] == 2 + 0 + 3 + 3 + 2);
+  for (uint64_t i = 0; i < 5; i++)
+    CHECK(same_csr_row(&batch, i, &csr, index[i]));
+  uint64_t *row_ptr = batch.row_ptr;
+  uint32_t *col_idx = batch.col_idx;
+  float *values = batch.values;
+  const uint64_t index2[] = {3, 0};
+  pd_dataset_gather(&csr, index2, 2, &batch);
+  CHECK(batch.row_ptr == row_ptr && batch.col_idx == col_idx && batch.values == values);
+  CHECK(batch.rows == 2 && batch.row_ptr[2] == 3);
+  CHECK(same_csr_row(&batch, 0, &csr, 3) && same_csr_row(&batch, 1, &csr, 0));
+  /* From a view whose row_ptr does not start at 0. */
+  pd_dataset view = pd_dataset_view(&csr, 2, 5);
+  const uint64_t index3[] = {2, 0, 1};
+  pd_dataset_gather(&view, index3, 3, &batch);
+  for (uint64_t i = 0; i < 3; i++)
+    CHECK(same_csr_row(&batch, i, &csr, 2 + index3[i]));
+  /* An empty batch. */
+  pd_dataset_gather(&csr, NULL, 0, &batch);
+  CHECK(batch.rows == 0 && batch.row_ptr[0] == 0);
+  /* Dense after sparse into the same struct: the CSR arrays go. */
+  const char *images = tmp_path("switch-images.idx"), *labels = tmp_path("switch-labels.idx");
+  CHECK(write_fixture(images, labels, 0, ROWS) == 0);
+  pd_dataset dense;
+  char err[256];
+  CHECK_EQ_INT(pd_dataset_load_idx(images, labels, 0, UINT64_MAX, &dense, err, sizeof err), 0);
+  pd_dataset_gather(&dense, index, 5, &batch);
+  CHECK(batch.row_ptr == NULL && batch.col_idx == NULL && batch.values == NULL);
+  CHECK(batch.features != NULL && batch.rows == 5);
+  pd_dataset_gather(&csr, index, 5, &batch);
+  CHECK(batch.features == NULL && batch.row_ptr != NULL);
+  /* Without labels the batch has none. */
+  pd_dataset no_labels = csr;
+  no_labels.labels = NULL;
+  pd_dataset_gather(&no_labels, index, 2, &batch);
+  CHECK(batch.labels == NULL && batch.targets[0] == 4);
+  pd_dataset_close(&dense);
+  pd_dataset_close(&batch);
+}
+
 static void remove_tmp_dir(void) {
   char cmd[128];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_dir);
@@ -456,6 +722,12 @@ int main(int argc, char **argv) {
   PD_RUN(test_error_missing_file);
   PD_RUN(test_read_file);
   PD_RUN(test_partition);
+  PD_RUN(test_load_spec);
+  PD_RUN(test_load_spec_errors);
+  PD_RUN(test_load_spec_normalized);
+  PD_RUN(test_view);
+  PD_RUN(test_gather_dense);
+  PD_RUN(test_gather_csr);
   PD_RUN(test_fashion_mnist);
   remove_tmp_dir();
   PD_TEST_DONE();

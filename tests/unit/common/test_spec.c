@@ -233,11 +233,11 @@ static void test_unknown_keys(void) {
       {9,
        "  epoch: 3",
        {"training: unknown key 'epoch' (line 9); expected one of: epochs, batch_size, update, "
-        "optimizer"}},
+        "shuffle, lr_schedule, batch_schedule, optimizer"}},
       {12,
        "  optimizer: {type: sgd, lr: 0.1, nesterov: true}",
        {"training.optimizer: unknown key 'nesterov' (line 12); expected one of: type, lr, "
-        "momentum, beta1, beta2, epsilon"}},
+        "momentum, beta1, beta2, epsilon, weight_decay, decay_rate"}},
       {5,
        "  train: {features: /a, labels: /b, extra: 1}",
        {"data.train: unknown key 'extra' (line 5); expected one of: features, labels"}},
@@ -309,11 +309,17 @@ static void test_enums(void) {
       {12,
        "  optimizer: {type: adamw, lr: 0.1}",
        {"training.optimizer.type: unknown value 'adamw' (line 12); expected one of: sgd, "
-        "momentum, adam"}},
+        "momentum, nesterov, adagrad, rmsprop, adam"}},
       {7,
        "  partition: random",
-       {"data.partition: unknown value 'random' (line 7); expected one of: disjoint_contiguous"}},
-      {4, "  format: csv", {"data.format: unknown value 'csv' (line 4); expected one of: idx"}},
+       {"data.partition: unknown value 'random' (line 7); expected one of: disjoint_contiguous, "
+        "disjoint_round_robin, disjoint_random, overlap_reshuffle"}},
+      {4, "  format: parquet",
+       {"data.format: unknown value 'parquet' (line 4); expected one of: idx, csv, libsvm, "
+        "synthetic"}},
+      {4, "  format: csv",
+       {"data.train.labels: not used with format csv: the label is in the file "
+        "(data.label_column for csv) (line 5)"}},
   };
   run_error_cases(cases, PD_ARRAY_SIZE(cases));
 }
@@ -353,10 +359,10 @@ static void test_ranges(void) {
        {"cluster.wait_timeout: must be > 0, got -5 (line 13)"}},
       {2,
        "model: {type: mlp, layers: [784, 0, 10]}",
-       {"model.layers[1]: must be between 1 and 1000000, got 0 (line 2)"}},
+       {"model.layers[1]: must be between 1 and 1000000000, got 0 (line 2)"}},
       {2,
-       "model: {type: mlp, layers: [1000001, 10]}",
-       {"model.layers[0]: must be between 1 and 1000000, got 1000001 (line 2)"}},
+       "model: {type: mlp, layers: [1000000001, 10]}",
+       {"model.layers[0]: must be between 1 and 1000000000, got 1000000001 (line 2)"}},
       {2,
        "model: {type: mlp, layers: [784]}",
        {"model.layers: expected 2 to 16 entries, got 1 (line 2)"}},
@@ -393,7 +399,7 @@ static void test_required(void) {
       {5, "  train: {labels: /b}", {"data.train.features: required"}},
       {5, "  train: {features: /a}", {"data.train.labels: required"}},
       {6, "  test: {features: /a}", {"data.test.labels: required"}},
-      {5, "  train: {features: '', labels: /b}", {"data.train.features: required (line 5)"}},
+      {5, "  train: {features: '', labels: /b}", {"data.train.features: required for format idx (line 5)"}},
       {1, "name: ''", {"name: required (line 1)"}},
   };
   run_error_cases(cases, PD_ARRAY_SIZE(cases));
@@ -482,7 +488,7 @@ static void test_validate_built_spec(void) {
   CHECK_EQ_INT(example(&spec), 0);
   spec.model.layers[2] = -1;
   CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
-  CHECK_STR_CONTAINS(err, "model.layers[2]: must be between 1 and 1000000, got -1");
+  CHECK_STR_CONTAINS(err, "model.layers[2]: must be between 1 and 1000000000, got -1");
 
   CHECK_EQ_INT(example(&spec), 0);
   spec.model.type = PD_MODEL_SOFTMAX;
@@ -500,9 +506,22 @@ static void test_validate_built_spec(void) {
   CHECK_STR_CONTAINS(err, "cluster.wait_timeout: must be > 0, got 0");
 
   CHECK_EQ_INT(example(&spec), 0);
+  spec.training.batch_schedule.type = PD_BATCH_INCREASE;
+  spec.training.batch_schedule.max_batch_size = spec.training.batch_size - 1;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "training.batch_schedule.max_batch_size: must be >= "
+                          "training.batch_size (64) when the batch size increases, got 63");
+
+  CHECK_EQ_INT(example(&spec), 0);
+  strcpy(spec.data.format, "parquet");
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "data.format: unknown value 'parquet'; expected one of: idx, csv, libsvm, "
+                          "synthetic");
+
+  CHECK_EQ_INT(example(&spec), 0);
   strcpy(spec.data.format, "csv");
   CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
-  CHECK_STR_CONTAINS(err, "data.format: unknown value 'csv'; expected one of: idx");
+  CHECK_STR_CONTAINS(err, "data.train.labels: not used with format csv");
 }
 
 static void test_validate_test_set(void) {

@@ -1,0 +1,53 @@
+/* Schedules per epoch, as pure functions of the job spec: the learning rate
+ * (training.lr_schedule), the batch size (training.batch_schedule), the steps
+ * an epoch takes, and which epoch a worker clock falls in. Epochs are
+ * 1-based; clocks (a worker's global step number) and steps within an epoch
+ * are 0-based. Servers, workers and the coordinator must agree on these. */
+#ifndef PANDO_SCHEDULE_H
+#define PANDO_SCHEDULE_H
+
+#include <stdint.h>
+
+#include "pando/spec.h"
+
+/* The learning rate of epoch `epoch` (>= 1), with lr = optimizer.lr and e =
+ * epoch:
+ *   constant     lr
+ *   step         lr * gamma^floor((e - 1) / step_epochs)
+ *   exponential  lr * gamma^(e - 1)
+ *   cosine       min_lr + (lr - min_lr) * (1 + cos(pi * (e - 1) / epochs)) / 2,
+ *                epochs = training.epochs; epochs past the last give min_lr. */
+double pd_schedule_lr(const pd_job_spec *spec, int epoch);
+
+/* The batch size (rows per worker per step) of epoch `epoch` (>= 1):
+ * training.batch_size, or with batch_schedule increase ("increase the batch
+ * size instead of decaying the learning rate", Smith et al., ICLR 2018)
+ * min(max_batch_size, round(batch_size * factor^floor((e - 1) / step_epochs))). */
+uint32_t pd_schedule_batch_size(const pd_job_spec *spec, int epoch);
+
+/* The steps every worker runs in epoch `epoch`: ceil(min_partition_rows /
+ * batch size of the epoch), so that all workers run the same clocks; a
+ * worker's last batch of an epoch takes the rows left. min_partition_rows
+ * (>= 1) is the rows of the smallest partition (pd_plan_min_partition_rows). */
+uint32_t pd_schedule_steps(const pd_job_spec *spec, uint64_t min_partition_rows, int epoch);
+
+/* The first clock of epoch `epoch` (>= 1): the steps of the epochs before it.
+ * The clocks of a whole job are [0, pd_schedule_epoch_begin(.., epochs + 1)). */
+int64_t pd_schedule_epoch_begin(const pd_job_spec *spec, uint64_t min_partition_rows, int epoch);
+
+/* Returns the epoch worker clock `clock` (>= 0) falls in and writes the step
+ * within that epoch to `*step` (may be NULL). Clocks past the job's last
+ * epoch fall in epochs of pd_schedule_steps(.., epochs + 1) steps each (the
+ * result saturates at INT_MAX), so the cost is bounded by the job's length
+ * whatever clock a client sends. */
+int pd_schedule_epoch_of_clock(const pd_job_spec *spec, uint64_t min_partition_rows, int64_t clock,
+                               uint32_t *step);
+
+/* The rows of the smallest worker partition when `rows` training rows are
+ * split over `workers` workers with `partition`: rows / workers for the
+ * disjoint schemes (parts differ by at most one row), all rows for
+ * overlap_reshuffle (every worker draws from the whole set). Planning, kept
+ * here until it joins pando/plan.h. */
+uint64_t pd_plan_min_partition_rows(uint64_t rows, uint32_t workers, enum pd_partition partition);
+
+#endif

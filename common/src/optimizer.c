@@ -1,0 +1,181 @@
+/* Optimizer steps; see optimizer.h. Every rule computes in float32 with its
+ * hyper-parameters rounded once to float; 1 - beta and 1 - decay_rate are
+ * computed in double first, since (float)beta may round to 1. */
+#include "pando/optimizer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pando/error.h"
+#include "pando/util.h"
+
+void pd_optimizer_init(pd_optimizer *opt, const pd_optimizer_spec *spec, uint64_t keys) {
+  memset(opt, 0, sizeof *opt);
+  opt->spec = *spec;
+  opt->keys = keys;
+  switch (spec->type) {
+  case PD_OPT_SGD:
+    break;
+  case PD_OPT_MOMENTUM:
+  case PD_OPT_NESTEROV:
+    opt->velocity = pd_xcalloc(keys, sizeof(float));
+    break;
+  case PD_OPT_ADAGRAD:
+  case PD_OPT_RMSPROP:
+    opt->second = pd_xcalloc(keys, sizeof(float));
+    break;
+  case PD_OPT_ADAM:
+    opt->velocity = pd_xcalloc(keys, sizeof(float));
+    opt->second = pd_xcalloc(keys, sizeof(float));
+    opt->steps = pd_xcalloc(keys, sizeof(uint32_t));
+    break;
+  default:
+    PD_ASSERT(!"unknown optimizer type");
+  }
+}
+
+void pd_optimizer_close(pd_optimizer *opt) {
+  free(opt->velocity);
+  free(opt->second);
+  free(opt->steps);
+  opt->velocity = opt->second = NULL;
+  opt->steps = NULL;
+}
+
+int pd_optimizer_slots(pd_optimizer *opt, pd_optimizer_slot *out) {
+  int n = 0;
+  if (opt->velocity)
+    out[n++] = (pd_optimizer_slot){"velocity", opt->velocity, sizeof(float)};
+  if (opt->second)
+    out[n++] = (pd_optimizer_slot){"second", opt->second, sizeof(float)};
+  if (opt->steps)
+    out[n++] = (pd_optimizer_slot){"steps", opt->steps, sizeof(uint32_t)};
+  return n;
+}
+
+/* The hyper-parameters of one step, rounded to float. */
+typedef struct step_params {
+  float lr, wd;  /* learning rate, weight decay */
+  float mu, mu1; /* momentum, nesterov: mu and 1 + mu */
+  float eps;     /* adagrad, rmsprop, adam */
+  float dr, wdr; /* rmsprop: decay_rate and 1 - decay_rate */
+} step_params;
+
+/* A plain loop rather than cblas_saxpy: OpenBLAS's kernels fuse multiply
+ * and add in the vector body but not in the tail, so a key's result would
+ * depend on where the range it was stepped in begins and ends. Every rule
+ * here gives the same bits however a gradient is split into ranges. */
+static void sgd_step(float *restrict x, const float *restrict g, uint64_t n, const step_params *p) {
+  if (p->wd == 0) {
+    for (uint64_t i = 0; i < n; i++)
+      x[i] -= p->lr * g[i];
+    return;
+  }
+  for (uint64_t i = 0; i < n; i++)
+    x[i] -= p->lr * (g[i] + p->wd * x[i]);
+}
+
+static void momentum_step(float *restrict x, float *restrict v, const float *restrict g, uint64_t n,
+                          const step_params *p) {
+  for (uint64_t i = 0; i < n; i++) {
+    float gi = g[i] + p->wd * x[i];
+    v[i] = p->mu * v[i] - p->lr * gi;
+    x[i] += v[i];
+  }
+}
+
+/* Nesterov momentum in the form that keeps x at the "looked-ahead" point, so
+ * the gradient pushed is the one taken there (Sutskever et al., ICML 2013;
+ * Bengio et al. 2013). */
+static void nesterov_step(float *restrict x, float *restrict v, const float *restrict g, uint64_t n,
+                          const step_params *p) {
+  for (uint64_t i = 0; i < n; i++) {
+    float gi = g[i] + p->wd * x[i];
+    float v0 = v[i];
+    v[i] = p->mu * v0 - p->lr * gi;
+    x[i] += p->mu1 * v[i] - p->mu * v0;
+  }
+}
+
+static void adagrad_step(float *restrict x, float *restrict c, const float *restrict g, uint64_t n,
+                         const step_params *p) {
+  for (uint64_t i = 0; i < n; i++) {
+    float gi = g[i] + p->wd * x[i];
+    c[i] += gi * gi;
+    x[i] -= p->lr * gi / (sqrtf(c[i]) + p->eps);
+  }
+}
+
+static void rmsprop_step(float *restrict x, float *restrict c, const float *restrict g, uint64_t n,
+                         const step_params *p) {
+  for (uint64_t i = 0; i < n; i++) {
+    float gi = g[i] + p->wd * x[i];
+    c[i] = p->dr * c[i] + p->wdr * gi * gi;
+    x[i] -= p->lr * gi / (sqrtf(c[i]) + p->eps);
+  }
+}
+
+/* Adam with bias correction. Each key counts its own updates, so the
+ * correction is exact whatever ranges the steps cover. */
+static void adam_step(const pd_optimizer_spec *spec, float *restrict x, float *restrict m,
+                      float *restrict v, uint32_t *restrict steps, const float *restrict g,
+                      uint64_t n, const step_params *p) {
+  const double b1 = spec->beta1, b2 = spec->beta2;
+  const float fb1 = (float)b1, fb2 = (float)b2;
+  const float w1 = (float)(1.0 - b1), w2 = (float)(1.0 - b2);
+  uint64_t i = 0;
+  while (i < n) {
+    /* keys with the same step count share the bias corrections */
+    uint32_t t = ++steps[i];
+    uint64_t run = i + 1;
+    while (run < n && steps[run] + 1 == t)
+      steps[run++] = t;
+    const float c1 = (float)(1.0 / (1.0 - pow(b1, t)));
+    const float c2 = (float)(1.0 / (1.0 - pow(b2, t)));
+    for (uint64_t k = i; k < run; k++) {
+      float gk = g[k] + p->wd * x[k];
+      m[k] = fb1 * m[k] + w1 * gk;
+      v[k] = fb2 * v[k] + w2 * gk * gk;
+      x[k] -= p->lr * (m[k] * c1) / (sqrtf(v[k] * c2) + p->eps);
+    }
+    i = run;
+  }
+}
+
+void pd_optimizer_step(pd_optimizer *opt, float *params, const float *grad, uint64_t offset,
+                       uint64_t n, double lr) {
+  PD_ASSERT(offset <= opt->keys && n <= opt->keys - offset);
+  const pd_optimizer_spec *spec = &opt->spec;
+  const step_params p = {
+      .lr = (float)lr,
+      .wd = (float)spec->weight_decay,
+      .mu = (float)spec->momentum,
+      .mu1 = (float)(1.0 + spec->momentum),
+      .eps = (float)spec->epsilon,
+      .dr = (float)spec->decay_rate,
+      .wdr = (float)(1.0 - spec->decay_rate),
+  };
+  float *x = params + offset;
+  switch (spec->type) {
+  case PD_OPT_SGD:
+    sgd_step(x, grad, n, &p);
+    break;
+  case PD_OPT_MOMENTUM:
+    momentum_step(x, opt->velocity + offset, grad, n, &p);
+    break;
+  case PD_OPT_NESTEROV:
+    nesterov_step(x, opt->velocity + offset, grad, n, &p);
+    break;
+  case PD_OPT_ADAGRAD:
+    adagrad_step(x, opt->second + offset, grad, n, &p);
+    break;
+  case PD_OPT_RMSPROP:
+    rmsprop_step(x, opt->second + offset, grad, n, &p);
+    break;
+  case PD_OPT_ADAM:
+    adam_step(spec, x, opt->velocity + offset, opt->second + offset, opt->steps + offset, grad, n,
+              &p);
+    break;
+  }
+}

@@ -1,0 +1,311 @@
+/* The worker loop over a parameter store, the local store, and standalone
+ * mode; see train.h. */
+#include "train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pando/daemon.h"
+#include "pando/dataset.h"
+#include "pando/error.h"
+#include "pando/log.h"
+#include "pando/model.h"
+#include "pando/optimizer.h"
+#include "pando/plan.h"
+#include "pando/schedule.h"
+#include "pando/util.h"
+
+#define REPORT_EVERY_SEC 0.5
+
+static int is_synthetic(const pd_job_spec *spec) {
+  return strcmp(spec->data.format, "synthetic") == 0;
+}
+
+/* Loads this worker's rows of the training split (data.partition) into
+ * `train`; *rows receives the rows of the whole split. */
+static int load_partition(const pd_train_job *tj, pd_dataset *train, uint64_t *rows, char *err,
+                          size_t errlen) {
+  const pd_job_spec *spec = tj->spec;
+  pd_dataset all = {0};
+  if (is_synthetic(spec)) {
+    *rows = spec->data.synthetic.rows;
+  } else {
+    int rc = pd_dataset_load(spec, 0, &all, err, errlen);
+    if (rc != 0)
+      return rc;
+    *rows = all.rows;
+  }
+  uint64_t n = pd_plan_partition_size(*rows, tj->workers, tj->rank, spec->data.partition);
+  uint64_t *index = pd_xmalloc((n ? n : 1) * sizeof *index);
+  pd_plan_partition(*rows, tj->workers, tj->rank, spec->data.partition, spec->data.seed, index);
+  if (is_synthetic(spec)) /* generate only this worker's rows */
+    pd_dataset_synthetic_rows(&spec->data.synthetic, 0, index, n, train);
+  else
+    pd_dataset_gather(&all, index, n, train);
+  free(index);
+  pd_dataset_close(&all);
+  if (train->rows == 0)
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "worker %u has no training rows", tj->rank);
+  return 0;
+}
+
+/* The most rows a batch of this job can have: the batch size, or an epoch's
+ * last batch with the rows left over. */
+static int max_batch_rows(const pd_job_spec *spec, uint64_t partition_rows, uint64_t min_rows) {
+  uint64_t most = 1;
+  for (int e = 1; e <= spec->training.epochs; e++) {
+    uint32_t steps = pd_schedule_steps(spec, min_rows, e), size = pd_schedule_batch_size(spec, e);
+    uint64_t b, end;
+    pd_plan_batch(partition_rows, steps, size, steps - 1, &b, &end);
+    most = PD_MAX(most, PD_MAX((uint64_t)size, end - b));
+  }
+  return (int)PD_MIN(most, partition_rows);
+}
+
+typedef struct throughput {
+  double last_report, window_start;
+  uint64_t window_samples;
+  double samples_per_sec;
+} throughput;
+
+int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progress_sink *sink,
+             char *err, size_t errlen) {
+  const pd_job_spec *spec = tj->spec;
+  pd_dataset train = {0}, test = {0}, gathered = {0};
+  pd_model *model = NULL;
+  float *own = NULL, *grad = NULL;
+  uint64_t *order = NULL, rows = 0;
+  double t0 = pd_now();
+  int rc = load_partition(tj, &train, &rows, err, errlen);
+  if (rc != 0)
+    goto done;
+  if (tj->evaluate && (rc = pd_dataset_load(spec, 1, &test, err, errlen)) != 0)
+    goto done;
+  PD_INFO("job %s: rank %u of %u, %llu of %llu training rows (%s) loaded in %.2f s", tj->job,
+          tj->rank, tj->workers, (unsigned long long)train.rows, (unsigned long long)rows,
+          pd_partition_name(spec->data.partition), pd_now() - t0);
+
+  uint64_t min_rows = pd_plan_min_partition_rows(rows, tj->workers, spec->data.partition);
+  model = pd_model_new(&spec->model, max_batch_rows(spec, train.rows, min_rows), err, errlen);
+  if (!model) {
+    rc = -PD_EINVAL_SPEC;
+    goto done;
+  }
+  pd_model_set_seed(model, tj->rank + 1);
+  uint64_t keys = pd_model_num_params(model);
+  const float *params = store->shared;
+  if (!params)
+    params = own = pd_xmalloc_aligned(keys * sizeof(float));
+  grad = pd_xmalloc_aligned(keys * sizeof(float));
+  order = pd_xmalloc(train.rows * sizeof *order);
+
+  throughput tp = {0, pd_now(), 0, 0};
+  int64_t clock = 0, pulled = -1;
+  for (int epoch = 1; epoch <= spec->training.epochs; epoch++) {
+    uint32_t steps = pd_schedule_steps(spec, min_rows, epoch);
+    uint32_t size = pd_schedule_batch_size(spec, epoch);
+    for (uint64_t i = 0; i < train.rows; i++)
+      order[i] = i;
+    if (spec->training.shuffle)
+      pd_plan_shuffle(order, train.rows, spec->data.seed, tj->rank, (uint32_t)epoch);
+    double loss_sum = 0;
+    for (uint32_t step = 0; step < steps; step++) {
+      if (pd_daemon_stopping()) {
+        rc = pd_errf(err, errlen, -PD_ESHUTDOWN, "the worker was asked to shut down");
+        goto done;
+      }
+      if (own && pulled != clock) {
+        if ((rc = store->pull(store->ctx, clock, own, err, errlen)) != 0)
+          goto done;
+        pulled = clock;
+      }
+      uint64_t b, e;
+      pd_plan_batch(train.rows, steps, size, step, &b, &e);
+      pd_dataset view = pd_dataset_view(&train, b, e);
+      const pd_dataset *batch = &view;
+      if (spec->training.shuffle) {
+        pd_dataset_gather(&train, order + b, e - b, &gathered);
+        batch = &gathered;
+      }
+      loss_sum += pd_model_gradient(model, params, batch, grad);
+      if ((rc = store->push(store->ctx, clock, grad, err, errlen)) != 0)
+        goto done;
+      clock++;
+      tp.window_samples += e - b;
+      double now = pd_now();
+      if (now - tp.last_report >= REPORT_EVERY_SEC) {
+        tp.samples_per_sec = tp.window_samples / (now - tp.window_start);
+        tp.window_start = tp.last_report = now;
+        tp.window_samples = 0;
+        Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
+        r.epoch = (uint32_t)epoch;
+        r.step = step + 1;
+        r.loss = loss_sum / (step + 1);
+        r.samples_per_sec = tp.samples_per_sec;
+        if ((rc = sink->report(sink->ctx, &r)) != 0)
+          goto cancelled;
+      }
+    }
+    Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
+    r.epoch = (uint32_t)epoch;
+    r.step = steps;
+    r.loss = loss_sum / steps;
+    r.samples_per_sec = tp.samples_per_sec;
+    if (tj->evaluate && test.rows > 0) {
+      /* the model after this epoch: under BSP this waits for every worker */
+      if (own && (rc = store->pull(store->ctx, clock, own, err, errlen)) != 0)
+        goto done;
+      pulled = clock;
+      pd_eval ev;
+      pd_model_evaluate(model, params, &test, &ev);
+      r.has_eval = 1;
+      r.test_loss = ev.loss;
+      r.test_accuracy = ev.accuracy;
+      r.test_rmse = ev.rmse;
+    }
+    r.done = epoch == spec->training.epochs;
+    if ((rc = sink->report(sink->ctx, &r)) != 0)
+      goto cancelled;
+  }
+  PD_INFO("job %s: finished %d epochs in %.1f s", tj->job, spec->training.epochs, pd_now() - t0);
+  goto done;
+cancelled:
+  pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", tj->job);
+done:
+  free(order);
+  free(grad);
+  free(own);
+  pd_model_free(model);
+  pd_dataset_close(&gathered);
+  pd_dataset_close(&test);
+  pd_dataset_close(&train);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- local store */
+
+struct pd_local_store {
+  pd_job_spec spec;
+  uint64_t keys, min_rows;
+  float *params;
+  pd_optimizer optimizer;
+};
+
+pd_local_store *pd_local_store_new(const pd_job_spec *spec, uint64_t min_partition_rows,
+                                   char *err, size_t errlen) {
+  uint64_t keys = 0;
+  if (pd_model_layout(&spec->model, NULL, 0, &keys, err, errlen) < 0)
+    return NULL;
+  pd_local_store *s = pd_xcalloc(1, sizeof *s);
+  s->spec = *spec;
+  s->keys = keys;
+  s->min_rows = min_partition_rows;
+  s->params = pd_xmalloc_aligned(keys * sizeof(float));
+  if (pd_model_init_range(&spec->model, 0, keys, s->params, err, errlen) != 0) {
+    free(s->params);
+    free(s);
+    return NULL;
+  }
+  pd_optimizer_init(&s->optimizer, &spec->training.optimizer, keys);
+  return s;
+}
+
+void pd_local_store_free(pd_local_store *s) {
+  if (!s)
+    return;
+  pd_optimizer_close(&s->optimizer);
+  free(s->params);
+  free(s);
+}
+
+static int local_push(void *ctx, int64_t clock, const float *grad, char *err, size_t errlen) {
+  (void)err, (void)errlen;
+  pd_local_store *s = ctx;
+  int epoch = pd_schedule_epoch_of_clock(&s->spec, s->min_rows, clock, NULL);
+  pd_optimizer_step(&s->optimizer, s->params, grad, 0, s->keys, pd_schedule_lr(&s->spec, epoch));
+  return 0;
+}
+
+pd_param_store pd_local_store_api(pd_local_store *s) {
+  pd_param_store api = {NULL, local_push, s, s->params};
+  return api;
+}
+
+/* ---------------------------------------------------------------- standalone */
+
+typedef struct console {
+  const pd_job_spec *spec;
+  uint32_t steps;
+  double t0, last_line, last_epoch_end;
+  Pando__V1__ProgressReport final;
+} console;
+
+static int console_report(void *ctx, Pando__V1__ProgressReport *r) {
+  console *c = ctx;
+  double now = pd_now();
+  if (!r->has_eval && r->step < c->steps && now - c->last_line < 2)
+    return 0;
+  c->last_line = now;
+  if (r->step < c->steps || !r->has_eval) {
+    fprintf(stderr, "epoch %u/%d  step %llu  loss %.4f  %.0f samples/s\n", r->epoch,
+            c->spec->training.epochs, (unsigned long long)r->step, r->loss, r->samples_per_sec);
+  }
+  if (r->has_eval) {
+    if (c->spec->model.type == PD_MODEL_LINREG)
+      printf("epoch %u: train loss %.4f, test rmse %.4f, test loss %.4f (%.1f s)\n", r->epoch,
+             r->loss, r->test_rmse, r->test_loss, now - c->last_epoch_end);
+    else
+      printf("epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f (%.1f s)\n", r->epoch,
+             r->loss, r->test_accuracy, r->test_loss, now - c->last_epoch_end);
+    fflush(stdout);
+    c->last_epoch_end = now;
+    c->final = *r;
+  }
+  return 0;
+}
+
+int pd_train_standalone(const char *path) {
+  char err[1024];
+  uint8_t *text = NULL;
+  size_t len = 0;
+  pd_job_spec spec;
+  uint64_t rows = 0, cols = 0;
+  if (pd_read_file(path, &text, &len, err, sizeof err) != 0) {
+    fprintf(stderr, "pando-worker: %s\n", err);
+    return 2;
+  }
+  int rc = pd_job_spec_parse((const char *)text, len, &spec, err, sizeof err);
+  free(text);
+  if (rc != 0 || pd_dataset_peek(&spec, 0, &rows, &cols, err, sizeof err) != 0) {
+    fprintf(stderr, "pando-worker: job spec %s: %s\n", path, err);
+    return 2;
+  }
+  uint64_t min_rows = pd_plan_min_partition_rows(rows, 1, spec.data.partition);
+  pd_local_store *store = pd_local_store_new(&spec, min_rows, err, sizeof err);
+  if (!store) {
+    fprintf(stderr, "pando-worker: job spec %s: %s\n", path, err);
+    return 2;
+  }
+  pd_param_store api = pd_local_store_api(store);
+  console con = {&spec, pd_schedule_steps(&spec, min_rows, 1), pd_now(), 0, pd_now(),
+                 PANDO__V1__PROGRESS_REPORT__INIT};
+  pd_progress_sink sink = {console_report, &con};
+  pd_train_job tj = {&spec, spec.name, 0, 1, 1};
+  double t0 = pd_now();
+  rc = pd_train(&tj, &api, &sink, err, sizeof err);
+  pd_local_store_free(store);
+  if (rc != 0) {
+    fprintf(stderr, "pando-worker: %s\n", err);
+    return 1;
+  }
+  fprintf(stderr, "standalone: %d epochs in %.1f s\n", spec.training.epochs, pd_now() - t0);
+  if (con.final.has_eval) {
+    if (spec.model.type == PD_MODEL_LINREG)
+      printf("test rmse: %.4f\n", con.final.test_rmse);
+    else
+      printf("test accuracy: %.4f\n", con.final.test_accuracy);
+  }
+  return 0;
+}

@@ -1,0 +1,64 @@
+/* The worker loop, independent of where the parameters live: load this
+ * worker's partition of the data, then for every step pull the parameters,
+ * compute the mini-batch gradient and push it; evaluate after each epoch.
+ * A parameter store is either the cluster (pd_psclient, worker.c) or a local
+ * in-process store (standalone mode), so the baseline and the cluster run the
+ * same code. */
+#ifndef PANDO_WORKER_TRAIN_H
+#define PANDO_WORKER_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pando.pb-c.h"
+#include "pando/spec.h"
+
+/* Where the parameters live. Each call returns 0 or a negative error with a
+ * message in err. */
+typedef struct pd_param_store {
+  /* Reads all K parameters as of `clock` into params. */
+  int (*pull)(void *ctx, int64_t clock, float *params, char *err, size_t errlen);
+  /* Sends the gradient of all K parameters computed at `clock`. */
+  int (*push)(void *ctx, int64_t clock, const float *grad, char *err, size_t errlen);
+  void *ctx;
+  /* Non-NULL: the K parameters in this process, read in place (pull is then
+   * never called). The local store does this, so standalone mode copies
+   * nothing. */
+  const float *shared;
+} pd_param_store;
+
+/* Where progress goes. `report` returns -PD_ECANCELLED to stop the job. */
+typedef struct pd_progress_sink {
+  int (*report)(void *ctx, Pando__V1__ProgressReport *report);
+  void *ctx;
+} pd_progress_sink;
+
+/* One worker's part of a job. */
+typedef struct pd_train_job {
+  const pd_job_spec *spec;
+  const char *job;   /* id, for messages */
+  uint32_t rank;     /* this worker */
+  uint32_t workers;  /* all workers of the job */
+  int evaluate;      /* evaluate on the test split after each epoch */
+} pd_train_job;
+
+/* Trains `job` to the end. Returns 0, -PD_ECANCELLED when the sink or a
+ * shutdown stopped it, or another negative error with a message in `err`. */
+int pd_train(const pd_train_job *job, const pd_param_store *store, const pd_progress_sink *sink,
+             char *err, size_t errlen);
+
+/* A parameter store in this process: the parameters, initialised from the
+ * model's seed, and the job's optimizer and learning-rate schedule applied to
+ * each push at once (one worker: synchronous SGD). */
+typedef struct pd_local_store pd_local_store;
+pd_local_store *pd_local_store_new(const pd_job_spec *spec, uint64_t min_partition_rows,
+                                   char *err, size_t errlen);
+void pd_local_store_free(pd_local_store *store);
+pd_param_store pd_local_store_api(pd_local_store *store);
+
+/* Trains the job spec in `path` in this process (no RPC): standalone mode.
+ * Prints progress to stderr and "test accuracy: 0.XXXX" (classifiers) or
+ * "test rmse: X" (regression) on stdout at the end. Returns an exit code. */
+int pd_train_standalone(const char *path);
+
+#endif

@@ -28,15 +28,18 @@
 #include "pando/plugin.h"
 
 typedef struct fm {
-  int inputs;     /* features */
-  int factors;    /* k, the length of each feature's factor vector */
-  int logistic;   /* 1: logistic loss on 0/1 labels; 0: squared loss on targets */
+  int inputs;   /* features */
+  int factors;  /* k, the length of each feature's factor vector */
+  int logistic; /* 1: logistic loss on 0/1 labels; 0: squared loss on targets */
   double init_std;
-  double *sum;    /* k: sum_i v_if x_i of the current row */
+  double *sum; /* k: sum_i v_if x_i of the current row */
 } fm;
 
 /* Offsets of the tensors in the flat parameter vector. */
-static size_t linear_at(const fm *m) { (void)m; return 1; }
+static size_t linear_at(const fm *m) {
+  (void)m;
+  return 1;
+}
 static size_t factors_at(const fm *m) { return 1 + (size_t)m->inputs; }
 static size_t num_params(const fm *m) {
   return factors_at(m) + (size_t)m->inputs * (size_t)m->factors;
@@ -243,8 +246,7 @@ static float fm_gradient(void *model, const float *params, const pando_plugin_ba
   return (float)(loss * scale);
 }
 
-static float fm_predict(void *model, const float *params, const pando_plugin_batch *b,
-                        float *out) {
+static float fm_predict(void *model, const float *params, const pando_plugin_batch *b, float *out) {
   fm *m = model;
   double loss = 0.0, dy;
   for (uint64_t r = 0; r < b->rows; r++) {

@@ -15,7 +15,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wpointer-arith
-CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-math-errno -fvect-cost-model=cheap $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
             -MMD -MP -Icommon/include -I$(BUILD)/gen $(PKG_CFLAGS)
 LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -lm -lpthread -ldl
 ifneq ($(SANITIZE),)
@@ -134,6 +134,7 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tools/bench.sh
+	@BUILD=$(BUILD) sh tools/bench-train.sh
 
 # `make test-container` builds the image and trains the example job with
 # docker-compose on a private Docker engine, then removes all it made (needs

@@ -38,8 +38,7 @@ void pd__affine_forward(const float *x, int rows, int fan_in, const float *weigh
   if (fan_out == 1) { /* linear models: a matrix-vector product */
     for (int r = 0; r < rows; r++)
       y[r] = bias[0];
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, fan_in, 1.0f, x, fan_in, weight, 1, 1.0f, y,
-                1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, fan_in, 1.0f, x, fan_in, weight, 1, 1.0f, y, 1);
     return;
   }
   for (int r = 0; r < rows; r++)
@@ -51,15 +50,14 @@ void pd__affine_forward(const float *x, int rows, int fan_in, const float *weigh
 void pd__affine_backward(const float *x, int rows, int fan_in, const float *weight, int fan_out,
                          const float *dy, float *dweight, float *dbias, float *dx) {
   if (fan_out == 1)
-    cblas_sgemv(CblasRowMajor, CblasTrans, rows, fan_in, 1.0f, x, fan_in, dy, 1, 0.0f, dweight,
-                1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, rows, fan_in, 1.0f, x, fan_in, dy, 1, 0.0f, dweight, 1);
   else
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fan_in, fan_out, rows, 1.0f, x, fan_in,
-                dy, fan_out, 0.0f, dweight, fan_out);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fan_in, fan_out, rows, 1.0f, x, fan_in, dy,
+                fan_out, 0.0f, dweight, fan_out);
   column_sums(dy, rows, fan_out, dbias);
   if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, fan_in, fan_out, 1.0f, dy,
-                fan_out, weight, fan_out, 0.0f, dx, fan_in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, fan_in, fan_out, 1.0f, dy, fan_out,
+                weight, fan_out, 0.0f, dx, fan_in);
 }
 
 void pd__affine_forward_sparse(const pd_dataset *x, const float *weight, const float *bias,
@@ -83,8 +81,8 @@ void pd__affine_forward_sparse(const pd_dataset *x, const float *weight, const f
   }
 }
 
-void pd__affine_backward_sparse(const pd_dataset *x, int fan_out, const float *dy,
-                                float *dweight, float *dbias) {
+void pd__affine_backward_sparse(const pd_dataset *x, int fan_out, const float *dy, float *dweight,
+                                float *dbias) {
   PD_ASSERT(x->row_ptr && x->col_idx && x->values);
   const uint64_t *row_ptr = x->row_ptr;
   const uint32_t *col = x->col_idx;
@@ -390,8 +388,8 @@ void pd__conv_backward(const pd__conv *conv, const float *x, int batch, const fl
     if (!dx)
       continue;
     /* dcols [q x positions] = W^T dy, into the same scratch */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, q, positions, conv->filters, 1.0f,
-                weight, q, dy_chunk, (int)stride, 0.0f, cols, positions);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, q, positions, conv->filters, 1.0f, weight,
+                q, dy_chunk, (int)stride, 0.0f, cols, positions);
     col2im(conv, cols, batch, first, count, padded, dx);
   }
 }

@@ -31,16 +31,15 @@ void pd__affine_forward_sparse(const pd_dataset *x, const float *weight, const f
                                int fan_out, float *y);
 /* dweight (all fan_in x fan_out of it) is zeroed and only the rows of
  * non-zero features get sums; no dx (sparse inputs are never a hidden layer). */
-void pd__affine_backward_sparse(const pd_dataset *x, int fan_out, const float *dy,
-                                float *dweight, float *dbias);
+void pd__affine_backward_sparse(const pd_dataset *x, int fan_out, const float *dy, float *dweight,
+                                float *dbias);
 
 /* ---- activations, in place */
 
 /* z = act(z) for n values. */
 void pd__activation_forward(enum pd_activation activation, float *z, size_t n);
 /* delta *= act'(z), written in terms of the output a = act(z). */
-void pd__activation_backward(enum pd_activation activation, float *delta, const float *a,
-                             size_t n);
+void pd__activation_backward(enum pd_activation activation, float *delta, const float *a, size_t n);
 
 /* ---- inverted dropout */
 
@@ -70,8 +69,7 @@ void pd__conv_forward(const pd__conv *conv, const float *x, int batch, const flo
                       const float *bias, float *y, float *scratch);
 /* From dy = dL/dy (CNHW): dweight, dbias, and dx (CNHW) when not NULL. */
 void pd__conv_backward(const pd__conv *conv, const float *x, int batch, const float *weight,
-                       const float *dy, float *dweight, float *dbias, float *dx,
-                       float *scratch);
+                       const float *dy, float *dweight, float *dbias, float *dx, float *scratch);
 
 /* ---- max-pooling 2 x 2, stride 2, over `planes` contiguous planes */
 
@@ -101,7 +99,6 @@ double pd__softmax_ce(float *out, int rows, int classes, const int *labels, floa
 double pd__squared_loss(float *out, int rows, const float *y, float grad_scale, double *sq_err);
 /* Binary cross-entropy of sigmoid(out), out [rows x 1] logits, y in {0, 1};
  * *correct (may be NULL) counts rows with (out > 0) == y. */
-double pd__logistic_loss(float *out, int rows, const float *y, float grad_scale,
-                         uint64_t *correct);
+double pd__logistic_loss(float *out, int rows, const float *y, float grad_scale, uint64_t *correct);
 
 #endif

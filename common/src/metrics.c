@@ -24,6 +24,7 @@ static const double buckets[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e
                                  25e-3, 50e-3,  0.1,    0.25,   0.5,  1,      2.5,    5,
                                  10,    30,     60};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
+_Static_assert(NBUCKETS == PD_METRIC_MAX_BUCKETS, "bucket count");
 
 struct pd_metric {
   pd_metric *next;
@@ -32,7 +33,9 @@ struct pd_metric {
   _Atomic uint64_t value;            /* a double's bits (counter, gauge) */
   _Atomic uint64_t count;            /* histogram: observations */
   _Atomic uint64_t sum;              /* histogram: a double's bits */
-  _Atomic uint64_t bucket[NBUCKETS]; /* histogram: observations <= buckets[i] (not cumulative) */
+  _Atomic uint64_t bucket[NBUCKETS]; /* histogram: observations <= bounds[i] (not cumulative) */
+  const double *bounds;              /* histogram: upper bounds (+Inf implicit) */
+  size_t nbounds;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,7 +60,8 @@ static void atomic_add_double(_Atomic uint64_t *cell, double value) {
     ;
 }
 
-static pd_metric *get(enum kind kind, const char *name, const char *help, const char *labels) {
+static pd_metric *get(enum kind kind, const char *name, const char *help, const char *labels,
+                      const double *bounds, size_t nbounds) {
   pthread_mutex_lock(&lock);
   pd_metric *m;
   for (m = registry; m; m = m->next)
@@ -69,6 +73,8 @@ static pd_metric *get(enum kind kind, const char *name, const char *help, const 
     m->name = pd_xstrdup(name);
     m->help = pd_xstrdup(help);
     m->labels = pd_xstrdup(labels);
+    m->bounds = bounds;
+    m->nbounds = nbounds;
     m->next = registry;
     registry = m;
   }
@@ -78,13 +84,18 @@ static pd_metric *get(enum kind kind, const char *name, const char *help, const 
 }
 
 pd_metric *pd_metric_counter(const char *name, const char *help, const char *labels) {
-  return get(COUNTER, name, help, labels);
+  return get(COUNTER, name, help, labels, NULL, 0);
 }
 pd_metric *pd_metric_gauge(const char *name, const char *help, const char *labels) {
-  return get(GAUGE, name, help, labels);
+  return get(GAUGE, name, help, labels, NULL, 0);
 }
 pd_metric *pd_metric_histogram(const char *name, const char *help, const char *labels) {
-  return get(HISTOGRAM, name, help, labels);
+  return get(HISTOGRAM, name, help, labels, buckets, NBUCKETS);
+}
+pd_metric *pd_metric_histogram_buckets(const char *name, const char *help, const char *labels,
+                                       const double *bounds, size_t n) {
+  PD_ASSERT(n >= 1 && n <= NBUCKETS);
+  return get(HISTOGRAM, name, help, labels, bounds, n);
 }
 
 void pd_metric_add(pd_metric *m, double value) {
@@ -100,9 +111,9 @@ void pd_metric_set(pd_metric *m, double value) {
 void pd_metric_observe(pd_metric *m, double value) {
   PD_ASSERT(m->kind == HISTOGRAM);
   size_t i = 0;
-  while (i < NBUCKETS && value > buckets[i])
+  while (i < m->nbounds && value > m->bounds[i])
     i++;
-  if (i < NBUCKETS)
+  if (i < m->nbounds)
     atomic_fetch_add_explicit(&m->bucket[i], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
   atomic_add_double(&m->sum, value);
@@ -155,9 +166,9 @@ static void render_one(out *o, const pd_metric *m) {
   }
   uint64_t cumulative = 0;
   char le[48];
-  for (size_t i = 0; i < NBUCKETS; i++) {
+  for (size_t i = 0; i < m->nbounds; i++) {
     cumulative += atomic_load_explicit(&m->bucket[i], memory_order_relaxed);
-    snprintf(le, sizeof le, "le=\"%g\"", buckets[i]);
+    snprintf(le, sizeof le, "le=\"%g\"", m->bounds[i]);
     put(o, "%s_bucket", m->name);
     put_labels(o, m->labels, le);
     put(o, " %llu\n", (unsigned long long)cumulative);

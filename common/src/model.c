@@ -5,6 +5,7 @@
 #include "pando/model.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,9 @@
 #define LENET_FILTERS2 64
 #define LENET_HIDDEN 512
 #define LENET_DROPOUT 0.5 /* when model.dropout is not set */
+/* LeNet's scratch is ~0.4 MB per row (28 x 28): larger batches run in
+ * micro-batches of this many rows, their gradients summed. */
+#define LENET_MICRO_BATCH 128
 
 /* The models fall into three shapes of computation. */
 enum family {
@@ -40,8 +44,10 @@ typedef struct net {
   float *delta[2];            /* backprop ping-pong, max_batch x widest hidden layer */
 } net;
 
-/* Scratch of the CNN, for max_batch samples; conv data is CNHW (layers.h). */
+/* Scratch of the CNN, for `micro` samples; conv data is CNHW (layers.h). */
 typedef struct lenet {
+  int micro;        /* rows per pass: min(max_batch, LENET_MICRO_BATCH) */
+  float *grad_part; /* K: a later micro-batch's gradient (max_batch > micro) */
   pd__conv conv1, conv2;
   size_t plane1, plane2;       /* pixels of a plane after pool 1, after pool 2 */
   size_t flat;                 /* features after pool 2: filters2 x plane2 */
@@ -64,7 +70,7 @@ typedef struct plugin {
 } plugin;
 
 struct pd_model {
-  pd_model_spec spec;                         /* copy of the caller's spec */
+  pd_model_spec spec; /* copy of the caller's spec */
   enum family family;
   int max_batch;                              /* rows the scratch buffers hold */
   int ntensors;                               /* entries used in params[] */
@@ -89,9 +95,12 @@ static void *scratch(size_t floats) {
 
 static enum family family_of(enum pd_model_type type) {
   switch (type) {
-  case PD_MODEL_LENET: return FAMILY_LENET;
-  case PD_MODEL_PLUGIN: return FAMILY_PLUGIN;
-  default: return FAMILY_NET;
+  case PD_MODEL_LENET:
+    return FAMILY_LENET;
+  case PD_MODEL_PLUGIN:
+    return FAMILY_PLUGIN;
+  default:
+    return FAMILY_NET;
   }
 }
 
@@ -104,15 +113,20 @@ static void check_builtin(const pd_model_spec *spec) {
   PD_ASSERT(spec->dropout >= 0.0 && spec->dropout < 1.0);
   switch (spec->type) {
   case PD_MODEL_SOFTMAX:
-  case PD_MODEL_LENET: PD_ASSERT(spec->nlayers == 2); break;
+  case PD_MODEL_LENET:
+    PD_ASSERT(spec->nlayers == 2);
+    break;
   case PD_MODEL_LINREG:
-  case PD_MODEL_LOGREG: PD_ASSERT(spec->nlayers == 2 && spec->layers[1] == 1); break;
+  case PD_MODEL_LOGREG:
+    PD_ASSERT(spec->nlayers == 2 && spec->layers[1] == 1);
+    break;
   case PD_MODEL_MLP:
     if (spec->nlayers > 2)
       PD_ASSERT(spec->activation == PD_ACT_RELU || spec->activation == PD_ACT_TANH ||
                 spec->activation == PD_ACT_SIGMOID);
     break;
-  case PD_MODEL_PLUGIN: PD_ASSERT(!"check_builtin: a plugin");
+  case PD_MODEL_PLUGIN:
+    PD_ASSERT(!"check_builtin: a plugin");
   }
   if (spec->type == PD_MODEL_LENET) {
     const int *shape = spec->input_shape;
@@ -174,17 +188,57 @@ static int builtin_layout(const pd_model_spec *spec, pd_param_info *info, uint64
 
 /* ---------------------------------------------------------------- plugins */
 
+/* Which plugins may be loaded: any (a user's own process), none, or those
+ * under one trusted folder. A daemon loads what a submitted job names, so
+ * that is code the job's author runs in the daemon. */
+static int plugins_any;
+static char plugin_dir[PD_PATH_MAX];
+
+void pd_model_allow_plugins(const char *dir) {
+  plugins_any = dir == NULL;
+  plugin_dir[0] = '\0';
+  if (dir && *dir && !realpath(dir, plugin_dir))
+    pd_strlcpy(plugin_dir, dir, sizeof plugin_dir); /* checked (and refused) per load */
+}
+
+static int plugin_allowed(const char *path, char *err, size_t errlen) {
+  if (plugins_any)
+    return 0;
+  if (!plugin_dir[0])
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "model.path: plugins are disabled on this daemon; start the coordinator, "
+                   "servers and workers with plugin_dir set to the folder of trusted plugins");
+  char real[PD_PATH_MAX];
+  size_t n = strlen(plugin_dir);
+  if (!realpath(path, real))
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: cannot load plugin %s: %s", path,
+                   strerror(errno));
+  if (strncmp(real, plugin_dir, n) != 0 || real[n] != '/')
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "model.path: %s is not in plugin_dir %s, the only folder plugins load from",
+                   path, plugin_dir);
+  return 0;
+}
+
 /* Loads model.path and checks its table. Fills p->library and p->api. */
 static int plugin_load(const pd_model_spec *spec, plugin *p, char *err, size_t errlen) {
   char path[PD_PATH_MAX + 2];
+  int allowed = plugin_allowed(spec->path, err, errlen);
+  if (allowed != 0)
+    return allowed;
   /* model.path is a file: a bare name must not make dlopen search the
    * library path */
   snprintf(path, sizeof path, "%s%s", strchr(spec->path, '/') ? "" : "./", spec->path);
   memset(p, 0, sizeof *p);
   p->library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!p->library)
+  if (!p->library) {
+    const char *why = dlerror();
+    size_t n = strlen(path);
+    if (strncmp(why, path, n) == 0 && strncmp(why + n, ": ", 2) == 0)
+      why += n + 2; /* dlerror() starts with the path again */
     return pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: cannot load plugin %s: %s",
-                   spec->path, dlerror());
+                   spec->path, why);
+  }
   const pando_plugin_v1 *(*entry)(void) = NULL;
   void *symbol = dlsym(p->library, PANDO_PLUGIN_ENTRY);
   memcpy(&entry, &symbol, sizeof entry); /* POSIX: a data pointer to a function pointer */
@@ -205,9 +259,8 @@ static int plugin_load(const pd_model_spec *spec, plugin *p, char *err, size_t e
                  spec->path, (unsigned)p->api->abi_version, PANDO_PLUGIN_ABI_VERSION);
   } else if (p->api->table_size < sizeof(pando_plugin_v1)) {
     rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                 "model.path: %s: the plugin's table has %u bytes, version %d has %zu",
-                 spec->path, (unsigned)p->api->table_size, PANDO_PLUGIN_ABI_VERSION,
-                 sizeof(pando_plugin_v1));
+                 "model.path: %s: the plugin's table has %u bytes, version %d has %zu", spec->path,
+                 (unsigned)p->api->table_size, PANDO_PLUGIN_ABI_VERSION, sizeof(pando_plugin_v1));
   } else {
     const pando_plugin_v1 *api = p->api;
     missing = !api->create     ? "create"
@@ -298,9 +351,8 @@ static int plugin_layout(const pd_model_spec *spec, const plugin *p, pd_param_in
       return pd_errf(err, errlen, -PD_EINVAL_SPEC,
                      "model.path: %s: the plugin's tensor %d ('%s') has a bad shape (ndim %d)",
                      spec->path, i, t->name, t->ndim);
-    add_tensor(info, &added, &offset, t->name, t->ndim, t->shape[0],
-               t->ndim > 1 ? t->shape[1] : 0, t->ndim > 2 ? t->shape[2] : 0,
-               t->ndim > 3 ? t->shape[3] : 0);
+    add_tensor(info, &added, &offset, t->name, t->ndim, t->shape[0], t->ndim > 1 ? t->shape[1] : 0,
+               t->ndim > 2 ? t->shape[2] : 0, t->ndim > 3 ? t->shape[3] : 0);
   }
   *num_params = offset;
   return count;
@@ -452,8 +504,12 @@ static void net_free(net *n) {
 static void lenet_alloc(pd_model *m) {
   lenet *n = &m->lenet;
   const int *shape = m->spec.input_shape;
-  int channels = shape[0], height = shape[1], width = shape[2], batch = m->max_batch;
+  int channels = shape[0], height = shape[1], width = shape[2];
+  int batch = PD_MIN(m->max_batch, LENET_MICRO_BATCH);
   size_t rows = (size_t)batch;
+  n->micro = batch;
+  if (m->max_batch > batch)
+    n->grad_part = scratch(m->num_params);
   pd__conv_init(&n->conv1, channels, height, width, LENET_FILTERS1, LENET_KERNEL, LENET_PAD);
   pd__conv_init(&n->conv2, LENET_FILTERS1, height / 2, width / 2, LENET_FILTERS2, LENET_KERNEL,
                 LENET_PAD);
@@ -481,13 +537,14 @@ static void lenet_alloc(pd_model *m) {
 }
 
 static void lenet_free(lenet *n) {
-  float *floats[] = {n->input, n->c1, n->p1,     n->c2,       n->p2,     n->rows, n->hidden,
-                     n->mask,  n->drop, n->logits, n->d_hidden, n->d_rows, n->d_p2, n->d_p1,
-                     n->cols};
+  float *floats[] = {n->input,    n->c1,     n->p1,   n->c2,   n->p2,
+                     n->rows,     n->hidden, n->mask, n->drop, n->logits,
+                     n->d_hidden, n->d_rows, n->d_p2, n->d_p1, n->cols};
   for (size_t i = 0; i < PD_ARRAY_SIZE(floats); i++)
     free(floats[i]);
   free(n->arg1);
   free(n->arg2);
+  free(n->grad_part);
 }
 
 pd_model *pd_model_new(const pd_model_spec *spec, int max_batch, char *err, size_t errlen) {
@@ -617,8 +674,8 @@ static void net_backward(pd_model *m, const float *params, const pd_dataset *x, 
     }
     const float *input = l == 0 ? x->features : dropped ? m->net.drop[l] : m->net.act[l];
     float *prev = l == 0 ? NULL : m->net.delta[l & 1];
-    pd__affine_backward(input, rows, width[l], weight, width[l + 1], delta, grad_weight,
-                        grad_bias, prev);
+    pd__affine_backward(input, rows, width[l], weight, width[l + 1], delta, grad_weight, grad_bias,
+                        prev);
     if (l == 0)
       break;
     size_t n = (size_t)rows * (size_t)width[l];
@@ -705,17 +762,15 @@ static void lenet_backward(pd_model *m, const float *params, const pd_dataset *x
   if (dropped)
     pd__dropout_apply(n->d_hidden, n->mask, hidden);
   pd__activation_backward(PD_ACT_RELU, n->d_hidden, n->hidden, hidden);
-  pd__affine_backward(n->rows, rows, (int)n->flat, params + t[4].offset, LENET_HIDDEN,
-                      n->d_hidden, grad + t[4].offset, grad + t[5].offset, n->d_rows);
+  pd__affine_backward(n->rows, rows, (int)n->flat, params + t[4].offset, LENET_HIDDEN, n->d_hidden,
+                      grad + t[4].offset, grad + t[5].offset, n->d_rows);
   pd__rows_to_cnhw(n->d_rows, LENET_FILTERS2, rows, n->plane2, n->d_p2);
   pd__activation_backward(PD_ACT_RELU, n->d_p2, n->p2, planes2 * n->plane2);
-  pd__maxpool2_backward(n->d_p2, n->arg2, planes2, n->conv2.out_height, n->conv2.out_width,
-                        n->c2);
+  pd__maxpool2_backward(n->d_p2, n->arg2, planes2, n->conv2.out_height, n->conv2.out_width, n->c2);
   pd__conv_backward(&n->conv2, n->p1, rows, params + t[2].offset, n->c2, grad + t[2].offset,
                     grad + t[3].offset, n->d_p1, n->cols);
   pd__activation_backward(PD_ACT_RELU, n->d_p1, n->p1, planes1 * n->plane1);
-  pd__maxpool2_backward(n->d_p1, n->arg1, planes1, n->conv1.out_height, n->conv1.out_width,
-                        n->c1);
+  pd__maxpool2_backward(n->d_p1, n->arg1, planes1, n->conv1.out_height, n->conv1.out_width, n->c1);
   /* the input is the same as in the forward pass (lenet_input is pure) */
   const float *input = is_dense(x) && m->spec.input_shape[0] == 1 ? x->features : n->input;
   pd__conv_backward(&n->conv1, input, rows, params + t[0].offset, n->c1, grad + t[0].offset,
@@ -783,9 +838,18 @@ float pd_model_gradient(pd_model *model, const float *params, const pd_dataset *
   float scale = 1.0f / (float)batch->rows;
   double loss;
   if (m->family == FAMILY_LENET) {
-    float *out = lenet_forward(m, params, batch, stream);
-    loss = loss_of(m, out, batch, scale, NULL);
-    lenet_backward(m, params, batch, dropped, grad);
+    uint64_t micro = (uint64_t)m->lenet.micro, part = 0;
+    loss = 0.0;
+    for (uint64_t first = 0; first < batch->rows; first += micro, part++) {
+      pd_dataset x = rows_of(batch, first, PD_MIN(batch->rows, first + micro));
+      float *g = first == 0 ? grad : m->lenet.grad_part;
+      float *out = lenet_forward(m, params, &x, (stream << 16) + part);
+      loss += loss_of(m, out, &x, scale, NULL);
+      lenet_backward(m, params, &x, dropped, g);
+      if (first > 0)
+        for (uint64_t j = 0; j < m->num_params; j++)
+          grad[j] += g[j];
+    }
   } else {
     float *out = net_forward(m, params, batch, stream);
     loss = loss_of(m, out, batch, scale, NULL);
@@ -794,21 +858,21 @@ float pd_model_gradient(pd_model *model, const float *params, const pd_dataset *
   return (float)(loss / (double)batch->rows);
 }
 
-void pd_model_evaluate(pd_model *model, const float *params, const pd_dataset *data,
-                       pd_eval *out) {
+void pd_model_evaluate(pd_model *model, const float *params, const pd_dataset *data, pd_eval *out) {
   pd_model *m = model;
   eval_sums sums = {0};
-  int task = m->family == FAMILY_PLUGIN ? m->plugin.api->task(m->plugin.handle)
+  int task = m->family == FAMILY_PLUGIN        ? m->plugin.api->task(m->plugin.handle)
              : m->spec.type == PD_MODEL_LINREG ? PANDO_PLUGIN_REGRESS
-                                                : PANDO_PLUGIN_CLASSIFY;
-  for (uint64_t start = 0; start < data->rows; start += (uint64_t)m->max_batch) {
-    pd_dataset x = rows_of(data, start, PD_MIN(data->rows, start + (uint64_t)m->max_batch));
+                                               : PANDO_PLUGIN_CLASSIFY;
+  uint64_t chunk = (uint64_t)(m->family == FAMILY_LENET ? m->lenet.micro : m->max_batch);
+  for (uint64_t start = 0; start < data->rows; start += chunk) {
+    pd_dataset x = rows_of(data, start, PD_MIN(data->rows, start + chunk));
     PD_ASSERT(x.cols == (uint32_t)m->spec.layers[0]);
     if (m->family == FAMILY_PLUGIN) {
       pando_plugin_batch b = plugin_batch(&x);
       float *pred = m->predictions;
-      sums.loss += (double)m->plugin.api->predict(m->plugin.handle, params, &b, pred) *
-                   (double)x.rows;
+      sums.loss +=
+          (double)m->plugin.api->predict(m->plugin.handle, params, &b, pred) * (double)x.rows;
       for (uint64_t r = 0; r < x.rows; r++) {
         if (task == PANDO_PLUGIN_CLASSIFY) {
           sums.correct += pred[r] == (float)class_of(&x, r);

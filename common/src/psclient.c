@@ -20,6 +20,8 @@
 typedef struct server {
   pd_shard_range range;
   pd_rpc_channel *channel;
+  uint64_t pulling;       /* smallest version answered by the pull in progress */
+  uint64_t model_version; /* of the last pull: sent with pushes (PushRequest.model_version) */
 } server;
 
 typedef struct chunk {
@@ -116,6 +118,8 @@ static int plan(pd_psclient *c, uint64_t begin, uint64_t end, char *err, size_t 
   c->failed = 0;
   c->err[0] = '\0';
   c->min_version = UINT64_MAX;
+  for (int i = 0; i < c->nservers; i++)
+    c->servers[i].pulling = UINT64_MAX;
   return 0;
 }
 
@@ -170,6 +174,7 @@ static void pull_done(const pd_rpc_result *r, void *user) {
   }
   uint64_t version = ((Pando__V1__PullResponse *)msg)->version;
   ch->client->min_version = PD_MIN(ch->client->min_version, version);
+  ch->srv->pulling = PD_MIN(ch->srv->pulling, version);
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
@@ -201,6 +206,7 @@ static void start_chunk(chunk *ch, int push) {
       req.end = ch->end;
       req.worker = c->worker;
       req.clock = c->clock;
+      req.model_version = ch->srv->model_version;
       int64_t shape = (int64_t)(ch->end - ch->begin);
       size_t bytes = (size_t)shape * sizeof(float);
       ch->slices[0] = pd_wire_tensor_header(&req.base, 6, PD_DTYPE_FLOAT32, &shape, 1, bytes);
@@ -248,9 +254,14 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
   for (size_t i = 0; i < c->nchunks; i++)
     c->chunks[i].dst = dst + (c->chunks[i].begin - begin);
   rc = run(c, 0, err, errlen);
-  if (rc == 0 && version)
+  if (rc != 0)
+    return rc;
+  for (int i = 0; i < c->nservers; i++)
+    if (c->servers[i].pulling != UINT64_MAX)
+      c->servers[i].model_version = c->servers[i].pulling;
+  if (version)
     *version = c->min_version;
-  return rc;
+  return 0;
 }
 
 int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,

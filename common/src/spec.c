@@ -31,7 +31,7 @@ static const struct enum_name model_type_names[] = {
 static const struct enum_name activation_names[] = {
     {PD_ACT_RELU, "relu"}, {PD_ACT_TANH, "tanh"}, {PD_ACT_SIGMOID, "sigmoid"}, {0, NULL}};
 static const struct enum_name update_names[] = {
-    {PD_UPDATE_BSP, "bsp"}, {PD_UPDATE_ASP, "asp"}, {0, NULL}};
+    {PD_UPDATE_BSP, "bsp"}, {PD_UPDATE_ASP, "asp"}, {PD_UPDATE_SSP, "ssp"}, {0, NULL}};
 static const struct enum_name optimizer_names[] = {
     {PD_OPT_SGD, "sgd"},           {PD_OPT_MOMENTUM, "momentum"}, {PD_OPT_NESTEROV, "nesterov"},
     {PD_OPT_ADAGRAD, "adagrad"},   {PD_OPT_RMSPROP, "rmsprop"},   {PD_OPT_ADAM, "adam"},
@@ -235,6 +235,32 @@ static int check_data(const pd_job_spec *spec, struct problem *pb, char *path, s
   return 0;
 }
 
+/* training.staleness belongs to ssp. */
+static int check_staleness(const pd_job_spec *spec, struct problem *pb, char *path,
+                           size_t pathlen) {
+  (void)path, (void)pathlen;
+  if (spec->training.staleness == 0 || spec->training.update == PD_UPDATE_SSP)
+    return 0;
+  return problem(pb, "only used with training.update ssp, got %d with update %s",
+                 spec->training.staleness, enum_to_name(update_names, spec->training.update));
+}
+
+/* Backup workers belong to bsp, and N + b workers must fit the cluster. */
+static int check_backup_workers(const pd_job_spec *spec, struct problem *pb, char *path,
+                                size_t pathlen) {
+  (void)path, (void)pathlen;
+  int b = spec->training.backup_workers;
+  if (b == 0)
+    return 0;
+  if (spec->training.update != PD_UPDATE_BSP)
+    return problem(pb, "only used with training.update bsp, got %d with update %s", b,
+                   enum_to_name(update_names, spec->training.update));
+  if (spec->cluster.workers + b > 4096)
+    return problem(pb, "cluster.workers + backup_workers must be <= 4096, got %d + %d",
+                   spec->cluster.workers, b);
+  return 0;
+}
+
 #define FIELD(member) offsetof(pd_job_spec, member), sizeof(((pd_job_spec *)0)->member)
 
 static const struct spec_key keys[] = {
@@ -284,6 +310,10 @@ static const struct spec_key keys[] = {
      .max = 65536, .check = check_batch_schedule},
     {"training.update", K_ENUM, FIELD(training.update), .default_value = "bsp",
      .names = update_names},
+    {"training.staleness", K_INT, FIELD(training.staleness), .default_value = "0", .min = 0,
+     .max = 1000000, .check = check_staleness},
+    {"training.backup_workers", K_INT, FIELD(training.backup_workers), .default_value = "0",
+     .min = 0, .max = 4095, .check = check_backup_workers},
     {"training.shuffle", K_ENUM, FIELD(training.shuffle), .default_value = "false",
      .names = bool_names},
     {"training.lr_schedule", K_MAP, .required = 0},

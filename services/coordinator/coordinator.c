@@ -665,9 +665,10 @@ static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t
                    (unsigned long long)inputs, (unsigned long long)cols,
                    sparse ? "features" : "values per row");
   if (spec->data.partition != PD_PARTITION_OVERLAP_RESHUFFLE &&
-      *rows < (uint64_t)spec->cluster.workers)
+      *rows < (uint64_t)(spec->cluster.workers + spec->training.backup_workers))
     return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "cluster.workers: %d workers but only %llu training rows", spec->cluster.workers,
+                   "cluster.workers: %d workers but only %llu training rows",
+                   spec->cluster.workers + spec->training.backup_workers,
                    (unsigned long long)*rows);
   rc = pd_dataset_peek(spec, 1, &test_rows, &test_cols, err, errlen);
   if (rc != 0)
@@ -713,7 +714,8 @@ static void handle_submit(pd_rpc_call *call, void *ctx) {
   j->keys = keys;
   j->train_rows = rows;
   j->nservers = (uint32_t)spec.cluster.servers;
-  j->nworkers = (uint32_t)spec.cluster.workers;
+  /* with backup workers, N + b workers run and each round takes N gradients */
+  j->nworkers = (uint32_t)(spec.cluster.workers + spec.training.backup_workers);
   j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec.data.partition,
                                                pd_schedule_batch_size(&spec, 1));
   j->workers = pd_xcalloc(j->nworkers, sizeof *j->workers);

@@ -8,6 +8,7 @@
 #include "pando/daemon.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
+#include "pando/model.h"
 #include "pando/rpc.h"
 #include "pando/util.h"
 
@@ -16,6 +17,7 @@ typedef struct coord_config {
   char port_file[1024];
   char metrics_listen[256];
   char metrics_port_file[1024];
+  char plugin_dir[1024];
   char name[64];
   int heartbeat_ms;
   double node_timeout;
@@ -29,6 +31,8 @@ static const pd_config_option options[] = {
     {"metrics_listen", S(metrics_listen), "0.0.0.0:9070",
      "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
     {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
+    {"plugin_dir", S(plugin_dir), "",
+     "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
     {"name", S(name), "coordinator", "name shown in logs", NULL},
     {"heartbeat_ms", PD_CFG_INT, offsetof(coord_config, heartbeat_ms), 0, 10, 60000, "200",
      "how often servers and workers send heartbeats", NULL},
@@ -46,6 +50,7 @@ int main(int argc, char **argv) {
                                cfg.name, cfg.log_level);
   if (rc >= 0)
     return rc;
+  pd_model_allow_plugins(cfg.plugin_dir);
   pd_daemon_signals_init();
   pd_rpc_init();
 

@@ -53,6 +53,18 @@ static const command_info commands[] = {
      "Shows a job: state, message, progress, elapsed time, servers and workers,\n"
      "the shard map (address and key range of each shard) and the epoch history.\n"
      "\n"
+     "It also asks each server of the shard map what its update strategy did\n"
+     "(ParameterServer/GetStats) and shows the merged counts:\n"
+     "  updates:   staleness: 0:1234 1:56 2:7, dropped 12, blocked 340, max clock gap 2\n"
+     "staleness: applied gradients by staleness (the server's model version when\n"
+     "applied minus the version the gradient was computed on; buckets 0, 1, 2, 4,\n"
+     "8, 16, 32, >32, each counting values up to its bound); dropped: gradients that\n"
+     "came too late for their round (backup workers); blocked: pulls that waited\n"
+     "for slower workers (BSP, SSP); max clock gap: the most clocks a worker was\n"
+     "ahead of the slowest when its pull was answered (SSP keeps it <= staleness).\n"
+     "Counts are summed over the servers (a gradient counts once per shard).\n"
+     "With --output json they are the \"stats\" object (null when no server answered).\n"
+     "\n"
      "exit status: 0 shown, 1 RPC error or unknown job.\n"},
     {"list", PD_CTL_CMD_LIST, NULL,
      "usage: pandoctl list\n"
@@ -668,15 +680,46 @@ done:
   return code;
 }
 
+/* Asks every server of the job's shard map for its statistics (GetStats);
+ * servers that do not answer (the shard was dropped, the server is gone) are
+ * left out. */
+static void gather_stats(ctl *c, const Pando__V1__JobStatus *status, pd_ctl_stats *stats) {
+  memset(stats, 0, sizeof *stats);
+  const Pando__V1__ShardMap *map = status->shard_map;
+  for (size_t i = 0; map && i < map->n_shards; i++) {
+    if (!map->shards[i]->address[0])
+      continue;
+    stats->asked++;
+    pd_rpc_channel *channel = pd_rpc_channel_new(map->shards[i]->address, 1);
+    Pando__V1__StatsRequest request = PANDO__V1__STATS_REQUEST__INIT;
+    request.job = status->job;
+    Pando__V1__StatsResponse *response = NULL;
+    rpc_error error;
+    if (call(channel, "/pando.v1.ParameterServer/GetStats", &request.base,
+             &pando__v1__stats_response__descriptor, (ProtobufCMessage **)&response,
+             PD_MIN(c->args->timeout_sec, 2.0), &error) == 0) {
+      pd_ctl_stats_merge(stats, response);
+      protobuf_c_message_free_unpacked(&response->base, NULL);
+    }
+    pd_rpc_channel_free(channel);
+  }
+}
+
 static int cmd_status(ctl *c) {
   Pando__V1__JobStatus *status = NULL;
   int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
   if (code != 0)
     return code;
-  if (c->args->output == PD_CTL_OUTPUT_JSON)
-    print_job_json(c, status);
-  else
-    pd_ctl_print_job(c->out, status);
+  pd_ctl_stats stats;
+  gather_stats(c, status, &stats);
+  if (c->args->output == PD_CTL_OUTPUT_JSON) {
+    pd_ctl_json json;
+    pd_ctl_json_init(&json, c->out);
+    pd_ctl_json_job_stats(&json, status, &stats);
+    pd_ctl_json_close(&json);
+  } else {
+    pd_ctl_print_job_stats(c->out, status, &stats);
+  }
   protobuf_c_message_free_unpacked(&status->base, NULL);
   return PD_CTL_EXIT_OK;
 }

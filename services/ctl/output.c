@@ -114,6 +114,49 @@ void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len
 /* "-" for an empty string, so that table columns never look shifted. */
 static const char *or_dash(const char *text) { return text && text[0] ? text : "-"; }
 
+static const char *const staleness_labels[PD_CTL_STALENESS_BUCKETS] = {
+    "0", "1", "2", "4", "8", "16", "32", ">32"};
+
+void pd_ctl_stats_merge(pd_ctl_stats *st, const Pando__V1__StatsResponse *r) {
+  st->servers++;
+  for (size_t i = 0; i < r->n_staleness && i < PD_CTL_STALENESS_BUCKETS; i++)
+    st->staleness[i] += r->staleness[i];
+  st->staleness_sum += r->staleness_sum;
+  st->dropped += r->dropped;
+  st->blocked += r->blocked;
+  if (r->max_clock_gap > st->max_clock_gap)
+    st->max_clock_gap = r->max_clock_gap;
+}
+
+void pd_ctl_stats_line(const pd_ctl_stats *st, char *buf, size_t len) {
+  size_t used = 0;
+  int n = snprintf(buf, len, "staleness:");
+  used = n > 0 ? (size_t)n : 0;
+  int any = 0;
+  for (int i = 0; i < PD_CTL_STALENESS_BUCKETS && used < len; i++) {
+    if (st->staleness[i] == 0)
+      continue;
+    n = snprintf(buf + used, len - used, " %s:%llu", staleness_labels[i],
+                 (unsigned long long)st->staleness[i]);
+    used += n > 0 ? (size_t)n : 0;
+    any = 1;
+  }
+  if (used < len)
+    snprintf(buf + used, len - used, "%s, dropped %llu, blocked %llu, max clock gap %llu",
+             any ? "" : " none", (unsigned long long)st->dropped,
+             (unsigned long long)st->blocked, (unsigned long long)st->max_clock_gap);
+}
+
+void pd_ctl_print_job_stats(FILE *out, const Pando__V1__JobStatus *status,
+                            const pd_ctl_stats *stats) {
+  pd_ctl_print_job(out, status);
+  if (!stats || stats->servers == 0)
+    return;
+  char line[512];
+  pd_ctl_stats_line(stats, line, sizeof line);
+  fprintf(out, "updates:   %s (%u of %u servers)\n", line, stats->servers, stats->asked);
+}
+
 void pd_ctl_print_job(FILE *out, const Pando__V1__JobStatus *status) {
   char line[512], elapsed[32];
   fprintf(out, "job:       %s\n", status->job);
@@ -224,6 +267,28 @@ void pd_ctl_print_cluster(FILE *out, const Pando__V1__ClusterResponse *cluster) 
 }
 
 void pd_ctl_json_job(pd_ctl_json *json, const Pando__V1__JobStatus *status) {
+  pd_ctl_json_job_stats(json, status, NULL);
+}
+
+static void json_stats(pd_ctl_json *json, const pd_ctl_stats *st) {
+  static const char *const bounds[PD_CTL_STALENESS_BUCKETS] = {"0",  "1",  "2",  "4",
+                                                              "8", "16", "32", "+Inf"};
+  pd_ctl_json_begin_object(json);
+  pd_ctl_json_key(json, "staleness");
+  pd_ctl_json_begin_object(json);
+  for (int i = 0; i < PD_CTL_STALENESS_BUCKETS; i++)
+    pd_ctl_json_field_uint(json, bounds[i], st->staleness[i]);
+  pd_ctl_json_end_object(json);
+  pd_ctl_json_field_uint(json, "staleness_sum", st->staleness_sum);
+  pd_ctl_json_field_uint(json, "dropped", st->dropped);
+  pd_ctl_json_field_uint(json, "blocked", st->blocked);
+  pd_ctl_json_field_uint(json, "max_clock_gap", st->max_clock_gap);
+  pd_ctl_json_field_uint(json, "servers", st->servers);
+  pd_ctl_json_end_object(json);
+}
+
+void pd_ctl_json_job_stats(pd_ctl_json *json, const Pando__V1__JobStatus *status,
+                           const pd_ctl_stats *stats) {
   pd_ctl_json_begin_object(json);
   pd_ctl_json_field_string(json, "job", status->job);
   pd_ctl_json_field_string(json, "name", status->name);
@@ -245,6 +310,7 @@ void pd_ctl_json_job(pd_ctl_json *json, const Pando__V1__JobStatus *status) {
     pd_ctl_json_field_double(json, "train_loss", record->train_loss);
     pd_ctl_json_field_double(json, "test_accuracy", record->test_accuracy);
     pd_ctl_json_field_double(json, "test_loss", record->test_loss);
+    pd_ctl_json_field_double(json, "test_rmse", record->test_rmse);
     pd_ctl_json_field_double(json, "seconds", record->seconds);
     pd_ctl_json_end_object(json);
   }
@@ -270,6 +336,13 @@ void pd_ctl_json_job(pd_ctl_json *json, const Pando__V1__JobStatus *status) {
     }
     pd_ctl_json_end_array(json);
     pd_ctl_json_end_object(json);
+  }
+  if (stats) {
+    pd_ctl_json_key(json, "stats");
+    if (stats->servers == 0)
+      pd_ctl_json_null(json);
+    else
+      json_stats(json, stats);
   }
   pd_ctl_json_end_object(json);
 }

@@ -5,6 +5,7 @@
 #define PANDO_CTL_OUTPUT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "json.h"
@@ -41,13 +42,40 @@ void pd_ctl_epoch_line(const Pando__V1__JobStatus *status, size_t index, char *b
  * "job job-1 FAILED after 0:12: <message>". */
 void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len);
 
+/* The update-strategy statistics of a job merged over its servers
+ * (ParameterServer/GetStats): counts summed (a gradient counts once per
+ * shard), the clock gap the largest any server saw. */
+#define PD_CTL_STALENESS_BUCKETS 8
+typedef struct pd_ctl_stats {
+  uint32_t servers;  /* servers that answered */
+  uint32_t asked;    /* servers asked */
+  uint64_t staleness[PD_CTL_STALENESS_BUCKETS]; /* <= 0, 1, 2, 4, 8, 16, 32, > 32 */
+  uint64_t staleness_sum, dropped, blocked, max_clock_gap;
+} pd_ctl_stats;
+
+/* Adds one server's answer to `stats`. */
+void pd_ctl_stats_merge(pd_ctl_stats *stats, const Pando__V1__StatsResponse *response);
+/* "staleness: 0:1234 1:56 2:7, dropped 12, blocked 340, max clock gap 2"
+ * (buckets by upper bound, empty ones left out, the last as ">32"). */
+void pd_ctl_stats_line(const pd_ctl_stats *stats, char *buf, size_t len);
+
 /* Text output of `status`, `list` and `cluster`. */
 void pd_ctl_print_job(FILE *out, const Pando__V1__JobStatus *status);
 void pd_ctl_print_jobs(FILE *out, const Pando__V1__ListJobsResponse *jobs);
 void pd_ctl_print_cluster(FILE *out, const Pando__V1__ClusterResponse *cluster);
 
+/* Text output of `status` with the job's strategy statistics (stats may be
+ * NULL, or have no server answering: no statistics block). */
+void pd_ctl_print_job_stats(FILE *out, const Pando__V1__JobStatus *status,
+                            const pd_ctl_stats *stats);
+
 /* JSON values of the messages: every field, even when it has its default. */
 void pd_ctl_json_job(pd_ctl_json *json, const Pando__V1__JobStatus *status);
+/* The job with a "stats" object (null when stats is NULL or no server
+ * answered): staleness (bucket bound -> count, "+Inf" last), staleness_sum,
+ * dropped, blocked, max_clock_gap, servers. */
+void pd_ctl_json_job_stats(pd_ctl_json *json, const Pando__V1__JobStatus *status,
+                           const pd_ctl_stats *stats);
 void pd_ctl_json_jobs(pd_ctl_json *json, const Pando__V1__ListJobsResponse *jobs);
 void pd_ctl_json_cluster(pd_ctl_json *json, const Pando__V1__ClusterResponse *cluster);
 

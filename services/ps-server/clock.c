@@ -1,4 +1,5 @@
-/* Consistency decisions for one shard (BSP, ASP); see clock.h. */
+/* Consistency decisions for one shard (BSP, BSP with backup workers, SSP,
+ * ASP) and what they observed; see clock.h. */
 #include "clock.h"
 
 #include <stdlib.h>
@@ -6,6 +7,8 @@
 
 #include "pando/error.h"
 #include "pando/util.h"
+
+const double pd_staleness_bounds[PD_STALENESS_BUCKETS - 1] = {0, 1, 2, 4, 8, 16, 32};
 
 typedef struct interval {
   uint64_t begin, end;
@@ -17,36 +20,63 @@ typedef struct worker_state {
   interval *received; /* disjoint key ranges pushed at `clock` */
   size_t nreceived, cap;
   uint64_t covered;   /* keys covered by `received` */
+  int64_t done;       /* the worker's clock: 1 + the newest clock of a whole gradient */
 } worker_state;
 
 struct pd_clock {
-  enum pd_update update;
-  uint32_t num_workers;
-  uint64_t keys;
-  uint64_t version;    /* BSP: the shard's clock (completed rounds) */
-  uint32_t complete;   /* BSP: workers whose gradient for this round is whole */
+  pd_clock_options opt; /* update is BSP for SSP with staleness 0 */
+  uint64_t version;     /* BSP: the shard's clock (completed rounds); else gradients applied */
+  uint32_t complete;    /* BSP: whole gradients accepted into this round */
   worker_state *workers;
+  pd_clock_stats stats;
+  int64_t last_staleness; /* of the last push, -1: none */
 };
 
-pd_clock *pd_clock_new(enum pd_update update, uint32_t num_workers, uint64_t keys) {
-  PD_ASSERT(num_workers > 0 && keys > 0);
+pd_clock_options pd_clock_options_of(const pd_job_spec *spec, uint32_t num_workers,
+                                     uint64_t keys) {
+  pd_clock_options o = {spec->training.update, num_workers, 0, 0, keys};
+  if (o.update == PD_UPDATE_SSP) {
+    o.staleness = (uint32_t)spec->training.staleness;
+    if (o.staleness == 0)
+      o.update = PD_UPDATE_BSP; /* SSP with s = 0 is BSP, bit for bit */
+  }
+  if (o.update == PD_UPDATE_BSP)
+    o.backup_workers = (uint32_t)spec->training.backup_workers;
+  return o;
+}
+
+pd_clock *pd_clock_new_with(const pd_clock_options *o) {
+  PD_ASSERT(o->num_workers > 0 && o->keys > 0 && o->backup_workers < o->num_workers);
+  PD_ASSERT(o->update == PD_UPDATE_BSP || o->backup_workers == 0);
   pd_clock *c = pd_xcalloc(1, sizeof *c);
-  c->update = update;
-  c->num_workers = num_workers;
-  c->keys = keys;
-  c->workers = pd_xcalloc(num_workers, sizeof *c->workers);
-  for (uint32_t w = 0; w < num_workers; w++)
+  c->opt = *o;
+  if (c->opt.update == PD_UPDATE_SSP && c->opt.staleness == 0)
+    c->opt.update = PD_UPDATE_BSP;
+  c->last_staleness = -1;
+  c->workers = pd_xcalloc(o->num_workers, sizeof *c->workers);
+  for (uint32_t w = 0; w < o->num_workers; w++)
     c->workers[w].clock = -1;
   return c;
+}
+
+pd_clock *pd_clock_new(enum pd_update update, uint32_t num_workers, uint64_t keys) {
+  pd_clock_options o = {update, num_workers, 0, 0, keys};
+  return pd_clock_new_with(&o);
 }
 
 void pd_clock_free(pd_clock *clock) {
   if (!clock)
     return;
-  for (uint32_t w = 0; w < clock->num_workers; w++)
+  for (uint32_t w = 0; w < clock->opt.num_workers; w++)
     free(clock->workers[w].received);
   free(clock->workers);
   free(clock);
+}
+
+int pd_clock_has_rounds(const pd_clock *c) { return c->opt.update == PD_UPDATE_BSP; }
+
+uint32_t pd_clock_round_size(const pd_clock *c) {
+  return c->opt.num_workers - c->opt.backup_workers;
 }
 
 static void start_clock(worker_state *ws, int64_t clock) {
@@ -55,10 +85,24 @@ static void start_clock(worker_state *ws, int64_t clock) {
   ws->covered = 0;
 }
 
+static void observe_staleness(pd_clock *c, int64_t model_version) {
+  if (model_version < 0)
+    return;
+  uint64_t staleness = c->version > (uint64_t)model_version ? c->version - (uint64_t)model_version : 0;
+  size_t i = 0;
+  while (i < PD_STALENESS_BUCKETS - 1 && (double)staleness > pd_staleness_bounds[i])
+    i++;
+  c->stats.staleness[i]++;
+  c->last_staleness = (int64_t)staleness;
+  c->stats.staleness_sum += staleness;
+}
+
 /* Records [begin, end) for the worker's current clock: DUPLICATE if exactly
- * that range was received, REJECT if it overlaps another one. */
-static enum pd_push_verdict record(pd_clock *c, worker_state *ws, uint64_t begin, uint64_t end,
-                                   char *err, size_t errlen) {
+ * that range was received, REJECT if it overlaps another one, else 0; *whole
+ * is set when this range completes the worker's gradient. */
+static int record(pd_clock *c, worker_state *ws, uint64_t begin, uint64_t end, int *whole,
+                  char *err, size_t errlen) {
+  *whole = 0;
   for (size_t i = 0; i < ws->nreceived; i++) {
     interval *r = &ws->received[i];
     if (r->begin == begin && r->end == end)
@@ -76,44 +120,82 @@ static enum pd_push_verdict record(pd_clock *c, worker_state *ws, uint64_t begin
   }
   ws->received[ws->nreceived++] = (interval){begin, end};
   ws->covered += end - begin;
-  if (ws->covered == c->keys) {
-    if (c->update == PD_UPDATE_BSP)
-      c->complete++;
-    else
-      c->version++;
+  if (ws->covered == c->opt.keys) {
+    *whole = 1;
+    ws->done = PD_MAX(ws->done, ws->clock + 1);
   }
-  return c->update == PD_UPDATE_BSP ? PD_PUSH_ACCUMULATE : PD_PUSH_APPLY;
+  return 0;
+}
+
+/* BSP: a push for the round `version` or an older one. */
+static enum pd_push_verdict on_round_push(pd_clock *c, worker_state *ws, uint32_t worker,
+                                          int64_t worker_clock, int64_t model_version,
+                                          uint64_t begin, uint64_t end, char *err, size_t errlen) {
+  int64_t round = (int64_t)c->version;
+  int backups = c->opt.backup_workers > 0, whole;
+  if (worker_clock > round) {
+    pd_errf(err, errlen, 0,
+            "worker %u pushed clock %lld but the shard is at clock %lld; under BSP a worker "
+            "pushes clock c only after its pull of clock c",
+            worker, (long long)worker_clock, (long long)round);
+    return PD_PUSH_REJECT;
+  }
+  if (worker_clock < ws->clock || (!backups && worker_clock < round))
+    return PD_PUSH_DUPLICATE; /* that gradient was applied (or dropped) already */
+  if (worker_clock != ws->clock)
+    start_clock(ws, worker_clock);
+  int rc = record(c, ws, begin, end, &whole, err, errlen);
+  if (rc != 0)
+    return (enum pd_push_verdict)rc;
+  if (!backups) {
+    if (whole) {
+      c->complete++;
+      observe_staleness(c, model_version);
+    }
+    return PD_PUSH_ACCUMULATE;
+  }
+  /* backup workers: the first round-size whole gradients of the round count */
+  if (worker_clock < round || (whole && c->complete == pd_clock_round_size(c))) {
+    if (whole)
+      c->stats.dropped++;
+    return PD_PUSH_DROP;
+  }
+  if (!whole)
+    return PD_PUSH_BUFFER;
+  c->complete++;
+  observe_staleness(c, model_version);
+  return PD_PUSH_BUFFER_ACCEPT;
 }
 
 enum pd_push_verdict pd_clock_on_push(pd_clock *c, uint32_t worker, int64_t worker_clock,
-                                      uint64_t begin, uint64_t end, char *err, size_t errlen) {
-  PD_ASSERT(worker < c->num_workers && begin < end && end <= c->keys);
+                                      int64_t model_version, uint64_t begin, uint64_t end,
+                                      char *err, size_t errlen) {
+  PD_ASSERT(worker < c->opt.num_workers && begin < end && end <= c->opt.keys);
   worker_state *ws = &c->workers[worker];
+  c->last_staleness = -1;
   if (worker_clock < 0) {
     pd_errf(err, errlen, 0, "clock must be >= 0, got %lld", (long long)worker_clock);
     return PD_PUSH_REJECT;
   }
-  if (c->update == PD_UPDATE_BSP) {
-    int64_t round = (int64_t)c->version;
-    if (worker_clock < round)
-      return PD_PUSH_DUPLICATE; /* that round was applied already */
-    if (worker_clock > round) {
-      pd_errf(err, errlen, 0,
-              "worker %u pushed clock %lld but the shard is at clock %lld; under BSP a worker "
-              "pushes clock c only after its pull of clock c",
-              worker, (long long)worker_clock, (long long)round);
-      return PD_PUSH_REJECT;
-    }
-  } else if (worker_clock < ws->clock) {
-    return PD_PUSH_DUPLICATE; /* ASP clocks of one worker only grow */
-  }
+  if (c->opt.update == PD_UPDATE_BSP)
+    return on_round_push(c, ws, worker, worker_clock, model_version, begin, end, err, errlen);
+  if (worker_clock < ws->clock)
+    return PD_PUSH_DUPLICATE; /* ASP and SSP clocks of one worker only grow */
   if (worker_clock != ws->clock)
     start_clock(ws, worker_clock);
-  return record(c, ws, begin, end, err, errlen);
+  int whole;
+  int rc = record(c, ws, begin, end, &whole, err, errlen);
+  if (rc != 0)
+    return (enum pd_push_verdict)rc;
+  if (whole) {
+    observe_staleness(c, model_version);
+    c->version++;
+  }
+  return PD_PUSH_APPLY;
 }
 
 int pd_clock_round_complete(const pd_clock *c) {
-  return c->update == PD_UPDATE_BSP && c->complete == c->num_workers;
+  return c->opt.update == PD_UPDATE_BSP && c->complete == pd_clock_round_size(c);
 }
 
 void pd_clock_advance(pd_clock *c) {
@@ -122,19 +204,37 @@ void pd_clock_advance(pd_clock *c) {
   c->complete = 0;
 }
 
+int64_t pd_clock_slowest(const pd_clock *c) {
+  int64_t slowest = INT64_MAX;
+  for (uint32_t w = 0; w < c->opt.num_workers; w++)
+    slowest = PD_MIN(slowest, c->workers[w].done);
+  return slowest;
+}
+
 int pd_clock_pull_ready(const pd_clock *c, uint32_t worker, int64_t worker_clock, char *err,
                         size_t errlen) {
-  if (worker >= c->num_workers) {
+  if (worker >= c->opt.num_workers) {
     pd_errf(err, errlen, 0, "worker %u is out of range: the job has %u workers", worker,
-            c->num_workers);
+            c->opt.num_workers);
     return -1;
   }
   if (worker_clock < 0) {
     pd_errf(err, errlen, 0, "clock must be >= 0, got %lld", (long long)worker_clock);
     return -1;
   }
-  if (c->update != PD_UPDATE_BSP)
-    return 1;
+  switch (c->opt.update) {
+  case PD_UPDATE_ASP: return 1;
+  case PD_UPDATE_SSP:
+    if (worker_clock > c->workers[worker].done) {
+      pd_errf(err, errlen, 0,
+              "worker %u pulled clock %lld but has pushed %lld whole gradients; under SSP a "
+              "worker pulls clock c after pushing clock c-1",
+              worker, (long long)worker_clock, (long long)c->workers[worker].done);
+      return -1;
+    }
+    return pd_clock_slowest(c) >= worker_clock - (int64_t)c->opt.staleness;
+  case PD_UPDATE_BSP: break;
+  }
   if (worker_clock > (int64_t)c->version + 1) {
     pd_errf(err, errlen, 0,
             "worker %u pulled clock %lld but the shard is at clock %llu; under BSP a worker "
@@ -145,4 +245,18 @@ int pd_clock_pull_ready(const pd_clock *c, uint32_t worker, int64_t worker_clock
   return worker_clock <= (int64_t)c->version;
 }
 
+void pd_clock_on_pull(pd_clock *c, int64_t worker_clock, int answered) {
+  if (!answered) {
+    c->stats.blocked++;
+    return;
+  }
+  int64_t gap = worker_clock - pd_clock_slowest(c);
+  if (gap > 0 && (uint64_t)gap > c->stats.max_gap)
+    c->stats.max_gap = (uint64_t)gap;
+}
+
 uint64_t pd_clock_version(const pd_clock *c) { return c->version; }
+
+int64_t pd_clock_last_staleness(const pd_clock *c) { return c->last_staleness; }
+
+const pd_clock_stats *pd_clock_stats_get(const pd_clock *c) { return &c->stats; }

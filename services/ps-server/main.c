@@ -9,6 +9,7 @@
 #include "pando/daemon.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
+#include "pando/model.h"
 #include "pando/rpc.h"
 #include "pando/session.h"
 #include "pando/util.h"
@@ -22,6 +23,7 @@ typedef struct ps_config {
   char port_file[1024];
   char metrics_listen[256];
   char metrics_port_file[1024];
+  char plugin_dir[1024];
   char log_level[16];
 } ps_config;
 
@@ -35,6 +37,8 @@ static const pd_config_option options[] = {
     {"metrics_listen", S(metrics_listen), "0.0.0.0:9000",
      "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
     {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
+    {"plugin_dir", S(plugin_dir), "",
+     "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
     {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
 };
 
@@ -50,6 +54,7 @@ int main(int argc, char **argv) {
                                cfg.name, cfg.log_level);
   if (rc >= 0)
     return rc;
+  pd_model_allow_plugins(cfg.plugin_dir);
   /* The shards' BLAS calls are memory-bound vector operations a second
    * thread does not speed up, and idle OpenBLAS threads spin on the cores
    * gRPC needs: one thread is 3x cheaper per 64 MiB push. */

@@ -53,7 +53,41 @@ int pd_ps_stats_get(const pd_ps *ps, const char *job, pd_ps_stats *out) {
   out->pushes_applied = s->pushes_applied;
   out->pushes_duplicate = s->pushes_duplicate;
   out->pushes_rejected = s->pushes_rejected;
+  out->pushes_dropped = s->pushes_dropped;
+  out->clock = *pd_clock_stats_get(s->clock);
   return 0;
+}
+
+/* The job's strategy series in /metrics, labelled by job. */
+static void open_metrics(pd_shard *s) {
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\"", s->job);
+  s->metrics.staleness = pd_metric_histogram_buckets(
+      "pando_ps_staleness",
+      "Staleness of each applied gradient: the shard's version when applied minus the version "
+      "it was computed on.",
+      labels, pd_staleness_bounds, PD_STALENESS_BUCKETS - 1);
+  s->metrics.dropped = pd_metric_counter(
+      "pando_ps_dropped_gradients_total",
+      "Whole gradients dropped because their round already had its gradients (backup workers).",
+      labels);
+  s->metrics.blocked = pd_metric_counter(
+      "pando_ps_blocked_pulls_total", "Pulls that had to wait for slower workers (BSP, SSP).",
+      labels);
+  s->metrics.max_gap = pd_metric_gauge(
+      "pando_ps_max_clock_gap",
+      "Largest clock of an answered pull minus the slowest worker's clock seen by the shard.",
+      labels);
+}
+
+/* Brings the job's series up to date with its clock. */
+static void export_metrics(pd_shard *s) {
+  const pd_clock_stats *st = pd_clock_stats_get(s->clock);
+  pd_metric_add(s->metrics.dropped, (double)(st->dropped - s->metrics.dropped_seen));
+  pd_metric_add(s->metrics.blocked, (double)(st->blocked - s->metrics.blocked_seen));
+  s->metrics.dropped_seen = st->dropped;
+  s->metrics.blocked_seen = st->blocked;
+  pd_metric_set(s->metrics.max_gap, (double)st->max_gap);
 }
 
 /* Finds the shard of `job` holding [begin, end), or fails the call. */
@@ -93,6 +127,8 @@ static void handle_pull(pd_rpc_call *call, void *ctx) {
   if (s && pd_shard_pull(s, call, req->worker, req->clock, req->begin - s->begin,
                          req->end - req->begin, err, sizeof err) != 0)
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+  else if (s)
+    export_metrics(s);
   pando__v1__pull_request__free_unpacked(req, NULL);
 }
 
@@ -100,6 +136,9 @@ static void handle_pull(pd_rpc_call *call, void *ctx) {
 static void count_push(const char *job, enum pd_push_verdict v) {
   static const char *const results[] = {[PD_PUSH_APPLY] = "applied",
                                         [PD_PUSH_ACCUMULATE] = "applied",
+                                        [PD_PUSH_BUFFER] = "applied",
+                                        [PD_PUSH_BUFFER_ACCEPT] = "applied",
+                                        [PD_PUSH_DROP] = "dropped",
                                         [PD_PUSH_DUPLICATE] = "duplicate",
                                         [PD_PUSH_REJECT] = "rejected"};
   char labels[200];
@@ -134,9 +173,14 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
                      t.data_len);
     goto done;
   }
-  enum pd_push_verdict v = pd_shard_push(s, req->worker, req->clock, req->begin - s->begin, n,
-                                         t.data, err, sizeof err);
+  enum pd_push_verdict v =
+      pd_shard_push(s, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
+                    req->begin - s->begin, n, t.data, err, sizeof err);
   count_push(req->job, v);
+  int64_t staleness = pd_clock_last_staleness(s->clock);
+  if (staleness >= 0)
+    pd_metric_observe(s->metrics.staleness, (double)staleness);
+  export_metrics(s);
   if (v == PD_PUSH_REJECT) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     goto done;
@@ -144,6 +188,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   Pando__V1__PushResponse resp = PANDO__V1__PUSH_RESPONSE__INIT;
   resp.version = pd_clock_version(s->clock);
   resp.duplicate = v == PD_PUSH_DUPLICATE;
+  resp.dropped = v == PD_PUSH_DROP;
   pd_rpc_call_reply_msg(call, &resp.base);
 done:
   protobuf_c_message_free_unpacked(msg, NULL);
@@ -199,6 +244,7 @@ static void handle_create(pd_rpc_call *call, void *ctx) {
           pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
           goto done;
         }
+        open_metrics(shard);
         ps->shards[ps->nshards++] = shard;
         PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
                 (unsigned long long)req->begin, (unsigned long long)req->end, req->num_workers,
@@ -234,10 +280,40 @@ static void handle_drop(pd_rpc_call *call, void *ctx) {
   pando__v1__drop_shard_request__free_unpacked(req, NULL);
 }
 
+static void handle_stats(pd_rpc_call *call, void *ctx) {
+  pd_ps *ps = ctx;
+  Pando__V1__StatsRequest *req =
+      (Pando__V1__StatsRequest *)pd_rpc_call_unpack(call, &pando__v1__stats_request__descriptor);
+  if (!req)
+    return;
+  int i = find(ps, req->job);
+  if (i < 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server",
+                     req->job);
+  } else {
+    pd_shard *s = ps->shards[i];
+    const pd_clock_stats *st = pd_clock_stats_get(s->clock);
+    uint64_t staleness[PD_STALENESS_BUCKETS];
+    memcpy(staleness, st->staleness, sizeof staleness);
+    Pando__V1__StatsResponse resp = PANDO__V1__STATS_RESPONSE__INIT;
+    resp.version = pd_clock_version(s->clock);
+    resp.n_staleness = PD_STALENESS_BUCKETS;
+    resp.staleness = staleness;
+    resp.staleness_sum = st->staleness_sum;
+    resp.dropped = st->dropped;
+    resp.blocked = st->blocked;
+    resp.max_clock_gap = st->max_gap;
+    resp.workers = s->num_workers;
+    pd_rpc_call_reply_msg(call, &resp.base);
+  }
+  pando__v1__stats_request__free_unpacked(req, NULL);
+}
+
 void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Pull", handle_pull, ps);
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Push", handle_push, ps);
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CreateShard", handle_create, ps);
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/DropShard", handle_drop, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/GetStats", handle_stats, ps);
   pd_rpc_health_register(srv, health_services);
 }

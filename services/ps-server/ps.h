@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "clock.h"
 #include "pando/rpc.h"
 
 typedef struct pd_ps pd_ps;
@@ -12,7 +13,8 @@ typedef struct pd_ps pd_ps;
 /* Counters of one job on this server (for status and tests). */
 typedef struct pd_ps_stats {
   uint64_t version;
-  uint64_t pushes_applied, pushes_duplicate, pushes_rejected;
+  uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
+  pd_clock_stats clock; /* staleness, dropped, blocked, clock gap */
 } pd_ps_stats;
 
 pd_ps *pd_ps_new(void);

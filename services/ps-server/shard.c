@@ -179,12 +179,15 @@ pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin,
     free(s);
     return NULL;
   }
-  if (spec->training.update == PD_UPDATE_BSP) {
+  pd_clock_options clock = pd_clock_options_of(spec, num_workers, keys);
+  s->clock = pd_clock_new_with(&clock);
+  if (pd_clock_has_rounds(s->clock)) {
     s->accum = pd_xmalloc_aligned(keys * sizeof(float));
     memset(s->accum, 0, keys * sizeof(float));
   }
+  if (clock.backup_workers > 0)
+    s->buffers = pd_xmalloc_aligned((size_t)num_workers * keys * sizeof(float));
   pd_optimizer_init(&s->optimizer, &spec->training.optimizer, keys);
-  s->clock = pd_clock_new(spec->training.update, num_workers, keys);
   return s;
 }
 
@@ -207,6 +210,7 @@ void pd_shard_free(pd_shard *s, grpc_status_code status, const char *why) {
   pd_optimizer_close(&s->optimizer);
   values_unref(s->values);
   free(s->accum);
+  free(s->buffers);
   free(s);
 }
 
@@ -237,6 +241,7 @@ static void wake_pulls(pd_shard *s) {
   while (p) {
     pd_pending_pull *next = p->next;
     if (pd_clock_pull_ready(s->clock, p->worker, p->clock, NULL, 0) == 1) {
+      pd_clock_on_pull(s->clock, p->clock, 1);
       unlink_pull(p);
       answer_pull(s, p->call, p->off, p->n);
       free(p);
@@ -250,6 +255,7 @@ int pd_shard_pull(pd_shard *s, pd_rpc_call *call, uint32_t worker, int64_t clock
   int ready = pd_clock_pull_ready(s->clock, worker, clock, err, errlen);
   if (ready < 0)
     return -1;
+  pd_clock_on_pull(s->clock, clock, ready);
   if (ready) {
     answer_pull(s, call, off, n);
     return 0;
@@ -286,26 +292,50 @@ static double lr_of_clock(pd_shard *s, int64_t clock) {
   return s->lr_epoch.lr;
 }
 
-enum pd_push_verdict pd_shard_push(pd_shard *s, uint32_t worker, int64_t clock, uint64_t off,
-                                   uint64_t n, const float *grad, char *err, size_t errlen) {
-  enum pd_push_verdict v = pd_clock_on_push(s->clock, worker, clock, off, off + n, err, errlen);
+/* BSP: applies the round's average once it has every gradient it takes. */
+static void finish_round(pd_shard *s, int64_t clock) {
+  if (!pd_clock_round_complete(s->clock))
+    return;
+  uint64_t keys = s->end - s->begin;
+  cblas_sscal((int)keys, 1.0f / (float)pd_clock_round_size(s->clock), s->accum, 1);
+  /* every push of the round has the round's clock: the lr of its epoch */
+  values_step(s->values, &s->optimizer, s->accum, 0, keys, lr_of_clock(s, clock));
+  memset(s->accum, 0, keys * sizeof(float));
+  pd_clock_advance(s->clock);
+  wake_pulls(s);
+}
+
+enum pd_push_verdict pd_shard_push(pd_shard *s, uint32_t worker, int64_t clock,
+                                   int64_t model_version, uint64_t off, uint64_t n,
+                                   const float *grad, char *err, size_t errlen) {
+  enum pd_push_verdict v =
+      pd_clock_on_push(s->clock, worker, clock, model_version, off, off + n, err, errlen);
+  uint64_t keys = s->end - s->begin;
+  float *buffer = s->buffers ? s->buffers + (size_t)worker * keys : NULL;
   switch (v) {
-  case PD_PUSH_APPLY: /* ASP: at the lr of this push's epoch */
+  case PD_PUSH_APPLY: /* ASP, SSP: at the lr of this push's epoch */
     values_step(s->values, &s->optimizer, grad, off, n, lr_of_clock(s, clock));
     s->pushes_applied++;
+    if (s->waiting) /* SSP: the slowest worker may have moved */
+      wake_pulls(s);
     break;
   case PD_PUSH_ACCUMULATE:
     cblas_saxpy((int)n, 1.0f, grad, 1, s->accum + off, 1);
     s->pushes_applied++;
-    if (pd_clock_round_complete(s->clock)) {
-      uint64_t keys = s->end - s->begin;
-      cblas_sscal((int)keys, 1.0f / (float)s->num_workers, s->accum, 1);
-      /* every push of the round has the round's clock: the lr of its epoch */
-      values_step(s->values, &s->optimizer, s->accum, 0, keys, lr_of_clock(s, clock));
-      memset(s->accum, 0, keys * sizeof(float));
-      pd_clock_advance(s->clock);
-      wake_pulls(s);
-    }
+    finish_round(s, clock);
+    break;
+  case PD_PUSH_BUFFER:
+    memcpy(buffer + off, grad, n * sizeof(float));
+    s->pushes_applied++;
+    break;
+  case PD_PUSH_BUFFER_ACCEPT:
+    memcpy(buffer + off, grad, n * sizeof(float));
+    cblas_saxpy((int)keys, 1.0f, buffer, 1, s->accum, 1);
+    s->pushes_applied++;
+    finish_round(s, clock);
+    break;
+  case PD_PUSH_DROP:
+    s->pushes_dropped++;
     break;
   case PD_PUSH_DUPLICATE:
     s->pushes_duplicate++;

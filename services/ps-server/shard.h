@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "pando/metrics.h"
 #include "pando/optimizer.h"
 #include "pando/rpc.h"
 #include "pando/spec.h"
@@ -25,7 +26,8 @@ typedef struct pd_shard {
   uint32_t num_workers;
   uint64_t min_partition_rows; /* rows of the smallest worker partition (lr schedule) */
   pd_shard_values *values; /* end - begin parameter values */
-  float *accum;            /* BSP: sum of the round's gradients; NULL under ASP */
+  float *accum;            /* BSP: sum of the round's gradients; NULL under ASP, SSP */
+  float *buffers;          /* backup workers: each worker's gradient until it is whole */
   pd_optimizer optimizer;
   struct {
     int64_t begin, end; /* clocks of the epoch whose lr was looked up last */
@@ -33,7 +35,11 @@ typedef struct pd_shard {
   } lr_epoch;
   pd_clock *clock;
   pd_pending_pull *waiting; /* pulls parked until the clock allows them */
-  uint64_t pushes_applied, pushes_duplicate, pushes_rejected;
+  uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
+  struct { /* the job's /metrics series (ps.c), and the clock's counts exported so far */
+    pd_metric *staleness, *dropped, *blocked, *max_gap;
+    uint64_t dropped_seen, blocked_seen;
+  } metrics;
 } pd_shard;
 
 /* Makes a shard of `spec`'s model keys [begin, end), initialised from the
@@ -53,11 +59,13 @@ void pd_shard_free(pd_shard *shard, grpc_status_code status, const char *why);
 void pd_shard_read(const pd_shard *shard, uint64_t off, uint64_t n, float *out);
 
 /* Takes a push of shard-relative keys [off, off + n) (gradient values in
- * `grad`). Returns the clock's verdict; on REJECT, err says why. Applies the
- * gradient or the completed round's average as the verdict requires and
- * answers the pulls that can now go on. */
-enum pd_push_verdict pd_shard_push(pd_shard *shard, uint32_t worker, int64_t clock, uint64_t off,
-                                   uint64_t n, const float *grad, char *err, size_t errlen);
+ * `grad`) computed on the model of version `model_version` (-1: unknown).
+ * Returns the clock's verdict; on REJECT, err says why. Applies the gradient
+ * or the completed round's average as the verdict requires and answers the
+ * pulls that can now go on. */
+enum pd_push_verdict pd_shard_push(pd_shard *shard, uint32_t worker, int64_t clock,
+                                   int64_t model_version, uint64_t off, uint64_t n,
+                                   const float *grad, char *err, size_t errlen);
 
 /* Answers a pull of shard-relative keys [off, off + n) now, or parks `call`
  * until the clock allows it. Returns 0, or -1 with err set if the pull is

@@ -8,6 +8,7 @@
 #include "pando/daemon.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
+#include "pando/model.h"
 #include "pando/rpc.h"
 #include "pando/util.h"
 #include "train.h"
@@ -21,7 +22,10 @@ typedef struct worker_config {
   char port_file[1024];
   char metrics_listen[256];
   char metrics_port_file[1024];
+  char plugin_dir[1024];
   int threads;
+  double slowdown;
+  int batch_delay_ms;
   char standalone[1024];
   char log_level[16];
 } worker_config;
@@ -36,8 +40,16 @@ static const pd_config_option options[] = {
     {"metrics_listen", S(metrics_listen), "0.0.0.0:9100",
      "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
     {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
+    {"plugin_dir", S(plugin_dir), "",
+     "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
     {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, 256, "1",
      "OpenBLAS threads for the gradient computation", NULL},
+    {"slowdown", PD_CFG_DOUBLE, offsetof(worker_config, slowdown), 0, 1, 1000, "1",
+     "testing aid: make this worker a straggler, sleeping (slowdown - 1) x the compute time "
+     "after each batch",
+     NULL},
+    {"batch_delay_ms", PD_CFG_INT, offsetof(worker_config, batch_delay_ms), 0, 0, 3600000, "0",
+     "testing aid: sleep this many milliseconds after each batch", NULL},
     {"standalone", S(standalone), "",
      "train this job spec in this process, without servers or coordinator, and exit", NULL},
     {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
@@ -49,12 +61,15 @@ int main(int argc, char **argv) {
                                cfg.name, cfg.log_level);
   if (rc >= 0)
     return rc;
+  pd_model_allow_plugins(cfg.plugin_dir);
   openblas_set_num_threads(cfg.threads);
   pd_daemon_signals_init();
   if (cfg.standalone[0])
     return pd_train_standalone(cfg.standalone);
   pd_rpc_init();
-  pd_worker_options opt = {cfg.coordinator, cfg.listen, cfg.advertise, cfg.name, cfg.port_file};
+  pd_worker_options opt = {cfg.coordinator, cfg.listen,    cfg.advertise,
+                           cfg.name,        cfg.port_file, cfg.slowdown,
+                           cfg.batch_delay_ms / 1000.0};
   if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
     return 1;
   rc = pd_worker_main(&opt);

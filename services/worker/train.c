@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pando/daemon.h"
@@ -51,6 +52,27 @@ static int load_partition(const pd_train_job *tj, pd_dataset *train, uint64_t *r
   return 0;
 }
 
+/* A classifier's labels must be classes it has: a label the model cannot
+ * take is the data's fault, reported, not a crash in the gradient. */
+static int check_labels(const pd_job_spec *spec, const pd_dataset *ds, const char *split,
+                        char *err, size_t errlen) {
+  const pd_model_spec *m = &spec->model;
+  if (m->type == PD_MODEL_LINREG || m->type == PD_MODEL_PLUGIN || ds->rows == 0)
+    return 0;
+  int classes = m->type == PD_MODEL_LOGREG ? 2 : m->layers[m->nlayers - 1];
+  if (!ds->labels)
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "data.%s: a %s model needs integer class labels, the data has other targets",
+                   split, pd_model_type_name(m->type));
+  for (uint64_t i = 0; i < ds->rows; i++)
+    if (ds->labels[i] >= classes)
+      return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                     "data.%s: row %llu of this worker's rows has label %u, but the model has %d "
+                     "classes (model.layers)",
+                     split, (unsigned long long)i, ds->labels[i], classes);
+  return 0;
+}
+
 /* The most rows a batch of this job can have: the batch size, or an epoch's
  * last batch with the rows left over. */
 static int max_batch_rows(const pd_job_spec *spec, uint64_t partition_rows, uint64_t min_rows) {
@@ -62,6 +84,16 @@ static int max_batch_rows(const pd_job_spec *spec, uint64_t partition_rows, uint
     most = PD_MAX(most, PD_MAX((uint64_t)size, end - b));
   }
   return (int)PD_MIN(most, partition_rows);
+}
+
+/* The worker's testing slowdown after a gradient that took `seconds`. */
+static void straggle(const pd_train_job *tj, double seconds) {
+  double pause = (tj->slowdown - 1) * seconds + tj->batch_delay_sec;
+  if (pause <= 0)
+    return;
+  struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && !pd_daemon_stopping())
+    ;
 }
 
 typedef struct throughput {
@@ -81,7 +113,10 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
   int rc = load_partition(tj, &train, &rows, err, errlen);
   if (rc != 0)
     goto done;
-  if (tj->evaluate && (rc = pd_dataset_load(spec, 1, &test, err, errlen)) != 0)
+  if ((rc = check_labels(spec, &train, "train", err, errlen)) != 0)
+    goto done;
+  if (tj->evaluate && ((rc = pd_dataset_load(spec, 1, &test, err, errlen)) != 0 ||
+                       (rc = check_labels(spec, &test, "test", err, errlen)) != 0))
     goto done;
   PD_INFO("job %s: rank %u of %u, %llu of %llu training rows (%s) loaded in %.2f s", tj->job,
           tj->rank, tj->workers, (unsigned long long)train.rows, (unsigned long long)rows,
@@ -103,24 +138,43 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
 
   throughput tp = {0, pd_now(), 0, 0};
   int64_t clock = 0, pulled = -1;
-  for (int epoch = 1; epoch <= spec->training.epochs; epoch++) {
-    uint32_t steps = pd_schedule_steps(spec, min_rows, epoch);
-    uint32_t size = pd_schedule_batch_size(spec, epoch);
-    for (uint64_t i = 0; i < train.rows; i++)
-      order[i] = i;
-    if (spec->training.shuffle)
-      pd_plan_shuffle(order, train.rows, spec->data.seed, tj->rank, (uint32_t)epoch);
-    double loss_sum = 0;
-    for (uint32_t step = 0; step < steps; step++) {
-      if (pd_daemon_stopping()) {
-        rc = pd_errf(err, errlen, -PD_ESHUTDOWN, "the worker was asked to shut down");
+  int64_t total = pd_schedule_epoch_begin(spec, min_rows, spec->training.epochs + 1);
+  /* BSP with backup workers: rounds go on without a straggler, which then
+   * continues from the round its pull answers (its skipped clocks are lost) */
+  int skip_ahead = spec->training.update == PD_UPDATE_BSP && spec->training.backup_workers > 0;
+  int epoch = 0;
+  uint32_t steps = 0, size = 0, done_steps = 0;
+  double loss_sum = 0;
+  while (clock < total) {
+    uint32_t step;
+    int clock_epoch = pd_schedule_epoch_of_clock(spec, min_rows, clock, &step);
+    if (clock_epoch != epoch) {
+      epoch = clock_epoch;
+      steps = pd_schedule_steps(spec, min_rows, epoch);
+      size = pd_schedule_batch_size(spec, epoch);
+      for (uint64_t i = 0; i < train.rows; i++)
+        order[i] = i;
+      if (spec->training.shuffle)
+        pd_plan_shuffle(order, train.rows, spec->data.seed, tj->rank, (uint32_t)epoch);
+      loss_sum = 0;
+      done_steps = 0;
+    }
+    if (pd_daemon_stopping()) {
+      rc = pd_errf(err, errlen, -PD_ESHUTDOWN, "the worker was asked to shut down");
+      goto done;
+    }
+    int skipped = 0;
+    if (own && pulled != clock) {
+      uint64_t version = 0;
+      if ((rc = store->pull(store->ctx, clock, own, &version, err, errlen)) != 0)
         goto done;
+      pulled = clock;
+      if (skip_ahead && (int64_t)version > clock) {
+        clock = pulled = PD_MIN((int64_t)version, total);
+        skipped = 1;
       }
-      if (own && pulled != clock) {
-        if ((rc = store->pull(store->ctx, clock, own, err, errlen)) != 0)
-          goto done;
-        pulled = clock;
-      }
+    }
+    if (!skipped) {
       uint64_t b, e;
       pd_plan_batch(train.rows, steps, size, step, &b, &e);
       pd_dataset view = pd_dataset_view(&train, b, e);
@@ -129,10 +183,13 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
         pd_dataset_gather(&train, order + b, e - b, &gathered);
         batch = &gathered;
       }
+      double compute_start = pd_now();
       loss_sum += pd_model_gradient(model, params, batch, grad);
+      straggle(tj, pd_now() - compute_start);
       if ((rc = store->push(store->ctx, clock, grad, err, errlen)) != 0)
         goto done;
       clock++;
+      done_steps++;
       tp.window_samples += e - b;
       double now = pd_now();
       if (now - tp.last_report >= REPORT_EVERY_SEC) {
@@ -142,20 +199,24 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
         Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
         r.epoch = (uint32_t)epoch;
         r.step = step + 1;
-        r.loss = loss_sum / (step + 1);
+        r.loss = loss_sum / done_steps;
         r.samples_per_sec = tp.samples_per_sec;
         if ((rc = sink->report(sink->ctx, &r)) != 0)
           goto cancelled;
       }
     }
+    if (clock < total && pd_schedule_epoch_of_clock(spec, min_rows, clock, NULL) == epoch)
+      continue;
+    /* the end of this worker's part of the epoch */
     Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
     r.epoch = (uint32_t)epoch;
     r.step = steps;
-    r.loss = loss_sum / steps;
+    r.loss = done_steps ? loss_sum / done_steps : 0;
     r.samples_per_sec = tp.samples_per_sec;
     if (tj->evaluate && test.rows > 0) {
       /* the model after this epoch: under BSP this waits for every worker */
-      if (own && (rc = store->pull(store->ctx, clock, own, err, errlen)) != 0)
+      if (own && pulled != clock &&
+          (rc = store->pull(store->ctx, clock, own, NULL, err, errlen)) != 0)
         goto done;
       pulled = clock;
       pd_eval ev;
@@ -165,7 +226,7 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
       r.test_accuracy = ev.accuracy;
       r.test_rmse = ev.rmse;
     }
-    r.done = epoch == spec->training.epochs;
+    r.done = clock >= total;
     if ((rc = sink->report(sink->ctx, &r)) != 0)
       goto cancelled;
   }
@@ -268,6 +329,7 @@ static int console_report(void *ctx, Pando__V1__ProgressReport *r) {
 
 int pd_train_standalone(const char *path) {
   char err[1024];
+  pd_model_allow_plugins(NULL); /* the user's own process: any plugin */
   uint8_t *text = NULL;
   size_t len = 0;
   pd_job_spec spec;
@@ -292,7 +354,7 @@ int pd_train_standalone(const char *path) {
   console con = {&spec, pd_schedule_steps(&spec, min_rows, 1), pd_now(), 0, pd_now(),
                  PANDO__V1__PROGRESS_REPORT__INIT};
   pd_progress_sink sink = {console_report, &con};
-  pd_train_job tj = {&spec, spec.name, 0, 1, 1};
+  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0};
   double t0 = pd_now();
   rc = pd_train(&tj, &api, &sink, err, sizeof err);
   pd_local_store_free(store);

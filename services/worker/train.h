@@ -16,8 +16,10 @@
 /* Where the parameters live. Each call returns 0 or a negative error with a
  * message in err. */
 typedef struct pd_param_store {
-  /* Reads all K parameters as of `clock` into params. */
-  int (*pull)(void *ctx, int64_t clock, float *params, char *err, size_t errlen);
+  /* Reads all K parameters as of `clock` into params; *version (may be
+   * NULL) receives the smallest version of the answers (BSP: the round). */
+  int (*pull)(void *ctx, int64_t clock, float *params, uint64_t *version, char *err,
+              size_t errlen);
   /* Sends the gradient of all K parameters computed at `clock`. */
   int (*push)(void *ctx, int64_t clock, const float *grad, char *err, size_t errlen);
   void *ctx;
@@ -40,6 +42,10 @@ typedef struct pd_train_job {
   uint32_t rank;     /* this worker */
   uint32_t workers;  /* all workers of the job */
   int evaluate;      /* evaluate on the test split after each epoch */
+  /* Testing aids that make this worker a straggler: after computing a
+   * batch's gradient in t seconds, sleep (slowdown - 1) t + batch_delay_sec. */
+  double slowdown;        /* >= 1; 1: full speed */
+  double batch_delay_sec; /* >= 0 */
 } pd_train_job;
 
 /* Trains `job` to the end. Returns 0, -PD_ECANCELLED when the sink or a

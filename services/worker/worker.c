@@ -57,9 +57,10 @@ typedef struct remote_store {
   uint64_t keys;
 } remote_store;
 
-static int remote_pull(void *ctx, int64_t clock, float *params, char *err, size_t errlen) {
+static int remote_pull(void *ctx, int64_t clock, float *params, uint64_t *version, char *err,
+                       size_t errlen) {
   remote_store *r = ctx;
-  return pd_psclient_pull(r->client, 0, r->keys, clock, params, NULL, err, errlen);
+  return pd_psclient_pull(r->client, 0, r->keys, clock, params, version, err, errlen);
 }
 
 static int remote_push(void *ctx, int64_t clock, const float *grad, char *err, size_t errlen) {
@@ -67,8 +68,8 @@ static int remote_push(void *ctx, int64_t clock, const float *grad, char *err, s
   return pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen);
 }
 
-int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator, char *err,
-                    size_t errlen) {
+int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
+                    const pd_worker_options *opt, char *err, size_t errlen) {
   pd_job_spec spec;
   int rc = pd_job_spec_parse(a->spec_yaml, strlen(a->spec_yaml), &spec, err, errlen);
   if (rc != 0)
@@ -89,7 +90,8 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
   pd_param_store store = {remote_pull, remote_push, &remote, NULL};
   progress p = {coordinator, a->job, a->rank};
   pd_progress_sink sink = {report, &p};
-  pd_train_job tj = {&spec, a->job, a->rank, a->num_workers, a->rank == 0};
+  pd_train_job tj = {&spec, a->job, a->rank, a->num_workers, a->rank == 0,
+                     opt ? opt->slowdown : 1.0, opt ? opt->batch_delay_sec : 0.0};
   rc = pd_train(&tj, &store, &sink, err, errlen);
   pd_psclient_free(remote.client);
   return rc;
@@ -187,7 +189,7 @@ int pd_worker_main(const pd_worker_options *opt) {
     seen = generation;
     if (a->job[0]) {
       PD_INFO("assigned to job %s as rank %u", a->job, a->rank);
-      int rc = pd_worker_train(a, coord, err, sizeof err);
+      int rc = pd_worker_train(a, coord, opt, err, sizeof err);
       if (rc != 0 && rc != -PD_ECANCELLED) {
         /* Tell the coordinator; if the job had already ended (cancelled, or
          * failed elsewhere, which drops its shards) this is no error of ours. */

@@ -15,15 +15,18 @@ typedef struct pd_worker_options {
   const char *advertise;   /* address to register ("" = derived) */
   const char *name;        /* shown in logs and `pandoctl cluster` */
   const char *port_file;   /* write the health port here ("" = no) */
+  double slowdown;         /* testing aid: sleep (slowdown - 1) x the compute time per batch */
+  double batch_delay_sec;  /* testing aid: and this long */
 } pd_worker_options;
 
 /* Runs the worker daemon until SIGTERM/SIGINT. Returns the exit code. */
 int pd_worker_main(const pd_worker_options *options);
 
 /* Trains one assignment to the end. Progress goes to `coordinator` (may be
- * NULL: no reports). Returns 0, -PD_ECANCELLED when the coordinator said
- * to stop, or another negative error with a message in `err`. */
+ * NULL: no reports); `options` (may be NULL) gives the straggler settings.
+ * Returns 0, -PD_ECANCELLED when the coordinator said to stop, or another
+ * negative error with a message in `err`. */
 int pd_worker_train(const Pando__V1__Assignment *assignment, pd_rpc_channel *coordinator,
-                    char *err, size_t errlen);
+                    const pd_worker_options *options, char *err, size_t errlen);
 
 #endif

@@ -53,7 +53,7 @@ t_wait_file() {
 t_start() {
   local name=$1; shift
   "$@" --listen 127.0.0.1:0 --port-file "$T_DIR/$name.port" --metrics-listen 127.0.0.1:0 \
-    --metrics-port-file "$T_DIR/$name.mport" >"$T_DIR/$name.log" 2>&1 &
+    --metrics-port-file "$T_DIR/$name.mport" --plugin-dir "$PWD/$BUILD" >"$T_DIR/$name.log" 2>&1 &
   T_PIDS="$T_PIDS $!"
   eval "PID_$(echo "$name" | tr -c 'a-zA-Z0-9\n' _)=$!"
   t_wait_file "$T_DIR/$name.port"
@@ -63,9 +63,10 @@ t_metrics_port() { cat "$T_DIR/$1.mport"; }
 t_pid() { eval "echo \$PID_$(echo "$1" | tr -c 'a-zA-Z0-9\n' _)"; }
 
 # t_cluster SERVERS WORKERS: a coordinator, servers ps0.., workers w0..;
-# exports PANDO_COORDINATOR and waits until every node registered.
+# exports PANDO_COORDINATOR and waits until every node registered. Worker i
+# gets the extra flags in T_WORKER_ARGS_i (e.g. T_WORKER_ARGS_1="--slowdown 5").
 t_cluster() {
-  local i want
+  local i want extra
   t_start coord "$BIN/pando-coordinator" --heartbeat-ms 100 --node-timeout "${T_NODE_TIMEOUT:-5}" || return 1
   PANDO_COORDINATOR=127.0.0.1:$(t_port coord)
   export PANDO_COORDINATOR
@@ -76,7 +77,9 @@ t_cluster() {
   done
   i=0
   while [ $i -lt "$2" ]; do
-    t_start "w$i" "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR" --name "w$i" || return 1
+    eval "extra=\${T_WORKER_ARGS_$i:-}"
+    # shellcheck disable=SC2086 # extra flags are words
+    t_start "w$i" "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR" --name "w$i" $extra || return 1
     i=$((i + 1))
   done
   want=$(($1 + $2))

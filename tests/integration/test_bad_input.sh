@@ -43,6 +43,20 @@ t_check "a daemon's unknown flag is named ($(cat "$T_DIR/flag.out"))" sh -c "[ $
 PANDO_LOG_LEVEL=loud "$BIN/pando-ps" --check-config >"$T_DIR/env.out" 2>&1
 t_check "a bad log level is refused, naming the value and its source ($(cat "$T_DIR/env.out"))" \
   grep -q "log_level: unknown value 'loud'.*(env PANDO_LOG_LEVEL)" "$T_DIR/env.out"
+/usr/bin/python3 - "$T_DIR" <<'PY'
+import gzip, struct, sys
+out, n = sys.argv[1], 256
+imgs = gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").read()
+gzip.open(out + "/x.gz", "wb").write(imgs[:4] + struct.pack(">I", n) + imgs[8:16] + imgs[16:16 + n * 784])
+gzip.open(out + "/y.gz", "wb").write(struct.pack(">II", 0x801, n) + bytes(i % 12 for i in range(n)))
+PY
+sed "s|features: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz|features: $T_DIR/x.gz|; s|labels: /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz|labels: $T_DIR/y.gz|" "$good" >"$T_DIR/labels.yaml"
+job=$(t_submit "$T_DIR/labels.yaml")
+state=$(t_wait_job "$job" 30)
+msg=$(t_json "$T_DIR/$job.json" 'j["message"]')
+failed_on_labels() { [ "$state" = FAILED ] && printf '%s' "$msg" | grep -q 'has label 10, but the model has 10 classes'; }
+t_check "labels beyond the model's classes fail the job with a message ($state: $msg)" failed_on_labels
+t_check "the worker survived the bad labels" kill -0 "$(t_pid w0)"
 job=$(t_submit "$good")
 t_check "the good spec still runs after all that ($job)" [ "$(t_wait_job "$job")" = SUCCEEDED ]
 t_done

@@ -18,6 +18,13 @@ pd_metric *pd_metric_gauge(const char *name, const char *help, const char *label
 /* A histogram with the default latency buckets (50 us .. 60 s). */
 pd_metric *pd_metric_histogram(const char *name, const char *help, const char *labels);
 
+/* A histogram with `n` (1..PD_METRIC_MAX_BUCKETS) increasing upper bounds
+ * `bounds` (+Inf is implicit), e.g. integer buckets {0, 1, 2, 4, 8}. The
+ * array is borrowed for the life of the process (a static table). */
+#define PD_METRIC_MAX_BUCKETS 19
+pd_metric *pd_metric_histogram_buckets(const char *name, const char *help, const char *labels,
+                                       const double *bounds, size_t n);
+
 /* Adds `value` to a counter (value >= 0) or gauge. */
 void pd_metric_add(pd_metric *metric, double value);
 /* Sets a gauge. */

@@ -53,8 +53,8 @@ typedef struct pando_plugin_kv {
 
 /* One parameter tensor. */
 typedef struct pando_plugin_tensor {
-  char name[PANDO_PLUGIN_NAME_MAX];   /* shown in logs, e.g. "factors" */
-  int ndim;                           /* 1..PANDO_PLUGIN_MAX_DIMS */
+  char name[PANDO_PLUGIN_NAME_MAX];     /* shown in logs, e.g. "factors" */
+  int ndim;                             /* 1..PANDO_PLUGIN_MAX_DIMS */
   int64_t shape[PANDO_PLUGIN_MAX_DIMS]; /* extents, each >= 1; the product is its key count */
 } pando_plugin_tensor;
 
@@ -107,8 +107,7 @@ typedef struct pando_plugin_v1 {
   /* Computes the mean loss of `batch` at `params` (K floats), writes the
    * gradient of that mean loss to `grad` (all K floats, overwritten) and
    * returns the loss. */
-  float (*gradient)(void *model, const float *params, const pando_plugin_batch *batch,
-                    float *grad);
+  float (*gradient)(void *model, const float *params, const pando_plugin_batch *batch, float *grad);
   /* Writes one prediction per row of `batch` to out[0 .. rows) (see task)
    * and returns the mean loss over the rows, as gradient would, with any
    * training-only randomness off. */

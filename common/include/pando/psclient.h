@@ -38,7 +38,9 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
                      uint64_t *version, char *err, size_t errlen);
 
 /* Sends the gradient grad[0 .. end-begin) of keys [begin, end) for `clock`.
- * `grad` is read while the calls are in flight (not copied). */
+ * `grad` is read while the calls are in flight (not copied). Each server is
+ * told the version of its last pull answer (PushRequest.model_version: the
+ * model the gradient was computed on), so it can measure staleness. */
 int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,
                      const float *grad, char *err, size_t errlen);
 

@@ -22,7 +22,9 @@ enum pd_model_type {
   PD_MODEL_PLUGIN,      /* a user's shared object (pando/plugin.h): layers [inputs, outputs] */
 };
 enum pd_activation { PD_ACT_RELU = 1, PD_ACT_TANH, PD_ACT_SIGMOID };
-enum pd_update { PD_UPDATE_BSP = 1, PD_UPDATE_ASP };
+/* Update strategies (README "Update strategies"): bulk synchronous (with
+ * optional backup workers), asynchronous, stale synchronous. */
+enum pd_update { PD_UPDATE_BSP = 1, PD_UPDATE_ASP, PD_UPDATE_SSP };
 enum pd_optimizer_type {
   PD_OPT_SGD = 1,
   PD_OPT_MOMENTUM,
@@ -98,6 +100,8 @@ typedef struct pd_job_spec {
     int epochs;
     int batch_size;
     enum pd_update update;
+    int staleness;         /* ssp: s, how many clocks a worker may run ahead of the slowest */
+    int backup_workers;    /* bsp: b extra workers; each round takes the first N gradients */
     pd_optimizer_spec optimizer;
     int shuffle;           /* reshuffle each worker's rows every epoch */
     struct {

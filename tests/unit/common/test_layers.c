@@ -83,10 +83,10 @@ static void check_affine_dense(int rows, int fan_in, int fan_out) {
   float *dx = random_floats((size_t)rows * fan_in, 9.0f); /* garbage: must be overwritten */
   pd__affine_backward(a.x, rows, fan_in, a.w, fan_out, a.c, dw, db, dx);
   /* L is linear in each argument: a large step is exact up to rounding */
-  int bad = check_fd("weight", a.w, dw, (size_t)fan_in * fan_out, 1, 0.25f, 1e-4,
-                     affine_objective, &a) +
-            check_fd("bias", a.b, db, (size_t)fan_out, 1, 0.25f, 1e-4, affine_objective, &a) +
-            check_fd("x", a.x, dx, (size_t)rows * fan_in, 1, 0.25f, 1e-4, affine_objective, &a);
+  int bad =
+      check_fd("weight", a.w, dw, (size_t)fan_in * fan_out, 1, 0.25f, 1e-4, affine_objective, &a) +
+      check_fd("bias", a.b, db, (size_t)fan_out, 1, 0.25f, 1e-4, affine_objective, &a) +
+      check_fd("x", a.x, dx, (size_t)rows * fan_in, 1, 0.25f, 1e-4, affine_objective, &a);
   free(dx);
   free(db);
   free(dw);
@@ -113,8 +113,8 @@ static void test_affine_sparse(void) {
     uint64_t row_ptr[6] = {0, 2, 5, 5, 8, 9};
     uint32_t col_idx[9] = {1, 4, 0, 3, 8, 2, 3, 7, 5};
     float values[9] = {0.5f, -1.0f, 2.0f, 0.25f, -0.75f, 1.5f, -2.0f, 0.125f, 3.0f};
-    pd_dataset csr = {.rows = ROWS, .cols = FAN_IN, .row_ptr = row_ptr + 1, .col_idx = col_idx,
-                      .values = values};
+    pd_dataset csr = {
+        .rows = ROWS, .cols = FAN_IN, .row_ptr = row_ptr + 1, .col_idx = col_idx, .values = values};
     float dense[ROWS * FAN_IN] = {0};
     for (int r = 0; r < ROWS; r++)
       for (uint64_t p = row_ptr[r + 1]; p < row_ptr[r + 2]; p++)
@@ -176,8 +176,8 @@ static double pointwise_objective(void *ctx) {
 static void check_activation(enum pd_activation activation) {
   enum { N = 40 }; /* more than one vector block */
   rng_state = 77 + (uint64_t)activation;
-  pointwise_case p = {activation, N, random_floats(N, 3.0f), random_floats(N, 1.0f),
-                      random_floats(N, 1.0f), NULL};
+  pointwise_case p = {
+      activation, N, random_floats(N, 3.0f), random_floats(N, 1.0f), random_floats(N, 1.0f), NULL};
   for (int i = 0; i < N; i++) /* keep relu's kink away from the differences */
     if (fabsf(p.z[i]) < 0.05f)
       p.z[i] = 0.3f;
@@ -200,8 +200,12 @@ static void test_sigmoid(void) { check_activation(PD_ACT_SIGMOID); }
 static void test_dropout_fixed_mask(void) {
   enum { N = 37 };
   rng_state = 3;
-  pointwise_case p = {0, N, random_floats(N, 2.0f), random_floats(N, 1.0f),
-                      random_floats(N, 1.0f), pd_xmalloc(N * sizeof(float))};
+  pointwise_case p = {0,
+                      N,
+                      random_floats(N, 2.0f),
+                      random_floats(N, 1.0f),
+                      random_floats(N, 1.0f),
+                      pd_xmalloc(N * sizeof(float))};
   pd__dropout_mask(11, 2, 0.4f, p.mask, N);
   float *delta = pd_xmalloc(N * sizeof(float));
   memcpy(delta, p.c, N * sizeof(float));
@@ -329,10 +333,10 @@ static void check_conv(int channels, int height, int width, int filters, int ker
 }
 
 static void test_conv_small(void) {
-  check_conv(3, 6, 5, 4, 3, 1, 2, 1);  /* several channels, padding, not square */
-  check_conv(2, 8, 8, 5, 5, 2, 3, 1);  /* LeNet's kernel and padding */
-  check_conv(1, 4, 4, 2, 3, 0, 1, 1);  /* no padding: a smaller output */
-  check_conv(2, 3, 3, 2, 5, 2, 2, 1);  /* kernel larger than the input */
+  check_conv(3, 6, 5, 4, 3, 1, 2, 1); /* several channels, padding, not square */
+  check_conv(2, 8, 8, 5, 5, 2, 3, 1); /* LeNet's kernel and padding */
+  check_conv(1, 4, 4, 2, 3, 0, 1, 1); /* no padding: a smaller output */
+  check_conv(2, 3, 3, 2, 5, 2, 2, 1); /* kernel larger than the input */
 }
 
 /* LeNet's second convolution: several chunks of samples. */
@@ -410,9 +414,12 @@ static double loss_objective(void *ctx) {
   size_t n = (size_t)l->rows * (size_t)l->classes;
   memcpy(l->scratch, l->out, n * sizeof(float));
   switch (l->kind) {
-  case 0: return pd__softmax_ce(l->scratch, l->rows, l->classes, l->labels, 1.0f, NULL);
-  case 1: return pd__squared_loss(l->scratch, l->rows, l->y, 1.0f, NULL);
-  default: return pd__logistic_loss(l->scratch, l->rows, l->y, 1.0f, NULL);
+  case 0:
+    return pd__softmax_ce(l->scratch, l->rows, l->classes, l->labels, 1.0f, NULL);
+  case 1:
+    return pd__squared_loss(l->scratch, l->rows, l->y, 1.0f, NULL);
+  default:
+    return pd__logistic_loss(l->scratch, l->rows, l->y, 1.0f, NULL);
   }
 }
 
@@ -470,7 +477,7 @@ static void test_squared_loss(void) {
   double sq = 0;
   CHECK_NEAR(pd__squared_loss(out, 2, y, 1.0f, &sq), 0.5 * (1.0 + 4.0), 1e-9);
   CHECK_NEAR(sq, 5.0, 1e-9);
-  CHECK_NEAR(out[0], 1.0, 1e-7);  /* y_hat - y */
+  CHECK_NEAR(out[0], 1.0, 1e-7); /* y_hat - y */
   CHECK_NEAR(out[1], -2.0, 1e-7);
 }
 

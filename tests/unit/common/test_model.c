@@ -117,9 +117,13 @@ static test_data make_data(const pd_model_spec *spec, int rows, int sparse, int 
     }
     d.row_ptr[rows] = p;
   }
-  d.ds = (pd_dataset){.rows = (uint64_t)rows, .cols = (uint32_t)inputs,
-                      .features = sparse ? NULL : d.features, .row_ptr = d.row_ptr,
-                      .col_idx = d.col_idx, .values = d.values, .labels = d.labels,
+  d.ds = (pd_dataset){.rows = (uint64_t)rows,
+                      .cols = (uint32_t)inputs,
+                      .features = sparse ? NULL : d.features,
+                      .row_ptr = d.row_ptr,
+                      .col_idx = d.col_idx,
+                      .values = d.values,
+                      .labels = d.labels,
                       .targets = d.targets};
   if (spec->type == PD_MODEL_LINREG)
     d.ds.labels = NULL; /* regression data has no classes */
@@ -203,7 +207,7 @@ static void test_layout_lenet(void) {
   const char *names[] = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
                          "fc1.weight",   "fc1.bias",   "fc2.weight",   "fc2.bias"};
   int ndims[] = {4, 1, 4, 1, 2, 1, 2, 1};
-  int64_t shapes[][4] = {{32, 1, 5, 5}, {32, 0, 0, 0},   {64, 32, 5, 5}, {64, 0, 0, 0},
+  int64_t shapes[][4] = {{32, 1, 5, 5},     {32, 0, 0, 0},  {64, 32, 5, 5},  {64, 0, 0, 0},
                          {3136, 512, 0, 0}, {512, 0, 0, 0}, {512, 10, 0, 0}, {10, 0, 0, 0}};
   uint64_t offset = 0;
   for (int i = 0; i < 8; i++) {
@@ -249,8 +253,7 @@ static void check_init_pieces(const pd_model_spec *spec, int one_by_one) {
   uint64_t begin = 0;
   for (int i = 1; i <= count; i++) {
     uint64_t boundary = i < count ? params[i].offset : k;
-    uint64_t cuts[3] = {boundary > 1 ? boundary - 1 : boundary, boundary,
-                        PD_MIN(boundary + 1, k)};
+    uint64_t cuts[3] = {boundary > 1 ? boundary - 1 : boundary, boundary, PD_MIN(boundary + 1, k)};
     for (int c = 0; c < 3; c++) {
       if (cuts[c] < begin)
         continue;
@@ -554,6 +557,48 @@ static void test_sparse_equals_dense(void) {
   check_sparse_equals_dense(&lenet);
 }
 
+/* A LeNet batch larger than its micro-batches (128 rows) gives the mean of
+ * its parts' gradients, weighted by their rows. Dropout is made negligible
+ * (a rate of 1e-9), so that masks do not matter. */
+static void test_lenet_micro_batches(void) {
+  enum { ROWS = 300 };
+  pd_model_spec spec = lenet_spec(1, 4, 8, 3, 23);
+  spec.dropout = 1e-9;
+  pd_model *whole = new_model(&spec, ROWS), *part = new_model(&spec, 128);
+  uint64_t k = pd_model_num_params(whole);
+  float *params = init_params(&spec, k);
+  float *g = pd_xmalloc(k * sizeof(float)), *g_part = pd_xmalloc(k * sizeof(float));
+  double *want = pd_xcalloc(k, sizeof(double));
+  test_data data = make_data(&spec, ROWS, 0, 0, 7);
+  float loss = pd_model_gradient(whole, params, &data.ds, g);
+  double want_loss = 0.0;
+  for (uint64_t first = 0; first < ROWS; first += 128) {
+    pd_dataset x = data.ds;
+    x.rows = PD_MIN(128, ROWS - first);
+    x.features += first * x.cols;
+    x.labels += first;
+    x.targets += first;
+    double weight = (double)x.rows / ROWS;
+    want_loss += weight * pd_model_gradient(part, params, &x, g_part);
+    for (uint64_t j = 0; j < k; j++)
+      want[j] += weight * g_part[j];
+  }
+  CHECK_NEAR(loss, want_loss, 1e-5 * want_loss);
+  for (uint64_t j = 0; j < k; j++)
+    CHECK_NEAR(g[j], want[j], 1e-6 + 1e-4 * fabs(want[j]));
+  pd_eval e_whole, e_part;
+  pd_model_evaluate(whole, params, &data.ds, &e_whole);
+  pd_model_evaluate(part, params, &data.ds, &e_part);
+  CHECK_NEAR(e_whole.loss, e_part.loss, 1e-9);
+  data_free(&data);
+  free(want);
+  free(g_part);
+  free(g);
+  free(params);
+  pd_model_free(part);
+  pd_model_free(whole);
+}
+
 /* ---------------------------------------------------------------- dropout */
 
 static void test_dropout_masks(void) {
@@ -643,8 +688,8 @@ static void test_evaluate_known(void) {
   CHECK_NEAR(e.accuracy, 0.75, 1e-12);
   CHECK(e.rmse == 0.0);
   /* Row loss: log(1 + exp(z_other - z_label)). */
-  double expected = (log1p(exp(-1.0)) + log1p(exp(-1.0)) + log1p(exp(0.2 - 0.9)) +
-                     log1p(exp(0.7 - 0.1))) / 4.0;
+  double expected =
+      (log1p(exp(-1.0)) + log1p(exp(-1.0)) + log1p(exp(0.2 - 0.9)) + log1p(exp(0.7 - 0.1))) / 4.0;
   CHECK_NEAR(e.loss, expected, 1e-6);
   pd_dataset empty = {.rows = 0, .cols = 2, .features = x, .labels = y};
   pd_model_evaluate(model, params, &empty, &e);
@@ -679,8 +724,12 @@ static void test_evaluate_linreg(void) {
   uint64_t row_ptr[4] = {0, 1, 2, 4};
   uint32_t cols[4] = {0, 1, 0, 1};
   float values[4] = {1, 1, 1, 1};
-  pd_dataset sparse = {.rows = 3, .cols = 2, .row_ptr = row_ptr, .col_idx = cols,
-                       .values = values, .targets = targets};
+  pd_dataset sparse = {.rows = 3,
+                       .cols = 2,
+                       .row_ptr = row_ptr,
+                       .col_idx = cols,
+                       .values = values,
+                       .targets = targets};
   pd_eval es;
   pd_model_evaluate(model, params, &sparse, &es);
   CHECK_NEAR(es.rmse, e.rmse, 1e-7);
@@ -709,8 +758,8 @@ static void test_evaluate_logreg(void) {
   pd_eval e;
   pd_model_evaluate(model, params, &data, &e);
   CHECK_NEAR(e.accuracy, 0.75, 1e-12);
-  double expected = (log1p(exp(-2.0)) + log1p(exp(-2.0)) + log1p(exp(1.0)) + log1p(exp(-2.0))) /
-                    4.0;
+  double expected =
+      (log1p(exp(-2.0)) + log1p(exp(-2.0)) + log1p(exp(1.0)) + log1p(exp(-2.0))) / 4.0;
   CHECK_NEAR(e.loss, expected, 1e-6);
   float targets[4] = {1, -1, -1, 1};
   pd_dataset by_target = {.rows = 4, .cols = 2, .features = x, .targets = targets};
@@ -748,8 +797,12 @@ static void test_sparse_logreg_large(void) {
     }
   }
   row_ptr[ROWS] = ROWS * NNZ;
-  pd_dataset batch = {.rows = ROWS, .cols = FEATURES, .row_ptr = row_ptr, .col_idx = cols,
-                      .values = values, .labels = labels};
+  pd_dataset batch = {.rows = ROWS,
+                      .cols = FEATURES,
+                      .row_ptr = row_ptr,
+                      .col_idx = cols,
+                      .values = values,
+                      .labels = labels};
   for (uint64_t j = 0; j < k; j++)
     grad[j] = NAN;
   double t0 = pd_now();
@@ -882,8 +935,12 @@ static void test_train_logreg_sparse(void) {
     labels[r] = cols[r * NNZ] < FEATURES / NNZ / 2;
   }
   row_ptr[N] = N * NNZ;
-  pd_dataset data = {.rows = N, .cols = FEATURES, .row_ptr = row_ptr, .col_idx = cols,
-                     .values = values, .labels = labels};
+  pd_dataset data = {.rows = N,
+                     .cols = FEATURES,
+                     .row_ptr = row_ptr,
+                     .col_idx = cols,
+                     .values = values,
+                     .labels = labels};
   pd_model *model = new_model(&spec, BATCH);
   float *params = init_params(&spec, pd_model_num_params(model));
   double first_epoch, last_epoch;
@@ -947,6 +1004,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_gradient_logreg);
   PD_RUN(test_gradient_lenet);
   PD_RUN(test_sparse_equals_dense);
+  PD_RUN(test_lenet_micro_batches);
   PD_RUN(test_dropout_masks);
   PD_RUN(test_softmax_stable);
   PD_RUN(test_evaluate_known);

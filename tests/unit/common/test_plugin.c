@@ -191,8 +191,12 @@ static void test_train_and_evaluate(void) {
     labels[r] = (uint8_t)(a ^ b);
   }
   row_ptr[N] = 2 * N;
-  pd_dataset data = {.rows = N, .cols = INPUTS, .row_ptr = row_ptr, .col_idx = cols,
-                     .values = values, .labels = labels};
+  pd_dataset data = {.rows = N,
+                     .cols = INPUTS,
+                     .row_ptr = row_ptr,
+                     .col_idx = cols,
+                     .values = values,
+                     .labels = labels};
   pd_eval before, after;
   pd_model_evaluate(model, params, &data, &before);
   for (int epoch = 0; epoch < 30; epoch++)
@@ -278,14 +282,34 @@ static void test_bad_config(void) {
   pd_model_spec spec = fm_spec(10, "factors=3\ncolour=blue\n");
   check_refused(&spec, "model.config: plugin", "unknown key 'colour'");
   spec = fm_spec(10, "factors=0\n");
-  check_refused(&spec, "factorization-machine", "factors: must be an integer from 1 to 1024, got '0'");
+  check_refused(&spec, "factorization-machine",
+                "factors: must be an integer from 1 to 1024, got '0'");
   spec = fm_spec(10, "");
   spec.layers[1] = 3;
   check_refused(&spec, "model.config", "has 1 output");
 }
 
+/* Daemons load plugins only from plugin_dir; by default none at all. */
+static void test_plugin_dir_policy(void) {
+  pd_model_spec spec = fm_spec(20, "factors=3\nloss=logistic\n");
+  char err[512] = "", dir[PD_PATH_MAX];
+  uint64_t k = 0;
+  pd_model_allow_plugins("");
+  CHECK(pd_model_layout(&spec, NULL, 0, &k, err, sizeof err) < 0);
+  CHECK_STR_CONTAINS(err, "model.path: plugins are disabled on this daemon");
+  build_path("examples", dir, sizeof dir);
+  pd_model_allow_plugins(dir);
+  CHECK_EQ_INT(pd_model_layout(&spec, NULL, 0, &k, err, sizeof err), 0);
+  build_path("tests/plugins/libbad_abi.so", spec.path, sizeof spec.path);
+  CHECK(pd_model_layout(&spec, NULL, 0, &k, err, sizeof err) < 0);
+  CHECK_STR_CONTAINS(err, "is not in plugin_dir");
+  pd_model_allow_plugins(NULL);
+}
+
 int main(int argc, char **argv) {
+  pd_model_allow_plugins(NULL); /* the cases below load from the build folder */
   build_path("examples/libpando_example_plugin.so", example_path, sizeof example_path);
+  PD_RUN(test_plugin_dir_policy);
   PD_RUN(test_layout);
   PD_RUN(test_init_range_pieces);
   PD_RUN(test_gradient_logistic);

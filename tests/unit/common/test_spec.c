@@ -233,7 +233,7 @@ static void test_unknown_keys(void) {
       {9,
        "  epoch: 3",
        {"training: unknown key 'epoch' (line 9); expected one of: epochs, batch_size, update, "
-        "shuffle, lr_schedule, batch_schedule, optimizer"}},
+        "staleness, backup_workers, shuffle, lr_schedule, batch_schedule, optimizer"}},
       {12,
        "  optimizer: {type: sgd, lr: 0.1, nesterov: true}",
        {"training.optimizer: unknown key 'nesterov' (line 12); expected one of: type, lr, "
@@ -299,7 +299,20 @@ static void test_enums(void) {
   static const struct error_case cases[] = {
       {11,
        "  update: bsq",
-       {"training.update: unknown value 'bsq' (line 11); expected one of: bsp, asp"}},
+       {"training.update: unknown value 'bsq' (line 11); expected one of: bsp, asp, ssp"}},
+      {11,
+       "  update: bsp\n  staleness: 2",
+       {"training.staleness: only used with training.update ssp, got 2 with update bsp (line 12)"}},
+      {11,
+       "  update: ssp\n  staleness: -1",
+       {"training.staleness: must be between 0 and 1000000, got -1 (line 12)"}},
+      {11,
+       "  update: asp\n  backup_workers: 1",
+       {"training.backup_workers: only used with training.update bsp, got 1 with update asp "
+        "(line 12)"}},
+      {11,
+       "  update: bsp\n  backup_workers: 4095",
+       {"training.backup_workers: cluster.workers + backup_workers must be <= 4096, got 2 + 4095"}},
       {2,
        "model: {type: cnn, layers: [784, 10]}",
        {"model.type: unknown value 'cnn' (line 2); expected one of: softmax, mlp"}},

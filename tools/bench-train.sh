@@ -1,0 +1,72 @@
+#!/bin/sh
+# Training throughput, side by side in one run (`make bench` runs it after
+# tools/bench.sh): the gradient of one batch of 64 on one thread (gradbench),
+# and whole jobs trained standalone (pando-worker --standalone, with 1 and 2
+# BLAS threads) and on a local cluster (M=2 servers, N=2 workers, BSP). The
+# jobs' samples/s come from the duration of their last epoch (data loading
+# excluded). Prints a markdown table on stdout.
+set -eu
+BUILD=${BUILD:-build}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pando-bench-train.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A Fashion-MNIST subset of ROWS training rows (the full test set) for the
+# slower CNN, so that the benchmark stays short.
+subset() { # subset ROWS DIR
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import gzip, struct, sys
+rows, out = int(sys.argv[1]), sys.argv[2]
+src = "/usr/share/datasets/fashion-mnist/"
+for name, per in (("train-images-idx3-ubyte.gz", 784), ("train-labels-idx1-ubyte.gz", 1)):
+    data = gzip.open(src + name).read()
+    ndim = data[3]
+    head = data[:4] + struct.pack(">I", rows) + data[8:4 + 4 * ndim]
+    off = 4 + 4 * ndim
+    gzip.open(out + "/" + name, "wb").write(head + data[off:off + rows * per])
+PY
+}
+# job NAME SPEC EPOCHS: writes a copy of SPEC with EPOCHS epochs (and the CNN's
+# data subset) to $TMP/NAME.yaml
+job() {
+  sed "s/epochs: [0-9]*/epochs: $3/" "$2" >"$TMP/$1.yaml"
+  if [ "$1" = lenet ]; then
+    sed -i "s|/usr/share/datasets/fashion-mnist/train|$TMP/train|" "$TMP/$1.yaml"
+  fi
+}
+# last_epoch_sps OUT ROWS: samples/s of the last "epoch N: ... (S s)" line
+last_epoch_sps() {
+  sed -n 's/^epoch [0-9]*: .*(\([0-9.]*\) s)$/\1/p' "$1" | tail -n 1 |
+    awk -v rows="$2" '{ printf "%.0f", rows / $1 }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+subset 16000 "$TMP"
+job mlp examples/fashion-mlp.yaml 2
+job lenet examples/fashion-lenet.yaml 2
+echo "bench-train: gradient throughput" >&2
+mlp_grad=$("$BUILD/tools/gradbench" examples/fashion-mlp.yaml 64 3 | awk '/^BENCH/ { split($4, kv, "="); print kv[2] }')
+lenet_grad=$("$BUILD/tools/gradbench" examples/fashion-lenet.yaml 64 5 | awk '/^BENCH/ { split($4, kv, "="); print kv[2] }')
+for name in mlp lenet; do
+  rows=60000
+  [ "$name" = lenet ] && rows=16000
+  for threads in 1 2; do
+    echo "bench-train: $name standalone, $threads BLAS threads" >&2
+    OPENBLAS_NUM_THREADS=$threads "$BUILD/bin/pando-worker" --standalone "$TMP/$name.yaml" \
+      >"$TMP/$name.s$threads" 2>/dev/null
+    eval "${name}_s$threads=$(last_epoch_sps "$TMP/$name.s$threads" $rows)"
+  done
+  echo "bench-train: $name on a cluster, M=2, N=2" >&2
+  TMPDIR=$TMP sh tools/local-cluster.sh "$TMP/$name.yaml" >"$TMP/$name.c" 2>/dev/null
+  eval "${name}_c=$(last_epoch_sps "$TMP/$name.c" $rows)"
+done
+
+echo "| samples/s (batch 64 per worker) | MLP 784-256-10 | LeNet CNN |"
+echo "| --- | --- | --- |"
+echo "| gradient only, 1 thread (gradbench) | $mlp_grad | $lenet_grad |"
+echo "| standalone job, 1 BLAS thread | $mlp_s1 | $lenet_s1 |"
+echo "| standalone job, 2 BLAS threads | $mlp_s2 | $lenet_s2 |"
+echo "| cluster job, M=2 servers, N=2 workers (1 thread each), BSP | $mlp_c | $lenet_c |"
+echo "| cluster / standalone with 2 threads (same 2 cores) | $(ratio "$mlp_c" "$mlp_s2") | $(ratio "$lenet_c" "$lenet_s2") |"
+echo "| standalone job / gradient only (1 thread) | $(ratio "$mlp_s1" "$mlp_grad") | $(ratio "$lenet_s1" "$lenet_grad") |"

@@ -131,7 +131,8 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tools/local-cluster.sh examples/fashion-mlp.yaml
 
-bench: deps
+bench:
+	@sh tools/deps.sh bench
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tools/bench.sh
 	@BUILD=$(BUILD) sh tools/bench-train.sh

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs with apt whatever Pando needs to build, run and test that is not
 # there yet. Does nothing (and needs no root) when everything is installed.
+# `sh tools/deps.sh bench` also installs what only `make bench` needs (PyTorch,
+# for the baseline in tools/bench-train.sh).
 set -eu
 PKGS="build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 libopenblas-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev dataset-fashion-mnist
@@ -8,6 +10,8 @@ grpc-proto protobuf-compiler python3-grpcio python3-protobuf python3-numpy
 python3-yaml python3-prometheus-client iperf3"
 # docker-compose (Python, no engine): tests/integration/test_compose_config.sh.
 PKGS="$PKGS docker-compose"
+# tools/torch-baseline.py: only for the benchmark.
+[ "${1:-}" = bench ] && PKGS="$PKGS python3-torch"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

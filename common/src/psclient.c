@@ -50,6 +50,7 @@ struct pd_psclient {
   int pending;
   int failed;
   uint64_t min_version;
+  int dropped; /* a server dropped the last push (too late for its round) */
   char err[512];
 };
 
@@ -118,6 +119,7 @@ static int plan(pd_psclient *c, uint64_t begin, uint64_t end, char *err, size_t 
   c->failed = 0;
   c->err[0] = '\0';
   c->min_version = UINT64_MAX;
+  c->dropped = 0;
   for (int i = 0; i < c->nservers; i++)
     c->servers[i].pulling = UINT64_MAX;
   return 0;
@@ -192,6 +194,7 @@ static void push_done(const pd_rpc_result *r, void *user) {
     return;
   }
   ch->client->min_version = PD_MIN(ch->client->min_version, resp->version);
+  ch->client->dropped |= resp->dropped;
   pando__v1__push_response__free_unpacked(resp, NULL);
 }
 
@@ -263,6 +266,8 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
     *version = c->min_version;
   return 0;
 }
+
+int pd_psclient_push_dropped(const pd_psclient *c) { return c->dropped; }
 
 int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,
                      const float *grad, char *err, size_t errlen) {

@@ -45,11 +45,12 @@ static const pd_config_option options[] = {
     {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, 256, "1",
      "OpenBLAS threads for the gradient computation", NULL},
     {"slowdown", PD_CFG_DOUBLE, offsetof(worker_config, slowdown), 0, 1, 1000, "1",
-     "testing aid: make this worker a straggler, sleeping (slowdown - 1) x the compute time "
-     "after each batch",
+     "testing aid: make this worker a straggler: each batch takes slowdown x as long (sleeping "
+     "(slowdown - 1) x its compute time, batch_delay_ms included)",
      NULL},
     {"batch_delay_ms", PD_CFG_INT, offsetof(worker_config, batch_delay_ms), 0, 0, 3600000, "0",
-     "testing aid: sleep this many milliseconds after each batch", NULL},
+     "testing aid: sleep this many milliseconds after each batch (simulated compute time)",
+     NULL},
     {"standalone", S(standalone), "",
      "train this job spec in this process, without servers or coordinator, and exit", NULL},
     {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},

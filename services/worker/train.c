@@ -86,9 +86,10 @@ static int max_batch_rows(const pd_job_spec *spec, uint64_t partition_rows, uint
   return (int)PD_MIN(most, partition_rows);
 }
 
-/* The worker's testing slowdown after a gradient that took `seconds`. */
+/* The worker's testing slowdown after a gradient that took `seconds`: the
+ * batch delay stands for more compute, and the slowdown stretches both. */
 static void straggle(const pd_train_job *tj, double seconds) {
-  double pause = (tj->slowdown - 1) * seconds + tj->batch_delay_sec;
+  double pause = (tj->slowdown - 1) * seconds + tj->slowdown * tj->batch_delay_sec;
   if (pause <= 0)
     return;
   struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
@@ -144,6 +145,7 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
   int skip_ahead = spec->training.update == PD_UPDATE_BSP && spec->training.backup_workers > 0;
   int epoch = 0;
   uint32_t steps = 0, size = 0, done_steps = 0;
+  uint64_t lost = 0, skipped_clocks = 0; /* backup workers: gradients dropped, clocks skipped */
   double loss_sum = 0;
   while (clock < total) {
     uint32_t step;
@@ -170,6 +172,7 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
         goto done;
       pulled = clock;
       if (skip_ahead && (int64_t)version > clock) {
+        skipped_clocks += (uint64_t)(PD_MIN((int64_t)version, total) - clock);
         clock = pulled = PD_MIN((int64_t)version, total);
         skipped = 1;
       }
@@ -186,8 +189,10 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
       double compute_start = pd_now();
       loss_sum += pd_model_gradient(model, params, batch, grad);
       straggle(tj, pd_now() - compute_start);
-      if ((rc = store->push(store->ctx, clock, grad, err, errlen)) != 0)
+      int dropped = 0;
+      if ((rc = store->push(store->ctx, clock, grad, &dropped, err, errlen)) != 0)
         goto done;
+      lost += dropped;
       clock++;
       done_steps++;
       tp.window_samples += e - b;
@@ -231,6 +236,9 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
       goto cancelled;
   }
   PD_INFO("job %s: finished %d epochs in %.1f s", tj->job, spec->training.epochs, pd_now() - t0);
+  if (skip_ahead)
+    PD_INFO("job %s: %llu gradients dropped (too late for their rounds), %llu clocks skipped",
+            tj->job, (unsigned long long)lost, (unsigned long long)skipped_clocks);
   goto done;
 cancelled:
   pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", tj->job);
@@ -281,8 +289,11 @@ void pd_local_store_free(pd_local_store *s) {
   free(s);
 }
 
-static int local_push(void *ctx, int64_t clock, const float *grad, char *err, size_t errlen) {
+static int local_push(void *ctx, int64_t clock, const float *grad, int *dropped, char *err,
+                      size_t errlen) {
   (void)err, (void)errlen;
+  if (dropped)
+    *dropped = 0;
   pd_local_store *s = ctx;
   int epoch = pd_schedule_epoch_of_clock(&s->spec, s->min_rows, clock, NULL);
   pd_optimizer_step(&s->optimizer, s->params, grad, 0, s->keys, pd_schedule_lr(&s->spec, epoch));

@@ -20,8 +20,11 @@ typedef struct pd_param_store {
    * NULL) receives the smallest version of the answers (BSP: the round). */
   int (*pull)(void *ctx, int64_t clock, float *params, uint64_t *version, char *err,
               size_t errlen);
-  /* Sends the gradient of all K parameters computed at `clock`. */
-  int (*push)(void *ctx, int64_t clock, const float *grad, char *err, size_t errlen);
+  /* Sends the gradient of all K parameters computed at `clock`; *dropped
+   * (may be NULL) is set when it came too late for its round (backup
+   * workers) and was not applied. */
+  int (*push)(void *ctx, int64_t clock, const float *grad, int *dropped, char *err,
+              size_t errlen);
   void *ctx;
   /* Non-NULL: the K parameters in this process, read in place (pull is then
    * never called). The local store does this, so standalone mode copies
@@ -43,7 +46,9 @@ typedef struct pd_train_job {
   uint32_t workers;  /* all workers of the job */
   int evaluate;      /* evaluate on the test split after each epoch */
   /* Testing aids that make this worker a straggler: after computing a
-   * batch's gradient in t seconds, sleep (slowdown - 1) t + batch_delay_sec. */
+   * batch's gradient in t seconds, sleep batch_delay_sec (simulated compute)
+   * and (slowdown - 1) x (t + batch_delay_sec), so that the batch takes
+   * slowdown times as long as it would at full speed. */
   double slowdown;        /* >= 1; 1: full speed */
   double batch_delay_sec; /* >= 0 */
 } pd_train_job;

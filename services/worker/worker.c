@@ -63,9 +63,13 @@ static int remote_pull(void *ctx, int64_t clock, float *params, uint64_t *versio
   return pd_psclient_pull(r->client, 0, r->keys, clock, params, version, err, errlen);
 }
 
-static int remote_push(void *ctx, int64_t clock, const float *grad, char *err, size_t errlen) {
+static int remote_push(void *ctx, int64_t clock, const float *grad, int *dropped, char *err,
+                       size_t errlen) {
   remote_store *r = ctx;
-  return pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen);
+  int rc = pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen);
+  if (rc == 0 && dropped)
+    *dropped = pd_psclient_push_dropped(r->client);
+  return rc;
 }
 
 int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,

@@ -44,4 +44,8 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
 int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,
                      const float *grad, char *err, size_t errlen);
 
+/* Whether a server dropped part of the last push because it came too late
+ * for its round (BSP with backup workers; PushResponse.dropped). */
+int pd_psclient_push_dropped(const pd_psclient *c);
+
 #endif

@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""PyTorch baseline for tools/bench-train.sh: trains the jobs of
+examples/fashion-mlp.yaml and examples/fashion-lenet.yaml with PyTorch on the
+CPU, as `pando-worker --standalone` does, and prints the same lines:
+
+    epoch N: train loss X, test accuracy Y, test loss Z (S s)
+
+S is measured as Pando measures it: from the end of the previous epoch's line
+to this one, i.e. the epoch's training loop (shuffle, batches, forward,
+backward, Adam step) plus the evaluation on the test set. The data is loaded
+into tensors before the clock starts, so the first epoch has no loading in it
+(Pando's first epoch has; bench-train.sh uses the last epoch). A last line
+"samples/s: ..." gives the last epoch's training rows / S, and the same for the
+training loop alone.
+
+    /usr/bin/python3 tools/torch-baseline.py --model mlp|lenet [--epochs N]
+        [--threads T] [--rows N] [--data DIR]
+"""
+import argparse
+import gzip
+import os
+import sys
+import time
+
+import numpy as np
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--model", choices=("mlp", "lenet"), default="mlp")
+parser.add_argument("--epochs", type=int, default=3)
+parser.add_argument("--threads", type=int, default=1,
+                    help="intra-op, inter-op and BLAS threads (default 1)")
+parser.add_argument("--rows", type=int, default=0,
+                    help="use the first ROWS training rows (default: all)")
+parser.add_argument("--batch", type=int, default=64)
+parser.add_argument("--lr", type=float, default=0.001)
+parser.add_argument("--seed", type=int, default=42)
+parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+args = parser.parse_args()
+
+# Before torch is imported: OpenMP (torch's own kernels, oneDNN) and OpenBLAS
+# (torch's matrix products; Debian's torch links the system libblas) read
+# these when they start, and torch.set_num_threads does not reach OpenBLAS.
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[var] = str(args.threads)
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+torch.set_num_threads(args.threads)
+torch.set_num_interop_threads(args.threads)
+torch.manual_seed(args.seed)
+
+
+def idx(path):
+    """An IDX file (gzip) as a numpy array of its shape."""
+    data = gzip.open(path).read()
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        sys.exit(f"{path}: not an IDX file of unsigned bytes")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load(split, rows):
+    x = idx(f"{args.data}/{split}-images-idx3-ubyte.gz")
+    y = idx(f"{args.data}/{split}-labels-idx1-ubyte.gz")
+    if rows:
+        x, y = x[:rows], y[:rows]
+    # features scaled to [0, 1] as Pando's IDX reader does (byte / 255)
+    x = torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / np.float32(255))
+    if args.model == "lenet":
+        x = x.reshape(len(x), 1, 28, 28)
+    return x.contiguous(), torch.from_numpy(y.astype(np.int64))
+
+
+train_x, train_y = load("train", args.rows)
+test_x, test_y = load("t10k", 0)
+
+if args.model == "mlp":  # model: {type: mlp, layers: [784, 256, 10], activation: relu}
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    shuffle = False  # fashion-mlp.yaml has no `shuffle`: batches in file order
+else:  # model: {type: lenet, input_shape: [1, 28, 28]}, training.shuffle: true
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(512, 10))
+    shuffle = True
+optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+loss_fn = nn.CrossEntropyLoss()  # softmax cross-entropy, mean over the batch
+params = sum(p.numel() for p in model.parameters())
+rows = len(train_x)
+# Pando's schedule: ceil(rows / batch) steps, the last one takes the rest
+steps = (rows + args.batch - 1) // args.batch
+print(f"torch {torch.__version__}, {args.model}, {params} parameters, {rows} training rows, "
+      f"{args.threads} threads", file=sys.stderr)
+
+
+def evaluate():
+    model.eval()
+    loss = correct = 0.0
+    with torch.no_grad():
+        for b in range(0, len(test_x), 1000):
+            out = model(test_x[b:b + 1000])
+            loss += nn.functional.cross_entropy(out, test_y[b:b + 1000], reduction="sum").item()
+            correct += (out.argmax(1) == test_y[b:b + 1000]).sum().item()
+    model.train()
+    return correct / len(test_x), loss / len(test_x)
+
+
+last_end = time.perf_counter()
+for epoch in range(1, args.epochs + 1):
+    start = time.perf_counter()
+    order = torch.randperm(rows) if shuffle else None
+    loss_sum = 0.0
+    for step in range(steps):
+        b, e = step * args.batch, rows if step + 1 == steps else (step + 1) * args.batch
+        if shuffle:
+            x, y = train_x[order[b:e]], train_y[order[b:e]]
+        else:
+            x, y = train_x[b:e], train_y[b:e]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item()
+    trained = time.perf_counter()
+    accuracy, test_loss = evaluate()
+    now = time.perf_counter()
+    print(f"epoch {epoch}: train loss {loss_sum / steps:.4f}, test accuracy {accuracy:.4f}, "
+          f"test loss {test_loss:.4f} ({now - last_end:.2f} s)", flush=True)
+    print(f"epoch {epoch}: training loop {trained - start:.2f} s, evaluation {now - trained:.2f} s",
+          file=sys.stderr)
+    last_end = now
+print(f"samples/s: {rows / (now - start):.0f} (last epoch with its evaluation, as in Pando's "
+      f"line), {rows / (trained - start):.0f} (training loop alone)")

@@ -125,7 +125,7 @@ $(BUILD)/tests/unit/common/test_plugin: | $(EXAMPLE_PLUGIN) $(TEST_PLUGINS)
 # `make test` runs every unit and integration test; `make test T=name` one of them.
 test: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) sh tests/run.sh $(T)
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/run.sh $(T)
 
 run: deps
 	@$(MAKE) --no-print-directory all

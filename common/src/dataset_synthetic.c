@@ -18,31 +18,22 @@
 #define TEST_STREAM 0x7465737400000000ull  /* "test" */
 #define WEIGHT_STREAM 0x7765696768740000ull
 
-/* splitmix64 (Steele, Lea, Flood 2014): a counter-based generator whose
- * outputs are good enough to seed and to draw from. */
-static uint64_t splitmix64(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-static uint64_t mix(uint64_t x) { return splitmix64(&x); }
+static uint64_t mix(uint64_t x) { return pd_splitmix64(&x); }
 
 /* A uniform integer in [0, n) (Lemire's multiply-shift with rejection). */
 static uint32_t uniform_below(uint64_t *state, uint32_t n) {
-  uint64_t m = (splitmix64(state) >> 32) * n;
+  uint64_t m = (pd_splitmix64(state) >> 32) * n;
   if ((uint32_t)m < n) {
     uint32_t threshold = (uint32_t)(-n) % n;
     while ((uint32_t)m < threshold)
-      m = (splitmix64(state) >> 32) * n;
+      m = (pd_splitmix64(state) >> 32) * n;
   }
   return (uint32_t)(m >> 32);
 }
 
 /* A uniform double in (0, 1). */
 static double uniform_open(uint64_t *state) {
-  return ((double)(splitmix64(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+  return ((double)(pd_splitmix64(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
 /* The hidden weight of feature j: uniform in [-1, 1), a function of (seed,

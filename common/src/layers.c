@@ -154,20 +154,14 @@ void pd__activation_backward(enum pd_activation activation, float *restrict delt
 
 /* ---------------------------------------------------------------- dropout */
 
-static uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 void pd__dropout_mask(uint64_t seed, uint64_t stream, float rate, float *mask, size_t n) {
   PD_ASSERT(rate >= 0.0f && rate < 1.0f);
   /* Each 64-bit hash gives two 32-bit uniforms; keep when u >= rate. */
-  uint64_t base = mix64(mix64(seed) ^ (stream * 0x9e3779b97f4a7c15ull));
+  uint64_t base = pd_mix64(pd_mix64(seed) ^ (stream * 0x9e3779b97f4a7c15ull));
   uint32_t threshold = (uint32_t)fmin((double)rate * 4294967296.0, 4294967295.0);
   float keep = 1.0f / (1.0f - rate);
   for (size_t i = 0; i < n; i += 2) {
-    uint64_t h = mix64(base + (uint64_t)i * 0xd1b54a32d192ed03ull);
+    uint64_t h = pd_mix64(base + (uint64_t)i * 0xd1b54a32d192ed03ull);
     mask[i] = (uint32_t)h >= threshold ? keep : 0.0f;
     if (i + 1 < n)
       mask[i + 1] = (uint32_t)(h >> 32) >= threshold ? keep : 0.0f;

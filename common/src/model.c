@@ -413,18 +413,12 @@ void pd_model_set_seed(pd_model *model, uint64_t seed) {
 
 /* ---------------------------------------------------------------- initialisation */
 
-static uint64_t splitmix64_mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 /* N(0, 1) for one key: outputs 2k and 2k+1 of the splitmix64 sequence seeded
  * with mix(seed), turned into a normal by Box-Muller. */
 static double key_normal(uint64_t seed_mix, uint64_t key) {
   const uint64_t gamma = 0x9e3779b97f4a7c15ull;
-  uint64_t h1 = splitmix64_mix(seed_mix + (2 * key + 1) * gamma);
-  uint64_t h2 = splitmix64_mix(seed_mix + (2 * key + 2) * gamma);
+  uint64_t h1 = pd_mix64(seed_mix + (2 * key + 1) * gamma);
+  uint64_t h2 = pd_mix64(seed_mix + (2 * key + 2) * gamma);
   double u1 = (double)((h1 >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
   double u2 = (double)(h2 >> 11) * 0x1.0p-53;       /* [0, 1) */
   return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
@@ -452,7 +446,7 @@ int pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end,
   uint64_t num_params = 0;
   int count = builtin_layout(spec, params, &num_params);
   PD_ASSERT(begin <= end && end <= num_params);
-  uint64_t seed_mix = splitmix64_mix(spec->seed);
+  uint64_t seed_mix = pd_mix64(spec->seed);
   for (int i = 0; i < count; i++) {
     uint64_t lo = PD_MAX(begin, params[i].offset);
     uint64_t hi = PD_MIN(end, params[i].offset + params[i].size);

@@ -27,21 +27,13 @@ uint32_t pd_plan_steps_per_epoch(uint64_t rows, uint32_t workers, uint32_t batch
 #define RESHUFFLE_STREAM 0x7265736875666c00ull        /* "reshufl" */
 #define EPOCH_STREAM 0x65706f6368000000ull            /* "epoch" */
 
-/* splitmix64 (Steele, Lea, Flood 2014). */
-static uint64_t splitmix64(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-static uint64_t mix(uint64_t x) { return splitmix64(&x); }
+static uint64_t mix(uint64_t x) { return pd_splitmix64(&x); }
 
 /* A uniform integer in [0, n), n >= 1 (rejection of the biased low values). */
 static uint64_t uniform_below(uint64_t *state, uint64_t n) {
   uint64_t threshold = (0 - n) % n, r;
   do
-    r = splitmix64(state);
+    r = pd_splitmix64(state);
   while (r < threshold);
   return r % n;
 }

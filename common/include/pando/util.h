@@ -18,6 +18,19 @@ char *pd_xstrdup(const char *s);
 /* Allocates `size` bytes aligned to 64 bytes; free with free(). */
 void *pd_xmalloc_aligned(size_t size);
 
+/* splitmix64 (Steele, Lea, Flood 2014): pd_mix64 is its finaliser, a
+ * well-mixed hash of z; pd_splitmix64 the next output of the counter-based
+ * generator whose state is *state. Seeded initialisation, partitions,
+ * shuffles, dropout masks and synthetic data all draw from it. */
+static inline uint64_t pd_mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+static inline uint64_t pd_splitmix64(uint64_t *state) {
+  return pd_mix64(*state += 0x9e3779b97f4a7c15ull);
+}
+
 /* Seconds on the monotonic clock. */
 double pd_now(void);
 /* Nanoseconds on the monotonic clock. */

@@ -40,7 +40,8 @@ static const command_info commands[] = {
      "            a progress line on standard error (rewritten in place on a\n"
      "            terminal, else a line per epoch and at most every 5 s), a line\n"
      "            per finished epoch, the final state and, on success, the last\n"
-     "            line \"test accuracy: 0.XXXX\". Ctrl-C stops waiting and leaves the\n"
+     "            line \"test accuracy: 0.XXXX\" (\"test rmse: X\" for a regression).\n"
+     "            Ctrl-C stops waiting and leaves the\n"
      "            job running. An unreachable coordinator is retried for 30 s.\n"
      "\n"
      "With --output json, prints the job status (with --wait: the final one).\n"
@@ -496,9 +497,13 @@ static int finish_wait(ctl *c, waiter *w, const Pando__V1__JobStatus *status) {
   } else {
     pd_ctl_final_line(status, line, sizeof line);
     fprintf(c->out, "%s\n", line);
-    if (status->state == PANDO__V1__JOB_STATE__SUCCEEDED && status->n_history > 0)
-      fprintf(c->out, "test accuracy: %.4f\n",
-              status->history[status->n_history - 1]->test_accuracy);
+    if (status->state == PANDO__V1__JOB_STATE__SUCCEEDED && status->n_history > 0) {
+      const Pando__V1__EpochRecord *last = status->history[status->n_history - 1];
+      if (last->test_rmse > 0 && last->test_accuracy == 0) /* a regression */
+        fprintf(c->out, "test rmse: %.4f\n", last->test_rmse);
+      else
+        fprintf(c->out, "test accuracy: %.4f\n", last->test_accuracy);
+    }
   }
   fflush(c->out);
   return status->state == PANDO__V1__JOB_STATE__SUCCEEDED ? PD_CTL_EXIT_OK : PD_CTL_EXIT_FAILURE;

@@ -90,11 +90,18 @@ void pd_ctl_progress_line(const Pando__V1__JobStatus *status, char *buf, size_t 
   }
 }
 
+/* A regression's records carry an RMSE and no accuracy. */
+static int is_regression(const Pando__V1__EpochRecord *record) {
+  return record->test_rmse > 0 && record->test_accuracy == 0;
+}
+
 void pd_ctl_epoch_line(const Pando__V1__JobStatus *status, size_t index, char *buf, size_t len) {
   const Pando__V1__EpochRecord *record = status->history[index];
   double start = index > 0 ? status->history[index - 1]->seconds : 0;
-  snprintf(buf, len, "epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f (%.1f s)",
-           record->epoch, record->train_loss, record->test_accuracy, record->test_loss,
+  int rmse = is_regression(record);
+  snprintf(buf, len, "epoch %u: train loss %.4f, test %s %.4f, test loss %.4f (%.1f s)",
+           record->epoch, record->train_loss, rmse ? "rmse" : "accuracy",
+           rmse ? record->test_rmse : record->test_accuracy, record->test_loss,
            record->seconds - start);
 }
 
@@ -194,15 +201,16 @@ void pd_ctl_print_job(FILE *out, const Pando__V1__JobStatus *status) {
     return;
   }
   fprintf(out, "history:\n");
-  static const char *const headers[] = {"EPOCH",     "TRAIN LOSS", "TEST ACCURACY",
-                                        "TEST LOSS", "EPOCH TIME", "ELAPSED"};
+  int rmse = is_regression(status->history[0]);
+  const char *const headers[] = {"EPOCH",     "TRAIN LOSS", rmse ? "TEST RMSE" : "TEST ACCURACY",
+                                 "TEST LOSS", "EPOCH TIME", "ELAPSED"};
   pd_ctl_table *table = pd_ctl_table_new(headers, 6);
   for (size_t i = 0; i < status->n_history; i++) {
     const Pando__V1__EpochRecord *record = status->history[i];
     double start = i > 0 ? status->history[i - 1]->seconds : 0;
     pd_ctl_table_cell(table, "%u", record->epoch);
     pd_ctl_table_cell(table, "%.4f", record->train_loss);
-    pd_ctl_table_cell(table, "%.4f", record->test_accuracy);
+    pd_ctl_table_cell(table, "%.4f", rmse ? record->test_rmse : record->test_accuracy);
     pd_ctl_table_cell(table, "%.4f", record->test_loss);
     pd_ctl_table_cell(table, "%.1f s", record->seconds - start);
     pd_ctl_format_duration(record->seconds, elapsed, sizeof elapsed);

@@ -772,6 +772,12 @@ static void test_epoch_and_final_lines(void) {
   pd_ctl_epoch_line(st, 1, line, sizeof line);
   CHECK(strcmp(line, "epoch 2: train loss 0.5500, test accuracy 0.8610, test loss 0.4200 "
                      "(17.8 s)") == 0);
+  /* a regression reports its RMSE instead of an accuracy */
+  s.records[1].test_accuracy = 0;
+  s.records[1].test_rmse = 1.25;
+  pd_ctl_epoch_line(st, 1, line, sizeof line);
+  CHECK(strcmp(line, "epoch 2: train loss 0.5500, test rmse 1.2500, test loss 0.4200 "
+                     "(17.8 s)") == 0);
   st->elapsed_sec = 37;
   pd_ctl_final_line(st, line, sizeof line);
   CHECK(strcmp(line, "job job-7 SUCCEEDED in 0:37") == 0);

@@ -2,9 +2,11 @@
 # Training throughput, side by side in one run (`make bench` runs it after
 # tools/bench.sh): the gradient of one batch of 64 on one thread (gradbench),
 # and whole jobs trained standalone (pando-worker --standalone, with 1 and 2
-# BLAS threads) and on a local cluster (M=2 servers, N=2 workers, BSP). The
-# jobs' samples/s come from the duration of their last epoch (data loading
-# excluded). Prints a markdown table on stdout.
+# BLAS threads) and on a local cluster (M=2 servers, N=2 workers, BSP), and
+# the same jobs trained with PyTorch on 1 and 2 threads (tools/torch-baseline.py;
+# `make bench` installs python3-torch, the rows say n/a without it). The jobs'
+# samples/s come from the duration of their last epoch (training and test
+# evaluation; data loading excluded). Prints a markdown table on stdout.
 set -eu
 BUILD=${BUILD:-build}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/pando-bench-train.XXXXXX")
@@ -41,6 +43,15 @@ last_epoch_sps() {
     awk -v rows="$2" '{ printf "%.0f", rows / $1 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# vs_torch PANDO1 TORCH1 PANDO2 TORCH2: the cell of the Pando / PyTorch row
+vs_torch() {
+  if [ "$2" = n/a ]; then echo n/a; else echo "$(ratio "$1" "$2") (1 thread), $(ratio "$3" "$4") (2 threads)"; fi
+}
+torch=yes
+/usr/bin/python3 -c 'import torch' 2>/dev/null || {
+  torch=no
+  echo "bench-train: no PyTorch (apt-get install python3-torch), its rows say n/a" >&2
+}
 
 subset 16000 "$TMP"
 job mlp examples/fashion-mlp.yaml 2
@@ -57,6 +68,21 @@ for name in mlp lenet; do
       >"$TMP/$name.s$threads" 2>/dev/null
     eval "${name}_s$threads=$(last_epoch_sps "$TMP/$name.s$threads" $rows)"
   done
+  # PyTorch: OpenMP threads x OpenBLAS threads (two pools, see
+  # tools/torch-baseline.py); 2 threads is the faster of 2 x 1 and 1 x 2
+  eval "${name}_t1=n/a ${name}_t2=n/a"
+  for split in 1x1 2x1 1x2; do
+    [ "$torch" = yes ] || break
+    omp=${split%x*} blas=${split#*x}
+    echo "bench-train: $name with PyTorch, $omp OpenMP x $blas OpenBLAS threads" >&2
+    /usr/bin/python3 tools/torch-baseline.py --model "$name" --epochs 2 --threads "$omp" \
+      --blas-threads "$blas" --rows "$rows" >"$TMP/$name.t$split" 2>/dev/null
+    sps=$(last_epoch_sps "$TMP/$name.t$split" $rows)
+    echo "bench-train: $sps samples/s" >&2
+    t=$((omp + blas - 1))
+    eval "best=\$${name}_t$t"
+    if [ "$best" = n/a ] || [ "$sps" -gt "$best" ]; then eval "${name}_t$t=$sps"; fi
+  done
   echo "bench-train: $name on a cluster, M=2, N=2" >&2
   TMPDIR=$TMP sh tools/local-cluster.sh "$TMP/$name.yaml" >"$TMP/$name.c" 2>/dev/null
   eval "${name}_c=$(last_epoch_sps "$TMP/$name.c" $rows)"
@@ -67,6 +93,9 @@ echo "| --- | --- | --- |"
 echo "| gradient only, 1 thread (gradbench) | $mlp_grad | $lenet_grad |"
 echo "| standalone job, 1 BLAS thread | $mlp_s1 | $lenet_s1 |"
 echo "| standalone job, 2 BLAS threads | $mlp_s2 | $lenet_s2 |"
+echo "| PyTorch 1.13 (same job), 1 thread | $mlp_t1 | $lenet_t1 |"
+echo "| PyTorch 1.13 (same job), 2 threads (faster of 2 OpenMP x 1 BLAS, 1 x 2) | $mlp_t2 | $lenet_t2 |"
+echo "| Pando standalone / PyTorch (same threads) | $(vs_torch "$mlp_s1" "$mlp_t1" "$mlp_s2" "$mlp_t2") | $(vs_torch "$lenet_s1" "$lenet_t1" "$lenet_s2" "$lenet_t2") |"
 echo "| cluster job, M=2 servers, N=2 workers (1 thread each), BSP | $mlp_c | $lenet_c |"
 echo "| cluster / standalone with 2 threads (same 2 cores) | $(ratio "$mlp_c" "$mlp_s2") | $(ratio "$lenet_c" "$lenet_s2") |"
 echo "| standalone job / gradient only (1 thread) | $(ratio "$mlp_s1" "$mlp_grad") | $(ratio "$lenet_s1" "$lenet_grad") |"

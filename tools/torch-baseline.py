@@ -14,7 +14,14 @@ into tensors before the clock starts, so the first epoch has no loading in it
 training loop alone.
 
     /usr/bin/python3 tools/torch-baseline.py --model mlp|lenet [--epochs N]
-        [--threads T] [--rows N] [--data DIR]
+        [--threads T] [--blas-threads B] [--rows N] [--data DIR]
+
+Debian's torch runs its convolutions in oneDNN (OpenMP threads) and its matrix
+products in the system's OpenBLAS (pthreads), two thread pools: --threads sets
+the first, --blas-threads the second. Both at 2 on 2 cores oversubscribe them
+(OpenMP's threads spin while OpenBLAS's want the cores; the MLP runs 5-10 times
+slower), so tools/bench-train.sh runs 2 threads as 2 x 1 and 1 x 2 and keeps
+the faster.
 """
 import argparse
 import gzip
@@ -28,7 +35,9 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--model", choices=("mlp", "lenet"), default="mlp")
 parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--threads", type=int, default=1,
-                    help="intra-op, inter-op and BLAS threads (default 1)")
+                    help="torch's intra-op (OpenMP) and inter-op threads (default 1)")
+parser.add_argument("--blas-threads", type=int, default=0,
+                    help="OpenBLAS threads (default: --threads)")
 parser.add_argument("--rows", type=int, default=0,
                     help="use the first ROWS training rows (default: all)")
 parser.add_argument("--batch", type=int, default=64)
@@ -40,8 +49,8 @@ args = parser.parse_args()
 # Before torch is imported: OpenMP (torch's own kernels, oneDNN) and OpenBLAS
 # (torch's matrix products; Debian's torch links the system libblas) read
 # these when they start, and torch.set_num_threads does not reach OpenBLAS.
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[var] = str(args.threads)
+os.environ["OMP_NUM_THREADS"] = str(args.threads)
+os.environ["OPENBLAS_NUM_THREADS"] = str(args.blas_threads or args.threads)
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -92,17 +101,23 @@ rows = len(train_x)
 # Pando's schedule: ceil(rows / batch) steps, the last one takes the rest
 steps = (rows + args.batch - 1) // args.batch
 print(f"torch {torch.__version__}, {args.model}, {params} parameters, {rows} training rows, "
-      f"{args.threads} threads", file=sys.stderr)
+      f"{args.threads} OpenMP threads, {os.environ['OPENBLAS_NUM_THREADS']} OpenBLAS threads",
+      file=sys.stderr)
+
+
+# the test set in the chunks pd_model_evaluate uses: 128 rows for LeNet, the
+# batch size otherwise
+chunk = 128 if args.model == "lenet" else args.batch
 
 
 def evaluate():
     model.eval()
     loss = correct = 0.0
     with torch.no_grad():
-        for b in range(0, len(test_x), 1000):
-            out = model(test_x[b:b + 1000])
-            loss += nn.functional.cross_entropy(out, test_y[b:b + 1000], reduction="sum").item()
-            correct += (out.argmax(1) == test_y[b:b + 1000]).sum().item()
+        for b in range(0, len(test_x), chunk):
+            out = model(test_x[b:b + chunk])
+            loss += nn.functional.cross_entropy(out, test_y[b:b + chunk], reduction="sum").item()
+            correct += (out.argmax(1) == test_y[b:b + chunk]).sum().item()
     model.train()
     return correct / len(test_x), loss / len(test_x)
 

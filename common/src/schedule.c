@@ -44,7 +44,27 @@ uint32_t pd_schedule_steps(const pd_job_spec *spec, uint64_t min_partition_rows,
   return (uint32_t)((min_partition_rows + batch - 1) / batch);
 }
 
-/* How many epochs from `epoch` on are sure to run the same steps as `epoch`
+uint32_t pd_schedule_batches_per_clock(const pd_job_spec *spec, uint64_t min_partition_rows,
+                                       int epoch) {
+  uint32_t steps = pd_schedule_steps(spec, min_partition_rows, epoch);
+  switch (spec->training.frequency) {
+  case PD_FREQ_EPOCH:
+    return steps;
+  case PD_FREQ_NBATCHES:
+    return (uint32_t)spec->training.nbatches < steps ? (uint32_t)spec->training.nbatches : steps;
+  default:
+    return 1;
+  }
+}
+
+uint32_t pd_schedule_clocks(const pd_job_spec *spec, uint64_t min_partition_rows, int epoch) {
+  uint32_t steps = pd_schedule_steps(spec, min_partition_rows, epoch);
+  uint32_t per_clock = pd_schedule_batches_per_clock(spec, min_partition_rows, epoch);
+  return (steps + per_clock - 1) / per_clock;
+}
+
+/* How many epochs from `epoch` on are sure to run the same steps (so the same
+ * clocks) as `epoch`
  * (to the end of its batch size's span), or 0 if all of them do: the batch
  * size no longer grows (or no longer changes the steps), or the job's epochs
  * are over (later epochs repeat the steps of the first one after the end, so
@@ -68,7 +88,7 @@ int64_t pd_schedule_epoch_begin(const pd_job_spec *spec, uint64_t min_partition_
     int64_t run = same_steps_run(spec, min_partition_rows, at);
     if (run == 0 || run > epoch - at)
       run = epoch - at;
-    clock += run * pd_schedule_steps(spec, min_partition_rows, (int)at);
+    clock += run * pd_schedule_clocks(spec, min_partition_rows, (int)at);
     at += run;
   }
   return clock;
@@ -80,15 +100,15 @@ int pd_schedule_epoch_of_clock(const pd_job_spec *spec, uint64_t min_partition_r
   uint64_t left = (uint64_t)clock;
   int64_t at = 1;
   for (;;) {
-    uint64_t steps = pd_schedule_steps(spec, min_partition_rows, (int)at);
+    uint64_t clocks = pd_schedule_clocks(spec, min_partition_rows, (int)at);
     int64_t run = same_steps_run(spec, min_partition_rows, at);
-    if (run == 0 || left < (uint64_t)run * steps) {
-      uint64_t epoch = (uint64_t)at + left / steps;
+    if (run == 0 || left < (uint64_t)run * clocks) {
+      uint64_t epoch = (uint64_t)at + left / clocks;
       if (step)
-        *step = (uint32_t)(left % steps);
+        *step = (uint32_t)(left % clocks);
       return epoch > INT_MAX ? INT_MAX : (int)epoch;
     }
-    left -= (uint64_t)run * steps;
+    left -= (uint64_t)run * clocks;
     at += run;
   }
 }

@@ -32,6 +32,8 @@ static const struct enum_name activation_names[] = {
     {PD_ACT_RELU, "relu"}, {PD_ACT_TANH, "tanh"}, {PD_ACT_SIGMOID, "sigmoid"}, {0, NULL}};
 static const struct enum_name update_names[] = {
     {PD_UPDATE_BSP, "bsp"}, {PD_UPDATE_ASP, "asp"}, {PD_UPDATE_SSP, "ssp"}, {0, NULL}};
+static const struct enum_name frequency_names[] = {
+    {PD_FREQ_BATCH, "batch"}, {PD_FREQ_EPOCH, "epoch"}, {PD_FREQ_NBATCHES, "nbatches"}, {0, NULL}};
 static const struct enum_name optimizer_names[] = {
     {PD_OPT_SGD, "sgd"},           {PD_OPT_MOMENTUM, "momentum"}, {PD_OPT_NESTEROV, "nesterov"},
     {PD_OPT_ADAGRAD, "adagrad"},   {PD_OPT_RMSPROP, "rmsprop"},   {PD_OPT_ADAM, "adam"},
@@ -61,6 +63,7 @@ _Static_assert(sizeof(enum pd_model_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_activation) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_update) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_optimizer_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_frequency) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_partition) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_normalize) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_lr_schedule) == sizeof(int), "enum size");
@@ -261,6 +264,30 @@ static int check_backup_workers(const pd_job_spec *spec, struct problem *pb, cha
   return 0;
 }
 
+/* training.nbatches belongs to frequency nbatches. */
+static int check_nbatches(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen) {
+  (void)path, (void)pathlen;
+  if (spec->training.nbatches == 1 || spec->training.frequency == PD_FREQ_NBATCHES)
+    return 0;
+  return problem(pb, "only used with training.frequency nbatches, got %d with frequency %s",
+                 spec->training.nbatches, enum_to_name(frequency_names, spec->training.frequency));
+}
+
+/* Hogwild threads share the batches between a pull and the next push. */
+static int check_threads(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen) {
+  (void)path, (void)pathlen;
+  int t = spec->training.threads;
+  if (t == 1 || spec->training.frequency == PD_FREQ_EPOCH ||
+      (spec->training.frequency == PD_FREQ_NBATCHES && spec->training.nbatches >= t))
+    return 0;
+  return problem(pb,
+                 "%d threads share the batches between a pull and a push: they need "
+                 "training.frequency epoch, or nbatches with training.nbatches >= %d (got "
+                 "frequency %s, nbatches %d)",
+                 t, t, enum_to_name(frequency_names, spec->training.frequency),
+                 spec->training.nbatches);
+}
+
 #define FIELD(member) offsetof(pd_job_spec, member), sizeof(((pd_job_spec *)0)->member)
 
 static const struct spec_key keys[] = {
@@ -273,8 +300,7 @@ static const struct spec_key keys[] = {
     {"model.activation", K_ENUM, FIELD(model.activation), .default_value = "relu",
      .names = activation_names},
     {"model.seed", K_UINT64, FIELD(model.seed), .default_value = "0"},
-    {"model.dropout", K_DOUBLE, FIELD(model.dropout), .default_value = "0", .min = 0,
-     .max = 0.99},
+    {"model.dropout", K_DOUBLE, FIELD(model.dropout), .default_value = "0", .min = 0, .max = 0.99},
     {"model.input_shape", K_INT_LIST, FIELD(model.input_shape), .min = 1, .max = 100000,
      .count_offset = offsetof(pd_job_spec, model.ninput_shape), .min_count = 0, .max_count = 3},
     {"model.path", K_STRING, FIELD(model.path), .default_value = ""},
@@ -297,12 +323,11 @@ static const struct spec_key keys[] = {
     {"data.header", K_ENUM, FIELD(data.header), .default_value = "false", .names = bool_names},
     {"data.synthetic", K_MAP, .required = 0},
     {"data.synthetic.rows", K_UINT64, FIELD(data.synthetic.rows), .default_value = "0"},
-    {"data.synthetic.test_rows", K_UINT64, FIELD(data.synthetic.test_rows),
-     .default_value = "0"},
+    {"data.synthetic.test_rows", K_UINT64, FIELD(data.synthetic.test_rows), .default_value = "0"},
     {"data.synthetic.features", K_INT, FIELD(data.synthetic.features), .default_value = "0",
      .min = 0, .max = 2000000000},
-    {"data.synthetic.nnz_per_row", K_INT, FIELD(data.synthetic.nnz), .default_value = "0",
-     .min = 0, .max = 1000000},
+    {"data.synthetic.nnz_per_row", K_INT, FIELD(data.synthetic.nnz), .default_value = "0", .min = 0,
+     .max = 1000000},
     {"data.synthetic.seed", K_UINT64, FIELD(data.synthetic.seed), .default_value = "0"},
     {"training", K_MAP, .required = 1},
     {"training.epochs", K_INT, FIELD(training.epochs), .required = 1, .min = 1, .max = 100000},
@@ -314,6 +339,12 @@ static const struct spec_key keys[] = {
      .max = 1000000, .check = check_staleness},
     {"training.backup_workers", K_INT, FIELD(training.backup_workers), .default_value = "0",
      .min = 0, .max = 4095, .check = check_backup_workers},
+    {"training.frequency", K_ENUM, FIELD(training.frequency), .default_value = "batch",
+     .names = frequency_names},
+    {"training.nbatches", K_INT, FIELD(training.nbatches), .default_value = "1", .min = 1,
+     .max = 1000000, .check = check_nbatches},
+    {"training.threads", K_INT, FIELD(training.threads), .default_value = "1", .min = 1, .max = 256,
+     .check = check_threads},
     {"training.shuffle", K_ENUM, FIELD(training.shuffle), .default_value = "false",
      .names = bool_names},
     {"training.lr_schedule", K_MAP, .required = 0},
@@ -332,9 +363,8 @@ static const struct spec_key keys[] = {
      .default_value = "1", .min = 1, .max = 100000},
     {"training.batch_schedule.factor", K_DOUBLE, FIELD(training.batch_schedule.factor),
      .default_value = "2", .min = 1, .max = 1000},
-    {"training.batch_schedule.max_batch_size", K_INT,
-     FIELD(training.batch_schedule.max_batch_size), .default_value = "65536", .min = 1,
-     .max = 65536},
+    {"training.batch_schedule.max_batch_size", K_INT, FIELD(training.batch_schedule.max_batch_size),
+     .default_value = "65536", .min = 1, .max = 65536},
     {"training.optimizer", K_MAP, .required = 1},
     {"training.optimizer.type", K_ENUM, FIELD(training.optimizer.type), .default_value = "sgd",
      .names = optimizer_names},
@@ -342,8 +372,8 @@ static const struct spec_key keys[] = {
      .min_exclusive = 1, .max = INFINITY},
     {"training.optimizer.momentum", K_DOUBLE, FIELD(training.optimizer.momentum),
      .default_value = "0.9", .min = 0, .max = 0.999999},
-    {"training.optimizer.beta1", K_DOUBLE, FIELD(training.optimizer.beta1),
-     .default_value = "0.9", .min = 0, .max = 0.999999},
+    {"training.optimizer.beta1", K_DOUBLE, FIELD(training.optimizer.beta1), .default_value = "0.9",
+     .min = 0, .max = 0.999999},
     {"training.optimizer.beta2", K_DOUBLE, FIELD(training.optimizer.beta2),
      .default_value = "0.999", .min = 0, .max = 0.999999999},
     {"training.optimizer.epsilon", K_DOUBLE, FIELD(training.optimizer.epsilon),
@@ -941,5 +971,10 @@ const char *pd_partition_name(enum pd_partition partition) {
 
 const char *pd_optimizer_name(enum pd_optimizer_type type) {
   const char *name = enum_to_name(optimizer_names, (int)type);
+  return name ? name : "unknown";
+}
+
+const char *pd_frequency_name(enum pd_frequency frequency) {
+  const char *name = enum_to_name(frequency_names, (int)frequency);
   return name ? name : "unknown";
 }

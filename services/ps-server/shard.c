@@ -278,7 +278,8 @@ int pd_shard_pull(pd_shard *s, pd_rpc_call *call, uint32_t worker, int64_t clock
 }
 
 /* The learning rate of a gradient pushed at worker clock `clock`: the lr
- * schedule's value for the clock's epoch, looked up once per epoch. */
+ * schedule's value for the clock's epoch, looked up once per epoch (an
+ * epoch's clocks follow training.frequency, as the workers count them). */
 static double lr_of_clock(pd_shard *s, int64_t clock) {
   if (s->spec.training.lr_schedule.type == PD_LR_CONSTANT)
     return s->spec.training.optimizer.lr;
@@ -286,7 +287,8 @@ static double lr_of_clock(pd_shard *s, int64_t clock) {
     uint32_t step;
     int epoch = pd_schedule_epoch_of_clock(&s->spec, s->min_partition_rows, clock, &step);
     s->lr_epoch.begin = clock - step;
-    s->lr_epoch.end = s->lr_epoch.begin + pd_schedule_steps(&s->spec, s->min_partition_rows, epoch);
+    s->lr_epoch.end =
+        s->lr_epoch.begin + pd_schedule_clocks(&s->spec, s->min_partition_rows, epoch);
     s->lr_epoch.lr = pd_schedule_lr(&s->spec, epoch);
   }
   return s->lr_epoch.lr;

@@ -2,6 +2,8 @@
  * mode; see train.h. */
 #include "train.h"
 
+#include <cblas.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,21 @@ static int load_partition(const pd_train_job *tj, pd_dataset *train, uint64_t *r
   pd_dataset_close(&all);
   if (train->rows == 0)
     return pd_errf(err, errlen, -PD_EINVAL_SPEC, "worker %u has no training rows", tj->rank);
+  return 0;
+}
+
+/* Sparse data's feature space is the model's inputs: a file's highest
+ * feature may be below it (libsvm), never above it. */
+static int fit_columns(const pd_job_spec *spec, pd_dataset *ds, const char *split, char *err,
+                       size_t errlen) {
+  uint32_t inputs = (uint32_t)spec->model.layers[0];
+  if (ds->rows == 0 || ds->features || ds->cols == inputs)
+    return 0;
+  if (ds->cols > inputs)
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "data.%s: features up to %u, but the model takes %u inputs (model.layers[0])",
+                   split, ds->cols, inputs);
+  ds->cols = inputs;
   return 0;
 }
 
@@ -103,20 +120,84 @@ typedef struct throughput {
   double samples_per_sec;
 } throughput;
 
+/* One compute thread of a clock that covers several batches (training.frequency
+ * nbatches or epoch) or runs several threads (training.threads, Hogwild):
+ * it takes batches first + index, first + index + nthreads, ... of
+ * [first, last), computes each gradient on the worker's local copy, adds it
+ * to its own accumulator and takes a plain SGD step on the local copy. The
+ * threads share the local copy without locks (Recht et al., NIPS 2011: with
+ * sparse gradients collisions are rare and do little harm). */
+typedef struct compute_thread {
+  const pd_train_job *tj;
+  pd_model *model;     /* this thread's scratch space */
+  float *grad, *accum; /* K floats each: the batch's gradient, the clock's sum */
+  pd_dataset gathered; /* training.shuffle: the batch's rows */
+  float *local;        /* the worker's local copy (shared, no locks) */
+  const pd_dataset *train;
+  const uint64_t *order; /* the epoch's row order (training.shuffle) */
+  uint64_t keys;
+  uint32_t steps, size; /* of the epoch */
+  uint32_t first, last; /* the clock's batches */
+  uint32_t index, nthreads;
+  double lr;       /* of the local SGD steps: the epoch's scheduled lr */
+  double loss_sum; /* out: of the thread's batches */
+  uint64_t batches, samples;
+  pthread_t tid;
+} compute_thread;
+
+/* The rows of batch `step`: a view, or the shuffled rows gathered into `gathered`. */
+static const pd_dataset *batch_rows(const pd_job_spec *spec, const pd_dataset *train,
+                                    const uint64_t *order, uint32_t steps, uint32_t size,
+                                    uint32_t step, pd_dataset *view, pd_dataset *gathered) {
+  uint64_t b, e;
+  pd_plan_batch(train->rows, steps, size, step, &b, &e);
+  *view = pd_dataset_view(train, b, e);
+  if (!spec->training.shuffle)
+    return view;
+  pd_dataset_gather(train, order + b, e - b, gathered);
+  return gathered;
+}
+
+static void *compute(void *arg) {
+  compute_thread *ct = arg;
+  ct->loss_sum = 0;
+  ct->batches = ct->samples = 0;
+  memset(ct->accum, 0, ct->keys * sizeof(float));
+  for (uint32_t j = ct->first + ct->index; j < ct->last; j += ct->nthreads) {
+    if (pd_daemon_stopping())
+      break;
+    pd_dataset view;
+    const pd_dataset *batch = batch_rows(ct->tj->spec, ct->train, ct->order, ct->steps, ct->size, j,
+                                         &view, &ct->gathered);
+    double compute_start = pd_now();
+    ct->loss_sum += pd_model_gradient(ct->model, ct->local, batch, ct->grad);
+    cblas_saxpy((int)ct->keys, 1.0f, ct->grad, 1, ct->accum, 1);
+    cblas_saxpy((int)ct->keys, (float)-ct->lr, ct->grad, 1, ct->local, 1);
+    straggle(ct->tj, pd_now() - compute_start);
+    ct->batches++;
+    ct->samples += batch->rows;
+  }
+  return NULL;
+}
+
 int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progress_sink *sink,
              char *err, size_t errlen) {
   const pd_job_spec *spec = tj->spec;
-  pd_dataset train = {0}, test = {0}, gathered = {0};
+  pd_dataset train = {0}, test = {0};
   pd_model *model = NULL;
-  float *own = NULL, *grad = NULL;
+  float *own = NULL, *local = NULL;
   uint64_t *order = NULL, rows = 0;
+  uint32_t nthreads = (uint32_t)PD_MAX(spec->training.threads, 1);
+  compute_thread *ct = pd_xcalloc(nthreads, sizeof *ct);
   double t0 = pd_now();
   int rc = load_partition(tj, &train, &rows, err, errlen);
   if (rc != 0)
     goto done;
-  if ((rc = check_labels(spec, &train, "train", err, errlen)) != 0)
+  if ((rc = fit_columns(spec, &train, "train", err, errlen)) != 0 ||
+      (rc = check_labels(spec, &train, "train", err, errlen)) != 0)
     goto done;
   if (tj->evaluate && ((rc = pd_dataset_load(spec, 1, &test, err, errlen)) != 0 ||
+                       (rc = fit_columns(spec, &test, "test", err, errlen)) != 0 ||
                        (rc = check_labels(spec, &test, "test", err, errlen)) != 0))
     goto done;
   PD_INFO("job %s: rank %u of %u, %llu of %llu training rows (%s) loaded in %.2f s", tj->job,
@@ -124,18 +205,38 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
           pd_partition_name(spec->data.partition), pd_now() - t0);
 
   uint64_t min_rows = pd_plan_min_partition_rows(rows, tj->workers, spec->data.partition);
-  model = pd_model_new(&spec->model, max_batch_rows(spec, train.rows, min_rows), err, errlen);
-  if (!model) {
-    rc = -PD_EINVAL_SPEC;
-    goto done;
+  int max_batch = max_batch_rows(spec, train.rows, min_rows);
+  for (uint32_t i = 0; i < nthreads; i++) {
+    ct[i].model = pd_model_new(&spec->model, max_batch, err, errlen);
+    if (!ct[i].model) {
+      rc = -PD_EINVAL_SPEC;
+      goto done;
+    }
+    /* thread 0 as a single-threaded worker; the others' dropout masks differ */
+    pd_model_set_seed(ct[i].model, (tj->rank + 1) + ((uint64_t)i << 32));
   }
-  pd_model_set_seed(model, tj->rank + 1);
+  model = ct[0].model;
+  if (spec->training.frequency != PD_FREQ_BATCH || nthreads > 1)
+    PD_INFO("job %s: frequency %s (%u batches per pull and push in epoch 1), %u compute "
+            "thread%s on a local copy",
+            tj->job, pd_frequency_name(spec->training.frequency),
+            pd_schedule_batches_per_clock(spec, min_rows, 1), nthreads, nthreads > 1 ? "s" : "");
   uint64_t keys = pd_model_num_params(model);
   const float *params = store->shared;
   if (!params)
     params = own = pd_xmalloc_aligned(keys * sizeof(float));
-  grad = pd_xmalloc_aligned(keys * sizeof(float));
+  for (uint32_t i = 0; i < nthreads; i++)
+    ct[i].grad = pd_xmalloc_aligned(keys * sizeof(float));
+  float *grad = ct[0].grad;
   order = pd_xmalloc(train.rows * sizeof *order);
+  for (uint32_t i = 0; i < nthreads; i++) {
+    ct[i].tj = tj;
+    ct[i].train = &train;
+    ct[i].order = order;
+    ct[i].keys = keys;
+    ct[i].index = i;
+    ct[i].nthreads = nthreads;
+  }
 
   throughput tp = {0, pd_now(), 0, 0};
   int64_t clock = 0, pulled = -1;
@@ -144,16 +245,17 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
    * continues from the round its pull answers (its skipped clocks are lost) */
   int skip_ahead = spec->training.update == PD_UPDATE_BSP && spec->training.backup_workers > 0;
   int epoch = 0;
-  uint32_t steps = 0, size = 0, done_steps = 0;
+  uint32_t steps = 0, size = 0, per_clock = 1, done_steps = 0;
   uint64_t lost = 0, skipped_clocks = 0; /* backup workers: gradients dropped, clocks skipped */
   double loss_sum = 0;
   while (clock < total) {
-    uint32_t step;
-    int clock_epoch = pd_schedule_epoch_of_clock(spec, min_rows, clock, &step);
+    uint32_t clock_in_epoch;
+    int clock_epoch = pd_schedule_epoch_of_clock(spec, min_rows, clock, &clock_in_epoch);
     if (clock_epoch != epoch) {
       epoch = clock_epoch;
       steps = pd_schedule_steps(spec, min_rows, epoch);
       size = pd_schedule_batch_size(spec, epoch);
+      per_clock = pd_schedule_batches_per_clock(spec, min_rows, epoch);
       for (uint64_t i = 0; i < train.rows; i++)
         order[i] = i;
       if (spec->training.shuffle)
@@ -177,25 +279,64 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
         skipped = 1;
       }
     }
+    /* this clock's batches: one, or k (nbatches; the epoch's last clock the rest) */
+    uint32_t first = clock_in_epoch * per_clock, last = PD_MIN(first + per_clock, steps);
     if (!skipped) {
-      uint64_t b, e;
-      pd_plan_batch(train.rows, steps, size, step, &b, &e);
-      pd_dataset view = pd_dataset_view(&train, b, e);
-      const pd_dataset *batch = &view;
-      if (spec->training.shuffle) {
-        pd_dataset_gather(&train, order + b, e - b, &gathered);
-        batch = &gathered;
+      const float *update;
+      if (last - first == 1 && nthreads == 1) {
+        /* one batch: its gradient, on the pulled parameters */
+        pd_dataset view;
+        const pd_dataset *batch =
+            batch_rows(spec, &train, order, steps, size, first, &view, &ct[0].gathered);
+        double compute_start = pd_now();
+        loss_sum += pd_model_gradient(model, params, batch, grad);
+        straggle(tj, pd_now() - compute_start);
+        tp.window_samples += batch->rows;
+        done_steps++;
+        update = grad;
+      } else {
+        /* nfetch (Dean et al.) and Hogwild: SGD steps on a local copy of the
+         * pulled parameters; the push is the sum of the clock's gradients */
+        if (!local)
+          local = pd_xmalloc_aligned(keys * sizeof(float));
+        for (uint32_t i = 0; i < nthreads; i++)
+          if (!ct[i].accum)
+            ct[i].accum = pd_xmalloc_aligned(keys * sizeof(float));
+        memcpy(local, params, keys * sizeof(float));
+        double lr = pd_schedule_lr(spec, epoch);
+        for (uint32_t i = 0; i < nthreads; i++) {
+          ct[i].local = local;
+          ct[i].steps = steps;
+          ct[i].size = size;
+          ct[i].first = first;
+          ct[i].last = last;
+          ct[i].lr = lr;
+        }
+        for (uint32_t i = 1; i < nthreads; i++) {
+          int started = pthread_create(&ct[i].tid, NULL, compute, &ct[i]);
+          PD_ASSERT(started == 0);
+        }
+        compute(&ct[0]);
+        for (uint32_t i = 1; i < nthreads; i++)
+          pthread_join(ct[i].tid, NULL);
+        for (uint32_t i = 0; i < nthreads; i++) {
+          if (i > 0)
+            cblas_saxpy((int)keys, 1.0f, ct[i].accum, 1, ct[0].accum, 1);
+          loss_sum += ct[i].loss_sum;
+          done_steps += (uint32_t)ct[i].batches;
+          tp.window_samples += ct[i].samples;
+        }
+        update = ct[0].accum;
       }
-      double compute_start = pd_now();
-      loss_sum += pd_model_gradient(model, params, batch, grad);
-      straggle(tj, pd_now() - compute_start);
+      if (pd_daemon_stopping()) {
+        rc = pd_errf(err, errlen, -PD_ESHUTDOWN, "the worker was asked to shut down");
+        goto done;
+      }
       int dropped = 0;
-      if ((rc = store->push(store->ctx, clock, grad, &dropped, err, errlen)) != 0)
+      if ((rc = store->push(store->ctx, clock, update, &dropped, err, errlen)) != 0)
         goto done;
       lost += dropped;
       clock++;
-      done_steps++;
-      tp.window_samples += e - b;
       double now = pd_now();
       if (now - tp.last_report >= REPORT_EVERY_SEC) {
         tp.samples_per_sec = tp.window_samples / (now - tp.window_start);
@@ -203,8 +344,8 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
         tp.window_samples = 0;
         Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
         r.epoch = (uint32_t)epoch;
-        r.step = step + 1;
-        r.loss = loss_sum / done_steps;
+        r.step = last;
+        r.loss = done_steps ? loss_sum / done_steps : 0;
         r.samples_per_sec = tp.samples_per_sec;
         if ((rc = sink->report(sink->ctx, &r)) != 0)
           goto cancelled;
@@ -243,11 +384,16 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
 cancelled:
   pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", tj->job);
 done:
+  for (uint32_t i = 0; i < nthreads; i++) {
+    free(ct[i].accum);
+    free(ct[i].grad);
+    pd_model_free(ct[i].model);
+    pd_dataset_close(&ct[i].gathered);
+  }
+  free(ct);
   free(order);
-  free(grad);
+  free(local);
   free(own);
-  pd_model_free(model);
-  pd_dataset_close(&gathered);
   pd_dataset_close(&test);
   pd_dataset_close(&train);
   return rc;

@@ -1,6 +1,9 @@
 /* The worker loop, independent of where the parameters live: load this
- * worker's partition of the data, then for every step pull the parameters,
+ * worker's partition of the data, then for every clock pull the parameters,
  * compute the mini-batch gradient and push it; evaluate after each epoch.
+ * With training.frequency nbatches or epoch a clock covers k batches: SGD
+ * steps on a local copy, by training.threads Hogwild threads, and a push of
+ * the sum of the k gradients.
  * A parameter store is either the cluster (pd_psclient, worker.c) or a local
  * in-process store (standalone mode), so the baseline and the cluster run the
  * same code. */

@@ -49,6 +49,35 @@ loss=$(metric test_loss)
 t_check "linreg reports a test RMSE ($rmse) below the labels' spread (2.9), and loss = RMSE^2 / 2" \
   /usr/bin/python3 -c "import sys; sys.exit(not (0 < $rmse < 2.9 and abs($loss - $rmse ** 2 / 2) < 1e-6))"
 
+t_check "pandoctl status shows the regression's RMSE" sh -c "'$BIN/pandoctl' status $id | grep -q 'TEST RMSE'"
+
+# Sparse logistic regression on libsvm files over 1,048,576 features: seeded
+# synthetic rows (a hidden weight vector decides the label) written as libsvm.
+/usr/bin/python3 - "$T_DIR" <<'PY'
+import random, sys
+out, features, nnz = sys.argv[1], 1 << 20, 20
+rng = random.Random(5)
+w = {}
+def weight(j):
+    if j not in w:
+        w[j] = rng.gauss(0, 1)
+    return w[j]
+for name, rows in (("train.svm", 20000), ("test.svm", 2000)):
+    with open(out + "/" + name, "w") as f:
+        for _ in range(rows):
+            cols = sorted(rng.sample(range(1, features + 1), nnz))
+            score = sum(weight(j) for j in cols) + rng.gauss(0, 0.5)
+            f.write("%d %s\n" % (1 if score > 0 else -1, " ".join("%d:1" % j for j in cols)))
+PY
+job libsvm "{type: logreg, layers: [1048576, 1], seed: 1}" \
+  "{format: libsvm, train: {features: $T_DIR/train.svm}, test: {features: $T_DIR/test.svm}}" 3 0.1
+sed -i 's/update: bsp/update: asp/' "$T_DIR/libsvm.yaml"
+run libsvm "sparse logistic regression on libsvm input, 1,048,576 features (ASP)"
+first=$(t_json "$T_DIR/$id.json" "j['history'][0]['train_loss']")
+last=$(t_json "$T_DIR/$id.json" "j['history'][-1]['train_loss']")
+t_check "its training loss falls ($first -> $last)" \
+  /usr/bin/python3 -c "import sys; sys.exit(not $last < $first)"
+
 job lenet "{type: lenet, layers: [784, 10], input_shape: [1, 28, 28], seed: 1}" "$fashion" 1 0.01
 run lenet "LeNet on 1024 Fashion-MNIST rows"
 acc=$(metric test_accuracy)

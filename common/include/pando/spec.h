@@ -25,6 +25,11 @@ enum pd_activation { PD_ACT_RELU = 1, PD_ACT_TANH, PD_ACT_SIGMOID };
 /* Update strategies (README "Update strategies"): bulk synchronous (with
  * optional backup workers), asynchronous, stale synchronous. */
 enum pd_update { PD_UPDATE_BSP = 1, PD_UPDATE_ASP, PD_UPDATE_SSP };
+/* How often a worker talks to the servers (SystemDS paramserv's `freq`):
+ * pull and push every batch, every training.nbatches batches (the "nfetch"
+ * worker of Dean et al., NIPS 2012: SGD steps on a local copy in between),
+ * or once per epoch. */
+enum pd_frequency { PD_FREQ_BATCH = 1, PD_FREQ_EPOCH, PD_FREQ_NBATCHES };
 enum pd_optimizer_type {
   PD_OPT_SGD = 1,
   PD_OPT_MOMENTUM,
@@ -102,6 +107,9 @@ typedef struct pd_job_spec {
     enum pd_update update;
     int staleness;         /* ssp: s, how many clocks a worker may run ahead of the slowest */
     int backup_workers;    /* bsp: b extra workers; each round takes the first N gradients */
+    enum pd_frequency frequency; /* batches per pull/push: 1, nbatches or a whole epoch */
+    int nbatches;          /* frequency nbatches: k, the batches between a pull and a push */
+    int threads;           /* Hogwild: compute threads sharing the worker's local copy */
     pd_optimizer_spec optimizer;
     int shuffle;           /* reshuffle each worker's rows every epoch */
     struct {
@@ -138,6 +146,7 @@ int pd_job_spec_validate(const pd_job_spec *spec, char *err, size_t errlen);
 
 /* Names used in YAML and in status output for the enums above. */
 const char *pd_update_name(enum pd_update update);
+const char *pd_frequency_name(enum pd_frequency frequency);
 const char *pd_model_type_name(enum pd_model_type type);
 const char *pd_optimizer_name(enum pd_optimizer_type type);
 const char *pd_partition_name(enum pd_partition partition);

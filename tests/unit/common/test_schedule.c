@@ -21,6 +21,9 @@ static pd_job_spec base_spec(void) {
   spec.training.batch_schedule.step_epochs = 1;
   spec.training.batch_schedule.factor = 2;
   spec.training.batch_schedule.max_batch_size = 65536;
+  spec.training.frequency = PD_FREQ_BATCH;
+  spec.training.nbatches = 1;
+  spec.training.threads = 1;
   return spec;
 }
 
@@ -214,6 +217,56 @@ static void test_clock_far_future(void) {
   CHECK_EQ_INT(pd_schedule_epoch_of_clock(&spec, 10, INT64_MAX, NULL), INT_MAX);
 }
 
+/* training.frequency: 1000 rows in batches of 64 are 16 steps; nbatches 3
+ * makes 6 clocks per epoch (3, 3, 3, 3, 3, 1 batches), nbatches 16 or more
+ * and epoch make 1; the clocks index the pushes, so epochs begin every 6
+ * (or 1) clocks and the servers' lr schedule follows. */
+static void test_clocks_of_frequency(void) {
+  pd_job_spec spec = base_spec();
+  CHECK_EQ_INT(pd_schedule_batches_per_clock(&spec, 1000, 1), 1);
+  CHECK_EQ_INT(pd_schedule_clocks(&spec, 1000, 1), 16);
+  spec.training.frequency = PD_FREQ_NBATCHES;
+  spec.training.nbatches = 1;
+  CHECK_EQ_INT(pd_schedule_clocks(&spec, 1000, 1), 16);
+  spec.training.nbatches = 3;
+  CHECK_EQ_INT(pd_schedule_batches_per_clock(&spec, 1000, 1), 3);
+  CHECK_EQ_INT(pd_schedule_clocks(&spec, 1000, 1), 6);
+  CHECK_EQ_INT(pd_schedule_epoch_begin(&spec, 1000, 2), 6);
+  CHECK_EQ_INT(pd_schedule_epoch_begin(&spec, 1000, 9), 48);
+  check_clock(&spec, 1000, 5, 1, 5);
+  check_clock(&spec, 1000, 6, 2, 0);
+  check_clock(&spec, 1000, 47, 8, 5);
+  spec.training.nbatches = 16;
+  CHECK_EQ_INT(pd_schedule_clocks(&spec, 1000, 1), 1);
+  spec.training.nbatches = 1000;
+  CHECK_EQ_INT(pd_schedule_batches_per_clock(&spec, 1000, 1), 16);
+  CHECK_EQ_INT(pd_schedule_clocks(&spec, 1000, 1), 1);
+  spec.training.frequency = PD_FREQ_EPOCH;
+  CHECK_EQ_INT(pd_schedule_batches_per_clock(&spec, 1000, 1), 16);
+  CHECK_EQ_INT(pd_schedule_clocks(&spec, 1000, 1), 1);
+  CHECK_EQ_INT(pd_schedule_epoch_begin(&spec, 1000, 9), 8);
+  check_clock(&spec, 1000, 3, 4, 0);
+  check_clock(&spec, 1000, 1600, 1601, 0);
+  /* with an increasing batch (32, 32, 16, 16, 8, 8, 5, 5 steps) and
+   * nbatches 3: 11, 11, 6, 6, 3, 3, 2, 2 clocks */
+  spec.training.frequency = PD_FREQ_NBATCHES;
+  spec.training.nbatches = 3;
+  spec.training.batch_size = 32;
+  spec.training.batch_schedule.type = PD_BATCH_INCREASE;
+  spec.training.batch_schedule.step_epochs = 2;
+  spec.training.batch_schedule.max_batch_size = 200;
+  const int64_t begin[] = {0, 11, 22, 28, 34, 37, 40, 42, 44};
+  for (int e = 1; e <= 9; e++)
+    CHECK_EQ_INT(pd_schedule_epoch_begin(&spec, 1000, e), begin[e - 1]);
+  for (int64_t clock = 0; clock < 100; clock++) {
+    uint32_t step;
+    int e = pd_schedule_epoch_of_clock(&spec, 1000, clock, &step);
+    int64_t b = pd_schedule_epoch_begin(&spec, 1000, e);
+    CHECK(b <= clock && clock < b + pd_schedule_clocks(&spec, 1000, e));
+    CHECK_EQ_INT(clock - b, step);
+  }
+}
+
 static void test_min_partition_rows(void) {
   CHECK_EQ_INT(pd_plan_min_partition_rows(1000, 4, PD_PARTITION_DISJOINT_CONTIGUOUS), 250);
   CHECK_EQ_INT(pd_plan_min_partition_rows(1003, 4, PD_PARTITION_DISJOINT_CONTIGUOUS), 250);
@@ -236,6 +289,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_clock_increasing_batch);
   PD_RUN(test_clock_batch_outgrows_partition);
   PD_RUN(test_clock_far_future);
+  PD_RUN(test_clocks_of_frequency);
   PD_RUN(test_min_partition_rows);
   PD_TEST_DONE();
 }

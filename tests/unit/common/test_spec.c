@@ -233,7 +233,8 @@ static void test_unknown_keys(void) {
       {9,
        "  epoch: 3",
        {"training: unknown key 'epoch' (line 9); expected one of: epochs, batch_size, update, "
-        "staleness, backup_workers, shuffle, lr_schedule, batch_schedule, optimizer"}},
+        "staleness, backup_workers, frequency, nbatches, threads, shuffle, lr_schedule, "
+        "batch_schedule, optimizer"}},
       {12,
        "  optimizer: {type: sgd, lr: 0.1, nesterov: true}",
        {"training.optimizer: unknown key 'nesterov' (line 12); expected one of: type, lr, "
@@ -310,6 +311,25 @@ static void test_enums(void) {
        "  update: asp\n  backup_workers: 1",
        {"training.backup_workers: only used with training.update bsp, got 1 with update asp "
         "(line 12)"}},
+      {11,
+       "  nbatches: 4",
+       {"training.nbatches: only used with training.frequency nbatches, got 4 with frequency "
+        "batch (line 11)"}},
+      {11,
+       "  frequency: nbatches\n  nbatches: 0",
+       {"training.nbatches: must be between 1 and 1000000, got 0 (line 12)"}},
+      {11,
+       "  frequency: often",
+       {"training.frequency: unknown value 'often' (line 11); expected one of: batch, epoch, "
+        "nbatches"}},
+      {11,
+       "  threads: 2",
+       {"training.threads: 2 threads share the batches between a pull and a push: they need "
+        "training.frequency epoch, or nbatches with training.nbatches >= 2 (got frequency "
+        "batch, nbatches 1) (line 11)"}},
+      {11,
+       "  frequency: nbatches\n  nbatches: 3\n  threads: 4",
+       {"training.threads: 4 threads share the batches between a pull and a push"}},
       {11,
        "  update: bsp\n  backup_workers: 4095",
        {"training.backup_workers: cluster.workers + backup_workers must be <= 4096, got 2 + 4095"}},

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """PyTorch baseline for tools/bench-train.sh: trains the jobs of
-examples/fashion-mlp.yaml and examples/fashion-lenet.yaml with PyTorch on the
-CPU, as `pando-worker --standalone` does, and prints the same lines:
+examples/fashion-mlp.yaml and examples/fashion-lenet.yaml (for LeNet with its
+standardised inputs and cosine learning-rate decay) with PyTorch on the CPU, as
+`pando-worker --standalone` does, and prints the same lines:
 
     epoch N: train loss X, test accuracy Y, test loss Z (S s)
 
@@ -25,11 +26,10 @@ the faster.
 """
 import argparse
 import gzip
+import math
 import os
 import sys
 import time
-
-import numpy as np
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--model", choices=("mlp", "lenet"), default="mlp")
@@ -46,11 +46,13 @@ parser.add_argument("--seed", type=int, default=42)
 parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
 args = parser.parse_args()
 
-# Before torch is imported: OpenMP (torch's own kernels, oneDNN) and OpenBLAS
-# (torch's matrix products; Debian's torch links the system libblas) read
-# these when they start, and torch.set_num_threads does not reach OpenBLAS.
+# Before numpy and torch are imported: OpenMP (torch's own kernels, oneDNN)
+# and OpenBLAS (torch's matrix products; Debian's numpy and torch link the
+# system libblas, which starts its threads when numpy loads it) read these
+# when they start, and torch.set_num_threads does not reach OpenBLAS.
 os.environ["OMP_NUM_THREADS"] = str(args.threads)
 os.environ["OPENBLAS_NUM_THREADS"] = str(args.blas_threads or args.threads)
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -83,6 +85,16 @@ def load(split, rows):
 
 train_x, train_y = load("train", args.rows)
 test_x, test_y = load("t10k", 0)
+if args.model == "lenet":
+    # data.normalize: standard: per feature, the loaded training rows' mean and
+    # standard deviation (population; 1 where it is 0), for both splits
+    flat = train_x.reshape(len(train_x), -1).double()
+    mean, sd = flat.mean(0), flat.std(0, unbiased=False)
+    scale = torch.where(sd > 0, 1 / sd, torch.ones_like(sd))
+    shape = (1,) + tuple(train_x.shape[1:])
+    mean, scale = mean.float().reshape(shape), scale.float().reshape(shape)
+    train_x = ((train_x - mean) * scale).contiguous()
+    test_x = ((test_x - mean) * scale).contiguous()
 
 if args.model == "mlp":  # model: {type: mlp, layers: [784, 256, 10], activation: relu}
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -94,6 +106,16 @@ else:  # model: {type: lenet, input_shape: [1, 28, 28]}, training.shuffle: true
         nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(), nn.Dropout(0.5),
         nn.Linear(512, 10))
     shuffle = True
+
+
+def lr_of(epoch):
+    """training.lr_schedule: cosine for LeNet (per epoch, min_lr 0, as
+    pd_schedule_lr), none for the MLP."""
+    if args.model != "lenet":
+        return args.lr
+    return args.lr * (1 + math.cos(math.pi * (epoch - 1) / args.epochs)) / 2
+
+
 optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
 loss_fn = nn.CrossEntropyLoss()  # softmax cross-entropy, mean over the batch
 params = sum(p.numel() for p in model.parameters())
@@ -125,6 +147,8 @@ def evaluate():
 last_end = time.perf_counter()
 for epoch in range(1, args.epochs + 1):
     start = time.perf_counter()
+    for group in optimizer.param_groups:
+        group["lr"] = lr_of(epoch)
     order = torch.randperm(rows) if shuffle else None
     loss_sum = 0.0
     for step in range(steps):

@@ -472,10 +472,10 @@ static int console_report(void *ctx, Pando__V1__ProgressReport *r) {
   }
   if (r->has_eval) {
     if (c->spec->model.type == PD_MODEL_LINREG)
-      printf("epoch %u: train loss %.4f, test rmse %.4f, test loss %.4f (%.1f s)\n", r->epoch,
+      printf("epoch %u: train loss %.4f, test rmse %.4f, test loss %.4f (%.2f s)\n", r->epoch,
              r->loss, r->test_rmse, r->test_loss, now - c->last_epoch_end);
     else
-      printf("epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f (%.1f s)\n", r->epoch,
+      printf("epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f (%.2f s)\n", r->epoch,
              r->loss, r->test_accuracy, r->test_loss, now - c->last_epoch_end);
     fflush(stdout);
     c->last_epoch_end = now;

@@ -18,7 +18,6 @@
 #include "pando/spec.h"
 #include "pando/util.h"
 
-#define REPORT_EVERY_SEC 0.5
 #define CONTROL_TIMEOUT_SEC 10.0
 
 /* ---------------------------------------------------------------- training */

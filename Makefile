@@ -30,7 +30,7 @@ HEALTH_PROTO := grpc/health/v1/health.proto
 GEN_SRCS := $(GEN)/pando.pb-c.c $(GEN)/$(HEALTH_PROTO:.proto=.pb-c.c)
 GEN_HDRS := $(GEN_SRCS:.c=.h)
 
-COMMON_SRCS := $(wildcard common/src/*.c)
+COMMON_SRCS := $(wildcard common/src/*/*.c)
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:$(GEN)/%.c=$(BUILD)/gen-obj/%.o)
 LIBPANDO    := $(BUILD)/libpando.a
 

@@ -1,4 +1,4 @@
-/* Unit tests of the daemon configuration loader (common/src/config.c). */
+/* Unit tests of the daemon configuration loader (common/src/base/config.c). */
 #include "pando/config.h"
 
 #include <signal.h>

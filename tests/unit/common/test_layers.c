@@ -3,7 +3,7 @@
  * losses against finite differences and known values. A layer is checked
  * through the scalar L = sum_i c_i y_i with fixed random c, whose gradient by
  * the outputs y is c. */
-#include "../../../common/src/layers.h"
+#include "../../../common/src/ml/layers.h"
 
 #include <stdint.h>
 

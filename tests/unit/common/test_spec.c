@@ -1,4 +1,4 @@
-/* Unit tests of the job spec parser and validator (common/src/spec.c). */
+/* Unit tests of the job spec parser and validator (common/src/job/spec.c). */
 #include "pando/spec.h"
 
 #include <stdint.h>

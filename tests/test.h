@@ -93,4 +93,25 @@ static int pd_test_selected(int argc, char **argv, const char *name) {
     return pd_test_failed ? 1 : 0;                                             \
   } while (0)
 
+/* A new empty directory under $TMPDIR (or /tmp) named PREFIX-XXXXXX; free
+ * the returned path with free() after pd_test_rmtree(). NULL on failure. */
+static inline char *pd_test_tmpdir(const char *prefix) {
+  const char *tmp = getenv("TMPDIR");
+  char *dir = (char *)malloc(1024);
+  snprintf(dir, 1024, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
+  if (!mkdtemp(dir)) {
+    free(dir);
+    return NULL;
+  }
+  return dir;
+}
+
+/* Removes directory `dir` and everything in it. */
+static inline void pd_test_rmtree(const char *dir) {
+  char cmd[1100];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "  could not remove %s\n", dir);
+}
+
 #endif

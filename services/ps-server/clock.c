@@ -260,3 +260,126 @@ uint64_t pd_clock_version(const pd_clock *c) { return c->version; }
 int64_t pd_clock_last_staleness(const pd_clock *c) { return c->last_staleness; }
 
 const pd_clock_stats *pd_clock_stats_get(const pd_clock *c) { return &c->stats; }
+
+/* ---- checkpoints: fixed-width little-endian fields */
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoints are little-endian");
+
+#define CLOCK_MAGIC 0x4b434c43u /* "CLCK" */
+/* magic, workers, keys, version, complete, stats (8 buckets + 4), per worker 4 */
+#define CLOCK_HEADER (4 + 4 + 8 + 8 + 4 + 8 * (PD_STALENESS_BUCKETS + 4))
+#define WORKER_HEADER (8 * 4)
+
+size_t pd_clock_save_size(const pd_clock *c) {
+  size_t n = CLOCK_HEADER;
+  for (uint32_t w = 0; w < c->opt.num_workers; w++)
+    n += WORKER_HEADER + 16 * c->workers[w].nreceived;
+  return n;
+}
+
+static unsigned char *put(unsigned char *out, const void *v, size_t n) {
+  memcpy(out, v, n);
+  return out + n;
+}
+
+void pd_clock_save(const pd_clock *c, unsigned char *out) {
+  uint32_t magic = CLOCK_MAGIC;
+  out = put(out, &magic, 4);
+  out = put(out, &c->opt.num_workers, 4);
+  out = put(out, &c->opt.keys, 8);
+  out = put(out, &c->version, 8);
+  out = put(out, &c->complete, 4);
+  out = put(out, c->stats.staleness, 8 * PD_STALENESS_BUCKETS);
+  out = put(out, &c->stats.staleness_sum, 8);
+  out = put(out, &c->stats.dropped, 8);
+  out = put(out, &c->stats.blocked, 8);
+  out = put(out, &c->stats.max_gap, 8);
+  for (uint32_t w = 0; w < c->opt.num_workers; w++) {
+    const worker_state *ws = &c->workers[w];
+    uint64_t count = ws->nreceived;
+    out = put(out, &ws->clock, 8);
+    out = put(out, &ws->done, 8);
+    out = put(out, &ws->covered, 8);
+    out = put(out, &count, 8);
+    for (size_t i = 0; i < ws->nreceived; i++) {
+      out = put(out, &ws->received[i].begin, 8);
+      out = put(out, &ws->received[i].end, 8);
+    }
+  }
+}
+
+/* Reads `n` bytes at *at into `v` unless fewer than that are left before `end`. */
+static int take(const unsigned char **at, const unsigned char *end, void *v, size_t n) {
+  if ((size_t)(end - *at) < n)
+    return -1;
+  memcpy(v, *at, n);
+  *at += n;
+  return 0;
+}
+
+int pd_clock_restore(pd_clock *c, const unsigned char *bytes, size_t n, char *err,
+                     size_t errlen) {
+  const unsigned char *at = bytes, *end = bytes + n;
+  uint32_t magic, workers, complete;
+  uint64_t keys, version;
+  pd_clock_stats stats;
+  if (take(&at, end, &magic, 4) || take(&at, end, &workers, 4) || take(&at, end, &keys, 8) ||
+      take(&at, end, &version, 8) || take(&at, end, &complete, 4) ||
+      take(&at, end, stats.staleness, 8 * PD_STALENESS_BUCKETS) ||
+      take(&at, end, &stats.staleness_sum, 8) || take(&at, end, &stats.dropped, 8) ||
+      take(&at, end, &stats.blocked, 8) || take(&at, end, &stats.max_gap, 8))
+    return pd_errf(err, errlen, -PD_EFORMAT, "clock state: truncated (%zu bytes)", n);
+  if (magic != CLOCK_MAGIC)
+    return pd_errf(err, errlen, -PD_EFORMAT, "clock state: not a saved clock");
+  if (workers != c->opt.num_workers || keys != c->opt.keys)
+    return pd_errf(err, errlen, -PD_EFORMAT,
+                   "clock state: saved for %u workers and %llu keys, the shard has %u and %llu",
+                   workers, (unsigned long long)keys, c->opt.num_workers,
+                   (unsigned long long)c->opt.keys);
+  if (complete > pd_clock_round_size(c))
+    return pd_errf(err, errlen, -PD_EFORMAT, "clock state: %u gradients in a round of %u",
+                   complete, pd_clock_round_size(c));
+  worker_state *ws = pd_xcalloc(workers, sizeof *ws);
+  int rc = 0;
+  for (uint32_t w = 0; w < workers && rc == 0; w++) {
+    uint64_t count, covered = 0;
+    if (take(&at, end, &ws[w].clock, 8) || take(&at, end, &ws[w].done, 8) ||
+        take(&at, end, &ws[w].covered, 8) || take(&at, end, &count, 8) ||
+        count > (uint64_t)(end - at) / 16) {
+      rc = pd_errf(err, errlen, -PD_EFORMAT, "clock state: worker %u truncated", w);
+      break;
+    }
+    ws[w].nreceived = ws[w].cap = (size_t)count;
+    ws[w].received = count ? pd_xmalloc(count * sizeof(interval)) : NULL;
+    for (size_t i = 0; i < count; i++) {
+      interval *r = &ws[w].received[i];
+      take(&at, end, &r->begin, 8);
+      take(&at, end, &r->end, 8);
+      if (r->begin >= r->end || r->end > keys) {
+        rc = pd_errf(err, errlen, -PD_EFORMAT, "clock state: worker %u: bad key range", w);
+        break;
+      }
+      covered += r->end - r->begin;
+    }
+    if (rc == 0 && (covered != ws[w].covered || covered > keys || ws[w].clock < -1))
+      rc = pd_errf(err, errlen, -PD_EFORMAT, "clock state: worker %u: inconsistent counts", w);
+  }
+  if (rc == 0 && at != end)
+    rc = pd_errf(err, errlen, -PD_EFORMAT, "clock state: %zu bytes left over",
+                 (size_t)(end - at));
+  if (rc != 0) {
+    for (uint32_t w = 0; w < workers; w++)
+      free(ws[w].received);
+    free(ws);
+    return rc;
+  }
+  for (uint32_t w = 0; w < c->opt.num_workers; w++)
+    free(c->workers[w].received);
+  free(c->workers);
+  c->workers = ws;
+  c->version = version;
+  c->complete = complete;
+  c->stats = stats;
+  c->last_staleness = -1;
+  return 0;
+}

@@ -115,4 +115,17 @@ int64_t pd_clock_last_staleness(const pd_clock *clock);
 /* What the clock observed. */
 const pd_clock_stats *pd_clock_stats_get(const pd_clock *clock);
 
+/* A checkpoint of the clock: its version, the round's count, what each
+ * worker pushed at its current clock (the duplicate detection) and the
+ * stats, as little-endian bytes. pd_clock_save_size() is how many bytes
+ * pd_clock_save() writes to `out`. */
+size_t pd_clock_save_size(const pd_clock *clock);
+void pd_clock_save(const pd_clock *clock, unsigned char *out);
+/* Sets `clock` (made with the options of the saved one) to the state saved
+ * in `bytes` (`n` bytes). Returns 0, or -PD_EFORMAT with a message in `err`
+ * when the bytes are not a saved clock of the same workers and keys; the
+ * clock is then unchanged. */
+int pd_clock_restore(pd_clock *clock, const unsigned char *bytes, size_t n, char *err,
+                     size_t errlen);
+
 #endif

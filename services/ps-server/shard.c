@@ -379,3 +379,162 @@ enum pd_push_verdict pd_shard_push(pd_shard *s, uint32_t worker, int64_t clock,
   }
   return v;
 }
+
+/* ---------------------------------------------------------------- checkpoints */
+
+struct pd_shard_snapshot {
+  uint64_t version;
+  pd_shard_section sections[PD_SHARD_MAX_SECTIONS];
+  size_t nsections;
+  pd_shard_slice *slices; /* of "values": borrowed blocks */
+  size_t nslices;
+  pd_durable_piece *value_pieces;
+  pd_durable_piece copies[PD_SHARD_MAX_SECTIONS]; /* the other sections: one copy each */
+};
+
+static void add_copy(pd_shard_snapshot *snap, const char *name, const void *data, size_t bytes) {
+  size_t i = snap->nsections++;
+  PD_ASSERT(i < PD_SHARD_MAX_SECTIONS);
+  void *copy = pd_xmalloc(bytes ? bytes : 1);
+  memcpy(copy, data, bytes);
+  snap->copies[i] = (pd_durable_piece){copy, bytes};
+  snap->sections[i] = (pd_shard_section){name, &snap->copies[i], 1, bytes};
+}
+
+pd_shard_snapshot *pd_shard_snapshot_take(pd_shard *s) {
+  pd_shard_snapshot *snap = pd_xcalloc(1, sizeof *snap);
+  uint64_t keys = s->end - s->begin;
+  snap->version = pd_clock_version(s->clock);
+  snap->slices = pd_xcalloc(pd_shard_max_slices(keys), sizeof *snap->slices);
+  snap->nslices = values_slices(s->values, 0, keys, snap->slices);
+  snap->value_pieces = pd_xcalloc(snap->nslices, sizeof *snap->value_pieces);
+  for (size_t i = 0; i < snap->nslices; i++)
+    snap->value_pieces[i] = (pd_durable_piece){snap->slices[i].data, snap->slices[i].n * 4};
+  snap->sections[snap->nsections++] =
+      (pd_shard_section){"values", snap->value_pieces, snap->nslices, keys * sizeof(float)};
+  pd_optimizer_slot slots[PD_OPTIMIZER_MAX_SLOTS];
+  int nslots = pd_optimizer_slots(&s->optimizer, slots);
+  for (int i = 0; i < nslots; i++)
+    add_copy(snap, slots[i].name, slots[i].data, keys * slots[i].elem_size);
+  if (s->accum)
+    add_copy(snap, "accum", s->accum, keys * sizeof(float));
+  if (s->buffers)
+    add_copy(snap, "buffers", s->buffers, (size_t)s->num_workers * keys * sizeof(float));
+  size_t clock_bytes = pd_clock_save_size(s->clock);
+  unsigned char *clock = pd_xmalloc(clock_bytes);
+  pd_clock_save(s->clock, clock);
+  add_copy(snap, "clock", clock, clock_bytes);
+  free(clock);
+  return snap;
+}
+
+size_t pd_shard_snapshot_sections(const pd_shard_snapshot *snap,
+                                  const pd_shard_section **sections) {
+  *sections = snap->sections;
+  return snap->nsections;
+}
+
+uint64_t pd_shard_snapshot_version(const pd_shard_snapshot *snap) { return snap->version; }
+
+void pd_shard_snapshot_free(pd_shard_snapshot *snap) {
+  if (!snap)
+    return;
+  for (size_t i = 0; i < snap->nslices; i++)
+    snap->slices[i].release(snap->slices[i].user);
+  for (size_t i = 1; i < snap->nsections; i++)
+    free((void *)snap->copies[i].data);
+  free(snap->slices);
+  free(snap->value_pieces);
+  free(snap);
+}
+
+/* Reads sections' pieces in order into destinations. */
+typedef struct piece_reader {
+  const pd_shard_section *section;
+  size_t piece;
+  size_t at; /* bytes of the piece already read */
+} piece_reader;
+
+static void read_pieces(piece_reader *r, void *dst, size_t bytes) {
+  char *out = dst;
+  while (bytes > 0) {
+    const pd_durable_piece *p = &r->section->pieces[r->piece];
+    size_t n = PD_MIN(bytes, p->bytes - r->at);
+    memcpy(out, (const char *)p->data + r->at, n);
+    out += n;
+    bytes -= n;
+    r->at += n;
+    if (r->at == p->bytes) {
+      r->piece++;
+      r->at = 0;
+    }
+  }
+}
+
+static void read_section(const pd_shard_section *section, void *dst) {
+  piece_reader r = {section, 0, 0};
+  read_pieces(&r, dst, section->bytes);
+}
+
+int pd_shard_restore(pd_shard *s, const pd_shard_section *sections, size_t n, char *err,
+                     size_t errlen) {
+  PD_ASSERT(!s->waiting && !s->ready);
+  uint64_t keys = s->end - s->begin;
+  /* what this shard's state is made of, and where each part goes */
+  struct expect {
+    const char *name;
+    void *dst; /* NULL: values (block by block) or clock (parsed) */
+    uint64_t bytes;
+    const pd_shard_section *found;
+  } want[PD_SHARD_MAX_SECTIONS];
+  size_t nwant = 0;
+  want[nwant++] = (struct expect){"values", NULL, keys * sizeof(float), NULL};
+  pd_optimizer_slot slots[PD_OPTIMIZER_MAX_SLOTS];
+  int nslots = pd_optimizer_slots(&s->optimizer, slots);
+  for (int i = 0; i < nslots; i++)
+    want[nwant++] = (struct expect){slots[i].name, slots[i].data, keys * slots[i].elem_size, NULL};
+  if (s->accum)
+    want[nwant++] = (struct expect){"accum", s->accum, keys * sizeof(float), NULL};
+  if (s->buffers)
+    want[nwant++] = (struct expect){"buffers", s->buffers,
+                                    (uint64_t)s->num_workers * keys * sizeof(float), NULL};
+  want[nwant++] = (struct expect){"clock", NULL, 0, NULL};
+  for (size_t i = 0; i < n; i++) {
+    size_t w = 0;
+    while (w < nwant && strcmp(want[w].name, sections[i].name) != 0)
+      w++;
+    if (w == nwant || want[w].found)
+      return pd_errf(err, errlen, -PD_EFORMAT,
+                     "section '%s' %s (the shard's optimizer or update strategy differs?)",
+                     sections[i].name, w == nwant ? "is not part of this shard" : "appears twice");
+    if (want[w].dst || w == 0) {
+      if (sections[i].bytes != want[w].bytes)
+        return pd_errf(err, errlen, -PD_EFORMAT,
+                       "section '%s' has %llu bytes, the shard's %llu keys need %llu",
+                       sections[i].name, (unsigned long long)sections[i].bytes,
+                       (unsigned long long)keys, (unsigned long long)want[w].bytes);
+    }
+    want[w].found = &sections[i];
+  }
+  for (size_t w = 0; w < nwant; w++)
+    if (!want[w].found)
+      return pd_errf(err, errlen, -PD_EFORMAT, "section '%s' is missing", want[w].name);
+  /* the clock first: the only part that can still be refused */
+  const pd_shard_section *clock = want[nwant - 1].found;
+  unsigned char *clock_bytes = pd_xmalloc(clock->bytes ? clock->bytes : 1);
+  read_section(clock, clock_bytes);
+  int rc = pd_clock_restore(s->clock, clock_bytes, clock->bytes, err, errlen);
+  free(clock_bytes);
+  if (rc != 0)
+    return rc;
+  piece_reader values = {want[0].found, 0, 0};
+  for (uint64_t b = 0; b < s->values->nblocks; b++) {
+    uint64_t lo = b * BLOCK_KEYS;
+    read_pieces(&values, block_for_write(s->values, b) + lo,
+                (block_end(s->values, b) - lo) * sizeof(float));
+  }
+  for (size_t w = 1; w + 1 < nwant; w++)
+    read_section(want[w].found, want[w].dst);
+  s->lr_epoch.begin = s->lr_epoch.end = -1;
+  return 0;
+}

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "pando/durable.h"
 #include "pando/spec.h"
 
 typedef struct pd_shard pd_shard;
@@ -93,5 +94,46 @@ void *pd_shard_next_ready(pd_shard *shard, uint64_t *off, uint64_t *n);
 /* Takes out any parked pull (to fail it before pd_shard_free) and returns
  * its tag, or NULL when none is left. */
 void *pd_shard_next_parked(pd_shard *shard);
+
+/* ---- checkpoints (services/ps-server/checkpoint.c writes them) */
+
+/* One named part of a shard's state: `bytes` bytes made of `npieces`
+ * pieces. The parts are "values" (float32 parameters), the optimizer's
+ * "velocity", "second" (float32) and "steps" (uint32) when it has them,
+ * "accum" (BSP: float32 sum of the round), "buffers" (backup workers: float32
+ * per worker) and "clock" (pd_clock_save). */
+typedef struct pd_shard_section {
+  const char *name;
+  const pd_durable_piece *pieces;
+  size_t npieces;
+  uint64_t bytes;
+} pd_shard_section;
+
+#define PD_SHARD_MAX_SECTIONS 7
+
+/* A frozen copy of a shard's whole state, taken between two pushes. */
+typedef struct pd_shard_snapshot pd_shard_snapshot;
+
+/* Takes a snapshot of the shard now (on the thread that pushes). The values
+ * are not copied: the snapshot borrows their blocks, and pushes after it
+ * move a borrowed block before they write it (copy-on-write), so training
+ * goes on while another thread writes the snapshot. The optimizer state, the
+ * round's sums and the clock are copied. */
+pd_shard_snapshot *pd_shard_snapshot_take(pd_shard *shard);
+/* The snapshot's sections (PD_SHARD_MAX_SECTIONS at most) in *sections;
+ * returns their number. Valid until pd_shard_snapshot_free. */
+size_t pd_shard_snapshot_sections(const pd_shard_snapshot *snap, const pd_shard_section **sections);
+/* The shard's clock version when the snapshot was taken. */
+uint64_t pd_shard_snapshot_version(const pd_shard_snapshot *snap);
+/* Frees the snapshot (from any thread), releasing the blocks it borrowed. */
+void pd_shard_snapshot_free(pd_shard_snapshot *snap);
+
+/* Sets the shard's state to `sections` (`n` of them, as a snapshot of a
+ * shard of the same spec, keys and workers had them). No pull may be
+ * parked. Returns 0, or -PD_EFORMAT with a message in `err` naming the
+ * section that is missing, unexpected or of the wrong size; the shard is
+ * then unchanged. */
+int pd_shard_restore(pd_shard *shard, const pd_shard_section *sections, size_t n, char *err,
+                     size_t errlen);
 
 #endif

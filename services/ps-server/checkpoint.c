@@ -13,6 +13,7 @@
 
 #include "pando/error.h"
 #include "pando/log.h"
+#include "pando/schedule.h"
 #include "pando/util.h"
 
 #define DATA_MAGIC "PDSHARD1"
@@ -25,6 +26,21 @@
 #define DATA_MAX ((size_t)64 << 30)
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoints are little-endian");
+
+int pd_checkpoint_due(const pd_job_spec *spec, uint64_t min_partition_rows, uint64_t version) {
+  if (version == 0 || version > INT64_MAX)
+    return 0;
+  if (spec->checkpoint.every_clocks > 0)
+    return version % (uint64_t)spec->checkpoint.every_clocks == 0;
+  if (spec->checkpoint.every_epochs > 0 && min_partition_rows > 0) {
+    uint32_t step;
+    int epoch = pd_schedule_epoch_of_clock(spec, min_partition_rows, (int64_t)version, &step);
+    int done = epoch - 1; /* epochs finished when `version` is the first clock of `epoch` */
+    return step == 0 && done >= 1 && done <= spec->training.epochs &&
+           done % spec->checkpoint.every_epochs == 0;
+  }
+  return 0;
+}
 
 void pd_checkpoint_dir(const char *data_dir, const char *job, uint64_t id, char *out,
                        size_t outlen) {
@@ -295,6 +311,17 @@ size_t pd_checkpoint_list(const char *data_dir, const char *job, uint64_t begin,
   }
   free(all);
   return found;
+}
+
+uint64_t pd_checkpoint_newest(const char *data_dir, const char *job, uint64_t begin, uint64_t end) {
+  size_t n = pd_checkpoint_list(data_dir, job, begin, end, NULL, 0);
+  if (n == 0)
+    return 0;
+  uint64_t *ids = pd_xcalloc(n, sizeof *ids);
+  pd_checkpoint_list(data_dir, job, begin, end, ids, n);
+  uint64_t newest = ids[n - 1];
+  free(ids);
+  return newest;
 }
 
 int pd_checkpoint_read_latest(const char *data_dir, pd_checkpoint_key *key, uint64_t max_id,

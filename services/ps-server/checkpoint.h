@@ -20,11 +20,21 @@
 /* Which shard of which checkpoint: keys [begin, end) of `job`, checkpoint
  * `id` (1, 2, ... as the coordinator numbers them). */
 typedef struct pd_checkpoint_key {
-  char job[64];
+  char job[96]; /* as ps.c's job ids */
   uint64_t id;
   uint64_t begin, end;
   uint32_t num_workers;
 } pd_checkpoint_key;
+
+/* Whether a shard of `spec` (its workers' smallest partition has
+ * `min_partition_rows` rows) takes a checkpoint when its clock reaches
+ * `version`, as checkpoint.every_* says: every_clocks N at versions N, 2N,
+ * ...; every_epochs N at the first clock after epochs N, 2N, ... (and after
+ * the last epoch when N divides training.epochs). Under BSP every shard of
+ * a job reaches each version with the same rounds applied, so the shards'
+ * checkpoints of one id form a consistent cut without a message between
+ * them; the id of a checkpoint is that version. */
+int pd_checkpoint_due(const pd_job_spec *spec, uint64_t min_partition_rows, uint64_t version);
 
 /* The directory of checkpoint `id` of `job` under `data_dir`, in `out`. */
 void pd_checkpoint_dir(const char *data_dir, const char *job, uint64_t id, char *out,
@@ -63,6 +73,9 @@ void pd_checkpoint_data_close(pd_checkpoint_data *data);
  * many there are (may exceed max). */
 size_t pd_checkpoint_list(const char *data_dir, const char *job, uint64_t begin, uint64_t end,
                           uint64_t *ids, size_t max);
+
+/* The newest id pd_checkpoint_list would list, 0: none. */
+uint64_t pd_checkpoint_newest(const char *data_dir, const char *job, uint64_t begin, uint64_t end);
 
 /* Reads the newest checkpoint of the shard with an id <= `max_id` that
  * verifies, skipping damaged or incomplete ones (each refusal is logged with

@@ -24,6 +24,7 @@ typedef struct ps_config {
   char metrics_listen[256];
   char metrics_port_file[1024];
   char plugin_dir[1024];
+  char data_dir[1024];
   char log_level[16];
 } ps_config;
 
@@ -39,6 +40,8 @@ static const pd_config_option options[] = {
     {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
     {"plugin_dir", S(plugin_dir), "",
      "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
+    {"data_dir", S(data_dir), "",
+     "folder of the shards' checkpoints (empty: no checkpoints)", NULL},
     {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
 };
 
@@ -65,6 +68,10 @@ int main(int argc, char **argv) {
   pd_loop *loop = pd_loop_new();
   pd_rpc_server *srv = pd_rpc_server_new(loop);
   pd_ps *ps = pd_ps_new();
+  if (pd_ps_set_data_dir(ps, cfg.data_dir, err, sizeof err) != 0) {
+    PD_ERROR("%s", err);
+    return 1;
+  }
   pd_ps_register(ps, srv);
   int port = pd_rpc_server_listen(srv, cfg.listen, err, sizeof err);
   if (port < 0) {

@@ -3,6 +3,8 @@
  * counters and /metrics series live here too. See ps.h. */
 #include "ps.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,7 @@
 #include "pando/model.h"
 #include "pando/util.h"
 #include "pando/wire.h"
+#include "checkpoint.h"
 #include "shard.h"
 
 #define JOB_ID_MAX 96
@@ -32,6 +35,8 @@ struct pd_ps {
   job **jobs;
   int njobs, cap;
   pd_buf scratch; /* receives push payloads */
+  char data_dir[1024];           /* empty: no checkpoints */
+  pd_checkpoint_writer *writer;  /* writes checkpoints when data_dir is set */
 };
 
 static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
@@ -47,9 +52,24 @@ static void job_free(job *j, grpc_status_code status, const char *why) {
   free(j);
 }
 
+int pd_ps_set_data_dir(pd_ps *ps, const char *data_dir, char *err, size_t errlen) {
+  if (!data_dir || !*data_dir)
+    return 0;
+  if (strlen(data_dir) >= sizeof ps->data_dir)
+    return pd_errf(err, errlen, -ENAMETOOLONG, "data_dir: longer than %zu characters",
+                   sizeof ps->data_dir - 1);
+  int rc = pd_durable_mkdirs(data_dir, err, errlen);
+  if (rc != 0)
+    return rc;
+  pd_strlcpy(ps->data_dir, data_dir, sizeof ps->data_dir);
+  ps->writer = pd_checkpoint_writer_new(data_dir);
+  return 0;
+}
+
 void pd_ps_free(pd_ps *ps) {
   if (!ps)
     return;
+  pd_checkpoint_writer_free(ps->writer);
   for (int i = 0; i < ps->njobs; i++)
     job_free(ps->jobs[i], GRPC_STATUS_UNAVAILABLE, "the parameter server is shutting down");
   free(ps->jobs);
@@ -240,6 +260,39 @@ static void count_push(job *j, enum pd_push_verdict v) {
                 1);
 }
 
+/* Reports a checkpoint write (on the writer thread). */
+static void checkpoint_done(void *user, const pd_checkpoint_key *key, int rc, const char *err) {
+  (void)user;
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", key->job, rc == 0 ? "ok" : "failed");
+  pd_metric_add(pd_metric_counter("pando_ps_checkpoints_total",
+                                  "Shard checkpoints written, by job and result.", labels),
+                1);
+  if (rc == 0)
+    PD_INFO("job %s: checkpoint %" PRIu64 " of keys [%" PRIu64 ", %" PRIu64 ") is durable",
+            key->job, key->id, key->begin, key->end);
+  else
+    PD_ERROR("job %s: checkpoint %" PRIu64 " failed, the previous one stays and training goes "
+             "on: %s",
+             key->job, key->id, err);
+}
+
+/* Under BSP, when the job's spec asks for a checkpoint at the shard's new
+ * version, hands a snapshot (copy-on-write) to the writer thread. */
+static void maybe_checkpoint(pd_ps *ps, job *j) {
+  const pd_job_spec *spec = pd_shard_spec(j->shard);
+  uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
+  if (!ps->writer || !pd_clock_has_rounds(pd_shard_clock(j->shard)) ||
+      !pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), version))
+    return;
+  pd_checkpoint_key key = {.id = version, .begin = pd_shard_begin(j->shard),
+                           .end = pd_shard_end(j->shard),
+                           .num_workers = pd_shard_num_workers(j->shard)};
+  pd_strlcpy(key.job, j->id, sizeof key.job);
+  pd_checkpoint_writer_submit(ps->writer, &key, pd_shard_snapshot_take(j->shard),
+                              spec->checkpoint.keep, checkpoint_done, NULL);
+}
+
 static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_ps *ps = ctx;
   ProtobufCMessage *msg = NULL;
@@ -265,10 +318,13 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
                      t.data_len);
     goto done;
   }
+  uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
   enum pd_push_verdict v = pd_shard_push(
       j->shard, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
       req->begin - pd_shard_begin(j->shard), n, t.data, err, sizeof err);
   answer_ready(j->shard);
+  if (pd_clock_version(pd_shard_clock(j->shard)) != version)
+    maybe_checkpoint(ps, j);
   count_push(j, v);
   int64_t staleness = pd_clock_last_staleness(pd_shard_clock(j->shard));
   if (staleness >= 0)
@@ -317,6 +373,46 @@ static int check_create(pd_rpc_call *call, const Pando__V1__CreateShardRequest *
   return -1;
 }
 
+/* A new shard of the request: from the model's seed, or from the newest
+ * checkpoint <= restore_checkpoint (its id in *restored). NULL after
+ * failing the call. */
+static pd_shard *new_shard(pd_ps *ps, pd_rpc_call *call, const Pando__V1__CreateShardRequest *req,
+                           const pd_job_spec *spec, uint64_t *restored) {
+  char err[1024];
+  *restored = 0;
+  if (req->restore_checkpoint > 0 && !ps->writer) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+                     "restore_checkpoint: this server has no data_dir to restore from");
+    return NULL;
+  }
+  pd_shard *shard = pd_shard_new(spec, req->begin, req->end, req->num_workers,
+                                 req->min_partition_rows, err, sizeof err);
+  if (!shard) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
+    return NULL;
+  }
+  if (req->restore_checkpoint == 0)
+    return shard;
+  pd_checkpoint_key key = {.begin = req->begin, .end = req->end, .num_workers = req->num_workers};
+  pd_strlcpy(key.job, req->job, sizeof key.job);
+  pd_checkpoint_data data;
+  int rc = pd_checkpoint_read_latest(ps->data_dir, &key, req->restore_checkpoint, &data, err,
+                                     sizeof err);
+  if (rc == 0) {
+    rc = pd_shard_restore(shard, data.sections, data.nsections, err, sizeof err);
+    pd_checkpoint_data_close(&data);
+  }
+  if (rc != 0) {
+    pd_shard_free(shard);
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "restore_checkpoint: %s", err);
+    return NULL;
+  }
+  *restored = key.id;
+  PD_INFO("job %s: keys [%" PRIu64 ", %" PRIu64 ") restored from checkpoint %" PRIu64, req->job,
+          req->begin, req->end, key.id);
+  return shard;
+}
+
 static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
   const Pando__V1__CreateShardRequest *req = (const Pando__V1__CreateShardRequest *)msg;
@@ -332,14 +428,22 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
                      (unsigned long long)pd_shard_end(ps->jobs[i]->shard));
     return;
   }
-  if (i < 0) { /* a retried CreateShard of the same range is a no-op */
-    char err[512];
-    pd_shard *shard = pd_shard_new(&spec, req->begin, req->end, req->num_workers,
-                                   req->min_partition_rows, err, sizeof err);
-    if (!shard) {
-      pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
+  uint64_t restored = 0;
+  if (i >= 0 && req->restore_checkpoint > 0) { /* roll a held shard back */
+    pd_shard *shard = new_shard(ps, call, req, &spec, &restored);
+    if (!shard)
       return;
-    }
+    job *j = ps->jobs[i];
+    pd_rpc_call *parked;
+    while ((parked = pd_shard_next_parked(j->shard)))
+      pd_rpc_call_fail(parked, GRPC_STATUS_ABORTED, "job '%s' was rolled back to checkpoint %llu",
+                       req->job, (unsigned long long)restored);
+    pd_shard_free(j->shard);
+    j->shard = shard;
+  } else if (i < 0) { /* a retried CreateShard of the same range is a no-op */
+    pd_shard *shard = new_shard(ps, call, req, &spec, &restored);
+    if (!shard)
+      return;
     if (ps->njobs == ps->cap) {
       ps->cap = ps->cap ? ps->cap * 2 : 4;
       ps->jobs = pd_xrealloc(ps->jobs, (size_t)ps->cap * sizeof *ps->jobs);
@@ -356,6 +460,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
   }
   Pando__V1__CreateShardResponse resp = PANDO__V1__CREATE_SHARD_RESPONSE__INIT;
   resp.keys = req->end - req->begin;
+  resp.checkpoint = restored;
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 
@@ -392,6 +497,9 @@ static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   resp.blocked = st->blocked;
   resp.max_clock_gap = st->max_gap;
   resp.workers = pd_shard_num_workers(j->shard);
+  if (ps->writer)
+    resp.checkpoint = pd_checkpoint_newest(ps->data_dir, j->id, pd_shard_begin(j->shard),
+                                           pd_shard_end(j->shard));
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 

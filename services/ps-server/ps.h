@@ -3,6 +3,7 @@
 #ifndef PANDO_PS_PS_H
 #define PANDO_PS_PS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "clock.h"
@@ -18,7 +19,14 @@ typedef struct pd_ps_stats {
 } pd_ps_stats;
 
 pd_ps *pd_ps_new(void);
-/* Fails pulls still waiting and frees every shard. */
+/* Makes the server write the checkpoints that its jobs' specs ask for
+ * (checkpoint.every_*) under `data_dir` (copied; created if missing), on a
+ * writer thread, and restore shards from them (CreateShard's
+ * restore_checkpoint). Without it no checkpoint is written. Returns 0 or
+ * -errno with a message in `err`. */
+int pd_ps_set_data_dir(pd_ps *ps, const char *data_dir, char *err, size_t errlen);
+/* Finishes the checkpoints being written, fails pulls still waiting and
+ * frees every shard. */
 void pd_ps_free(pd_ps *ps);
 /* Registers the ParameterServer methods (and health) on `srv`. */
 void pd_ps_register(pd_ps *ps, pd_rpc_server *srv);

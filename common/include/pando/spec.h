@@ -130,7 +130,18 @@ typedef struct pd_job_spec {
     int workers;
     double wait_timeout_sec; /* how long the coordinator waits for the nodes */
   } cluster;
+  /* Consistent checkpoints of all the job's shards (README "Checkpoints"):
+   * at most one of the every_* is set; all 0: no checkpoints. */
+  struct {
+    int every_epochs;     /* at the end of every N-th epoch */
+    int every_clocks;     /* every N clocks (BSP: rounds) */
+    double every_seconds; /* about every N seconds, at the next clock */
+    int keep;             /* complete checkpoints kept on disk */
+  } checkpoint;
 } pd_job_spec;
+
+/* Whether the spec asks for checkpoints (one of checkpoint.every_*). */
+int pd_job_spec_checkpoints(const pd_job_spec *spec);
 
 /* Parses and validates a YAML job spec held in `text` (`len` bytes) into
  * `spec`. Unknown keys, wrong types and out-of-range values are errors.

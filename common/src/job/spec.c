@@ -387,6 +387,15 @@ static const struct spec_key keys[] = {
     {"cluster.workers", K_INT, FIELD(cluster.workers), .required = 1, .min = 1, .max = 4096},
     {"cluster.wait_timeout", K_DOUBLE, FIELD(cluster.wait_timeout_sec), .default_value = "60",
      .min = 0, .min_exclusive = 1, .max = INFINITY},
+    {"checkpoint", K_MAP, .required = 0},
+    {"checkpoint.every_epochs", K_INT, FIELD(checkpoint.every_epochs), .default_value = "0",
+     .min = 0, .max = 100000},
+    {"checkpoint.every_clocks", K_INT, FIELD(checkpoint.every_clocks), .default_value = "0",
+     .min = 0, .max = 2000000000},
+    {"checkpoint.every_seconds", K_DOUBLE, FIELD(checkpoint.every_seconds), .default_value = "0",
+     .min = 0, .max = 31536000},
+    {"checkpoint.keep", K_INT, FIELD(checkpoint.keep), .default_value = "2", .min = 1,
+     .max = 1000},
 };
 
 #define NKEYS PD_ARRAY_SIZE(keys)
@@ -649,6 +658,54 @@ static int line_of(const char *path, const int *line, int i) {
   return line[i];
 }
 
+int pd_job_spec_checkpoints(const pd_job_spec *spec) {
+  return spec->checkpoint.every_epochs > 0 || spec->checkpoint.every_clocks > 0 ||
+         spec->checkpoint.every_seconds > 0;
+}
+
+/* checkpoint: one of every_epochs, every_clocks, every_seconds; keep >= 1.
+ * A mapping of numbers only, so checked whether or not it appeared. */
+static int check_checkpoint(const pd_job_spec *spec, struct problem *pb, char *path,
+                            size_t pathlen) {
+  const char *set[3];
+  int n = 0;
+  if (spec->checkpoint.every_epochs > 0)
+    set[n++] = "every_epochs";
+  if (spec->checkpoint.every_clocks > 0)
+    set[n++] = "every_clocks";
+  if (spec->checkpoint.every_seconds > 0)
+    set[n++] = "every_seconds";
+  if (n > 1) {
+    snprintf(path, pathlen, "checkpoint.%s", set[1]);
+    return problem(pb, "set only one of every_epochs, every_clocks and every_seconds, got %s and %s",
+                   set[0], set[1]);
+  }
+  if (n == 0)
+    return 0;
+  if (spec->checkpoint.every_seconds > 0) {
+    snprintf(path, pathlen, "checkpoint.every_seconds");
+    return problem(pb, "not supported yet (the coordinator would have to choose the clock of "
+                       "each checkpoint); use every_epochs or every_clocks");
+  }
+  if (spec->training.update == PD_UPDATE_ASP ||
+      (spec->training.update == PD_UPDATE_SSP && spec->training.staleness > 0)) {
+    snprintf(path, pathlen, "checkpoint.%s", set[0]);
+    return problem(pb, "needs training.update bsp (a round boundary is the consistent cut of all "
+                       "shards), got %s",
+                   enum_to_name(update_names, spec->training.update));
+  }
+  if (spec->checkpoint.every_epochs > spec->training.epochs) {
+    snprintf(path, pathlen, "checkpoint.every_epochs");
+    return problem(pb, "must be <= training.epochs (%d), got %d: no checkpoint would be taken",
+                   spec->training.epochs, spec->checkpoint.every_epochs);
+  }
+  if (spec->checkpoint.keep < 1 || spec->checkpoint.keep > 1000) {
+    snprintf(path, pathlen, "checkpoint.keep");
+    return problem(pb, "must be between 1 and 1000, got %d", spec->checkpoint.keep);
+  }
+  return 0;
+}
+
 /* Validates `spec`; `line` (may be NULL) gives the line of each key for messages. */
 static int validate(const pd_job_spec *spec, const int *line, char *err, size_t errlen) {
   struct problem pb;
@@ -662,6 +719,8 @@ static int validate(const pd_job_spec *spec, const int *line, char *err, size_t 
         (key->check && key->check(spec, &pb, path, sizeof path) != 0))
       return fail(err, errlen, path, line ? line_of(path, line, i) : 0, &pb);
   }
+  if (check_checkpoint(spec, &pb, path, sizeof path) != 0)
+    return fail(err, errlen, path, line ? line_of(path, line, 0) : 0, &pb);
   return 0;
 }
 

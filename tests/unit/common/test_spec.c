@@ -229,7 +229,8 @@ static void test_unknown_keys(void) {
   static const struct error_case cases[] = {
       {8,
        "trainig:",
-       {"unknown key 'trainig' (line 8); expected one of: name, model, data, training, cluster"}},
+       {"unknown key 'trainig' (line 8); expected one of: name, model, data, training, cluster, "
+        "checkpoint"}},
       {9,
        "  epoch: 3",
        {"training: unknown key 'epoch' (line 9); expected one of: epochs, batch_size, update, "
@@ -584,6 +585,54 @@ static void test_names(void) {
   CHECK(strcmp(pd_model_type_name((enum pd_model_type)99), "unknown") == 0);
 }
 
+/* checkpoint: parsed with keep's default; one every_* at a time, each error
+ * naming the key and the line. */
+static void test_checkpoint_keys(void) {
+  static const struct error_case ok_case = {13, "cluster: {servers: 2, workers: 2}\n"
+                                                "checkpoint: {every_epochs: 1}", {NULL}};
+  char text[4096], err[512] = "";
+  pd_job_spec spec;
+  build(&ok_case, text, sizeof text);
+  CHECK_EQ_INT(parse(text, &spec, err, sizeof err), 0);
+  CHECK_EQ_INT(spec.checkpoint.every_epochs, 1);
+  CHECK_EQ_INT(spec.checkpoint.keep, 2);
+  CHECK(pd_job_spec_checkpoints(&spec));
+  static const struct error_case none = {.line = 99};
+  build(&none, text, sizeof text);
+  CHECK_EQ_INT(parse(text, &spec, err, sizeof err), 0);
+  CHECK(!pd_job_spec_checkpoints(&spec));
+  static const struct error_case cases[] = {
+      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epochs: 1, every_clocks: 5}",
+       {"checkpoint.every_clocks: set only one of every_epochs, every_clocks and every_seconds, "
+        "got every_epochs and every_clocks (line 14)"}},
+      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epochs: 4}",
+       {"checkpoint.every_epochs: must be <= training.epochs (3), got 4", "(line 14)"}},
+      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: 30}",
+       {"checkpoint.every_seconds: not supported yet", "(line 14)"}},
+      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: -1}",
+       {"checkpoint.every_seconds: must be between 0 and 31536000, got -1 (line 14)"}},
+      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_clocks: 10, keep: 0}",
+       {"checkpoint.keep: must be between 1 and 1000, got 0 (line 14)"}},
+      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epoch: 1}",
+       {"checkpoint: unknown key 'every_epoch' (line 14); expected one of: every_epochs, "
+        "every_clocks, every_seconds, keep"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+  /* a spec built in code: the same rules */
+  build(&ok_case, text, sizeof text);
+  CHECK_EQ_INT(parse(text, &spec, err, sizeof err), 0);
+  spec.checkpoint.every_seconds = 30;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "checkpoint.every_seconds: set only one");
+  spec.checkpoint.every_seconds = 0;
+  spec.training.update = PD_UPDATE_ASP;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "checkpoint.every_epochs: needs training.update bsp");
+  CHECK_STR_CONTAINS(err, "got asp");
+  spec.training.update = PD_UPDATE_SSP; /* staleness 0: bsp */
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), 0);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_example_mixed);
   PD_RUN(test_example_block);
@@ -604,5 +653,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_validate_built_spec);
   PD_RUN(test_validate_test_set);
   PD_RUN(test_names);
+  PD_RUN(test_checkpoint_keys);
   PD_TEST_DONE();
 }

@@ -450,7 +450,44 @@ static void test_enospc_keeps_previous(void) {
   free(dir);
 }
 
+static int parse_spec(const char *checkpoint, pd_job_spec *spec) {
+  char yaml[1024], err[512] = "";
+  snprintf(yaml, sizeof yaml,
+           "name: due\nmodel: {type: softmax, layers: [4, 2]}\n"
+           "data: {train: {features: /f, labels: /l}}\n"
+           "training: {epochs: 4, batch_size: 10, optimizer: {type: sgd, lr: 0.1}}\n"
+           "cluster: {servers: 1, workers: 2}\ncheckpoint: %s\n",
+           checkpoint);
+  int rc = pd_job_spec_parse(yaml, strlen(yaml), spec, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "  spec: %s\n", err);
+  return rc;
+}
+
+/* Which clocks take a checkpoint: every_clocks N at N, 2N...; every_epochs
+ * at the first clock after each N-th epoch (25 rows, batches of 10: 3
+ * clocks an epoch), the last epoch's end included. */
+static void test_due_clocks(void) {
+  pd_job_spec spec;
+  CHECK_EQ_INT(parse_spec("{every_clocks: 3}", &spec), 0);
+  int due[13];
+  for (int v = 0; v <= 12; v++)
+    due[v] = pd_checkpoint_due(&spec, 25, (uint64_t)v);
+  static const int want_clocks[13] = {0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1};
+  CHECK(memcmp(due, want_clocks, sizeof due) == 0);
+  CHECK_EQ_INT(parse_spec("{every_epochs: 2}", &spec), 0);
+  for (int v = 0; v <= 12; v++)
+    due[v] = pd_checkpoint_due(&spec, 25, (uint64_t)v);
+  static const int want_epochs[13] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1};
+  CHECK(memcmp(due, want_epochs, sizeof due) == 0);
+  CHECK(!pd_checkpoint_due(&spec, 25, 18)); /* past the last epoch */
+  CHECK_EQ_INT(parse_spec("{keep: 3}", &spec), 0); /* no every_*: never */
+  for (int v = 0; v <= 12; v++)
+    CHECK(!pd_checkpoint_due(&spec, 25, (uint64_t)v));
+}
+
 int main(int argc, char **argv) {
+  PD_RUN(test_due_clocks);
   PD_RUN(test_resume_bsp_adam);
   PD_RUN(test_resume_bsp_mid_round_momentum);
   PD_RUN(test_resume_backup_workers);

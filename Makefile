@@ -17,7 +17,7 @@ WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wpointer-arith
 CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-math-errno -fvect-cost-model=cheap $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
             -MMD -MP -Icommon/include -I$(BUILD)/gen $(PKG_CFLAGS)
-LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -lm -lpthread -ldl
+LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread -ldl
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SANITIZE)

@@ -27,6 +27,7 @@ typedef struct node {
   int role; /* Pando__V1__Role */
   char address[256];
   char name[64];
+  char math[160]; /* RegisterRequest.math: its math libraries and ISA */
   double last_seen;
   int alive;
   char job[JOB_ID_MAX]; /* worker: the job it runs; "" when idle */
@@ -490,6 +491,7 @@ static void handle_register(pd_rpc_call *call, void *ctx) {
     n->role = req->role;
     pd_strlcpy(n->address, req->address, sizeof n->address);
     pd_strlcpy(n->name, req->name[0] ? req->name : req->address, sizeof n->name);
+    pd_strlcpy(n->math, req->math, sizeof n->math);
     n->last_seen = pd_now();
     n->alive = 1;
     PD_INFO("registered %s %s at %s as node %llu",
@@ -810,6 +812,7 @@ static void handle_cluster(pd_rpc_call *call, void *ctx) {
     ns[i].alive = nd->alive;
     ns[i].last_seen_sec = now - nd->last_seen;
     ns[i].job = nd->job;
+    ns[i].math = nd->math;
     nsp[i] = &ns[i];
   }
   Pando__V1__ClusterResponse resp = PANDO__V1__CLUSTER_RESPONSE__INIT;

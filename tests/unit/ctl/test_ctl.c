@@ -387,12 +387,14 @@ static void fake_cluster(pd_rpc_call *call, void *ctx) {
   nodes[0].alive = 1;
   nodes[0].last_seen_sec = 0.4;
   nodes[0].job = "job-b";
+  nodes[0].math = "oneDNN 2.6.3 (avx2), OpenBLAS 0.3.21 (Zen)";
   nodes[1].role = PANDO__V1__ROLE__WORKER;
   nodes[1].name = "worker-0";
   nodes[1].address = "10.0.0.2:7100";
   nodes[1].alive = 1;
   nodes[1].last_seen_sec = 1.25;
   nodes[1].job = "job-b";
+  nodes[1].math = "oneDNN 2.6.3 (avx512_core_amx), OpenBLAS 0.3.21 (Prescott)";
   nodes[2].role = PANDO__V1__ROLE__WORKER;
   nodes[2].name = "worker-1";
   nodes[2].address = "10.0.0.3:7100";
@@ -1176,10 +1178,14 @@ static void test_list(void) {
 
 static void test_cluster(void) {
   CHECK_EQ_INT(run(NORMAL, "cluster", NULL), 0);
-  const char *expected[] = {"NODE  ROLE    NAME      ADDRESS        ALIVE  LAST SEEN  JOB\n",
-                            "1     SERVER  ps-0      10.0.0.1:7000  yes    0.4s ago   job-b\n",
-                            "2     WORKER  worker-0  10.0.0.2:7100  yes    1.2s ago   job-b\n",
-                            "3     WORKER  worker-1  10.0.0.3:7100  no     42.0s ago  -\n"};
+  /* math: one column per node; "-" for a node that did not say (an older one) */
+  const char *expected[] = {
+      "NODE  ROLE    NAME      ADDRESS        ALIVE  LAST SEEN  JOB    MATH\n",
+      "1     SERVER  ps-0      10.0.0.1:7000  yes    0.4s ago   job-b  oneDNN 2.6.3 (avx2), "
+      "OpenBLAS 0.3.21 (Zen)\n",
+      "2     WORKER  worker-0  10.0.0.2:7100  yes    1.2s ago   job-b  oneDNN 2.6.3 "
+      "(avx512_core_amx), OpenBLAS 0.3.21 (Prescott)\n",
+      "3     WORKER  worker-1  10.0.0.3:7100  no     42.0s ago  -      -\n"};
   for (size_t i = 0; i < PD_ARRAY_SIZE(expected); i++)
     CHECK_STR_CONTAINS(out_cap.text, expected[i]);
 
@@ -1190,6 +1196,7 @@ static void test_cluster(void) {
   CHECK_STR_CONTAINS(out_cap.text, "\"role\": \"WORKER\"");
   CHECK_STR_CONTAINS(out_cap.text, "\"alive\": false");
   CHECK_STR_CONTAINS(out_cap.text, "\"last_seen_sec\": 1.25");
+  CHECK_STR_CONTAINS(out_cap.text, "\"math\": \"oneDNN 2.6.3 (avx2), OpenBLAS 0.3.21 (Zen)\"");
 }
 
 static void test_health(void) {

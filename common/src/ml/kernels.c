@@ -232,7 +232,18 @@ struct pd__conv_plan {
   arg w_src, w_diff_dst, w_diff_weights;      /* backward weights (diff_bias is plain) */
   dnnl_memory_t w_diff_bias;
   int shared_diff_dst; /* backward data and weights take dy in the same layout */
+  float *cols;         /* few channels: im2col columns of a chunk (else NULL) */
+  float *dy_rows;      /* few channels: dy of a chunk as [filters x positions] */
+  int chunk;           /* samples per chunk of that path */
 };
+
+/* oneDNN's backward-weights kernels for inputs of few channels (LeNet's
+ * first convolution, 1 channel) reach under 10% of the core's peak
+ * (tools/kernelbench); an im2col matrix product does several times better.
+ * Below this many channels the weight gradient takes that path. */
+#define FEW_CHANNELS 4
+/* Floats of im2col columns per chunk of samples (kept in the caches). */
+#define COLS_FLOATS (256u * 1024u)
 
 void pd__conv_init(pd__conv *conv, int channels, int height, int width, int filters, int kernel,
                    int pad) {
@@ -262,6 +273,8 @@ static void plan_close(pd__conv_plan *pl) {
   prim_close(&pl->bwd_data);
   prim_close(&pl->bwd_weights);
   dnnl_stream_destroy(pl->stream);
+  free(pl->cols);
+  free(pl->dy_rows);
   memset(pl, 0, sizeof *pl);
 }
 
@@ -327,6 +340,14 @@ static void plan_make(const pd__conv *conv, int batch, pd__conv_plan *pl) {
   DNNL_CHECK(dnnl_memory_create(&pl->w_diff_bias, &b_user, e, NULL));
   pl->shared_diff_dst = dnnl_memory_desc_equal(md_of(dpd, dnnl_query_diff_dst_md),
                                                md_of(wpd, dnnl_query_diff_dst_md));
+  if (conv->channels < FEW_CHANNELS) {
+    size_t q = (size_t)conv->channels * (size_t)conv->kernel * (size_t)conv->kernel;
+    size_t plane = (size_t)conv->out_height * (size_t)conv->out_width;
+    pl->chunk = (int)PD_MAX(1, PD_MIN((size_t)batch, COLS_FLOATS / (q * plane)));
+    pl->cols = pd_xmalloc_aligned(q * plane * (size_t)pl->chunk * sizeof(float));
+    pl->dy_rows = pd_xmalloc_aligned((size_t)conv->filters * plane * (size_t)pl->chunk *
+                                     sizeof(float));
+  }
   DNNL_CHECK(dnnl_primitive_desc_destroy(fpd));
   DNNL_CHECK(dnnl_primitive_desc_destroy(dpd));
   DNNL_CHECK(dnnl_primitive_desc_destroy(wpd));
@@ -372,30 +393,104 @@ void pd__conv_forward(pd__conv *conv, const float *x, int batch, const float *we
   DNNL_CHECK(dnnl_stream_wait(s));
 }
 
+/* cols[q x count*plane], q = (c, kh, kw): the input value each kernel tap
+ * sees at every output position of samples [first, first + count) (0 in
+ * the padding). */
+static void im2col(const pd__conv *cv, const float *x, int first, int count, float *cols) {
+  int k = cv->kernel, oh_n = cv->out_height, ow_n = cv->out_width, pad = cv->pad;
+  size_t plane = (size_t)oh_n * (size_t)ow_n, row = plane * (size_t)count;
+  for (int c = 0; c < cv->channels; c++)
+    for (int kh = 0; kh < k; kh++)
+      for (int kw = 0; kw < k; kw++) {
+        float *dst = cols + ((size_t)(c * k + kh) * (size_t)k + (size_t)kw) * row;
+        /* output columns [lo, hi) read inside the input row */
+        int lo = PD_MAX(0, pad - kw), hi = PD_MIN(ow_n, cv->width + pad - kw);
+        for (int s = 0; s < count; s++) {
+          const float *in = x + ((size_t)(first + s) * (size_t)cv->channels + (size_t)c) *
+                                    (size_t)cv->height * (size_t)cv->width;
+          for (int oh = 0; oh < oh_n; oh++, dst += ow_n) {
+            int ih = oh + kh - pad;
+            if (ih < 0 || ih >= cv->height || lo >= hi) {
+              memset(dst, 0, (size_t)ow_n * sizeof(float));
+              continue;
+            }
+            const float *src = in + (size_t)ih * (size_t)cv->width - pad + kw;
+            for (int ow = 0; ow < lo; ow++)
+              dst[ow] = 0.0f;
+            memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+            for (int ow = hi; ow < ow_n; ow++)
+              dst[ow] = 0.0f;
+          }
+        }
+      }
+}
+
+/* dweight and dbias by im2col matrix products: dW [filters x q] = the sum
+ * over chunks of samples of dy [filters x positions] cols^T. */
+static void weights_by_im2col(const pd__conv *cv, pd__conv_plan *pl, const float *x, int batch,
+                              const float *dy, float *dweight, float *dbias) {
+  int q = cv->channels * cv->kernel * cv->kernel;
+  size_t plane = (size_t)cv->out_height * (size_t)cv->out_width;
+  for (int f = 0; f < cv->filters; f++)
+    dbias[f] = 0.0f;
+  for (int first = 0; first < batch; first += pl->chunk) {
+    int count = PD_MIN(pl->chunk, batch - first);
+    size_t positions = plane * (size_t)count;
+    im2col(cv, x, first, count, pl->cols);
+    for (int f = 0; f < cv->filters; f++) {
+      float *to = pl->dy_rows + (size_t)f * positions;
+      double sum = 0.0;
+      for (int s = 0; s < count; s++) {
+        const float *from = dy + ((size_t)(first + s) * (size_t)cv->filters + (size_t)f) * plane;
+        memcpy(to + (size_t)s * plane, from, plane * sizeof(float));
+        float lane = 0.0f;
+        for (size_t p = 0; p < plane; p++)
+          lane += from[p];
+        sum += lane;
+      }
+      dbias[f] += (float)sum;
+    }
+    pd__sgemm('N', 'T', cv->filters, q, (int)positions, 1.0f, pl->dy_rows, (int)positions,
+              pl->cols, (int)positions, first == 0 ? 0.0f : 1.0f, dweight, q);
+  }
+}
+
+/* dx from dy: the backward-data primitive; `diff_dst` is dy already in its
+ * layout, or NULL. */
+static void data_gradient(pd__conv_plan *pl, const float *weight, const float *dy,
+                          dnnl_memory_t diff_dst, float *dx) {
+  dnnl_stream_t s = pl->stream;
+  dnnl_exec_arg_t args[4] = {
+      {DNNL_ARG_DIFF_DST, diff_dst ? diff_dst : arg_in(&pl->d_diff_dst, dy, s)},
+      {DNNL_ARG_WEIGHTS, arg_in(&pl->d_weights, weight, s)},
+      {DNNL_ARG_DIFF_SRC, arg_out(&pl->d_diff_src, dx)},
+      {DNNL_ARG_SCRATCHPAD, pl->bwd_data.scratchpad},
+  };
+  run(pl->bwd_data.p, s, 4, args);
+  arg_out_done(&pl->d_diff_src, s);
+}
+
 void pd__conv_backward(pd__conv *conv, const float *x, int batch, const float *weight,
                        const float *dy, float *dweight, float *dbias, float *dx) {
   pd__conv_plan *pl = plan_for(conv, batch);
   dnnl_stream_t s = pl->stream;
-  dnnl_memory_t diff_dst = arg_in(&pl->w_diff_dst, dy, s);
-  DNNL_CHECK(dnnl_memory_set_data_handle(pl->w_diff_bias, dbias));
-  dnnl_exec_arg_t wargs[5] = {
-      {DNNL_ARG_SRC, arg_in(&pl->w_src, x, s)},
-      {DNNL_ARG_DIFF_DST, diff_dst},
-      {DNNL_ARG_DIFF_WEIGHTS, arg_out(&pl->w_diff_weights, dweight)},
-      {DNNL_ARG_DIFF_BIAS, pl->w_diff_bias},
-      {DNNL_ARG_SCRATCHPAD, pl->bwd_weights.scratchpad},
-  };
-  run(pl->bwd_weights.p, s, 5, wargs);
-  arg_out_done(&pl->w_diff_weights, s);
-  if (dx) {
-    dnnl_exec_arg_t dargs[4] = {
-        {DNNL_ARG_DIFF_DST, pl->shared_diff_dst ? diff_dst : arg_in(&pl->d_diff_dst, dy, s)},
-        {DNNL_ARG_WEIGHTS, arg_in(&pl->d_weights, weight, s)},
-        {DNNL_ARG_DIFF_SRC, arg_out(&pl->d_diff_src, dx)},
-        {DNNL_ARG_SCRATCHPAD, pl->bwd_data.scratchpad},
+  dnnl_memory_t diff_dst = NULL;
+  if (pl->cols) {
+    weights_by_im2col(conv, pl, x, batch, dy, dweight, dbias);
+  } else {
+    diff_dst = arg_in(&pl->w_diff_dst, dy, s);
+    DNNL_CHECK(dnnl_memory_set_data_handle(pl->w_diff_bias, dbias));
+    dnnl_exec_arg_t args[5] = {
+        {DNNL_ARG_SRC, arg_in(&pl->w_src, x, s)},
+        {DNNL_ARG_DIFF_DST, diff_dst},
+        {DNNL_ARG_DIFF_WEIGHTS, arg_out(&pl->w_diff_weights, dweight)},
+        {DNNL_ARG_DIFF_BIAS, pl->w_diff_bias},
+        {DNNL_ARG_SCRATCHPAD, pl->bwd_weights.scratchpad},
     };
-    run(pl->bwd_data.p, s, 4, dargs);
-    arg_out_done(&pl->d_diff_src, s);
+    run(pl->bwd_weights.p, s, 5, args);
+    arg_out_done(&pl->w_diff_weights, s);
   }
+  if (dx)
+    data_gradient(pl, weight, dy, pl->shared_diff_dst ? diff_dst : NULL, dx);
   DNNL_CHECK(dnnl_stream_wait(s));
 }

@@ -451,11 +451,13 @@ static void fake_stop(void) {
 
 /* ---------------------------------------------------------------- running pandoctl */
 
-enum { NORMAL = 0, FAST = 1 };
+enum { NORMAL = 0, FAST = 1, PATIENT = 2 };
 
 /* Runs pandoctl against the fake with the NULL-terminated arguments. FAST
  * shortens the --wait intervals (poll 20 ms, retry 0.5 s) through
- * pd_ctl_parse + pd_ctl_run; NORMAL goes through pd_ctl_main as is. stdout
+ * pd_ctl_parse + pd_ctl_run; PATIENT polls as fast but retries for 600 s,
+ * for cases whose outcome must not depend on how fast the calls are (the
+ * fake answers by call count); NORMAL goes through pd_ctl_main as is. stdout
  * and stderr land in out_cap/err_cap. */
 static int run(int speed, ...) {
   char *argv[32];
@@ -472,13 +474,13 @@ static int run(int speed, ...) {
   capture_open(&out_cap);
   capture_open(&err_cap);
   int code;
-  if (speed == FAST) {
+  if (speed == FAST || speed == PATIENT) {
     pd_ctl_args args;
     char err[256];
     code = pd_ctl_parse(argc, argv, &args, err, sizeof err);
     PD_ASSERT(code == 0);
     args.poll_sec = 0.02;
-    args.retry_sec = 0.5;
+    args.retry_sec = speed == PATIENT ? 600 : 0.5;
     code = pd_ctl_run(&args, out_cap.stream, err_cap.stream);
   } else {
     code = pd_ctl_main(argc, argv, out_cap.stream, err_cap.stream);
@@ -1041,15 +1043,15 @@ static void test_submit_wait_failed(void) {
 
 static void test_submit_wait_retries(void) {
   fake_reset();
-  write_spec("id: flaky\n");
-  CHECK_EQ_INT(run(FAST, "submit", spec_path, "--wait", NULL), PD_CTL_EXIT_OK);
+  write_spec("id: flaky\n"); /* 2 calls fail, then it answers: however slow they are */
+  CHECK_EQ_INT(run(PATIENT, "submit", spec_path, "--wait", NULL), PD_CTL_EXIT_OK);
   CHECK_STR_CONTAINS(err_cap.text, "pandoctl: warning: coordinator ");
   CHECK_STR_CONTAINS(err_cap.text, "UNAVAILABLE: the coordinator is restarting; retrying for up");
   CHECK_STR_CONTAINS(err_cap.text, "is reachable again");
   CHECK(ends_with(out_cap.text, "\ntest accuracy: 0.8765\n"));
 
   fake_reset();
-  write_spec("id: down\n");
+  write_spec("id: down\n"); /* never answers: gives up after 0.5 s, however many calls */
   CHECK_EQ_INT(run(FAST, "submit", spec_path, "--wait", NULL), PD_CTL_EXIT_FAILURE);
   CHECK_STR_CONTAINS(err_cap.text, "UNAVAILABLE: the coordinator is restarting (unreachable for");
   CHECK_STR_CONTAINS(err_cap.text, "gave up waiting, job down may still be running");

@@ -11,6 +11,7 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
+#include "pando/psclient.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 #include "shard.h"
@@ -20,6 +21,10 @@ struct pd_ps {
   int nshards, cap;
   pd_buf scratch; /* receives push payloads */
 };
+
+/* Scratch kept between pushes: two psclient chunks. A larger push's buffer
+ * is given back after it. */
+#define SCRATCH_KEEP (2 * PD_PSCLIENT_CHUNK_BYTES)
 
 static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
 
@@ -31,7 +36,7 @@ void pd_ps_free(pd_ps *ps) {
   for (int i = 0; i < ps->nshards; i++)
     pd_shard_free(ps->shards[i], GRPC_STATUS_UNAVAILABLE, "the parameter server is shutting down");
   free(ps->shards);
-  free(ps->scratch.data);
+  pd_buf_free(&ps->scratch);
   free(ps);
 }
 
@@ -153,9 +158,14 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   ProtobufCMessage *msg = NULL;
   pd_wire_tensor t;
   char err[256];
-  if (pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor, 6, NULL, 0,
-                     &ps->scratch, &msg, &t, err, sizeof err) != 0) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+  /* Deferred: the payload is copied only once the request is known good. */
+  int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor, 6, NULL,
+                          0, NULL, &msg, &t, err, sizeof err);
+  if (rc != 0) {
+    pd_rpc_call_fail(call,
+                     rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                       : GRPC_STATUS_INVALID_ARGUMENT,
+                     "%s", err);
     return;
   }
   Pando__V1__PushRequest *req = (Pando__V1__PushRequest *)msg;
@@ -173,9 +183,14 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
                      t.data_len);
     goto done;
   }
+  pd_buf_reserve(&ps->scratch, t.data_len);
+  if (pd_wire_tensor_copy(pd_rpc_call_payload(call), &t, ps->scratch.data) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PushRequest gradient");
+    goto done;
+  }
   enum pd_push_verdict v =
       pd_shard_push(s, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
-                    req->begin - s->begin, n, t.data, err, sizeof err);
+                    req->begin - s->begin, n, ps->scratch.data, err, sizeof err);
   count_push(req->job, v);
   int64_t staleness = pd_clock_last_staleness(s->clock);
   if (staleness >= 0)
@@ -191,6 +206,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   resp.dropped = v == PD_PUSH_DROP;
   pd_rpc_call_reply_msg(call, &resp.base);
 done:
+  pd_buf_trim(&ps->scratch, SCRATCH_KEEP);
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 

@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,15 @@ struct pd_rpc_call {
 
 static void post_request(pd_rpc_server *srv, reg_method *m);
 
+/* A received message of PD_RPC_TRIM_AFTER bytes or more was freed since the
+ * last pd_rpc_trim (any thread may set it). */
+static atomic_int large_freed;
+
+void pd_rpc_trim(void) {
+  if (atomic_exchange(&large_freed, 0))
+    malloc_trim(0);
+}
+
 static void call_maybe_free(pd_rpc_call *c) {
   if (!c->close_done || (c->replied && !c->send_done))
     return;
@@ -201,8 +211,11 @@ static void call_maybe_free(pd_rpc_call *c) {
   grpc_metadata_array_destroy(&c->metadata);
   if (!c->method)
     grpc_call_details_destroy(&c->details);
-  if (c->payload)
+  if (c->payload) {
+    if (grpc_byte_buffer_length(c->payload) >= PD_RPC_TRIM_AFTER)
+      large_freed = 1;
     grpc_byte_buffer_destroy(c->payload);
+  }
   if (c->response)
     grpc_byte_buffer_destroy(c->response);
   grpc_slice_unref(c->status_details);

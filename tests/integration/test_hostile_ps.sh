@@ -1,0 +1,31 @@
+# Hostile input to a parameter server (issue 14): malformed and oversized
+# messages from tests/integration/hostile.py, while a real job trains on the
+# same server. Each is refused with a clear status, the server keeps
+# answering health, a victim shard's parameters stay unchanged, its memory
+# comes back, and the job that runs meanwhile SUCCEEDS.
+. tests/integration/lib.sh
+T_WORKER_ARGS_0="--batch-delay-ms 40"
+t_cluster 1 1 || { t_fail "cluster started"; t_done; }
+t_small_data "$T_DIR" 512
+cat >"$T_DIR/job.yaml" <<YAML
+name: bystander
+model: {type: softmax, layers: [784, 10]}
+data:
+  train: {features: $T_DIR/train-images.gz, labels: $T_DIR/train-labels.gz}
+  test: {features: $T_DIR/test-images.gz, labels: $T_DIR/test-labels.gz}
+training: {epochs: 60, batch_size: 64, optimizer: {lr: 0.1}}
+cluster: {servers: 1, workers: 1}
+YAML
+job=$(t_submit "$T_DIR/job.yaml")
+i=0
+while [ "$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')" != RUNNING ] && [ $i -lt 100 ]; do
+  sleep 0.1; i=$((i + 1))
+done
+t_check "the bystander job runs before the hostile input starts" \
+  [ "$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')" = RUNNING ]
+/usr/bin/python3 tests/integration/hostile.py ps "127.0.0.1:$(t_port ps0)" "$(t_pid ps0)" || T_FAILED=1
+state=$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')
+t_check "the bystander job was still running when the hostile input ended ($state)" [ "$state" = RUNNING ]
+t_check "the bystander job SUCCEEDS" [ "$(t_wait_job "$job" 120)" = SUCCEEDED ]
+t_check "pando-ps is alive" kill -0 "$(t_pid ps0)"
+t_done

@@ -20,6 +20,22 @@
  * pd_psclient sends chunks of 2 MB. Documented in proto/pando.proto. */
 #define PD_WIRE_MAX_TENSOR_BYTES (64u << 20)
 
+/* Limits of every received message (proto/pando.proto documents them):
+ * strings at most PD_WIRE_MAX_STRING_BYTES, except a job spec (`spec_yaml`,
+ * PD_WIRE_MAX_SPEC_BYTES); at most PD_WIRE_MAX_FIELDS field occurrences
+ * (nested and packed values included: protobuf-c allocates a record for
+ * each). */
+#define PD_WIRE_MAX_STRING_BYTES 4096
+#define PD_WIRE_MAX_SPEC_BYTES (1u << 20)
+#define PD_WIRE_MAX_FIELDS 4096
+
+/* Checks message `desc` in data[0, len) against the limits above and every
+ * length against what is left of its enclosing field, without allocating:
+ * what a server runs before protobuf-c unpacks a request. Returns 0,
+ * -PD_ETOOBIG (a limit, named with the field in `err`) or -PD_EFORMAT. */
+int pd_wire_check(const uint8_t *data, size_t len, const ProtobufCMessageDescriptor *desc,
+                  char *err, size_t errlen);
+
 /* A growable buffer, reused across messages to avoid page faults on hot
  * paths. Zero-initialise it; release it with pd_buf_free. Buffers of
  * PD_BUF_MAP_MIN bytes or more are mappings of their own, so freeing one

@@ -19,6 +19,7 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/util.h"
+#include "pando/wire.h"
 
 #define PD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define MAX_METHODS 32
@@ -435,8 +436,21 @@ static ProtobufCMessage *unpack_buffer(grpc_byte_buffer *bb, const ProtobufCMess
 }
 
 ProtobufCMessage *pd_rpc_call_unpack(pd_rpc_call *call, const ProtobufCMessageDescriptor *desc) {
-  ProtobufCMessage *msg = unpack_buffer(call->payload, desc);
-  if (!msg)
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  char err[256];
+  if (call->payload)
+    pd_rpc_buffer_flatten(call->payload, &buf, &len);
+  /* The limits of pando/wire.h, before protobuf-c allocates anything. */
+  int rc = pd_wire_check(buf, len, desc, err, sizeof err);
+  ProtobufCMessage *msg = rc == 0 ? protobuf_c_message_unpack(desc, NULL, len, buf) : NULL;
+  free(buf);
+  if (rc != 0)
+    pd_rpc_call_fail(call,
+                     rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                       : GRPC_STATUS_INVALID_ARGUMENT,
+                     "%s", err);
+  else if (!msg)
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s message", desc->name);
   return msg;
 }

@@ -362,6 +362,9 @@ int pd_wire_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
         goto malformed;
     }
   }
+  rc = pd_wire_check(r.data, r.len, desc, err, errlen);
+  if (rc != 0)
+    goto done;
   *rest = protobuf_c_message_unpack(desc, NULL, r.len, r.data);
   if (!*rest)
     goto malformed;
@@ -389,4 +392,105 @@ int pd_wire_tensor_copy(grpc_byte_buffer *bb, const pd_wire_tensor *t, void *dst
     rc = 0;
   grpc_byte_buffer_reader_destroy(&c.reader);
   return rc;
+}
+
+/* ---------------------------------------------------------------- checking before protobuf-c */
+
+/* What pd_wire_check has counted so far. */
+typedef struct check_state {
+  size_t fields; /* field occurrences, nested ones included */
+  char *err;
+  size_t errlen;
+} check_state;
+
+/* The longest string or bytes value allowed for field `f` of a received
+ * message. */
+static size_t value_max(const ProtobufCFieldDescriptor *f) {
+  if (strcmp(f->name, "spec_yaml") == 0)
+    return PD_WIRE_MAX_SPEC_BYTES;
+  if (f->type == PROTOBUF_C_TYPE_BYTES)
+    return PD_WIRE_MAX_TENSOR_BYTES;
+  return PD_WIRE_MAX_STRING_BYTES;
+}
+
+/* Nested messages are checked with their own descriptor; pando.proto has no
+ * recursive message, so the depth is bounded by the schema. Unknown fields
+ * are skipped whole (protobuf-c keeps them as bytes). */
+static int check_message(const uint8_t *p, size_t len, const ProtobufCMessageDescriptor *desc,
+                         check_state *st) {
+  const uint8_t *end = p + len;
+  while (p < end) {
+    uint64_t tag = 0, v = 0;
+    int shift = 0, n = 0;
+    do { /* varint tag */
+      if (p >= end || n++ == 10)
+        goto malformed;
+      tag |= (uint64_t)(*p & 0x7f) << shift;
+      shift += 7;
+    } while (*p++ & 0x80);
+    if (++st->fields > PD_WIRE_MAX_FIELDS)
+      return pd_errf(st->err, st->errlen, -PD_ETOOBIG, "%s: more than %d fields", desc->name,
+                     PD_WIRE_MAX_FIELDS);
+    int wt = (int)(tag & 7);
+    const ProtobufCFieldDescriptor *f =
+        (tag >> 3) <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
+                                 : NULL;
+    switch (wt) {
+    case WT_VARINT:
+      for (n = 0;; n++) {
+        if (p >= end || n == 10)
+          goto malformed;
+        if (!(*p++ & 0x80))
+          break;
+      }
+      break;
+    case WT_I64:
+    case WT_I32:
+      if ((size_t)(end - p) < (wt == WT_I64 ? 8u : 4u))
+        goto malformed;
+      p += wt == WT_I64 ? 8 : 4;
+      break;
+    case WT_LEN:
+      shift = n = 0;
+      do {
+        if (p >= end || n++ == 10)
+          goto malformed;
+        v |= (uint64_t)(*p & 0x7f) << shift;
+        shift += 7;
+      } while (*p++ & 0x80);
+      if (v > (uint64_t)(end - p))
+        goto malformed;
+      if (f && (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_BYTES) &&
+          v > value_max(f))
+        return pd_errf(st->err, st->errlen, -PD_ETOOBIG,
+                       "%s.%s is %llu bytes, more than the limit of %zu", desc->name, f->name,
+                       (unsigned long long)v, value_max(f));
+      if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+        int rc = check_message(p, (size_t)v, f->descriptor, st);
+        if (rc != 0)
+          return rc;
+      } else if (f && f->label == PROTOBUF_C_LABEL_REPEATED && f->type != PROTOBUF_C_TYPE_STRING &&
+                 f->type != PROTOBUF_C_TYPE_BYTES) {
+        /* packed scalars: each element becomes an array entry (counted as
+         * varints; fixed-size ones cost no more than their bytes) */
+        for (const uint8_t *q = p; q < p + v; q++)
+          if (!(*q & 0x80) && ++st->fields > PD_WIRE_MAX_FIELDS)
+            return pd_errf(st->err, st->errlen, -PD_ETOOBIG, "%s.%s: more than %d values",
+                           desc->name, f->name, PD_WIRE_MAX_FIELDS);
+      }
+      p += v;
+      break;
+    default:
+      goto malformed;
+    }
+  }
+  return 0;
+malformed:
+  return pd_errf(st->err, st->errlen, -PD_EFORMAT, "malformed %s message", desc->name);
+}
+
+int pd_wire_check(const uint8_t *data, size_t len, const ProtobufCMessageDescriptor *desc,
+                  char *err, size_t errlen) {
+  check_state st = {0, err, errlen};
+  return check_message(data, len, desc, &st);
 }

@@ -1077,6 +1077,134 @@ static void test_buf_trim(void) {
   CHECK(buf.data == NULL && buf.cap == 0);
 }
 
+/* pd_wire_check: the per-field and per-message limits, before protobuf-c. */
+static void test_check_limits(void) {
+  char err[256];
+  /* A CreateShard with a spec of 100 KB passes; 1 MiB + 1 is too big. */
+  size_t spec_len = PD_WIRE_MAX_SPEC_BYTES + 1;
+  char *spec = malloc(spec_len + 1);
+  memset(spec, 'a', spec_len);
+  spec[100000] = '\0';
+  Pando__V1__CreateShardRequest cs = PANDO__V1__CREATE_SHARD_REQUEST__INIT;
+  cs.job = "j-1";
+  cs.spec_yaml = spec;
+  cs.end = 10;
+  bytes msg = {0};
+  bytes_pack(&msg, &cs.base);
+  CHECK_EQ_INT(pd_wire_check(msg.data, msg.len, &pando__v1__create_shard_request__descriptor, err,
+                             sizeof err),
+               0);
+  spec[100000] = 'a';
+  spec[spec_len] = '\0';
+  msg.len = 0;
+  bytes_pack(&msg, &cs.base);
+  free(spec);
+  CHECK_EQ_INT(pd_wire_check(msg.data, msg.len, &pando__v1__create_shard_request__descriptor, err,
+                             sizeof err),
+               -PD_ETOOBIG);
+  CHECK_STR_CONTAINS(err, "CreateShardRequest.spec_yaml is 1048577 bytes");
+  CHECK_STR_CONTAINS(err, "limit of 1048576");
+
+  /* Any other string: 4096 bytes. */
+  char job[5000];
+  memset(job, 'j', sizeof job - 1);
+  job[sizeof job - 1] = '\0';
+  Pando__V1__PullRequest pull = PANDO__V1__PULL_REQUEST__INIT;
+  pull.job = job;
+  msg.len = 0;
+  bytes_pack(&msg, &pull.base);
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__pull_request__descriptor, err, sizeof err),
+      -PD_ETOOBIG);
+  CHECK_STR_CONTAINS(err, "PullRequest.job is 4999 bytes");
+
+  /* More fields than PD_WIRE_MAX_FIELDS (unknown ones count). */
+  pull.job = "j";
+  msg.len = 0;
+  bytes_pack(&msg, &pull.base);
+  for (int i = 0; i < PD_WIRE_MAX_FIELDS; i++) {
+    bytes_varint(&msg, 77 << 3 | 0);
+    bytes_varint(&msg, 1);
+  }
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__pull_request__descriptor, err, sizeof err),
+      -PD_ETOOBIG);
+  CHECK_STR_CONTAINS(err, "more than 4096 fields");
+  /* Through the tensor decoder too (its other fields are checked). */
+  ProtobufCMessage *rest = NULL;
+  pd_wire_tensor t;
+  Pando__V1__PushRequest push = push_rest();
+  push.job = job;
+  msg.len = 0;
+  bytes_pack(&msg, &push.base);
+  CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0,
+                      NULL, &rest, &t, err, sizeof err),
+               -PD_ETOOBIG);
+  CHECK(rest == NULL);
+  CHECK_STR_CONTAINS(err, "PushRequest.job is 4999 bytes");
+
+  /* Nested messages are walked with their descriptors: a JobStatus whose
+   * shard map holds more shards than the limit allows. */
+  Pando__V1__Shard shard = PANDO__V1__SHARD__INIT, *shards[PD_WIRE_MAX_FIELDS];
+  shard.end = 1;
+  shard.address = "a";
+  for (int i = 0; i < PD_WIRE_MAX_FIELDS; i++)
+    shards[i] = &shard;
+  Pando__V1__ShardMap map = PANDO__V1__SHARD_MAP__INIT;
+  map.n_shards = PD_WIRE_MAX_FIELDS;
+  map.shards = shards;
+  Pando__V1__JobStatus js = PANDO__V1__JOB_STATUS__INIT;
+  js.shard_map = &map;
+  msg.len = 0;
+  bytes_pack(&msg, &js.base);
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__job_status__descriptor, err, sizeof err),
+      -PD_ETOOBIG);
+  map.n_shards = 100;
+  msg.len = 0;
+  bytes_pack(&msg, &js.base);
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__job_status__descriptor, err, sizeof err), 0);
+  free(msg.data);
+}
+
+/* pd_wire_check never passes what protobuf-c cannot unpack, over every cut
+ * of a valid message with nested fields, and passes the whole one. */
+static void test_check_agrees_with_protobuf_c(void) {
+  char err[256];
+  Pando__V1__Shard s0 = PANDO__V1__SHARD__INIT, s1 = PANDO__V1__SHARD__INIT;
+  s0.end = 5;
+  s0.address = "127.0.0.1:7000";
+  s1.begin = 5;
+  s1.end = 9;
+  s1.address = "127.0.0.1:7001";
+  Pando__V1__Shard *shards[2] = {&s0, &s1};
+  Pando__V1__ShardMap map = PANDO__V1__SHARD_MAP__INIT;
+  map.keys = 9;
+  map.n_shards = 2;
+  map.shards = shards;
+  Pando__V1__Assignment a = PANDO__V1__ASSIGNMENT__INIT;
+  a.job = "job-1";
+  a.spec_yaml = "name: x\n";
+  a.rank = 3;
+  a.row_end = 1000;
+  a.shard_map = &map;
+  bytes msg = {0};
+  bytes_pack(&msg, &a.base);
+  CHECK_EQ_INT(pd_wire_check(msg.data, msg.len, &pando__v1__assignment__descriptor, err, sizeof err),
+               0);
+  for (size_t cut = 0; cut < msg.len; cut++) {
+    int rc = pd_wire_check(msg.data, cut, &pando__v1__assignment__descriptor, err, sizeof err);
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(&pando__v1__assignment__descriptor, NULL, cut, msg.data);
+    if (rc == 0)
+      CHECK(m != NULL);
+    if (m)
+      protobuf_c_message_free_unpacked(m, NULL);
+  }
+  free(msg.data);
+}
+
 int main(int argc, char **argv) {
   pd_rpc_init();
   PD_RUN(test_header_matches_protobuf_c);
@@ -1098,6 +1226,8 @@ int main(int argc, char **argv) {
   PD_RUN(test_decode_deferred);
   PD_RUN(test_unknown_fields_skipped);
   PD_RUN(test_buf_trim);
+  PD_RUN(test_check_limits);
+  PD_RUN(test_check_agrees_with_protobuf_c);
   pd_rpc_shutdown();
   PD_TEST_DONE();
 }

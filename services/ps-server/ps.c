@@ -3,6 +3,7 @@
 #include "ps.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,6 +154,39 @@ static void count_push(const char *job, enum pd_push_verdict v) {
                 1);
 }
 
+/* Checks a gradient for NaN and infinity (poison: one of them makes the
+ * whole model NaN). training.on_nonfinite fail: refuses the push and returns
+ * 1; skip: zeroes the gradient (the push still counts for its clock) and
+ * returns 0. Counted in pando_ps_nonfinite_pushes_total{job, action}. */
+static int refuse_nonfinite(pd_rpc_call *call, pd_shard *s, uint64_t begin, float *grad,
+                            uint64_t n) {
+  uint64_t bad = 0, first = 0;
+  for (uint64_t i = 0; i < n; i++)
+    if (!isfinite(grad[i]) && bad++ == 0)
+      first = i;
+  if (bad == 0)
+    return 0;
+  int skip = s->spec.training.on_nonfinite == PD_NONFINITE_SKIP;
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",action=\"%s\"", s->job, skip ? "zeroed" : "refused");
+  pd_metric_add(pd_metric_counter("pando_ps_nonfinite_pushes_total",
+                                  "Pushes whose gradient held NaN or infinity, by what was done "
+                                  "(training.on_nonfinite).",
+                                  labels),
+                1);
+  if (skip) {
+    memset(grad, 0, n * sizeof *grad);
+    return 0;
+  }
+  s->pushes_rejected++;
+  pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                   "job '%s': gradient of keys [%llu, %llu) has %llu non-finite values (NaN or "
+                   "infinity), the first at key %llu; refused (training.on_nonfinite: fail)",
+                   s->job, (unsigned long long)begin, (unsigned long long)(begin + n),
+                   (unsigned long long)bad, (unsigned long long)(begin + first));
+  return 1;
+}
+
 static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_ps *ps = ctx;
   ProtobufCMessage *msg = NULL;
@@ -188,6 +222,8 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PushRequest gradient");
     goto done;
   }
+  if (refuse_nonfinite(call, s, req->begin, ps->scratch.data, n))
+    goto done;
   enum pd_push_verdict v =
       pd_shard_push(s, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
                     req->begin - s->begin, n, ps->scratch.data, err, sizeof err);

@@ -225,9 +225,51 @@ def hostile_ps(address, pid):
     after("a CreateShard with a spec of 2 MiB", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
     check("its refusal names the field (%s)" % msg, "spec_yaml is 2097152 bytes" in msg)
 
+    # Poison: NaN and infinity (on_nonfinite fail, the default: refused);
+    # clocks no consistency model allows (far future, INT64_MAX, negative).
+    def push_victim(grad, clock=0, job="victim-1"):
+        return ps.call("Push", pb.PushRequest(
+            job=job, begin=0, end=VICTIM_KEYS, worker=0, clock=clock,
+            gradient=pb.Tensor(dtype=pb.FLOAT32, shape=[VICTIM_KEYS],
+                               data=np.asarray(grad, "<f4").tobytes())), pb.PushResponse)
+    for desc, value in [("NaN", np.nan), ("+Inf", np.inf), ("-Inf", -np.inf)]:
+        g = np.zeros(VICTIM_KEYS, "<f4")
+        g[5] = value
+        code, msg, _ = push_victim(g)
+        after("a gradient with one %s" % desc, code, msg, grpc.StatusCode.INVALID_ARGUMENT)
+        check("its refusal says what and where (%s)" % msg,
+              "1 non-finite values" in msg and "first at key 5" in msg)
+    for clock in [10 ** 15, 2 ** 63 - 1, -1]:
+        code, msg, _ = push_victim(np.ones(VICTIM_KEYS, "<f4"), clock=clock)
+        after("a push at clock %d" % clock, code, msg, grpc.StatusCode.FAILED_PRECONDITION)
+        code, msg, _ = ps.call("Pull", pb.PullRequest(job="victim-1", begin=0, end=VICTIM_KEYS,
+                                                      clock=clock), pb.PullResponse)
+        check("a pull at clock %d: FAILED_PRECONDITION (%s)" % (clock, msg),
+              code == grpc.StatusCode.FAILED_PRECONDITION)
+
     x1 = victim_values()
     check("the victim's parameters are unchanged by all of it",
           x1 is not None and np.array_equal(x0, x1))
+    code, _, _ = push_victim(np.ones(VICTIM_KEYS, "<f4"), clock=0)
+    x2 = victim_values()
+    check("the worker's honest push at clock 0 is then applied (%s)" % code.name,
+          code == grpc.StatusCode.OK and x2 is not None and np.allclose(x2, x0 - 0.5))
+
+    # on_nonfinite: skip: the push counts for its clock with a zero gradient.
+    code, msg, _ = ps.call("CreateShard", pb.CreateShardRequest(
+        job="skip-1", spec_yaml=VICTIM_SPEC.replace("update: asp,", "update: asp, on_nonfinite: skip,"),
+        begin=0, end=VICTIM_KEYS, num_workers=1), pb.CreateShardResponse)
+    check("a shard with on_nonfinite: skip is created (%s %s)" % (code.name, msg),
+          code == grpc.StatusCode.OK)
+    c, _, p0 = ps.call("Pull", pb.PullRequest(job="skip-1", begin=0, end=VICTIM_KEYS), pb.PullResponse)
+    g = np.ones(VICTIM_KEYS, "<f4")
+    g[0] = np.nan
+    code, msg, r = push_victim(g, job="skip-1")
+    c, _, p1 = ps.call("Pull", pb.PullRequest(job="skip-1", begin=0, end=VICTIM_KEYS), pb.PullResponse)
+    check("skip: the NaN push is acknowledged and counts (version %s), nothing applied" %
+          (r.version if r else None),
+          code == grpc.StatusCode.OK and r.version == 1 and p0.values.data == p1.values.data)
+    ps.call("DropShard", pb.DropShardRequest(job="skip-1"), pb.DropShardResponse)
     code, msg, _ = ps.call("DropShard", pb.DropShardRequest(job="victim-1"), pb.DropShardResponse)
     check("the victim shard is dropped (%s)" % code.name, code == grpc.StatusCode.OK)
     check("the server process is alive", os.path.exists("/proc/%d" % pid))

@@ -27,5 +27,13 @@ t_check "the bystander job runs before the hostile input starts" \
 state=$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')
 t_check "the bystander job was still running when the hostile input ended ($state)" [ "$state" = RUNNING ]
 t_check "the bystander job SUCCEEDS" [ "$(t_wait_job "$job" 120)" = SUCCEEDED ]
+# A job whose gradients overflow (lr 1e38) fails, naming the poison, instead
+# of training on NaN.
+sed 's/name: bystander/name: diverge/; s/epochs: 60/epochs: 2/; s/lr: 0.1/lr: 1e38/' "$T_DIR/job.yaml" >"$T_DIR/diverge.yaml"
+job=$(t_submit "$T_DIR/diverge.yaml")
+state=$(t_wait_job "$job" 60)
+msg=$(t_json "$T_DIR/$job.json" 'j["message"]')
+t_check "a diverging job FAILS naming the non-finite gradient ($state: $msg)" \
+  sh -c "[ '$state' = FAILED ] && printf '%s' \"\$1\" | grep -q 'non-finite values'" _ "$msg"
 t_check "pando-ps is alive" kill -0 "$(t_pid ps0)"
 t_done

@@ -3,10 +3,11 @@ sent to a real daemon with Python's grpcio, each case checked for a clear
 status, a daemon that still answers health, and nothing changed.
 
   /usr/bin/python3 tests/integration/hostile.py ps ADDRESS PID
+  /usr/bin/python3 tests/integration/hostile.py coordinator ADDRESS PID TAKEN_NAME
 
 prints "ok - ..." / "FAIL - ..." lines (the test runner counts them) and
-exits 1 on any failure. ADDRESS is a pando-ps, PID its process (for its
-memory)."""
+exits 1 on any failure. ADDRESS is a pando-ps or pando-coordinator, PID its
+process (for its memory), TAKEN_NAME the name of a node that is alive."""
 import os
 import random
 import sys
@@ -275,11 +276,57 @@ def hostile_ps(address, pid):
     check("the server process is alive", os.path.exists("/proc/%d" % pid))
 
 
+def hostile_coordinator(address, pid, taken):
+    co = Daemon(address, "pando.v1.Coordinator")
+
+    def after(desc, code, msg, want):
+        check("%s: %s (%s)" % (desc, want.name, msg[:160]), code == want)
+        check("%s: the coordinator answers health within 1 s" % desc, co.healthy())
+
+    code, msg, _ = co.call("RegisterNode", pb.RegisterRequest(
+        role=pb.WORKER, address="127.0.0.1:1", name=taken), pb.RegisterResponse)
+    after("RegisterNode under the name of alive node '%s'" % taken, code, msg,
+          grpc.StatusCode.ALREADY_EXISTS)
+    check("its refusal names the name (%s)" % msg, "'%s' is registered and alive" % taken in msg)
+
+    code, msg, _ = co.call("SubmitJob", pb.SubmitJobRequest(spec_yaml="#" * (2 * MIB)), pb.JobStatus)
+    after("a SubmitJob of 2 MiB", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    code, msg, _ = co.raw("Heartbeat", field(1, 0, value=1) + field(50, 0, value=1) * 100000)
+    after("a Heartbeat with 100000 unknown fields", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    code, msg, _ = co.raw("ReportProgress", varint(1 << 3 | 2) + varint(1 << 40) + b"j")
+    after("a ReportProgress whose job length lies", code, msg, grpc.StatusCode.INVALID_ARGUMENT)
+
+    # A flood of registrations without heartbeats: bounded, never a crash.
+    # (As workers: jobs take idle workers in the order they registered, so a
+    # later job still gets the real one; fake servers would be preferred as
+    # the least loaded. Only authentication keeps fakes out: see README.)
+    rss0 = rss_mib(pid)
+    codes = {}
+    for i in range(9000):
+        code, msg, _ = co.call("RegisterNode", pb.RegisterRequest(
+            role=pb.WORKER, address="10.255.0.1:%d" % (i % 60000 + 1), name="flood-%d" % i),
+            pb.RegisterResponse)
+        codes[code.name] = codes.get(code.name, 0) + 1
+    check("9000 fake registrations: each accepted or RESOURCE_EXHAUSTED (%s)" % codes,
+          set(codes) <= {"OK", "RESOURCE_EXHAUSTED"})
+    code, _, cl = co.call("Cluster", pb.ClusterRequest(), pb.ClusterResponse)
+    held = len(cl.nodes) if cl else -1
+    check("the registry holds at most 8192 nodes (%d; the dead are forgotten when it is full)"
+          % held, code == grpc.StatusCode.OK and 0 < held <= 8192)
+    check("after the flood the coordinator answers health within 1 s", co.healthy())
+    check("its memory grew by less than 64 MiB (%.0f -> %.0f MiB)" % (rss0, rss_mib(pid)),
+          rss_mib(pid) - rss0 < 64)
+    check("the coordinator process is alive", os.path.exists("/proc/%d" % pid))
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] != "ps":
+    if len(sys.argv) == 4 and sys.argv[1] == "ps":
+        hostile_ps(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "coordinator":
+        hostile_coordinator(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    hostile_ps(sys.argv[2], int(sys.argv[3]))
     sys.exit(1 if failed else 0)
 
 

@@ -1,8 +1,9 @@
-# Hostile input to a parameter server (issue 14): malformed and oversized
-# messages from tests/integration/hostile.py, while a real job trains on the
-# same server. Each is refused with a clear status, the server keeps
-# answering health, a victim shard's parameters stay unchanged, its memory
-# comes back, and the job that runs meanwhile SUCCEEDS.
+# Hostile input to a parameter server and the coordinator (issue 14):
+# malformed, oversized and poisoned messages, impossible clocks, stolen names
+# and a registration flood from tests/integration/hostile.py, while a real
+# job trains on the same daemons. Each is refused with a clear status, the
+# daemons keep answering health, a victim shard's parameters stay unchanged,
+# memory comes back, and the job that runs meanwhile SUCCEEDS.
 . tests/integration/lib.sh
 T_WORKER_ARGS_0="--batch-delay-ms 40"
 t_cluster 1 1 || { t_fail "cluster started"; t_done; }
@@ -24,6 +25,7 @@ done
 t_check "the bystander job runs before the hostile input starts" \
   [ "$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')" = RUNNING ]
 /usr/bin/python3 tests/integration/hostile.py ps "127.0.0.1:$(t_port ps0)" "$(t_pid ps0)" || T_FAILED=1
+/usr/bin/python3 tests/integration/hostile.py coordinator "127.0.0.1:$(t_port coord)" "$(t_pid coord)" w0 || T_FAILED=1
 state=$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')
 t_check "the bystander job was still running when the hostile input ended ($state)" [ "$state" = RUNNING ]
 t_check "the bystander job SUCCEEDS" [ "$(t_wait_job "$job" 120)" = SUCCEEDED ]

@@ -10,6 +10,7 @@
 #include "pando/kernels.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
+#include "pando/rpc.h"
 #include "pando/util.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -70,6 +71,7 @@ void pd_daemon_serve(pd_loop *loop, double period_sec, void (*cron)(void *user),
     if (now >= next) {
       if (cron)
         cron(user);
+      pd_rpc_trim();
       next = now + period_sec;
     }
     pd_loop_run_once(loop, PD_MAX(next - pd_now(), 0.0));

@@ -64,7 +64,8 @@ t_pid() { eval "echo \$PID_$(echo "$1" | tr -c 'a-zA-Z0-9\n' _)"; }
 
 # t_cluster SERVERS WORKERS: a coordinator, servers ps0.., workers w0..;
 # exports PANDO_COORDINATOR and waits until every node registered. Worker i
-# gets the extra flags in T_WORKER_ARGS_i (e.g. T_WORKER_ARGS_1="--slowdown 5").
+# gets the extra flags in T_WORKER_ARGS_i (e.g. T_WORKER_ARGS_1="--slowdown 5"),
+# server i those in T_PS_ARGS_i (e.g. T_PS_ARGS_0="--data-dir DIR").
 t_cluster() {
   local i want extra
   t_start coord "$BIN/pando-coordinator" --heartbeat-ms 100 --node-timeout "${T_NODE_TIMEOUT:-5}" || return 1
@@ -72,7 +73,9 @@ t_cluster() {
   export PANDO_COORDINATOR
   i=0
   while [ $i -lt "$1" ]; do
-    t_start "ps$i" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR" --name "ps$i" || return 1
+    eval "extra=\${T_PS_ARGS_$i:-}"
+    # shellcheck disable=SC2086 # extra flags are words
+    t_start "ps$i" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR" --name "ps$i" $extra || return 1
     i=$((i + 1))
   done
   i=0

@@ -92,6 +92,7 @@ static void job_status(pd_coord *c, pd_job *j, Pando__V1__JobStatus *st, Pando__
   pando__v1__job_status__init(st);
   st->job = j->id;
   st->name = j->spec.name;
+  st->spec_yaml = j->spec_yaml;
   st->state = j->state;
   st->message = j->message;
   st->epochs = (uint32_t)j->spec.training.epochs;

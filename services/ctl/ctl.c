@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "export.h"
 #include "json.h"
 #include "output.h"
 #include "pando.pb-c.h"
@@ -103,6 +104,22 @@ static const command_info commands[] = {
      "\n"
      "exit status: 0 SERVING, 1 anything else (not serving, unknown service,\n"
      "unreachable).\n"},
+    {"export", PD_CTL_CMD_EXPORT, "JOB",
+     "usage: pandoctl export JOB -o FILE.safetensors\n"
+     "\n"
+     "Pulls the job's model from its servers (a running job's current model, a\n"
+     "SUCCEEDED job's final one) and writes it to FILE in the safetensors format:\n"
+     "an 8-byte little-endian header length, a JSON header giving each tensor's\n"
+     "dtype (F32), shape and data_offsets, then the raw little-endian float32\n"
+     "data. Tensors are named and shaped as the model's layout (layer0.weight\n"
+     "[inputs, outputs], layer0.bias [outputs], ...), in key order.\n"
+     "\n"
+     "options:\n"
+     "  -o, --out FILE   the file to write (after the command, -o is this option;\n"
+     "                   the output format is then --output)\n"
+     "\n"
+     "exit status: 0 written, 1 unknown job, no shards (a FAILED or CANCELLED job's\n"
+     "are dropped), RPC or write error, 2 usage error.\n"},
     {"help", PD_CTL_CMD_HELP, "COMMAND",
      "usage: pandoctl help [COMMAND]\n"
      "\n"
@@ -122,6 +139,7 @@ static const char global_usage[] =
     "  cancel JOB                cancel a job\n"
     "  cluster                   the registered servers and workers\n"
     "  health ADDRESS            check a Pando daemon's gRPC health service\n"
+    "  export JOB -o FILE        write the job's model as a safetensors file\n"
     "  help [COMMAND]            this help, or a command's\n"
     "\n"
     "options (before or after the command):\n"
@@ -160,7 +178,8 @@ enum option_id {
   OPT_HELP,
   OPT_VERSION,
   OPT_WAIT,
-  OPT_SERVICE
+  OPT_SERVICE,
+  OPT_OUT
 };
 
 typedef struct option_info {
@@ -179,18 +198,25 @@ static const option_info options[] = {
     {"--version", 0, OPT_VERSION, 0, PD_CTL_CMD_NONE},
     {"--wait", 0, OPT_WAIT, 0, PD_CTL_CMD_SUBMIT},
     {"--service", 0, OPT_SERVICE, 1, PD_CTL_CMD_HEALTH},
+    {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_EXPORT},
 };
 
 /* Finds "--name" (possibly "--name=value": `len` bytes of it name the
- * option) or "-x". */
-static const option_info *find_option(const char *arg, size_t len) {
+ * option) or "-x"; a short name of `command`'s own option (export's -o)
+ * wins over the global one. */
+static const option_info *find_option(const char *arg, size_t len, enum pd_ctl_command command) {
+  const option_info *found = NULL;
   for (size_t i = 0; i < PD_ARRAY_SIZE(options); i++) {
     const option_info *opt = &options[i];
     if (arg[1] == '-' ? strlen(opt->name) == len && strncmp(opt->name, arg, len) == 0
-                      : len == 2 && opt->short_name && arg[1] == opt->short_name)
-      return opt;
+                      : len == 2 && opt->short_name && arg[1] == opt->short_name) {
+      if (arg[1] != '-' && opt->command != PD_CTL_CMD_NONE && opt->command != command)
+        continue; /* another command's short option */
+      if (!found || opt->command == command)
+        found = opt;
+    }
   }
-  return NULL;
+  return found;
 }
 
 static int apply_option(pd_ctl_args *args, const option_info *opt, const char *value, char *err,
@@ -231,6 +257,11 @@ static int apply_option(pd_ctl_args *args, const option_info *opt, const char *v
   case OPT_SERVICE:
     args->service = value;
     return 0;
+  case OPT_OUT:
+    if (!value[0])
+      return pd_errf(err, errlen, -EINVAL, "empty value for --out: expected a file name");
+    args->out_path = value;
+    return 0;
   }
   return 0;
 }
@@ -251,7 +282,7 @@ static int parse_option(int argc, char **argv, int *i, pd_ctl_args *args, char *
     name_len = 2;
     value = arg + 2;
   }
-  const option_info *opt = find_option(arg, name_len);
+  const option_info *opt = find_option(arg, name_len, args->command);
   if (!opt)
     return pd_errf(err, errlen, -EINVAL, "unknown option '%.*s'", (int)name_len, arg);
   if (opt->command != PD_CTL_CMD_NONE && opt->command != args->command) {
@@ -314,6 +345,8 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
   const command_info *cmd = find_command(args->command);
   if (cmd && cmd->operand && !args->operand && args->command != PD_CTL_CMD_HELP)
     return pd_errf(err, errlen, -EINVAL, "'%s' needs %s", cmd->name, cmd->operand);
+  if (args->command == PD_CTL_CMD_EXPORT && !args->out_path)
+    return pd_errf(err, errlen, -EINVAL, "'export' needs -o FILE (the safetensors file to write)");
   return 0;
 }
 
@@ -783,6 +816,16 @@ static int cmd_cluster(ctl *c) {
   return PD_CTL_EXIT_OK;
 }
 
+static int cmd_export(ctl *c) {
+  Pando__V1__JobStatus *status = NULL;
+  int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
+  if (code != 0)
+    return code;
+  int rc = pd_ctl_export(status, c->args->out_path, c->args->timeout_sec, c->human, c->errout);
+  protobuf_c_message_free_unpacked(&status->base, NULL);
+  return rc == 0 ? PD_CTL_EXIT_OK : PD_CTL_EXIT_FAILURE;
+}
+
 static int cmd_health(ctl *c) {
   const char *address = c->args->operand;
   Grpc__Health__V1__HealthCheckRequest request = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -854,6 +897,9 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
     break;
   case PD_CTL_CMD_HEALTH:
     code = cmd_health(&c);
+    break;
+  case PD_CTL_CMD_EXPORT:
+    code = cmd_export(&c);
     break;
   }
   pd_rpc_channel_free(c.channel);

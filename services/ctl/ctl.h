@@ -28,6 +28,7 @@ enum pd_ctl_command {
   PD_CTL_CMD_CANCEL,
   PD_CTL_CMD_CLUSTER,
   PD_CTL_CMD_HEALTH,
+  PD_CTL_CMD_EXPORT,
   PD_CTL_CMD_HELP
 };
 
@@ -42,6 +43,7 @@ typedef struct pd_ctl_args {
   const char *operand;         /* JOB.yaml, JOB or ADDRESS; for `help`, the command */
   int wait;                    /* submit --wait */
   const char *service;         /* health --service (default "": the whole daemon) */
+  const char *out_path;        /* export -o / --out FILE */
   double poll_sec;             /* --wait: interval between GetJob calls (0.5) */
   double retry_sec;            /* --wait: how long an unreachable coordinator is retried (30) */
   double report_sec;           /* --wait without a TTY: most frequent progress line (5) */

@@ -581,6 +581,31 @@ static void test_parse_options(void) {
   CHECK(strcmp(args.operand, "-") == 0);
 }
 
+/* export: after the command -o is the file; before it, and as --output,
+ * the output format. The file is required. */
+static void test_parse_export(void) {
+  pd_ctl_args args;
+  char err[256];
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "-o", "json", "export", "job-3", "-o", "m.st", NULL),
+               0);
+  CHECK_EQ_INT(args.command, PD_CTL_CMD_EXPORT);
+  CHECK(strcmp(args.operand, "job-3") == 0);
+  CHECK(strcmp(args.out_path, "m.st") == 0);
+  CHECK_EQ_INT(args.output, PD_CTL_OUTPUT_JSON);
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "export", "job-3", "--out=a.st", "--output", "json",
+                     NULL),
+               0);
+  CHECK(strcmp(args.out_path, "a.st") == 0);
+  CHECK_EQ_INT(args.output, PD_CTL_OUTPUT_JSON);
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "export", "job-3", NULL), -EINVAL);
+  CHECK_STR_CONTAINS(err, "'export' needs -o FILE");
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "status", "j", "--out", "x", NULL), -EINVAL);
+  CHECK_STR_CONTAINS(err, "it is an option of 'export'");
+  /* other commands keep -o as the output format */
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "status", "j", "-o", "json", NULL), 0);
+  CHECK_EQ_INT(args.output, PD_CTL_OUTPUT_JSON);
+}
+
 static void test_parse_help_version(void) {
   pd_ctl_args args;
   char err[256];
@@ -1247,6 +1272,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_parse_options);
   PD_RUN(test_parse_help_version);
   PD_RUN(test_parse_errors);
+  PD_RUN(test_parse_export);
   PD_RUN(test_usage_errors);
   PD_RUN(test_help_texts);
   PD_RUN(test_format_duration);

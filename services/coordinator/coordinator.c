@@ -238,7 +238,7 @@ static void handle_progress(pd_rpc_call *call, const ProtobufCMessage *msg, void
 }
 
 /* Checks what the coordinator can check of a spec beyond its syntax: the
- * training data exists and fits the model. */
+ * training data exists and fits the model, and so does model.init's file. */
 static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t errlen) {
   uint64_t cols = 0, test_rows = 0, test_cols = 0;
   int rc = pd_dataset_peek(spec, 0, rows, &cols, err, errlen);
@@ -266,6 +266,8 @@ static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t
     return pd_errf(err, errlen, -PD_EINVAL_SPEC,
                    "data.test.features: %llu values per row, but the model takes %llu",
                    (unsigned long long)test_cols, (unsigned long long)inputs);
+  if (spec->model.init[0]) /* the file's tensors fit the model (no data read) */
+    return pd_model_init_range(&spec->model, 0, 0, NULL, err, errlen);
   return 0;
 }
 

@@ -33,9 +33,8 @@ int pd_ctl_export(const Pando__V1__JobStatus *status, const char *path, double t
     return -1;
   }
   uint64_t keys = 0;
-  enum { MAX_TENSORS = 256 };
-  pd_param_info *params = pd_xcalloc(MAX_TENSORS, sizeof *params);
-  int n = pd_model_layout(&spec.model, params, MAX_TENSORS, &keys, err, sizeof err);
+  pd_param_info *params = pd_xcalloc(PD_MODEL_MAX_TENSORS, sizeof *params);
+  int n = pd_model_layout(&spec.model, params, PD_MODEL_MAX_TENSORS, &keys, err, sizeof err);
   if (n < 0) {
     free(params);
     fprintf(errout, "pandoctl: job %s: %s\n", status->job, err);

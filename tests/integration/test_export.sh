@@ -2,7 +2,10 @@
 # reader written from the format's description (8-byte little-endian header
 # length, JSON header with dtype, shape and data_offsets, raw little-endian
 # data; numpy, no Pando code), and its predictions on the test set give the
-# test accuracy the job reported for its last epoch.
+# test accuracy the job reported for its last epoch. A job started from the
+# file (model.init) with a learning rate too small to change a float32
+# parameter reports that accuracy after its first epoch; a model.init whose
+# tensors do not fit the model is refused at submit, naming the tensor.
 . tests/integration/lib.sh
 t_small_data "$T_DIR" 1024
 cat >"$T_DIR/job.yaml" <<YAML
@@ -50,6 +53,19 @@ acc = float(np.mean(pred == y))
 print("# accuracy from the file %.6f, reported %.6f" % (acc, reported))
 sys.exit(0 if abs(acc - reported) < 1e-9 and acc > 0.5 else 1)
 PY
+sed -e "s/^name: export/name: warm/" -e "s/epochs: 2/epochs: 1/" \
+  -e "s|seed: 5}|seed: 5, init: $T_DIR/model.safetensors}|" \
+  -e "s/optimizer: {type: adam, lr: 0.003}/optimizer: {type: sgd, lr: 1e-30}/" \
+  "$T_DIR/job.yaml" >"$T_DIR/warm.yaml"
+warm=$(t_submit "$T_DIR/warm.yaml")
+t_check "warm-start job $warm from the exported model succeeded" [ "$(t_wait_job "$warm")" = SUCCEEDED ]
+t_check "it starts at the exported model's accuracy ($acc)" \
+  [ "$(t_json "$T_DIR/$warm.json" 'j["history"][0]["test_accuracy"]')" = "$acc" ]
+sed -e "s/layers: \[784, 32, 10\]/layers: [784, 64, 10]/" "$T_DIR/warm.yaml" >"$T_DIR/bad.yaml"
+"$BIN/pandoctl" submit "$T_DIR/bad.yaml" >"$T_DIR/bad.out" 2>&1
+t_check "a model.init that does not fit is refused naming the tensor and shapes" \
+  grep -q "model.init: .*tensor 'layer0.weight' has shape \[784, 32\], the model needs \[784, 64\]" \
+  "$T_DIR/bad.out"
 "$BIN/pandoctl" export nope-1 -o "$T_DIR/x.safetensors" >"$T_DIR/nope.out" 2>&1
 t_check "export of an unknown job fails naming it, writing nothing" \
   sh -c "grep -q \"job 'nope-1' not found\" '$T_DIR/nope.out' && [ ! -e '$T_DIR/x.safetensors' ]"

@@ -19,4 +19,12 @@
 int pd_safetensors_write(const char *path, const pd_param_info *params, int n, const float *values,
                          const char *metadata_job, char *err, size_t errlen);
 
+/* Reads keys [begin, end) of the model `params` (`n` tensors of a layout)
+ * from the safetensors file `path` into `out`: each tensor of the layout
+ * must be in the file under its name, as F32 with the same shape (other
+ * tensors of the file are ignored). Returns 0, or -errno / -PD_EFORMAT with
+ * a message naming the file and the tensor in `err`. */
+int pd_safetensors_read_range(const char *path, const pd_param_info *params, int n,
+                              uint64_t begin, uint64_t end, float *out, char *err, size_t errlen);
+
 #endif

@@ -65,6 +65,7 @@ typedef struct pd_model_spec {
   int input_shape[3];        /* lenet: [channels, height, width]; product = layers[0] */
   char path[PD_PATH_MAX];    /* plugin: the shared object */
   char config[PD_PLUGIN_CONFIG_MAX]; /* plugin: model.config as "key=value\n" lines */
+  char init[PD_PATH_MAX];    /* model.init: a safetensors file to start from ("": the seed) */
 } pd_model_spec;
 
 typedef struct pd_data_files {

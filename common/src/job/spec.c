@@ -308,6 +308,7 @@ static const struct spec_key keys[] = {
      .count_offset = offsetof(pd_job_spec, model.ninput_shape), .min_count = 0, .max_count = 3},
     {"model.path", K_STRING, FIELD(model.path), .default_value = ""},
     {"model.config", K_RAW_MAP, FIELD(model.config), .required = 0},
+    {"model.init", K_STRING, FIELD(model.init), .default_value = ""},
     {"data", K_MAP, .required = 1},
     {"data.format", K_STRING, FIELD(data.format), .default_value = "idx", .names = format_names,
      .check = check_data},

@@ -3,6 +3,7 @@
  * from the layers of layers.c; user models are plugins (pando/plugin.h)
  * loaded with dlopen. */
 #include "pando/model.h"
+#include "pando/safetensors.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -471,6 +472,15 @@ static double key_normal(uint64_t seed_mix, uint64_t key) {
 
 int pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end, float *out,
                         char *err, size_t errlen) {
+  if (spec->init[0]) { /* model.init: the values of an exported model */
+    pd_param_info layout[PD_MODEL_MAX_TENSORS];
+    char why[900];
+    int count = pd_model_layout(spec, layout, PD_MODEL_MAX_TENSORS, NULL, err, errlen);
+    if (count < 0)
+      return count;
+    int rc = pd_safetensors_read_range(spec->init, layout, count, begin, end, out, why, sizeof why);
+    return rc == 0 ? 0 : pd_errf(err, errlen, rc, "model.init: %s", why);
+  }
   if (spec->type == PD_MODEL_PLUGIN) {
     plugin p;
     pd_param_info info[PD_MODEL_MAX_TENSORS];

@@ -42,6 +42,26 @@ int pd_checkpoint_due(const pd_job_spec *spec, uint64_t min_partition_rows, uint
   return 0;
 }
 
+int pd_checkpoint_job_ok(const char *job) {
+  size_t n = strlen(job);
+  if (n == 0 || n >= sizeof(((pd_checkpoint_key *)0)->job) || job[0] == '.')
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = job[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '.' || ch == '_' || ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+static int bad_job(const char *job, char *err, size_t errlen) {
+  return pd_errf(err, errlen, -EINVAL,
+                 "job '%.100s' cannot name a checkpoint folder: letters, digits, '.', '_' and "
+                 "'-' only, not starting with '.'",
+                 job);
+}
+
 void pd_checkpoint_dir(const char *data_dir, const char *job, uint64_t id, char *out,
                        size_t outlen) {
   snprintf(out, outlen, "%s/jobs/%s/ckpt-%08" PRIu64, data_dir, job, id);
@@ -55,6 +75,8 @@ static void shard_file(const pd_checkpoint_key *key, const char *suffix, char *o
 
 int pd_checkpoint_write(const char *data_dir, const pd_checkpoint_key *key,
                         const pd_shard_snapshot *snap, char *err, size_t errlen) {
+  if (!pd_checkpoint_job_ok(key->job))
+    return bad_job(key->job, err, errlen);
   const pd_shard_section *sections;
   size_t nsections = pd_shard_snapshot_sections(snap, &sections);
   char dir[PATH_MAX], data_name[96], manifest_name[96];
@@ -166,7 +188,9 @@ void pd_checkpoint_data_close(pd_checkpoint_data *data) {
 int pd_checkpoint_read(const char *data_dir, const pd_checkpoint_key *key, pd_checkpoint_data *out,
                        char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
-  char dir[PATH_MAX], name[96], path[PATH_MAX + 100], job[80], data_name[96];
+  if (!pd_checkpoint_job_ok(key->job))
+    return bad_job(key->job, err, errlen);
+  char dir[PATH_MAX], name[96], path[PATH_MAX + 100], job[100], data_name[96];
   pd_checkpoint_dir(data_dir, key->job, key->id, dir, sizeof dir);
   shard_file(key, "manifest", name, sizeof name);
   snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -259,8 +283,10 @@ done:
 /* Checkpoint ids of `job` (directories ckpt-ID), ascending; returns how many. */
 static size_t list_ids(const char *data_dir, const char *job, uint64_t **ids) {
   char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/jobs/%s", data_dir, job);
   *ids = NULL;
+  if (!pd_checkpoint_job_ok(job))
+    return 0;
+  snprintf(dir, sizeof dir, "%s/jobs/%s", data_dir, job);
   DIR *d = opendir(dir);
   if (!d)
     return 0;

@@ -36,6 +36,12 @@ typedef struct pd_checkpoint_key {
  * them; the id of a checkpoint is that version. */
 int pd_checkpoint_due(const pd_job_spec *spec, uint64_t min_partition_rows, uint64_t version);
 
+/* Whether `job` may name a folder under the data_dir: 1 to 95 letters,
+ * digits, '.', '_' and '-', not starting with '.' (no "..", no '/'). Every
+ * function below refuses other names (a hostile CreateShard must not write
+ * or read outside the data_dir). */
+int pd_checkpoint_job_ok(const char *job);
+
 /* The directory of checkpoint `id` of `job` under `data_dir`, in `out`. */
 void pd_checkpoint_dir(const char *data_dir, const char *job, uint64_t id, char *out,
                        size_t outlen);

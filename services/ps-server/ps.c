@@ -431,6 +431,14 @@ static pd_shard *new_shard(pd_ps *ps, pd_rpc_call *call, const Pando__V1__Create
                            const pd_job_spec *spec, uint64_t *restored) {
   char err[1024];
   *restored = 0;
+  if (ps->writer && (req->restore_checkpoint > 0 || pd_job_spec_checkpoints(spec)) &&
+      !pd_checkpoint_job_ok(req->job)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "job: '%s' cannot name a checkpoint folder: letters, digits, '.', '_' and "
+                     "'-' only, not starting with '.'",
+                     req->job);
+    return NULL;
+  }
   if (req->restore_checkpoint > 0 && !ps->writer) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
                      "restore_checkpoint: this server has no data_dir to restore from");

@@ -199,6 +199,18 @@ try:
     check("the damaged checkpoint is refused by its checksum and named in the log",
           "checkpoint 10 of job rec-1 refused" in log and "checksum mismatch" in log)
     check("server a restores the older checkpoint 8 instead (%s)" % restored, restored["a"] == 8)
+
+    # A job id that would name a folder outside the data_dir is refused.
+    try:
+        servers["b"]["create"](pb.CreateShardRequest(
+            job="../../escape", spec_yaml=SPEC, begin=0, end=KEYS, num_workers=WORKERS,
+            min_partition_rows=4), timeout=10)
+        code, msg = grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        code, msg = e.code(), e.details()
+    check("a job id with '..' and '/' is refused when it would be a checkpoint folder (%s)" % msg,
+          code == grpc.StatusCode.INVALID_ARGUMENT and "cannot name a checkpoint folder" in msg
+          and not os.path.exists(os.path.join(tmp, "escape")))
 finally:
     for s in servers.values():
         if s["proc"].poll() is None:

@@ -486,6 +486,38 @@ static void test_due_clocks(void) {
     CHECK(!pd_checkpoint_due(&spec, 25, (uint64_t)v));
 }
 
+/* A job id that would leave the data_dir ("..", '/') is refused by every
+ * function that builds a path from it. */
+static void test_job_names_stay_inside(void) {
+  char *dir = pd_test_tmpdir("pando-ckpt-test"), err[512] = "", outside[1100];
+  CHECK(dir != NULL);
+  CHECK(pd_checkpoint_job_ok("fashion-mlp-12"));
+  CHECK(pd_checkpoint_job_ok("a.b_C-9"));
+  CHECK(!pd_checkpoint_job_ok(""));
+  CHECK(!pd_checkpoint_job_ok(".."));
+  CHECK(!pd_checkpoint_job_ok(".hidden"));
+  CHECK(!pd_checkpoint_job_ok("a/../../b"));
+  CHECK(!pd_checkpoint_job_ok("a b"));
+  pd_shard *s = make_shard(10, "optimizer: {type: sgd, lr: 0.1}", 1);
+  CHECK(s != NULL);
+  pd_checkpoint_key key = key_of(s, 1);
+  strcpy(key.job, "../escaped");
+  pd_shard_snapshot *snap = pd_shard_snapshot_take(s);
+  CHECK_EQ_INT(pd_checkpoint_write(dir, &key, snap, err, sizeof err), -EINVAL);
+  pd_shard_snapshot_free(snap);
+  CHECK_STR_CONTAINS(err, "cannot name a checkpoint folder");
+  snprintf(outside, sizeof outside, "%s/escaped", dir);
+  struct stat st;
+  CHECK(stat(outside, &st) != 0);
+  pd_checkpoint_data data;
+  CHECK_EQ_INT(pd_checkpoint_read(dir, &key, &data, err, sizeof err), -EINVAL);
+  CHECK_EQ_INT(pd_checkpoint_list(dir, key.job, 0, 22, NULL, 0), 0);
+  CHECK_EQ_INT(pd_checkpoint_prune(dir, key.job, 1), 0);
+  pd_shard_free(s);
+  pd_test_rmtree(dir);
+  free(dir);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_due_clocks);
   PD_RUN(test_resume_bsp_adam);
@@ -499,5 +531,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_prune_keeps_newest);
   PD_RUN(test_failed_write_keeps_previous);
   PD_RUN(test_enospc_keeps_previous);
+  PD_RUN(test_job_names_stay_inside);
   PD_TEST_DONE();
 }

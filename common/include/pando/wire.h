@@ -15,6 +15,12 @@
 
 #include "pando/tensor.h"
 
+/* The field numbers of the Tensor fields in proto/pando.proto, for
+ * pd_wire_tensor_header and pd_wire_decode (tests/unit/common/test_rpc.c
+ * checks them against the generated descriptors). */
+#define PD_WIRE_PULL_VALUES_FIELD 2   /* PullResponse.values */
+#define PD_WIRE_PUSH_GRADIENT_FIELD 6 /* PushRequest.gradient */
+
 /* A growable buffer, reused across messages to avoid page faults on hot
  * paths. Zero-initialise it; free `data` with free(). */
 typedef struct pd_buf {

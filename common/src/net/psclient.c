@@ -165,8 +165,8 @@ static void pull_done(const pd_rpc_result *r, void *user) {
   pd_wire_tensor t;
   char err[256];
   size_t bytes = (ch->end - ch->begin) * sizeof(float);
-  if (pd_wire_decode(r->response, &pando__v1__pull_response__descriptor, 2, ch->dst, bytes, NULL,
-                     &msg, &t, err, sizeof err) != 0) {
+  if (pd_wire_decode(r->response, &pando__v1__pull_response__descriptor, PD_WIRE_PULL_VALUES_FIELD,
+                     ch->dst, bytes, NULL, &msg, &t, err, sizeof err) != 0) {
     chunk_fail(ch, NULL, err);
     return;
   }
@@ -184,15 +184,14 @@ static void push_done(const pd_rpc_result *r, void *user) {
   chunk *ch = user;
   if (!chunk_finished(ch, r, 1))
     return;
-  uint8_t *buf;
-  size_t len;
-  pd_rpc_buffer_flatten(r->response, &buf, &len);
-  Pando__V1__PushResponse *resp = pando__v1__push_response__unpack(NULL, len, buf);
-  free(buf);
-  if (!resp) {
-    chunk_fail(ch, NULL, "undecodable PushResponse");
+  ProtobufCMessage *msg = NULL;
+  char err[256];
+  if (pd_rpc_unpack(r->response, &pando__v1__push_response__descriptor, &msg, err, sizeof err) !=
+      0) {
+    chunk_fail(ch, NULL, err);
     return;
   }
+  Pando__V1__PushResponse *resp = (Pando__V1__PushResponse *)msg;
   ch->client->min_version = PD_MIN(ch->client->min_version, resp->version);
   ch->client->dropped |= resp->dropped;
   pando__v1__push_response__free_unpacked(resp, NULL);
@@ -212,7 +211,8 @@ static void start_chunk(chunk *ch, int push) {
       req.model_version = ch->srv->model_version;
       int64_t shape = (int64_t)(ch->end - ch->begin);
       size_t bytes = (size_t)shape * sizeof(float);
-      ch->slices[0] = pd_wire_tensor_header(&req.base, 6, PD_DTYPE_FLOAT32, &shape, 1, bytes);
+      ch->slices[0] = pd_wire_tensor_header(&req.base, PD_WIRE_PUSH_GRADIENT_FIELD,
+                                            PD_DTYPE_FLOAT32, &shape, 1, bytes);
       ch->slices[1] = pd_wire_borrow(ch->src, bytes);
       ch->nslices = 2;
     } else {
@@ -222,8 +222,7 @@ static void start_chunk(chunk *ch, int push) {
       req.end = ch->end;
       req.worker = c->worker;
       req.clock = c->clock;
-      ch->slices[0] = grpc_slice_malloc(pando__v1__pull_request__get_packed_size(&req));
-      pando__v1__pull_request__pack(&req, GRPC_SLICE_START_PTR(ch->slices[0]));
+      ch->slices[0] = pd_rpc_pack(&req.base);
       ch->nslices = 1;
     }
   }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pando/dataset.h"
+#include "pando/fileio.h"
 #include "pando/model.h"
 #include "pando/util.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "pando/log.h"
-#include "pando/schedule.h"
+#include "pando/plan.h"
 #include "pando/util.h"
 
 #define CALL_TIMEOUT_SEC 30.0

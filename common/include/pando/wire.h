@@ -13,7 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pando/tensor.h"
+/* Most dimensions of a tensor on the wire. */
+#define PD_TENSOR_MAX_DIMS 4
+
+/* Element types of a Tensor. */
+enum pd_dtype {
+  PD_DTYPE_FLOAT32 = 1, /* matches pando.v1.DType FLOAT32 */
+};
 
 /* The field numbers of the Tensor fields in proto/pando.proto, for
  * pd_wire_tensor_header and pd_wire_decode (tests/unit/common/test_rpc.c

@@ -57,6 +57,7 @@ void pd_coord_cron(pd_coord *c) {
             (unsigned long long)n->id, n->name, n->address, now - n->last_seen);
     pd_jobs_node_dead(c->jobs, n, now);
   }
+  pd_registry_forget(c->reg, now, PD_COORD_FORGET_AFTER * c->opt.node_timeout_sec);
   pd_jobs_cron(c->jobs, now);
 }
 
@@ -150,7 +151,17 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
   } else if (req->role == PANDO__V1__ROLE__SERVER && req->address[0] == '\0') {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "address: a server must give its address");
   } else {
-    pd_node *n = pd_registry_add(c->reg, req->role, req->address, req->name, pd_now());
+    pd_node *n = NULL;
+    char err[256];
+    int rc = pd_registry_add(c->reg, req->role, req->address, req->name, pd_now(), &n, err,
+                             sizeof err);
+    if (rc != 0) {
+      pd_rpc_call_fail(call,
+                       rc == -PD_EDUP ? GRPC_STATUS_ALREADY_EXISTS : GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "%s", err);
+      return;
+    }
+    pd_strlcpy(n->math, req->math, sizeof n->math);
     PD_INFO("registered %s %s at %s as node %llu",
             n->role == PANDO__V1__ROLE__SERVER ? "server" : "worker", n->name, n->address,
             (unsigned long long)n->id);
@@ -354,6 +365,7 @@ static void handle_cluster(pd_rpc_call *call, const ProtobufCMessage *msg, void 
     ns[i].alive = nd->alive;
     ns[i].last_seen_sec = now - nd->last_seen;
     ns[i].job = nd->job;
+    ns[i].math = nd->math;
     nsp[i] = &ns[i];
   }
   Pando__V1__ClusterResponse resp = PANDO__V1__CLUSTER_RESPONSE__INIT;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pando/error.h"
 #include "pando/util.h"
 
 struct pd_registry {
@@ -25,8 +26,35 @@ void pd_registry_free(pd_registry *reg) {
   free(reg);
 }
 
-pd_node *pd_registry_add(pd_registry *reg, Pando__V1__Role role, const char *address,
-                         const char *name, double now) {
+size_t pd_registry_forget(pd_registry *reg, double now, double after) {
+  size_t kept = 0, forgotten = 0;
+  for (size_t i = 0; i < reg->nnodes; i++) {
+    pd_node *n = &reg->nodes[i];
+    if (!n->alive && now - n->dead_since >= after)
+      forgotten++;
+    else
+      reg->nodes[kept++] = *n;
+  }
+  reg->nnodes = kept;
+  return forgotten;
+}
+
+int pd_registry_add(pd_registry *reg, Pando__V1__Role role, const char *address, const char *name,
+                    double now, pd_node **out, char *err, size_t errlen) {
+  char full[sizeof reg->nodes->name];
+  pd_strlcpy(full, name[0] ? name : address, sizeof full);
+  *out = NULL;
+  for (size_t i = 0; i < reg->nnodes; i++) {
+    const pd_node *n = &reg->nodes[i];
+    if (n->alive && strcmp(n->name, full) == 0)
+      return pd_errf(err, errlen, -PD_EDUP,
+                     "name: a node named '%s' is registered and alive (node %llu, heard from "
+                     "%.1f s ago); a node of that name registers once it is declared dead",
+                     full, (unsigned long long)n->id, now - n->last_seen);
+  }
+  if (reg->nnodes == PD_REGISTRY_MAX && pd_registry_forget(reg, now, 0) == 0)
+    return pd_errf(err, errlen, -PD_ETOOBIG, "the coordinator holds %d nodes, its limit",
+                   PD_REGISTRY_MAX);
   if (reg->nnodes == reg->cap) {
     reg->cap = reg->cap ? reg->cap * 2 : 16;
     reg->nodes = pd_xrealloc(reg->nodes, reg->cap * sizeof *reg->nodes);
@@ -36,10 +64,11 @@ pd_node *pd_registry_add(pd_registry *reg, Pando__V1__Role role, const char *add
   n->id = reg->next_id++;
   n->role = role;
   pd_strlcpy(n->address, address, sizeof n->address);
-  pd_strlcpy(n->name, name[0] ? name : address, sizeof n->name);
+  pd_strlcpy(n->name, full, sizeof n->name);
   n->last_seen = now;
   n->alive = 1;
-  return n;
+  *out = n;
+  return 0;
 }
 
 pd_node *pd_registry_find(pd_registry *reg, uint64_t id) {
@@ -66,6 +95,7 @@ pd_node *pd_registry_next_dead(pd_registry *reg, double now, double timeout) {
     pd_node *n = &reg->nodes[i];
     if (n->alive && now - n->last_seen >= timeout) {
       n->alive = 0;
+      n->dead_since = now;
       return n;
     }
   }

@@ -3,6 +3,7 @@
  * counters and /metrics series live here too. See ps.h. */
 #include "ps.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
+#include "pando/psclient.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 #include "shard.h"
@@ -34,6 +36,10 @@ struct pd_ps {
   pd_buf scratch; /* receives push payloads */
 };
 
+/* Scratch kept between pushes: two psclient chunks. A larger push's buffer
+ * is given back after it. */
+#define SCRATCH_KEEP (2 * PD_PSCLIENT_CHUNK_BYTES)
+
 static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
 
 pd_ps *pd_ps_new(void) { return pd_xcalloc(1, sizeof(pd_ps)); }
@@ -53,7 +59,7 @@ void pd_ps_free(pd_ps *ps) {
   for (int i = 0; i < ps->njobs; i++)
     job_free(ps->jobs[i], GRPC_STATUS_UNAVAILABLE, "the parameter server is shutting down");
   free(ps->jobs);
-  free(ps->scratch.data);
+  pd_buf_free(&ps->scratch);
   free(ps);
 }
 
@@ -241,15 +247,51 @@ static void count_push(job *j, enum pd_push_verdict v) {
                 1);
 }
 
+/* Checks a gradient for NaN and infinity (poison: one of them makes the
+ * whole model NaN). training.on_nonfinite fail: refuses the push and returns
+ * 1; skip: zeroes the gradient (the push still counts for its clock) and
+ * returns 0. Counted in pando_ps_nonfinite_pushes_total{job, action}. */
+static int refuse_nonfinite(pd_rpc_call *call, job *j, uint64_t begin, float *grad, uint64_t n) {
+  uint64_t bad = 0, first = 0;
+  for (uint64_t i = 0; i < n; i++)
+    if (!isfinite(grad[i]) && bad++ == 0)
+      first = i;
+  if (bad == 0)
+    return 0;
+  int skip = pd_shard_spec(j->shard)->training.on_nonfinite == PD_NONFINITE_SKIP;
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",action=\"%s\"", j->id, skip ? "zeroed" : "refused");
+  pd_metric_add(pd_metric_counter("pando_ps_nonfinite_pushes_total",
+                                  "Pushes whose gradient held NaN or infinity, by what was done "
+                                  "(training.on_nonfinite).",
+                                  labels),
+                1);
+  if (skip) {
+    memset(grad, 0, n * sizeof *grad);
+    return 0;
+  }
+  j->pushes_rejected++;
+  pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                   "job '%s': gradient of keys [%llu, %llu) has %llu non-finite values (NaN or "
+                   "infinity), the first at key %llu; refused (training.on_nonfinite: fail)",
+                   j->id, (unsigned long long)begin, (unsigned long long)(begin + n),
+                   (unsigned long long)bad, (unsigned long long)(begin + first));
+  return 1;
+}
+
 static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_ps *ps = ctx;
   ProtobufCMessage *msg = NULL;
   pd_wire_tensor t;
   char err[256];
-  if (pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor,
-                     PD_WIRE_PUSH_GRADIENT_FIELD, NULL, 0, &ps->scratch, &msg, &t, err,
-                     sizeof err) != 0) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+  /* Deferred: the payload is copied only once the request is known good. */
+  int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor,
+                          PD_WIRE_PUSH_GRADIENT_FIELD, NULL, 0, NULL, &msg, &t, err, sizeof err);
+  if (rc != 0) {
+    pd_rpc_call_fail(call,
+                     rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                       : GRPC_STATUS_INVALID_ARGUMENT,
+                     "%s", err);
     return;
   }
   Pando__V1__PushRequest *req = (Pando__V1__PushRequest *)msg;
@@ -267,9 +309,16 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
                      t.data_len);
     goto done;
   }
+  pd_buf_reserve(&ps->scratch, t.data_len);
+  if (pd_wire_tensor_copy(pd_rpc_call_payload(call), &t, ps->scratch.data) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PushRequest gradient");
+    goto done;
+  }
+  if (refuse_nonfinite(call, j, req->begin, ps->scratch.data, n))
+    goto done;
   enum pd_push_verdict v = pd_shard_push(
       j->shard, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
-      req->begin - pd_shard_begin(j->shard), n, t.data, err, sizeof err);
+      req->begin - pd_shard_begin(j->shard), n, ps->scratch.data, err, sizeof err);
   answer_ready(j->shard);
   count_push(j, v);
   int64_t staleness = pd_clock_last_staleness(pd_shard_clock(j->shard));
@@ -286,6 +335,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   resp.dropped = v == PD_PUSH_DROP;
   pd_rpc_call_reply_msg(call, &resp.base);
 done:
+  pd_buf_trim(&ps->scratch, SCRATCH_KEEP);
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 

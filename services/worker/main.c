@@ -1,11 +1,11 @@
-/* pando-worker: wires up configuration, logging and BLAS threads, then runs
- * the worker daemon (services/worker/worker.c). */
-#include <cblas.h>
+/* pando-worker: wires up configuration, logging and compute threads, then
+ * runs the worker daemon (services/worker/worker.c). */
 #include <stddef.h>
 #include <stdio.h>
 
 #include "pando/config.h"
 #include "pando/daemon.h"
+#include "pando/kernels.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
@@ -30,10 +30,11 @@ static const pd_config_option options[] = {
                        "address of the health service (port 0 picks a free one)", "worker",
                        "0.0.0.0:9100"),
     {"coordinator", S(coordinator), "127.0.0.1:7070", "coordinator address", NULL},
-    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)",
+    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)", NULL},
+    {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, PD_KERNELS_MAX_THREADS, "1",
+     "compute threads of the gradient: each computes a slice of every batch (the math libraries "
+     "run single-threaded in each)",
      NULL},
-    {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, 256, "1",
-     "OpenBLAS threads for the gradient computation", NULL},
     {"slowdown", PD_CFG_DOUBLE, offsetof(worker_config, slowdown), 0, 1, 1000, "1",
      "testing aid: make this worker a straggler: each batch takes slowdown x as long (sleeping "
      "(slowdown - 1) x its compute time, batch_delay_ms included)",
@@ -51,7 +52,7 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     return rc;
   pd_model_allow_plugins(cfg.daemon.plugin_dir);
-  openblas_set_num_threads(cfg.threads);
+  pd_kernels_set_threads(cfg.threads);
   pd_daemon_signals_init();
   if (cfg.standalone[0])
     return pd_train_standalone(cfg.standalone);

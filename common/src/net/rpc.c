@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/util.h"
+#include "pando/wire.h"
 
 #define PD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define MAX_METHODS 32
@@ -216,6 +218,16 @@ struct pd_rpc_call {
 };
 
 static void post_request(pd_rpc_server *srv, reg_method *m);
+static ProtobufCMessage *unpack_request(pd_rpc_call *c, const ProtobufCMessageDescriptor *desc);
+
+/* A received message of PD_RPC_TRIM_AFTER bytes or more was freed since the
+ * last pd_rpc_trim (any thread may set it). */
+static atomic_int large_freed;
+
+void pd_rpc_trim(void) {
+  if (atomic_exchange(&large_freed, 0))
+    malloc_trim(0);
+}
 
 static void call_maybe_free(pd_rpc_call *c) {
   if (!c->close_done || (c->replied && !c->send_done))
@@ -225,8 +237,11 @@ static void call_maybe_free(pd_rpc_call *c) {
   grpc_metadata_array_destroy(&c->metadata);
   if (!c->method)
     grpc_call_details_destroy(&c->details);
-  if (c->payload)
+  if (c->payload) {
+    if (grpc_byte_buffer_length(c->payload) >= PD_RPC_TRIM_AFTER)
+      large_freed = 1;
     grpc_byte_buffer_destroy(c->payload);
+  }
   if (c->response)
     grpc_byte_buffer_destroy(c->response);
   grpc_slice_unref(c->status_details);
@@ -312,12 +327,9 @@ static void on_request(pd_rpc_op *op, int ok) {
   if (c->payload)
     pd_metric_add(c->method->metrics.bytes_in, (double)grpc_byte_buffer_length(c->payload));
   if (c->method->unary) {
-    ProtobufCMessage *req = NULL;
-    char err[256];
-    if (pd_rpc_unpack(c->payload, c->method->request_desc, &req, err, sizeof err) != 0) {
-      pd_rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+    ProtobufCMessage *req = unpack_request(c, c->method->request_desc);
+    if (!req)
       return;
-    }
     c->method->unary(c, req, c->method->ctx);
     protobuf_c_message_free_unpacked(req, NULL);
   } else {
@@ -477,6 +489,28 @@ int pd_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
     return pd_errf(err, errlen, -PD_EFORMAT, "malformed %s message (%zu bytes)", desc->name, len);
   *out = msg;
   return 0;
+}
+
+/* Unpacks the request of a typed handler's call, checked against the limits
+ * of pando/wire.h before protobuf-c allocates anything (pd_wire_check), or
+ * fails the call (RESOURCE_EXHAUSTED past a limit, INVALID_ARGUMENT when it
+ * does not decode) and returns NULL. */
+static ProtobufCMessage *unpack_request(pd_rpc_call *c, const ProtobufCMessageDescriptor *desc) {
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  char err[256];
+  if (c->payload)
+    buffer_flatten(c->payload, &buf, &len);
+  int rc = pd_wire_check(buf, len, desc, err, sizeof err);
+  ProtobufCMessage *msg = rc == 0 ? protobuf_c_message_unpack(desc, NULL, len, buf) : NULL;
+  free(buf);
+  if (rc != 0)
+    pd_rpc_call_fail(c, rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
+                     "%s", err);
+  else if (!msg)
+    pd_rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s message (%zu bytes)",
+                     desc->name, len);
+  return msg;
 }
 
 grpc_slice pd_rpc_pack(const ProtobufCMessage *msg) {

@@ -79,7 +79,7 @@ static void test_unpack_refuses(void) {
   CHECK(strcmp(err, "malformed pando.v1.PushRequest message (5 bytes)") == 0);
 
   /* more than PD_RPC_MAX_MESSAGE bytes: refused before it is read (the
-   * slices borrow one zeroed MiB 257 times) */
+   * slices borrow one zeroed MiB, PD_RPC_MAX_MESSAGE / 1 MiB + 1 times) */
   enum { MIB = 1 << 20, N = (PD_RPC_MAX_MESSAGE >> 20) + 1 };
   char *zeros = calloc(1, MIB);
   grpc_slice slices[N];
@@ -92,7 +92,10 @@ static void test_unpack_refuses(void) {
                -PD_EFORMAT);
   grpc_byte_buffer_destroy(bb);
   free(zeros);
-  CHECK_STR_CONTAINS(err, "malformed pando.v1.StatsRequest message (269484032 bytes)");
+  char want[128];
+  snprintf(want, sizeof want, "malformed pando.v1.StatsRequest message (%zu bytes)",
+           (size_t)N * MIB);
+  CHECK_STR_CONTAINS(err, want);
 }
 
 /* ---------------------------------------------------------------- a typed handler */
@@ -203,7 +206,8 @@ static void test_unary_handler(void) {
   CHECK_STR_CONTAINS(fail_err, "NOT_FOUND: job 'missing' is not held here");
   CHECK_EQ_INT(start_rc, 0);
   CHECK_EQ_INT(raw.status, GRPC_STATUS_INVALID_ARGUMENT);
-  CHECK(strcmp(raw.details, "malformed pando.v1.StatsRequest message (5 bytes)") == 0);
+  /* pd_wire_check refused it before protobuf-c saw it */
+  CHECK_STR_CONTAINS(raw.details, "malformed pando.v1.StatsRequest message");
   CHECK_EQ_INT(server.calls, 2);
   CHECK(strcmp(server.last_job, "missing") == 0);
 }

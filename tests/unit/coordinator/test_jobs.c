@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../test.h"
+#include "nodes.h"
 
 enum { MAX_CALLS = 32 };
 
@@ -84,11 +85,11 @@ static void add_nodes(fixture *f, int servers, int workers, double now) {
   char address[32];
   for (int i = 0; i < servers; i++) {
     snprintf(address, sizeof address, "s%d:7000", i);
-    pd_registry_add(f->reg, PANDO__V1__ROLE__SERVER, address, "", now);
+    add_node(f->reg, PANDO__V1__ROLE__SERVER, address, "", now);
   }
   for (int i = 0; i < workers; i++) {
     snprintf(address, sizeof address, "w%d:7001", i);
-    pd_registry_add(f->reg, PANDO__V1__ROLE__WORKER, address, "", now);
+    add_node(f->reg, PANDO__V1__ROLE__WORKER, address, "", now);
   }
 }
 
@@ -240,7 +241,7 @@ static void test_dead_node_fails_job(void) {
   Pando__V1__ProgressReport r = report(0, 1, 0);
   CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 13.0), 1); /* stop */
   /* a node of no job dying changes nothing */
-  pd_node *idle = pd_registry_add(f.reg, PANDO__V1__ROLE__WORKER, "w9:1", "w9", 13.0);
+  pd_node *idle = add_node(f.reg, PANDO__V1__ROLE__WORKER, "w9:1", "w9", 13.0);
   idle->alive = 0;
   pd_jobs_node_dead(f.jobs, idle, 14.0);
   CHECK_EQ_INT(f.rec.ndrop, 2);

@@ -291,6 +291,11 @@ def hostile_coordinator(address, pid, taken):
 
     code, msg, _ = co.call("SubmitJob", pb.SubmitJobRequest(spec_yaml="#" * (2 * MIB)), pb.JobStatus)
     after("a SubmitJob of 2 MiB", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    # (it used to keep libyaml busy for ~45 s, and heartbeats unanswered)
+    code, msg, _ = co.call("SubmitJob", pb.SubmitJobRequest(
+        spec_yaml="name: a\nmodel: " + "[" * 80000 + "]" * 80000 + "\n"), pb.JobStatus)
+    after("a SubmitJob of 160 KB of nested brackets", code, msg, grpc.StatusCode.INVALID_ARGUMENT)
+    check("its refusal names the bound (%s)" % msg, "more than 16 deep" in msg)
     code, msg, _ = co.raw("Heartbeat", field(1, 0, value=1) + field(50, 0, value=1) * 100000)
     after("a Heartbeat with 100000 unknown fields", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
     code, msg, _ = co.raw("ReportProgress", varint(1 << 3 | 2) + varint(1 << 40) + b"j")

@@ -14,7 +14,7 @@ model: {type: softmax, layers: [784, 10]}
 data:
   train: {features: $T_DIR/train-images.gz, labels: $T_DIR/train-labels.gz}
   test: {features: $T_DIR/test-images.gz, labels: $T_DIR/test-labels.gz}
-training: {epochs: 60, batch_size: 64, optimizer: {lr: 0.1}}
+training: {epochs: 150, batch_size: 64, optimizer: {lr: 0.1}}
 cluster: {servers: 1, workers: 1}
 YAML
 job=$(t_submit "$T_DIR/job.yaml")

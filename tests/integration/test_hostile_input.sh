@@ -24,7 +24,7 @@ while [ "$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]
 done
 t_check "the bystander job runs before the hostile input starts" \
   [ "$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')" = RUNNING ]
-/usr/bin/python3 tests/integration/hostile.py ps "127.0.0.1:$(t_port ps0)" "$(t_pid ps0)" || T_FAILED=1
+/usr/bin/python3 tests/integration/hostile.py ps "127.0.0.1:$(t_port ps0)" "$(t_pid ps0)" "$(t_metrics_port ps0)" || T_FAILED=1
 /usr/bin/python3 tests/integration/hostile.py coordinator "127.0.0.1:$(t_port coord)" "$(t_pid coord)" w0 || T_FAILED=1
 state=$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')
 t_check "the bystander job was still running when the hostile input ended ($state)" [ "$state" = RUNNING ]

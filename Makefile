@@ -19,7 +19,7 @@ WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
 VECT_COST := $(if $(findstring clang,$(CC)),,-fvect-cost-model=cheap)
 CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-math-errno $(VECT_COST) $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
             -MMD -MP -Icommon/include -I$(BUILD)/gen $(PKG_CFLAGS)
-LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -lm -lpthread -ldl
+LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread -ldl
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SANITIZE)
@@ -64,7 +64,7 @@ PYGEN      := $(GEN)/python/pando_pb2.py $(GEN)/python/health_pb2.py
 EXAMPLE_PLUGIN := $(BUILD)/examples/libpando_example_plugin.so
 TEST_PLUGINS   := $(foreach p,bad_abi no_entry no_gradient,$(BUILD)/tests/plugins/lib$(p).so)
 
-.PHONY: all deps test unit integration run bench bench-strategies clean format check-format
+.PHONY: all deps test unit integration run bench bench-strategies check-examples clean format check-format
 all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS) $(PYGEN) $(EXAMPLE_PLUGIN) $(TEST_PLUGINS)
 
 deps:
@@ -142,6 +142,13 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tools/bench.sh
 	@BUILD=$(BUILD) sh tools/bench-train.sh
+	@$(MAKE) --no-print-directory check-examples
+
+# The example jobs at full size through a local cluster (test_examples with
+# PANDO_EXAMPLES=full; `make test` runs a smaller LeNet): minutes of CNN math.
+check-examples: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PANDO_EXAMPLES=full TEST_TIMEOUT=$${TEST_TIMEOUT:-3600} sh tests/run.sh test_examples
 
 # The update strategies under a straggler: a table and docs/strategies.svg.
 bench-strategies: deps

@@ -161,6 +161,7 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
                        "%s", err);
       return;
     }
+    pd_strlcpy(n->math, req->math, sizeof n->math);
     PD_INFO("registered %s %s at %s as node %llu",
             n->role == PANDO__V1__ROLE__SERVER ? "server" : "worker", n->name, n->address,
             (unsigned long long)n->id);
@@ -364,6 +365,7 @@ static void handle_cluster(pd_rpc_call *call, const ProtobufCMessage *msg, void 
     ns[i].alive = nd->alive;
     ns[i].last_seen_sec = now - nd->last_seen;
     ns[i].job = nd->job;
+    ns[i].math = nd->math;
     nsp[i] = &ns[i];
   }
   Pando__V1__ClusterResponse resp = PANDO__V1__CLUSTER_RESPONSE__INIT;

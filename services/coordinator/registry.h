@@ -18,6 +18,7 @@ typedef struct pd_node {
   Pando__V1__Role role;    /* SERVER or WORKER */
   char address[256];       /* servers: where their ParameterServer listens */
   char name[64];           /* shown in logs and `pandoctl cluster` */
+  char math[160];          /* RegisterRequest.math: its math libraries and ISA ("" if unsaid) */
   double last_seen;        /* when it was last heard from */
   int alive;               /* 0 once it missed heartbeats for the node timeout */
   double dead_since;       /* when it was declared dead (alive 0) */

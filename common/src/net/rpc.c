@@ -771,6 +771,23 @@ int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage 
   return 0;
 }
 
+const char *pd_rpc_enum_name(const ProtobufCEnumDescriptor *desc, int value) {
+  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
+  if (!v)
+    return "UNKNOWN";
+  /* the prefix every value shares, up to its last '_' (proto style) */
+  size_t prefix = strlen(desc->values[0].name);
+  for (unsigned i = 1; i < desc->n_values; i++) {
+    size_t k = 0;
+    while (k < prefix && desc->values[i].name[k] == desc->values[0].name[k])
+      k++;
+    prefix = k;
+  }
+  while (prefix > 0 && desc->values[0].name[prefix - 1] != '_')
+    prefix--;
+  return desc->n_values > 1 ? v->name + prefix : v->name;
+}
+
 const char *pd_rpc_status_name(grpc_status_code status) {
   static const char *names[] = {
       "OK",        "CANCELLED",         "UNKNOWN",      "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",

@@ -22,6 +22,7 @@
 /* One job held by this server: its shard and what ps.c counts about it. */
 typedef struct job {
   char id[JOB_ID_MAX];
+  char label[2 * JOB_ID_MAX]; /* id escaped as a /metrics label value */
   pd_shard *shard;
   char *spec_yaml;             /* as CreateShard sent it: a repeat must match */
   uint64_t min_partition_rows; /* likewise */
@@ -92,8 +93,8 @@ int pd_ps_stats_get(const pd_ps *ps, const char *id, pd_ps_stats *out) {
 
 /* The job's strategy series in /metrics, labelled by job. */
 static void open_metrics(job *j) {
-  char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\"", j->id);
+  char labels[300];
+  snprintf(labels, sizeof labels, "job=\"%s\"", j->label);
   j->metrics.staleness = pd_metric_histogram_buckets(
       "pando_ps_staleness",
       "Staleness of each applied gradient: the shard's version when applied minus the version "
@@ -255,8 +256,8 @@ static void count_push(job *j, enum pd_push_verdict v) {
   default:
     j->pushes_applied++;
   }
-  char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", j->id, results[v]);
+  char labels[300];
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", j->label, results[v]);
   pd_metric_add(pd_metric_counter("pando_ps_pushes_total",
                                   "Pushes received, by job and by what became of them.", labels),
                 1);
@@ -274,8 +275,9 @@ static int refuse_nonfinite(pd_rpc_call *call, job *j, uint64_t begin, float *gr
   if (bad == 0)
     return 0;
   int skip = pd_shard_spec(j->shard)->training.on_nonfinite == PD_NONFINITE_SKIP;
-  char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\",action=\"%s\"", j->id, skip ? "zeroed" : "refused");
+  char labels[300];
+  snprintf(labels, sizeof labels, "job=\"%s\",action=\"%s\"", j->label,
+           skip ? "zeroed" : "refused");
   pd_metric_add(pd_metric_counter("pando_ps_nonfinite_pushes_total",
                                   "Pushes whose gradient held NaN or infinity, by what was done "
                                   "(training.on_nonfinite).",
@@ -438,6 +440,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     }
     job *j = pd_xcalloc(1, sizeof *j);
     pd_strlcpy(j->id, req->job, sizeof j->id);
+    pd_metric_escape(j->id, j->label, sizeof j->label);
     j->shard = shard;
     j->spec_yaml = pd_xstrdup(req->spec_yaml);
     j->min_partition_rows = req->min_partition_rows;

@@ -25,6 +25,7 @@ typedef struct ps_config {
   char metrics_port_file[1024];
   char plugin_dir[1024];
   char log_level[16];
+  int memory_limit;
 } ps_config;
 
 #define S(field) PD_CFG_STRING, offsetof(ps_config, field), sizeof(((ps_config *)0)->field), 0, 0
@@ -40,6 +41,8 @@ static const pd_config_option options[] = {
     {"plugin_dir", S(plugin_dir), "",
      "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
     {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
+    {"memory_limit", PD_CFG_INT, offsetof(ps_config, memory_limit), 0, 0, 1 << 30, "0",
+     "MiB the shards of all jobs may take (0: 3/4 of the machine's or the cgroup's memory)", NULL},
 };
 
 static void cron(void *user) {
@@ -65,6 +68,7 @@ int main(int argc, char **argv) {
   pd_loop *loop = pd_loop_new();
   pd_rpc_server *srv = pd_rpc_server_new(loop);
   pd_ps *ps = pd_ps_new();
+  pd_ps_set_memory_limit(ps, (uint64_t)cfg.memory_limit << 20);
   pd_ps_register(ps, srv);
   int port = pd_rpc_server_listen(srv, cfg.listen, err, sizeof err);
   if (port < 0) {

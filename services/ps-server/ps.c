@@ -198,7 +198,8 @@ static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n
     parts = pd_xmalloc(max * sizeof *parts);
     slices = pd_xmalloc((max + 1) * sizeof *slices);
   }
-  slices[0] = pd_wire_tensor_header(&resp.base, 2, PD_DTYPE_FLOAT32, &shape, 1, n * sizeof(float));
+  slices[0] = pd_wire_tensor_header(&resp.base, PD_WIRE_PULL_VALUES_FIELD, PD_DTYPE_FLOAT32, &shape,
+                                    1, n * sizeof(float));
   size_t count = pd_shard_slices(s, off, n, parts);
   for (size_t i = 0; i < count; i++)
     slices[1 + i] = grpc_slice_new_with_user_data((void *)parts[i].data, parts[i].n * sizeof(float),
@@ -314,8 +315,8 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_wire_tensor t;
   char err[256];
   /* Deferred: the payload is copied only once the request is known good. */
-  int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor, 6, NULL,
-                          0, NULL, &msg, &t, err, sizeof err);
+  int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor,
+                          PD_WIRE_PUSH_GRADIENT_FIELD, NULL, 0, NULL, &msg, &t, err, sizeof err);
   if (rc != 0) {
     pd_rpc_call_fail(
         call, rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
@@ -491,25 +492,16 @@ static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 
-/* Unpacks the request of a handler that takes it decoded. */
-#define DECODED(name, lower)                                                                       \
-  static void name##_call(pd_rpc_call *call, void *ctx) {                                          \
-    ProtobufCMessage *msg = pd_rpc_call_unpack(call, &pando__v1__##lower##__descriptor);           \
-    if (!msg)                                                                                      \
-      return;                                                                                      \
-    name(call, msg, ctx);                                                                          \
-    protobuf_c_message_free_unpacked(msg, NULL);                                                   \
-  }
-DECODED(handle_pull, pull_request)
-DECODED(handle_create, create_shard_request)
-DECODED(handle_drop, drop_shard_request)
-DECODED(handle_stats, stats_request)
-
 void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Pull", handle_pull_call, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/Pull",
+                          &pando__v1__pull_request__descriptor, handle_pull, ps);
+  /* Push decodes its own payload: the gradient goes straight to scratch */
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Push", handle_push, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CreateShard", handle_create_call, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/DropShard", handle_drop_call, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/GetStats", handle_stats_call, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CreateShard",
+                          &pando__v1__create_shard_request__descriptor, handle_create, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/DropShard",
+                          &pando__v1__drop_shard_request__descriptor, handle_drop, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/GetStats",
+                          &pando__v1__stats_request__descriptor, handle_stats, ps);
   pd_rpc_health_register(srv, health_services);
 }

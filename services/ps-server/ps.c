@@ -4,8 +4,10 @@
 #include "ps.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pando.pb-c.h"
 #include "pando/error.h"
@@ -26,6 +28,7 @@ typedef struct job {
   pd_shard *shard;
   char *spec_yaml;             /* as CreateShard sent it: a repeat must match */
   uint64_t min_partition_rows; /* likewise */
+  uint64_t bytes; /* pd_shard_bytes of the shard */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series, and the clock's counts exported so far */
     pd_metric *staleness, *dropped, *blocked, *max_gap;
@@ -36,7 +39,9 @@ typedef struct job {
 struct pd_ps {
   job **jobs;
   int njobs, cap;
-  pd_buf scratch; /* receives push payloads */
+  pd_buf scratch;        /* receives push payloads */
+  uint64_t memory_limit; /* bytes all shards may take */
+  uint64_t memory_held;  /* their pd_shard_bytes */
 };
 
 /* Scratch kept between pushes: two psclient chunks. A larger push's buffer
@@ -45,7 +50,30 @@ struct pd_ps {
 
 static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
 
-pd_ps *pd_ps_new(void) { return pd_xcalloc(1, sizeof(pd_ps)); }
+pd_ps *pd_ps_new(void) {
+  pd_ps *ps = pd_xcalloc(1, sizeof(pd_ps));
+  pd_ps_set_memory_limit(ps, 0);
+  return ps;
+}
+
+/* 3/4 of the machine's memory, or of the cgroup (v2) memory.max if lower. */
+static uint64_t default_memory_limit(void) {
+  uint64_t total = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+  FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+  unsigned long long cg;
+  if (f) {
+    if (fscanf(f, "%llu", &cg) == 1 && cg < total)
+      total = cg;
+    fclose(f);
+  }
+  return total / 4 * 3;
+}
+
+void pd_ps_set_memory_limit(pd_ps *ps, uint64_t bytes) {
+  ps->memory_limit = bytes ? bytes : default_memory_limit();
+}
+
+uint64_t pd_ps_memory_limit(const pd_ps *ps) { return ps->memory_limit; }
 
 /* Fails the job's parked pulls with `status` and frees it. */
 static void job_free(job *j, grpc_status_code status, const char *why) {
@@ -305,10 +333,9 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor,
                           PD_WIRE_PUSH_GRADIENT_FIELD, NULL, 0, NULL, &msg, &t, err, sizeof err);
   if (rc != 0) {
-    pd_rpc_call_fail(call,
-                     rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
-                                       : GRPC_STATUS_INVALID_ARGUMENT,
-                     "%s", err);
+    pd_rpc_call_fail(
+        call, rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
+        "%s", err);
     return;
   }
   Pando__V1__PushRequest *req = (Pando__V1__PushRequest *)msg;
@@ -428,6 +455,18 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     return;
   if (i < 0) { /* a retried CreateShard of the same request is a no-op */
     char err[512];
+    uint64_t need = pd_shard_bytes(&spec, req->begin, req->end, req->num_workers);
+    uint64_t left = ps->memory_limit - PD_MIN(ps->memory_held, ps->memory_limit);
+    if (need > left) {
+      pd_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "job '%s': keys [%llu, %llu) need %.1f MiB (parameters, optimizer state, "
+                       "round sums), but this server has %.1f MiB free of its memory_limit of "
+                       "%.1f MiB",
+                       req->job, (unsigned long long)req->begin, (unsigned long long)req->end,
+                       (double)need / (1 << 20), (double)left / (1 << 20),
+                       (double)ps->memory_limit / (1 << 20));
+      return;
+    }
     pd_shard *shard = pd_shard_new(&spec, req->begin, req->end, req->num_workers,
                                    req->min_partition_rows, err, sizeof err);
     if (!shard) {
@@ -444,6 +483,8 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     j->shard = shard;
     j->spec_yaml = pd_xstrdup(req->spec_yaml);
     j->min_partition_rows = req->min_partition_rows;
+    j->bytes = need;
+    ps->memory_held += need;
     open_metrics(j);
     ps->jobs[ps->njobs++] = j;
     PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
@@ -463,6 +504,7 @@ static void handle_drop(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   job *j = held_job(ps, call, req->job, &i);
   if (!j)
     return;
+  ps->memory_held -= j->bytes;
   job_free(j, GRPC_STATUS_ABORTED, "the job's shard was dropped");
   ps->jobs[i] = ps->jobs[--ps->njobs];
   PD_INFO("job %s: dropped", req->job);

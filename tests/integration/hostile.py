@@ -10,6 +10,7 @@ exits 1 on any failure. ADDRESS is a pando-ps or pando-coordinator, PID its
 process (for its memory), TAKEN_NAME the name of a node that is alive."""
 import os
 import random
+import re
 import sys
 import time
 import urllib.request
@@ -249,6 +250,22 @@ def hostile_ps(address, pid, metrics_port):
         code, msg, _ = ps.call("Pull", pb.PullRequest(job="victim-1", begin=0, end=VICTIM_KEYS,
                                                       clock=clock), pb.PullResponse)
         check("a pull at clock %d: %s (%s)" % (clock, want.name, msg), code == want)
+
+    # Shards the server cannot hold: refused with what is needed and free,
+    # not an abort (the spec is issue 14's: 795 G keys).
+    huge_spec = VICTIM_SPEC.replace("layers: [6, 3]", "layers: [784, 1000000000, 10]").replace(
+        "softmax", "mlp")
+    keys = 784 * 10 ** 9 + 10 ** 9 + 10 ** 10 + 10
+    code, msg, _ = ps.call("CreateShard", pb.CreateShardRequest(
+        job="huge-1", spec_yaml=huge_spec, begin=0, end=keys, num_workers=1),
+        pb.CreateShardResponse)
+    after("a CreateShard of 795 G keys", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    check("its refusal says what is needed and what is free (%s)" % msg,
+          re.search(r"need 6065\d{3}\.\d MiB", msg) and "MiB free of its memory_limit" in msg)
+    code, msg, _ = ps.call("CreateShard", pb.CreateShardRequest(
+        job="many-1", spec_yaml=VICTIM_SPEC, begin=0, end=VICTIM_KEYS, num_workers=2 ** 32 - 1),
+        pb.CreateShardResponse)
+    after("a CreateShard for 2^32 - 1 workers", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
     # A job id that would end its /metrics label and add a line of its own.
     evil = 'x"} 1\nfake_metric{a="b'

@@ -35,11 +35,12 @@ COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:$(GEN)/%.c=$(BUILD)/ge
 LIBPANDO    := $(BUILD)/libpando.a
 
 # service folder -> binary name
-SERVICES := ps-server worker coordinator ctl
+SERVICES := ps-server worker coordinator ctl selector
 BIN_ps-server   := pando-ps
 BIN_worker      := pando-worker
 BIN_coordinator := pando-coordinator
 BIN_ctl         := pandoctl
+BIN_selector    := pando-selector
 BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/$(BIN_$(s)))
 
 # Each service's code except main.c goes into lib<service>.a so tests link it.

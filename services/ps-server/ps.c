@@ -13,6 +13,7 @@
 #include "pando/model.h"
 #include "pando/util.h"
 #include "pando/wire.h"
+#include "fedagg.h"
 #include "shard.h"
 
 struct pd_ps {
@@ -124,7 +125,9 @@ static void handle_pull(pd_rpc_call *call, void *ctx) {
     return;
   pd_shard *s = shard_for(ps, call, req->job, req->begin, req->end, req->worker);
   char err[256];
-  if (s && pd_shard_pull(s, call, req->worker, req->clock, req->begin - s->begin,
+  if (s && s->fed && pd_fedagg_pull_ok(s->fed, (uint64_t)req->clock, err, sizeof err) != 0)
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+  else if (s && pd_shard_pull(s, call, req->worker, req->clock, req->begin - s->begin,
                          req->end - req->begin, err, sizeof err) != 0)
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
   else if (s)
@@ -146,6 +149,34 @@ static void count_push(const char *job, enum pd_push_verdict v) {
   pd_metric_add(pd_metric_counter("pando_ps_pushes_total",
                                   "Pushes received, by job and by what became of them.", labels),
                 1);
+}
+
+/* A device's update chunk for a federated round (fedagg.c decides). */
+static void fed_push(pd_shard *s, pd_rpc_call *call, const Pando__V1__PushRequest *req,
+                     const pd_wire_tensor *t) {
+  char err[256];
+  enum pd_fed_push v = pd_fedagg_push(s->fed, req->device, (uint64_t)req->clock, req->weight,
+                                      req->begin - s->begin, req->end - req->begin, t->data, err,
+                                      sizeof err);
+  char labels[200];
+  static const char *const results[] = {[PD_FED_BUFFERED] = "buffered",
+                                        [PD_FED_DUPLICATE] = "duplicate",
+                                        [PD_FED_LATE] = "late",
+                                        [PD_FED_REJECT] = "rejected"};
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", req->job, results[v]);
+  pd_metric_add(pd_metric_counter("pando_ps_fed_pushes_total",
+                                  "Federated update chunks received, by what became of them.",
+                                  labels),
+                1);
+  if (v == PD_FED_REJECT) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "job '%s': %s", req->job, err);
+    return;
+  }
+  Pando__V1__PushResponse resp = PANDO__V1__PUSH_RESPONSE__INIT;
+  resp.version = pd_fedagg_stats_get(s->fed)->committed;
+  resp.duplicate = v == PD_FED_DUPLICATE;
+  resp.dropped = v == PD_FED_LATE;
+  pd_rpc_call_reply_msg(call, &resp.base);
 }
 
 static void handle_push(pd_rpc_call *call, void *ctx) {
@@ -171,6 +202,10 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
                      (unsigned long long)n, (unsigned long long)(n * sizeof(float)),
                      (unsigned long long)req->begin, (unsigned long long)req->end, t.dtype,
                      t.data_len);
+    goto done;
+  }
+  if (s->fed) {
+    fed_push(s, call, req, &t);
     goto done;
   }
   enum pd_push_verdict v =
@@ -309,11 +344,66 @@ static void handle_stats(pd_rpc_call *call, void *ctx) {
   pando__v1__stats_request__free_unpacked(req, NULL);
 }
 
+/* Closes a federated round with the coordinator's set of devices. */
+static void handle_commit_round(pd_rpc_call *call, void *ctx) {
+  pd_ps *ps = ctx;
+  Pando__V1__CommitRoundRequest *req = (Pando__V1__CommitRoundRequest *)pd_rpc_call_unpack(
+      call, &pando__v1__commit_round_request__descriptor);
+  if (!req)
+    return;
+  int i = find(ps, req->job);
+  char err[512];
+  if (i < 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", req->job);
+    goto done;
+  }
+  pd_shard *s = ps->shards[i];
+  if (!s->fed) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+                     "job '%s' is not federated (training.update %s)", req->job,
+                     pd_update_name(s->spec.training.update));
+    goto done;
+  }
+  const float *grad;
+  pd_fedagg_result r;
+  if (pd_fedagg_commit(s->fed, req->round, (const char *const *)req->devices, req->n_devices,
+                       req->abandon, &grad, &r, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+    goto done;
+  }
+  if (grad) {
+    pd_optimizer_spec server;
+    double lr;
+    pd_fedagg_server_optimizer(&s->spec, &server, &lr);
+    pd_shard_apply(s, grad, lr);
+  }
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", req->job,
+           r.abandoned ? "abandoned" : "committed");
+  if (grad || r.abandoned)
+    pd_metric_add(pd_metric_counter("pando_ps_fed_rounds_total",
+                                    "Federated rounds closed on this server, committed or abandoned.",
+                                    labels),
+                  1);
+  Pando__V1__CommitRoundResponse resp = PANDO__V1__COMMIT_ROUND_RESPONSE__INIT;
+  resp.version = pd_fedagg_stats_get(s->fed)->committed;
+  resp.committed = r.committed;
+  resp.discarded = r.discarded;
+  resp.weight = r.weight;
+  pd_rpc_call_reply_msg(call, &resp.base);
+  PD_DEBUG("job %s: round %llu %s with %u devices (%u discarded)", req->job,
+           (unsigned long long)req->round, r.abandoned ? "abandoned" : "committed", r.committed,
+           r.discarded);
+done:
+  pando__v1__commit_round_request__free_unpacked(req, NULL);
+}
+
 void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Pull", handle_pull, ps);
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Push", handle_push, ps);
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CreateShard", handle_create, ps);
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/DropShard", handle_drop, ps);
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/GetStats", handle_stats, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CommitRound", handle_commit_round, ps);
   pd_rpc_health_register(srv, health_services);
 }

@@ -13,6 +13,7 @@
 #include "pando/schedule.h"
 #include "pando/util.h"
 #include "pando/wire.h"
+#include "fedagg.h"
 
 /* ---------------------------------------------------------------- values
  *
@@ -139,6 +140,10 @@ static void values_step(pd_shard_values *v, pd_optimizer *opt, const float *grad
   }
 }
 
+void pd_shard_apply(pd_shard *s, const float *grad, double lr) {
+  values_step(s->values, &s->optimizer, grad, 0, s->end - s->begin, lr);
+}
+
 void pd_shard_read(const pd_shard *s, uint64_t off, uint64_t n, float *out) {
   const pd_shard_values *v = s->values;
   PD_ASSERT(off + n <= v->keys);
@@ -187,7 +192,16 @@ pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin,
   }
   if (clock.backup_workers > 0)
     s->buffers = pd_xmalloc_aligned((size_t)num_workers * keys * sizeof(float));
-  pd_optimizer_init(&s->optimizer, &spec->training.optimizer, keys);
+  if (spec->training.update == PD_UPDATE_FEDAVG) {
+    /* training.optimizer is the devices'; the shard steps with the server's */
+    pd_optimizer_spec server;
+    double lr;
+    pd_fedagg_server_optimizer(spec, &server, &lr);
+    pd_optimizer_init(&s->optimizer, &server, keys);
+    s->fed = pd_fedagg_new(spec, keys);
+  } else {
+    pd_optimizer_init(&s->optimizer, &spec->training.optimizer, keys);
+  }
   return s;
 }
 
@@ -207,6 +221,7 @@ void pd_shard_free(pd_shard *s, grpc_status_code status, const char *why) {
     free(p);
   }
   pd_clock_free(s->clock);
+  pd_fedagg_free(s->fed);
   pd_optimizer_close(&s->optimizer);
   values_unref(s->values);
   free(s->accum);
@@ -216,7 +231,7 @@ void pd_shard_free(pd_shard *s, grpc_status_code status, const char *why) {
 
 static void answer_pull(pd_shard *s, pd_rpc_call *call, uint64_t off, uint64_t n) {
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
-  resp.version = pd_clock_version(s->clock);
+  resp.version = s->fed ? pd_fedagg_stats_get(s->fed)->committed : pd_clock_version(s->clock);
   int64_t shape = (int64_t)n;
   size_t bytes = n * sizeof(float);
   grpc_slice local[8], *slices = local;

@@ -34,6 +34,7 @@ typedef struct pd_shard {
     double lr;
   } lr_epoch;
   pd_clock *clock;
+  struct pd_fedagg *fed;    /* training.update fedavg: the rounds (fedagg.c); else NULL */
   pd_pending_pull *waiting; /* pulls parked until the clock allows them */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series (ps.c), and the clock's counts exported so far */
@@ -67,6 +68,10 @@ enum pd_push_verdict pd_shard_push(pd_shard *shard, uint32_t worker, int64_t clo
                                    int64_t model_version, uint64_t off, uint64_t n,
                                    const float *grad, char *err, size_t errlen);
 
+/* Steps every key of the shard with its optimizer at learning rate `lr`
+ * with the gradient `grad` (end - begin values): a federated round's
+ * pseudo-gradient. Pulls in flight keep the values they borrow. */
+void pd_shard_apply(pd_shard *shard, const float *grad, double lr);
 /* Answers a pull of shard-relative keys [off, off + n) now, or parks `call`
  * until the clock allows it. Returns 0, or -1 with err set if the pull is
  * invalid (the call is not touched then). */

@@ -51,6 +51,9 @@ enum pd_optimizer_type {
   PD_OPT_NESTEROV,
   PD_OPT_ADAGRAD,
   PD_OPT_RMSPROP,
+  /* Yogi (Zaheer et al., NeurIPS 2018), the server optimizer of fedyogi
+   * only: not a training.optimizer.type. */
+  PD_OPT_YOGI,
 };
 /* SystemDS paramserv's partitioning schemes. */
 enum pd_partition {
@@ -104,6 +107,7 @@ typedef struct pd_optimizer_spec {
   double beta1;    /* Adam: decay of the first moment */
   double beta2;    /* Adam: decay of the second moment */
   double epsilon;  /* Adam, AdaGrad, RMSprop: added to the root of the second moment */
+  int no_bias_correction; /* Adam as FedAdam uses it (Reddi et al.): no 1/(1 - beta^t); not a YAML key */
 } pd_optimizer_spec;
 
 typedef struct pd_job_spec {

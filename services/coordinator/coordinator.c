@@ -2,6 +2,8 @@
  * see coordinator.h. Everything runs on the daemon's one event loop. */
 #include "coordinator.h"
 
+#include "rounds.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,6 +64,7 @@ typedef struct job {
   int create_failed;
   Pando__V1__EpochRecord *history;
   size_t nhistory;
+  pd_rounds *rounds; /* training.update fedavg: its rounds (rounds.c), once RUNNING */
 } job;
 
 struct pd_coord {
@@ -87,7 +90,10 @@ pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
   return c;
 }
 
+static int federated_job(const job *j) { return j->spec.training.update == PD_UPDATE_FEDAVG; }
+
 static void job_free(job *j) {
+  pd_rounds_free(j->rounds);
   free(j->spec_yaml);
   free(j->server_ids);
   free(j->shard_begin);
@@ -191,8 +197,13 @@ static void send_shard_call(pd_coord *c, job *j, uint32_t shard, int create) {
     req.begin = j->shard_begin[shard];
     req.end = j->shard_end[shard];
     req.num_workers = j->nworkers;
-    req.min_partition_rows =
-        pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
+    if (federated_job(j)) { /* devices push as worker 0 with their device id */
+      req.num_workers = 1;
+      req.min_partition_rows = 1;
+    } else {
+      req.min_partition_rows =
+          pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
+    }
     len = pando__v1__create_shard_request__get_packed_size(&req);
     sc->request = pd_xmalloc(len);
     pando__v1__create_shard_request__pack(&req, sc->request);
@@ -247,6 +258,8 @@ static void finish_job(pd_coord *c, job *j, Pando__V1__JobState state, const cha
                                   labels),
                 1);
   release_workers(c, j);
+  if (j->rounds)
+    pd_rounds_stop(j->rounds);
   /* A finished job's model stays on the servers; a failed or cancelled one
    * gives its memory back. */
   if (had_shards && state != PANDO__V1__JOB_STATE__SUCCEEDED)
@@ -322,6 +335,41 @@ static void start_job(pd_coord *c, job *j) {
     send_shard_call(c, j, s, 1);
 }
 
+/* ---------------------------------------------------------------- federated rounds (rounds.c) */
+
+static size_t live_selectors(void *user, const char **out, size_t max) {
+  pd_coord *c = user;
+  size_t n = 0;
+  for (size_t i = 0; i < c->nnodes && n < max; i++)
+    if (c->nodes[i].role == PANDO__V1__ROLE__SELECTOR && c->nodes[i].alive)
+      out[n++] = c->nodes[i].address;
+  return n;
+}
+
+static void rounds_finished(void *user, const char *job_id, int state, const char *message) {
+  pd_coord *c = user;
+  job *j = find_job(c, job_id);
+  if (j)
+    finish_job(c, j, (Pando__V1__JobState)state, "%s", message);
+}
+
+static void start_rounds(pd_coord *c, job *j) {
+  pd_shard_range *ranges = pd_xcalloc(j->nservers, sizeof *ranges);
+  for (uint32_t s = 0; s < j->nservers; s++) {
+    node *n = find_node(c, j->server_ids[s]);
+    ranges[s].begin = j->shard_begin[s];
+    ranges[s].end = j->shard_end[s];
+    pd_strlcpy(ranges[s].address, n ? n->address : "", sizeof ranges[s].address);
+  }
+  pd_rounds_env env = {c->loop, live_selectors, rounds_finished, c};
+  j->rounds = pd_rounds_new(&env, j->id, &j->spec, j->spec_yaml, ranges, j->nservers);
+  free(ranges);
+  PD_INFO("job %s: RUNNING federated on %u servers, %llu keys, %d rounds of %g devices", j->id,
+          j->nservers, (unsigned long long)j->keys, j->spec.training.federated.rounds,
+          j->spec.training.federated.clients_per_round);
+  pd_rounds_cron(j->rounds);
+}
+
 /* Once every shard exists, the workers get their assignments. */
 static void maybe_run(pd_coord *c, job *j) {
   if (j->state != PANDO__V1__JOB_STATE__PENDING || !j->server_ids || j->creating > 0 ||
@@ -333,6 +381,10 @@ static void maybe_run(pd_coord *c, job *j) {
   for (size_t i = 0; i < c->nnodes; i++)
     if (c->nodes[i].role == PANDO__V1__ROLE__WORKER && strcmp(c->nodes[i].job, j->id) == 0)
       c->nodes[i].generation++;
+  if (federated_job(j)) {
+    start_rounds(c, j);
+    return;
+  }
   PD_INFO("job %s: RUNNING on %u servers and %u workers, %llu keys, %u steps per epoch", j->id,
           j->nservers, j->nworkers, (unsigned long long)j->keys, j->steps_per_epoch);
 }
@@ -369,6 +421,9 @@ void pd_coord_cron(pd_coord *c) {
                    now - n->last_seen);
     }
   }
+  for (size_t k = 0; k < c->njobs; k++)
+    if (c->jobs[k]->rounds && c->jobs[k]->state == PANDO__V1__JOB_STATE__RUNNING)
+      pd_rounds_cron(c->jobs[k]->rounds);
   for (size_t k = 0; k < c->njobs; k++) {
     job *j = c->jobs[k];
     if (j->state != PANDO__V1__JOB_STATE__PENDING)
@@ -449,6 +504,8 @@ static void job_status(pd_coord *c, job *j, Pando__V1__JobStatus *st, Pando__V1_
     history[h] = &j->history[h];
   st->n_history = j->nhistory;
   st->history = history;
+  if (j->rounds)
+    pd_rounds_status(j->rounds, st);
 }
 
 /* Replies with the status of `j`. */
@@ -475,10 +532,12 @@ static void handle_register(pd_rpc_call *call, void *ctx) {
   Pando__V1__RegisterRequest *req = UNPACK(RegisterRequest, register_request, call);
   if (!req)
     return;
-  if (req->role != PANDO__V1__ROLE__SERVER && req->role != PANDO__V1__ROLE__WORKER) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "role: must be SERVER or WORKER");
-  } else if (req->role == PANDO__V1__ROLE__SERVER && req->address[0] == '\0') {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "address: a server must give its address");
+  if (req->role != PANDO__V1__ROLE__SERVER && req->role != PANDO__V1__ROLE__WORKER &&
+      req->role != PANDO__V1__ROLE__SELECTOR) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "role: must be SERVER, WORKER or SELECTOR");
+  } else if (req->role != PANDO__V1__ROLE__WORKER && req->address[0] == '\0') {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "address: a server or selector must give its address");
   } else {
     if (c->nnodes == c->nodes_cap) {
       c->nodes_cap = c->nodes_cap ? c->nodes_cap * 2 : 16;
@@ -493,7 +552,10 @@ static void handle_register(pd_rpc_call *call, void *ctx) {
     n->last_seen = pd_now();
     n->alive = 1;
     PD_INFO("registered %s %s at %s as node %llu",
-            n->role == PANDO__V1__ROLE__SERVER ? "server" : "worker", n->name, n->address,
+            n->role == PANDO__V1__ROLE__SERVER
+                ? "server"
+                : (n->role == PANDO__V1__ROLE__SELECTOR ? "selector" : "worker"),
+            n->name, n->address,
             (unsigned long long)n->id);
     Pando__V1__RegisterResponse resp = PANDO__V1__REGISTER_RESPONSE__INIT;
     resp.node_id = n->id;
@@ -652,6 +714,18 @@ done:
  * training data exists and fits the model. */
 static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t errlen) {
   uint64_t cols = 0, test_rows = 0, test_cols = 0;
+  if (spec->training.update == PD_UPDATE_FEDAVG) {
+    /* the training data is the devices' own; the test set is evaluated here */
+    *rows = 0;
+    if (!spec->data.test.features[0])
+      return 0;
+    int rc = pd_dataset_peek(spec, 1, &test_rows, &test_cols, err, errlen);
+    if (rc == 0 && test_cols != (uint64_t)spec->model.layers[0])
+      rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "data.test.features: %llu values per row, but the model takes %d",
+                   (unsigned long long)test_cols, spec->model.layers[0]);
+    return rc;
+  }
   int rc = pd_dataset_peek(spec, 0, rows, &cols, err, errlen);
   if (rc != 0)
     return rc;
@@ -716,9 +790,12 @@ static void handle_submit(pd_rpc_call *call, void *ctx) {
   j->nservers = (uint32_t)spec.cluster.servers;
   /* with backup workers, N + b workers run and each round takes N gradients */
   j->nworkers = (uint32_t)(spec.cluster.workers + spec.training.backup_workers);
-  j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec.data.partition,
-                                               pd_schedule_batch_size(&spec, 1));
-  j->workers = pd_xcalloc(j->nworkers, sizeof *j->workers);
+  if (spec.training.update == PD_UPDATE_FEDAVG) /* devices come through the selectors */
+    j->nworkers = 0;
+  else
+    j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec.data.partition,
+                                                 pd_schedule_batch_size(&spec, 1));
+  j->workers = pd_xcalloc(j->nworkers + 1, sizeof *j->workers);
   c->jobs[c->njobs++] = j;
   PD_INFO("job %s submitted: %s, %llu parameters, %llu training rows, %u servers, %u workers",
           j->id, pd_model_type_name(spec.model.type), (unsigned long long)keys,
@@ -821,6 +898,27 @@ static void handle_cluster(pd_rpc_call *call, void *ctx) {
   pando__v1__cluster_request__free_unpacked(req, NULL);
 }
 
+static void handle_report_device(pd_rpc_call *call, void *ctx) {
+  pd_coord *c = ctx;
+  Pando__V1__DeviceReport *req = UNPACK(DeviceReport, device_report, call);
+  if (!req)
+    return;
+  job *j = find_job(c, req->job);
+  char err[512];
+  Pando__V1__DeviceReportAck ack = PANDO__V1__DEVICE_REPORT_ACK__INIT;
+  if (!j) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
+  } else if (!j->rounds) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s' is not running federated rounds",
+                     req->job);
+  } else if (pd_rounds_report(j->rounds, req, &ack, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
+  } else {
+    pd_rpc_call_reply_msg(call, &ack.base);
+  }
+  pando__v1__device_report__free_unpacked(req, NULL);
+}
+
 void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   static const struct {
     const char *path;
@@ -835,6 +933,7 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
       {"/pando.v1.Coordinator/ListJobs", handle_list},
       {"/pando.v1.Coordinator/CancelJob", handle_cancel},
       {"/pando.v1.Coordinator/Cluster", handle_cluster},
+      {"/pando.v1.Coordinator/ReportDevice", handle_report_device},
   };
   for (size_t i = 0; i < PD_ARRAY_SIZE(methods); i++)
     pd_rpc_server_add_method(srv, methods[i].path, methods[i].handler, c);

@@ -72,6 +72,10 @@ void pd_ctl_progress_line(const Pando__V1__JobStatus *status, char *buf, size_t 
   if (len == 0)
     return;
   buf[0] = '\0';
+  if (status->rounds > 0) { /* federated: the coordinator's account of the round */
+    append(buf, len, &used, "%s", status->message[0] ? status->message : "federated rounds");
+    return;
+  }
   if (status->epoch == 0 && status->step == 0) {
     append(buf, len, &used, "waiting for the first progress report");
     return;
@@ -103,6 +107,30 @@ void pd_ctl_epoch_line(const Pando__V1__JobStatus *status, size_t index, char *b
            record->epoch, record->train_loss, rmse ? "rmse" : "accuracy",
            rmse ? record->test_rmse : record->test_accuracy, record->test_loss,
            record->seconds - start);
+}
+
+void pd_ctl_round_line(const Pando__V1__JobStatus *status, size_t index, char *buf, size_t len) {
+  const Pando__V1__RoundRecord *r = status->round_history[index];
+  size_t used = 0;
+  buf[0] = '\0';
+  if (r->abandoned)
+    append(buf, len, &used, "round %u/%u attempt %u abandoned: ", r->round, status->rounds,
+           r->attempt);
+  else
+    append(buf, len, &used, "round %u/%u: ", r->round, status->rounds);
+  append(buf, len, &used, "%u selected, %u reported, %u dropped, %u late, %.1f s", r->selected,
+         r->reported, r->dropped, r->late, r->seconds);
+  if (r->has_eval)
+    append(buf, len, &used, ", test accuracy %.4f, test loss %.4f", r->test_accuracy, r->test_loss);
+}
+
+double pd_ctl_final_accuracy(const Pando__V1__JobStatus *status) {
+  for (size_t i = status->n_round_history; i > 0; i--)
+    if (status->round_history[i - 1]->has_eval)
+      return status->round_history[i - 1]->test_accuracy;
+  if (status->n_history > 0)
+    return status->history[status->n_history - 1]->test_accuracy;
+  return -1;
 }
 
 void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len) {

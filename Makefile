@@ -128,9 +128,12 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/run.sh $(T)
 
+# `make run JOB=examples/x.yaml` runs that job instead, with the daemons it
+# needs (a selector and simulated devices for a federated job).
+JOB ?= examples/fashion-mlp.yaml
 run: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) sh tools/local-cluster.sh examples/fashion-mlp.yaml
+	@BUILD=$(BUILD) sh tools/local-cluster.sh $(JOB)
 
 bench:
 	@sh tools/deps.sh bench

@@ -709,6 +709,21 @@ void pd_rounds_cron(pd_rounds *r) {
   }
 }
 
+/* A report after its round closed: discarded, counted late (it was dropped). */
+static int count_late(pd_rounds *r, Pando__V1__RoundRecord *rec) {
+  rec->late++;
+  if (rec->dropped > 0)
+    rec->dropped--;
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\"", r->job);
+  pd_metric_add(pd_metric_counter("pando_fed_reports_late_total",
+                                  "Device reports that came after their round had closed "
+                                  "(discarded).",
+                                  labels),
+                1);
+  return 0;
+}
+
 int pd_rounds_report(pd_rounds *r, const Pando__V1__DeviceReport *rep,
                      Pando__V1__DeviceReportAck *ack, char *err, size_t errlen) {
   if (rep->round == r->id && r->nchosen > 0) {
@@ -725,9 +740,12 @@ int pd_rounds_report(pd_rounds *r, const Pando__V1__DeviceReport *rep,
     }
     if (r->phase != REPORTING) { /* the round has closed */
       s->failed = 1;
-      r->late_now++;
       ack->late = 1;
-      return 0;
+      if (r->nhistory == 0 || r->history_ids[r->nhistory - 1] != r->id) {
+        r->late_now++; /* closing: its record is not written yet */
+        return 0;
+      }
+      return count_late(r, &r->history[r->nhistory - 1]);
     }
     if (rep->error[0]) {
       s->failed = 1;
@@ -744,19 +762,8 @@ int pd_rounds_report(pd_rounds *r, const Pando__V1__DeviceReport *rep,
   }
   for (size_t i = r->nhistory; i > 0; i--)
     if (r->history_ids[i - 1] == rep->round) { /* an older attempt: late */
-      Pando__V1__RoundRecord *rec = &r->history[i - 1];
-      rec->late++;
-      if (rec->dropped > 0)
-        rec->dropped--;
       ack->late = 1;
-      char labels[200];
-      snprintf(labels, sizeof labels, "job=\"%s\"", r->job);
-      pd_metric_add(pd_metric_counter("pando_fed_reports_late_total",
-                                      "Device reports that came after their round had closed "
-                                      "(discarded).",
-                                      labels),
-                    1);
-      return 0;
+      return count_late(r, &r->history[i - 1]);
     }
   return pd_errf(err, errlen, -1, "round id %llu of job %s is not known (the current one is %llu)",
                  (unsigned long long)rep->round, r->job, (unsigned long long)r->id);

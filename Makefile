@@ -15,12 +15,18 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wpointer-arith
-CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-math-errno -fvect-cost-model=cheap $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
+# gcc's vectoriser cost model; clang (make fuzz) has no such flag.
+VECT_COST := $(if $(findstring clang,$(CC)),,-fvect-cost-model=cheap)
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-math-errno $(VECT_COST) $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
             -MMD -MP -Icommon/include -I$(BUILD)/gen $(PKG_CFLAGS)
-LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -lm -lpthread -ldl
+LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread -ldl
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+# FUZZ=1 (set by `make fuzz`): libFuzzer's coverage instrumentation everywhere.
+ifeq ($(FUZZ),1)
+CFLAGS   += -fsanitize=fuzzer-no-link
 endif
 
 GEN      := $(BUILD)/gen
@@ -59,7 +65,7 @@ PYGEN      := $(GEN)/python/pando_pb2.py $(GEN)/python/health_pb2.py
 EXAMPLE_PLUGIN := $(BUILD)/examples/libpando_example_plugin.so
 TEST_PLUGINS   := $(foreach p,bad_abi no_entry no_gradient,$(BUILD)/tests/plugins/lib$(p).so)
 
-.PHONY: all deps test unit integration run bench bench-strategies clean format check-format
+.PHONY: all deps test unit integration run bench bench-strategies check-examples clean format check-format
 all: $(BINS) $(UNIT_BINS) $(INTEG_BINS) $(TOOL_BINS) $(PYGEN) $(EXAMPLE_PLUGIN) $(TEST_PLUGINS)
 
 deps:
@@ -140,6 +146,13 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tools/bench.sh
 	@BUILD=$(BUILD) sh tools/bench-train.sh
+	@$(MAKE) --no-print-directory check-examples
+
+# The example jobs at full size through a local cluster (test_examples with
+# PANDO_EXAMPLES=full; `make test` runs a smaller LeNet): minutes of CNN math.
+check-examples: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) PANDO_EXAMPLES=full TEST_TIMEOUT=$${TEST_TIMEOUT:-3600} sh tests/run.sh test_examples
 
 # The update strategies under a straggler: a table and docs/strategies.svg.
 bench-strategies: deps
@@ -152,6 +165,38 @@ bench-strategies: deps
 .PHONY: test-container
 test-container:
 	@sh tests/container/run.sh
+
+# ---- fuzzing (clang, libFuzzer, ASan + UBSan) into $(FUZZ_BUILD); see tests/fuzz/.
+# `make fuzz` runs each harness for FUZZ_SECONDS (new inputs go to
+# $(FUZZ_BUILD)/corpus/NAME); `make fuzz-ci` replays the committed corpus and
+# the regressions, then runs each harness for FUZZ_CI_SECONDS. A crash leaves
+# its input in $(FUZZ_BUILD)/crashes/: add it to tests/fuzz/regressions/NAME/.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_CI_SECONDS ?= 20
+FUZZ_NAMES   := wire request spec config idx csv libsvm
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+# Over-allocation is a finding too: no input may make a decoder ask for more.
+FUZZ_FLAGS   := -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=10 -max_len=65536
+.PHONY: fuzz fuzz-ci fuzz-build fuzzers
+fuzzers: $(FUZZ_BINS)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIBPANDO) | $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIBPANDO) $(LDLIBS)
+fuzz-build: deps
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SANITIZE=address,undefined FUZZ=1 \
+	  OPT=-O1 fuzzers
+fuzz: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$n $(FUZZ_BUILD)/crashes; \
+	  echo "# fuzz_$$n for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$n $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crashes/$$n- $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
+	    2>$(FUZZ_BUILD)/fuzz_$$n.log || { tail -n 40 $(FUZZ_BUILD)/fuzz_$$n.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units' $(FUZZ_BUILD)/fuzz_$$n.log; \
+	done
+fuzz-ci: fuzz-build
+	@BUILD=$(FUZZ_BUILD) FUZZ_CI_SECONDS=$(FUZZ_CI_SECONDS) sh tests/fuzz/ci.sh $(FUZZ_NAMES)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

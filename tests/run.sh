@@ -6,7 +6,9 @@
 #   sh tests/run.sh NAME...    only tests (binaries, cases or scripts) named NAME
 BUILD=${BUILD:-build}
 export BUILD
-# A test that hangs fails after this many seconds instead of blocking CI.
+# A test that hangs fails after this many seconds instead of blocking CI, and
+# says which phase it was in: the last check it passed or failed, or the last
+# "# ..." note it printed (integration tests print one per phase).
 LIMIT=${TEST_TIMEOUT:-600}
 out=$(mktemp)
 passed=0
@@ -20,7 +22,10 @@ selected() {
 count() { # count LOGFILE NAME: adds up ok/FAIL lines; a silent failure counts once
   p=$(grep -c '^ok - ' "$1")
   f=$(grep -c '^FAIL - ' "$1")
-  if [ "$2" -eq 124 ]; then f=$((f + 1)); echo "FAIL - $3 (timed out after $LIMIT s)"
+  if [ "$2" -eq 124 ]; then
+    f=$((f + 1))
+    phase=$(grep -E '^(ok - |FAIL - |# )' "$1" | tail -n 1)
+    echo "FAIL - $3 (timed out after $LIMIT s; its last step: ${phase:-none, it printed nothing})"
   elif [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "FAIL - $3 (exit code $2)"; fi
   passed=$((passed + p))
   failed=$((failed + f))

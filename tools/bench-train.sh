@@ -1,8 +1,10 @@
 #!/bin/sh
 # Training throughput, side by side in one run (`make bench` runs it after
-# tools/bench.sh): the gradient of one batch of 64 on one thread (gradbench),
-# and whole jobs trained standalone (pando-worker --standalone, with 1 and 2
-# BLAS threads) and on a local cluster (M=2 servers, N=2 workers, BSP), and
+# tools/bench.sh): first the kernels' GFLOP/s next to the core's peak
+# (tools/kernelbench), then the gradient of one batch of 64 on 1 and 2 compute
+# threads (tools/modelbench), and whole jobs trained standalone (pando-worker
+# --standalone --threads 1 and 2) and on a local cluster (M=2 servers, N=2
+# workers, BSP), and
 # the same jobs trained with PyTorch on 1 and 2 threads (tools/torch-baseline.py;
 # `make bench` installs python3-torch, the rows say n/a without it). The jobs'
 # samples/s come from the duration of their last epoch (training and test
@@ -53,18 +55,29 @@ torch=yes
   echo "bench-train: no PyTorch (apt-get install python3-torch), its rows say n/a" >&2
 }
 
+cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
+echo "bench-train: kernels" >&2
+echo "### Kernels, one core of $cpu"
+echo
+"$BUILD/tools/kernelbench" 0.5 | grep -v '^BENCH' | tail -n +3
+echo
+
 subset 16000 "$TMP"
 job mlp examples/fashion-mlp.yaml 2
 job lenet examples/fashion-lenet.yaml 2
+# grad MODEL THREADS SECONDS: samples/s of modelbench's gradient
+grad() {
+  "$BUILD/tools/modelbench" "$1" 64 "$3" "$2" | sed -n 's/^BENCH .* samples_per_sec=\([0-9]*\).*/\1/p'
+}
 echo "bench-train: gradient throughput" >&2
-mlp_grad=$("$BUILD/tools/gradbench" examples/fashion-mlp.yaml 64 3 | awk '/^BENCH/ { split($4, kv, "="); print kv[2] }')
-lenet_grad=$("$BUILD/tools/gradbench" examples/fashion-lenet.yaml 64 5 | awk '/^BENCH/ { split($4, kv, "="); print kv[2] }')
+mlp_grad1=$(grad mlp 1 3); mlp_grad2=$(grad mlp 2 3)
+lenet_grad1=$(grad lenet 1 5); lenet_grad2=$(grad lenet 2 5)
 for name in mlp lenet; do
   rows=60000
   [ "$name" = lenet ] && rows=16000
   for threads in 1 2; do
-    echo "bench-train: $name standalone, $threads BLAS threads" >&2
-    OPENBLAS_NUM_THREADS=$threads "$BUILD/bin/pando-worker" --standalone "$TMP/$name.yaml" \
+    echo "bench-train: $name standalone, $threads compute threads" >&2
+    "$BUILD/bin/pando-worker" --standalone "$TMP/$name.yaml" --threads "$threads" \
       >"$TMP/$name.s$threads" 2>/dev/null
     eval "${name}_s$threads=$(last_epoch_sps "$TMP/$name.s$threads" $rows)"
   done
@@ -88,14 +101,18 @@ for name in mlp lenet; do
   eval "${name}_c=$(last_epoch_sps "$TMP/$name.c" $rows)"
 done
 
+echo "### Training, $cpu, 2 cores; math: $("$BUILD/tools/modelbench" softmax 1 0.01 | sed -n 's/^math: //p')"
+echo
 echo "| samples/s (batch 64 per worker) | MLP 784-256-10 | LeNet CNN |"
 echo "| --- | --- | --- |"
-echo "| gradient only, 1 thread (gradbench) | $mlp_grad | $lenet_grad |"
-echo "| standalone job, 1 BLAS thread | $mlp_s1 | $lenet_s1 |"
-echo "| standalone job, 2 BLAS threads | $mlp_s2 | $lenet_s2 |"
+echo "| gradient only, 1 compute thread (modelbench) | $mlp_grad1 | $lenet_grad1 |"
+echo "| gradient only, 2 compute threads (modelbench) | $mlp_grad2 | $lenet_grad2 |"
+echo "| 2 threads / 1 thread, gradient only | $(ratio "$mlp_grad2" "$mlp_grad1") | $(ratio "$lenet_grad2" "$lenet_grad1") |"
+echo "| standalone job, 1 compute thread | $mlp_s1 | $lenet_s1 |"
+echo "| standalone job, 2 compute threads | $mlp_s2 | $lenet_s2 |"
 echo "| PyTorch 1.13 (same job), 1 thread | $mlp_t1 | $lenet_t1 |"
 echo "| PyTorch 1.13 (same job), 2 threads (faster of 2 OpenMP x 1 BLAS, 1 x 2) | $mlp_t2 | $lenet_t2 |"
 echo "| Pando standalone / PyTorch (same threads) | $(vs_torch "$mlp_s1" "$mlp_t1" "$mlp_s2" "$mlp_t2") | $(vs_torch "$lenet_s1" "$lenet_t1" "$lenet_s2" "$lenet_t2") |"
-echo "| cluster job, M=2 servers, N=2 workers (1 thread each), BSP | $mlp_c | $lenet_c |"
+echo "| cluster job, M=2 servers, N=2 workers (1 compute thread each), BSP | $mlp_c | $lenet_c |"
 echo "| cluster / standalone with 2 threads (same 2 cores) | $(ratio "$mlp_c" "$mlp_s2") | $(ratio "$lenet_c" "$lenet_s2") |"
-echo "| standalone job / gradient only (1 thread) | $(ratio "$mlp_s1" "$mlp_grad") | $(ratio "$lenet_s1" "$lenet_grad") |"
+echo "| standalone job / gradient only (1 thread) | $(ratio "$mlp_s1" "$mlp_grad1") | $(ratio "$lenet_s1" "$lenet_grad1") |"

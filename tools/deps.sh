@@ -5,9 +5,11 @@
 # for the baseline in tools/bench-train.sh).
 set -eu
 PKGS="build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-libopenblas-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev dataset-fashion-mnist
+libopenblas-dev libdnnl-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev dataset-fashion-mnist
 grpc-proto protobuf-compiler python3-grpcio python3-protobuf python3-numpy
 python3-yaml python3-prometheus-client iperf3"
+# clang and its runtime libraries (libFuzzer, ASan, UBSan): make fuzz, make fuzz-ci.
+PKGS="$PKGS clang libclang-rt-14-dev"
 # docker-compose (Python, no engine): tests/integration/test_compose_config.sh.
 PKGS="$PKGS docker-compose"
 # tools/torch-baseline.py: only for the benchmark.

@@ -9,6 +9,11 @@
 
 typedef struct pd_coord pd_coord;
 
+/* A dead node is shown (pandoctl cluster) for this many node timeouts, then
+ * forgotten: the registry is bounded (PD_REGISTRY_MAX) and a flood of
+ * registrations that never send a heartbeat does not stay for ever. */
+#define PD_COORD_FORGET_AFTER 6
+
 typedef struct pd_coord_options {
   double heartbeat_sec; /* how often nodes should send Heartbeat */
   double node_timeout_sec; /* a node silent this long is dead */

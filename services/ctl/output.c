@@ -286,8 +286,8 @@ void pd_ctl_print_cluster(FILE *out, const Pando__V1__ClusterResponse *cluster) 
     return;
   }
   static const char *const headers[] = {"NODE",  "ROLE",      "NAME", "ADDRESS",
-                                        "ALIVE", "LAST SEEN", "JOB"};
-  pd_ctl_table *table = pd_ctl_table_new(headers, 7);
+                                        "ALIVE", "LAST SEEN", "JOB",  "MATH"};
+  pd_ctl_table *table = pd_ctl_table_new(headers, 8);
   for (size_t i = 0; i < cluster->n_nodes; i++) {
     const Pando__V1__NodeStatus *node = cluster->nodes[i];
     pd_ctl_table_cell(table, "%llu", (unsigned long long)node->node_id);
@@ -297,6 +297,7 @@ void pd_ctl_print_cluster(FILE *out, const Pando__V1__ClusterResponse *cluster) 
     pd_ctl_table_cell(table, "%s", node->alive ? "yes" : "no");
     pd_ctl_table_cell(table, "%.1fs ago", node->last_seen_sec);
     pd_ctl_table_cell(table, "%s", or_dash(node->job));
+    pd_ctl_table_cell(table, "%s", or_dash(node->math));
   }
   pd_ctl_table_print(table, out, "");
   pd_ctl_table_free(table);
@@ -407,6 +408,7 @@ void pd_ctl_json_cluster(pd_ctl_json *json, const Pando__V1__ClusterResponse *cl
     pd_ctl_json_field_bool(json, "alive", node->alive);
     pd_ctl_json_field_double(json, "last_seen_sec", node->last_seen_sec);
     pd_ctl_json_field_string(json, "job", node->job);
+    pd_ctl_json_field_string(json, "math", node->math);
     pd_ctl_json_end_object(json);
   }
   pd_ctl_json_end_array(json);

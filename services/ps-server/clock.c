@@ -173,12 +173,25 @@ enum pd_push_verdict pd_clock_on_push(pd_clock *c, uint32_t worker, int64_t work
   PD_ASSERT(worker < c->opt.num_workers && begin < end && end <= c->opt.keys);
   worker_state *ws = &c->workers[worker];
   c->last_staleness = -1;
-  if (worker_clock < 0) {
-    pd_errf(err, errlen, 0, "clock must be >= 0, got %lld", (long long)worker_clock);
+  if (worker_clock < 0 || worker_clock > PD_CLOCK_MAX) {
+    pd_errf(err, errlen, 0,
+            worker_clock < 0 ? "clock must be >= 0, got %lld"
+                             : "clock %lld is beyond the largest clock a job can reach (2^40)",
+            (long long)worker_clock);
     return PD_PUSH_REJECT;
   }
   if (c->opt.update == PD_UPDATE_BSP)
     return on_round_push(c, ws, worker, worker_clock, model_version, begin, end, err, errlen);
+  if (c->opt.update == PD_UPDATE_SSP && worker_clock > ws->done) {
+    /* an honest worker pushes clock c after its pull of clock c, which
+     * needs c <= its whole gradients: a later clock would make its correct
+     * pushes look like retries */
+    pd_errf(err, errlen, 0,
+            "worker %u pushed clock %lld but has pushed %lld whole gradients; under SSP a "
+            "worker pushes clock c only after its pull of clock c",
+            worker, (long long)worker_clock, (long long)ws->done);
+    return PD_PUSH_REJECT;
+  }
   if (worker_clock < ws->clock)
     return PD_PUSH_DUPLICATE; /* ASP and SSP clocks of one worker only grow */
   if (worker_clock != ws->clock)
@@ -218,8 +231,11 @@ int pd_clock_pull_ready(const pd_clock *c, uint32_t worker, int64_t worker_clock
             c->opt.num_workers);
     return -1;
   }
-  if (worker_clock < 0) {
-    pd_errf(err, errlen, 0, "clock must be >= 0, got %lld", (long long)worker_clock);
+  if (worker_clock < 0 || worker_clock > PD_CLOCK_MAX) {
+    pd_errf(err, errlen, 0,
+            worker_clock < 0 ? "clock must be >= 0, got %lld"
+                             : "clock %lld is beyond the largest clock a job can reach (2^40)",
+            (long long)worker_clock);
     return -1;
   }
   switch (c->opt.update) {

@@ -40,6 +40,12 @@ enum pd_push_verdict {
   PD_PUSH_REJECT,        /* invalid: the message in err says why */
 };
 
+/* The largest clock a push or pull may carry (2^40: a million clocks per
+ * epoch for a million epochs). Under BSP and SSP the consistency model bounds
+ * clocks far more tightly (a push of a clock the worker cannot have reached
+ * is refused); ASP has no other bound, by design. */
+#define PD_CLOCK_MAX (INT64_C(1) << 40)
+
 /* How a clock runs. */
 typedef struct pd_clock_options {
   enum pd_update update;

@@ -1,8 +1,9 @@
-/* ParameterServer RPC handlers: decode and check requests, find the shard,
- * hand the decision to the shard's clock; see ps.h. */
+/* ParameterServer RPC handlers: decode and check requests, find the job's
+ * shard, let it decide, and build and send the responses; the per-job
+ * counters and /metrics series live here too. See ps.h. */
 #include "ps.h"
 
-#include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,132 +12,220 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
+#include "pando/psclient.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 #include "fedagg.h"
 #include "shard.h"
 
+#define JOB_ID_MAX 96
+
+/* One job held by this server: its shard and what ps.c counts about it. */
+typedef struct job {
+  char id[JOB_ID_MAX];
+  pd_shard *shard;
+  uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
+  struct { /* the job's /metrics series, and the clock's counts exported so far */
+    pd_metric *staleness, *dropped, *blocked, *max_gap;
+    uint64_t dropped_seen, blocked_seen;
+  } metrics;
+} job;
+
 struct pd_ps {
-  pd_shard **shards;
-  int nshards, cap;
+  job **jobs;
+  int njobs, cap;
   pd_buf scratch; /* receives push payloads */
 };
+
+/* Scratch kept between pushes: two psclient chunks. A larger push's buffer
+ * is given back after it. */
+#define SCRATCH_KEEP (2 * PD_PSCLIENT_CHUNK_BYTES)
 
 static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
 
 pd_ps *pd_ps_new(void) { return pd_xcalloc(1, sizeof(pd_ps)); }
 
+/* Fails the job's parked pulls with `status` and frees it. */
+static void job_free(job *j, grpc_status_code status, const char *why) {
+  pd_rpc_call *call;
+  while ((call = pd_shard_next_parked(j->shard)))
+    pd_rpc_call_fail(call, status, "%s", why);
+  pd_shard_free(j->shard);
+  free(j);
+}
+
 void pd_ps_free(pd_ps *ps) {
   if (!ps)
     return;
-  for (int i = 0; i < ps->nshards; i++)
-    pd_shard_free(ps->shards[i], GRPC_STATUS_UNAVAILABLE, "the parameter server is shutting down");
-  free(ps->shards);
-  free(ps->scratch.data);
+  for (int i = 0; i < ps->njobs; i++)
+    job_free(ps->jobs[i], GRPC_STATUS_UNAVAILABLE, "the parameter server is shutting down");
+  free(ps->jobs);
+  pd_buf_free(&ps->scratch);
   free(ps);
 }
 
-int pd_ps_num_jobs(const pd_ps *ps) { return ps->nshards; }
+int pd_ps_num_jobs(const pd_ps *ps) { return ps->njobs; }
 
-static int find(const pd_ps *ps, const char *job) {
-  for (int i = 0; i < ps->nshards; i++)
-    if (strcmp(ps->shards[i]->job, job) == 0)
+static int find(const pd_ps *ps, const char *id) {
+  for (int i = 0; i < ps->njobs; i++)
+    if (strcmp(ps->jobs[i]->id, id) == 0)
       return i;
   return -1;
 }
 
-int pd_ps_stats_get(const pd_ps *ps, const char *job, pd_ps_stats *out) {
-  int i = find(ps, job);
+int pd_ps_stats_get(const pd_ps *ps, const char *id, pd_ps_stats *out) {
+  int i = find(ps, id);
   if (i < 0)
     return -PD_ENOTFOUND;
-  pd_shard *s = ps->shards[i];
-  out->version = pd_clock_version(s->clock);
-  out->pushes_applied = s->pushes_applied;
-  out->pushes_duplicate = s->pushes_duplicate;
-  out->pushes_rejected = s->pushes_rejected;
-  out->pushes_dropped = s->pushes_dropped;
-  out->clock = *pd_clock_stats_get(s->clock);
+  const job *j = ps->jobs[i];
+  const pd_clock *clock = pd_shard_clock(j->shard);
+  out->version = pd_clock_version(clock);
+  out->pushes_applied = j->pushes_applied;
+  out->pushes_duplicate = j->pushes_duplicate;
+  out->pushes_rejected = j->pushes_rejected;
+  out->pushes_dropped = j->pushes_dropped;
+  out->clock = *pd_clock_stats_get(clock);
   return 0;
 }
 
 /* The job's strategy series in /metrics, labelled by job. */
-static void open_metrics(pd_shard *s) {
+static void open_metrics(job *j) {
   char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\"", s->job);
-  s->metrics.staleness = pd_metric_histogram_buckets(
+  snprintf(labels, sizeof labels, "job=\"%s\"", j->id);
+  j->metrics.staleness = pd_metric_histogram_buckets(
       "pando_ps_staleness",
       "Staleness of each applied gradient: the shard's version when applied minus the version "
       "it was computed on.",
       labels, pd_staleness_bounds, PD_STALENESS_BUCKETS - 1);
-  s->metrics.dropped = pd_metric_counter(
+  j->metrics.dropped = pd_metric_counter(
       "pando_ps_dropped_gradients_total",
       "Whole gradients dropped because their round already had its gradients (backup workers).",
       labels);
-  s->metrics.blocked = pd_metric_counter(
-      "pando_ps_blocked_pulls_total", "Pulls that had to wait for slower workers (BSP, SSP).",
-      labels);
-  s->metrics.max_gap = pd_metric_gauge(
+  j->metrics.blocked =
+      pd_metric_counter("pando_ps_blocked_pulls_total",
+                        "Pulls that had to wait for slower workers (BSP, SSP).", labels);
+  j->metrics.max_gap = pd_metric_gauge(
       "pando_ps_max_clock_gap",
       "Largest clock of an answered pull minus the slowest worker's clock seen by the shard.",
       labels);
 }
 
 /* Brings the job's series up to date with its clock. */
-static void export_metrics(pd_shard *s) {
-  const pd_clock_stats *st = pd_clock_stats_get(s->clock);
-  pd_metric_add(s->metrics.dropped, (double)(st->dropped - s->metrics.dropped_seen));
-  pd_metric_add(s->metrics.blocked, (double)(st->blocked - s->metrics.blocked_seen));
-  s->metrics.dropped_seen = st->dropped;
-  s->metrics.blocked_seen = st->blocked;
-  pd_metric_set(s->metrics.max_gap, (double)st->max_gap);
+static void export_metrics(job *j) {
+  const pd_clock_stats *st = pd_clock_stats_get(pd_shard_clock(j->shard));
+  pd_metric_add(j->metrics.dropped, (double)(st->dropped - j->metrics.dropped_seen));
+  pd_metric_add(j->metrics.blocked, (double)(st->blocked - j->metrics.blocked_seen));
+  j->metrics.dropped_seen = st->dropped;
+  j->metrics.blocked_seen = st->blocked;
+  pd_metric_set(j->metrics.max_gap, (double)st->max_gap);
 }
 
-/* Finds the shard of `job` holding [begin, end), or fails the call. */
-static pd_shard *shard_for(pd_ps *ps, pd_rpc_call *call, const char *job, uint64_t begin,
-                           uint64_t end, uint32_t worker) {
-  int i = find(ps, job);
+/* The job `id` held here, or NULL after failing the call with NOT_FOUND. */
+static job *held_job(pd_ps *ps, pd_rpc_call *call, const char *id, int *index) {
+  int i = find(ps, id);
   if (i < 0) {
-    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", job);
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", id);
     return NULL;
   }
-  pd_shard *s = ps->shards[i];
-  if (begin >= end || begin < s->begin || end > s->end) {
+  if (index)
+    *index = i;
+  return ps->jobs[i];
+}
+
+/* Finds the job holding [begin, end) for `worker`, or fails the call. */
+static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin, uint64_t end,
+                    uint32_t worker) {
+  job *j = held_job(ps, call, id, NULL);
+  if (!j)
+    return NULL;
+  uint64_t shard_begin = pd_shard_begin(j->shard), shard_end = pd_shard_end(j->shard);
+  if (begin >= end || begin < shard_begin || end > shard_end) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "key range [%llu, %llu) of job '%s' is empty or outside this server's "
                      "shard [%llu, %llu)",
-                     (unsigned long long)begin, (unsigned long long)end, job,
-                     (unsigned long long)s->begin, (unsigned long long)s->end);
+                     (unsigned long long)begin, (unsigned long long)end, id,
+                     (unsigned long long)shard_begin, (unsigned long long)shard_end);
     return NULL;
   }
-  if (worker >= s->num_workers) {
+  if (worker >= pd_shard_num_workers(j->shard)) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
-                     "worker %u is out of range: job '%s' has %u workers", worker, job,
-                     s->num_workers);
+                     "worker %u is out of range: job '%s' has %u workers", worker, id,
+                     pd_shard_num_workers(j->shard));
     return NULL;
   }
-  return s;
+  return j;
 }
 
-static void handle_pull(pd_rpc_call *call, void *ctx) {
+/* Answers a pull of shard-relative keys [off, off + n) with the values as
+ * they are now: a PullResponse header, then slices borrowing the shard's
+ * memory (released when gRPC has sent them). */
+static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n) {
+  Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
+  resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
+                                 : pd_clock_version(pd_shard_clock(s));
+  int64_t shape = (int64_t)n;
+  size_t max = pd_shard_max_slices(n);
+  pd_shard_slice local_parts[8], *parts = local_parts;
+  grpc_slice local[PD_ARRAY_SIZE(local_parts) + 1], *slices = local;
+  if (max > PD_ARRAY_SIZE(local_parts)) {
+    parts = pd_xmalloc(max * sizeof *parts);
+    slices = pd_xmalloc((max + 1) * sizeof *slices);
+  }
+  slices[0] = pd_wire_tensor_header(&resp.base, 2, PD_DTYPE_FLOAT32, &shape, 1, n * sizeof(float));
+  size_t count = pd_shard_slices(s, off, n, parts);
+  for (size_t i = 0; i < count; i++)
+    slices[1 + i] = grpc_slice_new_with_user_data((void *)parts[i].data, parts[i].n * sizeof(float),
+                                                  parts[i].release, parts[i].user);
+  pd_rpc_call_reply_slices(call, slices, 1 + count);
+  if (parts != local_parts) {
+    free(parts);
+    free(slices);
+  }
+}
+
+/* Answers the parked pulls the shard's clock now allows. */
+static void answer_ready(pd_shard *s) {
+  uint64_t off, n;
+  pd_rpc_call *call;
+  while ((call = pd_shard_next_ready(s, &off, &n)))
+    answer_pull(call, s, off, n);
+}
+
+static void pull_cancelled(pd_rpc_call *call) { pd_shard_unpark(*pd_rpc_call_user(call)); }
+
+static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
-  Pando__V1__PullRequest *req =
-      (Pando__V1__PullRequest *)pd_rpc_call_unpack(call, &pando__v1__pull_request__descriptor);
-  if (!req)
+  const Pando__V1__PullRequest *req = (const Pando__V1__PullRequest *)msg;
+  job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
+  if (!j)
     return;
-  pd_shard *s = shard_for(ps, call, req->job, req->begin, req->end, req->worker);
   char err[256];
-  if (s && s->fed && pd_fedagg_pull_ok(s->fed, (uint64_t)req->clock, err, sizeof err) != 0)
+  uint64_t off = req->begin - pd_shard_begin(j->shard), n = req->end - req->begin;
+  pd_shard_parked *parked = NULL;
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  if (fed && pd_fedagg_pull_ok(fed, (uint64_t)req->clock, err, sizeof err) != 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
-  else if (s && pd_shard_pull(s, call, req->worker, req->clock, req->begin - s->begin,
-                         req->end - req->begin, err, sizeof err) != 0)
+    return;
+  }
+  switch (
+      pd_shard_pull(j->shard, call, req->worker, req->clock, off, n, &parked, err, sizeof err)) {
+  case PD_SHARD_PULL_INVALID:
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
-  else if (s)
-    export_metrics(s);
-  pando__v1__pull_request__free_unpacked(req, NULL);
+    return;
+  case PD_SHARD_PULL_READY:
+    answer_pull(call, j->shard, off, n);
+    break;
+  case PD_SHARD_PULL_PARKED:
+    *pd_rpc_call_user(call) = parked;
+    pd_rpc_call_on_cancel(call, pull_cancelled);
+    break;
+  }
+  export_metrics(j);
 }
 
-/* pando_ps_pushes_total{job, result}: what became of each push. */
-static void count_push(const char *job, enum pd_push_verdict v) {
+/* Counts what became of a push: the job's counters and
+ * pando_ps_pushes_total{job, result}. */
+static void count_push(job *j, enum pd_push_verdict v) {
   static const char *const results[] = {[PD_PUSH_APPLY] = "applied",
                                         [PD_PUSH_ACCUMULATE] = "applied",
                                         [PD_PUSH_BUFFER] = "applied",
@@ -144,36 +233,90 @@ static void count_push(const char *job, enum pd_push_verdict v) {
                                         [PD_PUSH_DROP] = "dropped",
                                         [PD_PUSH_DUPLICATE] = "duplicate",
                                         [PD_PUSH_REJECT] = "rejected"};
+  switch (v) {
+  case PD_PUSH_DROP:
+    j->pushes_dropped++;
+    break;
+  case PD_PUSH_DUPLICATE:
+    j->pushes_duplicate++;
+    break;
+  case PD_PUSH_REJECT:
+    j->pushes_rejected++;
+    break;
+  default:
+    j->pushes_applied++;
+  }
   char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", job, results[v]);
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", j->id, results[v]);
   pd_metric_add(pd_metric_counter("pando_ps_pushes_total",
                                   "Pushes received, by job and by what became of them.", labels),
                 1);
 }
 
-/* A device's update chunk for a federated round (fedagg.c decides). */
-static void fed_push(pd_shard *s, pd_rpc_call *call, const Pando__V1__PushRequest *req,
-                     const pd_wire_tensor *t) {
-  char err[256];
-  enum pd_fed_push v = pd_fedagg_push(s->fed, req->device, (uint64_t)req->clock, req->weight,
-                                      req->begin - s->begin, req->end - req->begin, t->data, err,
-                                      sizeof err);
+/* Checks a gradient for NaN and infinity (poison: one of them makes the
+ * whole model NaN). training.on_nonfinite fail: refuses the push and returns
+ * 1; skip: zeroes the gradient (the push still counts for its clock) and
+ * returns 0. Counted in pando_ps_nonfinite_pushes_total{job, action}. */
+static int refuse_nonfinite(pd_rpc_call *call, job *j, uint64_t begin, float *grad, uint64_t n) {
+  uint64_t bad = 0, first = 0;
+  for (uint64_t i = 0; i < n; i++)
+    if (!isfinite(grad[i]) && bad++ == 0)
+      first = i;
+  if (bad == 0)
+    return 0;
+  int skip = pd_shard_spec(j->shard)->training.on_nonfinite == PD_NONFINITE_SKIP;
   char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",action=\"%s\"", j->id, skip ? "zeroed" : "refused");
+  pd_metric_add(pd_metric_counter("pando_ps_nonfinite_pushes_total",
+                                  "Pushes whose gradient held NaN or infinity, by what was done "
+                                  "(training.on_nonfinite).",
+                                  labels),
+                1);
+  if (skip) {
+    memset(grad, 0, n * sizeof *grad);
+    return 0;
+  }
+  j->pushes_rejected++;
+  pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                   "job '%s': gradient of keys [%llu, %llu) has %llu non-finite values (NaN or "
+                   "infinity), the first at key %llu; refused (training.on_nonfinite: fail)",
+                   j->id, (unsigned long long)begin, (unsigned long long)(begin + n),
+                   (unsigned long long)bad, (unsigned long long)(begin + first));
+  return 1;
+}
+
+/* A device's update chunk for a federated round (fedagg.c decides). */
+static void fed_push(job *j, pd_rpc_call *call, const Pando__V1__PushRequest *req,
+                     const float *delta) {
+  char err[256];
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  enum pd_fed_push v =
+      pd_fedagg_push(fed, req->device, (uint64_t)req->clock, req->weight,
+                     req->begin - pd_shard_begin(j->shard), req->end - req->begin, delta, err,
+                     sizeof err);
   static const char *const results[] = {[PD_FED_BUFFERED] = "buffered",
                                         [PD_FED_DUPLICATE] = "duplicate",
                                         [PD_FED_LATE] = "late",
                                         [PD_FED_REJECT] = "rejected"};
-  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", req->job, results[v]);
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", j->id, results[v]);
   pd_metric_add(pd_metric_counter("pando_ps_fed_pushes_total",
                                   "Federated update chunks received, by what became of them.",
                                   labels),
                 1);
   if (v == PD_FED_REJECT) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "job '%s': %s", req->job, err);
+    j->pushes_rejected++;
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "job '%s': %s", j->id, err);
     return;
   }
+  if (v == PD_FED_LATE)
+    j->pushes_dropped++;
+  else if (v == PD_FED_DUPLICATE)
+    j->pushes_duplicate++;
+  else
+    j->pushes_applied++;
   Pando__V1__PushResponse resp = PANDO__V1__PUSH_RESPONSE__INIT;
-  resp.version = pd_fedagg_stats_get(s->fed)->committed;
+  resp.version = pd_fedagg_stats_get(fed)->committed;
   resp.duplicate = v == PD_FED_DUPLICATE;
   resp.dropped = v == PD_FED_LATE;
   pd_rpc_call_reply_msg(call, &resp.base);
@@ -184,14 +327,19 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   ProtobufCMessage *msg = NULL;
   pd_wire_tensor t;
   char err[256];
-  if (pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor, 6, NULL, 0,
-                     &ps->scratch, &msg, &t, err, sizeof err) != 0) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+  /* Deferred: the payload is copied only once the request is known good. */
+  int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor, 6, NULL,
+                          0, NULL, &msg, &t, err, sizeof err);
+  if (rc != 0) {
+    pd_rpc_call_fail(call,
+                     rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                       : GRPC_STATUS_INVALID_ARGUMENT,
+                     "%s", err);
     return;
   }
   Pando__V1__PushRequest *req = (Pando__V1__PushRequest *)msg;
-  pd_shard *s = shard_for(ps, call, req->job, req->begin, req->end, req->worker);
-  if (!s)
+  job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
+  if (!j)
     goto done;
   uint64_t n = req->end - req->begin;
   if (!t.present || t.dtype != PANDO__V1__DTYPE__FLOAT32 || t.data_len != n * sizeof(float) ||
@@ -204,189 +352,191 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
                      t.data_len);
     goto done;
   }
-  if (s->fed) {
-    fed_push(s, call, req, &t);
+  pd_buf_reserve(&ps->scratch, t.data_len);
+  if (pd_wire_tensor_copy(pd_rpc_call_payload(call), &t, ps->scratch.data) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PushRequest gradient");
     goto done;
   }
-  enum pd_push_verdict v =
-      pd_shard_push(s, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
-                    req->begin - s->begin, n, t.data, err, sizeof err);
-  count_push(req->job, v);
-  int64_t staleness = pd_clock_last_staleness(s->clock);
+  if (refuse_nonfinite(call, j, req->begin, ps->scratch.data, n))
+    goto done;
+  if (pd_shard_fed(j->shard)) {
+    fed_push(j, call, req, ps->scratch.data);
+    goto done;
+  }
+  enum pd_push_verdict v = pd_shard_push(
+      j->shard, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
+      req->begin - pd_shard_begin(j->shard), n, ps->scratch.data, err, sizeof err);
+  answer_ready(j->shard);
+  count_push(j, v);
+  int64_t staleness = pd_clock_last_staleness(pd_shard_clock(j->shard));
   if (staleness >= 0)
-    pd_metric_observe(s->metrics.staleness, (double)staleness);
-  export_metrics(s);
+    pd_metric_observe(j->metrics.staleness, (double)staleness);
+  export_metrics(j);
   if (v == PD_PUSH_REJECT) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     goto done;
   }
   Pando__V1__PushResponse resp = PANDO__V1__PUSH_RESPONSE__INIT;
-  resp.version = pd_clock_version(s->clock);
+  resp.version = pd_clock_version(pd_shard_clock(j->shard));
   resp.duplicate = v == PD_PUSH_DUPLICATE;
   resp.dropped = v == PD_PUSH_DROP;
   pd_rpc_call_reply_msg(call, &resp.base);
 done:
+  pd_buf_trim(&ps->scratch, SCRATCH_KEEP);
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static void handle_create(pd_rpc_call *call, void *ctx) {
-  pd_ps *ps = ctx;
-  Pando__V1__CreateShardRequest *req = (Pando__V1__CreateShardRequest *)pd_rpc_call_unpack(
-      call, &pando__v1__create_shard_request__descriptor);
-  if (!req)
-    return;
-  pd_job_spec spec;
+/* Checks a CreateShardRequest and parses its spec into `spec`; returns 0 or
+ * fails the call. */
+static int check_create(pd_rpc_call *call, const Pando__V1__CreateShardRequest *req,
+                        pd_job_spec *spec) {
   char err[512];
-  if (req->job[0] == '\0' || strlen(req->job) >= PD_JOB_ID_MAX) {
+  uint64_t keys = 0;
+  if (req->job[0] == '\0' || strlen(req->job) >= JOB_ID_MAX) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "job: must be 1 to %d characters",
-                     PD_JOB_ID_MAX - 1);
-  } else if (pd_job_spec_parse(req->spec_yaml, strlen(req->spec_yaml), &spec, err, sizeof err) !=
-             0) {
+                     JOB_ID_MAX - 1);
+  } else if (pd_job_spec_parse(req->spec_yaml, strlen(req->spec_yaml), spec, err, sizeof err) !=
+                 0 ||
+             pd_model_layout(&spec->model, NULL, 0, &keys, err, sizeof err) < 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
+  } else if (req->begin >= req->end || req->end > keys) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "key range [%llu, %llu) is empty or outside the model's %llu keys",
+                     (unsigned long long)req->begin, (unsigned long long)req->end,
+                     (unsigned long long)keys);
+  } else if (req->num_workers == 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "num_workers: must be >= 1");
+  } else if (req->min_partition_rows == 0 && spec->training.lr_schedule.type != PD_LR_CONSTANT) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "min_partition_rows: must be >= 1 with a training.lr_schedule (the "
+                     "epoch of a push depends on it)");
   } else {
-    uint64_t keys = 0;
-    if (pd_model_layout(&spec.model, NULL, 0, &keys, err, sizeof err) < 0) {
+    return 0;
+  }
+  return -1;
+}
+
+static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_ps *ps = ctx;
+  const Pando__V1__CreateShardRequest *req = (const Pando__V1__CreateShardRequest *)msg;
+  pd_job_spec spec;
+  if (check_create(call, req, &spec) != 0)
+    return;
+  int i = find(ps, req->job);
+  if (i >= 0 && (pd_shard_begin(ps->jobs[i]->shard) != req->begin ||
+                 pd_shard_end(ps->jobs[i]->shard) != req->end)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here with keys [%llu, %llu)", req->job,
+                     (unsigned long long)pd_shard_begin(ps->jobs[i]->shard),
+                     (unsigned long long)pd_shard_end(ps->jobs[i]->shard));
+    return;
+  }
+  if (i < 0) { /* a retried CreateShard of the same range is a no-op */
+    char err[512];
+    pd_shard *shard = pd_shard_new(&spec, req->begin, req->end, req->num_workers,
+                                   req->min_partition_rows, err, sizeof err);
+    if (!shard) {
       pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
-    } else if (req->begin >= req->end || req->end > keys) {
-      pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
-                       "key range [%llu, %llu) is empty or outside the model's %llu keys",
-                       (unsigned long long)req->begin, (unsigned long long)req->end,
-                       (unsigned long long)keys);
-    } else if (req->num_workers == 0) {
-      pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "num_workers: must be >= 1");
-    } else if (req->min_partition_rows == 0 &&
-               spec.training.lr_schedule.type != PD_LR_CONSTANT) {
-      pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
-                       "min_partition_rows: must be >= 1 with a training.lr_schedule (the "
-                       "epoch of a push depends on it)");
-    } else {
-      int i = find(ps, req->job);
-      if (i >= 0 && (ps->shards[i]->begin != req->begin || ps->shards[i]->end != req->end)) {
-        pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
-                         "job '%s' is already held here with keys [%llu, %llu)", req->job,
-                         (unsigned long long)ps->shards[i]->begin,
-                         (unsigned long long)ps->shards[i]->end);
-        goto done;
-      }
-      if (i < 0) { /* a retried CreateShard of the same range is a no-op */
-        if (ps->nshards == ps->cap) {
-          ps->cap = ps->cap ? ps->cap * 2 : 4;
-          ps->shards = pd_xrealloc(ps->shards, (size_t)ps->cap * sizeof *ps->shards);
-        }
-        pd_shard *shard = pd_shard_new(req->job, &spec, req->begin, req->end, req->num_workers,
-                                       req->min_partition_rows, err, sizeof err);
-        if (!shard) {
-          pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "spec_yaml: %s", err);
-          goto done;
-        }
-        open_metrics(shard);
-        ps->shards[ps->nshards++] = shard;
-        PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
-                (unsigned long long)req->begin, (unsigned long long)req->end, req->num_workers,
-                pd_update_name(spec.training.update),
-                pd_optimizer_name(spec.training.optimizer.type), spec.training.optimizer.lr);
-      }
-      Pando__V1__CreateShardResponse resp = PANDO__V1__CREATE_SHARD_RESPONSE__INIT;
-      resp.keys = req->end - req->begin;
-      pd_rpc_call_reply_msg(call, &resp.base);
+      return;
     }
+    if (ps->njobs == ps->cap) {
+      ps->cap = ps->cap ? ps->cap * 2 : 4;
+      ps->jobs = pd_xrealloc(ps->jobs, (size_t)ps->cap * sizeof *ps->jobs);
+    }
+    job *j = pd_xcalloc(1, sizeof *j);
+    pd_strlcpy(j->id, req->job, sizeof j->id);
+    j->shard = shard;
+    open_metrics(j);
+    ps->jobs[ps->njobs++] = j;
+    PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
+            (unsigned long long)req->begin, (unsigned long long)req->end, req->num_workers,
+            pd_update_name(spec.training.update), pd_optimizer_name(spec.training.optimizer.type),
+            spec.training.optimizer.lr);
   }
-done:
-  pando__v1__create_shard_request__free_unpacked(req, NULL);
+  Pando__V1__CreateShardResponse resp = PANDO__V1__CREATE_SHARD_RESPONSE__INIT;
+  resp.keys = req->end - req->begin;
+  pd_rpc_call_reply_msg(call, &resp.base);
 }
 
-static void handle_drop(pd_rpc_call *call, void *ctx) {
+static void handle_drop(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
-  Pando__V1__DropShardRequest *req = (Pando__V1__DropShardRequest *)pd_rpc_call_unpack(
-      call, &pando__v1__drop_shard_request__descriptor);
-  if (!req)
+  const Pando__V1__DropShardRequest *req = (const Pando__V1__DropShardRequest *)msg;
+  int i;
+  job *j = held_job(ps, call, req->job, &i);
+  if (!j)
     return;
-  int i = find(ps, req->job);
-  if (i < 0) {
-    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server",
-                     req->job);
-  } else {
-    pd_shard_free(ps->shards[i], GRPC_STATUS_ABORTED, "the job's shard was dropped");
-    ps->shards[i] = ps->shards[--ps->nshards];
-    PD_INFO("job %s: dropped", req->job);
-    Pando__V1__DropShardResponse resp = PANDO__V1__DROP_SHARD_RESPONSE__INIT;
-    pd_rpc_call_reply_msg(call, &resp.base);
-  }
-  pando__v1__drop_shard_request__free_unpacked(req, NULL);
+  job_free(j, GRPC_STATUS_ABORTED, "the job's shard was dropped");
+  ps->jobs[i] = ps->jobs[--ps->njobs];
+  PD_INFO("job %s: dropped", req->job);
+  Pando__V1__DropShardResponse resp = PANDO__V1__DROP_SHARD_RESPONSE__INIT;
+  pd_rpc_call_reply_msg(call, &resp.base);
 }
 
-static void handle_stats(pd_rpc_call *call, void *ctx) {
+static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
-  Pando__V1__StatsRequest *req =
-      (Pando__V1__StatsRequest *)pd_rpc_call_unpack(call, &pando__v1__stats_request__descriptor);
-  if (!req)
+  const Pando__V1__StatsRequest *req = (const Pando__V1__StatsRequest *)msg;
+  job *j = held_job(ps, call, req->job, NULL);
+  if (!j)
     return;
-  int i = find(ps, req->job);
-  if (i < 0) {
-    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server",
-                     req->job);
-  } else {
-    pd_shard *s = ps->shards[i];
-    const pd_clock_stats *st = pd_clock_stats_get(s->clock);
-    uint64_t staleness[PD_STALENESS_BUCKETS];
-    memcpy(staleness, st->staleness, sizeof staleness);
-    Pando__V1__StatsResponse resp = PANDO__V1__STATS_RESPONSE__INIT;
-    resp.version = pd_clock_version(s->clock);
-    resp.n_staleness = PD_STALENESS_BUCKETS;
-    resp.staleness = staleness;
-    resp.staleness_sum = st->staleness_sum;
-    resp.dropped = st->dropped;
-    resp.blocked = st->blocked;
-    resp.max_clock_gap = st->max_gap;
-    resp.workers = s->num_workers;
-    pd_rpc_call_reply_msg(call, &resp.base);
-  }
-  pando__v1__stats_request__free_unpacked(req, NULL);
+  const pd_clock *clock = pd_shard_clock(j->shard);
+  const pd_clock_stats *st = pd_clock_stats_get(clock);
+  uint64_t staleness[PD_STALENESS_BUCKETS];
+  memcpy(staleness, st->staleness, sizeof staleness);
+  Pando__V1__StatsResponse resp = PANDO__V1__STATS_RESPONSE__INIT;
+  resp.version = pd_clock_version(clock);
+  resp.n_staleness = PD_STALENESS_BUCKETS;
+  resp.staleness = staleness;
+  resp.staleness_sum = st->staleness_sum;
+  resp.dropped = st->dropped;
+  resp.blocked = st->blocked;
+  resp.max_clock_gap = st->max_gap;
+  resp.workers = pd_shard_num_workers(j->shard);
+  pd_rpc_call_reply_msg(call, &resp.base);
 }
 
 /* Closes a federated round with the coordinator's set of devices. */
-static void handle_commit_round(pd_rpc_call *call, void *ctx) {
+static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
-  Pando__V1__CommitRoundRequest *req = (Pando__V1__CommitRoundRequest *)pd_rpc_call_unpack(
-      call, &pando__v1__commit_round_request__descriptor);
-  if (!req)
-    return;
+  const Pando__V1__CommitRoundRequest *req = (const Pando__V1__CommitRoundRequest *)msg;
   int i = find(ps, req->job);
   char err[512];
   if (i < 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", req->job);
-    goto done;
+    return;
   }
-  pd_shard *s = ps->shards[i];
-  if (!s->fed) {
+  job *j = ps->jobs[i];
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  if (!fed) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
                      "job '%s' is not federated (training.update %s)", req->job,
-                     pd_update_name(s->spec.training.update));
-    goto done;
+                     pd_update_name(pd_shard_spec(j->shard)->training.update));
+    return;
   }
   const float *grad;
   pd_fedagg_result r;
-  if (pd_fedagg_commit(s->fed, req->round, (const char *const *)req->devices, req->n_devices,
+  if (pd_fedagg_commit(fed, req->round, (const char *const *)req->devices, req->n_devices,
                        req->abandon, &grad, &r, err, sizeof err) != 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
-    goto done;
+    return;
   }
   if (grad) {
     pd_optimizer_spec server;
     double lr;
-    pd_fedagg_server_optimizer(&s->spec, &server, &lr);
-    pd_shard_apply(s, grad, lr);
+    pd_fedagg_server_optimizer(pd_shard_spec(j->shard), &server, &lr);
+    pd_shard_apply(j->shard, grad, lr);
   }
-  char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", req->job,
-           r.abandoned ? "abandoned" : "committed");
-  if (grad || r.abandoned)
+  if (grad || r.abandoned) { /* not for a retried call */
+    char labels[200];
+    snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", req->job,
+             r.abandoned ? "abandoned" : "committed");
     pd_metric_add(pd_metric_counter("pando_ps_fed_rounds_total",
-                                    "Federated rounds closed on this server, committed or abandoned.",
+                                    "Federated rounds closed on this server, committed or "
+                                    "abandoned.",
                                     labels),
                   1);
+  }
   Pando__V1__CommitRoundResponse resp = PANDO__V1__COMMIT_ROUND_RESPONSE__INIT;
-  resp.version = pd_fedagg_stats_get(s->fed)->committed;
+  resp.version = pd_fedagg_stats_get(fed)->committed;
   resp.committed = r.committed;
   resp.discarded = r.discarded;
   resp.weight = r.weight;
@@ -394,16 +544,30 @@ static void handle_commit_round(pd_rpc_call *call, void *ctx) {
   PD_DEBUG("job %s: round %llu %s with %u devices (%u discarded)", req->job,
            (unsigned long long)req->round, r.abandoned ? "abandoned" : "committed", r.committed,
            r.discarded);
-done:
-  pando__v1__commit_round_request__free_unpacked(req, NULL);
 }
 
+/* Unpacks the request of a handler that takes it decoded. */
+#define DECODED(name, lower)                                                                       \
+  static void name##_call(pd_rpc_call *call, void *ctx) {                                          \
+    ProtobufCMessage *msg = pd_rpc_call_unpack(call, &pando__v1__##lower##__descriptor);           \
+    if (!msg)                                                                                      \
+      return;                                                                                      \
+    name(call, msg, ctx);                                                                          \
+    protobuf_c_message_free_unpacked(msg, NULL);                                                   \
+  }
+DECODED(handle_pull, pull_request)
+DECODED(handle_create, create_shard_request)
+DECODED(handle_drop, drop_shard_request)
+DECODED(handle_stats, stats_request)
+DECODED(handle_commit_round, commit_round_request)
+
 void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Pull", handle_pull, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Pull", handle_pull_call, ps);
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Push", handle_push, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CreateShard", handle_create, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/DropShard", handle_drop, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/GetStats", handle_stats, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CommitRound", handle_commit_round, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CreateShard", handle_create_call, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/DropShard", handle_drop_call, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/GetStats", handle_stats_call, ps);
+  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CommitRound", handle_commit_round_call,
+                           ps);
   pd_rpc_health_register(srv, health_services);
 }

@@ -1,4 +1,5 @@
-/* Shard storage, push application and pull answers; see shard.h. */
+/* Shard storage, push application and the pulls waiting for the clock; see
+ * shard.h. */
 #include "shard.h"
 
 #include <cblas.h>
@@ -6,13 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pando.pb-c.h"
 #include "pando/error.h"
-#include "pando/log.h"
 #include "pando/model.h"
+#include "pando/optimizer.h"
 #include "pando/schedule.h"
 #include "pando/util.h"
-#include "pando/wire.h"
 #include "fedagg.h"
 
 /* ---------------------------------------------------------------- values
@@ -37,7 +36,9 @@
  * Pulls and pushes that do not overlap in time (a worker's pull finishes
  * before its push) never copy. */
 
-#define BLOCK_KEYS ((uint64_t)1 << 18) /* 1 MiB of float32 */
+#define BLOCK_KEYS PD_SHARD_BLOCK_KEYS
+
+typedef struct pd_shard_values pd_shard_values;
 
 typedef struct lease {
   pd_shard_values *values;
@@ -107,24 +108,34 @@ static float *block_for_write(pd_shard_values *v, uint64_t b) {
   return v->buf[!c];
 }
 
+/* Copies a block that moved while its old copy is still being sent. */
+static void copy_release(void *user) { free(user); }
+
+size_t pd_shard_max_slices(uint64_t n) { return (size_t)(n / PD_SHARD_BLOCK_KEYS + 2); }
+
 /* Slices holding keys [off, off + n), borrowed where possible; returns how
- * many were written to `out` (room for one per block touched). */
-static size_t values_slices(pd_shard_values *v, uint64_t off, uint64_t n, grpc_slice *out) {
+ * many were written to `out` (room for pd_shard_max_slices(n)). */
+static size_t values_slices(pd_shard_values *v, uint64_t off, uint64_t n, pd_shard_slice *out) {
+  PD_ASSERT(off + n <= v->keys);
   size_t count = 0;
   for (uint64_t b = off / BLOCK_KEYS; b * BLOCK_KEYS < off + n; b++) {
     uint64_t lo = PD_MAX(off, b * BLOCK_KEYS), hi = PD_MIN(off + n, block_end(v, b));
-    size_t bytes = (hi - lo) * sizeof(float);
     int c = v->cur[b];
     const float *src = v->buf[c] + lo;
+    pd_shard_slice *out_slice = &out[count++];
+    out_slice->n = hi - lo;
     if (atomic_load(&v->leases[!c][b].slices) == 0) {
       atomic_fetch_add(&v->leases[c][b].slices, 1);
       atomic_fetch_add(&v->refs, 1);
-      out[count++] =
-          grpc_slice_new_with_user_data((void *)src, bytes, lease_release, &v->leases[c][b]);
+      out_slice->data = src;
+      out_slice->release = lease_release;
+      out_slice->user = &v->leases[c][b];
     } else { /* the block moved while the old copy is still being sent */
-      out[count] = grpc_slice_malloc(bytes);
-      memcpy(GRPC_SLICE_START_PTR(out[count]), src, bytes);
-      count++;
+      float *copy = pd_xmalloc((hi - lo) * sizeof(float));
+      memcpy(copy, src, (hi - lo) * sizeof(float));
+      out_slice->data = copy;
+      out_slice->release = copy_release;
+      out_slice->user = copy;
     }
   }
   return count;
@@ -140,12 +151,7 @@ static void values_step(pd_shard_values *v, pd_optimizer *opt, const float *grad
   }
 }
 
-void pd_shard_apply(pd_shard *s, const float *grad, double lr) {
-  values_step(s->values, &s->optimizer, grad, 0, s->end - s->begin, lr);
-}
-
-void pd_shard_read(const pd_shard *s, uint64_t off, uint64_t n, float *out) {
-  const pd_shard_values *v = s->values;
+static void values_read(const pd_shard_values *v, uint64_t off, uint64_t n, float *out) {
   PD_ASSERT(off + n <= v->keys);
   for (uint64_t b = off / BLOCK_KEYS; b * BLOCK_KEYS < off + n; b++) {
     uint64_t lo = PD_MAX(off, b * BLOCK_KEYS), hi = PD_MIN(off + n, block_end(v, b));
@@ -155,22 +161,38 @@ void pd_shard_read(const pd_shard *s, uint64_t off, uint64_t n, float *out) {
 
 /* ---------------------------------------------------------------- shard */
 
-struct pd_pending_pull {
-  pd_pending_pull *next, **prev;
-  pd_shard *shard;
-  pd_rpc_call *call;
+struct pd_shard_parked {
+  pd_shard_parked *next, **prev; /* in shard->waiting or shard->ready */
+  void *tag;
   uint32_t worker;
   int64_t clock;
   uint64_t off, n;
 };
 
-pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin, uint64_t end,
-                       uint32_t num_workers, uint64_t min_partition_rows, char *err,
-                       size_t errlen) {
+struct pd_shard {
+  pd_job_spec spec;    /* the job spec it was created from */
+  uint64_t begin, end; /* global keys held */
+  uint32_t num_workers;
+  uint64_t min_partition_rows; /* rows of the smallest worker partition (lr schedule) */
+  pd_shard_values *values;     /* end - begin parameter values */
+  float *accum;                /* BSP: sum of the round's gradients; NULL under ASP, SSP */
+  float *buffers;              /* backup workers: each worker's gradient until it is whole */
+  pd_optimizer optimizer;
+  struct {
+    int64_t begin, end; /* clocks of the epoch whose lr was looked up last */
+    double lr;
+  } lr_epoch;
+  pd_clock *clock;
+  struct pd_fedagg *fed;    /* training.update fedavg: the rounds (fedagg.c); else NULL */
+  pd_shard_parked *waiting; /* pulls parked until the clock allows them */
+  pd_shard_parked *ready;   /* parked pulls the clock now allows, to be answered */
+};
+
+pd_shard *pd_shard_new(const pd_job_spec *spec, uint64_t begin, uint64_t end, uint32_t num_workers,
+                       uint64_t min_partition_rows, char *err, size_t errlen) {
   PD_ASSERT(begin < end && num_workers > 0);
   PD_ASSERT(min_partition_rows > 0 || spec->training.lr_schedule.type == PD_LR_CONSTANT);
   pd_shard *s = pd_xcalloc(1, sizeof *s);
-  pd_strlcpy(s->job, job, sizeof s->job);
   s->spec = *spec;
   s->begin = begin;
   s->end = end;
@@ -205,21 +227,10 @@ pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin,
   return s;
 }
 
-static void unlink_pull(pd_pending_pull *p) {
-  *p->prev = p->next;
-  if (p->next)
-    p->next->prev = p->prev;
-}
-
-void pd_shard_free(pd_shard *s, grpc_status_code status, const char *why) {
+void pd_shard_free(pd_shard *s) {
   if (!s)
     return;
-  while (s->waiting) {
-    pd_pending_pull *p = s->waiting;
-    unlink_pull(p);
-    pd_rpc_call_fail(p->call, status, "%s", why);
-    free(p);
-  }
+  PD_ASSERT(!s->waiting && !s->ready);
   pd_clock_free(s->clock);
   pd_fedagg_free(s->fed);
   pd_optimizer_close(&s->optimizer);
@@ -229,67 +240,99 @@ void pd_shard_free(pd_shard *s, grpc_status_code status, const char *why) {
   free(s);
 }
 
-static void answer_pull(pd_shard *s, pd_rpc_call *call, uint64_t off, uint64_t n) {
-  Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
-  resp.version = s->fed ? pd_fedagg_stats_get(s->fed)->committed : pd_clock_version(s->clock);
-  int64_t shape = (int64_t)n;
-  size_t bytes = n * sizeof(float);
-  grpc_slice local[8], *slices = local;
-  size_t max_slices = 1 + n / BLOCK_KEYS + 2;
-  if (max_slices > PD_ARRAY_SIZE(local))
-    slices = pd_xmalloc(max_slices * sizeof *slices);
-  slices[0] = pd_wire_tensor_header(&resp.base, 2, PD_DTYPE_FLOAT32, &shape, 1, bytes);
-  size_t count = 1 + values_slices(s->values, off, n, slices + 1);
-  pd_rpc_call_reply_slices(call, slices, count);
-  if (slices != local)
-    free(slices);
+uint64_t pd_shard_begin(const pd_shard *s) { return s->begin; }
+uint64_t pd_shard_end(const pd_shard *s) { return s->end; }
+uint32_t pd_shard_num_workers(const pd_shard *s) { return s->num_workers; }
+uint64_t pd_shard_min_partition_rows(const pd_shard *s) { return s->min_partition_rows; }
+const pd_job_spec *pd_shard_spec(const pd_shard *s) { return &s->spec; }
+const pd_clock *pd_shard_clock(const pd_shard *s) { return s->clock; }
+
+struct pd_fedagg *pd_shard_fed(pd_shard *s) { return s->fed; }
+
+void pd_shard_apply(pd_shard *s, const float *grad, double lr) {
+  values_step(s->values, &s->optimizer, grad, 0, s->end - s->begin, lr);
 }
 
-static void pull_cancelled(pd_rpc_call *call) {
-  pd_pending_pull *p = *pd_rpc_call_user(call);
-  unlink_pull(p);
-  free(p);
+void pd_shard_read(const pd_shard *s, uint64_t off, uint64_t n, float *out) {
+  values_read(s->values, off, n, out);
 }
 
+size_t pd_shard_slices(pd_shard *s, uint64_t off, uint64_t n, pd_shard_slice *out) {
+  return values_slices(s->values, off, n, out);
+}
+
+static void link_pull(pd_shard_parked **list, pd_shard_parked *p) {
+  p->next = *list;
+  p->prev = list;
+  if (*list)
+    (*list)->prev = &p->next;
+  *list = p;
+}
+
+static void unlink_pull(pd_shard_parked *p) {
+  *p->prev = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+}
+
+/* Moves the parked pulls the clock now allows to the ready list. */
 static void wake_pulls(pd_shard *s) {
-  pd_pending_pull *p = s->waiting;
+  pd_shard_parked *p = s->waiting;
   while (p) {
-    pd_pending_pull *next = p->next;
+    pd_shard_parked *next = p->next;
     if (pd_clock_pull_ready(s->clock, p->worker, p->clock, NULL, 0) == 1) {
       pd_clock_on_pull(s->clock, p->clock, 1);
       unlink_pull(p);
-      answer_pull(s, p->call, p->off, p->n);
-      free(p);
+      link_pull(&s->ready, p);
     }
     p = next;
   }
 }
 
-int pd_shard_pull(pd_shard *s, pd_rpc_call *call, uint32_t worker, int64_t clock, uint64_t off,
-                  uint64_t n, char *err, size_t errlen) {
+enum pd_shard_pull_state pd_shard_pull(pd_shard *s, void *tag, uint32_t worker, int64_t clock,
+                                       uint64_t off, uint64_t n, pd_shard_parked **parked,
+                                       char *err, size_t errlen) {
+  PD_ASSERT(off + n <= s->end - s->begin);
   int ready = pd_clock_pull_ready(s->clock, worker, clock, err, errlen);
   if (ready < 0)
-    return -1;
+    return PD_SHARD_PULL_INVALID;
   pd_clock_on_pull(s->clock, clock, ready);
-  if (ready) {
-    answer_pull(s, call, off, n);
-    return 0;
-  }
-  pd_pending_pull *p = pd_xcalloc(1, sizeof *p);
-  p->shard = s;
-  p->call = call;
+  if (ready)
+    return PD_SHARD_PULL_READY;
+  pd_shard_parked *p = pd_xcalloc(1, sizeof *p);
+  p->tag = tag;
   p->worker = worker;
   p->clock = clock;
   p->off = off;
   p->n = n;
-  p->next = s->waiting;
-  p->prev = &s->waiting;
-  if (s->waiting)
-    s->waiting->prev = &p->next;
-  s->waiting = p;
-  *pd_rpc_call_user(call) = p;
-  pd_rpc_call_on_cancel(call, pull_cancelled);
-  return 0;
+  link_pull(&s->waiting, p);
+  *parked = p;
+  return PD_SHARD_PULL_PARKED;
+}
+
+void pd_shard_unpark(pd_shard_parked *p) {
+  unlink_pull(p);
+  free(p);
+}
+
+void *pd_shard_next_ready(pd_shard *s, uint64_t *off, uint64_t *n) {
+  pd_shard_parked *p = s->ready;
+  if (!p)
+    return NULL;
+  void *tag = p->tag;
+  *off = p->off;
+  *n = p->n;
+  pd_shard_unpark(p);
+  return tag;
+}
+
+void *pd_shard_next_parked(pd_shard *s) {
+  pd_shard_parked *p = s->ready ? s->ready : s->waiting;
+  if (!p)
+    return NULL;
+  void *tag = p->tag;
+  pd_shard_unpark(p);
+  return tag;
 }
 
 /* The learning rate of a gradient pushed at worker clock `clock`: the lr
@@ -332,33 +375,24 @@ enum pd_push_verdict pd_shard_push(pd_shard *s, uint32_t worker, int64_t clock,
   switch (v) {
   case PD_PUSH_APPLY: /* ASP, SSP: at the lr of this push's epoch */
     values_step(s->values, &s->optimizer, grad, off, n, lr_of_clock(s, clock));
-    s->pushes_applied++;
     if (s->waiting) /* SSP: the slowest worker may have moved */
       wake_pulls(s);
     break;
   case PD_PUSH_ACCUMULATE:
     cblas_saxpy((int)n, 1.0f, grad, 1, s->accum + off, 1);
-    s->pushes_applied++;
     finish_round(s, clock);
     break;
   case PD_PUSH_BUFFER:
     memcpy(buffer + off, grad, n * sizeof(float));
-    s->pushes_applied++;
     break;
   case PD_PUSH_BUFFER_ACCEPT:
     memcpy(buffer + off, grad, n * sizeof(float));
     cblas_saxpy((int)keys, 1.0f, buffer, 1, s->accum, 1);
-    s->pushes_applied++;
     finish_round(s, clock);
     break;
-  case PD_PUSH_DROP:
-    s->pushes_dropped++;
-    break;
+  case PD_PUSH_DROP: /* nothing changes: the counts are the clock's and the caller's */
   case PD_PUSH_DUPLICATE:
-    s->pushes_duplicate++;
-    break;
   case PD_PUSH_REJECT:
-    s->pushes_rejected++;
     break;
   }
   return v;

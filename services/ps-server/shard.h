@@ -1,47 +1,33 @@
 /* A shard: the keys [begin, end) of one job held by this server, with the
  * optimizer state beside them, its clock, and the pulls waiting for it. This
- * is where parameters change. */
+ * is where parameters change. It knows nothing of gRPC: it decides whether a
+ * pull is answered now or parked, and hands out the values as slices; the
+ * handlers in ps.c build and send the responses. */
 #ifndef PANDO_PS_SHARD_H
 #define PANDO_PS_SHARD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "clock.h"
-#include "pando/metrics.h"
-#include "pando/optimizer.h"
-#include "pando/rpc.h"
 #include "pando/spec.h"
 
-#define PD_JOB_ID_MAX 96
+typedef struct pd_shard pd_shard;
+/* A pull waiting for the clock (see pd_shard_pull). */
+typedef struct pd_shard_parked pd_shard_parked;
 
-typedef struct pd_pending_pull pd_pending_pull;
-/* The parameter values of a shard, which pulls in flight borrow instead of
- * copying (see shard.c); read them with pd_shard_read. */
-typedef struct pd_shard_values pd_shard_values;
+/* Keys of one block of a shard's values: a pull's answer borrows whole
+ * blocks (1 MiB of float32), see shard.c. */
+#define PD_SHARD_BLOCK_KEYS ((uint64_t)1 << 18)
 
-typedef struct pd_shard {
-  char job[PD_JOB_ID_MAX]; /* the job's id */
-  pd_job_spec spec;        /* the job spec it was created from */
-  uint64_t begin, end;     /* global keys held */
-  uint32_t num_workers;
-  uint64_t min_partition_rows; /* rows of the smallest worker partition (lr schedule) */
-  pd_shard_values *values; /* end - begin parameter values */
-  float *accum;            /* BSP: sum of the round's gradients; NULL under ASP, SSP */
-  float *buffers;          /* backup workers: each worker's gradient until it is whole */
-  pd_optimizer optimizer;
-  struct {
-    int64_t begin, end; /* clocks of the epoch whose lr was looked up last */
-    double lr;
-  } lr_epoch;
-  pd_clock *clock;
-  struct pd_fedagg *fed;    /* training.update fedavg: the rounds (fedagg.c); else NULL */
-  pd_pending_pull *waiting; /* pulls parked until the clock allows them */
-  uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
-  struct { /* the job's /metrics series (ps.c), and the clock's counts exported so far */
-    pd_metric *staleness, *dropped, *blocked, *max_gap;
-    uint64_t dropped_seen, blocked_seen;
-  } metrics;
-} pd_shard;
+/* A piece of a pull's answer: `n` values at `data`, readable until
+ * `release(user)` is called. Release exactly once, from any thread. */
+typedef struct pd_shard_slice {
+  const float *data;
+  uint64_t n;
+  void (*release)(void *user);
+  void *user;
+} pd_shard_slice;
 
 /* Makes a shard of `spec`'s model keys [begin, end), initialised from the
  * model's seed. Pushes are applied with the learning rate of their clock's
@@ -49,33 +35,72 @@ typedef struct pd_shard {
  * the smallest worker partition; it may be 0 only with a constant
  * training.lr_schedule. Returns NULL with a message in `err` when the model
  * cannot initialise the keys (a plugin that does not load). */
-pd_shard *pd_shard_new(const char *job, const pd_job_spec *spec, uint64_t begin, uint64_t end,
-                       uint32_t num_workers, uint64_t min_partition_rows, char *err,
-                       size_t errlen);
-/* Frees the shard; parked pulls are failed with `status` first. Values that
- * answers still being sent borrow are freed when gRPC lets go of them. */
-void pd_shard_free(pd_shard *shard, grpc_status_code status, const char *why);
+pd_shard *pd_shard_new(const pd_job_spec *spec, uint64_t begin, uint64_t end, uint32_t num_workers,
+                       uint64_t min_partition_rows, char *err, size_t errlen);
+/* Frees the shard. Every parked pull must have been taken out first
+ * (pd_shard_next_parked). Values that slices still borrow are freed when the
+ * last slice is released. */
+void pd_shard_free(pd_shard *shard);
+
+/* The global keys [begin, end) held, the workers that push, the spec. */
+uint64_t pd_shard_begin(const pd_shard *shard);
+uint64_t pd_shard_end(const pd_shard *shard);
+uint32_t pd_shard_num_workers(const pd_shard *shard);
+uint64_t pd_shard_min_partition_rows(const pd_shard *shard);
+const pd_job_spec *pd_shard_spec(const pd_shard *shard);
+/* The shard's consistency clock (version, staleness and the other counts). */
+const pd_clock *pd_shard_clock(const pd_shard *shard);
+
+/* training.update fedavg: the shard's federated rounds (fedagg.h); NULL
+ * for the other strategies. */
+struct pd_fedagg *pd_shard_fed(pd_shard *shard);
+/* Steps every key of the shard with its optimizer (for fedavg jobs the
+ * server optimizer, pd_fedagg_server_optimizer) at learning rate `lr` with
+ * `grad` (end - begin values): a federated round's pseudo-gradient. Slices
+ * handed out keep the values they borrow. */
+void pd_shard_apply(pd_shard *shard, const float *grad, double lr);
 
 /* Copies the current values of shard-relative keys [off, off + n) to `out`. */
 void pd_shard_read(const pd_shard *shard, uint64_t off, uint64_t n, float *out);
 
+/* The most slices pd_shard_slices writes for `n` keys. */
+size_t pd_shard_max_slices(uint64_t n);
+/* Writes the current values of shard-relative keys [off, off + n) as slices
+ * to `out` (room for pd_shard_max_slices(n)) and returns how many. The
+ * slices borrow the parameter memory where they can (later writes move the
+ * block instead of changing what a slice reads) and copy it otherwise. */
+size_t pd_shard_slices(pd_shard *shard, uint64_t off, uint64_t n, pd_shard_slice *out);
+
 /* Takes a push of shard-relative keys [off, off + n) (gradient values in
  * `grad`) computed on the model of version `model_version` (-1: unknown).
  * Returns the clock's verdict; on REJECT, err says why. Applies the gradient
- * or the completed round's average as the verdict requires and answers the
- * pulls that can now go on. */
+ * or the completed round's average as the verdict requires; parked pulls
+ * that may now be answered are then returned by pd_shard_next_ready. */
 enum pd_push_verdict pd_shard_push(pd_shard *shard, uint32_t worker, int64_t clock,
                                    int64_t model_version, uint64_t off, uint64_t n,
                                    const float *grad, char *err, size_t errlen);
 
-/* Steps every key of the shard with its optimizer at learning rate `lr`
- * with the gradient `grad` (end - begin values): a federated round's
- * pseudo-gradient. Pulls in flight keep the values they borrow. */
-void pd_shard_apply(pd_shard *shard, const float *grad, double lr);
-/* Answers a pull of shard-relative keys [off, off + n) now, or parks `call`
- * until the clock allows it. Returns 0, or -1 with err set if the pull is
- * invalid (the call is not touched then). */
-int pd_shard_pull(pd_shard *shard, pd_rpc_call *call, uint32_t worker, int64_t clock,
-                  uint64_t off, uint64_t n, char *err, size_t errlen);
+/* What pd_shard_pull decided. */
+enum pd_shard_pull_state {
+  PD_SHARD_PULL_INVALID = -1, /* refused; err says why */
+  PD_SHARD_PULL_PARKED = 0,   /* waits for the clock; *parked is its handle */
+  PD_SHARD_PULL_READY = 1,    /* answer it now (pd_shard_slices) */
+};
+
+/* A pull by `worker` at `clock` of shard-relative keys [off, off + n): ready,
+ * refused, or parked with `tag` (the caller's, returned by
+ * pd_shard_next_ready once the clock allows the pull) until the pull is
+ * answered or pd_shard_unpark is called. */
+enum pd_shard_pull_state pd_shard_pull(pd_shard *shard, void *tag, uint32_t worker, int64_t clock,
+                                       uint64_t off, uint64_t n, pd_shard_parked **parked,
+                                       char *err, size_t errlen);
+/* Takes out a parked pull whose caller went away; the handle is freed. */
+void pd_shard_unpark(pd_shard_parked *parked);
+/* A parked pull the clock now allows (its handle is freed): returns its tag
+ * and its keys in *off, *n, or NULL when there is none. Answer it at once. */
+void *pd_shard_next_ready(pd_shard *shard, uint64_t *off, uint64_t *n);
+/* Takes out any parked pull (to fail it before pd_shard_free) and returns
+ * its tag, or NULL when none is left. */
+void *pd_shard_next_parked(pd_shard *shard);
 
 #endif

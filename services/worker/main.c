@@ -1,12 +1,12 @@
-/* pando-worker: wires up configuration, logging and BLAS threads, then runs
- * the worker daemon (services/worker/worker.c). */
-#include <cblas.h>
+/* pando-worker: wires up configuration, logging and compute threads, then
+ * runs the worker daemon (services/worker/worker.c). */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "pando/config.h"
 #include "pando/daemon.h"
+#include "pando/kernels.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
@@ -56,8 +56,10 @@ static const pd_config_option options[] = {
     {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
     {"plugin_dir", S(plugin_dir), "",
      "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
-    {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, 256, "1",
-     "OpenBLAS threads for the gradient computation", NULL},
+    {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, PD_KERNELS_MAX_THREADS, "1",
+     "compute threads of the gradient: each computes a slice of every batch (the math libraries "
+     "run single-threaded in each)",
+     NULL},
     {"slowdown", PD_CFG_DOUBLE, offsetof(worker_config, slowdown), 0, 1, 1000, "1",
      "testing aid: make this worker a straggler: each batch takes slowdown x as long (sleeping "
      "(slowdown - 1) x its compute time, batch_delay_ms included)",
@@ -102,7 +104,7 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     return rc;
   pd_model_allow_plugins(cfg.plugin_dir);
-  openblas_set_num_threads(cfg.threads);
+  pd_kernels_set_threads(cfg.threads);
   pd_daemon_signals_init();
   if (cfg.standalone[0])
     return pd_train_standalone(cfg.standalone);

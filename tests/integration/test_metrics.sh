@@ -43,6 +43,20 @@ PY
 for d in coord ps0 w0; do
   t_check "$d: /metrics parses as Prometheus text" scrape "$d" "$T_DIR/$d.before"
 done
+# which math runs: an info metric on every daemon, its start log, and each
+# node's registration as `pandoctl cluster` shows it (the same line)
+math=$(grep -o 'math: .*' "$T_DIR/w0.log" | head -n 1 | cut -c7-)
+t_check "worker: logs 'math: LIBRARY (ISA), BLAS (CORE)' at start ($math)" \
+  sh -c 'echo "$1" | grep -Eq "^oneDNN [0-9.]+ \([a-z0-9_]+\), OpenBLAS [0-9.]+ \([A-Za-z0-9]+\)$"' - "$math"
+for d in coord ps0 w0; do
+  t_check "$d: logs the same math line" grep -qF "math: $math" "$T_DIR/$d.log"
+  info=$(value "$T_DIR/$d.before" pando_math_info 'library="oneDNN' 'isa="' 'blas="OpenBLAS')
+  t_check "$d: pando_math_info{library,isa,blas,blas_core} is 1 ($info)" [ "$info" = 1.0 ]
+done
+"$BIN/pandoctl" cluster -o json >"$T_DIR/cluster.json"
+nmath=$(t_json "$T_DIR/cluster.json" "sum(n['math'] == '''$math''' for n in j['nodes'])")
+t_check "pandoctl cluster: both nodes registered with their math ($nmath of 2)" [ "$nmath" = 2 ]
+t_check "pandoctl cluster: a MATH column" sh -c '"$1" cluster | head -n 1 | grep -q "MATH"' - "$BIN/pandoctl"
 job=$(t_submit "$T_DIR/job.yaml")
 t_check "job $job succeeded" [ "$(t_wait_job "$job")" = SUCCEEDED ]
 for d in coord ps0 w0; do scrape "$d" "$T_DIR/$d.after" >/dev/null; done

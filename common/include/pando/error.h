@@ -16,7 +16,8 @@
   X(ECANCELLED, 1006, "cancelled")                                             \
   X(ESTATE, 1007, "operation not allowed in this state")                       \
   X(EDUP, 1008, "already exists")                                              \
-  X(ESHUTDOWN, 1009, "shutting down")
+  X(ESHUTDOWN, 1009, "shutting down")                                          \
+  X(ETOOBIG, 1010, "larger than allowed")
 
 enum pd_errno {
 #define PD__ERR_ENUM(name, value, text) PD_##name = (value),

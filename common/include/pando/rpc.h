@@ -22,9 +22,12 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 
-/* Largest message a Pando daemon receives. Tensors are split into chunks far
- * below this (pd_psclient), so only a misbehaving peer reaches it. */
-#define PD_RPC_MAX_MESSAGE (256 << 20)
+/* Largest message a Pando daemon receives (gRPC refuses a longer one with
+ * RESOURCE_EXHAUSTED before it reaches a handler): the largest tensor
+ * (PD_WIRE_MAX_TENSOR_BYTES, 64 MiB) and 1 MiB for the other fields.
+ * Tensors are split into chunks far below this (pd_psclient), so only a
+ * misbehaving peer reaches it. */
+#define PD_RPC_MAX_MESSAGE (65 << 20)
 
 /* Starts gRPC (idempotent, reference counted by gRPC itself). Also tells
  * malloc to keep freed memory in the process rather than return it to the
@@ -32,6 +35,12 @@
  * message buffers come and go with every call, and memory given back would
  * be page-faulted in again by the next large message. */
 void pd_rpc_init(void);
+/* Gives memory malloc kept back to the system (malloc_trim) if a received
+ * message of PD_RPC_TRIM_AFTER bytes or more was freed since the last call,
+ * so one oversized request does not leave a daemon at its peak. Daemons call
+ * it from their cron (pd_daemon_serve). */
+void pd_rpc_trim(void);
+#define PD_RPC_TRIM_AFTER (8u << 20)
 void pd_rpc_shutdown(void);
 
 /* ---------------------------------------------------------------- loop */

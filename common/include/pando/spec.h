@@ -44,6 +44,11 @@ enum pd_aggregation {
  * worker of Dean et al., NIPS 2012: SGD steps on a local copy in between),
  * or once per epoch. */
 enum pd_frequency { PD_FREQ_BATCH = 1, PD_FREQ_EPOCH, PD_FREQ_NBATCHES };
+/* What a server does with a pushed gradient holding NaN or infinity. */
+enum pd_on_nonfinite {
+  PD_NONFINITE_FAIL = 1, /* refuse the push (INVALID_ARGUMENT): the worker fails the job */
+  PD_NONFINITE_SKIP,     /* count the push for its clock with a zero gradient */
+};
 enum pd_optimizer_type {
   PD_OPT_SGD = 1,
   PD_OPT_MOMENTUM,
@@ -135,6 +140,7 @@ typedef struct pd_job_spec {
     enum pd_frequency frequency; /* batches per pull/push: 1, nbatches or a whole epoch */
     int nbatches;          /* frequency nbatches: k, the batches between a pull and a push */
     int threads;           /* Hogwild: compute threads sharing the worker's local copy */
+    enum pd_on_nonfinite on_nonfinite; /* gradients with NaN or infinity */
     pd_optimizer_spec optimizer;
     int shuffle;           /* reshuffle each worker's rows every epoch */
     struct {

@@ -38,6 +38,8 @@ static const struct enum_name aggregation_names[] = {
     {PD_AGG_FEDYOGI, "fedyogi"}, {PD_AGG_FEDPROX, "fedprox"}, {0, NULL}};
 static const struct enum_name frequency_names[] = {
     {PD_FREQ_BATCH, "batch"}, {PD_FREQ_EPOCH, "epoch"}, {PD_FREQ_NBATCHES, "nbatches"}, {0, NULL}};
+static const struct enum_name nonfinite_names[] = {
+    {PD_NONFINITE_FAIL, "fail"}, {PD_NONFINITE_SKIP, "skip"}, {0, NULL}};
 static const struct enum_name optimizer_names[] = {
     {PD_OPT_SGD, "sgd"},           {PD_OPT_MOMENTUM, "momentum"}, {PD_OPT_NESTEROV, "nesterov"},
     {PD_OPT_ADAGRAD, "adagrad"},   {PD_OPT_RMSPROP, "rmsprop"},   {PD_OPT_ADAM, "adam"},
@@ -71,6 +73,7 @@ _Static_assert(sizeof(enum pd_activation) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_update) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_optimizer_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_frequency) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_on_nonfinite) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_partition) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_normalize) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_lr_schedule) == sizeof(int), "enum size");
@@ -410,6 +413,8 @@ static const struct spec_key keys[] = {
      .min = 0, .max = 4095, .check = check_backup_workers},
     {"training.frequency", K_ENUM, FIELD(training.frequency), .default_value = "batch",
      .names = frequency_names},
+    {"training.on_nonfinite", K_ENUM, FIELD(training.on_nonfinite), .default_value = "fail",
+     .names = nonfinite_names},
     {"training.nbatches", K_INT, FIELD(training.nbatches), .default_value = "1", .min = 1,
      .max = 1000000, .check = check_nbatches},
     {"training.threads", K_INT, FIELD(training.threads), .default_value = "1", .min = 1, .max = 256,

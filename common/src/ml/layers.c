@@ -1,6 +1,6 @@
 /* Forward and backward passes of the layers models are built from; see
- * layers.h. Matrix products go through OpenBLAS, the rest are plain loops
- * written so that compilers vectorise them. */
+ * layers.h. Matrix products go through the math backend (kernels.c), the
+ * rest are plain loops written so that compilers vectorise them. */
 #include "layers.h"
 
 #include <cblas.h>
@@ -43,8 +43,7 @@ void pd__affine_forward(const float *x, int rows, int fan_in, const float *weigh
   }
   for (int r = 0; r < rows; r++)
     memcpy(y + (size_t)r * (size_t)fan_out, bias, (size_t)fan_out * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, fan_out, fan_in, 1.0f, x, fan_in,
-              weight, fan_out, 1.0f, y, fan_out);
+  pd__sgemm('N', 'N', rows, fan_out, fan_in, 1.0f, x, fan_in, weight, fan_out, 1.0f, y, fan_out);
 }
 
 void pd__affine_backward(const float *x, int rows, int fan_in, const float *weight, int fan_out,
@@ -52,12 +51,10 @@ void pd__affine_backward(const float *x, int rows, int fan_in, const float *weig
   if (fan_out == 1)
     cblas_sgemv(CblasRowMajor, CblasTrans, rows, fan_in, 1.0f, x, fan_in, dy, 1, 0.0f, dweight, 1);
   else
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fan_in, fan_out, rows, 1.0f, x, fan_in, dy,
-                fan_out, 0.0f, dweight, fan_out);
+    pd__sgemm('T', 'N', fan_in, fan_out, rows, 1.0f, x, fan_in, dy, fan_out, 0.0f, dweight, fan_out);
   column_sums(dy, rows, fan_out, dbias);
   if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, fan_in, fan_out, 1.0f, dy, fan_out,
-                weight, fan_out, 0.0f, dx, fan_in);
+    pd__sgemm('N', 'T', rows, fan_in, fan_out, 1.0f, dy, fan_out, weight, fan_out, 0.0f, dx, fan_in);
 }
 
 void pd__affine_forward_sparse(const pd_dataset *x, const float *weight, const float *bias,
@@ -154,17 +151,21 @@ void pd__activation_backward(enum pd_activation activation, float *restrict delt
 
 /* ---------------------------------------------------------------- dropout */
 
-void pd__dropout_mask(uint64_t seed, uint64_t stream, float rate, float *mask, size_t n) {
+void pd__dropout_mask(uint64_t seed, uint64_t stream, float rate, uint64_t first, float *mask,
+                      size_t n) {
   PD_ASSERT(rate >= 0.0f && rate < 1.0f);
-  /* Each 64-bit hash gives two 32-bit uniforms; keep when u >= rate. */
+  /* Each 64-bit hash gives two 32-bit uniforms, for indices 2p and 2p + 1;
+   * keep when u >= rate. */
   uint64_t base = pd_mix64(pd_mix64(seed) ^ (stream * 0x9e3779b97f4a7c15ull));
   uint32_t threshold = (uint32_t)fmin((double)rate * 4294967296.0, 4294967295.0);
   float keep = 1.0f / (1.0f - rate);
-  for (size_t i = 0; i < n; i += 2) {
-    uint64_t h = pd_mix64(base + (uint64_t)i * 0xd1b54a32d192ed03ull);
-    mask[i] = (uint32_t)h >= threshold ? keep : 0.0f;
-    if (i + 1 < n)
-      mask[i + 1] = (uint32_t)(h >> 32) >= threshold ? keep : 0.0f;
+  for (size_t i = 0; i < n;) {
+    uint64_t index = first + i;
+    uint64_t h = pd_mix64(base + (index & ~UINT64_C(1)) * 0xd1b54a32d192ed03ull);
+    if (!(index & 1))
+      mask[i++] = (uint32_t)h >= threshold ? keep : 0.0f;
+    if (i < n)
+      mask[i++] = (uint32_t)(h >> 32) >= threshold ? keep : 0.0f;
   }
 }
 
@@ -175,217 +176,6 @@ void pd__dropout_apply(float *restrict x, const float *restrict mask, size_t n) 
       x[k] *= mask[k];
   for (; i < n; i++)
     x[i] *= mask[i];
-}
-
-/* ---------------------------------------------------------------- convolution */
-
-/* Convolutions are matrix products over "im2col" columns: row q = (c, kh, kw)
- * of `cols` holds, for every output position of a chunk of samples, the input
- * value that kernel tap q sees there (0 in the padding). Then
- *   y[filters x positions] = W[filters x q] cols[q x positions].
- * The chunk's input is first copied into a zero-bordered buffer, so that
- * every tap reads whole rows without bounds checks. Chunks are sized so that
- * the scratch stays in the caches. */
-#define CONV_CHUNK_FLOATS (512u * 1024u)
-/* Rows are copied in blocks of COPY_BLOCK floats that may run past a row's
- * end (the next row overwrites it); buffers have slack for that. */
-#define COPY_BLOCK 16
-
-void pd__conv_init(pd__conv *conv, int channels, int height, int width, int filters, int kernel,
-                   int pad) {
-  PD_ASSERT(channels > 0 && height > 0 && width > 0 && filters > 0 && kernel > 0 && pad >= 0);
-  conv->channels = channels;
-  conv->height = height;
-  conv->width = width;
-  conv->filters = filters;
-  conv->kernel = kernel;
-  conv->pad = pad;
-  conv->out_height = height + 2 * pad - kernel + 1;
-  conv->out_width = width + 2 * pad - kernel + 1;
-  PD_ASSERT(conv->out_height > 0 && conv->out_width > 0);
-}
-
-static size_t conv_rows(const pd__conv *conv) {
-  return (size_t)conv->channels * (size_t)conv->kernel * (size_t)conv->kernel;
-}
-
-static size_t out_plane(const pd__conv *conv) {
-  return (size_t)conv->out_height * (size_t)conv->out_width;
-}
-
-/* A plane of the input with its zero border. */
-static int padded_width(const pd__conv *conv) { return conv->width + 2 * conv->pad; }
-static size_t padded_plane(const pd__conv *conv) {
-  return (size_t)(conv->height + 2 * conv->pad) * (size_t)padded_width(conv);
-}
-
-static int conv_chunk(const pd__conv *conv, int batch) {
-  size_t per_sample = conv_rows(conv) * out_plane(conv);
-  size_t chunk = CONV_CHUNK_FLOATS / per_sample;
-  return (int)PD_MAX(1, PD_MIN(chunk, (size_t)batch));
-}
-
-/* Floats past the padded chunk that im2col may read: a block copy starts
- * up to kernel - 1 floats into a row and runs up to COPY_BLOCK - 1 past it. */
-static size_t padded_slack(const pd__conv *conv) { return COPY_BLOCK + (size_t)conv->kernel; }
-
-/* The scratch holds the columns (and COPY_BLOCK floats that im2col may write
- * past them), then the padded input of one chunk and its slack. */
-static float *padded_of(const pd__conv *conv, int chunk, float *scratch) {
-  return scratch + conv_rows(conv) * out_plane(conv) * (size_t)chunk + COPY_BLOCK;
-}
-
-size_t pd__conv_scratch(const pd__conv *conv, int batch) {
-  size_t chunk = (size_t)conv_chunk(conv, batch);
-  return conv_rows(conv) * out_plane(conv) * chunk + COPY_BLOCK +
-         (size_t)conv->channels * chunk * padded_plane(conv) + padded_slack(conv);
-}
-
-/* padded [channels x count planes] = samples [first, first + count) of x
- * with a zero border. */
-static void pad_chunk(const pd__conv *conv, const float *x, int batch, int first, int count,
-                      float *padded) {
-  int width = conv->width, pw = padded_width(conv), pad = conv->pad;
-  size_t plane = (size_t)conv->height * (size_t)width, pplane = padded_plane(conv);
-  memset(padded, 0,
-         ((size_t)conv->channels * (size_t)count * pplane + padded_slack(conv)) * sizeof(float));
-  for (int c = 0; c < conv->channels; c++)
-    for (int s = 0; s < count; s++) {
-      const float *src = x + ((size_t)c * (size_t)batch + (size_t)(first + s)) * plane;
-      float *dst = padded + ((size_t)c * (size_t)count + (size_t)s) * pplane +
-                   (size_t)pad * (size_t)pw + (size_t)pad;
-      for (int h = 0; h < conv->height; h++)
-        memcpy(dst + (size_t)h * (size_t)pw, src + (size_t)h * (size_t)width,
-               (size_t)width * sizeof(float));
-    }
-}
-
-/* cols[q x count*out_plane] from the padded chunk. */
-static void im2col(const pd__conv *conv, const float *padded, int count, float *cols) {
-  int k = conv->kernel, out_h = conv->out_height, out_w = conv->out_width, pw = padded_width(conv);
-  size_t pplane = padded_plane(conv);
-  float *dst = cols;
-  for (int c = 0; c < conv->channels; c++)
-    for (int kh = 0; kh < k; kh++)
-      for (int kw = 0; kw < k; kw++)
-        for (int s = 0; s < count; s++) {
-          const float *src = padded + ((size_t)c * (size_t)count + (size_t)s) * pplane +
-                             (size_t)kh * (size_t)pw + (size_t)kw;
-          for (int oh = 0; oh < out_h; oh++, dst += out_w, src += pw)
-            for (int ow = 0; ow < out_w; ow += COPY_BLOCK)
-              memcpy(dst + ow, src + ow, COPY_BLOCK * sizeof(float));
-        }
-}
-
-/* Four floats as one SSE register (GCC and Clang vector extension). */
-typedef float v4f __attribute__((vector_size(16)));
-
-/* d[i] += s[i] for i < n (short rows: explicit vectors, as the compiler
- * cannot prove d and s apart once this is inlined). */
-static void add_to(float *d, const float *s, int n) {
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    v4f a, b;
-    memcpy(&a, d + i, sizeof a);
-    memcpy(&b, s + i, sizeof b);
-    a += b;
-    memcpy(d + i, &a, sizeof a);
-  }
-  for (; i < n; i++)
-    d[i] += s[i];
-}
-
-/* The adjoint of pad_chunk + im2col: sums cols into the padded chunk, then
- * writes its interior to samples [first, first + count) of dx. */
-static void col2im(const pd__conv *conv, const float *cols, int batch, int first, int count,
-                   float *padded, float *dx) {
-  int k = conv->kernel, out_h = conv->out_height, out_w = conv->out_width, pw = padded_width(conv);
-  int width = conv->width, pad = conv->pad;
-  size_t pplane = padded_plane(conv), plane = (size_t)conv->height * (size_t)width;
-  memset(padded, 0, (size_t)conv->channels * (size_t)count * pplane * sizeof(float));
-  const float *src = cols;
-  for (int c = 0; c < conv->channels; c++)
-    for (int kh = 0; kh < k; kh++)
-      for (int kw = 0; kw < k; kw++)
-        for (int s = 0; s < count; s++) {
-          float *dst = padded + ((size_t)c * (size_t)count + (size_t)s) * pplane +
-                       (size_t)kh * (size_t)pw + (size_t)kw;
-          for (int oh = 0; oh < out_h; oh++, src += out_w, dst += pw)
-            add_to(dst, src, out_w);
-        }
-  for (int c = 0; c < conv->channels; c++)
-    for (int s = 0; s < count; s++) {
-      const float *from = padded + ((size_t)c * (size_t)count + (size_t)s) * pplane +
-                          (size_t)pad * (size_t)pw + (size_t)pad;
-      float *to = dx + ((size_t)c * (size_t)batch + (size_t)(first + s)) * plane;
-      for (int h = 0; h < conv->height; h++)
-        memcpy(to + (size_t)h * (size_t)width, from + (size_t)h * (size_t)pw,
-               (size_t)width * sizeof(float));
-    }
-}
-
-void pd__conv_forward(const pd__conv *conv, const float *x, int batch, const float *weight,
-                      const float *bias, float *y, float *scratch) {
-  int chunk = conv_chunk(conv, batch), q = (int)conv_rows(conv);
-  size_t plane = out_plane(conv), stride = (size_t)batch * plane; /* between filters in y */
-  float *cols = scratch, *padded = padded_of(conv, chunk, scratch);
-  for (int first = 0; first < batch; first += chunk) {
-    int count = PD_MIN(chunk, batch - first);
-    int positions = count * (int)plane;
-    pad_chunk(conv, x, batch, first, count, padded);
-    im2col(conv, padded, count, cols);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, conv->filters, positions, q, 1.0f,
-                weight, q, cols, positions, 0.0f, y + (size_t)first * plane, (int)stride);
-  }
-  for (int f = 0; f < conv->filters; f++) {
-    float *row = y + (size_t)f * stride, b = bias[f];
-    size_t i = 0;
-    for (; i + VEC_BLOCK <= stride; i += VEC_BLOCK)
-      for (size_t j = i; j < i + VEC_BLOCK; j++)
-        row[j] += b;
-    for (; i < stride; i++)
-      row[i] += b;
-  }
-}
-
-/* The sum of n floats, in VEC_BLOCK lanes. */
-static double sum_of(const float *v, size_t n) {
-  float lane[VEC_BLOCK] = {0};
-  size_t i = 0;
-  for (; i + VEC_BLOCK <= n; i += VEC_BLOCK)
-    for (size_t j = 0; j < VEC_BLOCK; j++)
-      lane[j] += v[i + j];
-  double sum = 0.0;
-  for (; i < n; i++)
-    sum += v[i];
-  for (size_t j = 0; j < VEC_BLOCK; j++)
-    sum += lane[j];
-  return sum;
-}
-
-void pd__conv_backward(const pd__conv *conv, const float *x, int batch, const float *weight,
-                       const float *dy, float *dweight, float *dbias, float *dx, float *scratch) {
-  int chunk = conv_chunk(conv, batch), q = (int)conv_rows(conv);
-  size_t plane = out_plane(conv), stride = (size_t)batch * plane;
-  float *cols = scratch, *padded = padded_of(conv, chunk, scratch);
-  for (int f = 0; f < conv->filters; f++)
-    dbias[f] = (float)sum_of(dy + (size_t)f * stride, stride);
-  for (int first = 0; first < batch; first += chunk) {
-    int count = PD_MIN(chunk, batch - first);
-    int positions = count * (int)plane;
-    const float *dy_chunk = dy + (size_t)first * plane;
-    pad_chunk(conv, x, batch, first, count, padded);
-    im2col(conv, padded, count, cols);
-    /* dW [filters x q] (+)= dy [filters x positions] cols^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, conv->filters, q, positions, 1.0f,
-                dy_chunk, (int)stride, cols, positions, first == 0 ? 0.0f : 1.0f, dweight, q);
-    if (!dx)
-      continue;
-    /* dcols [q x positions] = W^T dy, into the same scratch */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, q, positions, conv->filters, 1.0f, weight,
-                q, dy_chunk, (int)stride, 0.0f, cols, positions);
-    col2im(conv, cols, batch, first, count, padded, dx);
-  }
 }
 
 /* ---------------------------------------------------------------- pooling */
@@ -434,20 +224,6 @@ void pd__maxpool2_backward(const float *dy, const uint8_t *argmax, size_t planes
       }
     }
   }
-}
-
-void pd__cnhw_to_rows(const float *x, int channels, int batch, size_t plane, float *rows) {
-  for (int c = 0; c < channels; c++)
-    for (int b = 0; b < batch; b++)
-      memcpy(rows + ((size_t)b * (size_t)channels + (size_t)c) * plane,
-             x + ((size_t)c * (size_t)batch + (size_t)b) * plane, plane * sizeof(float));
-}
-
-void pd__rows_to_cnhw(const float *rows, int channels, int batch, size_t plane, float *x) {
-  for (int c = 0; c < channels; c++)
-    for (int b = 0; b < batch; b++)
-      memcpy(x + ((size_t)c * (size_t)batch + (size_t)b) * plane,
-             rows + ((size_t)b * (size_t)channels + (size_t)c) * plane, plane * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- losses */

@@ -3,9 +3,8 @@
  * losses. Private to libpando (model.c and its unit tests); names pd__.
  *
  * Conventions. Batches are row-major [rows x width] unless said otherwise.
- * Convolution data is "CNHW": channel-major over the whole batch, so that
- * x[(c * batch + b) * height * width + h * width + w] is channel c of sample
- * b; every (c, b) plane is contiguous. A backward function writes the whole of
+ * Convolution data is NCHW: a row is its channels' planes one after the
+ * other, so a batch of rows is NCHW as it is. A backward function writes the whole of
  * each gradient it is given (overwrites, never accumulates). */
 #ifndef PANDO_LAYERS_H
 #define PANDO_LAYERS_H
@@ -13,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels_internal.h"
 #include "pando/dataset.h"
 #include "pando/spec.h"
 
@@ -44,32 +44,15 @@ void pd__activation_backward(enum pd_activation activation, float *delta, const 
 /* ---- inverted dropout */
 
 /* Fills mask[0 .. n) with 0 (dropped, probability `rate`) or 1 / (1 - rate)
- * (kept), from a counter-based hash of (seed, stream, i): the same arguments
- * give the same mask. */
-void pd__dropout_mask(uint64_t seed, uint64_t stream, float rate, float *mask, size_t n);
+ * (kept): mask[i] from a counter-based hash of (seed, stream, first + i), so
+ * the same arguments give the same mask, and a slice of a mask (first > 0)
+ * is the same as that part of the whole. */
+void pd__dropout_mask(uint64_t seed, uint64_t stream, float rate, uint64_t first, float *mask,
+                      size_t n);
 /* x *= mask element-wise: dropout forward, and its backward on dL/dy. */
 void pd__dropout_apply(float *x, const float *mask, size_t n);
 
-/* ---- convolution, stride 1, square kernel, zero padding */
-
-typedef struct pd__conv {
-  int channels, height, width; /* input planes */
-  int filters, kernel, pad;    /* weight [filters x channels x kernel x kernel] */
-  int out_height, out_width;   /* height + 2 pad - kernel + 1, likewise width */
-} pd__conv;
-
-/* Fills the output sizes of `conv` from the rest. */
-void pd__conv_init(pd__conv *conv, int channels, int height, int width, int filters, int kernel,
-                   int pad);
-/* Floats of the `scratch` that the functions below need for `batch` samples
- * (they work on chunks of samples small enough for the caches). */
-size_t pd__conv_scratch(const pd__conv *conv, int batch);
-/* y (CNHW, filters planes) = conv(x (CNHW, channels planes)) + bias. */
-void pd__conv_forward(const pd__conv *conv, const float *x, int batch, const float *weight,
-                      const float *bias, float *y, float *scratch);
-/* From dy = dL/dy (CNHW): dweight, dbias, and dx (CNHW) when not NULL. */
-void pd__conv_backward(const pd__conv *conv, const float *x, int batch, const float *weight,
-                       const float *dy, float *dweight, float *dbias, float *dx, float *scratch);
+/* ---- convolution: pd__conv and its functions in kernels_internal.h */
 
 /* ---- max-pooling 2 x 2, stride 2, over `planes` contiguous planes */
 
@@ -80,10 +63,6 @@ void pd__maxpool2_forward(const float *x, size_t planes, int height, int width, 
 /* dx = dy routed to each window's winner (the other 3 get 0). */
 void pd__maxpool2_backward(const float *dy, const uint8_t *argmax, size_t planes, int height,
                            int width, float *dx);
-
-/* Between CNHW [channels x batch x plane] and rows [batch x channels*plane]. */
-void pd__cnhw_to_rows(const float *x, int channels, int batch, size_t plane, float *rows);
-void pd__rows_to_cnhw(const float *rows, int channels, int batch, size_t plane, float *x);
 
 /* ---- losses. Each takes the model's outputs in `out`, returns the SUM of
  * the rows' losses, and overwrites `out` with grad_scale x dL_row/d(out)

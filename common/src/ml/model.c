@@ -7,12 +7,14 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers.h"
 #include "pando/error.h"
+#include "pando/kernels.h"
 #include "pando/plugin.h"
 #include "pando/util.h"
 
@@ -44,22 +46,21 @@ typedef struct net {
   float *delta[2];            /* backprop ping-pong, max_batch x widest hidden layer */
 } net;
 
-/* Scratch of the CNN, for `micro` samples; conv data is CNHW (layers.h). */
+/* Scratch of the CNN, for `micro` samples; conv data is NCHW (a batch of
+ * rows as it is). */
 typedef struct lenet {
-  int micro;        /* rows per pass: min(max_batch, LENET_MICRO_BATCH) */
-  float *grad_part; /* K: a later micro-batch's gradient (max_batch > micro) */
+  int micro;        /* rows per pass: min(rows of a thread's slice, LENET_MICRO_BATCH) */
+  float *grad_part; /* K: a later micro-batch's gradient (slices longer than micro) */
   pd__conv conv1, conv2;
   size_t plane1, plane2;       /* pixels of a plane after pool 1, after pool 2 */
   size_t flat;                 /* features after pool 2: filters2 x plane2 */
-  float *input;                /* the batch as CNHW when it is not already (channels > 1, sparse) */
+  float *input;                /* sparse batches made dense */
   float *c1, *c2;              /* conv outputs; their gradients in backward */
-  float *p1, *p2;              /* pooled, after relu */
+  float *p1, *p2;              /* pooled, after relu (p2 is fc1's input rows) */
   uint8_t *arg1, *arg2;        /* max-pool winners */
-  float *rows;                 /* p2 as rows [batch x flat] */
   float *hidden, *mask, *drop; /* affine 512 after relu; dropout mask; hidden * mask */
   float *logits;
-  float *d_hidden, *d_rows, *d_p2, *d_p1;
-  float *cols; /* im2col scratch of both convolutions */
+  float *d_hidden, *d_p2, *d_p1;
 } lenet;
 
 /* A loaded plugin and one instance (handle) of its model. */
@@ -69,22 +70,63 @@ typedef struct plugin {
   void *handle;               /* from api->create */
 } plugin;
 
+/* Running sums of an evaluation. */
+typedef struct eval_sums {
+  double loss;
+  uint64_t correct;
+  double sq_err;
+} eval_sums;
+
+/* What one compute thread owns: scratch for its slice of a batch (or its own
+ * plugin instance), its part of the gradient, and its results of a call. */
+typedef struct replica {
+  int rows;           /* rows its scratch holds: ceil(max_batch / threads) */
+  int *labels;        /* rows: classes of the slice */
+  float *targets;     /* rows: targets (regression, logreg 0/1) */
+  float *predictions; /* rows: a plugin's predictions */
+  net net;
+  lenet lenet;
+  plugin plugin;  /* replica 0's is the model's; the others are instances of it */
+  float *grad;    /* K: the slice's gradient (replicas 1 and up) */
+  uint64_t first; /* this call: the slice's rows [first, first + count) */
+  uint64_t count;
+  double loss;     /* this call: sum of the slice's losses */
+  eval_sums sums;  /* pd_model_evaluate: this thread's chunks */
+} replica;
+
+/* The compute threads of a model: threads 1 .. n-1 run a job that thread 0
+ * (the caller) runs too, between two barriers. */
+typedef struct team_member {
+  pd_model *model;
+  int index; /* 1 .. n-1 */
+} team_member;
+
+typedef struct team {
+  int n;
+  pthread_t *threads;    /* [n]; 0 is the caller's place */
+  team_member *members;  /* [n]: what each thread is told */
+  pthread_barrier_t barrier;
+  void (*job)(pd_model *m, int thread); /* NULL: stop */
+} team;
+
 struct pd_model {
   pd_model_spec spec; /* copy of the caller's spec */
   enum family family;
-  int max_batch;                              /* rows the scratch buffers hold */
+  int max_batch;                              /* rows a call may have */
   int ntensors;                               /* entries used in params[] */
   pd_param_info params[PD_MODEL_MAX_TENSORS]; /* parameter tensors in key order */
   uint64_t num_params;                        /* K */
   uint64_t seed;                              /* of the dropout masks */
   uint64_t calls;                             /* pd_model_gradient calls since the seed was set */
   float dropout;                              /* rate after hidden layers in gradients, or 0 */
-  int *labels;                                /* max_batch: classes of the batch */
-  float *targets;                             /* max_batch: targets (regression, logreg 0/1) */
-  float *predictions;                         /* max_batch: a plugin's predictions */
-  net net;
-  lenet lenet;
-  plugin plugin;
+  int nthreads;                               /* compute threads: replicas */
+  replica *rep;                               /* [nthreads] */
+  team team;                                  /* when nthreads > 1 */
+  /* the call in progress (gradient or evaluation) */
+  const float *call_params;
+  const pd_dataset *call_data;
+  float *call_grad;
+  uint64_t call_stream;
 };
 
 static void *scratch(size_t floats) {
@@ -407,8 +449,11 @@ const pd_param_info *pd_model_params(const pd_model *model, int *count) {
 void pd_model_set_seed(pd_model *model, uint64_t seed) {
   model->seed = seed;
   model->calls = 0;
-  if (model->family == FAMILY_PLUGIN && model->plugin.api->set_seed)
-    model->plugin.api->set_seed(model->plugin.handle, seed);
+  if (model->family != FAMILY_PLUGIN || !model->rep[0].plugin.api->set_seed)
+    return;
+  for (int t = 0; t < model->nthreads; t++) /* each instance its own stream */
+    model->rep[t].plugin.api->set_seed(model->rep[t].plugin.handle,
+                                       seed + ((uint64_t)t << 40));
 }
 
 /* ---------------------------------------------------------------- initialisation */
@@ -468,21 +513,21 @@ int pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end,
 
 /* ---------------------------------------------------------------- new, free */
 
-static void net_alloc(pd_model *m) {
+static void net_alloc(const pd_model *m, replica *r) {
   const pd_model_spec *spec = &m->spec;
-  size_t rows = (size_t)m->max_batch, widest_hidden = 1;
+  size_t rows = (size_t)r->rows, widest_hidden = 1;
   for (int l = 1; l < spec->nlayers; l++) {
-    m->net.act[l] = scratch(rows * (size_t)spec->layers[l]);
+    r->net.act[l] = scratch(rows * (size_t)spec->layers[l]);
     if (l + 1 < spec->nlayers) {
       widest_hidden = PD_MAX(widest_hidden, (size_t)spec->layers[l]);
       if (m->dropout > 0.0f) {
-        m->net.drop[l] = scratch(rows * (size_t)spec->layers[l]);
-        m->net.mask[l] = scratch(rows * (size_t)spec->layers[l]);
+        r->net.drop[l] = scratch(rows * (size_t)spec->layers[l]);
+        r->net.mask[l] = scratch(rows * (size_t)spec->layers[l]);
       }
     }
   }
   for (int i = 0; i < 2; i++)
-    m->net.delta[i] = scratch(rows * widest_hidden);
+    r->net.delta[i] = scratch(rows * widest_hidden);
 }
 
 static void net_free(net *n) {
@@ -495,14 +540,14 @@ static void net_free(net *n) {
   free(n->delta[1]);
 }
 
-static void lenet_alloc(pd_model *m) {
-  lenet *n = &m->lenet;
+static void lenet_alloc(const pd_model *m, replica *r) {
+  lenet *n = &r->lenet;
   const int *shape = m->spec.input_shape;
   int channels = shape[0], height = shape[1], width = shape[2];
-  int batch = PD_MIN(m->max_batch, LENET_MICRO_BATCH);
+  int batch = PD_MIN(r->rows, LENET_MICRO_BATCH);
   size_t rows = (size_t)batch;
   n->micro = batch;
-  if (m->max_batch > batch)
+  if (r->rows > batch)
     n->grad_part = scratch(m->num_params);
   pd__conv_init(&n->conv1, channels, height, width, LENET_FILTERS1, LENET_KERNEL, LENET_PAD);
   pd__conv_init(&n->conv2, LENET_FILTERS1, height / 2, width / 2, LENET_FILTERS2, LENET_KERNEL,
@@ -518,27 +563,98 @@ static void lenet_alloc(pd_model *m) {
   n->c2 = scratch(rows * LENET_FILTERS2 * n->plane1);
   n->p2 = scratch(rows * n->flat);
   n->arg2 = pd_xmalloc(rows * n->flat);
-  n->rows = scratch(rows * n->flat);
   n->hidden = scratch(rows * LENET_HIDDEN);
   n->mask = scratch(rows * LENET_HIDDEN);
   n->drop = scratch(rows * LENET_HIDDEN);
   n->logits = scratch(rows * (size_t)m->spec.layers[1]);
   n->d_hidden = scratch(rows * LENET_HIDDEN);
-  n->d_rows = scratch(rows * n->flat);
   n->d_p2 = scratch(rows * n->flat);
   n->d_p1 = scratch(rows * LENET_FILTERS1 * n->plane1);
-  n->cols = scratch(PD_MAX(pd__conv_scratch(&n->conv1, batch), pd__conv_scratch(&n->conv2, batch)));
 }
 
 static void lenet_free(lenet *n) {
-  float *floats[] = {n->input,    n->c1,     n->p1,   n->c2,   n->p2,
-                     n->rows,     n->hidden, n->mask, n->drop, n->logits,
-                     n->d_hidden, n->d_rows, n->d_p2, n->d_p1, n->cols};
+  float *floats[] = {n->input,  n->c1,     n->p1,       n->c2,   n->p2,  n->hidden,
+                     n->mask,   n->drop,   n->logits,   n->d_hidden, n->d_p2, n->d_p1};
   for (size_t i = 0; i < PD_ARRAY_SIZE(floats); i++)
     free(floats[i]);
   free(n->arg1);
   free(n->arg2);
   free(n->grad_part);
+  pd__conv_close(&n->conv1);
+  pd__conv_close(&n->conv2);
+}
+
+static void replica_free(replica *r) {
+  net_free(&r->net);
+  lenet_free(&r->lenet);
+  plugin_close(&r->plugin);
+  free(r->predictions);
+  free(r->targets);
+  free(r->labels);
+  free(r->grad);
+}
+
+/* Threads 1 .. n-1 of the team: each job between two barriers. */
+static void *team_main(void *arg) {
+  const team_member *me = arg;
+  pd_model *m = me->model;
+  team *tm = &m->team;
+  int thread = me->index;
+  pd__kernels_thread_init();
+  for (;;) {
+    pthread_barrier_wait(&tm->barrier);
+    if (!tm->job)
+      break;
+    tm->job(m, thread);
+    pthread_barrier_wait(&tm->barrier);
+  }
+  return NULL;
+}
+
+/* Runs job(m, t) on every compute thread t (the caller is thread 0) and
+ * returns when all have finished. */
+static void team_run(pd_model *m, void (*job)(pd_model *m, int thread)) {
+  team *tm = &m->team;
+  if (m->nthreads == 1) {
+    job(m, 0);
+    return;
+  }
+  tm->job = job;
+  pthread_barrier_wait(&tm->barrier);
+  job(m, 0);
+  pthread_barrier_wait(&tm->barrier);
+}
+
+/* Inside a job: waits until every thread has got here. */
+static void team_sync(pd_model *m) {
+  if (m->nthreads > 1)
+    pthread_barrier_wait(&m->team.barrier);
+}
+
+static void team_start(pd_model *m) {
+  team *tm = &m->team;
+  tm->n = m->nthreads;
+  tm->threads = pd_xcalloc((size_t)tm->n, sizeof *tm->threads);
+  tm->members = pd_xcalloc((size_t)tm->n, sizeof *tm->members);
+  PD_ASSERT(pthread_barrier_init(&tm->barrier, NULL, (unsigned)tm->n) == 0);
+  for (int i = 1; i < tm->n; i++) {
+    tm->members[i] = (team_member){m, i};
+    PD_ASSERT(pthread_create(&tm->threads[i], NULL, team_main, &tm->members[i]) == 0);
+  }
+}
+
+static void team_stop(pd_model *m) {
+  team *tm = &m->team;
+  if (!tm->threads)
+    return;
+  tm->job = NULL;
+  pthread_barrier_wait(&tm->barrier);
+  for (int i = 1; i < tm->n; i++)
+    pthread_join(tm->threads[i], NULL);
+  pthread_barrier_destroy(&tm->barrier);
+  free(tm->members);
+  free(tm->threads);
+  memset(tm, 0, sizeof *tm);
 }
 
 pd_model *pd_model_new(const pd_model_spec *spec, int max_batch, char *err, size_t errlen) {
@@ -547,10 +663,18 @@ pd_model *pd_model_new(const pd_model_spec *spec, int max_batch, char *err, size
   m->spec = *spec;
   m->family = family_of(spec->type);
   m->max_batch = max_batch;
+  m->nthreads = PD_MAX(1, PD_MIN(pd_kernels_threads(), max_batch));
+  m->rep = pd_xcalloc((size_t)m->nthreads, sizeof *m->rep);
+  int slice = (max_batch + m->nthreads - 1) / m->nthreads;
   if (m->family == FAMILY_PLUGIN) {
     int count;
-    if (plugin_open(spec, max_batch, &m->plugin, err, errlen) != 0 ||
-        (count = plugin_layout(spec, &m->plugin, m->params, &m->num_params, err, errlen)) < 0) {
+    for (int t = 0; t < m->nthreads; t++)
+      if (plugin_open(spec, slice, &m->rep[t].plugin, err, errlen) != 0) {
+        pd_model_free(m);
+        return NULL;
+      }
+    if ((count = plugin_layout(spec, &m->rep[0].plugin, m->params, &m->num_params, err, errlen)) <
+        0) {
       pd_model_free(m);
       return NULL;
     }
@@ -562,25 +686,31 @@ pd_model *pd_model_new(const pd_model_spec *spec, int max_batch, char *err, size
     m->dropout = spec->dropout > 0.0 ? (float)spec->dropout : (float)LENET_DROPOUT;
   else if (spec->type == PD_MODEL_MLP)
     m->dropout = (float)spec->dropout;
-  m->labels = pd_xmalloc((size_t)max_batch * sizeof(int));
-  m->targets = scratch((size_t)max_batch);
-  m->predictions = scratch((size_t)max_batch);
-  if (m->family == FAMILY_NET)
-    net_alloc(m);
-  else if (m->family == FAMILY_LENET)
-    lenet_alloc(m);
+  for (int t = 0; t < m->nthreads; t++) {
+    replica *r = &m->rep[t];
+    r->rows = slice;
+    r->labels = pd_xmalloc((size_t)slice * sizeof(int));
+    r->targets = scratch((size_t)slice);
+    r->predictions = scratch((size_t)slice);
+    if (t > 0)
+      r->grad = scratch(m->num_params);
+    if (m->family == FAMILY_NET)
+      net_alloc(m, r);
+    else if (m->family == FAMILY_LENET)
+      lenet_alloc(m, r);
+  }
+  if (m->nthreads > 1)
+    team_start(m);
   return m;
 }
 
 void pd_model_free(pd_model *model) {
   if (!model)
     return;
-  net_free(&model->net);
-  lenet_free(&model->lenet);
-  plugin_close(&model->plugin);
-  free(model->predictions);
-  free(model->targets);
-  free(model->labels);
+  team_stop(model);
+  for (int t = 0; t < model->nthreads; t++)
+    replica_free(&model->rep[t]);
+  free(model->rep);
   free(model);
 }
 
@@ -622,16 +752,18 @@ static float target_of(const pd_dataset *d, uint64_t r) {
 
 /* ---------------------------------------------------------------- affine nets */
 
-/* Fills act[1..L] for the rows of `x`; with dropout when `stream` is not
- * UINT64_MAX. Returns the outputs (act[L]). */
-static float *net_forward(pd_model *m, const float *params, const pd_dataset *x, uint64_t stream) {
+/* Fills act[1..L] for the rows of `x`, rows [first, first + x->rows) of the
+ * call's batch; with dropout when `stream` is not UINT64_MAX. Returns the
+ * outputs (act[L]). */
+static float *net_forward(const pd_model *m, replica *r, const float *params, const pd_dataset *x,
+                          uint64_t stream, uint64_t first) {
   const int *width = m->spec.layers;
   int L = m->spec.nlayers - 1, rows = (int)x->rows;
   const float *input = x->features;
   for (int l = 0; l < L; l++) {
     const float *weight = params + m->params[2 * l].offset;
     const float *bias = params + m->params[2 * l + 1].offset;
-    float *z = m->net.act[l + 1];
+    float *z = r->net.act[l + 1];
     if (l == 0 && !is_dense(x))
       pd__affine_forward_sparse(x, weight, bias, width[1], z);
     else
@@ -642,22 +774,23 @@ static float *net_forward(pd_model *m, const float *params, const pd_dataset *x,
     size_t n = (size_t)rows * (size_t)width[l + 1];
     pd__activation_forward(m->spec.activation, z, n);
     if (m->dropout > 0.0f && stream != UINT64_MAX) {
-      float *mask = m->net.mask[l + 1], *drop = m->net.drop[l + 1];
-      pd__dropout_mask(m->seed, stream * PD_MAX_LAYERS + (uint64_t)l, m->dropout, mask, n);
+      float *mask = r->net.mask[l + 1], *drop = r->net.drop[l + 1];
+      pd__dropout_mask(m->seed, stream * PD_MAX_LAYERS + (uint64_t)l, m->dropout,
+                       first * (uint64_t)width[l + 1], mask, n);
       memcpy(drop, z, n * sizeof(float));
       pd__dropout_apply(drop, mask, n);
       input = drop;
     }
   }
-  return m->net.act[L];
+  return r->net.act[L];
 }
 
 /* Backward from `delta` = d(mean loss)/d(outputs) (act[L], overwritten). */
-static void net_backward(pd_model *m, const float *params, const pd_dataset *x, int dropped,
-                         float *grad) {
+static void net_backward(const pd_model *m, replica *r, const float *params, const pd_dataset *x,
+                         int dropped, float *grad) {
   const int *width = m->spec.layers;
   int L = m->spec.nlayers - 1, rows = (int)x->rows;
-  float *delta = m->net.act[L];
+  float *delta = r->net.act[L];
   for (int l = L - 1; l >= 0; l--) {
     const float *weight = params + m->params[2 * l].offset;
     float *grad_weight = grad + m->params[2 * l].offset;
@@ -666,72 +799,65 @@ static void net_backward(pd_model *m, const float *params, const pd_dataset *x, 
       pd__affine_backward_sparse(x, width[1], delta, grad_weight, grad_bias);
       break;
     }
-    const float *input = l == 0 ? x->features : dropped ? m->net.drop[l] : m->net.act[l];
-    float *prev = l == 0 ? NULL : m->net.delta[l & 1];
+    const float *input = l == 0 ? x->features : dropped ? r->net.drop[l] : r->net.act[l];
+    float *prev = l == 0 ? NULL : r->net.delta[l & 1];
     pd__affine_backward(input, rows, width[l], weight, width[l + 1], delta, grad_weight, grad_bias,
                         prev);
     if (l == 0)
       break;
     size_t n = (size_t)rows * (size_t)width[l];
     if (dropped)
-      pd__dropout_apply(prev, m->net.mask[l], n);
-    pd__activation_backward(m->spec.activation, prev, m->net.act[l], n);
+      pd__dropout_apply(prev, r->net.mask[l], n);
+    pd__activation_backward(m->spec.activation, prev, r->net.act[l], n);
     delta = prev;
   }
 }
 
 /* ---------------------------------------------------------------- lenet */
 
-/* The batch as CNHW [channels x rows x plane]: the dense rows themselves
- * when there is one channel, else a copy into n->input. */
-static const float *lenet_input(pd_model *m, const pd_dataset *x) {
-  lenet *n = &m->lenet;
-  int channels = m->spec.input_shape[0], rows = (int)x->rows;
-  size_t plane = (size_t)m->spec.input_shape[1] * (size_t)m->spec.input_shape[2];
-  if (is_dense(x)) {
-    if (channels == 1)
-      return x->features;
-    pd__rows_to_cnhw(x->features, channels, rows, plane, n->input);
-    return n->input;
-  }
-  memset(n->input, 0, (size_t)rows * (size_t)channels * plane * sizeof(float));
-  for (int r = 0; r < rows; r++)
-    for (uint64_t p = x->row_ptr[r]; p < x->row_ptr[r + 1]; p++) {
+/* The batch as NCHW rows: the dense rows themselves, or sparse rows made
+ * dense in n->input. */
+static const float *lenet_input(const pd_model *m, replica *r, const pd_dataset *x) {
+  if (is_dense(x))
+    return x->features;
+  lenet *n = &r->lenet;
+  size_t cols = (size_t)m->spec.layers[0], rows = x->rows;
+  memset(n->input, 0, rows * cols * sizeof(float));
+  for (size_t row = 0; row < rows; row++)
+    for (uint64_t p = x->row_ptr[row]; p < x->row_ptr[row + 1]; p++) {
       uint32_t col = x->col_idx[p];
       PD_ASSERT(col < x->cols);
-      size_t c = col / plane, pixel = col % plane;
-      n->input[(c * (size_t)rows + (size_t)r) * plane + pixel] = x->values[p];
+      n->input[row * cols + col] = x->values[p];
     }
   return n->input;
 }
 
-/* Forward pass; dropout when `stream` is not UINT64_MAX. Returns the logits.
- * Max-pooling comes before the relu: max and relu commute, and the pooled
- * planes are 4 times smaller. */
-static float *lenet_forward(pd_model *m, const float *params, const pd_dataset *x,
-                            uint64_t stream) {
-  lenet *n = &m->lenet;
+/* Forward pass of rows [first, first + x->rows) of the call's batch; dropout
+ * when `stream` is not UINT64_MAX. Returns the logits. Max-pooling comes
+ * before the relu: max and relu commute, and the pooled planes are 4 times
+ * smaller. */
+static float *lenet_forward(const pd_model *m, replica *r, const float *params,
+                            const pd_dataset *x, uint64_t stream, uint64_t first) {
+  lenet *n = &r->lenet;
   const pd_param_info *t = m->params;
   int rows = (int)x->rows, classes = m->spec.layers[1];
-  const float *input = lenet_input(m, x);
+  const float *input = lenet_input(m, r, x);
   size_t planes1 = (size_t)LENET_FILTERS1 * (size_t)rows;
   size_t planes2 = (size_t)LENET_FILTERS2 * (size_t)rows;
-  pd__conv_forward(&n->conv1, input, rows, params + t[0].offset, params + t[1].offset, n->c1,
-                   n->cols);
+  pd__conv_forward(&n->conv1, input, rows, params + t[0].offset, params + t[1].offset, n->c1);
   pd__maxpool2_forward(n->c1, planes1, n->conv1.out_height, n->conv1.out_width, n->p1, n->arg1);
   pd__activation_forward(PD_ACT_RELU, n->p1, planes1 * n->plane1);
-  pd__conv_forward(&n->conv2, n->p1, rows, params + t[2].offset, params + t[3].offset, n->c2,
-                   n->cols);
+  pd__conv_forward(&n->conv2, n->p1, rows, params + t[2].offset, params + t[3].offset, n->c2);
   pd__maxpool2_forward(n->c2, planes2, n->conv2.out_height, n->conv2.out_width, n->p2, n->arg2);
   pd__activation_forward(PD_ACT_RELU, n->p2, planes2 * n->plane2);
-  pd__cnhw_to_rows(n->p2, LENET_FILTERS2, rows, n->plane2, n->rows);
-  pd__affine_forward(n->rows, rows, (int)n->flat, params + t[4].offset, params + t[5].offset,
+  pd__affine_forward(n->p2, rows, (int)n->flat, params + t[4].offset, params + t[5].offset,
                      LENET_HIDDEN, n->hidden);
   size_t hidden = (size_t)rows * LENET_HIDDEN;
   pd__activation_forward(PD_ACT_RELU, n->hidden, hidden);
   const float *fc2_input = n->hidden;
   if (stream != UINT64_MAX && m->dropout > 0.0f) {
-    pd__dropout_mask(m->seed, stream * PD_MAX_LAYERS, m->dropout, n->mask, hidden);
+    pd__dropout_mask(m->seed, stream * PD_MAX_LAYERS, m->dropout, first * LENET_HIDDEN, n->mask,
+                     hidden);
     memcpy(n->drop, n->hidden, hidden * sizeof(float));
     pd__dropout_apply(n->drop, n->mask, hidden);
     fc2_input = n->drop;
@@ -743,9 +869,9 @@ static float *lenet_forward(pd_model *m, const float *params, const pd_dataset *
 
 /* Backward from d(mean loss)/d(logits) in n->logits. The conv outputs c1, c2
  * are not needed any more and take their own gradients. */
-static void lenet_backward(pd_model *m, const float *params, const pd_dataset *x, int dropped,
-                           float *grad) {
-  lenet *n = &m->lenet;
+static void lenet_backward(const pd_model *m, replica *r, const float *params,
+                           const pd_dataset *x, int dropped, float *grad) {
+  lenet *n = &r->lenet;
   const pd_param_info *t = m->params;
   int rows = (int)x->rows, classes = m->spec.layers[1];
   size_t hidden = (size_t)rows * LENET_HIDDEN;
@@ -756,55 +882,47 @@ static void lenet_backward(pd_model *m, const float *params, const pd_dataset *x
   if (dropped)
     pd__dropout_apply(n->d_hidden, n->mask, hidden);
   pd__activation_backward(PD_ACT_RELU, n->d_hidden, n->hidden, hidden);
-  pd__affine_backward(n->rows, rows, (int)n->flat, params + t[4].offset, LENET_HIDDEN, n->d_hidden,
-                      grad + t[4].offset, grad + t[5].offset, n->d_rows);
-  pd__rows_to_cnhw(n->d_rows, LENET_FILTERS2, rows, n->plane2, n->d_p2);
+  pd__affine_backward(n->p2, rows, (int)n->flat, params + t[4].offset, LENET_HIDDEN, n->d_hidden,
+                      grad + t[4].offset, grad + t[5].offset, n->d_p2);
   pd__activation_backward(PD_ACT_RELU, n->d_p2, n->p2, planes2 * n->plane2);
   pd__maxpool2_backward(n->d_p2, n->arg2, planes2, n->conv2.out_height, n->conv2.out_width, n->c2);
   pd__conv_backward(&n->conv2, n->p1, rows, params + t[2].offset, n->c2, grad + t[2].offset,
-                    grad + t[3].offset, n->d_p1, n->cols);
+                    grad + t[3].offset, n->d_p1);
   pd__activation_backward(PD_ACT_RELU, n->d_p1, n->p1, planes1 * n->plane1);
   pd__maxpool2_backward(n->d_p1, n->arg1, planes1, n->conv1.out_height, n->conv1.out_width, n->c1);
   /* the input is the same as in the forward pass (lenet_input is pure) */
-  const float *input = is_dense(x) && m->spec.input_shape[0] == 1 ? x->features : n->input;
+  const float *input = is_dense(x) ? x->features : n->input;
   pd__conv_backward(&n->conv1, input, rows, params + t[0].offset, n->c1, grad + t[0].offset,
-                    grad + t[1].offset, NULL, n->cols);
+                    grad + t[1].offset, NULL);
 }
 
 /* ---------------------------------------------------------------- loss */
 
-/* Running sums of an evaluation. */
-typedef struct eval_sums {
-  double loss;
-  uint64_t correct;
-  double sq_err;
-} eval_sums;
-
 /* The loss of the model's outputs `out` for the rows of `x`: adds to `sums`
  * (may be NULL) and overwrites `out` with grad_scale x d(row loss)/d(out). */
-static double loss_of(pd_model *m, float *out, const pd_dataset *x, float grad_scale,
-                      eval_sums *sums) {
+static double loss_of(const pd_model *m, replica *r, float *out, const pd_dataset *x,
+                      float grad_scale, eval_sums *sums) {
   int rows = (int)x->rows;
   uint64_t correct = 0;
   double sq_err = 0.0, loss;
   switch (m->spec.type) {
   case PD_MODEL_LINREG:
-    for (int r = 0; r < rows; r++)
-      m->targets[r] = target_of(x, (uint64_t)r);
-    loss = pd__squared_loss(out, rows, m->targets, grad_scale, &sq_err);
+    for (int i = 0; i < rows; i++)
+      r->targets[i] = target_of(x, (uint64_t)i);
+    loss = pd__squared_loss(out, rows, r->targets, grad_scale, &sq_err);
     break;
   case PD_MODEL_LOGREG:
-    for (int r = 0; r < rows; r++) {
+    for (int i = 0; i < rows; i++) {
       if (x->labels)
-        PD_ASSERT(x->labels[r] <= 1);
-      m->targets[r] = x->labels ? (float)x->labels[r] : x->targets[r] > 0.5f ? 1.0f : 0.0f;
+        PD_ASSERT(x->labels[i] <= 1);
+      r->targets[i] = x->labels ? (float)x->labels[i] : x->targets[i] > 0.5f ? 1.0f : 0.0f;
     }
-    loss = pd__logistic_loss(out, rows, m->targets, grad_scale, &correct);
+    loss = pd__logistic_loss(out, rows, r->targets, grad_scale, &correct);
     break;
   default:
-    for (int r = 0; r < rows; r++)
-      m->labels[r] = class_of(x, (uint64_t)r);
-    loss = pd__softmax_ce(out, rows, m->spec.layers[m->spec.nlayers - 1], m->labels, grad_scale,
+    for (int i = 0; i < rows; i++)
+      r->labels[i] = class_of(x, (uint64_t)i);
+    loss = pd__softmax_ce(out, rows, m->spec.layers[m->spec.nlayers - 1], r->labels, grad_scale,
                           &correct);
     break;
   }
@@ -818,69 +936,142 @@ static double loss_of(pd_model *m, float *out, const pd_dataset *x, float grad_s
 
 /* ---------------------------------------------------------------- gradient, evaluation */
 
+/* Thread t's slice of the call's batch: rows [first, first + count). */
+static void slice_of(const pd_model *m, int t, replica *r) {
+  uint64_t rows = m->call_data->rows, n = (uint64_t)m->nthreads;
+  r->first = rows * (uint64_t)t / n;
+  r->count = rows * (uint64_t)(t + 1) / n - r->first;
+}
+
+/* The gradient of thread t's slice, times its share of the batch, into
+ * call_grad (thread 0) or its own buffer; then, once every thread is done,
+ * thread t sums its share of the keys of all the slices' gradients. */
+static void gradient_job(pd_model *m, int t) {
+  replica *r = &m->rep[t];
+  const pd_dataset *batch = m->call_data;
+  const float *params = m->call_params;
+  float *g = t == 0 ? m->call_grad : r->grad;
+  slice_of(m, t, r);
+  r->loss = 0.0;
+  float scale = 1.0f / (float)batch->rows;
+  int dropped = m->dropout > 0.0f;
+  uint64_t step = m->family == FAMILY_LENET ? (uint64_t)r->lenet.micro : r->count;
+  for (uint64_t first = r->first; first < r->first + r->count; first += step) {
+    pd_dataset x = rows_of(batch, first, PD_MIN(r->first + r->count, first + step));
+    float *part = first == r->first ? g : r->lenet.grad_part;
+    if (m->family == FAMILY_PLUGIN) {
+      pando_plugin_batch b = plugin_batch(&x);
+      r->loss = (double)r->plugin.api->gradient(r->plugin.handle, params, &b, part) *
+                (double)x.rows;
+    } else if (m->family == FAMILY_LENET) {
+      float *out = lenet_forward(m, r, params, &x, m->call_stream, first);
+      r->loss += loss_of(m, r, out, &x, scale, NULL);
+      lenet_backward(m, r, params, &x, dropped, part);
+    } else {
+      float *out = net_forward(m, r, params, &x, m->call_stream, first);
+      r->loss += loss_of(m, r, out, &x, scale, NULL);
+      net_backward(m, r, params, &x, dropped, part);
+    }
+    if (part != g)
+      for (uint64_t j = 0; j < m->num_params; j++)
+        g[j] += part[j];
+  }
+  team_sync(m);
+  if (m->nthreads == 1)
+    return;
+  /* plugins give the mean gradient of their slice: weigh by the slice */
+  uint64_t keys = m->num_params, n = (uint64_t)m->nthreads;
+  uint64_t lo = keys * (uint64_t)t / n, hi = keys * (uint64_t)(t + 1) / n;
+  float *grad = m->call_grad;
+  float weight0 = 1.0f;
+  if (m->family == FAMILY_PLUGIN)
+    weight0 = (float)m->rep[0].count * scale;
+  if (m->family == FAMILY_PLUGIN && m->rep[0].count == 0)
+    weight0 = 0.0f;
+  for (uint64_t j = lo; j < hi; j++)
+    grad[j] *= weight0;
+  for (int u = 1; u < m->nthreads; u++) {
+    const replica *o = &m->rep[u];
+    if (o->count == 0)
+      continue;
+    float w = m->family == FAMILY_PLUGIN ? (float)o->count * scale : 1.0f;
+    const float *src = o->grad;
+    for (uint64_t j = lo; j < hi; j++)
+      grad[j] += w * src[j];
+  }
+}
+
 float pd_model_gradient(pd_model *model, const float *params, const pd_dataset *batch,
                         float *grad) {
   pd_model *m = model;
   PD_ASSERT(batch->rows >= 1 && batch->rows <= (uint64_t)m->max_batch);
   PD_ASSERT(batch->cols == (uint32_t)m->spec.layers[0]);
-  uint64_t stream = m->calls++;
-  if (m->family == FAMILY_PLUGIN) {
+  m->call_stream = m->calls++;
+  m->call_params = params;
+  m->call_data = batch;
+  m->call_grad = grad;
+  if (m->family == FAMILY_PLUGIN && m->nthreads == 1) {
     pando_plugin_batch b = plugin_batch(batch);
-    return m->plugin.api->gradient(m->plugin.handle, params, &b, grad);
+    return m->rep[0].plugin.api->gradient(m->rep[0].plugin.handle, params, &b, grad);
   }
-  int dropped = m->dropout > 0.0f;
-  float scale = 1.0f / (float)batch->rows;
-  double loss;
-  if (m->family == FAMILY_LENET) {
-    uint64_t micro = (uint64_t)m->lenet.micro, part = 0;
-    loss = 0.0;
-    for (uint64_t first = 0; first < batch->rows; first += micro, part++) {
-      pd_dataset x = rows_of(batch, first, PD_MIN(batch->rows, first + micro));
-      float *g = first == 0 ? grad : m->lenet.grad_part;
-      float *out = lenet_forward(m, params, &x, (stream << 16) + part);
-      loss += loss_of(m, out, &x, scale, NULL);
-      lenet_backward(m, params, &x, dropped, g);
-      if (first > 0)
-        for (uint64_t j = 0; j < m->num_params; j++)
-          grad[j] += g[j];
-    }
-  } else {
-    float *out = net_forward(m, params, batch, stream);
-    loss = loss_of(m, out, batch, scale, NULL);
-    net_backward(m, params, batch, dropped, grad);
-  }
+  if (m->nthreads > 1 && batch->rows < (uint64_t)m->nthreads)
+    memset(grad, 0, m->num_params * sizeof(float)); /* thread 0's slice may be empty */
+  team_run(m, gradient_job);
+  double loss = 0.0;
+  for (int t = 0; t < m->nthreads; t++)
+    loss += m->rep[t].loss;
   return (float)(loss / (double)batch->rows);
 }
 
-void pd_model_evaluate(pd_model *model, const float *params, const pd_dataset *data, pd_eval *out) {
-  pd_model *m = model;
-  eval_sums sums = {0};
-  int task = m->family == FAMILY_PLUGIN        ? m->plugin.api->task(m->plugin.handle)
+/* Thread t evaluates chunks t, t + threads, ... of the call's data. */
+static void evaluate_job(pd_model *m, int t) {
+  replica *r = &m->rep[t];
+  const pd_dataset *data = m->call_data;
+  const float *params = m->call_params;
+  memset(&r->sums, 0, sizeof r->sums);
+  int task = m->family == FAMILY_PLUGIN        ? r->plugin.api->task(r->plugin.handle)
              : m->spec.type == PD_MODEL_LINREG ? PANDO_PLUGIN_REGRESS
                                                : PANDO_PLUGIN_CLASSIFY;
-  uint64_t chunk = (uint64_t)(m->family == FAMILY_LENET ? m->lenet.micro : m->max_batch);
-  for (uint64_t start = 0; start < data->rows; start += chunk) {
+  uint64_t chunk = (uint64_t)(m->family == FAMILY_LENET ? r->lenet.micro : r->rows);
+  for (uint64_t start = chunk * (uint64_t)t; start < data->rows;
+       start += chunk * (uint64_t)m->nthreads) {
     pd_dataset x = rows_of(data, start, PD_MIN(data->rows, start + chunk));
     PD_ASSERT(x.cols == (uint32_t)m->spec.layers[0]);
     if (m->family == FAMILY_PLUGIN) {
       pando_plugin_batch b = plugin_batch(&x);
-      float *pred = m->predictions;
-      sums.loss +=
-          (double)m->plugin.api->predict(m->plugin.handle, params, &b, pred) * (double)x.rows;
-      for (uint64_t r = 0; r < x.rows; r++) {
+      float *pred = r->predictions;
+      r->sums.loss +=
+          (double)r->plugin.api->predict(r->plugin.handle, params, &b, pred) * (double)x.rows;
+      for (uint64_t i = 0; i < x.rows; i++) {
         if (task == PANDO_PLUGIN_CLASSIFY) {
-          sums.correct += pred[r] == (float)class_of(&x, r);
+          r->sums.correct += pred[i] == (float)class_of(&x, i);
         } else {
-          double diff = (double)pred[r] - (double)target_of(&x, r);
-          sums.sq_err += diff * diff;
+          double diff = (double)pred[i] - (double)target_of(&x, i);
+          r->sums.sq_err += diff * diff;
         }
       }
       continue;
     }
-    float *logits = m->family == FAMILY_LENET ? lenet_forward(m, params, &x, UINT64_MAX)
-                                              : net_forward(m, params, &x, UINT64_MAX);
-    loss_of(m, logits, &x, 0.0f, &sums);
+    float *logits = m->family == FAMILY_LENET ? lenet_forward(m, r, params, &x, UINT64_MAX, 0)
+                                              : net_forward(m, r, params, &x, UINT64_MAX, 0);
+    loss_of(m, r, logits, &x, 0.0f, &r->sums);
   }
+}
+
+void pd_model_evaluate(pd_model *model, const float *params, const pd_dataset *data, pd_eval *out) {
+  pd_model *m = model;
+  m->call_params = params;
+  m->call_data = data;
+  team_run(m, evaluate_job);
+  eval_sums sums = {0};
+  for (int t = 0; t < m->nthreads; t++) {
+    sums.loss += m->rep[t].sums.loss;
+    sums.correct += m->rep[t].sums.correct;
+    sums.sq_err += m->rep[t].sums.sq_err;
+  }
+  int task = m->family == FAMILY_PLUGIN ? m->rep[0].plugin.api->task(m->rep[0].plugin.handle)
+             : m->spec.type == PD_MODEL_LINREG ? PANDO_PLUGIN_REGRESS
+                                               : PANDO_PLUGIN_CLASSIFY;
   memset(out, 0, sizeof *out);
   if (data->rows == 0)
     return;

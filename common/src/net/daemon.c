@@ -7,8 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pando/kernels.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
+#include "pando/rpc.h"
 #include "pando/util.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -54,6 +56,7 @@ int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, c
     pd_log_set_name(name);
   if (log_level)
     pd_log_level = pd_log_parse_level(log_level);
+  PD_INFO("math: %s", pd_kernels_describe());
   return -1;
 }
 
@@ -68,6 +71,7 @@ void pd_daemon_serve(pd_loop *loop, double period_sec, void (*cron)(void *user),
     if (now >= next) {
       if (cron)
         cron(user);
+      pd_rpc_trim();
       next = now + period_sec;
     }
     pd_loop_run_once(loop, PD_MAX(next - pd_now(), 0.0));
@@ -80,6 +84,15 @@ int pd_daemon_metrics(const char *address, const char *port_file) {
   char err[256];
   if (!address || !*address)
     return 0;
+  /* which math runs, as an info metric (value 1, the facts in labels) */
+  char labels[256];
+  snprintf(labels, sizeof labels, "library=\"%s\",isa=\"%s\",blas=\"%s\",blas_core=\"%s\"",
+           pd_kernels_library(), pd_kernels_isa(), pd_kernels_blas(), pd_kernels_blas_core());
+  pd_metric_set(pd_metric_gauge("pando_math_info",
+                                "which libraries compute the models' math, with the instruction "
+                                "set oneDNN generates code for and OpenBLAS's kernels",
+                                labels),
+                1);
   int port = pd_metrics_serve(address, err, sizeof err);
   if (port < 0) {
     PD_ERROR("metrics_listen: %s", err);

@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/util.h"
+#include "pando/wire.h"
 
 #define PD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define MAX_METHODS 32
@@ -193,6 +195,15 @@ struct pd_rpc_call {
 
 static void post_request(pd_rpc_server *srv, reg_method *m);
 
+/* A received message of PD_RPC_TRIM_AFTER bytes or more was freed since the
+ * last pd_rpc_trim (any thread may set it). */
+static atomic_int large_freed;
+
+void pd_rpc_trim(void) {
+  if (atomic_exchange(&large_freed, 0))
+    malloc_trim(0);
+}
+
 static void call_maybe_free(pd_rpc_call *c) {
   if (!c->close_done || (c->replied && !c->send_done))
     return;
@@ -201,8 +212,11 @@ static void call_maybe_free(pd_rpc_call *c) {
   grpc_metadata_array_destroy(&c->metadata);
   if (!c->method)
     grpc_call_details_destroy(&c->details);
-  if (c->payload)
+  if (c->payload) {
+    if (grpc_byte_buffer_length(c->payload) >= PD_RPC_TRIM_AFTER)
+      large_freed = 1;
     grpc_byte_buffer_destroy(c->payload);
+  }
   if (c->response)
     grpc_byte_buffer_destroy(c->response);
   grpc_slice_unref(c->status_details);
@@ -422,8 +436,21 @@ static ProtobufCMessage *unpack_buffer(grpc_byte_buffer *bb, const ProtobufCMess
 }
 
 ProtobufCMessage *pd_rpc_call_unpack(pd_rpc_call *call, const ProtobufCMessageDescriptor *desc) {
-  ProtobufCMessage *msg = unpack_buffer(call->payload, desc);
-  if (!msg)
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  char err[256];
+  if (call->payload)
+    pd_rpc_buffer_flatten(call->payload, &buf, &len);
+  /* The limits of pando/wire.h, before protobuf-c allocates anything. */
+  int rc = pd_wire_check(buf, len, desc, err, sizeof err);
+  ProtobufCMessage *msg = rc == 0 ? protobuf_c_message_unpack(desc, NULL, len, buf) : NULL;
+  free(buf);
+  if (rc != 0)
+    pd_rpc_call_fail(call,
+                     rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                       : GRPC_STATUS_INVALID_ARGUMENT,
+                     "%s", err);
+  else if (!msg)
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s message", desc->name);
   return msg;
 }

@@ -6,6 +6,7 @@
 
 #include "pando.pb-c.h"
 #include "pando/error.h"
+#include "pando/kernels.h"
 #include "pando/log.h"
 #include "pando/util.h"
 #include "pando/wire.h"
@@ -144,6 +145,7 @@ void pd_session_tick(pd_session *s) {
     req.role = (Pando__V1__Role)s->role;
     req.address = s->address;
     req.name = s->name;
+    req.math = (char *)pd_kernels_describe();
     session_send(s, "/pando.v1.Coordinator/RegisterNode", &req.base, register_done);
   } else {
     Pando__V1__HeartbeatRequest req = PANDO__V1__HEARTBEAT_REQUEST__INIT;

@@ -5,6 +5,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "pando/error.h"
 #include "pando/util.h"
@@ -12,12 +13,36 @@
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 enum { TENSOR_DTYPE = 1, TENSOR_SHAPE = 2, TENSOR_DATA = 3 };
 
+void pd_buf_free(pd_buf *buf) {
+  if (buf->mapped)
+    munmap(buf->data, buf->cap);
+  else
+    free(buf->data);
+  buf->data = NULL;
+  buf->cap = 0;
+  buf->mapped = 0;
+}
+
 void pd_buf_reserve(pd_buf *buf, size_t size) {
   if (buf->cap >= size)
     return;
-  free(buf->data);
+  pd_buf_free(buf);
+  if (size >= PD_BUF_MAP_MIN) { /* its own mapping: pd_buf_free gives it back */
+    size_t len = (size + 4095) & ~(size_t)4095;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    PD_ASSERT(p != MAP_FAILED); /* out of memory aborts, as pd_xmalloc */
+    buf->data = p;
+    buf->cap = len;
+    buf->mapped = 1;
+    return;
+  }
   buf->data = pd_xmalloc_aligned(size);
   buf->cap = size;
+}
+
+void pd_buf_trim(pd_buf *buf, size_t keep) {
+  if (buf->cap > keep)
+    pd_buf_free(buf);
 }
 
 static size_t put_varint(uint8_t *p, uint64_t v) {
@@ -84,11 +109,19 @@ grpc_slice pd_wire_borrow(const void *data, size_t len) {
 
 /* ---------------------------------------------------------------- decoding */
 
+/* A read position in a received message. Every read is bounded by `stop`,
+ * the value `left` takes at the end of the field being read (0 for the
+ * message itself), so no length can reach past its enclosing field. */
 typedef struct cursor {
   grpc_byte_buffer_reader reader;
   const uint8_t *p, *end;
   size_t left; /* bytes of the message not consumed yet */
+  size_t stop;  /* `left` at the end of the enclosing field */
+  size_t total; /* bytes of the whole message */
 } cursor;
+
+/* Bytes left in the enclosing field. */
+static size_t cur_avail(const cursor *c) { return c->left - c->stop; }
 
 static int cur_fill(cursor *c) {
   while (c->p == c->end) {
@@ -102,14 +135,15 @@ static int cur_fill(cursor *c) {
 }
 
 static int cur_byte(cursor *c, uint8_t *b) {
-  if (c->left == 0 || cur_fill(c) != 0)
+  if (cur_avail(c) == 0 || cur_fill(c) != 0)
     return -1;
   *b = *c->p++;
   c->left--;
   return 0;
 }
 
-/* Reads a varint; if `raw` is given, its bytes are appended there too. */
+/* Reads a varint of at most 10 bytes; if `raw` is given, its bytes are
+ * appended there too. */
 static int cur_varint(cursor *c, uint64_t *v, uint8_t *raw, size_t *rawn) {
   uint64_t x = 0;
   for (int shift = 0; shift < 70; shift += 7) {
@@ -127,9 +161,17 @@ static int cur_varint(cursor *c, uint64_t *v, uint8_t *raw, size_t *rawn) {
   return -1;
 }
 
-/* Copies (dst != NULL) or skips the next n bytes. */
+/* Reads the length of a LEN field and checks it against what is left of the
+ * enclosing field, before anyone reserves memory for it. */
+static int cur_length(cursor *c, uint64_t *len, uint8_t *raw, size_t *rawn) {
+  if (cur_varint(c, len, raw, rawn) != 0 || *len > cur_avail(c))
+    return -1;
+  return 0;
+}
+
+/* Copies (dst != NULL) or skips the next n bytes of the enclosing field. */
 static int cur_take(cursor *c, void *dst, size_t n) {
-  if (n > c->left)
+  if (n > cur_avail(c))
     return -1;
   uint8_t *out = dst;
   while (n > 0) {
@@ -144,6 +186,23 @@ static int cur_take(cursor *c, void *dst, size_t n) {
     c->left -= k;
     n -= k;
   }
+  return 0;
+}
+
+/* Enters a field of `len` bytes (checked by cur_length): reads stop at its
+ * end until cur_leave. Returns the enclosing stop, for cur_leave. */
+static size_t cur_enter(cursor *c, size_t len) {
+  size_t outer = c->stop;
+  c->stop = c->left - len;
+  return outer;
+}
+
+/* Leaves a field entered with cur_enter; fails if it was not consumed
+ * exactly. */
+static int cur_leave(cursor *c, size_t outer) {
+  if (c->left != c->stop)
+    return -1;
+  c->stop = outer;
   return 0;
 }
 
@@ -180,7 +239,7 @@ static int cur_field_value(cursor *c, int wt, rest_buf *rest) {
     return cur_take(c, rest ? rest_grow(rest, n) : NULL, n);
   }
   case WT_LEN:
-    if (cur_varint(c, &v, raw, &rawn) != 0 || v > c->left)
+    if (cur_length(c, &v, raw, &rawn) != 0)
       return -1;
     if (rest)
       memcpy(rest_grow(rest, rawn), raw, rawn);
@@ -192,9 +251,9 @@ static int cur_field_value(cursor *c, int wt, rest_buf *rest) {
 
 static int decode_tensor(cursor *c, size_t len, void *dst, size_t dst_cap, pd_buf *scratch,
                          pd_wire_tensor *t, char *err, size_t errlen) {
-  size_t stop = c->left - len; /* c->left when the tensor is consumed */
+  size_t outer = cur_enter(c, len);
   int have_data = 0;
-  while (c->left > stop) {
+  while (cur_avail(c) > 0) {
     uint64_t tag, v;
     if (cur_varint(c, &tag, NULL, NULL) != 0)
       goto truncated;
@@ -202,16 +261,16 @@ static int decode_tensor(cursor *c, size_t len, void *dst, size_t dst_cap, pd_bu
     if (field == TENSOR_DTYPE && wt == WT_VARINT) {
       if (cur_varint(c, &v, NULL, NULL) != 0)
         goto truncated;
-      t->dtype = (int)v;
+      t->dtype = (int)PD_MIN(v, (uint64_t)INT32_MAX);
     } else if (field == TENSOR_SHAPE && (wt == WT_VARINT || wt == WT_LEN)) {
       int packed = wt == WT_LEN;
-      size_t shape_stop = 0;
+      size_t shape_outer = 0;
       if (packed) {
-        if (cur_varint(c, &v, NULL, NULL) != 0 || v > c->left)
+        if (cur_length(c, &v, NULL, NULL) != 0)
           goto truncated;
-        shape_stop = c->left - (size_t)v;
+        shape_outer = cur_enter(c, (size_t)v);
       }
-      while (!packed || c->left > shape_stop) { /* unpacked: one value */
+      while (!packed || cur_avail(c) > 0) { /* unpacked: one value */
         if (cur_varint(c, &v, NULL, NULL) != 0)
           goto truncated;
         if (t->ndim >= PD_TENSOR_MAX_DIMS)
@@ -221,17 +280,28 @@ static int decode_tensor(cursor *c, size_t len, void *dst, size_t dst_cap, pd_bu
         if (!packed)
           break;
       }
-      if (packed && c->left != shape_stop) /* a value ran past the packed field */
+      if (packed && cur_leave(c, shape_outer) != 0)
         goto truncated;
     } else if (field == TENSOR_DATA && wt == WT_LEN) {
       if (have_data++)
         return pd_errf(err, errlen, -PD_EFORMAT, "tensor data appears twice");
-      if (cur_varint(c, &v, NULL, NULL) != 0 || v > c->left - stop)
+      if (cur_length(c, &v, NULL, NULL) != 0)
         goto truncated;
+      if (v > PD_WIRE_MAX_TENSOR_BYTES)
+        return pd_errf(err, errlen, -PD_ETOOBIG,
+                       "tensor data is %llu bytes, more than the limit of %u",
+                       (unsigned long long)v, (unsigned)PD_WIRE_MAX_TENSOR_BYTES);
       if (dst && v > dst_cap)
         return pd_errf(err, errlen, -PD_EFORMAT,
                        "tensor data is %llu bytes, more than the %zu expected",
                        (unsigned long long)v, dst_cap);
+      t->data_len = (size_t)v;
+      t->data_offset = c->total - c->left;
+      if (!dst && !scratch) { /* deferred: pd_wire_tensor_copy reads it later */
+        if (cur_take(c, NULL, (size_t)v) != 0)
+          goto truncated;
+        continue;
+      }
       if (!dst) {
         pd_buf_reserve(scratch, (size_t)v);
         dst = scratch->data;
@@ -239,12 +309,11 @@ static int decode_tensor(cursor *c, size_t len, void *dst, size_t dst_cap, pd_bu
       if (cur_take(c, dst, (size_t)v) != 0)
         goto truncated;
       t->data = dst;
-      t->data_len = (size_t)v;
     } else if (cur_field_value(c, wt, NULL) != 0) {
       goto truncated;
     }
   }
-  if (c->left != stop)
+  if (cur_leave(c, outer) != 0)
     goto truncated;
   return 0;
 truncated:
@@ -263,7 +332,7 @@ int pd_wire_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
   if (bb) {
     if (!grpc_byte_buffer_reader_init(&c.reader, bb))
       return pd_errf(err, errlen, -PD_EFORMAT, "cannot read the %s message", desc->name);
-    c.left = grpc_byte_buffer_length(bb);
+    c.left = c.total = grpc_byte_buffer_length(bb);
   }
   while (c.left > 0) {
     uint8_t raw[10];
@@ -276,17 +345,26 @@ int pd_wire_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
         rc = pd_errf(err, errlen, -PD_EFORMAT, "%s: tensor field appears twice", desc->name);
         goto done;
       }
-      if (cur_varint(&c, &len, NULL, NULL) != 0 || len > c.left)
+      if (cur_length(&c, &len, NULL, NULL) != 0)
         goto malformed;
       rc = decode_tensor(&c, (size_t)len, dst, dst_cap, scratch, tensor, err, errlen);
       if (rc != 0)
         goto done;
+    } else if ((tag >> 3) > UINT32_MAX ||
+               !protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))) {
+      /* An unknown field is skipped, not kept: protobuf-c would allocate a
+       * record for each one. */
+      if (cur_field_value(&c, (int)(tag & 7), NULL) != 0)
+        goto malformed;
     } else {
       memcpy(rest_grow(&r, rawn), raw, rawn);
       if (cur_field_value(&c, (int)(tag & 7), &r) != 0)
         goto malformed;
     }
   }
+  rc = pd_wire_check(r.data, r.len, desc, err, errlen);
+  if (rc != 0)
+    goto done;
   *rest = protobuf_c_message_unpack(desc, NULL, r.len, r.data);
   if (!*rest)
     goto malformed;
@@ -298,4 +376,121 @@ done:
     grpc_byte_buffer_reader_destroy(&c.reader);
   free(r.data);
   return rc;
+}
+
+int pd_wire_tensor_copy(grpc_byte_buffer *bb, const pd_wire_tensor *t, void *dst) {
+  cursor c;
+  memset(&c, 0, sizeof c);
+  if (t->data_len == 0)
+    return 0;
+  if (!bb || !grpc_byte_buffer_reader_init(&c.reader, bb))
+    return -PD_EFORMAT;
+  c.left = grpc_byte_buffer_length(bb);
+  int rc = -PD_EFORMAT;
+  if (t->data_offset <= c.left && t->data_len <= c.left - t->data_offset &&
+      cur_take(&c, NULL, t->data_offset) == 0 && cur_take(&c, dst, t->data_len) == 0)
+    rc = 0;
+  grpc_byte_buffer_reader_destroy(&c.reader);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- checking before protobuf-c */
+
+/* What pd_wire_check has counted so far. */
+typedef struct check_state {
+  size_t fields; /* field occurrences, nested ones included */
+  char *err;
+  size_t errlen;
+} check_state;
+
+/* The longest string or bytes value allowed for field `f` of a received
+ * message. */
+static size_t value_max(const ProtobufCFieldDescriptor *f) {
+  if (strcmp(f->name, "spec_yaml") == 0)
+    return PD_WIRE_MAX_SPEC_BYTES;
+  if (f->type == PROTOBUF_C_TYPE_BYTES)
+    return PD_WIRE_MAX_TENSOR_BYTES;
+  return PD_WIRE_MAX_STRING_BYTES;
+}
+
+/* Nested messages are checked with their own descriptor; pando.proto has no
+ * recursive message, so the depth is bounded by the schema. Unknown fields
+ * are skipped whole (protobuf-c keeps them as bytes). */
+static int check_message(const uint8_t *p, size_t len, const ProtobufCMessageDescriptor *desc,
+                         check_state *st) {
+  const uint8_t *end = p + len;
+  while (p < end) {
+    uint64_t tag = 0, v = 0;
+    int shift = 0, n = 0;
+    do { /* varint tag */
+      if (p >= end || n++ == 10)
+        goto malformed;
+      tag |= (uint64_t)(*p & 0x7f) << shift;
+      shift += 7;
+    } while (*p++ & 0x80);
+    if (++st->fields > PD_WIRE_MAX_FIELDS)
+      return pd_errf(st->err, st->errlen, -PD_ETOOBIG, "%s: more than %d fields", desc->name,
+                     PD_WIRE_MAX_FIELDS);
+    int wt = (int)(tag & 7);
+    const ProtobufCFieldDescriptor *f =
+        (tag >> 3) <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
+                                 : NULL;
+    switch (wt) {
+    case WT_VARINT:
+      for (n = 0;; n++) {
+        if (p >= end || n == 10)
+          goto malformed;
+        if (!(*p++ & 0x80))
+          break;
+      }
+      break;
+    case WT_I64:
+    case WT_I32:
+      if ((size_t)(end - p) < (wt == WT_I64 ? 8u : 4u))
+        goto malformed;
+      p += wt == WT_I64 ? 8 : 4;
+      break;
+    case WT_LEN:
+      shift = n = 0;
+      do {
+        if (p >= end || n++ == 10)
+          goto malformed;
+        v |= (uint64_t)(*p & 0x7f) << shift;
+        shift += 7;
+      } while (*p++ & 0x80);
+      if (v > (uint64_t)(end - p))
+        goto malformed;
+      if (f && (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_BYTES) &&
+          v > value_max(f))
+        return pd_errf(st->err, st->errlen, -PD_ETOOBIG,
+                       "%s.%s is %llu bytes, more than the limit of %zu", desc->name, f->name,
+                       (unsigned long long)v, value_max(f));
+      if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+        int rc = check_message(p, (size_t)v, f->descriptor, st);
+        if (rc != 0)
+          return rc;
+      } else if (f && f->label == PROTOBUF_C_LABEL_REPEATED && f->type != PROTOBUF_C_TYPE_STRING &&
+                 f->type != PROTOBUF_C_TYPE_BYTES) {
+        /* packed scalars: each element becomes an array entry (counted as
+         * varints; fixed-size ones cost no more than their bytes) */
+        for (const uint8_t *q = p; q < p + v; q++)
+          if (!(*q & 0x80) && ++st->fields > PD_WIRE_MAX_FIELDS)
+            return pd_errf(st->err, st->errlen, -PD_ETOOBIG, "%s.%s: more than %d values",
+                           desc->name, f->name, PD_WIRE_MAX_FIELDS);
+      }
+      p += v;
+      break;
+    default:
+      goto malformed;
+    }
+  }
+  return 0;
+malformed:
+  return pd_errf(st->err, st->errlen, -PD_EFORMAT, "malformed %s message", desc->name);
+}
+
+int pd_wire_check(const uint8_t *data, size_t len, const ProtobufCMessageDescriptor *desc,
+                  char *err, size_t errlen) {
+  check_state st = {0, err, errlen};
+  return check_message(data, len, desc, &st);
 }

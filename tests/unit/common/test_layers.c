@@ -206,7 +206,7 @@ static void test_dropout_fixed_mask(void) {
                       random_floats(N, 1.0f),
                       random_floats(N, 1.0f),
                       pd_xmalloc(N * sizeof(float))};
-  pd__dropout_mask(11, 2, 0.4f, p.mask, N);
+  pd__dropout_mask(11, 2, 0.4f, 0, p.mask, N);
   float *delta = pd_xmalloc(N * sizeof(float));
   memcpy(delta, p.c, N * sizeof(float));
   pd__dropout_apply(delta, p.mask, N); /* backward = the same mask on dL/dy */
@@ -222,28 +222,36 @@ static void test_dropout_fixed_mask(void) {
 static void test_dropout_mask(void) {
   enum { N = 100001 };
   float *a = pd_xmalloc(N * sizeof(float)), *b = pd_xmalloc(N * sizeof(float));
-  pd__dropout_mask(1, 0, 0.3f, a, N);
+  pd__dropout_mask(1, 0, 0.3f, 0, a, N);
   size_t dropped = 0;
   for (int i = 0; i < N; i++) {
     CHECK(a[i] == 0.0f || fabsf(a[i] - 1.0f / 0.7f) < 1e-6f);
     dropped += a[i] == 0.0f;
   }
   CHECK_NEAR((double)dropped / N, 0.3, 0.01);
-  pd__dropout_mask(1, 0, 0.3f, b, N); /* same seed and stream: same mask */
+  pd__dropout_mask(1, 0, 0.3f, 0, b, N); /* same seed and stream: same mask */
   CHECK(memcmp(a, b, N * sizeof(float)) == 0);
-  pd__dropout_mask(1, 1, 0.3f, b, N); /* another stream */
+  pd__dropout_mask(1, 1, 0.3f, 0, b, N); /* another stream */
   size_t same = 0;
   for (int i = 0; i < N; i++)
     same += a[i] == b[i];
   CHECK(same < N * 0.7);
-  pd__dropout_mask(2, 0, 0.3f, b, N); /* another seed */
+  pd__dropout_mask(2, 0, 0.3f, 0, b, N); /* another seed */
   same = 0;
   for (int i = 0; i < N; i++)
     same += a[i] == b[i];
   CHECK(same < N * 0.7);
-  pd__dropout_mask(2, 0, 0.0f, b, N); /* rate 0 keeps everything as is */
+  pd__dropout_mask(2, 0, 0.0f, 0, b, N); /* rate 0 keeps everything as is */
   for (int i = 0; i < N; i++)
     CHECK(b[i] == 1.0f);
+  /* a slice from any first index (odd or even) is that part of the whole:
+   * what a compute thread with rows [first, ...) of the batch draws */
+  size_t firsts[] = {1, 2, 777, 50000};
+  for (size_t f = 0; f < sizeof firsts / sizeof firsts[0]; f++) {
+    size_t first = firsts[f], n = N - first;
+    pd__dropout_mask(1, 0, 0.3f, first, b, n);
+    CHECK(memcmp(a + first, b, n * sizeof(float)) == 0);
+  }
   free(b);
   free(a);
 }
@@ -253,18 +261,18 @@ static void test_dropout_mask(void) {
 typedef struct conv_case {
   pd__conv conv;
   int batch;
-  float *x, *w, *b, *c, *y, *cols;
+  float *x, *w, *b, *c, *y;
 } conv_case;
 
 static double conv_objective(void *ctx) {
   conv_case *k = ctx;
-  pd__conv_forward(&k->conv, k->x, k->batch, k->w, k->b, k->y, k->cols);
+  pd__conv_forward(&k->conv, k->x, k->batch, k->w, k->b, k->y);
   return dot(k->y, k->c,
              (size_t)k->conv.filters * (size_t)k->batch * (size_t)k->conv.out_height *
                  (size_t)k->conv.out_width);
 }
 
-/* A direct (7-loop) convolution of CNHW data for reference. */
+/* A direct (7-loop) convolution of NCHW data for reference. */
 static void conv_direct(const pd__conv *cv, const float *x, int batch, const float *w,
                         const float *b, float *y) {
   int oh_n = cv->out_height, ow_n = cv->out_width, k = cv->kernel;
@@ -280,9 +288,9 @@ static void conv_direct(const pd__conv *cv, const float *x, int batch, const flo
                 if (ih < 0 || ih >= cv->height || iw < 0 || iw >= cv->width)
                   continue;
                 sum += (double)w[((f * cv->channels + c) * k + kh) * k + kw] *
-                       x[(((size_t)c * batch + s) * cv->height + ih) * cv->width + iw];
+                       x[(((size_t)s * cv->channels + c) * cv->height + ih) * cv->width + iw];
               }
-          y[(((size_t)f * batch + s) * oh_n + oh) * ow_n + ow] = (float)sum;
+          y[(((size_t)s * cv->filters + f) * oh_n + oh) * ow_n + ow] = (float)sum;
         }
 }
 
@@ -299,7 +307,6 @@ static void check_conv(int channels, int height, int width, int filters, int ker
   k.b = random_floats((size_t)filters, 0.5f);
   k.c = random_floats(ny, 1.0f);
   k.y = random_floats(ny, 1.0f);
-  k.cols = pd_xmalloc(pd__conv_scratch(&k.conv, batch) * sizeof(float));
   float *want = pd_xmalloc(ny * sizeof(float));
   conv_direct(&k.conv, k.x, batch, k.w, k.b, want);
   conv_objective(&k);
@@ -309,13 +316,13 @@ static void check_conv(int channels, int height, int width, int filters, int ker
   CHECK_EQ_INT(bad, 0);
   float *dw = random_floats(nw, 9.0f), *db = random_floats((size_t)filters, 9.0f);
   float *dx = random_floats(nx, 9.0f);
-  pd__conv_backward(&k.conv, k.x, batch, k.w, k.c, dw, db, dx, k.cols);
+  pd__conv_backward(&k.conv, k.x, batch, k.w, k.c, dw, db, dx);
   bad = check_fd("weight", k.w, dw, nw, step, 0.25f, 1e-3, conv_objective, &k) +
         check_fd("bias", k.b, db, (size_t)filters, 1, 0.25f, 1e-3, conv_objective, &k) +
         check_fd("x", k.x, dx, nx, step, 0.25f, 1e-3, conv_objective, &k);
   /* without dx the weight gradient is the same */
   float *dw2 = random_floats(nw, 9.0f);
-  pd__conv_backward(&k.conv, k.x, batch, k.w, k.c, dw2, db, NULL, k.cols);
+  pd__conv_backward(&k.conv, k.x, batch, k.w, k.c, dw2, db, NULL);
   for (size_t i = 0; i < nw; i++)
     bad += dw2[i] != dw[i];
   free(dw2);
@@ -323,7 +330,7 @@ static void check_conv(int channels, int height, int width, int filters, int ker
   free(db);
   free(dw);
   free(want);
-  free(k.cols);
+  pd__conv_close(&k.conv);
   free(k.y);
   free(k.c);
   free(k.b);
@@ -339,8 +346,35 @@ static void test_conv_small(void) {
   check_conv(2, 3, 3, 2, 5, 2, 2, 1); /* kernel larger than the input */
 }
 
-/* LeNet's second convolution: several chunks of samples. */
-static void test_conv_chunks(void) { check_conv(32, 14, 14, 64, 5, 2, 3, 997); }
+/* LeNet's second convolution (its blocked layouts differ from NCHW). */
+static void test_conv_lenet2(void) { check_conv(32, 14, 14, 64, 5, 2, 3, 997); }
+
+/* One convolution used with more batch sizes than it caches primitives for,
+ * and back: every sample of every call equals the direct convolution. */
+static void test_conv_batch_sizes(void) {
+  enum { C = 3, H = 6, W = 6, F = 8, K = 5, PAD = 2, MAXB = 7 };
+  pd__conv conv;
+  pd__conv_init(&conv, C, H, W, F, K, PAD);
+  rng_state = 77;
+  size_t per_x = (size_t)C * H * W, per_y = (size_t)F * H * W;
+  float *x = random_floats(per_x * MAXB, 1.0f), *w = random_floats((size_t)F * C * K * K, 0.5f);
+  float *b = random_floats(F, 0.5f), *y = pd_xmalloc(per_y * MAXB * sizeof(float));
+  float *want = pd_xmalloc(per_y * MAXB * sizeof(float));
+  conv_direct(&conv, x, MAXB, w, b, want);
+  int sizes[] = {1, 7, 2, 3, 4, 5, 6, 7, 1, 2}, bad = 0;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    pd__conv_forward(&conv, x, sizes[i], w, b, y);
+    for (size_t j = 0; j < per_y * (size_t)sizes[i]; j++)
+      bad += fabsf(y[j] - want[j]) > 1e-4f * (1.0f + fabsf(want[j]));
+  }
+  CHECK_EQ_INT(bad, 0);
+  pd__conv_close(&conv);
+  free(want);
+  free(y);
+  free(b);
+  free(w);
+  free(x);
+}
 
 /* ---------------------------------------------------------------- pooling */
 
@@ -386,18 +420,6 @@ static void test_maxpool(void) {
   free(p.c);
   free(p.x);
   CHECK_EQ_INT(bad, 0);
-}
-
-static void test_cnhw_rows(void) {
-  enum { C = 3, B = 4, P = 5 };
-  float x[C * B * P], rows[C * B * P], back[C * B * P];
-  for (int i = 0; i < C * B * P; i++)
-    x[i] = (float)i;
-  pd__cnhw_to_rows(x, C, B, P, rows);
-  /* row b holds channel c's plane at c * P */
-  CHECK(rows[(2 * C + 1) * P + 3] == x[(1 * B + 2) * P + 3]);
-  pd__rows_to_cnhw(rows, C, B, P, back);
-  CHECK(memcmp(x, back, sizeof x) == 0);
 }
 
 /* ---------------------------------------------------------------- losses */
@@ -501,9 +523,9 @@ int main(int argc, char **argv) {
   PD_RUN(test_dropout_fixed_mask);
   PD_RUN(test_dropout_mask);
   PD_RUN(test_conv_small);
-  PD_RUN(test_conv_chunks);
+  PD_RUN(test_conv_lenet2);
+  PD_RUN(test_conv_batch_sizes);
   PD_RUN(test_maxpool);
-  PD_RUN(test_cnhw_rows);
   PD_RUN(test_softmax_ce);
   PD_RUN(test_squared_loss);
   PD_RUN(test_logistic_loss);

@@ -8,6 +8,7 @@
 
 #include "../../test.h"
 #include "pando/error.h"
+#include "pando/kernels.h"
 #include "pando/util.h"
 
 static pd_model_spec make_spec(enum pd_model_type type, const int *layers, int nlayers,
@@ -599,6 +600,71 @@ static void test_lenet_micro_batches(void) {
   pd_model_free(whole);
 }
 
+/* ---------------------------------------------------------------- compute threads */
+
+/* The gradient, loss and evaluation with 2 and 3 compute threads (each a
+ * slice of the batch) equal those of one thread, dropout masks included,
+ * for batches of 1 row (threads without rows) up to max_batch. */
+static void check_threads(const pd_model_spec *spec, int sparse, int max_batch) {
+  pd_kernels_set_threads(1);
+  pd_model *one = new_model(spec, max_batch);
+  uint64_t k = pd_model_num_params(one);
+  float *params = init_params(spec, k);
+  float *want = pd_xmalloc(k * sizeof(float)), *got = pd_xmalloc(k * sizeof(float));
+  test_data data = make_data(spec, max_batch, sparse, 0, 11);
+  int sizes[] = {max_batch, 1, 2, max_batch - 1};
+  for (int threads = 2; threads <= 3; threads++) {
+    pd_kernels_set_threads(threads);
+    pd_model *many = new_model(spec, max_batch);
+    pd_kernels_set_threads(1);
+    pd_model_set_seed(one, 5);
+    pd_model_set_seed(many, 5);
+    int bad = 0;
+    for (size_t i = 0; i < PD_ARRAY_SIZE(sizes); i++) {
+      pd_dataset x = data.ds;
+      x.rows = (uint64_t)sizes[i];
+      float want_loss = pd_model_gradient(one, params, &x, want);
+      memset(got, 0x7f, k * sizeof(float)); /* every key must be written */
+      float got_loss = pd_model_gradient(many, params, &x, got);
+      CHECK_NEAR(got_loss, want_loss, 1e-5 * (1.0 + fabs(want_loss)));
+      for (uint64_t j = 0; j < k; j++)
+        bad += fabs(got[j] - want[j]) > 1e-6 + 1e-4 * fabs(want[j]);
+    }
+    CHECK_EQ_INT(bad, 0);
+    pd_eval e_one, e_many;
+    pd_model_evaluate(one, params, &data.ds, &e_one);
+    pd_model_evaluate(many, params, &data.ds, &e_many);
+    CHECK_NEAR(e_many.loss, e_one.loss, 1e-6 * (1.0 + e_one.loss));
+    CHECK(e_many.accuracy == e_one.accuracy);
+    CHECK_NEAR(e_many.rmse, e_one.rmse, 1e-6 * (1.0 + e_one.rmse));
+    pd_model_free(many);
+  }
+  data_free(&data);
+  free(got);
+  free(want);
+  free(params);
+  pd_model_free(one);
+}
+
+static void test_threads_every_model(void) {
+  int layers[] = {12, 16, 5}, linear[] = {12, 1};
+  pd_model_spec softmax = make_spec(PD_MODEL_SOFTMAX, layers, 2, 0, 1);
+  check_threads(&softmax, 0, 9);
+  check_threads(&softmax, 1, 9);
+  pd_model_spec mlp = make_spec(PD_MODEL_MLP, layers, 3, PD_ACT_RELU, 2);
+  mlp.dropout = 0.3;
+  check_threads(&mlp, 0, 9);
+  pd_model_spec linreg = make_spec(PD_MODEL_LINREG, linear, 2, 0, 3);
+  check_threads(&linreg, 0, 9);
+  pd_model_spec logreg = make_spec(PD_MODEL_LOGREG, linear, 2, 0, 4);
+  check_threads(&logreg, 1, 9);
+  pd_model_spec lenet = lenet_spec(2, 8, 8, 3, 5); /* dropout 0.5 */
+  check_threads(&lenet, 0, 9);
+  /* slices longer than LeNet's micro-batch (128 rows) */
+  pd_model_spec small = lenet_spec(1, 4, 4, 3, 6);
+  check_threads(&small, 0, 300);
+}
+
 /* ---------------------------------------------------------------- dropout */
 
 static void test_dropout_masks(void) {
@@ -1005,6 +1071,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_gradient_lenet);
   PD_RUN(test_sparse_equals_dense);
   PD_RUN(test_lenet_micro_batches);
+  PD_RUN(test_threads_every_model);
   PD_RUN(test_dropout_masks);
   PD_RUN(test_softmax_stable);
   PD_RUN(test_evaluate_known);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "../../test.h"
+#include "pando/kernels.h"
 #include "pando/model.h"
 #include "pando/util.h"
 
@@ -150,6 +151,26 @@ static void check_gradient(const char *config, int sparse) {
     nonzero += grad[key] != 0.0f;
   }
   CHECK(nonzero > (int)k / 2);
+  /* 2 and 3 compute threads (one plugin instance each, a slice of the rows
+   * each, their mean gradients weighed by the slices): the same gradient */
+  for (int threads = 2; threads <= 3; threads++) {
+    pd_kernels_set_threads(threads);
+    pd_model *many = pd_model_new(&spec, 8, err, sizeof err);
+    pd_kernels_set_threads(1);
+    CHECK(many != NULL);
+    float many_loss = pd_model_gradient(many, params, &batch, scratch);
+    CHECK_NEAR(many_loss, loss, 1e-5 * (1.0 + fabs(loss)));
+    int bad = 0;
+    for (uint64_t key = 0; key < k; key++)
+      bad += fabs(scratch[key] - grad[key]) > 1e-6 + 1e-4 * fabs(grad[key]);
+    CHECK_EQ_INT(bad, 0);
+    pd_eval e_one, e_many;
+    pd_model_evaluate(model, params, &batch, &e_one);
+    pd_model_evaluate(many, params, &batch, &e_many);
+    CHECK_NEAR(e_many.loss, e_one.loss, 1e-6 * (1.0 + e_one.loss));
+    CHECK(e_many.accuracy == e_one.accuracy);
+    pd_model_free(many);
+  }
   free(scratch);
   free(grad);
   free(params);

@@ -136,6 +136,7 @@ static void test_defaults(void) {
   CHECK_EQ_INT(spec.training.optimizer.type, PD_OPT_SGD);
   CHECK(spec.training.optimizer.lr == 1e-3);
   CHECK(spec.cluster.wait_timeout_sec == 60.0);
+  CHECK_EQ_INT(spec.training.on_nonfinite, PD_NONFINITE_FAIL);
 }
 
 /* Edge values that are accepted. */
@@ -233,7 +234,8 @@ static void test_unknown_keys(void) {
       {9,
        "  epoch: 3",
        {"training: unknown key 'epoch' (line 9); expected one of: epochs, batch_size, update, "
-        "staleness, backup_workers, frequency, nbatches, threads, shuffle, lr_schedule, "
+        "staleness, backup_workers, frequency, on_nonfinite, nbatches, threads, shuffle, "
+        "lr_schedule, "
         "batch_schedule, optimizer"}},
       {12,
        "  optimizer: {type: sgd, lr: 0.1, nesterov: true}",
@@ -318,6 +320,9 @@ static void test_enums(void) {
       {11,
        "  frequency: nbatches\n  nbatches: 0",
        {"training.nbatches: must be between 1 and 1000000, got 0 (line 12)"}},
+      {11,
+       "  on_nonfinite: ignore",
+       {"training.on_nonfinite: unknown value 'ignore' (line 11); expected one of: fail, skip"}},
       {11,
        "  frequency: often",
        {"training.frequency: unknown value 'often' (line 11); expected one of: batch, epoch, "

@@ -222,7 +222,7 @@ static void test_header_empty_payload_matches_protobuf_c(void) {
   CHECK(t.present && t.ndim == 1 && t.shape[0] == 0 && t.data_len == 0);
   CHECK(same_push_fields((Pando__V1__PushRequest *)rest, &req));
   protobuf_c_message_free_unpacked(rest, NULL);
-  free(scratch.data);
+  pd_buf_free(&scratch);
   CHECK(same);
 }
 
@@ -258,7 +258,7 @@ static void test_header_borrow_roundtrip(void) {
     free(payload); /* still ours */
     CHECK(ok);
   }
-  free(scratch.data);
+  pd_buf_free(&scratch);
 }
 
 /* ---------------------------------------------------------------- decoding */
@@ -337,7 +337,7 @@ static void test_decode_any_field_order(void) {
     free(payload);
     CHECK(ok);
   }
-  free(scratch.data);
+  pd_buf_free(&scratch);
 }
 
 /* A message with no tensor field, and an empty buffer. */
@@ -365,7 +365,7 @@ static void test_decode_without_tensor(void) {
   CHECK(!t.present);
   CHECK_EQ_INT(((Pando__V1__PullResponse *)rest)->version, 0);
   protobuf_c_message_free_unpacked(rest, NULL);
-  free(scratch.data);
+  pd_buf_free(&scratch);
 }
 
 /* Every slicing: 1, 3, 7 bytes, 5 with empty slices between, and random
@@ -448,7 +448,7 @@ static void test_decode_many_slices(void) {
   free(payload);
   free(payload2);
   free(dst);
-  free(scratch.data);
+  pd_buf_free(&scratch);
 }
 
 /* ---------------------------------------------------------------- destinations */
@@ -516,7 +516,7 @@ static void test_decode_destination(void) {
   free(msg.data);
   free(payload);
   free(dst);
-  free(scratch.data);
+  pd_buf_free(&scratch);
 }
 
 static void test_buf_reserve(void) {
@@ -536,7 +536,7 @@ static void test_buf_reserve(void) {
   CHECK(buf.cap >= (1 << 20));
   CHECK_EQ_INT((uintptr_t)buf.data % 64, 0);
   memset(buf.data, 2, 1 << 20); /* all of it is writable (ASan) */
-  free(buf.data);
+  pd_buf_free(&buf);
 }
 
 /* ---------------------------------------------------------------- malformed */
@@ -601,7 +601,7 @@ static void test_truncated_everywhere(void) {
     }
   }
   free(msg.data);
-  free(scratch.data);
+  pd_buf_free(&scratch);
 }
 
 /* Decodes hand-made bytes; returns rc (frees rest). */
@@ -614,7 +614,7 @@ static int decode_bytes(const bytes *msg, size_t chunk, char *err, size_t errlen
                   &scratch, &rest, &t, err, errlen);
   if (rest)
     protobuf_c_message_free_unpacked(rest, NULL);
-  free(scratch.data);
+  pd_buf_free(&scratch);
   return rc;
 }
 
@@ -799,7 +799,7 @@ static void test_empty_packed_shape(void) {
                   &rest, &t, err, sizeof err);
   if (rest)
     protobuf_c_message_free_unpacked(rest, NULL);
-  free(scratch.data);
+  pd_buf_free(&scratch);
   free(body.data);
   free(msg.data);
   if (rc != 0)
@@ -921,7 +921,288 @@ static void test_fuzz(void) {
   CHECK(successes > 0); /* the loop exercised both outcomes */
   for (int i = 0; i < 3; i++)
     free(valid[i].data);
-  free(scratch.data);
+  pd_buf_free(&scratch);
+}
+
+/* ---------------------------------------------------------------- hostile lengths */
+
+/* Issue 14's 15-byte Push: a tensor of one byte (the data tag) whose data
+ * length varint, 2^56, lies past the tensor's end. The bound check used to
+ * underflow and reserve 2^56 bytes (abort). Refused, nothing reserved. */
+static void test_length_past_tensor_end(void) {
+  static const uint8_t push15[15] = {0x0a, 0x01, 'j',  0x32, 0x01, 0x1a, 0x80, 0x80,
+                                     0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01};
+  char err[256];
+  for (size_t chunk = 0; chunk <= 3; chunk++) {
+    pd_buf scratch = {0};
+    ProtobufCMessage *rest = NULL;
+    pd_wire_tensor t;
+    err[0] = '\0';
+    CHECK_EQ_INT(decode(push15, sizeof push15, chunk, &pando__v1__push_request__descriptor, 6,
+                        NULL, 0, &scratch, &rest, &t, err, sizeof err),
+                 -PD_EFORMAT);
+    CHECK(rest == NULL && scratch.cap == 0);
+    CHECK_STR_CONTAINS(err, "tensor");
+  }
+  /* The same family: packed shape, data and an unknown field of the tensor,
+   * each with a length that fits the message but not the tensor. */
+  for (int kind = 0; kind < 3; kind++) {
+    bytes body = {0}, msg = {0};
+    uint8_t tag = kind == 0 ? (2 << 3 | 2) : kind == 1 ? (3 << 3 | 2) : (9 << 3 | 2);
+    bytes_put(&body, &tag, 1);
+    bytes_varint(&body, 8); /* 8 bytes claimed; they follow, but outside the tensor */
+    bytes_len_field(&msg, 6, &body);
+    for (int i = 0; i < 8; i++)
+      bytes_put(&msg, "\x01", 1);
+    pd_buf scratch = {0};
+    ProtobufCMessage *rest = NULL;
+    pd_wire_tensor t;
+    CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0,
+                        &scratch, &rest, &t, err, sizeof err),
+                 -PD_EFORMAT);
+    CHECK(rest == NULL && scratch.cap == 0);
+    free(body.data);
+    free(msg.data);
+  }
+}
+
+/* A payload over PD_WIRE_MAX_TENSOR_BYTES is refused as too big, before
+ * anything is reserved, also when the bytes are really there. */
+static void test_tensor_over_limit(void) {
+  char err[256];
+  size_t len = PD_WIRE_MAX_TENSOR_BYTES + 1;
+  bytes body = {0}, msg = {0};
+  bytes_varint(&body, 3 << 3 | 2);
+  bytes_varint(&body, len);
+  bytes_put(&body, NULL, 0);
+  body.cap = body.len + len;
+  body.data = realloc(body.data, body.cap);
+  CHECK(body.data != NULL);
+  memset(body.data + body.len, 7, len);
+  body.len += len;
+  bytes_len_field(&msg, 6, &body);
+  free(body.data);
+  pd_buf scratch = {0};
+  ProtobufCMessage *rest = NULL;
+  pd_wire_tensor t;
+  err[0] = '\0';
+  CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0,
+                      &scratch, &rest, &t, err, sizeof err),
+               -PD_ETOOBIG);
+  free(msg.data);
+  CHECK(rest == NULL && scratch.cap == 0);
+  CHECK_STR_CONTAINS(err, "67108865 bytes");
+  CHECK_STR_CONTAINS(err, "limit of 67108864");
+}
+
+/* Deferred mode: nothing copied by the decode, the payload's offset found;
+ * pd_wire_tensor_copy then copies exactly the payload, over any slicing. */
+static void test_decode_deferred(void) {
+  char err[256] = "";
+  const size_t lens[] = {0, 1, 200, 70000};
+  const size_t chunks[] = {0, 1, 3, 5, 4096};
+  for (int l = 0; l < 4; l++) {
+    size_t len = lens[l];
+    uint8_t *payload = pattern(len, 99 + len);
+    bytes msg = {0};
+    build_reordered_push(&msg, payload, len);
+    for (int k = 0; k < 5; k++) {
+      grpc_byte_buffer *bb = make_bb(msg.data, msg.len, chunks[k], chunks[k] == 5);
+      ProtobufCMessage *rest = NULL;
+      pd_wire_tensor t;
+      CHECK_EQ_INT(pd_wire_decode(bb, &pando__v1__push_request__descriptor, 6, NULL, 0, NULL,
+                                  &rest, &t, err, sizeof err),
+                   0);
+      CHECK(t.present && t.data == NULL && t.data_len == len && t.ndim == 3);
+      CHECK(t.data_offset + len <= msg.len);
+      CHECK(len == 0 || memcmp(msg.data + t.data_offset, payload, len) == 0);
+      uint8_t *dst = calloc(1, len + 8);
+      CHECK_EQ_INT(pd_wire_tensor_copy(bb, &t, dst), 0);
+      CHECK(len == 0 || memcmp(dst, payload, len) == 0);
+      for (size_t i = len; i < len + 8; i++)
+        CHECK(dst[i] == 0);
+      /* A descriptor that does not fit the buffer is refused. */
+      pd_wire_tensor bad = t;
+      bad.data_offset = msg.len;
+      bad.data_len = len + 1;
+      CHECK_EQ_INT(pd_wire_tensor_copy(bb, &bad, dst), -PD_EFORMAT);
+      free(dst);
+      protobuf_c_message_free_unpacked(rest, NULL);
+      grpc_byte_buffer_destroy(bb);
+    }
+    free(msg.data);
+    free(payload);
+  }
+}
+
+/* Unknown fields are skipped, not handed to protobuf-c (which would allocate
+ * a record for each of them): 20,000 of them cost nothing. */
+static void test_unknown_fields_skipped(void) {
+  char err[256];
+  Pando__V1__PushRequest req = push_rest();
+  bytes msg = {0};
+  bytes_pack(&msg, &req.base);
+  for (int i = 0; i < 20000; i++) {
+    bytes_varint(&msg, (uint64_t)(100 + i % 50) << 3 | 0);
+    bytes_varint(&msg, 1);
+  }
+  ProtobufCMessage *rest = NULL;
+  pd_wire_tensor t;
+  CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0,
+                      NULL, &rest, &t, err, sizeof err),
+               0);
+  free(msg.data);
+  CHECK(same_push_fields((Pando__V1__PushRequest *)rest, &req));
+  CHECK_EQ_INT(rest->n_unknown_fields, 0);
+  protobuf_c_message_free_unpacked(rest, NULL);
+}
+
+/* Large buffers are mappings of their own, and trimming gives them back. */
+static void test_buf_trim(void) {
+  pd_buf buf = {0};
+  pd_buf_reserve(&buf, 1000);
+  CHECK(!buf.mapped);
+  void *small = buf.data;
+  pd_buf_trim(&buf, 4096); /* within what is kept */
+  CHECK(buf.data == small && buf.cap >= 1000);
+  pd_buf_reserve(&buf, 8u << 20);
+  CHECK(buf.mapped && buf.cap >= (8u << 20));
+  CHECK_EQ_INT((uintptr_t)buf.data % 64, 0);
+  memset(buf.data, 3, 8u << 20);
+  pd_buf_trim(&buf, 4u << 20);
+  CHECK(buf.data == NULL && buf.cap == 0 && !buf.mapped);
+  pd_buf_reserve(&buf, 10);
+  CHECK(buf.data != NULL && !buf.mapped);
+  pd_buf_free(&buf);
+  CHECK(buf.data == NULL && buf.cap == 0);
+}
+
+/* pd_wire_check: the per-field and per-message limits, before protobuf-c. */
+static void test_check_limits(void) {
+  char err[256];
+  /* A CreateShard with a spec of 100 KB passes; 1 MiB + 1 is too big. */
+  size_t spec_len = PD_WIRE_MAX_SPEC_BYTES + 1;
+  char *spec = malloc(spec_len + 1);
+  memset(spec, 'a', spec_len);
+  spec[100000] = '\0';
+  Pando__V1__CreateShardRequest cs = PANDO__V1__CREATE_SHARD_REQUEST__INIT;
+  cs.job = "j-1";
+  cs.spec_yaml = spec;
+  cs.end = 10;
+  bytes msg = {0};
+  bytes_pack(&msg, &cs.base);
+  CHECK_EQ_INT(pd_wire_check(msg.data, msg.len, &pando__v1__create_shard_request__descriptor, err,
+                             sizeof err),
+               0);
+  spec[100000] = 'a';
+  spec[spec_len] = '\0';
+  msg.len = 0;
+  bytes_pack(&msg, &cs.base);
+  free(spec);
+  CHECK_EQ_INT(pd_wire_check(msg.data, msg.len, &pando__v1__create_shard_request__descriptor, err,
+                             sizeof err),
+               -PD_ETOOBIG);
+  CHECK_STR_CONTAINS(err, "CreateShardRequest.spec_yaml is 1048577 bytes");
+  CHECK_STR_CONTAINS(err, "limit of 1048576");
+
+  /* Any other string: 4096 bytes. */
+  char job[5000];
+  memset(job, 'j', sizeof job - 1);
+  job[sizeof job - 1] = '\0';
+  Pando__V1__PullRequest pull = PANDO__V1__PULL_REQUEST__INIT;
+  pull.job = job;
+  msg.len = 0;
+  bytes_pack(&msg, &pull.base);
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__pull_request__descriptor, err, sizeof err),
+      -PD_ETOOBIG);
+  CHECK_STR_CONTAINS(err, "PullRequest.job is 4999 bytes");
+
+  /* More fields than PD_WIRE_MAX_FIELDS (unknown ones count). */
+  pull.job = "j";
+  msg.len = 0;
+  bytes_pack(&msg, &pull.base);
+  for (int i = 0; i < PD_WIRE_MAX_FIELDS; i++) {
+    bytes_varint(&msg, 77 << 3 | 0);
+    bytes_varint(&msg, 1);
+  }
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__pull_request__descriptor, err, sizeof err),
+      -PD_ETOOBIG);
+  CHECK_STR_CONTAINS(err, "more than 4096 fields");
+  /* Through the tensor decoder too (its other fields are checked). */
+  ProtobufCMessage *rest = NULL;
+  pd_wire_tensor t;
+  Pando__V1__PushRequest push = push_rest();
+  push.job = job;
+  msg.len = 0;
+  bytes_pack(&msg, &push.base);
+  CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0,
+                      NULL, &rest, &t, err, sizeof err),
+               -PD_ETOOBIG);
+  CHECK(rest == NULL);
+  CHECK_STR_CONTAINS(err, "PushRequest.job is 4999 bytes");
+
+  /* Nested messages are walked with their descriptors: a JobStatus whose
+   * shard map holds more shards than the limit allows. */
+  Pando__V1__Shard shard = PANDO__V1__SHARD__INIT, *shards[PD_WIRE_MAX_FIELDS];
+  shard.end = 1;
+  shard.address = "a";
+  for (int i = 0; i < PD_WIRE_MAX_FIELDS; i++)
+    shards[i] = &shard;
+  Pando__V1__ShardMap map = PANDO__V1__SHARD_MAP__INIT;
+  map.n_shards = PD_WIRE_MAX_FIELDS;
+  map.shards = shards;
+  Pando__V1__JobStatus js = PANDO__V1__JOB_STATUS__INIT;
+  js.shard_map = &map;
+  msg.len = 0;
+  bytes_pack(&msg, &js.base);
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__job_status__descriptor, err, sizeof err),
+      -PD_ETOOBIG);
+  map.n_shards = 100;
+  msg.len = 0;
+  bytes_pack(&msg, &js.base);
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__job_status__descriptor, err, sizeof err), 0);
+  free(msg.data);
+}
+
+/* pd_wire_check never passes what protobuf-c cannot unpack, over every cut
+ * of a valid message with nested fields, and passes the whole one. */
+static void test_check_agrees_with_protobuf_c(void) {
+  char err[256];
+  Pando__V1__Shard s0 = PANDO__V1__SHARD__INIT, s1 = PANDO__V1__SHARD__INIT;
+  s0.end = 5;
+  s0.address = "127.0.0.1:7000";
+  s1.begin = 5;
+  s1.end = 9;
+  s1.address = "127.0.0.1:7001";
+  Pando__V1__Shard *shards[2] = {&s0, &s1};
+  Pando__V1__ShardMap map = PANDO__V1__SHARD_MAP__INIT;
+  map.keys = 9;
+  map.n_shards = 2;
+  map.shards = shards;
+  Pando__V1__Assignment a = PANDO__V1__ASSIGNMENT__INIT;
+  a.job = "job-1";
+  a.spec_yaml = "name: x\n";
+  a.rank = 3;
+  a.row_end = 1000;
+  a.shard_map = &map;
+  bytes msg = {0};
+  bytes_pack(&msg, &a.base);
+  CHECK_EQ_INT(pd_wire_check(msg.data, msg.len, &pando__v1__assignment__descriptor, err, sizeof err),
+               0);
+  for (size_t cut = 0; cut < msg.len; cut++) {
+    int rc = pd_wire_check(msg.data, cut, &pando__v1__assignment__descriptor, err, sizeof err);
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(&pando__v1__assignment__descriptor, NULL, cut, msg.data);
+    if (rc == 0)
+      CHECK(m != NULL);
+    if (m)
+      protobuf_c_message_free_unpacked(m, NULL);
+  }
+  free(msg.data);
 }
 
 int main(int argc, char **argv) {
@@ -940,6 +1221,13 @@ int main(int argc, char **argv) {
   PD_RUN(test_empty_packed_shape);
   PD_RUN(test_packed_shape_overrun);
   PD_RUN(test_fuzz);
+  PD_RUN(test_length_past_tensor_end);
+  PD_RUN(test_tensor_over_limit);
+  PD_RUN(test_decode_deferred);
+  PD_RUN(test_unknown_fields_skipped);
+  PD_RUN(test_buf_trim);
+  PD_RUN(test_check_limits);
+  PD_RUN(test_check_agrees_with_protobuf_c);
   pd_rpc_shutdown();
   PD_TEST_DONE();
 }

@@ -503,6 +503,44 @@ static void test_backup_first_n_gradients(void) {
   pd_clock_free(clock);
 }
 
+/* Issue 14: far-future clocks (10^15, INT64_MAX) are refused and change
+ * nothing: the worker's correct pushes afterwards are applied, not taken for
+ * retries. ASP: beyond 2^40; SSP: beyond the whole gradients pushed. */
+static void test_far_future_clocks_refused(void) {
+  char err[256] = "";
+  const int64_t bad[] = {1000000000000000ll, INT64_MAX, PD_CLOCK_MAX + 1};
+  pd_clock *asp = pd_clock_new(PD_UPDATE_ASP, 2, 10);
+  for (int i = 0; i < 3; i++) {
+    err[0] = '\0';
+    CHECK_EQ_INT(pd_clock_on_push(asp, 0, bad[i], -1, 0, 10, err, sizeof err), PD_PUSH_REJECT);
+    CHECK_STR_CONTAINS(err, "beyond the largest clock");
+    CHECK_EQ_INT(pd_clock_pull_ready(asp, 0, bad[i], err, sizeof err), -1);
+  }
+  CHECK_EQ_INT(pd_clock_on_push(asp, 0, 0, -1, 0, 10, err, sizeof err), PD_PUSH_APPLY);
+  CHECK_EQ_INT(pd_clock_on_push(asp, 0, 1, -1, 0, 10, err, sizeof err), PD_PUSH_APPLY);
+  CHECK_EQ_INT(pd_clock_on_push(asp, 0, PD_CLOCK_MAX, -1, 0, 10, err, sizeof err), PD_PUSH_APPLY);
+  CHECK_EQ_INT(pd_clock_version(asp), 3);
+  pd_clock_free(asp);
+
+  pd_clock *ssp = ssp_clock(2, 2, 10);
+  for (int i = 0; i < 3; i++) {
+    err[0] = '\0';
+    CHECK_EQ_INT(pd_clock_on_push(ssp, 1, bad[i], -1, 0, 10, err, sizeof err), PD_PUSH_REJECT);
+  }
+  err[0] = '\0';
+  CHECK_EQ_INT(pd_clock_on_push(ssp, 1, 1, -1, 0, 10, err, sizeof err), PD_PUSH_REJECT);
+  CHECK_STR_CONTAINS(err, "worker 1 pushed clock 1 but has pushed 0 whole gradients");
+  CHECK_EQ_INT(pd_clock_version(ssp), 0);
+  CHECK_EQ_INT(pd_clock_slowest(ssp), 0);
+  /* the honest sequence goes on as if nothing had happened */
+  CHECK_EQ_INT(pd_clock_on_push(ssp, 1, 0, -1, 0, 4, err, sizeof err), PD_PUSH_APPLY);
+  CHECK_EQ_INT(pd_clock_on_push(ssp, 1, 0, -1, 4, 10, err, sizeof err), PD_PUSH_APPLY);
+  CHECK_EQ_INT(pd_clock_on_push(ssp, 1, 1, -1, 0, 10, err, sizeof err), PD_PUSH_APPLY);
+  CHECK_EQ_INT(pd_clock_version(ssp), 2);
+  CHECK_EQ_INT(pd_clock_pull_ready(ssp, 1, 2, err, sizeof err), 1);
+  pd_clock_free(ssp);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_bsp_round_needs_every_key_of_every_worker);
   PD_RUN(test_bsp_single_key_and_whole_shard);
@@ -517,5 +555,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_ssp_pull_bounded_by_slowest);
   PD_RUN(test_ssp_zero_is_bsp);
   PD_RUN(test_backup_first_n_gradients);
+  PD_RUN(test_far_future_clocks_refused);
   PD_TEST_DONE();
 }

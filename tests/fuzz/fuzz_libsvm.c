@@ -1,0 +1,7 @@
+/* The libsvm reader (labels, index:value pairs, comments): see
+ * fuzz_dataset.h. */
+#include "fuzz_dataset.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  return fuzz_dataset(data, size, "libsvm", "");
+}

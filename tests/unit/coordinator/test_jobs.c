@@ -1,0 +1,320 @@
+/* Unit tests of the coordinator's job state machine (services/coordinator/
+ * jobs.c) with a fan-out that records the shard calls: waiting and
+ * wait_timeout, server and worker assignment, PENDING -> RUNNING once every
+ * shard exists, SUCCEEDED when every worker is done, FAILED on a dead node,
+ * a failed CreateShard or a worker's error, CANCELLED, and what each of them
+ * does to the workers and the shards. */
+#include "../../../services/coordinator/jobs.h"
+
+#include <string.h>
+
+#include "../../test.h"
+#include "nodes.h"
+
+enum { MAX_CALLS = 32 };
+
+/* What the jobs asked the servers to do. */
+typedef struct recorder {
+  int ncreate, ndrop;
+  struct {
+    char job[PD_JOB_ID_MAX];
+    uint32_t shard;
+    uint64_t server, begin, end;
+  } create[MAX_CALLS], drop[MAX_CALLS];
+} recorder;
+
+static void record_create(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {
+  recorder *r = ctx;
+  if (r->ncreate == MAX_CALLS)
+    return;
+  strcpy(r->create[r->ncreate].job, j->id);
+  r->create[r->ncreate].shard = shard;
+  r->create[r->ncreate].server = server->id;
+  r->create[r->ncreate].begin = j->shard_begin[shard];
+  r->create[r->ncreate].end = j->shard_end[shard];
+  r->ncreate++;
+}
+
+static void record_drop(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {
+  recorder *r = ctx;
+  if (r->ndrop == MAX_CALLS)
+    return;
+  strcpy(r->drop[r->ndrop].job, j->id);
+  r->drop[r->ndrop].shard = shard;
+  r->drop[r->ndrop].server = server->id;
+  r->ndrop++;
+}
+
+typedef struct fixture {
+  recorder rec;
+  pd_registry *reg;
+  pd_jobs *jobs;
+} fixture;
+
+static void fixture_init(fixture *f) {
+  memset(&f->rec, 0, sizeof f->rec);
+  f->reg = pd_registry_new();
+  pd_jobs_fanout ops = {record_create, record_drop, &f->rec};
+  f->jobs = pd_jobs_new(f->reg, &ops);
+}
+
+static void fixture_close(fixture *f) {
+  pd_jobs_free(f->jobs);
+  pd_registry_free(f->reg);
+}
+
+/* A job of a 784 x 10 softmax model (7850 keys), 600 training rows. */
+static pd_job *submit(fixture *f, const char *name, int servers, int workers, double now) {
+  char yaml[512], err[512] = "";
+  snprintf(yaml, sizeof yaml,
+           "name: %s\n"
+           "model: {type: softmax, layers: [784, 10]}\n"
+           "data: {train: {features: /f, labels: /l}}\n"
+           "training: {epochs: 2, batch_size: 100, optimizer: {lr: 0.1}}\n"
+           "cluster: {servers: %d, workers: %d, wait_timeout: 30}\n",
+           name, servers, workers);
+  pd_job_spec spec;
+  if (pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err) != 0) {
+    fprintf(stderr, "  spec: %s\n", err);
+    return NULL;
+  }
+  return pd_jobs_submit(f->jobs, &spec, yaml, 7850, 600, now);
+}
+
+static void add_nodes(fixture *f, int servers, int workers, double now) {
+  char address[32];
+  for (int i = 0; i < servers; i++) {
+    snprintf(address, sizeof address, "s%d:7000", i);
+    add_node(f->reg, PANDO__V1__ROLE__SERVER, address, "", now);
+  }
+  for (int i = 0; i < workers; i++) {
+    snprintf(address, sizeof address, "w%d:7001", i);
+    add_node(f->reg, PANDO__V1__ROLE__WORKER, address, "", now);
+  }
+}
+
+static Pando__V1__ProgressReport report(uint32_t rank, uint32_t epoch, int done) {
+  Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
+  r.rank = rank;
+  r.epoch = epoch;
+  r.step = 3;
+  r.loss = 0.5;
+  r.done = done;
+  return r;
+}
+
+/* A job waits, saying for what, and fails when cluster.wait_timeout ends. */
+static void test_pending_until_wait_timeout(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 1, 1, 0.0);
+  pd_job *j = submit(&f, "wait", 2, 2, 0.0);
+  CHECK(j != NULL);
+  CHECK(strcmp(j->id, "wait-1") == 0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__PENDING);
+  CHECK_EQ_INT(j->nworkers, 2);
+  CHECK_EQ_INT(j->steps_per_epoch, 3); /* 300 rows per worker, batches of 100 */
+  pd_jobs_cron(f.jobs, 10.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__PENDING);
+  CHECK(strcmp(j->message, "waiting for 2 servers and 2 idle workers; 1 servers and 1 idle "
+                           "workers are registered") == 0);
+  CHECK_EQ_INT(f.rec.ncreate, 0);
+  pd_jobs_cron(f.jobs, 30.5);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK_STR_CONTAINS(j->message, "cluster.wait_timeout (30 s) expired waiting for 2 servers");
+  CHECK(j->finished == 30.5);
+  CHECK_EQ_INT(f.rec.ndrop, 0); /* it had no shards */
+  fixture_close(&f);
+}
+
+/* Starting picks the least loaded servers and idle workers in registration
+ * order, creates one shard per server, and runs once all exist. */
+static void test_assignment_and_running(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 3, 3, 0.0); /* servers 1-3, workers 4-6 */
+  pd_job *a = submit(&f, "a", 2, 2, 1.0);
+  CHECK(a != NULL);
+  pd_jobs_cron(f.jobs, 1.0);
+  CHECK_EQ_INT(f.rec.ncreate, 2);
+  CHECK_EQ_INT(f.rec.create[0].server, 1);
+  CHECK_EQ_INT(f.rec.create[1].server, 2);
+  CHECK_EQ_INT(f.rec.create[0].begin, 0);
+  CHECK_EQ_INT(f.rec.create[0].end, 3925);
+  CHECK_EQ_INT(f.rec.create[1].begin, 3925);
+  CHECK_EQ_INT(f.rec.create[1].end, 7850);
+  CHECK_EQ_INT(a->creating, 2);
+  CHECK(strcmp(pd_registry_find(f.reg, 4)->job, "a-1") == 0);
+  CHECK_EQ_INT(pd_registry_find(f.reg, 4)->rank, 0);
+  CHECK_EQ_INT(pd_registry_find(f.reg, 5)->rank, 1);
+  CHECK(pd_registry_find(f.reg, 6)->job[0] == '\0');
+  CHECK_EQ_INT(a->workers[1].node_id, 5);
+  CHECK_EQ_INT(pd_registry_find(f.reg, 4)->generation, 0); /* no assignment yet */
+
+  pd_jobs_shard_created(f.jobs, "a-1", NULL, 2.0);
+  pd_jobs_cron(f.jobs, 2.0);
+  CHECK_EQ_INT(a->state, PANDO__V1__JOB_STATE__PENDING); /* one shard still coming */
+  pd_jobs_shard_created(f.jobs, "a-1", NULL, 3.0);
+  pd_jobs_cron(f.jobs, 3.0);
+  CHECK_EQ_INT(a->state, PANDO__V1__JOB_STATE__RUNNING);
+  CHECK(a->started == 3.0);
+  CHECK(a->message[0] == '\0');
+  CHECK_EQ_INT(pd_registry_find(f.reg, 4)->generation, 1); /* the workers hear of it */
+  CHECK_EQ_INT(pd_registry_find(f.reg, 6)->generation, 0);
+
+  /* a one-server job goes to server 3, the one without a shard */
+  pd_job *b = submit(&f, "b", 1, 1, 4.0);
+  CHECK(b != NULL);
+  pd_jobs_cron(f.jobs, 4.0);
+  CHECK_EQ_INT(f.rec.ncreate, 3);
+  CHECK_EQ_INT(f.rec.create[2].server, 3);
+  CHECK(strcmp(f.rec.create[2].job, "b-2") == 0);
+  CHECK_EQ_INT(pd_registry_find(f.reg, 6)->rank, 0);
+  fixture_close(&f);
+}
+
+/* Progress: epochs go into the history once; the job succeeds with its last
+ * worker, keeps its shards and frees its workers. */
+static void test_progress_and_success(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 1, 2, 0.0);
+  pd_job *j = submit(&f, "ok", 1, 2, 0.0);
+  CHECK(j != NULL);
+  pd_jobs_cron(f.jobs, 0.0);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 0.5);
+  pd_jobs_cron(f.jobs, 1.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__RUNNING);
+  Pando__V1__ProgressReport r = report(0, 1, 0);
+  r.has_eval = 1;
+  r.test_accuracy = 0.75;
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 5.0), 0);
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 5.5), 0); /* the same epoch again */
+  CHECK_EQ_INT(j->nhistory, 1);
+  CHECK_NEAR(j->history[0].test_accuracy, 0.75, 1e-12);
+  CHECK_NEAR(j->history[0].seconds, 4.0, 1e-12);
+  CHECK_EQ_INT(j->workers[0].epoch, 1);
+  CHECK_EQ_INT(j->workers[0].step, 3);
+  CHECK(pd_registry_find(f.reg, 2)->last_seen == 5.5); /* a report is a sign of life */
+  r = report(0, 2, 1);
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 6.0), 0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__RUNNING);
+  r = report(1, 2, 1);
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 7.0), 0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__SUCCEEDED);
+  CHECK(j->finished == 7.0);
+  CHECK_EQ_INT(f.rec.ndrop, 0); /* the model stays on the server */
+  CHECK(pd_registry_find(f.reg, 2)->job[0] == '\0');
+  CHECK(pd_registry_find(f.reg, 3)->job[0] == '\0');
+  CHECK_EQ_INT(pd_registry_find(f.reg, 3)->generation, 2); /* assigned, then released */
+  /* a late report of a finished job does not cancel the worker */
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 8.0), 0);
+  fixture_close(&f);
+}
+
+/* A dead worker fails its job with a message naming it; the shards are
+ * dropped and the other worker is released and told to stop. */
+static void test_dead_node_fails_job(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 2, 2, 0.0);
+  pd_job *j = submit(&f, "dies", 2, 2, 0.0);
+  CHECK(j != NULL);
+  pd_jobs_cron(f.jobs, 0.0);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 0.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 0.2);
+  pd_jobs_cron(f.jobs, 0.3);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__RUNNING);
+  CHECK(pd_registry_heard(f.reg, 1, 9.0) && pd_registry_heard(f.reg, 2, 9.0) &&
+        pd_registry_heard(f.reg, 3, 9.0));
+  pd_node *dead = pd_registry_next_dead(f.reg, 12.0, 10.0);
+  CHECK(dead != NULL);
+  CHECK_EQ_INT(dead->id, 4);
+  pd_jobs_node_dead(f.jobs, dead, 12.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK(strcmp(j->message, "worker w1:7001 at w1:7001 stopped sending heartbeats (last seen "
+                           "12.0 s ago)") == 0);
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  CHECK_EQ_INT(f.rec.drop[0].server, 1);
+  CHECK_EQ_INT(f.rec.drop[1].server, 2);
+  CHECK(pd_registry_find(f.reg, 3)->job[0] == '\0');
+  Pando__V1__ProgressReport r = report(0, 1, 0);
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 13.0), 1); /* stop */
+  /* a node of no job dying changes nothing */
+  pd_node *idle = add_node(f.reg, PANDO__V1__ROLE__WORKER, "w9:1", "w9", 13.0);
+  idle->alive = 0;
+  pd_jobs_node_dead(f.jobs, idle, 14.0);
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  fixture_close(&f);
+}
+
+/* A failed CreateShard fails the job with the server's message; the job
+ * never runs even when the other shard is created after it. */
+static void test_create_failure(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 2, 1, 0.0);
+  pd_job *j = submit(&f, "nocreate", 2, 1, 0.0);
+  CHECK(j != NULL);
+  pd_jobs_cron(f.jobs, 0.0);
+  pd_jobs_shard_created(f.jobs, j->id,
+                        "creating the shard on server s1:7000 failed: UNAVAILABLE: down", 1.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK(strcmp(j->message, "creating the shard on server s1:7000 failed: UNAVAILABLE: down") == 0);
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 2.0);
+  pd_jobs_cron(f.jobs, 3.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK_EQ_INT(j->creating, 0);
+  pd_jobs_shard_created(f.jobs, "no-such-job", "x", 3.0); /* ignored */
+  fixture_close(&f);
+}
+
+/* A worker's error fails the job with the worker's message; CancelJob ends
+ * a job once: a final state is never changed. */
+static void test_worker_error_and_cancel(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 1, 2, 0.0);
+  pd_job *j = submit(&f, "err", 1, 1, 0.0);
+  CHECK(j != NULL);
+  pd_jobs_cron(f.jobs, 0.0);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 0.0);
+  pd_jobs_cron(f.jobs, 0.0);
+  Pando__V1__ProgressReport r = report(0, 1, 0);
+  r.error = "pull failed: UNAVAILABLE";
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 1.0), 0); /* ended by this report */
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK(strcmp(j->message, "worker 0 (w0:7001): pull failed: UNAVAILABLE") == 0);
+  pd_jobs_finish(f.jobs, j, 2.0, PANDO__V1__JOB_STATE__CANCELLED, "cancelled by the user");
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+
+  pd_job *k = submit(&f, "cancel", 1, 1, 3.0);
+  CHECK(k != NULL);
+  pd_jobs_cron(f.jobs, 3.0);
+  CHECK_EQ_INT(f.rec.ncreate, 2);
+  CHECK_EQ_INT(f.rec.create[1].server, 1);
+  pd_jobs_finish(f.jobs, k, 4.0, PANDO__V1__JOB_STATE__CANCELLED, "cancelled by the user");
+  CHECK_EQ_INT(k->state, PANDO__V1__JOB_STATE__CANCELLED);
+  CHECK_EQ_INT(f.rec.ndrop, 2); /* err's shard and cancel's */
+  CHECK(strcmp(f.rec.drop[1].job, "cancel-2") == 0);
+  pd_jobs_shard_created(f.jobs, k->id, NULL, 5.0);
+  pd_jobs_cron(f.jobs, 5.0);
+  CHECK_EQ_INT(k->state, PANDO__V1__JOB_STATE__CANCELLED);
+  r = report(0, 1, 0);
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, k, &r, 6.0), 1);
+  CHECK(pd_job_state_final(PANDO__V1__JOB_STATE__CANCELLED));
+  CHECK(!pd_job_state_final(PANDO__V1__JOB_STATE__RUNNING));
+  CHECK(strcmp(pd_job_state_name(PANDO__V1__JOB_STATE__RUNNING), "RUNNING") == 0);
+  fixture_close(&f);
+}
+
+int main(int argc, char **argv) {
+  PD_RUN(test_pending_until_wait_timeout);
+  PD_RUN(test_assignment_and_running);
+  PD_RUN(test_progress_and_success);
+  PD_RUN(test_dead_node_fails_job);
+  PD_RUN(test_create_failure);
+  PD_RUN(test_worker_error_and_cancel);
+  PD_TEST_DONE();
+}

@@ -27,8 +27,8 @@
 #include "pando/util.h"
 
 #define CALL_TIMEOUT_SEC 10.0
-#define POLL_SEC 0.5       /* population polls while waiting for devices */
-#define COMMIT_ATTEMPTS 4  /* CommitRound is idempotent: retried on failure */
+#define POLL_SEC 0.5      /* population polls while waiting for devices */
+#define COMMIT_ATTEMPTS 4 /* CommitRound is idempotent: retried on failure */
 #define MAX_SELECTORS 64
 
 enum phase { WAITING = 1, SELECTING, REPORTING, CLOSING, EVALUATING, DONE };
@@ -36,9 +36,9 @@ enum call_kind { CALL_POPULATION = 1, CALL_SELECT, CALL_COMMIT };
 
 typedef struct selected {
   char *device;
-  int reported;   /* its report arrived before the round closed */
-  int counted;    /* it is in the committed set */
-  int failed;     /* it reported an error */
+  int reported; /* its report arrived before the round closed */
+  int counted;  /* it is in the committed set */
+  int failed;   /* it reported an error */
 } selected;
 
 typedef struct endpoint {
@@ -59,22 +59,22 @@ struct pd_rounds {
   size_t nselectors;
   int stopped;
   enum phase phase;
-  int round;    /* 1-based index of the round being run */
-  int attempt;  /* 1-based attempt of that round */
-  uint64_t id;  /* the current attempt's round id (1, 2, ...: one per attempt) */
+  int round;   /* 1-based index of the round being run */
+  int attempt; /* 1-based attempt of that round */
+  uint64_t id; /* the current attempt's round id (1, 2, ...: one per attempt) */
   double phase_since, deadline, started, wait_since, last_poll, select_started;
-  uint64_t gen; /* bumped by every phase change: calls of older phases do not count */
-  int calls;    /* calls of the current phase in flight */
+  uint64_t gen;    /* bumped by every phase change: calls of older phases do not count */
+  int calls;       /* calls of the current phase in flight */
   int calls_total; /* every call in flight (for free) */
   /* population answers of the current poll */
   uint32_t idle[MAX_SELECTORS], eligible_sum, idle_sum;
   /* the attempt's devices */
   selected *chosen;
   size_t nchosen, chosen_cap;
-  char **order;  /* reported devices in arrival order (borrowed from chosen) */
+  char **order; /* reported devices in arrival order (borrowed from chosen) */
   size_t nreported;
   uint32_t late_now; /* late reports for the attempt being closed */
-  char **exclude; /* devices chosen by abandoned attempts of this round */
+  char **exclude;    /* devices chosen by abandoned attempts of this round */
   size_t nexclude;
   int abandoning;
   int commit_failed;
@@ -326,6 +326,7 @@ static void start_selecting(pd_rounds *r) {
   task.shard_map = &map;
   task.deadline_ms = (uint32_t)(r->spec.training.federated.round_timeout_sec * 1000);
   task.seed = pd_mix64(r->spec.training.federated.seed ^ r->id);
+  task.round_index = (uint32_t)r->round;
   Pando__V1__SelectRequest req = PANDO__V1__SELECT_REQUEST__INIT;
   req.job = r->job;
   req.job_name = r->spec.name;
@@ -395,8 +396,9 @@ static void record_attempt(pd_rounds *r, int abandoned) {
   snprintf(labels, sizeof labels, "job=\"%s\"", r->job);
   pd_metric_add(pd_metric_counter(abandoned ? "pando_fed_rounds_abandoned_total"
                                             : "pando_fed_rounds_committed_total",
-                                  abandoned ? "Federated round attempts abandoned (too few reports)."
-                                            : "Federated rounds committed.",
+                                  abandoned
+                                      ? "Federated round attempts abandoned (too few reports)."
+                                      : "Federated rounds committed.",
                                   labels),
                 1);
   pd_metric_add(pd_metric_counter("pando_fed_devices_selected_total",
@@ -414,9 +416,9 @@ static void record_attempt(pd_rounds *r, int abandoned) {
                                 "Duration of the last federated round attempt, selection to close.",
                                 labels),
                 rec->seconds);
-  pd_metric_set(pd_metric_gauge("pando_fed_rounds_done", "Federated rounds committed so far.",
-                                labels),
-                abandoned ? r->round - 1 : r->round);
+  pd_metric_set(
+      pd_metric_gauge("pando_fed_rounds_done", "Federated rounds committed so far.", labels),
+      abandoned ? r->round - 1 : r->round);
 }
 
 static int has_test_set(const pd_job_spec *spec) {
@@ -513,8 +515,8 @@ static void finish_close(pd_rounds *r) {
     set_phase(r, EVALUATING);
     atomic_store(&r->eval_done, 0);
     r->eval_running = 1;
-    snprintf(r->message, sizeof r->message, "round %d/%d: evaluating the global model",
-             done_rounds, rounds);
+    snprintf(r->message, sizeof r->message, "round %d/%d: evaluating the global model", done_rounds,
+             rounds);
     if (pthread_create(&r->eval_thread, NULL, eval_main, r) != 0) {
       r->eval_running = 0;
       fail(r, "cannot start the evaluation thread");
@@ -586,8 +588,8 @@ static void on_population(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) 
   snprintf(r->message, sizeof r->message,
            "round %d/%d: waiting for devices: %u idle of %u eligible at %zu selectors; a round "
            "needs %u reports",
-           r->round, r->spec.training.federated.rounds, r->idle_sum, r->eligible_sum,
-           r->nselectors, need);
+           r->round, r->spec.training.federated.rounds, r->idle_sum, r->eligible_sum, r->nselectors,
+           need);
 }
 
 static void on_select(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {
@@ -634,8 +636,8 @@ static void on_commit(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {
 static void call_done(const pd_rpc_result *res, void *user) {
   call_ctx *cc = user;
   pd_rounds *r = cc->r;
-  int transient = res->status == GRPC_STATUS_UNAVAILABLE ||
-                  res->status == GRPC_STATUS_DEADLINE_EXCEEDED;
+  int transient =
+      res->status == GRPC_STATUS_UNAVAILABLE || res->status == GRPC_STATUS_DEADLINE_EXCEEDED;
   if (cc->kind == CALL_COMMIT && res->status != GRPC_STATUS_OK && transient && !r->stopped &&
       cc->attempts < COMMIT_ATTEMPTS) {
     cc->attempts++; /* CommitRound is idempotent */
@@ -646,9 +648,15 @@ static void call_done(const pd_rpc_result *res, void *user) {
   if (!r->stopped && cc->gen == r->gen) {
     r->calls--;
     switch (cc->kind) {
-    case CALL_POPULATION: on_population(r, cc, res); break;
-    case CALL_SELECT: on_select(r, cc, res); break;
-    case CALL_COMMIT: on_commit(r, cc, res); break;
+    case CALL_POPULATION:
+      on_population(r, cc, res);
+      break;
+    case CALL_SELECT:
+      on_select(r, cc, res);
+      break;
+    case CALL_COMMIT:
+      on_commit(r, cc, res);
+      break;
     }
   }
   free(cc->buf);
@@ -681,8 +689,7 @@ void pd_rounds_cron(pd_rounds *r) {
     pthread_join(r->eval_thread, NULL);
     r->eval_running = 0;
     if (r->eval_error[0]) {
-      fail(r, "evaluating the global model after round %d failed: %s", r->round - 1,
-           r->eval_error);
+      fail(r, "evaluating the global model after round %d failed: %s", r->round - 1, r->eval_error);
       return;
     }
     for (size_t i = r->nhistory; i > 0; i--)
@@ -705,7 +712,8 @@ void pd_rounds_cron(pd_rounds *r) {
     return;
   case SELECTING:
   case CLOSING:
-  case DONE: return;
+  case DONE:
+    return;
   }
 }
 

@@ -27,8 +27,8 @@ struct pd_fedagg {
   uint64_t closed; /* highest round id closed; 0: none yet (round ids start at 1) */
   update **updates;
   size_t nupdates, cap, max_updates;
-  double *sum;     /* keys: the weighted sum of a commit */
-  float *grad;     /* keys: the pseudo-gradient of the last commit */
+  double *sum; /* keys: the weighted sum of a commit */
+  float *grad; /* keys: the pseudo-gradient of the last commit */
   pd_fedagg_result last;
   pd_fedagg_stats stats;
 };
@@ -70,7 +70,8 @@ void pd_fedagg_server_optimizer(const pd_job_spec *spec, pd_optimizer_spec *out,
   *lr = 1.0;
   switch (fed->aggregation) {
   case PD_AGG_FEDAVG:
-  case PD_AGG_FEDPROX: break;
+  case PD_AGG_FEDPROX:
+    break;
   case PD_AGG_FEDAVGM:
     out->type = PD_OPT_MOMENTUM;
     out->momentum = fed->server_momentum;

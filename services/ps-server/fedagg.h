@@ -30,11 +30,11 @@ enum pd_fed_push {
 
 /* Counts of one shard's rounds. */
 typedef struct pd_fedagg_stats {
-  uint64_t committed;      /* rounds committed (the model's version) */
-  uint64_t abandoned;      /* rounds abandoned */
-  uint64_t updates;        /* device updates averaged into committed rounds */
-  uint64_t late_pushes;    /* chunks pushed for closed rounds */
-  uint64_t discarded;      /* buffered updates of devices outside a round's set */
+  uint64_t committed;   /* rounds committed (the model's version) */
+  uint64_t abandoned;   /* rounds abandoned */
+  uint64_t updates;     /* device updates averaged into committed rounds */
+  uint64_t late_pushes; /* chunks pushed for closed rounds */
+  uint64_t discarded;   /* buffered updates of devices outside a round's set */
 } pd_fedagg_stats;
 
 /* The result of closing a round (as CommitRoundResponse). */

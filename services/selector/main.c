@@ -27,11 +27,14 @@ typedef struct selector_config {
   char log_level[16];
 } selector_config;
 
-#define S(field) PD_CFG_STRING, offsetof(selector_config, field), sizeof(((selector_config *)0)->field), 0, 0
+#define S(field)                                                                                   \
+  PD_CFG_STRING, offsetof(selector_config, field), sizeof(((selector_config *)0)->field), 0, 0
 #define I(field, lo, hi) PD_CFG_INT, offsetof(selector_config, field), 0, lo, hi
 static const pd_config_option options[] = {
-    {"listen", S(listen), "0.0.0.0:7080", "address to serve gRPC on (port 0 picks a free one)", NULL},
-    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)", NULL},
+    {"listen", S(listen), "0.0.0.0:7080", "address to serve gRPC on (port 0 picks a free one)",
+     NULL},
+    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)",
+     NULL},
     {"coordinator", S(coordinator), "", "coordinator address; empty runs without one", NULL},
     {"name", S(name), "selector", "name shown in logs and `pandoctl cluster`", NULL},
     {"port_file", S(port_file), "", "write the bound port to this file", NULL},
@@ -77,7 +80,10 @@ int main(int argc, char **argv) {
   pd_rpc_server *srv = pd_rpc_server_new(loop);
   pd_selector_options opt = {{cfg.checkin_rate, cfg.min_reconnect_ms / 1000.0,
                               cfg.max_reconnect_ms / 1000.0, cfg.idle_reconnect_ms / 1000.0},
-                             cfg.coordinator, (size_t)cfg.max_devices, 1.0, pd_now_ns()};
+                             cfg.coordinator,
+                             (size_t)cfg.max_devices,
+                             1.0,
+                             pd_now_ns()};
   daemon_state st = {pd_selector_new(&opt), NULL};
   pd_selector_register(st.selector, srv);
   int port = pd_rpc_server_listen(srv, cfg.listen, err, sizeof err);

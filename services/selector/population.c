@@ -11,8 +11,8 @@
 struct pd_population {
   pd_device **devices;
   size_t n, cap;
-  uint32_t *slots;  /* index into devices + 1; 0: empty */
-  size_t nslots;    /* a power of two, at least 2 n */
+  uint32_t *slots; /* index into devices + 1; 0: empty */
+  size_t nslots;   /* a power of two, at least 2 n */
 };
 
 #define hash_id pd_selection_hash_id

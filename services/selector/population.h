@@ -14,14 +14,14 @@
 typedef struct pd_task pd_task;
 
 typedef struct pd_device {
-  char *id;            /* the device's id (owned) */
-  char *jobs;          /* comma-separated job names it serves, "" any (owned) */
-  char *attributes;    /* comma-separated attributes that held at its last check-in (owned) */
+  char *id;             /* the device's id (owned) */
+  char *jobs;           /* comma-separated job names it serves, "" any (owned) */
+  char *attributes;     /* comma-separated attributes that held at its last check-in (owned) */
   uint64_t num_samples; /* n_k */
-  double last_seen;    /* pd_now() of its last check-in */
-  double expires;      /* forgotten after this pd_now() */
-  int busy;            /* working on a task: not selectable */
-  pd_task *task;       /* selected: handed out at its next check-in (a reference), or NULL */
+  double last_seen;     /* pd_now() of its last check-in */
+  double expires;       /* forgotten after this pd_now() */
+  int busy;             /* working on a task: not selectable */
+  pd_task *task;        /* selected: handed out at its next check-in (a reference), or NULL */
 } pd_device;
 
 typedef struct pd_population pd_population;

@@ -16,7 +16,8 @@ uint64_t pd_selection_hash_id(const char *s) {
 }
 
 uint64_t pd_selection_score(uint64_t seed, uint64_t round, const char *device_id) {
-  return pd_mix64(pd_mix64(pd_mix64(seed ^ SELECTION_STREAM) + round) ^ pd_selection_hash_id(device_id));
+  return pd_mix64(pd_mix64(pd_mix64(seed ^ SELECTION_STREAM) + round) ^
+                  pd_selection_hash_id(device_id));
 }
 
 typedef struct scored {

@@ -34,9 +34,9 @@ int pd_selection_eligible(const char *jobs, const char *attributes, const char *
 
 /* Pace steering's settings (pando-selector flags). */
 typedef struct pd_pace_options {
-  double checkin_rate;   /* check-ins per second the selector aims at for a large population */
-  double min_window_sec; /* shortest reconnect window */
-  double max_window_sec; /* longest */
+  double checkin_rate;    /* check-ins per second the selector aims at for a large population */
+  double min_window_sec;  /* shortest reconnect window */
+  double max_window_sec;  /* longest */
   double idle_window_sec; /* the window while no job needs devices */
 } pd_pace_options;
 

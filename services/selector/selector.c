@@ -12,11 +12,11 @@
 #include "pando/util.h"
 #include "population.h"
 
-#define ID_MAX 128         /* bytes of a device id */
-#define NAME_MAX_LEN 63    /* bytes of a job name or attribute */
-#define LIST_MAX 16        /* job names or attributes of one device */
-#define SELECT_MAX 100000  /* devices one Select may ask for */
-#define DEMAND_TTL_SEC 10  /* a job's demand counts this long after the coordinator told it */
+#define ID_MAX 128        /* bytes of a device id */
+#define NAME_MAX_LEN 63   /* bytes of a job name or attribute */
+#define LIST_MAX 16       /* job names or attributes of one device */
+#define SELECT_MAX 100000 /* devices one Select may ask for */
+#define DEMAND_TTL_SEC 10 /* a job's demand counts this long after the coordinator told it */
 #define DEMANDS_MAX 64
 
 /* A round's task, shared by the devices chosen for it. */
@@ -58,15 +58,16 @@ static void task_release(pd_task *t) {
 pd_selector *pd_selector_new(const pd_selector_options *options) {
   pd_selector *s = pd_xcalloc(1, sizeof *s);
   s->opt = *options;
-  pd_strlcpy(s->coordinator, options->coordinator ? options->coordinator : "", sizeof s->coordinator);
+  pd_strlcpy(s->coordinator, options->coordinator ? options->coordinator : "",
+             sizeof s->coordinator);
   s->opt.coordinator = s->coordinator;
   s->population = pd_population_new();
   s->jitter_state = options->seed;
   s->metrics.online = pd_metric_gauge("pando_selector_devices_online",
                                       "Devices with a live session at this selector.", "");
-  s->metrics.window = pd_metric_gauge("pando_selector_reconnect_window_seconds",
-                                      "Reconnect window pace steering gives now (before jitter).",
-                                      "");
+  s->metrics.window =
+      pd_metric_gauge("pando_selector_reconnect_window_seconds",
+                      "Reconnect window pace steering gives now (before jitter).", "");
   s->metrics.checkins =
       pd_metric_counter("pando_selector_checkins_total", "Device check-ins answered.", "");
   s->metrics.selected =
@@ -76,9 +77,9 @@ pd_selector *pd_selector_new(const pd_selector_options *options) {
   s->metrics.task_expired = pd_metric_counter(
       "pando_selector_tasks_expired_total",
       "Round tasks whose round timed out before the chosen device checked in.", "");
-  s->metrics.expired = pd_metric_counter(
-      "pando_selector_devices_expired_total",
-      "Devices forgotten because they did not check in within their window.", "");
+  s->metrics.expired =
+      pd_metric_counter("pando_selector_devices_expired_total",
+                        "Devices forgotten because they did not check in within their window.", "");
   return s;
 }
 
@@ -166,8 +167,8 @@ static int join_names(pd_rpc_call *call, const char *field, char **names, size_t
                       size_t outlen) {
   out[0] = '\0';
   if (n > LIST_MAX) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s: at most %d entries, got %zu",
-                     field, LIST_MAX, n);
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s: at most %d entries, got %zu", field,
+                     LIST_MAX, n);
     return -1;
   }
   for (size_t i = 0; i < n; i++) {
@@ -226,8 +227,8 @@ static void handle_checkin(pd_rpc_call *call, void *ctx) {
   d->num_samples = req->num_samples;
   d->last_seen = now;
   d->busy = req->busy;
-  double window = pd_pace_window(&s->opt.pace, pd_population_size(s->population),
-                                 total_demand(s, now));
+  double window =
+      pd_pace_window(&s->opt.pace, pd_population_size(s->population), total_demand(s, now));
   double told = pd_pace_jitter(window, &s->jitter_state);
   d->expires = now + 2 * told + s->opt.grace_sec;
   Pando__V1__CheckInResponse resp = PANDO__V1__CHECK_IN_RESPONSE__INIT;
@@ -299,7 +300,8 @@ static void handle_select(pd_rpc_call *call, void *ctx) {
   ids = pd_xmalloc((n ? n : 1) * sizeof *ids);
   for (size_t i = 0; i < n; i++) {
     pd_device *d = pd_population_at(s->population, i);
-    if (d->busy || d->task || !pd_selection_eligible(d->jobs, d->attributes, req->job_name, require) ||
+    if (d->busy || d->task ||
+        !pd_selection_eligible(d->jobs, d->attributes, req->job_name, require) ||
         excluded(req, d->id))
       continue;
     candidates[ncand] = d;

@@ -24,6 +24,7 @@
 #include "pando/plan.h"
 #include "pando/psclient.h"
 #include "pando/rpc.h"
+#include "pando/schedule.h"
 #include "pando/spec.h"
 #include "pando/util.h"
 
@@ -118,9 +119,9 @@ static int load(devices *d, char *err, size_t errlen) {
   enum pd_partition scheme = s->data.partition;
   if (scheme != PD_PARTITION_DIRICHLET && scheme != PD_PARTITION_SHARDS)
     scheme = PD_PARTITION_IID;
-  rc = pd_device_partition_init(&d->partition, d->data.labels, d->data.rows, d->ndev, scheme,
-                                s->data.alpha, s->data.shards_per_device, s->data.seed, err,
-                                errlen);
+  rc =
+      pd_device_partition_init(&d->partition, d->data.labels, d->data.rows, d->ndev, scheme,
+                               s->data.alpha, s->data.shards_per_device, s->data.seed, err, errlen);
   if (rc != 0)
     return rc;
   d->dropout_rate = o->dropout_rate >= 0 ? o->dropout_rate : s->simulation.dropout_rate;
@@ -191,6 +192,8 @@ static int trainer_prepare(trainer *t, const char *spec_yaml, char *err, size_t 
   t->order_cap = 0;
   t->spec_yaml = pd_xstrdup(spec_yaml);
   t->spec = spec;
+  /* training.lr_schedule runs over rounds: round r is its epoch r */
+  t->spec.training.epochs = spec.training.federated.rounds;
   t->model = model;
   t->keys = keys;
   t->theta0 = pd_xmalloc(keys * sizeof(float));
@@ -202,7 +205,7 @@ static int trainer_prepare(trainer *t, const char *spec_yaml, char *err, size_t 
 /* E epochs of mini-batch steps with the job's local optimizer over the
  * device's rows, from theta0 into theta; FedProx adds mu (w - w_t) to each
  * gradient. Returns the mean loss of the last epoch. */
-static double local_train(trainer *t, const sim_device *v, uint64_t seed) {
+static double local_train(trainer *t, const sim_device *v, uint64_t seed, uint32_t round) {
   const pd_job_spec *s = &t->spec;
   const int fedprox = s->training.federated.aggregation == PD_AGG_FEDPROX;
   const float mu = (float)s->training.federated.mu;
@@ -218,6 +221,7 @@ static double local_train(trainer *t, const sim_device *v, uint64_t seed) {
   pd_optimizer opt;
   pd_optimizer_init(&opt, &s->training.optimizer, t->keys);
   pd_model_set_seed(t->model, seed);
+  const double lr = pd_schedule_lr(s, round > 0 ? (int)round : 1);
   double loss = 0;
   uint64_t batches = 0;
   for (int e = 0; e < s->training.federated.local_epochs; e++) {
@@ -234,7 +238,7 @@ static double local_train(trainer *t, const sim_device *v, uint64_t seed) {
       if (fedprox)
         for (uint64_t k = 0; k < t->keys; k++)
           t->grad[k] += mu * (t->theta[k] - t->theta0[k]);
-      pd_optimizer_step(&opt, t->theta, t->grad, 0, t->keys, s->training.optimizer.lr);
+      pd_optimizer_step(&opt, t->theta, t->grad, 0, t->keys, lr);
     }
   }
   pd_optimizer_close(&opt);
@@ -299,10 +303,10 @@ static void run_round(trainer *t, sim_device *v) {
   pd_psclient_set_timeouts(client, 30, 30);
   pd_psclient_set_device(client, v->id, (double)v->nrows);
   double started = pd_now(), loss = 0;
-  int rc = pd_psclient_pull(client, 0, t->keys, (int64_t)task->round, t->theta0, NULL, err,
-                            sizeof err);
+  int rc =
+      pd_psclient_pull(client, 0, t->keys, (int64_t)task->round, t->theta0, NULL, err, sizeof err);
   if (rc == 0) {
-    loss = local_train(t, v, task->seed ^ pd_mix64((uint64_t)(v - d->dev)));
+    loss = local_train(t, v, task->seed ^ pd_mix64((uint64_t)(v - d->dev)), task->round_index);
     if (v->slow) { /* a slow device: its round takes slowdown x as long */
       double spent = pd_now() - started;
       double nap = (d->slowdown - 1) * spent;
@@ -376,8 +380,8 @@ static void check_in(devices *d, uint32_t i) {
   double now = pd_now();
   pd_metric_add(d->m_checkins, 1);
   if (pd_rpc_unary(d->selectors[v->selector], "/pando.v1.Selector/CheckIn", &req.base,
-                   &pando__v1__check_in_response__descriptor, &resp, CHECKIN_TIMEOUT_SEC, NULL,
-                   err, sizeof err) != 0) {
+                   &pando__v1__check_in_response__descriptor, &resp, CHECKIN_TIMEOUT_SEC, NULL, err,
+                   sizeof err) != 0) {
     PD_DEBUG("device %s: %s", v->id, err);
     v->next_checkin = now + 1.0 + pd_random_unit(&d->seed); /* the selector restarts: back soon */
     return;
@@ -423,10 +427,15 @@ int pd_device_main(const pd_device_options *o) {
     d.selectors[i] = pd_rpc_channel_new(sel[i], 0);
   split_list(o->jobs, &d.jobs, &d.njobs);
   split_list(o->attributes, &d.attributes, &d.nattributes);
-  d.m_checkins = pd_metric_counter("pando_device_checkins_total", "Check-ins of this process's devices.", "");
-  d.m_rounds = pd_metric_counter("pando_device_rounds_total", "Rounds this process's devices reported in time.", "");
-  d.m_dropped = pd_metric_counter("pando_device_dropouts_total", "Rounds simulated devices dropped out of (simulation.dropout_rate).", "");
-  d.m_late = pd_metric_counter("pando_device_late_total", "Rounds whose update came after the round had closed.", "");
+  d.m_checkins =
+      pd_metric_counter("pando_device_checkins_total", "Check-ins of this process's devices.", "");
+  d.m_rounds = pd_metric_counter("pando_device_rounds_total",
+                                 "Rounds this process's devices reported in time.", "");
+  d.m_dropped =
+      pd_metric_counter("pando_device_dropouts_total",
+                        "Rounds simulated devices dropped out of (simulation.dropout_rate).", "");
+  d.m_late = pd_metric_counter("pando_device_late_total",
+                               "Rounds whose update came after the round had closed.", "");
   pthread_mutex_init(&d.lock, NULL);
   pthread_cond_init(&d.ready, NULL);
   pthread_mutex_init(&d.coord_lock, NULL);
@@ -437,7 +446,8 @@ int pd_device_main(const pd_device_options *o) {
     pthread_create(&d.threads[i], NULL, train_main, &d);
   PD_INFO("%u devices (%s partition of %llu rows, dropout %.2f, %.0f%% slow) checking in with %zu "
           "selectors",
-          d.ndev, pd_partition_name(o->simulate > 0 ? d.data_spec.data.partition : PD_PARTITION_IID),
+          d.ndev,
+          pd_partition_name(o->simulate > 0 ? d.data_spec.data.partition : PD_PARTITION_IID),
           (unsigned long long)d.data.rows, d.dropout_rate, 100 * d.slow_fraction, nsel);
   while (!pd_daemon_stopping()) {
     double now = pd_now(), next = now + 0.05;

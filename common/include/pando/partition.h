@@ -24,9 +24,9 @@
 
 /* Device d holds the rows index[offset[d] .. offset[d + 1]) of the data set. */
 typedef struct pd_device_partition {
-  uint32_t devices;  /* number of devices */
-  uint64_t *offset;  /* devices + 1 offsets into index */
-  uint64_t *index;   /* offset[devices] row numbers, grouped by device */
+  uint32_t devices; /* number of devices */
+  uint64_t *offset; /* devices + 1 offsets into index */
+  uint64_t *index;  /* offset[devices] row numbers, grouped by device */
 } pd_device_partition;
 
 /* Splits `rows` rows with `labels` (classes 0..255; may be NULL for iid)

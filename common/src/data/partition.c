@@ -47,8 +47,7 @@ static void alloc(pd_device_partition *p, uint32_t devices, uint64_t rows) {
 /* Equal sizes: the first rows % devices devices get one more row. */
 static void equal_offsets(pd_device_partition *p, uint64_t rows) {
   for (uint32_t d = 0; d < p->devices; d++)
-    p->offset[d + 1] =
-        p->offset[d] + rows / p->devices + (d < rows % p->devices ? 1 : 0);
+    p->offset[d + 1] = p->offset[d] + rows / p->devices + (d < rows % p->devices ? 1 : 0);
 }
 
 static void split_iid(pd_device_partition *p, uint64_t rows, uint64_t seed) {
@@ -191,7 +190,8 @@ int pd_device_partition_init(pd_device_partition *out, const uint8_t *labels, ui
     alloc(out, devices, rows);
     split_shards(out, labels, rows, nshards, seed);
     return 0;
-  default: break;
+  default:
+    break;
   }
   return pd_errf(err, errlen, -PD_EINVAL_SPEC,
                  "data.partition: %s does not split data over devices (use iid, dirichlet or "

@@ -48,18 +48,15 @@ static int same(const pd_device_partition *a, const pd_device_partition *b) {
 static void test_iid_equal_sizes_every_row_once(void) {
   pd_device_partition p, q, r;
   char err[256];
-  CHECK_EQ_INT(pd_device_partition_init(&p, NULL, 1003, 10, PD_PARTITION_IID, 0, 0, 7, err,
-                                        sizeof err),
-               0);
+  CHECK_EQ_INT(
+      pd_device_partition_init(&p, NULL, 1003, 10, PD_PARTITION_IID, 0, 0, 7, err, sizeof err), 0);
   CHECK(covers_once(&p, 1003));
   for (uint32_t d = 0; d < 10; d++)
     CHECK_EQ_INT(pd_device_partition_rows(&p, d), d < 3 ? 101 : 100);
-  CHECK_EQ_INT(pd_device_partition_init(&q, NULL, 1003, 10, PD_PARTITION_IID, 0, 0, 7, err,
-                                        sizeof err),
-               0);
-  CHECK_EQ_INT(pd_device_partition_init(&r, NULL, 1003, 10, PD_PARTITION_IID, 0, 0, 8, err,
-                                        sizeof err),
-               0);
+  CHECK_EQ_INT(
+      pd_device_partition_init(&q, NULL, 1003, 10, PD_PARTITION_IID, 0, 0, 7, err, sizeof err), 0);
+  CHECK_EQ_INT(
+      pd_device_partition_init(&r, NULL, 1003, 10, PD_PARTITION_IID, 0, 0, 8, err, sizeof err), 0);
   CHECK(same(&p, &q));  /* seeded */
   CHECK(!same(&p, &r)); /* another seed, another split */
   pd_device_partition_close(&p);
@@ -97,8 +94,8 @@ static void test_dirichlet_alpha_sets_heterogeneity(void) {
   uint8_t *labels = balanced_labels(rows);
   pd_device_partition big, small, again;
   char err[256];
-  CHECK_EQ_INT(pd_device_partition_init(&big, labels, rows, 100, PD_PARTITION_DIRICHLET, 1000, 0,
-                                        1, err, sizeof err),
+  CHECK_EQ_INT(pd_device_partition_init(&big, labels, rows, 100, PD_PARTITION_DIRICHLET, 1000, 0, 1,
+                                        err, sizeof err),
                0);
   CHECK_EQ_INT(pd_device_partition_init(&small, labels, rows, 100, PD_PARTITION_DIRICHLET, 0.1, 0,
                                         1, err, sizeof err),
@@ -159,16 +156,17 @@ static void test_impossible_splits_name_the_key(void) {
   uint8_t labels[8] = {0, 1, 0, 1, 0, 1, 0, 1};
   pd_device_partition p;
   char err[256];
-  CHECK_EQ_INT(pd_device_partition_init(&p, labels, 8, 9, PD_PARTITION_IID, 0, 0, 0, err, sizeof err),
-               -PD_EINVAL_SPEC);
+  CHECK_EQ_INT(
+      pd_device_partition_init(&p, labels, 8, 9, PD_PARTITION_IID, 0, 0, 0, err, sizeof err),
+      -PD_EINVAL_SPEC);
   CHECK_STR_CONTAINS(err, "simulation.devices: 9 devices for 8 training rows");
-  CHECK_EQ_INT(pd_device_partition_init(&p, labels, 8, 4, PD_PARTITION_SHARDS, 0, 3, 0, err,
-                                        sizeof err),
-               -PD_EINVAL_SPEC);
+  CHECK_EQ_INT(
+      pd_device_partition_init(&p, labels, 8, 4, PD_PARTITION_SHARDS, 0, 3, 0, err, sizeof err),
+      -PD_EINVAL_SPEC);
   CHECK_STR_CONTAINS(err, "data.shards_per_device: 4 devices x 3 shards");
-  CHECK_EQ_INT(pd_device_partition_init(&p, NULL, 8, 4, PD_PARTITION_DIRICHLET, 0.5, 0, 0, err,
-                                        sizeof err),
-               -PD_EINVAL_SPEC);
+  CHECK_EQ_INT(
+      pd_device_partition_init(&p, NULL, 8, 4, PD_PARTITION_DIRICHLET, 0.5, 0, 0, err, sizeof err),
+      -PD_EINVAL_SPEC);
   CHECK_STR_CONTAINS(err, "data.partition: dirichlet needs classification data");
   CHECK_EQ_INT(pd_device_partition_init(&p, labels, 8, 4, PD_PARTITION_DISJOINT_RANDOM, 0, 0, 0,
                                         err, sizeof err),

@@ -72,11 +72,11 @@ static void test_selection_fair_chi_square(void) {
 }
 
 static void test_eligibility(void) {
-  CHECK(pd_selection_eligible("", "", "fed", ""));                 /* serves any job */
+  CHECK(pd_selection_eligible("", "", "fed", "")); /* serves any job */
   CHECK(pd_selection_eligible("a,fed,b", "", "fed", ""));
   CHECK(!pd_selection_eligible("a,fedx", "", "fed", ""));
   CHECK(!pd_selection_eligible("a,fe", "", "fed", ""));
-  CHECK(pd_selection_eligible("a", "", "", ""));                   /* no job named: anyone */
+  CHECK(pd_selection_eligible("a", "", "", "")); /* no job named: anyone */
   CHECK(pd_selection_eligible("", "charging,unmetered", "fed", "unmetered,charging"));
   CHECK(!pd_selection_eligible("", "charging", "fed", "charging,unmetered"));
   CHECK(!pd_selection_eligible("", "", "fed", "charging"));
@@ -86,11 +86,11 @@ static void test_eligibility(void) {
 static const pd_pace_options pace = {50, 0.5, 60, 10};
 
 static void test_pace_window(void) {
-  CHECK_NEAR(pd_pace_window(&pace, 1000, 0), 10, 0);     /* idle: nothing to do */
-  CHECK_NEAR(pd_pace_window(&pace, 12, 13), 0.5, 0);     /* small population: all at hand */
+  CHECK_NEAR(pd_pace_window(&pace, 1000, 0), 10, 0); /* idle: nothing to do */
+  CHECK_NEAR(pd_pace_window(&pace, 12, 13), 0.5, 0); /* small population: all at hand */
   CHECK_NEAR(pd_pace_window(&pace, 13, 13), 0.5, 0);
-  CHECK_NEAR(pd_pace_window(&pace, 20, 13), 0.5, 0);     /* 20 / 50 below the minimum */
-  CHECK_NEAR(pd_pace_window(&pace, 100, 13), 2, 1e-12);  /* 100 / 50 */
+  CHECK_NEAR(pd_pace_window(&pace, 20, 13), 0.5, 0);    /* 20 / 50 below the minimum */
+  CHECK_NEAR(pd_pace_window(&pace, 100, 13), 2, 1e-12); /* 100 / 50 */
   CHECK_NEAR(pd_pace_window(&pace, 1000, 13), 20, 1e-12);
   CHECK_NEAR(pd_pace_window(&pace, 1000000, 13), 60, 0); /* the maximum */
 }

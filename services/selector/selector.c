@@ -16,7 +16,7 @@
 #define NAME_MAX_LEN 63   /* bytes of a job name or attribute */
 #define LIST_MAX 16       /* job names or attributes of one device */
 #define SELECT_MAX 100000 /* devices one Select may ask for */
-#define DEMAND_TTL_SEC 10 /* a job's demand counts this long after the coordinator told it */
+#define DEMAND_TTL_SEC 10 /* a job's demand counts this long after a poll or its round's end */
 #define DEMANDS_MAX 64
 
 /* A round's task, shared by the devices chosen for it. */
@@ -29,7 +29,7 @@ struct pd_task {
 typedef struct demand {
   char job_name[NAME_MAX_LEN + 1];
   uint32_t devices;
-  double at;
+  double until; /* it counts until then */
 } demand;
 
 struct pd_selector {
@@ -99,12 +99,14 @@ const pd_selector_stats *pd_selector_stats_get(const pd_selector *s) { return &s
 static size_t total_demand(pd_selector *s, double now) {
   size_t sum = 0;
   for (size_t i = 0; i < s->ndemands; i++)
-    if (now - s->demands[i].at < DEMAND_TTL_SEC)
+    if (now < s->demands[i].until)
       sum += s->demands[i].devices;
   return sum;
 }
 
-static void set_demand(pd_selector *s, const char *job_name, uint32_t devices, double now) {
+/* Records that `job_name` needs `devices` a round, until `until` at least
+ * (after a Select: while its round runs the coordinator does not poll). */
+static void set_demand(pd_selector *s, const char *job_name, uint32_t devices, double until) {
   size_t i;
   for (i = 0; i < s->ndemands; i++)
     if (strcmp(s->demands[i].job_name, job_name) == 0)
@@ -113,15 +115,16 @@ static void set_demand(pd_selector *s, const char *job_name, uint32_t devices, d
     if (s->ndemands == DEMANDS_MAX) { /* reuse the stalest entry */
       i = 0;
       for (size_t k = 1; k < s->ndemands; k++)
-        if (s->demands[k].at < s->demands[i].at)
+        if (s->demands[k].until < s->demands[i].until)
           i = k;
     } else {
       s->ndemands++;
     }
     pd_strlcpy(s->demands[i].job_name, job_name, sizeof s->demands[i].job_name);
+    s->demands[i].until = 0;
   }
   s->demands[i].devices = devices;
-  s->demands[i].at = now;
+  s->demands[i].until = PD_MAX(s->demands[i].until, until);
 }
 
 void pd_selector_cron(pd_selector *s) {
@@ -324,7 +327,7 @@ static void handle_select(pd_rpc_call *call, void *ctx) {
   }
   s->stats.selected += k;
   if (req->job_name[0])
-    set_demand(s, req->job_name, req->count, now);
+    set_demand(s, req->job_name, req->count, t->deadline + DEMAND_TTL_SEC);
   Pando__V1__SelectResponse resp = PANDO__V1__SELECT_RESPONSE__INIT;
   resp.n_devices = k;
   resp.devices = (char **)chosen_ids;
@@ -368,7 +371,7 @@ static void handle_population(pd_rpc_call *call, void *ctx) {
     resp.idle += !d->busy && !d->task;
   }
   if (req->job_name[0])
-    set_demand(s, req->job_name, req->demand, pd_now());
+    set_demand(s, req->job_name, req->demand, pd_now() + DEMAND_TTL_SEC);
   pd_rpc_call_reply_msg(call, &resp.base);
 done:
   pando__v1__population_request__free_unpacked(req, NULL);

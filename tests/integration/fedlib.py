@@ -23,6 +23,15 @@ def check(desc, cond):
     failed += 0 if cond else 1
 
 
+def code_of(fn, *args):
+    """the status code and details of calling fn(*args)"""
+    try:
+        fn(*args, timeout=5)
+        return grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+
+
 def wait_file(path, seconds=10):
     for _ in range(int(seconds * 10)):
         if os.path.exists(path) and open(path).read().strip():

@@ -26,8 +26,12 @@ simulation: {devices: $5, dropout_rate: 0.3, seed: 9}
 YAML
 }
 t_cluster 2 0 || { t_fail "cluster started"; t_done; }
-t_start sel "$BIN/pando-selector" --coordinator "$PANDO_COORDINATOR" --checkin-rate 50 \
-  --min-reconnect-ms 100 --idle-reconnect-ms 500 || { t_fail "selector started"; t_done; }
+# (not t_start: a selector loads no models and takes no --plugin-dir)
+"$BIN/pando-selector" --coordinator "$PANDO_COORDINATOR" --checkin-rate 50 --min-reconnect-ms 100 \
+  --idle-reconnect-ms 500 --listen 127.0.0.1:0 --port-file "$T_DIR/sel.port" \
+  --metrics-listen 127.0.0.1:0 --metrics-port-file "$T_DIR/sel.mport" >"$T_DIR/sel.log" 2>&1 &
+T_PIDS="$T_PIDS $!"
+t_wait_file "$T_DIR/sel.mport" || { t_fail "selector started"; t_done; }
 SEL=127.0.0.1:$(t_port sel)
 
 # ---- 30% dropout: rounds commit with the first min_reports reports
@@ -73,6 +77,8 @@ t_check "1000 devices keep the selector's check-ins at or below checkin_rate 50/
 t_check "and they do check in (the population stays online: $rate/s > 0)" \
   [ "$(/usr/bin/python3 -c "print($rate > 0)")" = True ]
 online=$(curl -s "http://127.0.0.1:$(t_metrics_port sel)/metrics" | sed -n 's/^pando_selector_devices_online \([0-9]*\)$/\1/p')
-t_check "the selector holds all 1000 devices online ($online)" [ "$online" = 1000 ]
+# (with those of the first part whose round or window has not run out yet)
+t_check "the selector holds all 1000 devices online ($online)" \
+  [ "$online" -ge 1000 -a "$online" -le 1040 ]
 "$BIN/pandoctl" cancel "$id" >/dev/null
 t_done

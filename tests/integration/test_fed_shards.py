@@ -9,30 +9,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import grpc
 import numpy as np
 
-BUILD = os.environ.get("BUILD", "build")
-sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
-import pando_pb2 as pb  # noqa: E402
-
-failed = 0
-
-
-def check(desc, cond):
-    global failed
-    print(("ok - " if cond else "FAIL - ") + desc, flush=True)
-    failed += 0 if cond else 1
-
-
-def code_of(fn, req):
-    try:
-        fn(req, timeout=5)
-        return grpc.StatusCode.OK, ""
-    except grpc.RpcError as e:
-        return e.code(), e.details()
+import fedlib
+from fedlib import BUILD, check, code_of, pb, wait_file  # noqa: E402
 
 
 SPEC = """
@@ -59,12 +41,7 @@ try:
                                        "127.0.0.1:0", "--metrics-listen", "", "--port-file",
                                        port_file, "--name", "ps-%d" % i], stdout=log, stderr=log))
     for i in range(3):
-        port_file = os.path.join(tmp, "ps%d.port" % i)
-        for _ in range(100):
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                break
-            time.sleep(0.1)
-        ch = grpc.insecure_channel("127.0.0.1:" + open(port_file).read().strip())
+        ch = grpc.insecure_channel("127.0.0.1:" + wait_file(os.path.join(tmp, "ps%d.port" % i)))
 
         def rpc(name, req, resp, ch=ch):
             return ch.unary_unary("/pando.v1.ParameterServer/" + name,
@@ -182,7 +159,7 @@ finally:
             p.kill()
     for log in logs:
         log.close()
-    if failed:
+    if fedlib.failed:
         for i in range(3):
             print(open(os.path.join(tmp, "ps%d.log" % i)).read(), file=sys.stderr)
-sys.exit(1 if failed else 0)
+sys.exit(1 if fedlib.failed else 0)

@@ -13,34 +13,9 @@ import urllib.request
 
 import grpc
 
-BUILD = os.environ.get("BUILD", "build")
-sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
-import pando_pb2 as pb  # noqa: E402
+import fedlib
+from fedlib import BUILD, check, code_of, pb, wait_file  # noqa: E402
 import health_pb2  # noqa: E402
-
-failed = 0
-
-
-def check(desc, cond):
-    global failed
-    print(("ok - " if cond else "FAIL - ") + desc, flush=True)
-    failed += 0 if cond else 1
-
-
-def code_of(fn, *args):
-    try:
-        fn(*args, timeout=5)
-        return grpc.StatusCode.OK, ""
-    except grpc.RpcError as e:
-        return e.code(), e.details()
-
-
-def wait_port(path):
-    for _ in range(100):
-        if os.path.exists(path) and open(path).read().strip():
-            return int(open(path).read().strip())
-        time.sleep(0.1)
-    raise RuntimeError("no port in " + path)
 
 
 tmp = tempfile.mkdtemp(prefix="pando-selector-")
@@ -58,7 +33,7 @@ def start(name):
                           "--min-reconnect-ms", "100", "--idle-reconnect-ms", "200",
                           "--name", name], stdout=log, stderr=log)
     procs.append(p)
-    return p, wait_port(port_file), wait_port(mport_file)
+    return p, int(wait_file(port_file)), int(wait_file(mport_file))
 
 
 def stubs(port):
@@ -180,7 +155,7 @@ finally:
             p.kill()
     for log in logs:
         log.close()
-    if failed:
+    if fedlib.failed:
         for name in ("sel-a", "sel-b"):
             print(open(os.path.join(tmp, name + ".log")).read(), file=sys.stderr)
-sys.exit(1 if failed else 0)
+sys.exit(1 if fedlib.failed else 0)

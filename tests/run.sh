@@ -1,6 +1,7 @@
 #!/bin/sh
-# Pando's test runner: every unit test binary in $BUILD/tests/unit and every
-# integration test tests/integration/test_*.{sh,py}. Each prints "ok - X" or
+# Pando's test runner: the layer check (tests/check_layers.sh), every unit
+# test binary in $BUILD/tests/unit and every integration test
+# tests/integration/test_*.{sh,py}. Each prints "ok - X" or
 # "FAIL - X" lines; the runner adds them up and ends with "N passed, N failed".
 #   sh tests/run.sh            everything
 #   sh tests/run.sh NAME...    only tests (binaries, cases or scripts) named NAME
@@ -30,6 +31,12 @@ count() { # count LOGFILE NAME: adds up ok/FAIL lines; a silent failure counts o
   passed=$((passed + p))
   failed=$((failed + f))
 }
+if selected check_layers "$@"; then # libpando's layers (tests/check_layers.sh)
+  echo "# check_layers"
+  sh tests/check_layers.sh >"$out" 2>&1; rc=$?
+  cat "$out"
+  count "$out" $rc check_layers
+fi
 for bin in "$BUILD"/tests/unit/*/test_*; do
   case $bin in *.o|*.d) continue ;; esac
   [ -x "$bin" ] || continue

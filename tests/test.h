@@ -1,14 +1,24 @@
 /* Pando's minimal unit-test harness: each test binary lists its cases in
  * main() with PD_RUN(); a failed check prints file:line and fails the case.
  * `test_x -l` lists the cases, `test_x NAME` runs one of them. The binary
- * prints "N passed, N failed" and exits non-zero on any failure. */
+ * prints "N passed, N failed" and exits non-zero on any failure.
+ *
+ * Each case runs in a process of its own, as libuv's runner does: the
+ * binary runs itself (/proc/self/exe NAME, with PD_TEST_CHILD=1 in the
+ * environment) for every case and waits for it, so a case that crashes is
+ * reported as that case's failure ("crashed: signal N") and the other cases
+ * still run. main()'s set-up and clean-up run in every child. Set
+ * PD_TEST_NOFORK=1 to run the cases in one process (under a debugger). */
 #ifndef PANDO_TEST_H
 #define PANDO_TEST_H
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int pd_test_failed_checks;
 static int pd_test_passed, pd_test_failed;
@@ -69,28 +79,66 @@ static int pd_test_selected(int argc, char **argv, const char *name) {
   return 0;
 }
 
-#define PD_RUN(fn)                                                             \
-  do {                                                                         \
-    if (!pd_test_selected(argc, argv, #fn))                                    \
-      break;                                                                   \
-    int _before = pd_test_failed_checks;                                       \
-    fn();                                                                      \
-    if (pd_test_failed_checks == _before) {                                    \
-      pd_test_passed++;                                                        \
-      printf("ok - %s\n", #fn);                                                \
-    } else {                                                                   \
-      pd_test_failed++;                                                        \
-      printf("FAIL - %s\n", #fn);                                              \
-    }                                                                          \
-    fflush(stdout);                                                            \
+/* Whether this process runs the cases itself: a child, or PD_TEST_NOFORK. */
+static int pd_test_in_process(void) {
+  return getenv("PD_TEST_CHILD") != NULL || getenv("PD_TEST_NOFORK") != NULL;
+}
+
+/* Runs case `name` in a child process; returns 1 when it passed. */
+static int pd_test_run_child(const char *name) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    return 0;
+  }
+  if (pid == 0) {
+    setenv("PD_TEST_CHILD", "1", 1);
+    execl("/proc/self/exe", "/proc/self/exe", name, (char *)NULL);
+    perror("exec /proc/self/exe");
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    ;
+  if (WIFSIGNALED(status)) {
+    fprintf(stderr, "  %s crashed: signal %d (%s)\n", name, WTERMSIG(status),
+            strsignal(WTERMSIG(status)));
+    return 0;
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+#define PD_RUN(fn)                                                                                 \
+  do {                                                                                             \
+    if (!pd_test_selected(argc, argv, #fn))                                                        \
+      break;                                                                                       \
+    int _passed;                                                                                   \
+    if (pd_test_in_process()) {                                                                    \
+      int _before = pd_test_failed_checks;                                                         \
+      fn();                                                                                        \
+      _passed = pd_test_failed_checks == _before;                                                  \
+    } else {                                                                                       \
+      _passed = pd_test_run_child(#fn);                                                            \
+    }                                                                                              \
+    if (_passed)                                                                                   \
+      pd_test_passed++;                                                                            \
+    else                                                                                           \
+      pd_test_failed++;                                                                            \
+    if (!getenv("PD_TEST_CHILD"))                                                                  \
+      printf("%s - %s\n", _passed ? "ok" : "FAIL", #fn);                                           \
+    fflush(stdout);                                                                                \
   } while (0)
 
-#define PD_TEST_DONE()                                                         \
-  do {                                                                         \
-    if (argc >= 2 && strcmp(argv[1], "-l") == 0)                               \
-      return 0;                                                                \
-    printf("%d passed, %d failed\n", pd_test_passed, pd_test_failed);          \
-    return pd_test_failed ? 1 : 0;                                             \
+#define PD_TEST_DONE()                                                                             \
+  do {                                                                                             \
+    if (argc >= 2 && strcmp(argv[1], "-l") == 0)                                                   \
+      return 0;                                                                                    \
+    if (getenv("PD_TEST_CHILD"))                                                                   \
+      return pd_test_failed ? 1 : 0;                                                               \
+    printf("%d passed, %d failed\n", pd_test_passed, pd_test_failed);                              \
+    return pd_test_failed ? 1 : 0;                                                                 \
   } while (0)
 
 #endif

@@ -37,12 +37,9 @@ trap 'echo "local-cluster: interrupted, stopping the cluster" >&2; exit 130' INT
 
 start() { # start NAME BINARY ARGS...: a daemon on a free port; waits for its port file
   name=$1; shift
-  plugins="--plugin-dir ${PLUGIN_DIR:-$BUILD/examples}"
-  [ "$name" = selector ] && plugins="" # it loads no models
-  # shellcheck disable=SC2086 # $plugins is a flag and its value, or nothing
   "$@" --listen 127.0.0.1:0 --port-file "$DIR/$name.port" --name "$name" \
     --metrics-listen 127.0.0.1:0 --metrics-port-file "$DIR/$name.metrics-port" \
-    $plugins >"$DIR/$name.log" 2>&1 &
+    --plugin-dir "${PLUGIN_DIR:-$BUILD/examples}" >"$DIR/$name.log" 2>&1 &
   PIDS="$PIDS $!"
   n=0
   while [ ! -s "$DIR/$name.port" ]; do

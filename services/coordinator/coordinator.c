@@ -470,43 +470,30 @@ static void handle_report_device(pd_rpc_call *call, const ProtobufCMessage *msg,
     pd_rpc_call_reply_msg(call, &ack.base);
 }
 
-/* Unpacks the request of a handler that takes it decoded. */
-#define DECODED(name, lower)                                                                       \
-  static void name##_call(pd_rpc_call *call, void *ctx) {                                          \
-    ProtobufCMessage *msg = pd_rpc_call_unpack(call, &pando__v1__##lower##__descriptor);           \
-    if (!msg)                                                                                      \
-      return;                                                                                      \
-    name(call, msg, ctx);                                                                          \
-    protobuf_c_message_free_unpacked(msg, NULL);                                                   \
-  }
-DECODED(handle_register, register_request)
-DECODED(handle_heartbeat, heartbeat_request)
-DECODED(handle_assignment, assignment_request)
-DECODED(handle_progress, progress_report)
-DECODED(handle_submit, submit_job_request)
-DECODED(handle_get_job, job_request)
-DECODED(handle_list, list_jobs_request)
-DECODED(handle_cancel, job_request)
-DECODED(handle_cluster, cluster_request)
-DECODED(handle_report_device, device_report)
-
 void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   static const struct {
     const char *path;
-    pd_rpc_handler handler;
+    const ProtobufCMessageDescriptor *request;
+    pd_rpc_unary_handler handler;
   } methods[] = {
-      {"/pando.v1.Coordinator/RegisterNode", handle_register_call},
-      {"/pando.v1.Coordinator/Heartbeat", handle_heartbeat_call},
-      {"/pando.v1.Coordinator/GetAssignment", handle_assignment_call},
-      {"/pando.v1.Coordinator/ReportProgress", handle_progress_call},
-      {"/pando.v1.Coordinator/SubmitJob", handle_submit_call},
-      {"/pando.v1.Coordinator/GetJob", handle_get_job_call},
-      {"/pando.v1.Coordinator/ListJobs", handle_list_call},
-      {"/pando.v1.Coordinator/CancelJob", handle_cancel_call},
-      {"/pando.v1.Coordinator/Cluster", handle_cluster_call},
-      {"/pando.v1.Coordinator/ReportDevice", handle_report_device_call},
+      {"/pando.v1.Coordinator/RegisterNode", &pando__v1__register_request__descriptor,
+       handle_register},
+      {"/pando.v1.Coordinator/Heartbeat", &pando__v1__heartbeat_request__descriptor,
+       handle_heartbeat},
+      {"/pando.v1.Coordinator/GetAssignment", &pando__v1__assignment_request__descriptor,
+       handle_assignment},
+      {"/pando.v1.Coordinator/ReportProgress", &pando__v1__progress_report__descriptor,
+       handle_progress},
+      {"/pando.v1.Coordinator/SubmitJob", &pando__v1__submit_job_request__descriptor,
+       handle_submit},
+      {"/pando.v1.Coordinator/GetJob", &pando__v1__job_request__descriptor, handle_get_job},
+      {"/pando.v1.Coordinator/ListJobs", &pando__v1__list_jobs_request__descriptor, handle_list},
+      {"/pando.v1.Coordinator/CancelJob", &pando__v1__job_request__descriptor, handle_cancel},
+      {"/pando.v1.Coordinator/Cluster", &pando__v1__cluster_request__descriptor, handle_cluster},
+      {"/pando.v1.Coordinator/ReportDevice", &pando__v1__device_report__descriptor,
+       handle_report_device},
   };
   for (size_t i = 0; i < PD_ARRAY_SIZE(methods); i++)
-    pd_rpc_server_add_method(srv, methods[i].path, methods[i].handler, c);
+    pd_rpc_server_add_unary(srv, methods[i].path, methods[i].request, methods[i].handler, c);
   pd_rpc_health_register(srv, health_services);
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "pando/log.h"
-#include "pando/schedule.h"
+#include "pando/plan.h"
 #include "pando/util.h"
 
 #define CALL_TIMEOUT_SEC 30.0
@@ -82,9 +82,7 @@ static void shard_call_done(const pd_rpc_result *r, void *user) {
 /* Sends `request` as `method`; its result goes to shard_call_done. */
 static void send_call(pd_fanout *f, shard_call *sc, const pd_node *server, const char *method,
                       const ProtobufCMessage *request) {
-  size_t len = protobuf_c_message_get_packed_size(request);
-  grpc_slice slice = grpc_slice_malloc(len);
-  protobuf_c_message_pack(request, GRPC_SLICE_START_PTR(slice));
+  grpc_slice slice = pd_rpc_pack(request);
   int rc = pd_rpc_start(channel_to(f, server), f->loop, method, &slice, 1, CALL_TIMEOUT_SEC,
                         shard_call_done, sc);
   grpc_slice_unref(slice);

@@ -13,32 +13,20 @@
 #include "pando/util.h"
 
 typedef struct coord_config {
-  char listen[256];
-  char port_file[1024];
-  char metrics_listen[256];
-  char metrics_port_file[1024];
-  char plugin_dir[1024];
-  char name[64];
+  pd_daemon_settings daemon; /* listen, name, port files, metrics, plugin_dir, log_level */
   int heartbeat_ms;
   double node_timeout;
-  char log_level[16];
 } coord_config;
 
 #define S(field) PD_CFG_STRING, offsetof(coord_config, field), sizeof(((coord_config *)0)->field), 0, 0
 static const pd_config_option options[] = {
-    {"listen", S(listen), "0.0.0.0:7070", "address to serve gRPC on (port 0 picks a free one)", NULL},
-    {"port_file", S(port_file), "", "write the bound port to this file", NULL},
-    {"metrics_listen", S(metrics_listen), "0.0.0.0:9070",
-     "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
-    {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
-    {"plugin_dir", S(plugin_dir), "",
-     "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
-    {"name", S(name), "coordinator", "name shown in logs", NULL},
+    PD_DAEMON_SETTINGS(coord_config, daemon, "0.0.0.0:7070",
+                       "address to serve gRPC on (port 0 picks a free one)", "coordinator",
+                       "0.0.0.0:9070"),
     {"heartbeat_ms", PD_CFG_INT, offsetof(coord_config, heartbeat_ms), 0, 10, 60000, "200",
      "how often servers and workers send heartbeats", NULL},
     {"node_timeout", PD_CFG_DOUBLE, offsetof(coord_config, node_timeout), 0, 0.1, 3600, "10",
      "seconds without a heartbeat after which a node is dead and its job fails", NULL},
-    {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
 };
 
 static void cron(void *user) { pd_coord_cron(user); }
@@ -46,11 +34,11 @@ static void cron(void *user) { pd_coord_cron(user); }
 int main(int argc, char **argv) {
   coord_config cfg = {0};
   char err[512];
-  int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-coordinator", argc, argv,
-                               cfg.name, cfg.log_level);
+  int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-coordinator", argc,
+                               argv, &cfg.daemon);
   if (rc >= 0)
     return rc;
-  pd_model_allow_plugins(cfg.plugin_dir);
+  pd_model_allow_plugins(cfg.daemon.plugin_dir);
   pd_daemon_signals_init();
   pd_rpc_init();
 
@@ -59,17 +47,17 @@ int main(int argc, char **argv) {
   pd_coord_options opt = {cfg.heartbeat_ms / 1000.0, cfg.node_timeout};
   pd_coord *coord = pd_coord_new(loop, &opt);
   pd_coord_register(coord, srv);
-  int port = pd_rpc_server_listen(srv, cfg.listen, err, sizeof err);
+  int port = pd_rpc_server_listen(srv, cfg.daemon.listen, err, sizeof err);
   if (port < 0) {
     PD_ERROR("%s", err);
     return 1;
   }
   pd_rpc_server_start(srv);
-  if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
+  if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
     return 1;
-  if (pd_daemon_write_port(cfg.port_file, port) != 0)
-    PD_WARN("cannot write port file %s", cfg.port_file);
-  PD_INFO("serving Coordinator on %s (port %d)", cfg.listen, port);
+  if (pd_daemon_write_port(cfg.daemon.port_file, port) != 0)
+    PD_WARN("cannot write port file %s", cfg.daemon.port_file);
+  PD_INFO("serving Coordinator on %s (port %d)", cfg.daemon.listen, port);
 
   pd_daemon_serve(loop, 0.05, cron, coord, NULL);
 

@@ -563,11 +563,11 @@ static void start_call(pd_rounds *r, endpoint *ep, enum call_kind kind, size_t i
 
 static void on_population(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {
   if (res->status == GRPC_STATUS_OK) {
-    uint8_t *buf;
-    size_t len;
-    pd_rpc_buffer_flatten(res->response, &buf, &len);
-    Pando__V1__PopulationResponse *resp = pando__v1__population_response__unpack(NULL, len, buf);
-    free(buf);
+    Pando__V1__PopulationResponse *resp = NULL;
+    char err[256];
+    if (pd_rpc_unpack(res->response, &pando__v1__population_response__descriptor,
+                      (ProtobufCMessage **)&resp, err, sizeof err) != 0)
+      PD_WARN("job %s: selector %s: %s", r->job, cc->ep->address, err);
     if (resp) {
       r->idle[cc->index] = resp->idle;
       r->idle_sum += resp->idle;
@@ -594,11 +594,11 @@ static void on_population(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) 
 
 static void on_select(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {
   if (res->status == GRPC_STATUS_OK) {
-    uint8_t *buf;
-    size_t len;
-    pd_rpc_buffer_flatten(res->response, &buf, &len);
-    Pando__V1__SelectResponse *resp = pando__v1__select_response__unpack(NULL, len, buf);
-    free(buf);
+    Pando__V1__SelectResponse *resp = NULL;
+    char err[256];
+    if (pd_rpc_unpack(res->response, &pando__v1__select_response__descriptor,
+                      (ProtobufCMessage **)&resp, err, sizeof err) != 0)
+      PD_WARN("job %s: selector %s: %s", r->job, cc->ep->address, err);
     for (size_t i = 0; resp && i < resp->n_devices; i++) {
       if (r->nchosen == r->chosen_cap) {
         r->chosen_cap = r->chosen_cap ? 2 * r->chosen_cap : 16;

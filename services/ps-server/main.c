@@ -16,30 +16,18 @@
 #include "ps.h"
 
 typedef struct ps_config {
-  char listen[256];
+  pd_daemon_settings daemon; /* listen, name, port files, metrics, plugin_dir, log_level */
   char advertise[256];
   char coordinator[256];
-  char name[64];
-  char port_file[1024];
-  char metrics_listen[256];
-  char metrics_port_file[1024];
-  char plugin_dir[1024];
-  char log_level[16];
 } ps_config;
 
 #define S(field) PD_CFG_STRING, offsetof(ps_config, field), sizeof(((ps_config *)0)->field), 0, 0
 static const pd_config_option options[] = {
-    {"listen", S(listen), "0.0.0.0:7000", "address to serve gRPC on (port 0 picks a free one)", NULL},
-    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)", NULL},
+    PD_DAEMON_SETTINGS(ps_config, daemon, "0.0.0.0:7000",
+                       "address to serve gRPC on (port 0 picks a free one)", "ps", "0.0.0.0:9000"),
+    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)",
+     NULL},
     {"coordinator", S(coordinator), "", "coordinator address; empty runs without one", NULL},
-    {"name", S(name), "ps", "name shown in logs and `pandoctl cluster`", NULL},
-    {"port_file", S(port_file), "", "write the bound port to this file", NULL},
-    {"metrics_listen", S(metrics_listen), "0.0.0.0:9000",
-     "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
-    {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
-    {"plugin_dir", S(plugin_dir), "",
-     "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
-    {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
 };
 
 static void cron(void *user) {
@@ -51,10 +39,10 @@ int main(int argc, char **argv) {
   ps_config cfg = {0};
   char err[512], addr[300];
   int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-ps", argc, argv,
-                               cfg.name, cfg.log_level);
+                               &cfg.daemon);
   if (rc >= 0)
     return rc;
-  pd_model_allow_plugins(cfg.plugin_dir);
+  pd_model_allow_plugins(cfg.daemon.plugin_dir);
   /* The shards' BLAS calls are memory-bound vector operations a second
    * thread does not speed up, and idle OpenBLAS threads spin on the cores
    * gRPC needs: one thread is 3x cheaper per 64 MiB push. */
@@ -66,22 +54,22 @@ int main(int argc, char **argv) {
   pd_rpc_server *srv = pd_rpc_server_new(loop);
   pd_ps *ps = pd_ps_new();
   pd_ps_register(ps, srv);
-  int port = pd_rpc_server_listen(srv, cfg.listen, err, sizeof err);
+  int port = pd_rpc_server_listen(srv, cfg.daemon.listen, err, sizeof err);
   if (port < 0) {
     PD_ERROR("%s", err);
     return 1;
   }
   pd_rpc_server_start(srv);
-  if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
+  if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
     return 1;
-  pd_daemon_advertise(cfg.listen, cfg.advertise, port, addr, sizeof addr);
-  if (pd_daemon_write_port(cfg.port_file, port) != 0)
-    PD_WARN("cannot write port file %s", cfg.port_file);
-  PD_INFO("serving ParameterServer on %s (advertised as %s)", cfg.listen, addr);
+  pd_daemon_advertise(cfg.daemon.listen, cfg.advertise, port, addr, sizeof addr);
+  if (pd_daemon_write_port(cfg.daemon.port_file, port) != 0)
+    PD_WARN("cannot write port file %s", cfg.daemon.port_file);
+  PD_INFO("serving ParameterServer on %s (advertised as %s)", cfg.daemon.listen, addr);
   pd_session *session = NULL;
   if (cfg.coordinator[0])
-    session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__SERVER, addr, cfg.name, NULL,
-                             NULL);
+    session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__SERVER, addr, cfg.daemon.name,
+                             NULL, NULL);
 
   pd_daemon_serve(loop, 0.05, cron, session, NULL);
 

@@ -23,6 +23,7 @@
 /* One job held by this server: its shard and what ps.c counts about it. */
 typedef struct job {
   char id[JOB_ID_MAX];
+  char label[2 * JOB_ID_MAX]; /* id escaped as a /metrics label value */
   pd_shard *shard;
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series, and the clock's counts exported so far */
@@ -90,8 +91,8 @@ int pd_ps_stats_get(const pd_ps *ps, const char *id, pd_ps_stats *out) {
 
 /* The job's strategy series in /metrics, labelled by job. */
 static void open_metrics(job *j) {
-  char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\"", j->id);
+  char labels[300];
+  snprintf(labels, sizeof labels, "job=\"%s\"", j->label);
   j->metrics.staleness = pd_metric_histogram_buckets(
       "pando_ps_staleness",
       "Staleness of each applied gradient: the shard's version when applied minus the version "
@@ -171,7 +172,8 @@ static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n
     parts = pd_xmalloc(max * sizeof *parts);
     slices = pd_xmalloc((max + 1) * sizeof *slices);
   }
-  slices[0] = pd_wire_tensor_header(&resp.base, 2, PD_DTYPE_FLOAT32, &shape, 1, n * sizeof(float));
+  slices[0] = pd_wire_tensor_header(&resp.base, PD_WIRE_PULL_VALUES_FIELD, PD_DTYPE_FLOAT32, &shape,
+                                    1, n * sizeof(float));
   size_t count = pd_shard_slices(s, off, n, parts);
   for (size_t i = 0; i < count; i++)
     slices[1 + i] = grpc_slice_new_with_user_data((void *)parts[i].data, parts[i].n * sizeof(float),
@@ -246,8 +248,8 @@ static void count_push(job *j, enum pd_push_verdict v) {
   default:
     j->pushes_applied++;
   }
-  char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", j->id, results[v]);
+  char labels[300];
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", j->label, results[v]);
   pd_metric_add(pd_metric_counter("pando_ps_pushes_total",
                                   "Pushes received, by job and by what became of them.", labels),
                 1);
@@ -265,8 +267,9 @@ static int refuse_nonfinite(pd_rpc_call *call, job *j, uint64_t begin, float *gr
   if (bad == 0)
     return 0;
   int skip = pd_shard_spec(j->shard)->training.on_nonfinite == PD_NONFINITE_SKIP;
-  char labels[200];
-  snprintf(labels, sizeof labels, "job=\"%s\",action=\"%s\"", j->id, skip ? "zeroed" : "refused");
+  char labels[300];
+  snprintf(labels, sizeof labels, "job=\"%s\",action=\"%s\"", j->label,
+           skip ? "zeroed" : "refused");
   pd_metric_add(pd_metric_counter("pando_ps_nonfinite_pushes_total",
                                   "Pushes whose gradient held NaN or infinity, by what was done "
                                   "(training.on_nonfinite).",
@@ -328,8 +331,8 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_wire_tensor t;
   char err[256];
   /* Deferred: the payload is copied only once the request is known good. */
-  int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor, 6, NULL,
-                          0, NULL, &msg, &t, err, sizeof err);
+  int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor,
+                          PD_WIRE_PUSH_GRADIENT_FIELD, NULL, 0, NULL, &msg, &t, err, sizeof err);
   if (rc != 0) {
     pd_rpc_call_fail(call,
                      rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
@@ -445,6 +448,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     }
     job *j = pd_xcalloc(1, sizeof *j);
     pd_strlcpy(j->id, req->job, sizeof j->id);
+    pd_metric_escape(j->id, j->label, sizeof j->label);
     j->shard = shard;
     open_metrics(j);
     ps->jobs[ps->njobs++] = j;
@@ -546,28 +550,18 @@ static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, 
            r.discarded);
 }
 
-/* Unpacks the request of a handler that takes it decoded. */
-#define DECODED(name, lower)                                                                       \
-  static void name##_call(pd_rpc_call *call, void *ctx) {                                          \
-    ProtobufCMessage *msg = pd_rpc_call_unpack(call, &pando__v1__##lower##__descriptor);           \
-    if (!msg)                                                                                      \
-      return;                                                                                      \
-    name(call, msg, ctx);                                                                          \
-    protobuf_c_message_free_unpacked(msg, NULL);                                                   \
-  }
-DECODED(handle_pull, pull_request)
-DECODED(handle_create, create_shard_request)
-DECODED(handle_drop, drop_shard_request)
-DECODED(handle_stats, stats_request)
-DECODED(handle_commit_round, commit_round_request)
-
 void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Pull", handle_pull_call, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/Pull",
+                          &pando__v1__pull_request__descriptor, handle_pull, ps);
+  /* Push decodes its own payload: the gradient goes straight to scratch */
   pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/Push", handle_push, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CreateShard", handle_create_call, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/DropShard", handle_drop_call, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/GetStats", handle_stats_call, ps);
-  pd_rpc_server_add_method(srv, "/pando.v1.ParameterServer/CommitRound", handle_commit_round_call,
-                           ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CreateShard",
+                          &pando__v1__create_shard_request__descriptor, handle_create, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/DropShard",
+                          &pando__v1__drop_shard_request__descriptor, handle_drop, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/GetStats",
+                          &pando__v1__stats_request__descriptor, handle_stats, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CommitRound",
+                          &pando__v1__commit_round_request__descriptor, handle_commit_round, ps);
   pd_rpc_health_register(srv, health_services);
 }

@@ -14,33 +14,24 @@
 #include "selector.h"
 
 typedef struct selector_config {
-  char listen[256];
+  pd_daemon_settings daemon; /* listen, name, port files, metrics, plugin_dir, log_level */
   char advertise[256];
   char coordinator[256];
-  char name[64];
-  char port_file[1024];
-  char metrics_listen[256];
-  char metrics_port_file[1024];
   double checkin_rate;
   int min_reconnect_ms, max_reconnect_ms, idle_reconnect_ms;
   int max_devices;
-  char log_level[16];
 } selector_config;
 
 #define S(field)                                                                                   \
   PD_CFG_STRING, offsetof(selector_config, field), sizeof(((selector_config *)0)->field), 0, 0
 #define I(field, lo, hi) PD_CFG_INT, offsetof(selector_config, field), 0, lo, hi
 static const pd_config_option options[] = {
-    {"listen", S(listen), "0.0.0.0:7080", "address to serve gRPC on (port 0 picks a free one)",
-     NULL},
+    PD_DAEMON_SETTINGS(selector_config, daemon, "0.0.0.0:7080",
+                       "address to serve gRPC on (port 0 picks a free one)", "selector",
+                       "0.0.0.0:9080"),
     {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)",
      NULL},
     {"coordinator", S(coordinator), "", "coordinator address; empty runs without one", NULL},
-    {"name", S(name), "selector", "name shown in logs and `pandoctl cluster`", NULL},
-    {"port_file", S(port_file), "", "write the bound port to this file", NULL},
-    {"metrics_listen", S(metrics_listen), "0.0.0.0:9080",
-     "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
-    {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
     {"checkin_rate", PD_CFG_DOUBLE, offsetof(selector_config, checkin_rate), 0, 0.01, 1e6, "50",
      "pace steering: check-ins per second the selector aims at for a large population", NULL},
     {"min_reconnect_ms", I(min_reconnect_ms, 10, 3600000), "500",
@@ -51,7 +42,6 @@ static const pd_config_option options[] = {
      "pace steering: window while no job needs devices", NULL},
     {"max_devices", I(max_devices, 1, 100000000), "1000000",
      "devices the selector holds at most (each costs about 200 bytes)", NULL},
-    {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
 };
 
 typedef struct daemon_state {
@@ -70,7 +60,7 @@ int main(int argc, char **argv) {
   selector_config cfg = {0};
   char err[512], addr[300];
   int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-selector", argc, argv,
-                               cfg.name, cfg.log_level);
+                               &cfg.daemon);
   if (rc >= 0)
     return rc;
   pd_daemon_signals_init();
@@ -86,20 +76,20 @@ int main(int argc, char **argv) {
                              pd_now_ns()};
   daemon_state st = {pd_selector_new(&opt), NULL};
   pd_selector_register(st.selector, srv);
-  int port = pd_rpc_server_listen(srv, cfg.listen, err, sizeof err);
+  int port = pd_rpc_server_listen(srv, cfg.daemon.listen, err, sizeof err);
   if (port < 0) {
     PD_ERROR("%s", err);
     return 1;
   }
   pd_rpc_server_start(srv);
-  if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
+  if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
     return 1;
-  pd_daemon_advertise(cfg.listen, cfg.advertise, port, addr, sizeof addr);
-  if (pd_daemon_write_port(cfg.port_file, port) != 0)
-    PD_WARN("cannot write port file %s", cfg.port_file);
-  PD_INFO("serving Selector on %s (advertised as %s)", cfg.listen, addr);
+  pd_daemon_advertise(cfg.daemon.listen, cfg.advertise, port, addr, sizeof addr);
+  if (pd_daemon_write_port(cfg.daemon.port_file, port) != 0)
+    PD_WARN("cannot write port file %s", cfg.daemon.port_file);
+  PD_INFO("serving Selector on %s (advertised as %s)", cfg.daemon.listen, addr);
   if (cfg.coordinator[0])
-    st.session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__SELECTOR, addr, cfg.name,
+    st.session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__SELECTOR, addr, cfg.daemon.name,
                                 NULL, NULL);
 
   pd_daemon_serve(loop, 0.05, cron, &st, NULL);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "pando.pb-c.h"
+#include "pando/error.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/util.h"
@@ -150,8 +151,6 @@ void pd_selector_cron(pd_selector *s) {
 
 /* ---------------------------------------------------------------- handlers */
 
-#define UNPACK(type, lower, call)                                                                  \
-  ((Pando__V1__##type *)pd_rpc_call_unpack((call), &pando__v1__##lower##__descriptor))
 
 /* A job name or attribute: 1..63 bytes of [a-z0-9_-]. */
 static int valid_name(const char *name) {
@@ -197,11 +196,9 @@ static int valid_device_id(const char *id) {
   return 1;
 }
 
-static void handle_checkin(pd_rpc_call *call, void *ctx) {
+static void handle_checkin(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_selector *s = ctx;
-  Pando__V1__CheckInRequest *req = UNPACK(CheckInRequest, check_in_request, call);
-  if (!req)
-    return;
+  const Pando__V1__CheckInRequest *req = (const Pando__V1__CheckInRequest *)msg;
   char jobs[LIST_MAX * (NAME_MAX_LEN + 1) + 1], attributes[sizeof jobs];
   double now = pd_now();
   if (!valid_device_id(req->device_id)) {
@@ -258,8 +255,7 @@ static void handle_checkin(pd_rpc_call *call, void *ctx) {
     task_release(t);
   if (created)
     PD_DEBUG("device %s checked in (%llu samples)", d->id, (unsigned long long)d->num_samples);
-done:
-  pando__v1__check_in_request__free_unpacked(req, NULL);
+done:;
 }
 
 /* Whether `id` is in the request's exclude list. */
@@ -270,11 +266,19 @@ static int excluded(const Pando__V1__SelectRequest *req, const char *id) {
   return 0;
 }
 
-static void handle_select(pd_rpc_call *call, void *ctx) {
+/* A copy of `msg` the task keeps (the handler's request is borrowed). */
+static Pando__V1__SelectRequest *copy_request(const ProtobufCMessage *msg) {
+  grpc_slice packed = pd_rpc_pack(msg);
+  Pando__V1__SelectRequest *copy = pando__v1__select_request__unpack(
+      NULL, GRPC_SLICE_LENGTH(packed), GRPC_SLICE_START_PTR(packed));
+  grpc_slice_unref(packed);
+  PD_ASSERT(copy);
+  return copy;
+}
+
+static void handle_select(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_selector *s = ctx;
-  Pando__V1__SelectRequest *req = UNPACK(SelectRequest, select_request, call);
-  if (!req)
-    return;
+  const Pando__V1__SelectRequest *req = (const Pando__V1__SelectRequest *)msg;
   char require[LIST_MAX * (NAME_MAX_LEN + 1) + 1];
   const char **ids = NULL, **chosen_ids = NULL;
   size_t *chosen = NULL;
@@ -313,7 +317,7 @@ static void handle_select(pd_rpc_call *call, void *ctx) {
   chosen = pd_xmalloc((req->count) * sizeof *chosen);
   size_t k = pd_selection_choose(ids, ncand, req->seed, req->round, req->count, chosen);
   pd_task *t = pd_xcalloc(1, sizeof *t);
-  t->req = req;
+  t->req = copy_request(msg);
   t->refs = 1; /* this handler's, released below */
   t->deadline = now + req->task->deadline_ms / 1000.0;
   chosen_ids = pd_xmalloc((k ? k : 1) * sizeof *chosen_ids);
@@ -335,22 +339,17 @@ static void handle_select(pd_rpc_call *call, void *ctx) {
   pd_rpc_call_reply_msg(call, &resp.base);
   PD_INFO("job %s round %llu: chose %zu of %zu eligible devices (asked for %u)", req->job,
           (unsigned long long)req->round, k, ncand, req->count);
-  task_release(t); /* frees req when no device was chosen */
-  req = NULL;
+  task_release(t); /* frees its copy of the request when no device was chosen */
 fail:
   free(chosen_ids);
   free(chosen);
   free(ids);
   free(candidates);
-  if (req)
-    pando__v1__select_request__free_unpacked(req, NULL);
 }
 
-static void handle_population(pd_rpc_call *call, void *ctx) {
+static void handle_population(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_selector *s = ctx;
-  Pando__V1__PopulationRequest *req = UNPACK(PopulationRequest, population_request, call);
-  if (!req)
-    return;
+  const Pando__V1__PopulationRequest *req = (const Pando__V1__PopulationRequest *)msg;
   char require[LIST_MAX * (NAME_MAX_LEN + 1) + 1];
   if (req->job_name[0] && !valid_name(req->job_name)) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
@@ -373,13 +372,15 @@ static void handle_population(pd_rpc_call *call, void *ctx) {
   if (req->job_name[0])
     set_demand(s, req->job_name, req->demand, pd_now() + DEMAND_TTL_SEC);
   pd_rpc_call_reply_msg(call, &resp.base);
-done:
-  pando__v1__population_request__free_unpacked(req, NULL);
+done:;
 }
 
 void pd_selector_register(pd_selector *s, pd_rpc_server *srv) {
-  pd_rpc_server_add_method(srv, "/pando.v1.Selector/CheckIn", handle_checkin, s);
-  pd_rpc_server_add_method(srv, "/pando.v1.Selector/Select", handle_select, s);
-  pd_rpc_server_add_method(srv, "/pando.v1.Selector/Population", handle_population, s);
+  pd_rpc_server_add_unary(srv, "/pando.v1.Selector/CheckIn", &pando__v1__check_in_request__descriptor,
+                          handle_checkin, s);
+  pd_rpc_server_add_unary(srv, "/pando.v1.Selector/Select", &pando__v1__select_request__descriptor,
+                          handle_select, s);
+  pd_rpc_server_add_unary(srv, "/pando.v1.Selector/Population",
+                          &pando__v1__population_request__descriptor, handle_population, s);
   pd_rpc_health_register(srv, health_services);
 }

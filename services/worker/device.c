@@ -15,6 +15,7 @@
 #include "pando.pb-c.h"
 #include "pando/daemon.h"
 #include "pando/dataset.h"
+#include "pando/fileio.h"
 #include "pando/error.h"
 #include "pando/log.h"
 #include "pando/metrics.h"

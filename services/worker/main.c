@@ -17,14 +17,9 @@
 #include "worker.h"
 
 typedef struct worker_config {
+  pd_daemon_settings daemon; /* listen, name, port files, metrics, plugin_dir, log_level */
   char coordinator[256];
-  char listen[256];
   char advertise[256];
-  char name[64];
-  char port_file[1024];
-  char metrics_listen[256];
-  char metrics_port_file[1024];
-  char plugin_dir[1024];
   int threads;
   double slowdown;
   int batch_delay_ms;
@@ -39,23 +34,17 @@ typedef struct worker_config {
   double slow_fraction;
   char jobs[512];
   char attributes[512];
-  char log_level[16];
 } worker_config;
 
 static const char *const worker_roles[] = {"worker", "device", NULL};
 
 #define S(field) PD_CFG_STRING, offsetof(worker_config, field), sizeof(((worker_config *)0)->field), 0, 0
 static const pd_config_option options[] = {
+    PD_DAEMON_SETTINGS(worker_config, daemon, "0.0.0.0:0",
+                       "address of the health service (port 0 picks a free one)", "worker",
+                       "0.0.0.0:9100"),
     {"coordinator", S(coordinator), "127.0.0.1:7070", "coordinator address", NULL},
-    {"listen", S(listen), "0.0.0.0:0", "address of the health service (port 0 picks a free one)", NULL},
     {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)", NULL},
-    {"name", S(name), "worker", "name shown in logs and `pandoctl cluster`", NULL},
-    {"port_file", S(port_file), "", "write the bound port to this file", NULL},
-    {"metrics_listen", S(metrics_listen), "0.0.0.0:9100",
-     "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},
-    {"metrics_port_file", S(metrics_port_file), "", "write the metrics port to this file", NULL},
-    {"plugin_dir", S(plugin_dir), "",
-     "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},
     {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, PD_KERNELS_MAX_THREADS, "1",
      "compute threads of the gradient: each computes a slice of every batch (the math libraries "
      "run single-threaded in each)",
@@ -65,8 +54,7 @@ static const pd_config_option options[] = {
      "(slowdown - 1) x its compute time, batch_delay_ms included)",
      NULL},
     {"batch_delay_ms", PD_CFG_INT, offsetof(worker_config, batch_delay_ms), 0, 0, 3600000, "0",
-     "testing aid: sleep this many milliseconds after each batch (simulated compute time)",
-     NULL},
+     "testing aid: sleep this many milliseconds after each batch (simulated compute time)", NULL},
     {"standalone", S(standalone), "",
      "train this job spec in this process, without servers or coordinator, and exit", NULL},
     {"role", S(role), "worker",
@@ -94,16 +82,15 @@ static const pd_config_option options[] = {
     {"jobs", S(jobs), "", "device: comma-separated job names it serves (empty: any)", NULL},
     {"attributes", S(attributes), "",
      "device: comma-separated attributes for eligibility, e.g. charging,unmetered", NULL},
-    {"log_level", S(log_level), "info", "debug, info, warn or error", pd_log_level_names},
 };
 
 int main(int argc, char **argv) {
   worker_config cfg = {0};
   int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-worker", argc, argv,
-                               cfg.name, cfg.log_level);
+                               &cfg.daemon);
   if (rc >= 0)
     return rc;
-  pd_model_allow_plugins(cfg.plugin_dir);
+  pd_model_allow_plugins(cfg.daemon.plugin_dir);
   pd_kernels_set_threads(cfg.threads);
   pd_daemon_signals_init();
   if (cfg.standalone[0])
@@ -117,17 +104,21 @@ int main(int argc, char **argv) {
     pd_device_options dev = {cfg.selector,       cfg.data,          cfg.simulate,
                              cfg.device_id,      cfg.device_threads, cfg.dropout_rate,
                              cfg.slow_fraction,  cfg.jobs,          cfg.attributes};
-    if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
+    if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
       return 1;
     rc = pd_device_main(&dev);
     pd_metrics_stop();
     pd_rpc_shutdown();
     return rc;
   }
-  pd_worker_options opt = {cfg.coordinator, cfg.listen,    cfg.advertise,
-                           cfg.name,        cfg.port_file, cfg.slowdown,
+  pd_worker_options opt = {cfg.coordinator,
+                           cfg.daemon.listen,
+                           cfg.advertise,
+                           cfg.daemon.name,
+                           cfg.daemon.port_file,
+                           cfg.slowdown,
                            cfg.batch_delay_ms / 1000.0};
-  if (pd_daemon_metrics(cfg.metrics_listen, cfg.metrics_port_file) != 0)
+  if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
     return 1;
   rc = pd_worker_main(&opt);
   pd_metrics_stop();

@@ -13,6 +13,7 @@
 #include "pando/daemon.h"
 #include "pando/dataset.h"
 #include "pando/error.h"
+#include "pando/fileio.h"
 #include "pando/log.h"
 #include "pando/model.h"
 #include "pando/optimizer.h"

@@ -56,8 +56,11 @@ typedef struct pd_train_job {
   double batch_delay_sec; /* >= 0 */
 } pd_train_job;
 
-/* Trains `job` to the end. Returns 0, -PD_ECANCELLED when the sink or a
- * shutdown stopped it, or another negative error with a message in `err`. */
+/* Trains `job` to the end. Returns 0; -PD_ESHUTDOWN when the daemon was
+ * asked to stop; the error the sink's report returned (-PD_ECANCELLED: the
+ * coordinator stopped the job) with "job X was stopped by the coordinator"
+ * in `err`; or another negative error (data, model, pull or push) with a
+ * message in `err`. */
 int pd_train(const pd_train_job *job, const pd_param_store *store, const pd_progress_sink *sink,
              char *err, size_t errlen);
 

@@ -1,5 +1,5 @@
 /* The decode path of every request a Pando server receives, as
- * pd_rpc_call_unpack runs it: pd_wire_check, then protobuf-c. The first
+ * rpc.c runs it for a typed handler: pd_wire_check, then protobuf-c. The first
  * byte picks the message type. A message the check passes must unpack, or be
  * refused by protobuf-c, without crashing or allocating beyond the limits. */
 #include <string.h>

@@ -2,7 +2,7 @@
 sent to a real daemon with Python's grpcio, each case checked for a clear
 status, a daemon that still answers health, and nothing changed.
 
-  /usr/bin/python3 tests/integration/hostile.py ps ADDRESS PID
+  /usr/bin/python3 tests/integration/hostile.py ps ADDRESS PID METRICS_PORT
   /usr/bin/python3 tests/integration/hostile.py coordinator ADDRESS PID TAKEN_NAME
 
 prints "ok - ..." / "FAIL - ..." lines (the test runner counts them) and
@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -101,7 +102,7 @@ cluster: {servers: 1, workers: 1}
 VICTIM_KEYS = 6 * 3 + 3
 
 
-def hostile_ps(address, pid):
+def hostile_ps(address, pid, metrics_port):
     ps = Daemon(address, "pando.v1.ParameterServer")
     code, msg, r = ps.call("CreateShard", pb.CreateShardRequest(
         job="victim-1", spec_yaml=VICTIM_SPEC, begin=0, end=VICTIM_KEYS, num_workers=1),
@@ -248,6 +249,22 @@ def hostile_ps(address, pid):
         check("a pull at clock %d: FAILED_PRECONDITION (%s)" % (clock, msg),
               code == grpc.StatusCode.FAILED_PRECONDITION)
 
+    # A job id that would end its /metrics label and add a line of its own.
+    evil = 'x"} 1\nfake_metric{a="b'
+    code, msg, _ = ps.call("CreateShard", pb.CreateShardRequest(
+        job=evil, spec_yaml=VICTIM_SPEC, begin=0, end=VICTIM_KEYS, num_workers=1),
+        pb.CreateShardResponse)
+    check("a shard whose job id has quotes and a newline (%s)" % code.name,
+          code == grpc.StatusCode.OK)
+    push_victim(np.ones(VICTIM_KEYS, "<f4"), job=evil)
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=5).read()
+    lines = text.decode().split("\n")
+    check("/metrics has no line injected by it",
+          not any(line.startswith("fake_metric") for line in lines))
+    check("/metrics shows it escaped",
+          any('job="x\\"} 1\\nfake_metric{a=\\"b"' in line for line in lines))
+    ps.call("DropShard", pb.DropShardRequest(job=evil), pb.DropShardResponse)
+
     x1 = victim_values()
     check("the victim's parameters are unchanged by all of it",
           x1 is not None and np.array_equal(x0, x1))
@@ -291,6 +308,11 @@ def hostile_coordinator(address, pid, taken):
 
     code, msg, _ = co.call("SubmitJob", pb.SubmitJobRequest(spec_yaml="#" * (2 * MIB)), pb.JobStatus)
     after("a SubmitJob of 2 MiB", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    # (it used to keep libyaml busy for ~45 s, and heartbeats unanswered)
+    code, msg, _ = co.call("SubmitJob", pb.SubmitJobRequest(
+        spec_yaml="name: a\nmodel: " + "[" * 80000 + "]" * 80000 + "\n"), pb.JobStatus)
+    after("a SubmitJob of 160 KB of nested brackets", code, msg, grpc.StatusCode.INVALID_ARGUMENT)
+    check("its refusal names the bound (%s)" % msg, "more than 16 deep" in msg)
     code, msg, _ = co.raw("Heartbeat", field(1, 0, value=1) + field(50, 0, value=1) * 100000)
     after("a Heartbeat with 100000 unknown fields", code, msg, grpc.StatusCode.RESOURCE_EXHAUSTED)
     code, msg, _ = co.raw("ReportProgress", varint(1 << 3 | 2) + varint(1 << 40) + b"j")
@@ -320,8 +342,8 @@ def hostile_coordinator(address, pid, taken):
 
 
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "ps":
-        hostile_ps(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "ps":
+        hostile_ps(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) == 5 and sys.argv[1] == "coordinator":
         hostile_coordinator(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:

@@ -55,7 +55,8 @@ static int reference(const char *spec_path, int workers, const char *out_path) {
     return 2;
   }
   uint32_t batch = (uint32_t)spec.training.batch_size;
-  uint32_t steps = pd_plan_steps_per_epoch(all.rows, (uint32_t)workers, batch);
+  uint32_t steps =
+      pd_plan_partition_steps(all.rows, (uint32_t)workers, PD_PARTITION_DISJOINT_CONTIGUOUS, batch);
   /* the largest batch: a worker's last batch takes the rows left */
   uint64_t max_batch = batch;
   for (int r = 0; r < workers; r++) {

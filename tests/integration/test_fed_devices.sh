@@ -26,12 +26,8 @@ simulation: {devices: $5, dropout_rate: 0.3, seed: 9}
 YAML
 }
 t_cluster 2 0 || { t_fail "cluster started"; t_done; }
-# (not t_start: a selector loads no models and takes no --plugin-dir)
-"$BIN/pando-selector" --coordinator "$PANDO_COORDINATOR" --checkin-rate 50 --min-reconnect-ms 100 \
-  --idle-reconnect-ms 500 --listen 127.0.0.1:0 --port-file "$T_DIR/sel.port" \
-  --metrics-listen 127.0.0.1:0 --metrics-port-file "$T_DIR/sel.mport" >"$T_DIR/sel.log" 2>&1 &
-T_PIDS="$T_PIDS $!"
-t_wait_file "$T_DIR/sel.mport" || { t_fail "selector started"; t_done; }
+t_start sel "$BIN/pando-selector" --coordinator "$PANDO_COORDINATOR" --checkin-rate 50 \
+  --min-reconnect-ms 100 --idle-reconnect-ms 500 || { t_fail "selector started"; t_done; }
 SEL=127.0.0.1:$(t_port sel)
 
 # ---- 30% dropout: rounds commit with the first min_reports reports

@@ -14,7 +14,7 @@ model: {type: softmax, layers: [784, 10]}
 data:
   train: {features: $T_DIR/train-images.gz, labels: $T_DIR/train-labels.gz}
   test: {features: $T_DIR/test-images.gz, labels: $T_DIR/test-labels.gz}
-training: {epochs: 60, batch_size: 64, optimizer: {lr: 0.1}}
+training: {epochs: 150, batch_size: 64, optimizer: {lr: 0.1}}
 cluster: {servers: 1, workers: 1}
 YAML
 job=$(t_submit "$T_DIR/job.yaml")
@@ -24,7 +24,7 @@ while [ "$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]
 done
 t_check "the bystander job runs before the hostile input starts" \
   [ "$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')" = RUNNING ]
-/usr/bin/python3 tests/integration/hostile.py ps "127.0.0.1:$(t_port ps0)" "$(t_pid ps0)" || T_FAILED=1
+/usr/bin/python3 tests/integration/hostile.py ps "127.0.0.1:$(t_port ps0)" "$(t_pid ps0)" "$(t_metrics_port ps0)" || T_FAILED=1
 /usr/bin/python3 tests/integration/hostile.py coordinator "127.0.0.1:$(t_port coord)" "$(t_pid coord)" w0 || T_FAILED=1
 state=$("$BIN/pandoctl" -o json status "$job" | t_json /dev/stdin 'j["state"]')
 t_check "the bystander job was still running when the hostile input ended ($state)" [ "$state" = RUNNING ]

@@ -5,17 +5,55 @@
 #define PANDO_DAEMON_H
 
 #include <signal.h>
+#include <stddef.h>
 
 #include "pando/config.h"
+#include "pando/log.h"
 #include "pando/rpc.h"
 
+/* The settings every daemon has. A daemon's config struct holds one, and its
+ * option table starts with PD_DAEMON_SETTINGS() rows for it. */
+typedef struct pd_daemon_settings {
+  char listen[256];             /* gRPC address ("host:port"; port 0 picks one) */
+  char name[64];                /* in logs, and in `pandoctl cluster` for nodes */
+  char port_file[1024];         /* where the bound port is written ("": nowhere) */
+  char metrics_listen[256];     /* the /metrics HTTP address ("": off) */
+  char metrics_port_file[1024]; /* where the metrics port is written */
+  char plugin_dir[1024];        /* the folder of trusted model plugins ("": none) */
+  char log_level[16];           /* debug, info, warn or error */
+} pd_daemon_settings;
+
+#define PD__DAEMON_ROW(type, member, field)                                                        \
+  PD_CFG_STRING, offsetof(type, member.field), sizeof(((type *)0)->member.field), 0, 0
+/* The option rows of the pd_daemon_settings `member` of config struct
+ * `type`, with this daemon's defaults for listen (and its help text), name
+ * and metrics_listen. */
+#define PD_DAEMON_SETTINGS(type, member, listen_default, listen_help, name_default,                \
+                           metrics_default)                                                        \
+  {"listen", PD__DAEMON_ROW(type, member, listen), listen_default, listen_help, NULL},             \
+      {"name", PD__DAEMON_ROW(type, member, name), name_default,                                   \
+       "name shown in logs (and by `pandoctl cluster` for servers and workers)", NULL},            \
+      {"port_file", PD__DAEMON_ROW(type, member, port_file), "",                                   \
+       "write the bound port to this file", NULL},                                                 \
+      {"metrics_listen", PD__DAEMON_ROW(type, member, metrics_listen), metrics_default,            \
+       "address of the Prometheus /metrics HTTP endpoint (empty: off; port 0 picks one)", NULL},   \
+      {"metrics_port_file", PD__DAEMON_ROW(type, member, metrics_port_file), "",                   \
+       "write the metrics port to this file", NULL},                                               \
+      {"plugin_dir", PD__DAEMON_ROW(type, member, plugin_dir), "",                                 \
+       "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},            \
+  {                                                                                                \
+    "log_level", PD__DAEMON_ROW(type, member, log_level), "info", "debug, info, warn or error",    \
+        pd_log_level_names                                                                         \
+  }
+
 /* Loads a daemon's configuration (pd_config_load: file, environment, flags),
- * refuses positional arguments, and sets up logging from the `name` and
- * `log_level` strings of the loaded config (NULL: leave as is). Returns -1
- * when the daemon should go on, else the exit code main() should return
- * (0 after --help/--check-config, 2 on a bad setting, reported on stderr). */
+ * refuses positional arguments, and sets up logging from the name and
+ * log_level of `settings` (the daemon's, inside `config`, filled by the
+ * load). Returns -1 when the daemon should go on, else the exit code main()
+ * should return (0 after --help/--check-config, 2 on a bad setting, reported
+ * on stderr). */
 int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, const char *program,
-                        int argc, char **argv, const char *name, const char *log_level);
+                        int argc, char **argv, const pd_daemon_settings *settings);
 
 /* Installs handlers that set the stop flag on SIGINT/SIGTERM (a second one
  * exits at once) and ignores SIGPIPE. */

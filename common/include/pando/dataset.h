@@ -1,6 +1,7 @@
 /* Training data in memory, dense or sparse (CSR), and the readers that fill
  * it: IDX (optionally gzipped), CSV, libsvm, and a seeded synthetic
- * generator. Files are read with io_uring and inflated with zlib. */
+ * generator. Files are read with io_uring and inflated with zlib
+ * (pando/fileio.h). */
 #ifndef PANDO_DATASET_H
 #define PANDO_DATASET_H
 
@@ -109,17 +110,5 @@ void pd_dataset_synthetic_rows(const pd_synthetic_spec *spec, int test, const ui
  * and the product of the other dimensions. Returns 0 or a negative error with
  * a message in `err`. */
 int pd_idx_peek(const char *path, uint64_t *rows, uint64_t *cols, char *err, size_t errlen);
-
-/* Reads a whole regular file into memory with io_uring (several reads in
- * flight; plain read() where io_uring is unavailable). On success *data is
- * malloc'd (caller frees) and *len its size. Returns 0 or -errno with a
- * message in `err` naming the file. */
-int pd_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
-
-/* Splits `rows` into `workers` disjoint contiguous parts whose sizes differ by
- * at most one (the first rows % workers parts get the extra row), and returns
- * rank's part as [*begin, *end). Requires rank < workers. */
-void pd_partition_contiguous(uint64_t rows, uint32_t workers, uint32_t rank, uint64_t *begin,
-                             uint64_t *end);
 
 #endif

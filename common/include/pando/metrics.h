@@ -9,6 +9,12 @@
 
 typedef struct pd_metric pd_metric;
 
+/* Writes `value` to dst[0, dstlen) as a label value of the exposition
+ * format: backslash, double quote and newline escaped (\\, \", \n), cut
+ * to fit. Label values that come from a request (a job id) must go through
+ * it, so that no value can end its label or its line. Returns dst. */
+char *pd_metric_escape(const char *value, char *dst, size_t dstlen);
+
 /* Returns the metric `name` with `labels` (Prometheus label pairs without
  * braces, e.g. "method=\"/pando.v1.ParameterServer/Pull\"", or "" for none),
  * registering it the first time. All members of a family (same name) must

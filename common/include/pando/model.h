@@ -10,7 +10,6 @@
 
 #include "pando/dataset.h"
 #include "pando/spec.h"
-#include "pando/tensor.h"
 
 /* Most parameter tensors a model may have (a plugin with more is refused). */
 #define PD_MODEL_MAX_TENSORS 64

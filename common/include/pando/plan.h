@@ -13,9 +13,17 @@
  * begin[i], end[i]. Requires 1 <= servers <= keys. */
 void pd_plan_shards(uint64_t keys, uint32_t servers, uint64_t *begin, uint64_t *end);
 
-/* Steps every worker runs per epoch with a disjoint partition:
- * pd_plan_partition_steps() for the disjoint schemes. */
-uint32_t pd_plan_steps_per_epoch(uint64_t rows, uint32_t workers, uint32_t batch_size);
+/* Splits `rows` into `workers` disjoint contiguous parts whose sizes differ by
+ * at most one (the first rows % workers parts get the extra row), and returns
+ * rank's part as [*begin, *end). Requires rank < workers. */
+void pd_partition_contiguous(uint64_t rows, uint32_t workers, uint32_t rank, uint64_t *begin,
+                             uint64_t *end);
+
+/* The rows of the smallest worker partition when `rows` training rows are
+ * split over `workers` workers with `partition`: rows / workers for the
+ * disjoint schemes (parts differ by at most one row), all rows for
+ * overlap_reshuffle (every worker draws from the whole set). */
+uint64_t pd_plan_min_partition_rows(uint64_t rows, uint32_t workers, enum pd_partition partition);
 
 /* The number of rows worker `rank` (< workers) gets under `scheme`: for the
  * disjoint schemes rows / workers, plus one for the first rows % workers

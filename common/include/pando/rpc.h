@@ -5,12 +5,15 @@
  * calls and timers of a daemon share one event loop and need no locks.
  *
  * Server: methods are registered with a handler that runs when a request has
- * arrived. The handler (or anything later on the loop thread) finishes the
- * call exactly once with pd_rpc_call_reply*() or pd_rpc_call_fail(). A call
- * may be kept open (e.g. a BSP pull waiting for its clock); such a call must
- * get an on_cancel callback, which runs if the client goes away first and
- * after which the call must not be touched. Unknown methods are answered
- * UNIMPLEMENTED.
+ * arrived; pd_rpc_server_add_unary() registers one that gets the request
+ * already unpacked (a request that does not decode is answered
+ * INVALID_ARGUMENT without calling it). The handler (or anything later on the
+ * loop thread) finishes the call exactly once with pd_rpc_call_reply*() or
+ * pd_rpc_call_fail(). A call may be kept open (parked, e.g. a BSP pull
+ * waiting for its clock); such a call must get an on_cancel callback, which
+ * runs if the client goes away first and after which the call must not be
+ * touched. A handler that returns without replying or parking the call is a
+ * bug and aborts. Unknown methods are answered UNIMPLEMENTED.
  *
  * Client: channels with deadlines; pd_rpc_start() issues a unary call whose
  * completion runs on a loop; pd_rpc_unary() is the blocking form for
@@ -72,6 +75,10 @@ void pd_loop_set_spin(pd_loop *loop, double spin_sec);
 typedef struct pd_rpc_server pd_rpc_server;
 typedef struct pd_rpc_call pd_rpc_call;
 typedef void (*pd_rpc_handler)(pd_rpc_call *call, void *ctx);
+/* A handler of a unary method whose request was unpacked by rpc.c: `request`
+ * is a message of the registered descriptor, borrowed for the duration of
+ * the handler (copy what a parked call needs later). */
+typedef void (*pd_rpc_unary_handler)(pd_rpc_call *call, const ProtobufCMessage *request, void *ctx);
 
 /* How long a loop that serves calls spins (pd_loop_set_spin). */
 #define PD_RPC_SERVER_SPIN 50e-6
@@ -84,6 +91,13 @@ pd_rpc_server *pd_rpc_server_new(pd_loop *loop);
  * pd_rpc_server_start only. `ctx` is passed to the handler. */
 void pd_rpc_server_add_method(pd_rpc_server *srv, const char *path, pd_rpc_handler handler,
                               void *ctx);
+/* Registers `handler` for the method `path` whose request is a message of
+ * `request_desc`: rpc.c unpacks each request (or answers INVALID_ARGUMENT
+ * saying which message did not decode), calls the handler with it and frees
+ * it when the handler returns. Before pd_rpc_server_start only. */
+void pd_rpc_server_add_unary(pd_rpc_server *srv, const char *path,
+                             const ProtobufCMessageDescriptor *request_desc,
+                             pd_rpc_unary_handler handler, void *ctx);
 /* Listens on `address` ("127.0.0.1:0" picks a free port). Returns the bound
  * port (> 0) or a negative error with a message in `err`. Before start. */
 int pd_rpc_server_listen(pd_rpc_server *srv, const char *address, char *err, size_t errlen);
@@ -105,10 +119,6 @@ void **pd_rpc_call_user(pd_rpc_call *call);
  * before the call was finished; after it runs the call is gone. */
 void pd_rpc_call_on_cancel(pd_rpc_call *call, void (*on_cancel)(pd_rpc_call *call));
 
-/* Unpacks the request into a protobuf-c message (free it with
- * protobuf_c_message_free_unpacked). On failure the call is finished with
- * INVALID_ARGUMENT naming the message type, and NULL is returned. */
-ProtobufCMessage *pd_rpc_call_unpack(pd_rpc_call *call, const ProtobufCMessageDescriptor *desc);
 /* Finishes the call with OK and the given response. */
 void pd_rpc_call_reply_msg(pd_rpc_call *call, const ProtobufCMessage *msg);
 /* Finishes the call with OK and a response made of `n` slices; takes
@@ -163,7 +173,17 @@ int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage 
 /* Name of a gRPC status code ("INVALID_ARGUMENT"). */
 const char *pd_rpc_status_name(grpc_status_code status);
 
-/* Copies a whole byte buffer into `out` (malloc'd, caller frees). */
-void pd_rpc_buffer_flatten(grpc_byte_buffer *bb, uint8_t **out, size_t *len);
+/* ---------------------------------------------------------------- messages */
+
+/* Packs `msg` into a new slice (the caller unrefs it). A message larger than
+ * PD_RPC_MAX_MESSAGE is a bug and aborts. */
+grpc_slice pd_rpc_pack(const ProtobufCMessage *msg);
+/* Unpacks a message of `desc` from `bb` (NULL: no payload, which protobuf
+ * reads as the empty message). On success returns 0 and *out (free it with
+ * protobuf_c_message_free_unpacked); a payload larger than
+ * PD_RPC_MAX_MESSAGE or one that does not decode returns -PD_EFORMAT with
+ * "malformed <type> message (<n> bytes)" in `err`. */
+int pd_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                  ProtobufCMessage **out, char *err, size_t errlen);
 
 #endif

@@ -58,11 +58,4 @@ int64_t pd_schedule_epoch_begin(const pd_job_spec *spec, uint64_t min_partition_
 int pd_schedule_epoch_of_clock(const pd_job_spec *spec, uint64_t min_partition_rows, int64_t clock,
                                uint32_t *step);
 
-/* The rows of the smallest worker partition when `rows` training rows are
- * split over `workers` workers with `partition`: rows / workers for the
- * disjoint schemes (parts differ by at most one row), all rows for
- * overlap_reshuffle (every worker draws from the whole set). Planning, kept
- * here until it joins pando/plan.h. */
-uint64_t pd_plan_min_partition_rows(uint64_t rows, uint32_t workers, enum pd_partition partition);
-
 #endif

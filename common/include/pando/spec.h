@@ -9,6 +9,13 @@
 
 #define PD_MAX_LAYERS 16
 #define PD_NAME_MAX 64
+/* Bounds of a job spec document, checked by a streaming pass before the
+ * document is built: its size, how deep collections nest, how many aliases
+ * (*name) it has. A spec needs a few levels and no alias; deeper nesting only
+ * costs the parser time (quadratically in libyaml). */
+#define PD_SPEC_MAX_BYTES (1u << 20)
+#define PD_SPEC_MAX_DEPTH 16
+#define PD_SPEC_MAX_ALIASES 64
 #define PD_PATH_MAX 1024
 
 #define PD_PLUGIN_CONFIG_MAX 2048

@@ -13,7 +13,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pando/tensor.h"
+/* Most dimensions of a tensor on the wire. */
+#define PD_TENSOR_MAX_DIMS 4
+
+/* Element types of a Tensor. */
+enum pd_dtype {
+  PD_DTYPE_FLOAT32 = 1, /* matches pando.v1.DType FLOAT32 */
+};
+
+/* The field numbers of the Tensor fields in proto/pando.proto, for
+ * pd_wire_tensor_header and pd_wire_decode (tests/unit/common/test_rpc.c
+ * checks them against the generated descriptors). */
+#define PD_WIRE_PULL_VALUES_FIELD 2   /* PullResponse.values */
+#define PD_WIRE_PUSH_GRADIENT_FIELD 6 /* PushRequest.gradient */
 
 /* The largest Tensor.data a Pando daemon accepts (64 MiB: 16 Mi float32
  * keys); a longer one is refused before anything is allocated for it.

@@ -1,7 +1,6 @@
-/* Private to the dataset module (dataset.c, dataset_text.c,
- * dataset_synthetic.c): whole-file reads that inflate gzip, and the text
- * readers that pd_dataset_load() dispatches to. Never included from outside
- * common/src. */
+/* Private to the data readers (common/src/data): the format readers that
+ * pd_dataset_load() (dataset.c) dispatches to. File reads are in fileio.h.
+ * Never included from outside common/src/data. */
 #ifndef PANDO_DATASET_INTERNAL_H
 #define PANDO_DATASET_INTERNAL_H
 
@@ -10,17 +9,14 @@
 
 #include "pando/dataset.h"
 
-/* Reads a whole file with pd_read_file() and, when it starts with the gzip
- * magic 1f 8b, inflates it (several members are fine). On success *data is
- * malloc'd (caller frees) and *len is the content's size. Returns 0 or a
- * negative error with a message naming the file. */
-int pd__read_content(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
+/* Which file of an IDX pair an error is about (for the spec key). */
+enum pd__idx_file { PD__IDX_FEATURES, PD__IDX_LABELS };
 
-/* Reads the first line of a file (inflated if gzipped), without its '\n',
- * reading no further than needed. On success *line is malloc'd and
- * NUL-terminated (caller frees) and *len is its length. Returns 0 or a
- * negative error with a message naming the file. */
-int pd__read_first_line(const char *path, char **line, size_t *len, char *err, size_t errlen);
+/* pd_dataset_load_idx() that also says in *bad which file an error is
+ * about. */
+int pd__idx_load(const char *features_path, const char *labels_path, uint64_t row_begin,
+                 uint64_t row_end, pd_dataset *out, enum pd__idx_file *bad, char *err,
+                 size_t errlen);
 
 /* The number of features of a CSV file (the columns of its first line, less
  * the label's), from its first line only. Errors as pd__csv_read(). */

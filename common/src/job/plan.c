@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pando/dataset.h"
 #include "pando/error.h"
 #include "pando/util.h"
 
@@ -18,8 +17,19 @@ void pd_plan_shards(uint64_t keys, uint32_t servers, uint64_t *begin, uint64_t *
   }
 }
 
-uint32_t pd_plan_steps_per_epoch(uint64_t rows, uint32_t workers, uint32_t batch_size) {
-  return pd_plan_partition_steps(rows, workers, PD_PARTITION_DISJOINT_CONTIGUOUS, batch_size);
+void pd_partition_contiguous(uint64_t rows, uint32_t workers, uint32_t rank, uint64_t *begin,
+                             uint64_t *end) {
+  PD_ASSERT(workers > 0 && rank < workers);
+  uint64_t base = rows / workers, extra = rows % workers;
+  *begin = rank * base + PD_MIN((uint64_t)rank, extra);
+  *end = *begin + base + (rank < extra ? 1 : 0);
+}
+
+uint64_t pd_plan_min_partition_rows(uint64_t rows, uint32_t workers, enum pd_partition partition) {
+  PD_ASSERT(workers >= 1);
+  if (partition == PD_PARTITION_OVERLAP_RESHUFFLE)
+    return rows;
+  return rows / workers;
 }
 
 /* Domains of the generators, so that no two uses share a stream. */

@@ -112,10 +112,3 @@ int pd_schedule_epoch_of_clock(const pd_job_spec *spec, uint64_t min_partition_r
     at += run;
   }
 }
-
-uint64_t pd_plan_min_partition_rows(uint64_t rows, uint32_t workers, enum pd_partition partition) {
-  PD_ASSERT(workers >= 1);
-  if (partition == PD_PARTITION_OVERLAP_RESHUFFLE)
-    return rows;
-  return rows / workers;
-}

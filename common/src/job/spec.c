@@ -1024,6 +1024,46 @@ static void set_defaults(pd_job_spec *spec) {
     }
 }
 
+/* The bounds of spec.h (PD_SPEC_MAX_*), in one pass of parser events that
+ * stops at the first excess, before yaml_parser_load builds anything. */
+static int check_bounds(const char *text, size_t len, char *err, size_t errlen) {
+  if (len > PD_SPEC_MAX_BYTES)
+    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "job spec is %zu bytes, more than the limit of %u",
+                   len, PD_SPEC_MAX_BYTES);
+  yaml_parser_t parser;
+  yaml_event_t ev;
+  int depth = 0, aliases = 0, rc = 0;
+  PD_ASSERT(yaml_parser_initialize(&parser));
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  for (;;) {
+    if (!yaml_parser_parse(&parser, &ev)) {
+      rc = syntax_error(&parser, err, errlen);
+      break;
+    }
+    yaml_event_type_t type = ev.type;
+    int line = (int)ev.start_mark.line + 1;
+    yaml_event_delete(&ev);
+    if (type == YAML_STREAM_END_EVENT)
+      break;
+    if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+      if (++depth > PD_SPEC_MAX_DEPTH) {
+        rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                     "job spec nests collections more than %d deep (line %d)", PD_SPEC_MAX_DEPTH,
+                     line);
+        break;
+      }
+    } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+      depth--;
+    } else if (type == YAML_ALIAS_EVENT && ++aliases > PD_SPEC_MAX_ALIASES) {
+      rc = pd_errf(err, errlen, -PD_EINVAL_SPEC, "job spec has more than %d aliases (line %d)",
+                   PD_SPEC_MAX_ALIASES, line);
+      break;
+    }
+  }
+  yaml_parser_delete(&parser);
+  return rc;
+}
+
 int pd_job_spec_parse(const char *text, size_t len, pd_job_spec *spec, char *err, size_t errlen) {
   yaml_parser_t parser;
   yaml_document_t doc, extra;
@@ -1031,6 +1071,8 @@ int pd_job_spec_parse(const char *text, size_t len, pd_job_spec *spec, char *err
   struct spec_parser p = {.doc = &doc, .spec = spec, .err = err, .errlen = errlen};
 
   set_defaults(spec);
+  if ((rc = check_bounds(text, len, err, errlen)) != 0)
+    return rc;
   PD_ASSERT(yaml_parser_initialize(&parser));
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
   if (!yaml_parser_load(&parser, &doc)) {

@@ -30,26 +30,26 @@
 
 /* ---------------------------------------------------------------- threads, engine */
 
-static _Thread_local int thread_ready;
-
-void pd__kernels_thread_init(void) {
-  if (thread_ready)
-    return;
-  /* oneDNN runs on OpenMP here: a thread's own team size; OpenBLAS has one
-   * pool for the process */
-  omp_set_num_threads(1);
-  thread_ready = 1;
-}
-
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 static dnnl_engine_t engine;
 static void engine_make(void) {
-  openblas_set_num_threads(1);
+  openblas_set_num_threads(1); /* OpenBLAS has one pool for the process */
   DNNL_CHECK(dnnl_engine_create(&engine, dnnl_cpu, 0));
 }
 static dnnl_engine_t engine_get(void) {
   pthread_once(&engine_once, engine_make);
   return engine;
+}
+
+static _Thread_local int thread_ready;
+
+void pd__kernels_thread_init(void) {
+  if (thread_ready)
+    return;
+  engine_get();
+  /* oneDNN runs on OpenMP here: each calling thread has its own team size */
+  omp_set_num_threads(1);
+  thread_ready = 1;
 }
 
 static int compute_threads = 1;

@@ -1,10 +1,9 @@
 /* Every model of the job spec: parameter layout, seeded initialisation, and
  * the gradient and evaluation that workers run. Built-in models are composed
- * from the layers of layers.c; user models are plugins (pando/plugin.h)
- * loaded with dlopen. */
+ * from the layers of layers.c; user models are plugins (pando/plugin.h),
+ * loaded by plugin.c. */
 #include "pando/model.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -13,6 +12,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "plugin.h"
 #include "pando/error.h"
 #include "pando/kernels.h"
 #include "pando/plugin.h"
@@ -63,13 +63,6 @@ typedef struct lenet {
   float *d_hidden, *d_p2, *d_p1;
 } lenet;
 
-/* A loaded plugin and one instance (handle) of its model. */
-typedef struct plugin {
-  void *library;              /* from dlopen */
-  const pando_plugin_v1 *api; /* its table */
-  void *handle;               /* from api->create */
-} plugin;
-
 /* Running sums of an evaluation. */
 typedef struct eval_sums {
   double loss;
@@ -86,7 +79,7 @@ typedef struct replica {
   float *predictions; /* rows: a plugin's predictions */
   net net;
   lenet lenet;
-  plugin plugin;  /* replica 0's is the model's; the others are instances of it */
+  pd__plugin plugin; /* replica 0's is the model's; the others are instances of it */
   float *grad;    /* K: the slice's gradient (replicas 1 and up) */
   uint64_t first; /* this call: the slice's rows [first, first + count) */
   uint64_t count;
@@ -230,186 +223,22 @@ static int builtin_layout(const pd_model_spec *spec, pd_param_info *info, uint64
 
 /* ---------------------------------------------------------------- plugins */
 
-/* Which plugins may be loaded: any (a user's own process), none, or those
- * under one trusted folder. A daemon loads what a submitted job names, so
- * that is code the job's author runs in the daemon. */
-static int plugins_any;
-static char plugin_dir[PD_PATH_MAX];
-
-void pd_model_allow_plugins(const char *dir) {
-  plugins_any = dir == NULL;
-  plugin_dir[0] = '\0';
-  if (dir && *dir && !realpath(dir, plugin_dir))
-    pd_strlcpy(plugin_dir, dir, sizeof plugin_dir); /* checked (and refused) per load */
-}
-
-static int plugin_allowed(const char *path, char *err, size_t errlen) {
-  if (plugins_any)
-    return 0;
-  if (!plugin_dir[0])
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "model.path: plugins are disabled on this daemon; start the coordinator, "
-                   "servers and workers with plugin_dir set to the folder of trusted plugins");
-  char real[PD_PATH_MAX];
-  size_t n = strlen(plugin_dir);
-  if (!realpath(path, real))
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: cannot load plugin %s: %s", path,
-                   strerror(errno));
-  if (strncmp(real, plugin_dir, n) != 0 || real[n] != '/')
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "model.path: %s is not in plugin_dir %s, the only folder plugins load from",
-                   path, plugin_dir);
-  return 0;
-}
-
-/* Loads model.path and checks its table. Fills p->library and p->api. */
-static int plugin_load(const pd_model_spec *spec, plugin *p, char *err, size_t errlen) {
-  char path[PD_PATH_MAX + 2];
-  int allowed = plugin_allowed(spec->path, err, errlen);
-  if (allowed != 0)
-    return allowed;
-  /* model.path is a file: a bare name must not make dlopen search the
-   * library path */
-  snprintf(path, sizeof path, "%s%s", strchr(spec->path, '/') ? "" : "./", spec->path);
-  memset(p, 0, sizeof *p);
-  p->library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!p->library) {
-    const char *why = dlerror();
-    size_t n = strlen(path);
-    if (strncmp(why, path, n) == 0 && strncmp(why + n, ": ", 2) == 0)
-      why += n + 2; /* dlerror() starts with the path again */
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: cannot load plugin %s: %s",
-                   spec->path, why);
-  }
-  const pando_plugin_v1 *(*entry)(void) = NULL;
-  void *symbol = dlsym(p->library, PANDO_PLUGIN_ENTRY);
-  memcpy(&entry, &symbol, sizeof entry); /* POSIX: a data pointer to a function pointer */
-  int rc = 0;
-  const char *missing = NULL;
-  if (!entry) {
-    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                 "model.path: %s is not a Pando plugin: it does not export %s() (see "
-                 "pando/plugin.h)",
-                 spec->path, PANDO_PLUGIN_ENTRY);
-  } else if (!(p->api = entry())) {
-    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: %s: %s() returned NULL", spec->path,
-                 PANDO_PLUGIN_ENTRY);
-  } else if (p->api->abi_version != PANDO_PLUGIN_ABI_VERSION) {
-    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                 "model.path: %s: plugin ABI version %u, but this Pando loads version %d "
-                 "(rebuild the plugin against pando/plugin.h)",
-                 spec->path, (unsigned)p->api->abi_version, PANDO_PLUGIN_ABI_VERSION);
-  } else if (p->api->table_size < sizeof(pando_plugin_v1)) {
-    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                 "model.path: %s: the plugin's table has %u bytes, version %d has %zu", spec->path,
-                 (unsigned)p->api->table_size, PANDO_PLUGIN_ABI_VERSION, sizeof(pando_plugin_v1));
-  } else {
-    const pando_plugin_v1 *api = p->api;
-    missing = !api->create     ? "create"
-              : !api->destroy  ? "destroy"
-              : !api->tensors  ? "tensors"
-              : !api->init     ? "init"
-              : !api->gradient ? "gradient"
-              : !api->predict  ? "predict"
-              : !api->task     ? "task"
-                               : NULL;
-    if (missing)
-      rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "model.path: %s: the plugin's table has no %s function", spec->path, missing);
-  }
-  if (rc != 0) {
-    dlclose(p->library);
-    memset(p, 0, sizeof *p);
-  }
-  return rc;
-}
-
-/* Loads the plugin and makes an instance for batches of `max_batch` rows. */
-static int plugin_open(const pd_model_spec *spec, int max_batch, plugin *p, char *err,
-                       size_t errlen) {
-  int rc = plugin_load(spec, p, err, errlen);
-  if (rc != 0)
-    return rc;
-  /* model.config's "key=value\n" lines, split in a copy */
-  char config[PD_PLUGIN_CONFIG_MAX];
-  pando_plugin_kv kv[PD_PLUGIN_CONFIG_MAX / 2];
-  int nconfig = 0;
-  pd_strlcpy(config, spec->config, sizeof config);
-  for (char *line = config, *next; line && *line; line = next) {
-    next = strchr(line, '\n');
-    if (next)
-      *next++ = '\0';
-    char *eq = strchr(line, '=');
-    if (!eq)
-      continue;
-    *eq = '\0';
-    kv[nconfig].key = line;
-    kv[nconfig++].value = eq + 1;
-  }
-  char why[512] = "";
-  p->handle = p->api->create(kv, nconfig, spec->layers[0], spec->layers[spec->nlayers - 1],
-                             max_batch, why, sizeof why);
-  if (!p->handle) {
-    why[sizeof why - 1] = '\0';
-    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.config: plugin %s (%s) refused the model: %s",
-                 spec->path, p->api->name ? p->api->name : "?", why[0] ? why : "no reason given");
-    dlclose(p->library);
-    memset(p, 0, sizeof *p);
-  }
-  return rc;
-}
-
-static void plugin_close(plugin *p) {
-  if (p->handle)
-    p->api->destroy(p->handle);
-  if (p->library)
-    dlclose(p->library);
-  memset(p, 0, sizeof *p);
-}
-
-/* The layout of an open plugin's model, checked. */
-static int plugin_layout(const pd_model_spec *spec, const plugin *p, pd_param_info *info,
+/* The layout of an open plugin's model (its tensors checked by plugin.c). */
+static int plugin_layout(const pd_model_spec *spec, const pd__plugin *p, pd_param_info *info,
                          uint64_t *num_params, char *err, size_t errlen) {
   pando_plugin_tensor tensors[PD_MODEL_MAX_TENSORS];
-  memset(tensors, 0, sizeof tensors);
-  int count = p->api->tensors(p->handle, tensors, PD_MODEL_MAX_TENSORS);
-  if (count < 1 || count > PD_MODEL_MAX_TENSORS)
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "model.path: %s: the plugin has %d parameter tensors, must be 1 to %d",
-                   spec->path, count, PD_MODEL_MAX_TENSORS);
+  int count = pd__plugin_tensors(spec, p, tensors, err, errlen);
+  if (count < 0)
+    return count;
   uint64_t offset = 0;
   int added = 0;
   for (int i = 0; i < count; i++) {
-    pando_plugin_tensor *t = &tensors[i];
-    t->name[sizeof t->name - 1] = '\0';
-    int ok = t->ndim >= 1 && t->ndim <= PANDO_PLUGIN_MAX_DIMS;
-    uint64_t size = 1;
-    for (int d = 0; ok && d < t->ndim; d++) {
-      ok = t->shape[d] >= 1 && (uint64_t)t->shape[d] <= (UINT64_C(1) << 40) / size;
-      if (ok)
-        size *= (uint64_t)t->shape[d];
-    }
-    if (!ok || offset + size > (UINT64_C(1) << 40))
-      return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                     "model.path: %s: the plugin's tensor %d ('%s') has a bad shape (ndim %d)",
-                     spec->path, i, t->name, t->ndim);
+    const pando_plugin_tensor *t = &tensors[i];
     add_tensor(info, &added, &offset, t->name, t->ndim, t->shape[0], t->ndim > 1 ? t->shape[1] : 0,
                t->ndim > 2 ? t->shape[2] : 0, t->ndim > 3 ? t->shape[3] : 0);
   }
   *num_params = offset;
   return count;
-}
-
-static pando_plugin_batch plugin_batch(const pd_dataset *d) {
-  pando_plugin_batch b = {.rows = d->rows,
-                          .cols = d->cols,
-                          .features = d->features,
-                          .row_ptr = d->features ? NULL : d->row_ptr,
-                          .col_idx = d->features ? NULL : d->col_idx,
-                          .values = d->features ? NULL : d->values,
-                          .labels = d->labels,
-                          .targets = d->targets};
-  return b;
 }
 
 /* ---------------------------------------------------------------- layout API */
@@ -420,12 +249,12 @@ int pd_model_layout(const pd_model_spec *spec, pd_param_info *out, int cap, uint
   uint64_t k = 0;
   int count;
   if (spec->type == PD_MODEL_PLUGIN) {
-    plugin p;
-    int rc = plugin_open(spec, 1, &p, err, errlen);
+    pd__plugin p;
+    int rc = pd__plugin_open(spec, 1, &p, err, errlen);
     if (rc != 0)
       return rc;
     count = plugin_layout(spec, &p, info, &k, err, errlen);
-    plugin_close(&p);
+    pd__plugin_close(&p);
     if (count < 0)
       return count;
   } else {
@@ -472,10 +301,10 @@ static double key_normal(uint64_t seed_mix, uint64_t key) {
 int pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end, float *out,
                         char *err, size_t errlen) {
   if (spec->type == PD_MODEL_PLUGIN) {
-    plugin p;
+    pd__plugin p;
     pd_param_info info[PD_MODEL_MAX_TENSORS];
     uint64_t k = 0;
-    int rc = plugin_open(spec, 1, &p, err, errlen);
+    int rc = pd__plugin_open(spec, 1, &p, err, errlen);
     if (rc != 0)
       return rc;
     if ((rc = plugin_layout(spec, &p, info, &k, err, errlen)) >= 0) {
@@ -484,7 +313,7 @@ int pd_model_init_range(const pd_model_spec *spec, uint64_t begin, uint64_t end,
         p.api->init(p.handle, spec->seed, begin, end, out);
       rc = 0;
     }
-    plugin_close(&p);
+    pd__plugin_close(&p);
     return rc;
   }
   pd_param_info params[PD_MODEL_MAX_TENSORS];
@@ -587,7 +416,7 @@ static void lenet_free(lenet *n) {
 static void replica_free(replica *r) {
   net_free(&r->net);
   lenet_free(&r->lenet);
-  plugin_close(&r->plugin);
+  pd__plugin_close(&r->plugin);
   free(r->predictions);
   free(r->targets);
   free(r->labels);
@@ -669,7 +498,7 @@ pd_model *pd_model_new(const pd_model_spec *spec, int max_batch, char *err, size
   if (m->family == FAMILY_PLUGIN) {
     int count;
     for (int t = 0; t < m->nthreads; t++)
-      if (plugin_open(spec, slice, &m->rep[t].plugin, err, errlen) != 0) {
+      if (pd__plugin_open(spec, slice, &m->rep[t].plugin, err, errlen) != 0) {
         pd_model_free(m);
         return NULL;
       }
@@ -960,7 +789,7 @@ static void gradient_job(pd_model *m, int t) {
     pd_dataset x = rows_of(batch, first, PD_MIN(r->first + r->count, first + step));
     float *part = first == r->first ? g : r->lenet.grad_part;
     if (m->family == FAMILY_PLUGIN) {
-      pando_plugin_batch b = plugin_batch(&x);
+      pando_plugin_batch b = pd__plugin_batch(&x);
       r->loss = (double)r->plugin.api->gradient(r->plugin.handle, params, &b, part) *
                 (double)x.rows;
     } else if (m->family == FAMILY_LENET) {
@@ -1011,7 +840,7 @@ float pd_model_gradient(pd_model *model, const float *params, const pd_dataset *
   m->call_data = batch;
   m->call_grad = grad;
   if (m->family == FAMILY_PLUGIN && m->nthreads == 1) {
-    pando_plugin_batch b = plugin_batch(batch);
+    pando_plugin_batch b = pd__plugin_batch(batch);
     return m->rep[0].plugin.api->gradient(m->rep[0].plugin.handle, params, &b, grad);
   }
   if (m->nthreads > 1 && batch->rows < (uint64_t)m->nthreads)
@@ -1038,7 +867,7 @@ static void evaluate_job(pd_model *m, int t) {
     pd_dataset x = rows_of(data, start, PD_MIN(data->rows, start + chunk));
     PD_ASSERT(x.cols == (uint32_t)m->spec.layers[0]);
     if (m->family == FAMILY_PLUGIN) {
-      pando_plugin_batch b = plugin_batch(&x);
+      pando_plugin_batch b = pd__plugin_batch(&x);
       float *pred = r->predictions;
       r->sums.loss +=
           (double)r->plugin.api->predict(r->plugin.handle, params, &b, pred) * (double)x.rows;

@@ -1,4 +1,6 @@
-/* Signal thread, cron loop, port file, advertised address; see daemon.h. */
+/* What every daemon does the same way: configuration and logging set-up,
+ * signal handlers that set a stop flag, the serve loop with its cron, the
+ * metrics endpoint, port files and the advertised address; see daemon.h. */
 #include "pando/daemon.h"
 
 #include <errno.h>
@@ -36,7 +38,7 @@ void pd_daemon_signals_init(void) {
 }
 
 int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, const char *program,
-                        int argc, char **argv, const char *name, const char *log_level) {
+                        int argc, char **argv, const pd_daemon_settings *settings) {
   char err[512];
   char **rest = pd_xcalloc((size_t)argc + 1, sizeof *rest);
   int nrest = 0;
@@ -52,10 +54,8 @@ int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, c
   }
   if (rc > 0)
     return 0;
-  if (name)
-    pd_log_set_name(name);
-  if (log_level)
-    pd_log_level = pd_log_parse_level(log_level);
+  pd_log_set_name(settings->name);
+  pd_log_level = pd_log_parse_level(settings->log_level);
   PD_INFO("math: %s", pd_kernels_describe());
   return -1;
 }

@@ -279,3 +279,21 @@ void pd_metrics_stop(void) {
     MHD_stop_daemon(daemon_handle);
   daemon_handle = NULL;
 }
+
+char *pd_metric_escape(const char *value, char *dst, size_t dstlen) {
+  size_t n = 0;
+  PD_ASSERT(dstlen > 0);
+  for (const char *c = value; *c; c++) {
+    const char *put = *c == '\\' ? "\\\\" : *c == '"' ? "\\\"" : *c == '\n' ? "\\n" : NULL;
+    size_t k = put ? 2 : 1;
+    if (n + k >= dstlen)
+      break;
+    if (put)
+      memcpy(dst + n, put, 2);
+    else
+      dst[n] = *c;
+    n += k;
+  }
+  dst[n] = '\0';
+  return dst;
+}

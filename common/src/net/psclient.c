@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "pando.pb-c.h"
 #include "pando/error.h"
@@ -31,6 +30,7 @@ typedef struct chunk {
   float *dst;       /* pull: where the values go */
   const float *src; /* push: the gradient */
   int attempts;
+  double retry_at; /* > 0: UNAVAILABLE; start it again at this pd_now() */
   grpc_slice slices[2];
   size_t nslices;
   grpc_status_code status;
@@ -47,7 +47,8 @@ struct pd_psclient {
   chunk *chunks;
   size_t nchunks, cap;
   int64_t clock; /* of the operation in progress */
-  int pending;
+  int pending;   /* chunks not finished (waiting for a retry included) */
+  int retrying;  /* chunks waiting for their retry_at */
   int failed;
   uint64_t min_version;
   int dropped; /* a server dropped the last push (too late for its round) */
@@ -151,8 +152,10 @@ static int chunk_finished(chunk *ch, const pd_rpc_result *r, int push) {
   if (r->status == GRPC_STATUS_UNAVAILABLE && ch->attempts < MAX_ATTEMPTS && !c->failed) {
     PD_WARN("%s %s: %s (attempt %d, retrying)", push ? "push to" : "pull from",
             pd_rpc_channel_target(ch->srv->channel), r->details, ch->attempts);
-    usleep(100000u << ch->attempts);
-    start_chunk(ch, push);
+    /* backing off 0.2, 0.4, 0.8 s without blocking the other chunks: run()
+     * starts it again once the deadline has passed */
+    ch->retry_at = pd_now() + 0.1 * (double)(1u << ch->attempts);
+    c->retrying++;
     return 0;
   }
   c->pending--;
@@ -174,8 +177,8 @@ static void pull_done(const pd_rpc_result *r, void *user) {
   pd_wire_tensor t;
   char err[256];
   size_t bytes = (ch->end - ch->begin) * sizeof(float);
-  if (pd_wire_decode(r->response, &pando__v1__pull_response__descriptor, 2, ch->dst, bytes, NULL,
-                     &msg, &t, err, sizeof err) != 0) {
+  if (pd_wire_decode(r->response, &pando__v1__pull_response__descriptor, PD_WIRE_PULL_VALUES_FIELD,
+                     ch->dst, bytes, NULL, &msg, &t, err, sizeof err) != 0) {
     chunk_fail(ch, NULL, err);
     return;
   }
@@ -193,15 +196,14 @@ static void push_done(const pd_rpc_result *r, void *user) {
   chunk *ch = user;
   if (!chunk_finished(ch, r, 1))
     return;
-  uint8_t *buf;
-  size_t len;
-  pd_rpc_buffer_flatten(r->response, &buf, &len);
-  Pando__V1__PushResponse *resp = pando__v1__push_response__unpack(NULL, len, buf);
-  free(buf);
-  if (!resp) {
-    chunk_fail(ch, NULL, "undecodable PushResponse");
+  ProtobufCMessage *msg = NULL;
+  char err[256];
+  if (pd_rpc_unpack(r->response, &pando__v1__push_response__descriptor, &msg, err, sizeof err) !=
+      0) {
+    chunk_fail(ch, NULL, err);
     return;
   }
+  Pando__V1__PushResponse *resp = (Pando__V1__PushResponse *)msg;
   ch->client->min_version = PD_MIN(ch->client->min_version, resp->version);
   ch->client->dropped |= resp->dropped;
   pando__v1__push_response__free_unpacked(resp, NULL);
@@ -225,7 +227,8 @@ static void start_chunk(chunk *ch, int push) {
       }
       int64_t shape = (int64_t)(ch->end - ch->begin);
       size_t bytes = (size_t)shape * sizeof(float);
-      ch->slices[0] = pd_wire_tensor_header(&req.base, 6, PD_DTYPE_FLOAT32, &shape, 1, bytes);
+      ch->slices[0] = pd_wire_tensor_header(&req.base, PD_WIRE_PUSH_GRADIENT_FIELD,
+                                            PD_DTYPE_FLOAT32, &shape, 1, bytes);
       ch->slices[1] = pd_wire_borrow(ch->src, bytes);
       ch->nslices = 2;
     } else {
@@ -235,8 +238,7 @@ static void start_chunk(chunk *ch, int push) {
       req.end = ch->end;
       req.worker = c->worker;
       req.clock = c->clock;
-      ch->slices[0] = grpc_slice_malloc(pando__v1__pull_request__get_packed_size(&req));
-      pando__v1__pull_request__pack(&req, GRPC_SLICE_START_PTR(ch->slices[0]));
+      ch->slices[0] = pd_rpc_pack(&req.base);
       ch->nslices = 1;
     }
   }
@@ -250,12 +252,39 @@ static void start_chunk(chunk *ch, int push) {
   }
 }
 
+/* The earliest retry_at of the chunks waiting for a retry. */
+static double next_retry(const pd_psclient *c) {
+  double next = 0;
+  for (size_t i = 0; i < c->nchunks; i++)
+    if (c->chunks[i].retry_at > 0 && (next == 0 || c->chunks[i].retry_at < next))
+      next = c->chunks[i].retry_at;
+  return next;
+}
+
+/* Starts again the chunks whose retry deadline has passed. */
+static void start_retries(pd_psclient *c, int push) {
+  double now = pd_now();
+  for (size_t i = 0; i < c->nchunks; i++) {
+    chunk *ch = &c->chunks[i];
+    if (ch->retry_at > 0 && ch->retry_at <= now) {
+      ch->retry_at = 0;
+      c->retrying--;
+      start_chunk(ch, push);
+    }
+  }
+}
+
 static int run(pd_psclient *c, int push, char *err, size_t errlen) {
   c->pending = (int)c->nchunks;
+  c->retrying = 0;
   for (size_t i = 0; i < c->nchunks; i++)
     start_chunk(&c->chunks[i], push);
-  while (c->pending > 0)
-    pd_loop_run_once(c->loop, -1);
+  while (c->pending > 0) {
+    double wait = c->retrying ? PD_MAX(next_retry(c) - pd_now(), 0.0) : -1;
+    pd_loop_run_once(c->loop, wait);
+    if (c->retrying)
+      start_retries(c, push);
+  }
   if (c->failed)
     return pd_errf(err, errlen, -PD_ERPC, "job %s %s: %s", c->job, push ? "push" : "pull", c->err);
   return 0;

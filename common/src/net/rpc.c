@@ -151,7 +151,9 @@ static void metrics_done(method_metrics *mm, const char *side, grpc_status_code 
 
 typedef struct reg_method {
   const char *path;
-  pd_rpc_handler handler;
+  pd_rpc_handler handler;                         /* raw: reads the payload itself */
+  pd_rpc_unary_handler unary;                     /* or typed: gets the unpacked request */
+  const ProtobufCMessageDescriptor *request_desc; /* unary: the request's type */
   void *ctx;
   void *registered; /* gRPC's handle */
   method_metrics metrics;
@@ -171,6 +173,28 @@ struct pd_rpc_server {
   const char *const *health_services;
 };
 
+/* The life of a server call. One pd_rpc_call per call, every step on the
+ * loop thread; the three ops are its completion-queue tags.
+ *
+ *   post_request(): a slot asks gRPC for the next call of its method
+ *      |  op_request, ok = 0 (the server shuts down) -----------------> freed
+ *      v  op_request, ok = 1
+ *   ARRIVED: RECV_CLOSE_ON_SERVER is posted (op_close), the handler runs;
+ *      |     when it returns the call is REPLIED or PARKED (asserted)
+ *      |
+ *      +-- pd_rpc_call_reply*() / pd_rpc_call_fail() -----> REPLIED
+ *      |     (replied = 1; the status batch is posted on op_send)
+ *      |
+ *      +-- pd_rpc_call_on_cancel() without a reply -------> PARKED
+ *            the holder replies later ------------------> REPLIED
+ *            or op_close comes first (client gone, server shutting
+ *            down): on_cancel(call) runs, the holder lets go --> freed
+ *
+ *   REPLIED -- op_send (send_done = 1) and op_close (close_done = 1), in
+ *              either order; call_maybe_free() frees the call after both.
+ *
+ * client_cancelled records what RECV_CLOSE_ON_SERVER said; a call is
+ * finished (replied) at most once. */
 struct pd_rpc_call {
   pd_rpc_op op_request; /* the call arrived (or the request was cancelled) */
   pd_rpc_op op_close;   /* RECV_CLOSE_ON_SERVER completed */
@@ -194,6 +218,7 @@ struct pd_rpc_call {
 };
 
 static void post_request(pd_rpc_server *srv, reg_method *m);
+static ProtobufCMessage *unpack_request(pd_rpc_call *c, const ProtobufCMessageDescriptor *desc);
 
 /* A received message of PD_RPC_TRIM_AFTER bytes or more was freed since the
  * last pd_rpc_trim (any thread may set it). */
@@ -301,7 +326,18 @@ static void on_request(pd_rpc_op *op, int ok) {
   c->started_ns = pd_now_ns();
   if (c->payload)
     pd_metric_add(c->method->metrics.bytes_in, (double)grpc_byte_buffer_length(c->payload));
-  c->method->handler(c, c->method->ctx);
+  if (c->method->unary) {
+    ProtobufCMessage *req = unpack_request(c, c->method->request_desc);
+    if (!req)
+      return;
+    c->method->unary(c, req, c->method->ctx);
+    protobuf_c_message_free_unpacked(req, NULL);
+  } else {
+    c->method->handler(c, c->method->ctx);
+  }
+  /* A handler replies or parks the call; anything else leaks it. (The call
+   * cannot be gone yet: op_close runs later on this thread.) */
+  PD_ASSERT(c->replied || c->on_cancel != NULL);
 }
 
 static void post_request(pd_rpc_server *srv, reg_method *m) {
@@ -345,17 +381,29 @@ pd_rpc_server *pd_rpc_server_new(pd_loop *loop) {
   return srv;
 }
 
-void pd_rpc_server_add_method(pd_rpc_server *srv, const char *path, pd_rpc_handler handler,
-                              void *ctx) {
+static reg_method *add_method(pd_rpc_server *srv, const char *path, void *ctx) {
   PD_ASSERT(!srv->started && srv->nmethods < MAX_METHODS);
   reg_method *m = &srv->methods[srv->nmethods++];
   m->path = path;
-  m->handler = handler;
   m->ctx = ctx;
   m->registered = grpc_server_register_method(srv->server, path, NULL,
                                               GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   metrics_init(&m->metrics, "server", path);
   PD_ASSERT(m->registered != NULL);
+  return m;
+}
+
+void pd_rpc_server_add_method(pd_rpc_server *srv, const char *path, pd_rpc_handler handler,
+                              void *ctx) {
+  add_method(srv, path, ctx)->handler = handler;
+}
+
+void pd_rpc_server_add_unary(pd_rpc_server *srv, const char *path,
+                             const ProtobufCMessageDescriptor *request_desc,
+                             pd_rpc_unary_handler handler, void *ctx) {
+  reg_method *m = add_method(srv, path, ctx);
+  m->unary = handler;
+  m->request_desc = request_desc;
 }
 
 int pd_rpc_server_listen(pd_rpc_server *srv, const char *address, char *err, size_t errlen) {
@@ -407,9 +455,10 @@ void pd_rpc_call_on_cancel(pd_rpc_call *call, void (*on_cancel)(pd_rpc_call *cal
   call->on_cancel = on_cancel;
 }
 
-void pd_rpc_buffer_flatten(grpc_byte_buffer *bb, uint8_t **out, size_t *len) {
+/* Copies a whole byte buffer into `out` (malloc'd, caller frees). */
+static void buffer_flatten(grpc_byte_buffer *bb, uint8_t **out, size_t *len) {
   size_t total = grpc_byte_buffer_length(bb);
-  uint8_t *buf = pd_xmalloc(total);
+  uint8_t *buf = pd_xmalloc(total ? total : 1);
   grpc_byte_buffer_reader reader;
   PD_ASSERT(grpc_byte_buffer_reader_init(&reader, bb));
   grpc_slice *slice;
@@ -424,41 +473,56 @@ void pd_rpc_buffer_flatten(grpc_byte_buffer *bb, uint8_t **out, size_t *len) {
   *len = off;
 }
 
-static ProtobufCMessage *unpack_buffer(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc) {
-  if (!bb)
-    return protobuf_c_message_unpack(desc, NULL, 0, NULL);
-  uint8_t *buf;
-  size_t len;
-  pd_rpc_buffer_flatten(bb, &buf, &len);
-  ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, buf);
-  free(buf);
-  return msg;
+int pd_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                  ProtobufCMessage **out, char *err, size_t errlen) {
+  size_t len = bb ? grpc_byte_buffer_length(bb) : 0;
+  ProtobufCMessage *msg = NULL;
+  if (!bb) {
+    msg = protobuf_c_message_unpack(desc, NULL, 0, NULL);
+  } else if (len <= PD_RPC_MAX_MESSAGE) {
+    uint8_t *buf;
+    buffer_flatten(bb, &buf, &len);
+    msg = protobuf_c_message_unpack(desc, NULL, len, buf);
+    free(buf);
+  }
+  if (!msg)
+    return pd_errf(err, errlen, -PD_EFORMAT, "malformed %s message (%zu bytes)", desc->name, len);
+  *out = msg;
+  return 0;
 }
 
-ProtobufCMessage *pd_rpc_call_unpack(pd_rpc_call *call, const ProtobufCMessageDescriptor *desc) {
+/* Unpacks the request of a typed handler's call, checked against the limits
+ * of pando/wire.h before protobuf-c allocates anything (pd_wire_check), or
+ * fails the call (RESOURCE_EXHAUSTED past a limit, INVALID_ARGUMENT when it
+ * does not decode) and returns NULL. */
+static ProtobufCMessage *unpack_request(pd_rpc_call *c, const ProtobufCMessageDescriptor *desc) {
   uint8_t *buf = NULL;
   size_t len = 0;
   char err[256];
-  if (call->payload)
-    pd_rpc_buffer_flatten(call->payload, &buf, &len);
-  /* The limits of pando/wire.h, before protobuf-c allocates anything. */
+  if (c->payload)
+    buffer_flatten(c->payload, &buf, &len);
   int rc = pd_wire_check(buf, len, desc, err, sizeof err);
   ProtobufCMessage *msg = rc == 0 ? protobuf_c_message_unpack(desc, NULL, len, buf) : NULL;
   free(buf);
   if (rc != 0)
-    pd_rpc_call_fail(call,
-                     rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
-                                       : GRPC_STATUS_INVALID_ARGUMENT,
+    pd_rpc_call_fail(c, rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
                      "%s", err);
   else if (!msg)
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s message", desc->name);
+    pd_rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s message (%zu bytes)",
+                     desc->name, len);
   return msg;
 }
 
-static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg) {
+grpc_slice pd_rpc_pack(const ProtobufCMessage *msg) {
   size_t len = protobuf_c_message_get_packed_size(msg);
+  PD_ASSERT(len <= PD_RPC_MAX_MESSAGE);
   grpc_slice slice = grpc_slice_malloc(len);
-  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+  PD_ASSERT(protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice)) == len);
+  return slice;
+}
+
+static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg) {
+  grpc_slice slice = pd_rpc_pack(msg);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
   grpc_slice_unref(slice);
   return bb;
@@ -487,30 +551,28 @@ void pd_rpc_call_fail(pd_rpc_call *call, grpc_status_code status, const char *fm
 
 /* ---------------------------------------------------------------- health */
 
-static void health_check(pd_rpc_call *call, void *ctx) {
+static void health_check(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_rpc_server *srv = ctx;
-  Grpc__Health__V1__HealthCheckRequest *req = (Grpc__Health__V1__HealthCheckRequest *)
-      pd_rpc_call_unpack(call, &grpc__health__v1__health_check_request__descriptor);
-  if (!req)
-    return;
+  const Grpc__Health__V1__HealthCheckRequest *req =
+      (const Grpc__Health__V1__HealthCheckRequest *)msg;
   int known = req->service[0] == '\0';
   for (const char *const *s = srv->health_services; s && *s && !known; s++)
     known = strcmp(*s, req->service) == 0;
   if (!known) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "unknown service '%s'", req->service);
-  } else {
-    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    resp.status = srv->health_serving
-                      ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    pd_rpc_call_reply_msg(call, &resp.base);
+    return;
   }
-  protobuf_c_message_free_unpacked(&req->base, NULL);
+  Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+  resp.status = srv->health_serving
+                    ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                    : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+  pd_rpc_call_reply_msg(call, &resp.base);
 }
 
 void pd_rpc_health_register(pd_rpc_server *srv, const char *const *services) {
   srv->health_services = services;
-  pd_rpc_server_add_method(srv, "/grpc.health.v1.Health/Check", health_check, srv);
+  pd_rpc_server_add_unary(srv, "/grpc.health.v1.Health/Check",
+                          &grpc__health__v1__health_check_request__descriptor, health_check, srv);
 }
 
 void pd_rpc_health_set_serving(pd_rpc_server *srv, int serving) { srv->health_serving = serving; }
@@ -669,7 +731,7 @@ typedef struct unary_state {
   char details[512];
   ProtobufCMessage *response;
   const ProtobufCMessageDescriptor *desc;
-  int undecodable;
+  char undecodable[256]; /* why the response did not decode; "" if it did */
 } unary_state;
 
 static void unary_done(const pd_rpc_result *result, void *user) {
@@ -677,10 +739,9 @@ static void unary_done(const pd_rpc_result *result, void *user) {
   st->finished = 1;
   st->status = result->status;
   pd_strlcpy(st->details, result->details, sizeof st->details);
-  if (result->status == GRPC_STATUS_OK) {
-    st->response = unpack_buffer(result->response, st->desc);
-    st->undecodable = st->response == NULL;
-  }
+  if (result->status == GRPC_STATUS_OK)
+    pd_rpc_unpack(result->response, st->desc, &st->response, st->undecodable,
+                  sizeof st->undecodable);
 }
 
 int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage *request,
@@ -690,9 +751,7 @@ int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage 
   memset(&st, 0, sizeof st);
   st.desc = response_desc;
   pd_loop *loop = pd_loop_new();
-  size_t len = protobuf_c_message_get_packed_size(request);
-  grpc_slice slice = grpc_slice_malloc(len);
-  protobuf_c_message_pack(request, GRPC_SLICE_START_PTR(slice));
+  grpc_slice slice = pd_rpc_pack(request);
   int rc = pd_rpc_start(ch, loop, method, &slice, 1, timeout_sec, unary_done, &st);
   grpc_slice_unref(slice);
   while (rc == 0 && !st.finished)
@@ -705,9 +764,9 @@ int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage 
   if (st.status != GRPC_STATUS_OK)
     return pd_errf(err, errlen, -PD_ERPC, "%s %s: %s: %s", ch->target, method,
                    pd_rpc_status_name(st.status), st.details);
-  if (st.undecodable)
-    return pd_errf(err, errlen, -PD_EFORMAT, "%s %s: undecodable %s response", ch->target, method,
-                   response_desc->name);
+  if (st.undecodable[0])
+    return pd_errf(err, errlen, -PD_EFORMAT, "%s %s: undecodable response: %s", ch->target, method,
+                   st.undecodable);
   *response = st.response;
   return 0;
 }

@@ -9,7 +9,6 @@
 #include "pando/kernels.h"
 #include "pando/log.h"
 #include "pando/util.h"
-#include "pando/wire.h"
 
 #define RPC_TIMEOUT_SEC 2.0
 #define RETRY_SEC 0.5
@@ -27,7 +26,6 @@ struct pd_session {
   double next_due;
   int in_flight;
   int warned; /* logged that the coordinator is unreachable */
-  uint8_t *request;
 };
 
 pd_session *pd_session_new(pd_loop *loop, const char *coordinator, int role, const char *address,
@@ -50,7 +48,6 @@ void pd_session_free(pd_session *s) {
   while (s->in_flight)
     pd_loop_run_once(s->loop, 1.0);
   pd_rpc_channel_free(s->channel);
-  free(s->request);
   free(s->address);
   free(s->name);
   free(s);
@@ -74,16 +71,15 @@ static void register_done(const pd_rpc_result *r, void *user) {
     call_failed(s, "RegisterNode", r);
     return;
   }
-  uint8_t *buf;
-  size_t len;
-  pd_rpc_buffer_flatten(r->response, &buf, &len);
-  Pando__V1__RegisterResponse *resp = pando__v1__register_response__unpack(NULL, len, buf);
-  free(buf);
-  if (!resp) {
-    PD_WARN("undecodable RegisterResponse from %s", pd_rpc_channel_target(s->channel));
+  ProtobufCMessage *msg = NULL;
+  char err[256];
+  if (pd_rpc_unpack(r->response, &pando__v1__register_response__descriptor, &msg, err,
+                    sizeof err) != 0) {
+    PD_WARN("coordinator %s: %s", pd_rpc_channel_target(s->channel), err);
     s->next_due = pd_now() + RETRY_SEC;
     return;
   }
+  Pando__V1__RegisterResponse *resp = (Pando__V1__RegisterResponse *)msg;
   s->node_id = resp->node_id;
   if (resp->heartbeat_ms > 0)
     s->heartbeat_sec = resp->heartbeat_ms / 1000.0;
@@ -104,13 +100,14 @@ static void heartbeat_done(const pd_rpc_result *r, void *user) {
   if (s->warned)
     PD_INFO("coordinator %s reachable again", pd_rpc_channel_target(s->channel));
   s->warned = 0;
-  uint8_t *buf;
-  size_t len;
-  pd_rpc_buffer_flatten(r->response, &buf, &len);
-  Pando__V1__HeartbeatResponse *resp = pando__v1__heartbeat_response__unpack(NULL, len, buf);
-  free(buf);
-  if (!resp)
+  ProtobufCMessage *msg = NULL;
+  char err[256];
+  if (pd_rpc_unpack(r->response, &pando__v1__heartbeat_response__descriptor, &msg, err,
+                    sizeof err) != 0) {
+    PD_WARN("coordinator %s: %s", pd_rpc_channel_target(s->channel), err);
     return;
+  }
+  Pando__V1__HeartbeatResponse *resp = (Pando__V1__HeartbeatResponse *)msg;
   if (!resp->known) {
     PD_WARN("coordinator does not know node %llu any more: registering again",
             (unsigned long long)s->node_id);
@@ -125,11 +122,7 @@ static void heartbeat_done(const pd_rpc_result *r, void *user) {
 }
 
 static void session_send(pd_session *s, const char *method, const ProtobufCMessage *msg, pd_rpc_done done) {
-  size_t len = protobuf_c_message_get_packed_size(msg);
-  free(s->request);
-  s->request = pd_xmalloc(len ? len : 1);
-  protobuf_c_message_pack(msg, s->request);
-  grpc_slice slice = pd_wire_borrow(s->request, len);
+  grpc_slice slice = pd_rpc_pack(msg);
   if (pd_rpc_start(s->channel, s->loop, method, &slice, 1, RPC_TIMEOUT_SEC, done, s) == 0)
     s->in_flight = 1;
   grpc_slice_unref(slice);

@@ -3,6 +3,8 @@
  * partitioning, loading through a job spec, views and gathers of dense and
  * CSR data, and the installed Fashion-MNIST files. */
 #include "pando/dataset.h"
+#include "pando/fileio.h"
+#include "pando/plan.h"
 
 #include <errno.h>
 #include <stdint.h>

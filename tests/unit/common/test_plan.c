@@ -57,16 +57,20 @@ static void test_shards(void) {
 
 static void test_steps_per_epoch(void) {
   /* ceil(smallest partition / batch_size) */
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(60000, 1, 64), 938);
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(60000, 4, 64), 235); /* 15000 / 64 */
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(60000, 7, 64), 134); /* 8571 / 64 */
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(10, 3, 3), 1);       /* 3, 3, 4 rows */
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(10, 3, 2), 2);
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(5, 5, 100), 1);
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(128, 1, 64), 2);
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(129, 1, 64), 3);
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(1, 1, 1), 1);
-  CHECK_EQ_INT(pd_plan_steps_per_epoch(1ull << 40, 1024, 65536), 16384);
+  CHECK_EQ_INT(pd_plan_partition_steps(60000, 1, PD_PARTITION_DISJOINT_CONTIGUOUS, 64), 938);
+  CHECK_EQ_INT(pd_plan_partition_steps(60000, 4, PD_PARTITION_DISJOINT_CONTIGUOUS, 64),
+               235); /* 15000 / 64 */
+  CHECK_EQ_INT(pd_plan_partition_steps(60000, 7, PD_PARTITION_DISJOINT_CONTIGUOUS, 64),
+               134); /* 8571 / 64 */
+  CHECK_EQ_INT(pd_plan_partition_steps(10, 3, PD_PARTITION_DISJOINT_CONTIGUOUS, 3),
+               1); /* 3, 3, 4 rows */
+  CHECK_EQ_INT(pd_plan_partition_steps(10, 3, PD_PARTITION_DISJOINT_CONTIGUOUS, 2), 2);
+  CHECK_EQ_INT(pd_plan_partition_steps(5, 5, PD_PARTITION_DISJOINT_CONTIGUOUS, 100), 1);
+  CHECK_EQ_INT(pd_plan_partition_steps(128, 1, PD_PARTITION_DISJOINT_CONTIGUOUS, 64), 2);
+  CHECK_EQ_INT(pd_plan_partition_steps(129, 1, PD_PARTITION_DISJOINT_CONTIGUOUS, 64), 3);
+  CHECK_EQ_INT(pd_plan_partition_steps(1, 1, PD_PARTITION_DISJOINT_CONTIGUOUS, 1), 1);
+  CHECK_EQ_INT(pd_plan_partition_steps(1ull << 40, 1024, PD_PARTITION_DISJOINT_CONTIGUOUS, 65536),
+               16384);
 }
 
 /* For every worker of a (rows, workers, batch_size) job: the batches of an
@@ -75,7 +79,8 @@ static void test_steps_per_epoch(void) {
  * 1 and batch_size + 1 rows (partitions differ by at most one row). All
  * workers run the same number of steps. Returns 0 when all holds. */
 static int check_epoch(uint64_t rows, uint32_t workers, uint32_t batch_size) {
-  uint32_t steps = pd_plan_steps_per_epoch(rows, workers, batch_size);
+  uint32_t steps =
+      pd_plan_partition_steps(rows, workers, PD_PARTITION_DISJOINT_CONTIGUOUS, batch_size);
   if (steps == 0)
     return 1;
   for (uint32_t rank = 0; rank < workers; rank++) {

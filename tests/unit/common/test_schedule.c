@@ -1,5 +1,6 @@
 /* Unit tests of the learning-rate and batch-size schedules and of locating
  * a clock in them, against values computed by hand. */
+#include "pando/plan.h"
 #include "pando/schedule.h"
 
 #include <limits.h>

@@ -692,6 +692,39 @@ static void test_names(void) {
   CHECK(strcmp(pd_model_type_name((enum pd_model_type)99), "unknown") == 0);
 }
 
+/* Issue 14: a 160 KB spec of nested brackets stalled the coordinator for
+ * 45 s inside libyaml. Nesting, aliases and size are bounded before the
+ * document is built. */
+static void test_document_bounds(void) {
+  pd_job_spec spec;
+  char err[512] = "";
+  size_t n = 80000, len = 0;
+  char *deep = malloc(2 * n + 64);
+  len += (size_t)sprintf(deep, "name: a\nmodel: ");
+  memset(deep + len, '[', n);
+  memset(deep + len + n, ']', n);
+  len += 2 * n;
+  CHECK_EQ_INT(pd_job_spec_parse(deep, len, &spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "job spec nests collections more than 16 deep (line 2)");
+  free(deep);
+
+  static const char aliases[] =
+      "name: &n a\n"
+      "model: {type: softmax, layers: [*n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n,\n"
+      "  *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n,\n"
+      "  *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n,\n"
+      "  *n, *n, *n, *n, *n, *n, *n, *n, *n]}\n";
+  CHECK_EQ_INT(pd_job_spec_parse(aliases, strlen(aliases), &spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "job spec has more than 64 aliases (line 5)");
+
+  size_t big = PD_SPEC_MAX_BYTES + 1;
+  char *huge = malloc(big);
+  memset(huge, '#', big);
+  CHECK_EQ_INT(pd_job_spec_parse(huge, big, &spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "job spec is 1048577 bytes, more than the limit of 1048576");
+  free(huge);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_example_mixed);
   PD_RUN(test_example_block);
@@ -701,6 +734,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_limits_accepted);
   PD_RUN(test_base_is_valid);
   PD_RUN(test_unknown_keys);
+  PD_RUN(test_document_bounds);
   PD_RUN(test_duplicate_keys);
   PD_RUN(test_wrong_types);
   PD_RUN(test_enums);

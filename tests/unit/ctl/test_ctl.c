@@ -279,12 +279,9 @@ static Pando__V1__JobStatus *succeeding_job(status_storage *s, const char *job, 
   }
 }
 
-static void fake_submit(pd_rpc_call *call, void *ctx) {
+static void fake_submit(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   (void)ctx;
-  Pando__V1__SubmitJobRequest *req = (Pando__V1__SubmitJobRequest *)pd_rpc_call_unpack(
-      call, &pando__v1__submit_job_request__descriptor);
-  if (!req)
-    return;
+  const Pando__V1__SubmitJobRequest *req = (const Pando__V1__SubmitJobRequest *)msg;
   if (strstr(req->spec_yaml, "bad")) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "model.layers: expected a list of at least 2 positive integers, got [784]");
@@ -301,15 +298,11 @@ static void fake_submit(pd_rpc_call *call, void *ctx) {
     status_storage s;
     pd_rpc_call_reply_msg(call, &make_status(&s, id, PANDO__V1__JOB_STATE__RUNNING, 0, 0, 0)->base);
   }
-  protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-static void fake_get_job(pd_rpc_call *call, void *ctx) {
+static void fake_get_job(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   (void)ctx;
-  Pando__V1__JobRequest *req =
-      (Pando__V1__JobRequest *)pd_rpc_call_unpack(call, &pando__v1__job_request__descriptor);
-  if (!req)
-    return;
+  const Pando__V1__JobRequest *req = (const Pando__V1__JobRequest *)msg;
   const char *id = req->job;
   int n = fake_count_call(id);
   status_storage s;
@@ -338,15 +331,11 @@ static void fake_get_job(pd_rpc_call *call, void *ctx) {
   }
   if (status)
     pd_rpc_call_reply_msg(call, &status->base);
-  protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-static void fake_cancel_job(pd_rpc_call *call, void *ctx) {
+static void fake_cancel_job(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   (void)ctx;
-  Pando__V1__JobRequest *req =
-      (Pando__V1__JobRequest *)pd_rpc_call_unpack(call, &pando__v1__job_request__descriptor);
-  if (!req)
-    return;
+  const Pando__V1__JobRequest *req = (const Pando__V1__JobRequest *)msg;
   if (strcmp(req->job, "missing") == 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
   } else {
@@ -356,7 +345,6 @@ static void fake_cancel_job(pd_rpc_call *call, void *ctx) {
     status->message = "cancelled by pandoctl";
     pd_rpc_call_reply_msg(call, &status->base);
   }
-  protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 static void fake_list_jobs(pd_rpc_call *call, void *ctx) {
@@ -426,9 +414,12 @@ static int fake_start(void) {
   char err[256];
   fake.loop = pd_loop_new();
   fake.srv = pd_rpc_server_new(fake.loop);
-  pd_rpc_server_add_method(fake.srv, "/pando.v1.Coordinator/SubmitJob", fake_submit, NULL);
-  pd_rpc_server_add_method(fake.srv, "/pando.v1.Coordinator/GetJob", fake_get_job, NULL);
-  pd_rpc_server_add_method(fake.srv, "/pando.v1.Coordinator/CancelJob", fake_cancel_job, NULL);
+  pd_rpc_server_add_unary(fake.srv, "/pando.v1.Coordinator/SubmitJob",
+                          &pando__v1__submit_job_request__descriptor, fake_submit, NULL);
+  pd_rpc_server_add_unary(fake.srv, "/pando.v1.Coordinator/GetJob",
+                          &pando__v1__job_request__descriptor, fake_get_job, NULL);
+  pd_rpc_server_add_unary(fake.srv, "/pando.v1.Coordinator/CancelJob",
+                          &pando__v1__job_request__descriptor, fake_cancel_job, NULL);
   pd_rpc_server_add_method(fake.srv, "/pando.v1.Coordinator/ListJobs", fake_list_jobs, NULL);
   pd_rpc_server_add_method(fake.srv, "/pando.v1.Coordinator/Cluster", fake_cluster, NULL);
   pd_rpc_health_register(fake.srv, fake_services);

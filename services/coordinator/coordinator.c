@@ -38,7 +38,7 @@ static size_t live_selectors(void *user, const char **out, size_t max) {
   size_t n = 0;
   for (size_t i = 0; i < pd_registry_count(c->reg) && n < max; i++) {
     pd_node *node = pd_registry_at(c->reg, i);
-    if (node->role == PANDO__V1__ROLE__SELECTOR && node->alive)
+    if (node->role == PANDO__V1__ROLE__ROLE_SELECTOR && node->alive)
       out[n++] = node->address;
   }
   return n;
@@ -113,7 +113,7 @@ void pd_coord_cron(pd_coord *c) {
   pd_jobs_cron(c->jobs, now);
   for (size_t i = 0; i < pd_jobs_count(c->jobs); i++) {
     pd_job *j = pd_jobs_at(c->jobs, i);
-    if (j->rounds && j->state == PANDO__V1__JOB_STATE__RUNNING)
+    if (j->rounds && j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING)
       pd_rounds_cron(j->rounds);
   }
 }
@@ -157,7 +157,7 @@ static void job_status(pd_coord *c, pd_job *j, Pando__V1__JobStatus *st, Pando__
   st->workers = j->nworkers;
   double end = pd_job_state_final(j->state) ? j->finished : pd_now();
   st->elapsed_sec = j->started > 0 ? end - j->started : 0;
-  if (j->state == PANDO__V1__JOB_STATE__RUNNING || pd_job_state_final(j->state)) {
+  if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING || pd_job_state_final(j->state)) {
     /* the slowest worker's position; loss averaged; throughput summed */
     uint32_t epoch = UINT32_MAX;
     uint64_t step = 0;
@@ -205,11 +205,11 @@ static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
 static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__RegisterRequest *req = (const Pando__V1__RegisterRequest *)msg;
-  if (req->role != PANDO__V1__ROLE__SERVER && req->role != PANDO__V1__ROLE__WORKER &&
-      req->role != PANDO__V1__ROLE__SELECTOR) {
+  if (req->role != PANDO__V1__ROLE__ROLE_SERVER && req->role != PANDO__V1__ROLE__ROLE_WORKER &&
+      req->role != PANDO__V1__ROLE__ROLE_SELECTOR) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "role: must be SERVER, WORKER or SELECTOR");
-  } else if (req->role != PANDO__V1__ROLE__WORKER && req->address[0] == '\0') {
+  } else if (req->role != PANDO__V1__ROLE__ROLE_WORKER && req->address[0] == '\0') {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "address: a server or selector must give its address");
   } else {
@@ -225,9 +225,9 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
     }
     pd_strlcpy(n->math, req->math, sizeof n->math);
     PD_INFO("registered %s %s at %s as node %llu",
-            n->role == PANDO__V1__ROLE__SERVER
+            n->role == PANDO__V1__ROLE__ROLE_SERVER
                 ? "server"
-                : (n->role == PANDO__V1__ROLE__SELECTOR ? "selector" : "worker"),
+                : (n->role == PANDO__V1__ROLE__ROLE_SELECTOR ? "selector" : "worker"),
             n->name, n->address,
             (unsigned long long)n->id);
     Pando__V1__RegisterResponse resp = PANDO__V1__REGISTER_RESPONSE__INIT;
@@ -262,7 +262,7 @@ static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, vo
                      (unsigned long long)req->node_id);
     return;
   }
-  if (j && j->state == PANDO__V1__JOB_STATE__RUNNING) {
+  if (j && j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
     a.job = j->id;
     a.spec_yaml = j->spec_yaml;
     a.rank = n->rank;
@@ -389,7 +389,8 @@ static void handle_cancel(pd_rpc_call *call, const ProtobufCMessage *msg, void *
   if (!j) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
   } else {
-    pd_jobs_finish(c->jobs, j, pd_now(), PANDO__V1__JOB_STATE__CANCELLED, "cancelled by the user");
+    pd_jobs_finish(c->jobs, j, pd_now(), PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
+                   "cancelled by the user");
     reply_status(c, call, j);
   }
 }

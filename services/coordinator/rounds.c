@@ -190,7 +190,7 @@ static void fail(pd_rounds *r, const char *fmt, ...) {
   va_end(ap);
   r->phase = DONE;
   r->stopped = 1;
-  r->env.finish(r->env.user, r->job, PANDO__V1__JOB_STATE__FAILED, msg);
+  r->env.finish(r->env.user, r->job, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, msg);
 }
 
 static void set_phase(pd_rounds *r, enum phase p) {
@@ -470,7 +470,7 @@ static void after_commit(pd_rounds *r) {
     else
       snprintf(msg, sizeof msg, "%d rounds committed, test accuracy %.4f",
                r->spec.training.federated.rounds, r->last_accuracy);
-    r->env.finish(r->env.user, r->job, PANDO__V1__JOB_STATE__SUCCEEDED, msg);
+    r->env.finish(r->env.user, r->job, PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED, msg);
     return;
   }
   enter_waiting(r);

@@ -18,6 +18,12 @@ typedef struct pd_ps_stats {
 } pd_ps_stats;
 
 pd_ps *pd_ps_new(void);
+/* How much memory the shards of all jobs may take together
+ * (pd_shard_bytes); a CreateShard beyond it is refused with
+ * RESOURCE_EXHAUSTED saying what is needed and what is free. 0: the default,
+ * 3/4 of the machine's memory or of the cgroup's limit, whichever is lower. */
+void pd_ps_set_memory_limit(pd_ps *ps, uint64_t bytes);
+uint64_t pd_ps_memory_limit(const pd_ps *ps);
 /* Fails pulls still waiting and frees every shard. */
 void pd_ps_free(pd_ps *ps);
 /* Registers the ParameterServer methods (and health) on `srv`. */

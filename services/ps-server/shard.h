@@ -29,6 +29,14 @@ typedef struct pd_shard_slice {
   void *user;
 } pd_shard_slice;
 
+/* The most memory a shard of `spec` with keys [begin, end) pushed to by
+ * `num_workers` workers can take: parameters (and their copy-on-write
+ * second buffer), the optimizer's state, the BSP round's sum, the backup
+ * workers' buffers and the clock's state of each worker. Saturates at
+ * UINT64_MAX instead of overflowing. */
+uint64_t pd_shard_bytes(const pd_job_spec *spec, uint64_t begin, uint64_t end,
+                        uint32_t num_workers);
+
 /* Makes a shard of `spec`'s model keys [begin, end), initialised from the
  * model's seed. Pushes are applied with the learning rate of their clock's
  * epoch (pando/schedule.h), which needs `min_partition_rows`, the rows of

@@ -100,7 +100,7 @@ class Cluster:
         end = time.time() + seconds
         while time.time() < end:
             st = self.status(job)
-            if pb.JobState.Name(st.state) in states:
+            if pb.JobState.Name(st.state).replace("JOB_STATE_", "") in states:
                 return st
             time.sleep(0.01)
         return self.status(job)
@@ -123,7 +123,7 @@ class Cluster:
     def push(self, shard_map, job, round_id, device, weight, delta):
         dropped = False
         for s in shard_map.shards:
-            t = pb.Tensor(dtype=pb.FLOAT32, shape=[s.end - s.begin],
+            t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[s.end - s.begin],
                           data=delta[s.begin:s.end].astype("<f4").tobytes())
             r = self.ps(s.address, "Push", pb.PushRequest, pb.PushResponse)(
                 pb.PushRequest(job=job, begin=s.begin, end=s.end, clock=round_id, device=device,

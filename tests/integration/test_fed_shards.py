@@ -70,7 +70,7 @@ try:
             b, e = RANGES[i]
             mid = (b + e) // 2
             for lo, hi in ((mid, e), (b, mid)):
-                t = pb.Tensor(dtype=pb.FLOAT32, shape=[hi - lo],
+                t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[hi - lo],
                               data=delta[lo:hi].astype("<f4").tobytes())
                 results.append(stubs[i]["push"](pb.PushRequest(
                     job="fed-1", begin=lo, end=hi, clock=rnd, device=device, weight=n_k,
@@ -135,7 +135,7 @@ try:
                                                                   devices=["ghost"]))
     check("committing a device without an update is refused naming it (%s)" % msg,
           code == grpc.StatusCode.FAILED_PRECONDITION and "device ghost has pushed 0" in msg)
-    t = pb.Tensor(dtype=pb.FLOAT32, shape=[21], data=np.zeros(21, "<f4").tobytes())
+    t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[21], data=np.zeros(21, "<f4").tobytes())
     code, msg = code_of(stubs[0]["push"], pb.PushRequest(job="fed-1", begin=0, end=21, clock=3,
                                                          gradient=t, weight=1))
     check("a federated push without a device id is INVALID_ARGUMENT (%s)" % msg,

@@ -65,7 +65,7 @@ try:
         check("device %s's report is accepted" % d, ack.accepted and not ack.late)
     st = c.wait(job)
     check("the job SUCCEEDED after its round (%s)" % st.message,
-          st.state == pb.SUCCEEDED and st.rounds_done == 1)
+          st.state == pb.JOB_STATE_SUCCEEDED and st.rounds_done == 1)
     theta1 = c.pull(task.shard_map, job, task.round + 1).astype(np.float64)
     x = np.concatenate([data[d][0] for d in sizes])
     y = np.concatenate([data[d][1] for d in sizes])
@@ -94,7 +94,7 @@ try:
     latency = time.time() - tenth
     check("the round commits after its 10th report with 3 stragglers outstanding, long before "
           "its 60 s deadline (%.3f s after the 10th report)" % latency,
-          st.state == pb.SUCCEEDED and st.round_history[0].seconds < 60)
+          st.state == pb.JOB_STATE_SUCCEEDED and st.round_history[0].seconds < 60)
     late = []
     for d in order[10:]:
         t = tasks[d]
@@ -139,7 +139,7 @@ try:
           [len(a) for a in attempts] == [13, 13] and not attempts[0] & attempts[1])
     st = c.wait(job, seconds=30)
     check("after 2 abandoned attempts the job FAILED saying why (%s)" % st.message,
-          st.state == pb.FAILED and "abandoned 2 times" in st.message and
+          st.state == pb.JOB_STATE_FAILED and "abandoned 2 times" in st.message and
           "3 of the 10 reports" in st.message)
     recs = list(st.round_history)
     check("both attempts are recorded as abandoned, 3 reported and 10 dropped each",

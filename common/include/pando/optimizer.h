@@ -45,6 +45,10 @@ typedef struct pd_optimizer_slot {
  * hyper-parameters of `spec` (copied), allocating the zeroed state it needs. */
 void pd_optimizer_init(pd_optimizer *opt, const pd_optimizer_spec *spec, uint64_t keys);
 
+/* Bytes of per-key state pd_optimizer_init allocates for each key of an
+ * optimizer of `type` (0 for sgd): what a server must hold besides the
+ * parameters. */
+uint64_t pd_optimizer_state_bytes_per_key(enum pd_optimizer_type type);
 /* Frees the state; `opt` may be closed again. */
 void pd_optimizer_close(pd_optimizer *opt);
 

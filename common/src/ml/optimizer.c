@@ -10,6 +10,17 @@
 #include "pando/error.h"
 #include "pando/util.h"
 
+uint64_t pd_optimizer_state_bytes_per_key(enum pd_optimizer_type type) {
+  switch (type) {
+  case PD_OPT_MOMENTUM:
+  case PD_OPT_NESTEROV: return sizeof(float); /* velocity */
+  case PD_OPT_ADAGRAD:
+  case PD_OPT_RMSPROP: return sizeof(float); /* second moment */
+  case PD_OPT_ADAM: return 2 * sizeof(float) + sizeof(uint32_t); /* velocity, second, steps */
+  default: return 0;
+  }
+}
+
 void pd_optimizer_init(pd_optimizer *opt, const pd_optimizer_spec *spec, uint64_t keys) {
   memset(opt, 0, sizeof *opt);
   opt->spec = *spec;

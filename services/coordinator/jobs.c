@@ -18,6 +18,7 @@
 struct pd_jobs {
   pd_registry *reg;
   pd_jobs_fanout fanout;
+  pd_jobs_federated federated;
   pd_job **jobs;
   size_t njobs, cap;
   uint64_t next_job;
@@ -49,6 +50,12 @@ void pd_jobs_free(pd_jobs *jobs) {
   free(jobs->jobs);
   free(jobs);
 }
+
+void pd_jobs_set_federated(pd_jobs *jobs, const pd_jobs_federated *federated) {
+  jobs->federated = *federated;
+}
+
+int pd_job_federated(const pd_job *j) { return j->spec.training.update == PD_UPDATE_FEDAVG; }
 
 pd_job *pd_jobs_find(pd_jobs *jobs, const char *id) {
   for (size_t i = 0; i < jobs->njobs; i++)
@@ -88,9 +95,12 @@ pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_
   j->nservers = (uint32_t)spec->cluster.servers;
   /* with backup workers, N + b workers run and each round takes N gradients */
   j->nworkers = (uint32_t)(spec->cluster.workers + spec->training.backup_workers);
-  j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec->data.partition,
-                                               pd_schedule_batch_size(spec, 1));
-  j->workers = pd_xcalloc(j->nworkers, sizeof *j->workers);
+  if (pd_job_federated(j)) /* devices come through the selectors */
+    j->nworkers = 0;
+  else
+    j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec->data.partition,
+                                                 pd_schedule_batch_size(spec, 1));
+  j->workers = pd_xcalloc(j->nworkers + 1, sizeof *j->workers);
   jobs->jobs[jobs->njobs++] = j;
   return j;
 }
@@ -111,6 +121,8 @@ void pd_jobs_finish(pd_jobs *jobs, pd_job *j, double now, Pando__V1__JobState st
       pd_metric_counter("pando_jobs_finished_total", "Jobs that ended, by final state.", labels),
       1);
   pd_registry_reassign(jobs->reg, j->id, 1);
+  if (j->rounds && jobs->federated.stop)
+    jobs->federated.stop(jobs->federated.ctx, j);
   /* A finished job's model stays on the servers; a failed or cancelled one
    * gives its memory back. */
   if (j->server_ids && state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED)
@@ -188,6 +200,11 @@ static void maybe_run(pd_jobs *jobs, pd_job *j, double now) {
   j->started = now;
   j->message[0] = '\0';
   pd_registry_reassign(jobs->reg, j->id, 0);
+  if (pd_job_federated(j)) {
+    if (jobs->federated.start)
+      jobs->federated.start(jobs->federated.ctx, j);
+    return;
+  }
   PD_INFO("job %s: RUNNING on %u servers and %u workers, %llu keys, %u steps per epoch", j->id,
           j->nservers, j->nworkers, (unsigned long long)j->keys, j->steps_per_epoch);
 }

@@ -497,7 +497,10 @@ static int finish_wait(ctl *c, waiter *w, const Pando__V1__JobStatus *status) {
   } else {
     pd_ctl_final_line(status, line, sizeof line);
     fprintf(c->out, "%s\n", line);
-    if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && status->n_history > 0) {
+    if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && status->n_round_history > 0 &&
+        pd_ctl_final_accuracy(status) >= 0) {
+      fprintf(c->out, "test accuracy: %.4f\n", pd_ctl_final_accuracy(status));
+    } else if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && status->n_history > 0) {
       const Pando__V1__EpochRecord *last = status->history[status->n_history - 1];
       if (last->test_rmse > 0 && last->test_accuracy == 0) /* a regression */
         fprintf(c->out, "test rmse: %.4f\n", last->test_rmse);
@@ -530,7 +533,7 @@ static int wait_job(ctl *c, const char *job) {
   sigaction(SIGINT, &action, &previous);
 
   Pando__V1__JobStatus *status = NULL;
-  size_t epochs_shown = 0;
+  size_t epochs_shown = 0, rounds_shown = 0;
   double last_contact = pd_now();
   int outage = 0, code = -1;
   char line[1024];
@@ -554,6 +557,11 @@ static int wait_job(ctl *c, const char *job) {
       }
       for (; epochs_shown < status->n_history; epochs_shown++) {
         pd_ctl_epoch_line(status, epochs_shown, line, sizeof line);
+        print_line(&w, c->human, line);
+      }
+      /* federated rounds: a line per attempt (the coordinator shows a round once it is evaluated) */
+      for (; rounds_shown < status->n_round_history; rounds_shown++) {
+        pd_ctl_round_line(status, rounds_shown, line, sizeof line);
         print_line(&w, c->human, line);
       }
       if (pd_ctl_job_state_final(status->state)) {

@@ -17,6 +17,7 @@
 #include "pando/psclient.h"
 #include "pando/util.h"
 #include "pando/wire.h"
+#include "fedagg.h"
 #include "shard.h"
 
 #define JOB_ID_MAX 96
@@ -192,7 +193,8 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
  * memory (released when gRPC has sent them). */
 static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n) {
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
-  resp.version = pd_clock_version(pd_shard_clock(s));
+  resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
+                                 : pd_clock_version(pd_shard_clock(s));
   int64_t shape = (int64_t)n;
   size_t max = pd_shard_max_slices(n);
   pd_shard_slice local_parts[8], *parts = local_parts;
@@ -245,6 +247,11 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   char err[256];
   uint64_t off = req->begin - pd_shard_begin(j->shard), n = req->end - req->begin;
   pd_shard_parked *parked = NULL;
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  if (fed && pd_fedagg_pull_ok(fed, (uint64_t)req->clock, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+    return;
+  }
   switch (
       pd_shard_pull(j->shard, call, req->worker, req->clock, off, n, &parked, err, sizeof err)) {
   case PD_SHARD_PULL_INVALID:
@@ -324,6 +331,43 @@ static int refuse_nonfinite(pd_rpc_call *call, job *j, uint64_t begin, float *gr
   return 1;
 }
 
+/* A device's update chunk for a federated round (fedagg.c decides). */
+static void fed_push(job *j, pd_rpc_call *call, const Pando__V1__PushRequest *req,
+                     const float *delta) {
+  char err[256];
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  enum pd_fed_push v =
+      pd_fedagg_push(fed, req->device, (uint64_t)req->clock, req->weight,
+                     req->begin - pd_shard_begin(j->shard), req->end - req->begin, delta, err,
+                     sizeof err);
+  static const char *const results[] = {[PD_FED_BUFFERED] = "buffered",
+                                        [PD_FED_DUPLICATE] = "duplicate",
+                                        [PD_FED_LATE] = "late",
+                                        [PD_FED_REJECT] = "rejected"};
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", j->id, results[v]);
+  pd_metric_add(pd_metric_counter("pando_ps_fed_pushes_total",
+                                  "Federated update chunks received, by what became of them.",
+                                  labels),
+                1);
+  if (v == PD_FED_REJECT) {
+    j->pushes_rejected++;
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "job '%s': %s", j->id, err);
+    return;
+  }
+  if (v == PD_FED_LATE)
+    j->pushes_dropped++;
+  else if (v == PD_FED_DUPLICATE)
+    j->pushes_duplicate++;
+  else
+    j->pushes_applied++;
+  Pando__V1__PushResponse resp = PANDO__V1__PUSH_RESPONSE__INIT;
+  resp.version = pd_fedagg_stats_get(fed)->committed;
+  resp.duplicate = v == PD_FED_DUPLICATE;
+  resp.dropped = v == PD_FED_LATE;
+  pd_rpc_call_reply_msg(call, &resp.base);
+}
+
 static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_ps *ps = ctx;
   ProtobufCMessage *msg = NULL;
@@ -362,6 +406,10 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   }
   if (refuse_nonfinite(call, j, req->begin, ps->scratch.data, n))
     goto done;
+  if (pd_shard_fed(j->shard)) {
+    fed_push(j, call, req, ps->scratch.data);
+    goto done;
+  }
   enum pd_push_verdict v = pd_shard_push(
       j->shard, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
       req->begin - pd_shard_begin(j->shard), n, ps->scratch.data, err, sizeof err);
@@ -534,6 +582,58 @@ static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 
+/* Closes a federated round with the coordinator's set of devices. */
+static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_ps *ps = ctx;
+  const Pando__V1__CommitRoundRequest *req = (const Pando__V1__CommitRoundRequest *)msg;
+  int i = find(ps, req->job);
+  char err[512];
+  if (i < 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", req->job);
+    return;
+  }
+  job *j = ps->jobs[i];
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  if (!fed) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+                     "job '%s' is not federated (training.update %s)", req->job,
+                     pd_update_name(pd_shard_spec(j->shard)->training.update));
+    return;
+  }
+  const float *grad;
+  pd_fedagg_result r;
+  if (pd_fedagg_commit(fed, req->round, (const char *const *)req->devices, req->n_devices,
+                       req->abandon, &grad, &r, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+    return;
+  }
+  if (grad) {
+    pd_optimizer_spec server;
+    double lr;
+    pd_fedagg_server_optimizer(pd_shard_spec(j->shard), &server, &lr);
+    pd_shard_apply(j->shard, grad, lr);
+  }
+  if (grad || r.abandoned) { /* not for a retried call */
+    char labels[200];
+    snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", req->job,
+             r.abandoned ? "abandoned" : "committed");
+    pd_metric_add(pd_metric_counter("pando_ps_fed_rounds_total",
+                                    "Federated rounds closed on this server, committed or "
+                                    "abandoned.",
+                                    labels),
+                  1);
+  }
+  Pando__V1__CommitRoundResponse resp = PANDO__V1__COMMIT_ROUND_RESPONSE__INIT;
+  resp.version = pd_fedagg_stats_get(fed)->committed;
+  resp.committed = r.committed;
+  resp.discarded = r.discarded;
+  resp.weight = r.weight;
+  pd_rpc_call_reply_msg(call, &resp.base);
+  PD_DEBUG("job %s: round %llu %s with %u devices (%u discarded)", req->job,
+           (unsigned long long)req->round, r.abandoned ? "abandoned" : "committed", r.committed,
+           r.discarded);
+}
+
 void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/Pull",
                           &pando__v1__pull_request__descriptor, handle_pull, ps);
@@ -545,5 +645,7 @@ void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
                           &pando__v1__drop_shard_request__descriptor, handle_drop, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/GetStats",
                           &pando__v1__stats_request__descriptor, handle_stats, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CommitRound",
+                          &pando__v1__commit_round_request__descriptor, handle_commit_round, ps);
   pd_rpc_health_register(srv, health_services);
 }

@@ -59,6 +59,15 @@ const pd_job_spec *pd_shard_spec(const pd_shard *shard);
 /* The shard's consistency clock (version, staleness and the other counts). */
 const pd_clock *pd_shard_clock(const pd_shard *shard);
 
+/* training.update fedavg: the shard's federated rounds (fedagg.h); NULL
+ * for the other strategies. */
+struct pd_fedagg *pd_shard_fed(pd_shard *shard);
+/* Steps every key of the shard with its optimizer (for fedavg jobs the
+ * server optimizer, pd_fedagg_server_optimizer) at learning rate `lr` with
+ * `grad` (end - begin values): a federated round's pseudo-gradient. Slices
+ * handed out keep the values they borrow. */
+void pd_shard_apply(pd_shard *shard, const float *grad, double lr);
+
 /* Copies the current values of shard-relative keys [off, off + n) to `out`. */
 void pd_shard_read(const pd_shard *shard, uint64_t off, uint64_t n, float *out);
 

@@ -21,7 +21,8 @@
  *   nesterov  v               -                             -
  *   adagrad   -               c, sum of squared gradients   -
  *   rmsprop   -               c, moving average of squares  -
- *   adam      m, 1st moment   v, 2nd moment                 t, updates applied */
+ *   adam      m, 1st moment   v, 2nd moment                 t, updates applied
+ *   yogi      m, 1st moment   v, 2nd moment                 - */
 typedef struct pd_optimizer {
   pd_optimizer_spec spec; /* type and hyper-parameters (spec.lr is not used by steps) */
   uint64_t keys;          /* number of keys the state covers */
@@ -65,7 +66,10 @@ void pd_optimizer_close(pd_optimizer *opt);
  *   rmsprop   c = dr c + (1 - dr) g^2;  x = x - lr g / (sqrt(c) + eps)
  *   adam      t = t + 1;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
  *             x = x - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
- *             (Kingma & Ba, ICLR 2015; t counts each key's own updates)
+ *             (Kingma & Ba, ICLR 2015; t counts each key's own updates);
+ *             with no_bias_correction (FedAdam): x = x - lr m / (sqrt(v) + eps)
+ *   yogi      m = b1 m + (1 - b1) g;  v = v - (1 - b2) g^2 sign(v - g^2);
+ *             x = x - lr m / (sqrt(v) + eps)  (Zaheer et al., NeurIPS 2018; FedYogi)
  *
  * Requires offset + n <= keys. Computes in float32. */
 void pd_optimizer_step(pd_optimizer *opt, float *params, const float *grad, uint64_t offset,

@@ -311,6 +311,63 @@ static void test_worker_error_and_cancel(void) {
   fixture_close(&f);
 }
 
+
+/* What the jobs asked of the federated rounds. */
+static int fed_started, fed_stopped;
+static void fed_start(void *ctx, pd_job *j) {
+  (void)ctx;
+  fed_started++;
+  j->rounds = (struct pd_rounds *)j; /* any non-NULL marker */
+}
+static void fed_stop(void *ctx, pd_job *j) {
+  (void)ctx;
+  (void)j;
+  fed_stopped++;
+}
+
+/* A fedavg job takes servers and no workers (devices come through the
+ * selectors), starts its rounds once its shards exist, and stops them when
+ * it is cancelled; its shards are then dropped. */
+static void test_federated_job(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_jobs_federated fed = {fed_start, fed_stop, NULL};
+  pd_jobs_set_federated(f.jobs, &fed);
+  fed_started = fed_stopped = 0;
+  add_nodes(&f, 2, 0, 0.0);
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_SELECTOR, "sel:7080", "", 0.0);
+  static const char yaml[] = "name: fed\n"
+                             "model: {type: softmax, layers: [784, 10]}\n"
+                             "data: {train: {features: /f, labels: /l}}\n"
+                             "training:\n"
+                             "  update: fedavg\n"
+                             "  optimizer: {lr: 0.1}\n"
+                             "  federated: {rounds: 5, clients_per_round: 3}\n"
+                             "cluster: {servers: 2}\n";
+  pd_job_spec spec;
+  char err[512] = "";
+  CHECK_EQ_INT(pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err), 0);
+  pd_job *j = pd_jobs_submit(f.jobs, &spec, yaml, 7850, 0, 0.0);
+  CHECK(pd_job_federated(j));
+  CHECK_EQ_INT(j->nworkers, 0);
+  pd_jobs_cron(f.jobs, 1.0);
+  CHECK_EQ_INT(f.rec.ncreate, 2); /* started without workers */
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.2);
+  CHECK_EQ_INT(fed_started, 0);
+  pd_jobs_cron(f.jobs, 1.3);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(fed_started, 1);
+  CHECK(j->rounds != NULL);
+  pd_jobs_cron(f.jobs, 100.0); /* RUNNING jobs do not time out waiting */
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  pd_jobs_finish(f.jobs, j, 101.0, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED, "cancelled by the user");
+  CHECK_EQ_INT(fed_stopped, 1);
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  j->rounds = NULL;
+  fixture_close(&f);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_pending_until_wait_timeout);
   PD_RUN(test_assignment_and_running);
@@ -318,5 +375,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_dead_node_fails_job);
   PD_RUN(test_create_failure);
   PD_RUN(test_worker_error_and_cancel);
+  PD_RUN(test_federated_job);
   PD_TEST_DONE();
 }

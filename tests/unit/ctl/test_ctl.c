@@ -791,6 +791,51 @@ static void test_epoch_and_final_lines(void) {
   CHECK(!pd_ctl_job_state_final(PANDO__V1__JOB_STATE__JOB_STATE_PENDING));
 }
 
+
+/* A federated job: one line per round attempt, the coordinator's message as
+ * progress, and the final accuracy of its last evaluated round. */
+static void test_round_lines(void) {
+  Pando__V1__JobStatus st = PANDO__V1__JOB_STATUS__INIT;
+  Pando__V1__RoundRecord r[2], *ptrs[2] = {&r[0], &r[1]};
+  r[0] = (Pando__V1__RoundRecord)PANDO__V1__ROUND_RECORD__INIT;
+  r[0].round = 3;
+  r[0].attempt = 1;
+  r[0].selected = 13;
+  r[0].reported = 4;
+  r[0].dropped = 9;
+  r[0].abandoned = 1;
+  r[0].seconds = 60;
+  r[1] = (Pando__V1__RoundRecord)PANDO__V1__ROUND_RECORD__INIT;
+  r[1].round = 3;
+  r[1].attempt = 2;
+  r[1].selected = 13;
+  r[1].reported = 10;
+  r[1].dropped = 2;
+  r[1].late = 1;
+  r[1].seconds = 1.25;
+  r[1].has_eval = 1;
+  r[1].test_accuracy = 0.8123;
+  r[1].test_loss = 0.5;
+  st.rounds = 30;
+  st.rounds_done = 3;
+  st.n_round_history = 2;
+  st.round_history = ptrs;
+  st.message = "round 4/30: selecting 13 devices";
+  char line[256];
+  pd_ctl_round_line(&st, 0, line, sizeof line);
+  CHECK(strcmp(line, "round 3/30 attempt 1 abandoned: 13 selected, 4 reported, 9 dropped, 0 "
+                     "late, 60.0 s") == 0);
+  pd_ctl_round_line(&st, 1, line, sizeof line);
+  CHECK(strcmp(line, "round 3/30: 13 selected, 10 reported, 2 dropped, 1 late, 1.2 s, test "
+                     "accuracy 0.8123, test loss 0.5000") == 0);
+  pd_ctl_progress_line(&st, line, sizeof line);
+  CHECK(strcmp(line, "round 4/30: selecting 13 devices") == 0);
+  CHECK_NEAR(pd_ctl_final_accuracy(&st), 0.8123, 1e-12);
+  st.n_round_history = 1; /* only the abandoned attempt: no accuracy */
+  CHECK_NEAR(pd_ctl_final_accuracy(&st), -1, 0);
+  CHECK(strcmp(pd_ctl_role_name(PANDO__V1__ROLE__ROLE_SELECTOR), "SELECTOR") == 0);
+}
+
 /* ---------------------------------------------------------------- JSON */
 
 static const char *quoted(const char *text) {
@@ -1250,6 +1295,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_eta);
   PD_RUN(test_progress_line);
   PD_RUN(test_epoch_and_final_lines);
+  PD_RUN(test_round_lines);
   PD_RUN(test_json_quote);
   PD_RUN(test_json_writer);
   PD_RUN(test_json_job);

@@ -41,11 +41,12 @@ COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:$(GEN)/%.c=$(BUILD)/ge
 LIBPANDO    := $(BUILD)/libpando.a
 
 # service folder -> binary name
-SERVICES := ps-server worker coordinator ctl
+SERVICES := ps-server worker coordinator ctl selector
 BIN_ps-server   := pando-ps
 BIN_worker      := pando-worker
 BIN_coordinator := pando-coordinator
 BIN_ctl         := pandoctl
+BIN_selector    := pando-selector
 BINS := $(foreach s,$(SERVICES),$(BUILD)/bin/$(BIN_$(s)))
 
 # Each service's code except main.c goes into lib<service>.a so tests link it.
@@ -133,9 +134,12 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/run.sh $(T)
 
+# `make run JOB=examples/x.yaml` runs that job instead, with the daemons it
+# needs (a selector and simulated devices for a federated job).
+JOB ?= examples/fashion-mlp.yaml
 run: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) sh tools/local-cluster.sh examples/fashion-mlp.yaml
+	@BUILD=$(BUILD) sh tools/local-cluster.sh $(JOB)
 
 bench:
 	@sh tools/deps.sh bench

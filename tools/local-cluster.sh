@@ -3,7 +3,11 @@
 # parameter servers and WORKERS workers on free ports, then submits the job
 # with `pandoctl submit --wait` and stops every process it started (also on
 # Ctrl-C). The last line printed is the job's "test accuracy: 0.XXXX".
-#   sh tools/local-cluster.sh [JOB.yaml]     (make run)
+# A federated job (training.update: fedavg) gets the job's cluster.servers
+# servers, a selector and DEVICES simulated devices instead of workers
+# (default: the job's simulation.devices, else 100), partitioned and
+# dropping out as its data and simulation sections say.
+#   sh tools/local-cluster.sh [JOB.yaml]     (make run, make run JOB=...)
 #   SERVERS=3 WORKERS=4 KEEP_LOGS=1 sh tools/local-cluster.sh examples/fashion-mlp.yaml
 set -u
 BUILD=${BUILD:-build}
@@ -50,9 +54,35 @@ start() { # start NAME BINARY ARGS...: a daemon on a free port; waits for its po
 }
 
 [ -f "$SPEC" ] || { echo "local-cluster: no job spec $SPEC" >&2; exit 2; }
+# the value of a top-level `key: value` or a `  key: value` line of the spec
+spec_value() { sed -n "s/^[[:space:]]*$1:[[:space:]]*\([^#[:space:]]*\).*/\1/p" "$SPEC" | head -n 1; }
+spec_inline() { sed -n "s/.*[{ ,]$1:[[:space:]]*\([0-9.]*\).*/\1/p" "$SPEC" | head -n 1; }
+FEDERATED=""
+[ "$(spec_value update)" = fedavg ] && FEDERATED=1
 start coordinator "$BIN/pando-coordinator"
 PANDO_COORDINATOR=127.0.0.1:$(cat "$DIR/coordinator.port")
 export PANDO_COORDINATOR
+if [ -n "$FEDERATED" ]; then
+  servers=$(spec_inline servers)
+  SERVERS=${servers:-$SERVERS}
+  devices=$(spec_inline devices)
+  DEVICES=${DEVICES:-${devices:-100}}
+  i=0
+  while [ $i -lt "$SERVERS" ]; do start "ps-$i" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR"; i=$((i + 1)); done
+  # short reconnect windows: a local population of ~100 devices
+  start selector "$BIN/pando-selector" --coordinator "$PANDO_COORDINATOR" --checkin-rate 400 \
+    --min-reconnect-ms 100 --idle-reconnect-ms 1000
+  SELECTOR=127.0.0.1:$(cat "$DIR/selector.port")
+  # the devices serve no gRPC: they need no port file
+  "$BIN/pando-worker" --role device --simulate "$DEVICES" --data "$SPEC" --selector "$SELECTOR" \
+    --device-threads 2 --metrics-listen "" --name devices --plugin-dir "${PLUGIN_DIR:-$BUILD/examples}" \
+    >"$DIR/devices.log" 2>&1 &
+  PIDS="$PIDS $!"
+  echo "local-cluster: coordinator at $PANDO_COORDINATOR, $SERVERS servers, a selector at $SELECTOR, $DEVICES simulated devices; submitting $SPEC" >&2
+  "$BIN/pandoctl" submit "$SPEC" --wait
+  STATUS=$?
+  exit $STATUS
+fi
 i=0
 while [ $i -lt "$SERVERS" ]; do start "ps-$i" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR"; i=$((i + 1)); done
 i=0

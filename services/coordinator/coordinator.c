@@ -19,8 +19,10 @@
 #include "pando/spec.h"
 #include "pando/util.h"
 #include "registry.h"
+#include "rounds.h"
 
 struct pd_coord {
+  pd_loop *loop;
   pd_coord_options opt;
   pd_registry *reg;
   pd_fanout *fanout;
@@ -29,20 +31,70 @@ struct pd_coord {
 
 static const char *const health_services[] = {"pando.v1.Coordinator", NULL};
 
+/* ---------------------------------------------------------------- federated rounds (rounds.c) */
+
+static size_t live_selectors(void *user, const char **out, size_t max) {
+  pd_coord *c = user;
+  size_t n = 0;
+  for (size_t i = 0; i < pd_registry_count(c->reg) && n < max; i++) {
+    pd_node *node = pd_registry_at(c->reg, i);
+    if (node->role == PANDO__V1__ROLE__ROLE_SELECTOR && node->alive)
+      out[n++] = node->address;
+  }
+  return n;
+}
+
+static void rounds_finished(void *user, const char *id, int state, const char *message) {
+  pd_coord *c = user;
+  pd_job *j = pd_jobs_find(c->jobs, id);
+  if (j)
+    pd_jobs_finish(c->jobs, j, pd_now(), (Pando__V1__JobState)state, "%s", message);
+}
+
+static void rounds_start(void *ctx, pd_job *j) {
+  pd_coord *c = ctx;
+  pd_shard_range *ranges = pd_xcalloc(j->nservers, sizeof *ranges);
+  for (uint32_t s = 0; s < j->nservers; s++) {
+    pd_node *n = pd_registry_find(c->reg, j->server_ids[s]);
+    ranges[s].begin = j->shard_begin[s];
+    ranges[s].end = j->shard_end[s];
+    pd_strlcpy(ranges[s].address, n ? n->address : "", sizeof ranges[s].address);
+  }
+  pd_rounds_env env = {c->loop, live_selectors, rounds_finished, c};
+  j->rounds = pd_rounds_new(&env, j->id, &j->spec, j->spec_yaml, ranges, j->nservers);
+  free(ranges);
+  PD_INFO("job %s: RUNNING federated on %u servers, %llu keys, %d rounds of %g devices", j->id,
+          j->nservers, (unsigned long long)j->keys, j->spec.training.federated.rounds,
+          j->spec.training.federated.clients_per_round);
+}
+
+static void rounds_stop(void *ctx, pd_job *j) {
+  (void)ctx;
+  pd_rounds_stop(j->rounds);
+}
+
 pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
   pd_coord *c = pd_xcalloc(1, sizeof *c);
+  c->loop = loop;
   c->opt = *options;
   c->reg = pd_registry_new();
   c->fanout = pd_fanout_new(loop);
   pd_jobs_fanout ops = pd_fanout_ops(c->fanout);
   c->jobs = pd_jobs_new(c->reg, &ops);
   pd_fanout_attach(c->fanout, c->jobs);
+  pd_jobs_federated fed = {rounds_start, rounds_stop, c};
+  pd_jobs_set_federated(c->jobs, &fed);
   return c;
 }
 
 void pd_coord_free(pd_coord *c) {
   if (!c)
     return;
+  for (size_t i = 0; i < pd_jobs_count(c->jobs); i++) { /* their calls end first */
+    pd_job *j = pd_jobs_at(c->jobs, i);
+    pd_rounds_free(j->rounds);
+    j->rounds = NULL;
+  }
   pd_fanout_free(c->fanout); /* its last results still reach the jobs */
   pd_jobs_free(c->jobs);
   pd_registry_free(c->reg);
@@ -59,6 +111,11 @@ void pd_coord_cron(pd_coord *c) {
   }
   pd_registry_forget(c->reg, now, PD_COORD_FORGET_AFTER * c->opt.node_timeout_sec);
   pd_jobs_cron(c->jobs, now);
+  for (size_t i = 0; i < pd_jobs_count(c->jobs); i++) {
+    pd_job *j = pd_jobs_at(c->jobs, i);
+    if (j->rounds && j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING)
+      pd_rounds_cron(j->rounds);
+  }
 }
 
 /* ---------------------------------------------------------------- status */
@@ -101,7 +158,7 @@ static void job_status(pd_coord *c, pd_job *j, Pando__V1__JobStatus *st, Pando__
   st->workers = j->nworkers;
   double end = pd_job_state_final(j->state) ? j->finished : pd_now();
   st->elapsed_sec = j->started > 0 ? end - j->started : 0;
-  if (j->state == PANDO__V1__JOB_STATE__RUNNING || pd_job_state_final(j->state)) {
+  if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING || pd_job_state_final(j->state)) {
     /* the slowest worker's position; loss averaged; throughput summed */
     uint32_t epoch = UINT32_MAX;
     uint64_t step = 0;
@@ -126,6 +183,8 @@ static void job_status(pd_coord *c, pd_job *j, Pando__V1__JobStatus *st, Pando__
     history[h] = &j->history[h];
   st->n_history = j->nhistory;
   st->history = history;
+  if (j->rounds)
+    pd_rounds_status(j->rounds, st);
 }
 
 /* Replies with the status of `j`. */
@@ -147,10 +206,13 @@ static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
 static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__RegisterRequest *req = (const Pando__V1__RegisterRequest *)msg;
-  if (req->role != PANDO__V1__ROLE__SERVER && req->role != PANDO__V1__ROLE__WORKER) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "role: must be SERVER or WORKER");
-  } else if (req->role == PANDO__V1__ROLE__SERVER && req->address[0] == '\0') {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "address: a server must give its address");
+  if (req->role != PANDO__V1__ROLE__ROLE_SERVER && req->role != PANDO__V1__ROLE__ROLE_WORKER &&
+      req->role != PANDO__V1__ROLE__ROLE_SELECTOR) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "role: must be SERVER, WORKER or SELECTOR");
+  } else if (req->role != PANDO__V1__ROLE__ROLE_WORKER && req->address[0] == '\0') {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "address: a server or selector must give its address");
   } else {
     pd_node *n = NULL;
     char err[256];
@@ -164,7 +226,10 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
     }
     pd_strlcpy(n->math, req->math, sizeof n->math);
     PD_INFO("registered %s %s at %s as node %llu",
-            n->role == PANDO__V1__ROLE__SERVER ? "server" : "worker", n->name, n->address,
+            n->role == PANDO__V1__ROLE__ROLE_SERVER
+                ? "server"
+                : (n->role == PANDO__V1__ROLE__ROLE_SELECTOR ? "selector" : "worker"),
+            n->name, n->address,
             (unsigned long long)n->id);
     Pando__V1__RegisterResponse resp = PANDO__V1__REGISTER_RESPONSE__INIT;
     resp.node_id = n->id;
@@ -198,7 +263,7 @@ static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, vo
                      (unsigned long long)req->node_id);
     return;
   }
-  if (j && j->state == PANDO__V1__JOB_STATE__RUNNING) {
+  if (j && j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
     a.job = j->id;
     a.spec_yaml = j->spec_yaml;
     a.rank = n->rank;
@@ -241,6 +306,18 @@ static void handle_progress(pd_rpc_call *call, const ProtobufCMessage *msg, void
  * training data exists and fits the model, and so does model.init's file. */
 static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t errlen) {
   uint64_t cols = 0, test_rows = 0, test_cols = 0;
+  if (spec->training.update == PD_UPDATE_FEDAVG) {
+    /* the training data is the devices' own; the test set is evaluated here */
+    *rows = 0;
+    if (!spec->data.test.features[0])
+      return 0;
+    int rc = pd_dataset_peek(spec, 1, &test_rows, &test_cols, err, errlen);
+    if (rc == 0 && test_cols != (uint64_t)spec->model.layers[0])
+      rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   "data.test.features: %llu values per row, but the model takes %d",
+                   (unsigned long long)test_cols, spec->model.layers[0]);
+    return rc;
+  }
   int rc = pd_dataset_peek(spec, 0, rows, &cols, err, errlen);
   if (rc != 0)
     return rc;
@@ -315,7 +392,8 @@ static void handle_cancel(pd_rpc_call *call, const ProtobufCMessage *msg, void *
   if (!j) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
   } else {
-    pd_jobs_finish(c->jobs, j, pd_now(), PANDO__V1__JOB_STATE__CANCELLED, "cancelled by the user");
+    pd_jobs_finish(c->jobs, j, pd_now(), PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
+                   "cancelled by the user");
     reply_status(c, call, j);
   }
 }
@@ -379,6 +457,23 @@ static void handle_cluster(pd_rpc_call *call, const ProtobufCMessage *msg, void 
   free(ns);
 }
 
+static void handle_report_device(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_coord *c = ctx;
+  const Pando__V1__DeviceReport *req = (const Pando__V1__DeviceReport *)msg;
+  pd_job *j = pd_jobs_find(c->jobs, req->job);
+  char err[512];
+  Pando__V1__DeviceReportAck ack = PANDO__V1__DEVICE_REPORT_ACK__INIT;
+  if (!j)
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
+  else if (!j->rounds)
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+                     "job '%s' is not running federated rounds", req->job);
+  else if (pd_rounds_report(j->rounds, req, &ack, err, sizeof err) != 0)
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
+  else
+    pd_rpc_call_reply_msg(call, &ack.base);
+}
+
 void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   static const struct {
     const char *path;
@@ -399,6 +494,8 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
       {"/pando.v1.Coordinator/ListJobs", &pando__v1__list_jobs_request__descriptor, handle_list},
       {"/pando.v1.Coordinator/CancelJob", &pando__v1__job_request__descriptor, handle_cancel},
       {"/pando.v1.Coordinator/Cluster", &pando__v1__cluster_request__descriptor, handle_cluster},
+      {"/pando.v1.Coordinator/ReportDevice", &pando__v1__device_report__descriptor,
+       handle_report_device},
   };
   for (size_t i = 0; i < PD_ARRAY_SIZE(methods); i++)
     pd_rpc_server_add_unary(srv, methods[i].path, methods[i].request, methods[i].handler, c);

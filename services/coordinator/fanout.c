@@ -111,8 +111,13 @@ static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_no
   req.begin = j->shard_begin[shard];
   req.end = j->shard_end[shard];
   req.num_workers = j->nworkers;
-  req.min_partition_rows =
-      pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
+  if (pd_job_federated(j)) { /* devices push as worker 0 with their device id */
+    req.num_workers = 1;
+    req.min_partition_rows = 1;
+  } else {
+    req.min_partition_rows =
+        pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
+  }
   send_call(f, sc, server, "/pando.v1.ParameterServer/CreateShard", &req.base);
 }
 

@@ -50,7 +50,12 @@ typedef struct pd_job {
   int create_failed;
   Pando__V1__EpochRecord *history; /* one per evaluated epoch */
   size_t nhistory;
+  struct pd_rounds *rounds; /* training.update fedavg, once RUNNING: its rounds (rounds.c) */
 } pd_job;
+
+/* Whether `job` is federated (training.update fedavg): it has no workers; a
+ * selector's devices train it in rounds once it is RUNNING. */
+int pd_job_federated(const pd_job *job);
 
 /* How the jobs reach the servers. `create_shard` sends CreateShard for shard
  * `shard` of `job` to `server` and later (or at once, if the call cannot
@@ -62,6 +67,17 @@ typedef struct pd_jobs_fanout {
 } pd_jobs_fanout;
 
 typedef struct pd_jobs pd_jobs;
+
+/* Where federated jobs' rounds run (rounds.c in the daemon): `start` when a
+ * fedavg job becomes RUNNING (it sets job->rounds), `stop` when it ends
+ * otherwise (failed, cancelled). */
+typedef struct pd_jobs_federated {
+  void (*start)(void *ctx, pd_job *job);
+  void (*stop)(void *ctx, pd_job *job);
+  void *ctx;
+} pd_jobs_federated;
+/* Sets them (copied); without, fedavg jobs stay RUNNING with no rounds. */
+void pd_jobs_set_federated(pd_jobs *jobs, const pd_jobs_federated *federated);
 
 /* Jobs whose nodes are in `reg` (borrowed) and whose shard calls go through
  * `fanout` (copied). */

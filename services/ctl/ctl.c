@@ -500,7 +500,7 @@ static void print_line(waiter *w, FILE *stream, const char *line) {
 
 static void show_progress(waiter *w, const Pando__V1__JobStatus *status) {
   char line[512];
-  if (status->state == PANDO__V1__JOB_STATE__RUNNING)
+  if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING)
     pd_ctl_progress_line(status, line, sizeof line);
   else
     snprintf(line, sizeof line, "%s%s%s", pd_ctl_job_state_name(status->state),
@@ -530,7 +530,10 @@ static int finish_wait(ctl *c, waiter *w, const Pando__V1__JobStatus *status) {
   } else {
     pd_ctl_final_line(status, line, sizeof line);
     fprintf(c->out, "%s\n", line);
-    if (status->state == PANDO__V1__JOB_STATE__SUCCEEDED && status->n_history > 0) {
+    if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && status->n_round_history > 0 &&
+        pd_ctl_final_accuracy(status) >= 0) {
+      fprintf(c->out, "test accuracy: %.4f\n", pd_ctl_final_accuracy(status));
+    } else if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && status->n_history > 0) {
       const Pando__V1__EpochRecord *last = status->history[status->n_history - 1];
       if (last->test_rmse > 0 && last->test_accuracy == 0) /* a regression */
         fprintf(c->out, "test rmse: %.4f\n", last->test_rmse);
@@ -539,7 +542,8 @@ static int finish_wait(ctl *c, waiter *w, const Pando__V1__JobStatus *status) {
     }
   }
   fflush(c->out);
-  return status->state == PANDO__V1__JOB_STATE__SUCCEEDED ? PD_CTL_EXIT_OK : PD_CTL_EXIT_FAILURE;
+  return status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED ? PD_CTL_EXIT_OK
+                                                                    : PD_CTL_EXIT_FAILURE;
 }
 
 /* Polls GetJob until the job ends, Ctrl-C, or the coordinator stays
@@ -562,7 +566,7 @@ static int wait_job(ctl *c, const char *job) {
   sigaction(SIGINT, &action, &previous);
 
   Pando__V1__JobStatus *status = NULL;
-  size_t epochs_shown = 0;
+  size_t epochs_shown = 0, rounds_shown = 0;
   double last_contact = pd_now();
   int outage = 0, code = -1;
   char line[1024];
@@ -586,6 +590,11 @@ static int wait_job(ctl *c, const char *job) {
       }
       for (; epochs_shown < status->n_history; epochs_shown++) {
         pd_ctl_epoch_line(status, epochs_shown, line, sizeof line);
+        print_line(&w, c->human, line);
+      }
+      /* federated rounds: a line per attempt (the coordinator shows a round once it is evaluated) */
+      for (; rounds_shown < status->n_round_history; rounds_shown++) {
+        pd_ctl_round_line(status, rounds_shown, line, sizeof line);
         print_line(&w, c->human, line);
       }
       if (pd_ctl_job_state_final(status->state)) {
@@ -839,9 +848,8 @@ static int cmd_health(ctl *c) {
   pd_rpc_channel_free(channel);
   if (rc != 0)
     return report_rpc_error(c, address, &error);
-  const ProtobufCEnumValue *value = protobuf_c_enum_descriptor_get_value(
+  const char *name = pd_rpc_enum_name(
       &grpc__health__v1__health_check_response__serving_status__descriptor, response->status);
-  const char *name = value ? value->name : "UNKNOWN";
   if (c->args->output == PD_CTL_OUTPUT_JSON) {
     pd_ctl_json json;
     pd_ctl_json_init(&json, c->out);

@@ -5,23 +5,22 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "pando/rpc.h"
 #include "pando/util.h"
 #include "table.h"
 
-static const char *enum_name(const ProtobufCEnumDescriptor *desc, int value) {
-  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
-  return v ? v->name : "UNKNOWN";
-}
-
 const char *pd_ctl_job_state_name(int state) {
-  return enum_name(&pando__v1__job_state__descriptor, state);
+  return pd_rpc_enum_name(&pando__v1__job_state__descriptor, state);
 }
 
-const char *pd_ctl_role_name(int role) { return enum_name(&pando__v1__role__descriptor, role); }
+const char *pd_ctl_role_name(int role) {
+  return pd_rpc_enum_name(&pando__v1__role__descriptor, role);
+}
 
 int pd_ctl_job_state_final(int state) {
-  return state == PANDO__V1__JOB_STATE__SUCCEEDED || state == PANDO__V1__JOB_STATE__FAILED ||
-         state == PANDO__V1__JOB_STATE__CANCELLED;
+  return state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED ||
+         state == PANDO__V1__JOB_STATE__JOB_STATE_FAILED ||
+         state == PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED;
 }
 
 void pd_ctl_format_duration(double seconds, char *buf, size_t len) {
@@ -38,7 +37,7 @@ void pd_ctl_format_duration(double seconds, char *buf, size_t len) {
 }
 
 double pd_ctl_eta_sec(const Pando__V1__JobStatus *status) {
-  if (status->state != PANDO__V1__JOB_STATE__RUNNING || status->epochs == 0 ||
+  if (status->state != PANDO__V1__JOB_STATE__JOB_STATE_RUNNING || status->epochs == 0 ||
       status->steps_per_epoch == 0 || status->epoch == 0 || !(status->elapsed_sec > 0))
     return -1;
   double per_epoch = status->steps_per_epoch;
@@ -72,6 +71,10 @@ void pd_ctl_progress_line(const Pando__V1__JobStatus *status, char *buf, size_t 
   if (len == 0)
     return;
   buf[0] = '\0';
+  if (status->rounds > 0) { /* federated: the coordinator's account of the round */
+    append(buf, len, &used, "%s", status->message[0] ? status->message : "federated rounds");
+    return;
+  }
   if (status->epoch == 0 && status->step == 0) {
     append(buf, len, &used, "waiting for the first progress report");
     return;
@@ -83,7 +86,7 @@ void pd_ctl_progress_line(const Pando__V1__JobStatus *status, char *buf, size_t 
   if (status->steps_per_epoch)
     append(buf, len, &used, "/%u", status->steps_per_epoch);
   append(buf, len, &used, "  loss %.4f  %.0f samples/s", status->loss, status->samples_per_sec);
-  if (status->state == PANDO__V1__JOB_STATE__RUNNING) {
+  if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
     char eta[32];
     pd_ctl_format_duration(pd_ctl_eta_sec(status), eta, sizeof eta);
     append(buf, len, &used, "  ETA %s", eta);
@@ -105,6 +108,30 @@ void pd_ctl_epoch_line(const Pando__V1__JobStatus *status, size_t index, char *b
            record->seconds - start);
 }
 
+void pd_ctl_round_line(const Pando__V1__JobStatus *status, size_t index, char *buf, size_t len) {
+  const Pando__V1__RoundRecord *r = status->round_history[index];
+  size_t used = 0;
+  buf[0] = '\0';
+  if (r->abandoned)
+    append(buf, len, &used, "round %u/%u attempt %u abandoned: ", r->round, status->rounds,
+           r->attempt);
+  else
+    append(buf, len, &used, "round %u/%u: ", r->round, status->rounds);
+  append(buf, len, &used, "%u selected, %u reported, %u dropped, %u late, %.1f s", r->selected,
+         r->reported, r->dropped, r->late, r->seconds);
+  if (r->has_eval)
+    append(buf, len, &used, ", test accuracy %.4f, test loss %.4f", r->test_accuracy, r->test_loss);
+}
+
+double pd_ctl_final_accuracy(const Pando__V1__JobStatus *status) {
+  for (size_t i = status->n_round_history; i > 0; i--)
+    if (status->round_history[i - 1]->has_eval)
+      return status->round_history[i - 1]->test_accuracy;
+  if (status->n_history > 0)
+    return status->history[status->n_history - 1]->test_accuracy;
+  return -1;
+}
+
 void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len) {
   char elapsed[32];
   size_t used = 0;
@@ -113,7 +140,7 @@ void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len
   buf[0] = '\0';
   pd_ctl_format_duration(status->elapsed_sec, elapsed, sizeof elapsed);
   append(buf, len, &used, "job %s %s %s %s", status->job, pd_ctl_job_state_name(status->state),
-         status->state == PANDO__V1__JOB_STATE__SUCCEEDED ? "in" : "after", elapsed);
+         status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED ? "in" : "after", elapsed);
   if (status->message[0])
     append(buf, len, &used, ": %s", status->message);
 }
@@ -164,6 +191,48 @@ void pd_ctl_print_job_stats(FILE *out, const Pando__V1__JobStatus *status,
   fprintf(out, "updates:   %s (%u of %u servers)\n", line, stats->servers, stats->asked);
 }
 
+/* A federated job's rounds: totals, then one row per attempt. */
+static void print_rounds(FILE *out, const Pando__V1__JobStatus *status) {
+  uint64_t selected = 0, reported = 0, late = 0, dropped = 0, abandoned = 0;
+  for (size_t i = 0; i < status->n_round_history; i++) {
+    const Pando__V1__RoundRecord *r = status->round_history[i];
+    selected += r->selected;
+    reported += r->reported;
+    late += r->late;
+    dropped += r->dropped;
+    abandoned += r->abandoned;
+  }
+  fprintf(out,
+          "rounds:    %u of %u committed; %llu selected, %llu reported, %llu dropped, %llu late, "
+          "%llu attempts abandoned\n",
+          status->rounds_done, status->rounds, (unsigned long long)selected,
+          (unsigned long long)reported, (unsigned long long)dropped, (unsigned long long)late,
+          (unsigned long long)abandoned);
+  if (status->n_round_history == 0)
+    return;
+  static const char *const headers[] = {"ROUND", "ATTEMPT",  "SELECTED",      "REPORTED",
+                                        "DROPPED", "LATE",   "RESULT",        "SECONDS",
+                                        "TEST ACCURACY"};
+  pd_ctl_table *table = pd_ctl_table_new(headers, 9);
+  for (size_t i = 0; i < status->n_round_history; i++) {
+    const Pando__V1__RoundRecord *r = status->round_history[i];
+    pd_ctl_table_cell(table, "%u", r->round);
+    pd_ctl_table_cell(table, "%u", r->attempt);
+    pd_ctl_table_cell(table, "%u", r->selected);
+    pd_ctl_table_cell(table, "%u", r->reported);
+    pd_ctl_table_cell(table, "%u", r->dropped);
+    pd_ctl_table_cell(table, "%u", r->late);
+    pd_ctl_table_cell(table, "%s", r->abandoned ? "abandoned" : "committed");
+    pd_ctl_table_cell(table, "%.1f", r->seconds);
+    if (r->has_eval)
+      pd_ctl_table_cell(table, "%.4f", r->test_accuracy);
+    else
+      pd_ctl_table_cell(table, "%s", "-");
+  }
+  pd_ctl_table_print(table, out, "  ");
+  pd_ctl_table_free(table);
+}
+
 void pd_ctl_print_job(FILE *out, const Pando__V1__JobStatus *status) {
   char line[512], elapsed[32];
   fprintf(out, "job:       %s\n", status->job);
@@ -196,6 +265,10 @@ void pd_ctl_print_job(FILE *out, const Pando__V1__JobStatus *status) {
     pd_ctl_table_free(table);
   }
 
+  if (status->rounds > 0) { /* federated: the rounds instead of epochs */
+    print_rounds(out, status);
+    return;
+  }
   if (status->n_history == 0) {
     fprintf(out, "history:   none yet\n");
     return;
@@ -321,6 +394,28 @@ void pd_ctl_json_job_stats(pd_ctl_json *json, const Pando__V1__JobStatus *status
     pd_ctl_json_field_double(json, "test_loss", record->test_loss);
     pd_ctl_json_field_double(json, "test_rmse", record->test_rmse);
     pd_ctl_json_field_double(json, "seconds", record->seconds);
+    pd_ctl_json_end_object(json);
+  }
+  pd_ctl_json_end_array(json);
+  pd_ctl_json_field_uint(json, "rounds_done", status->rounds_done);
+  pd_ctl_json_field_uint(json, "rounds", status->rounds);
+  pd_ctl_json_key(json, "round_history");
+  pd_ctl_json_begin_array(json);
+  for (size_t i = 0; i < status->n_round_history; i++) {
+    const Pando__V1__RoundRecord *r = status->round_history[i];
+    pd_ctl_json_begin_object(json);
+    pd_ctl_json_field_uint(json, "round", r->round);
+    pd_ctl_json_field_uint(json, "attempt", r->attempt);
+    pd_ctl_json_field_uint(json, "selected", r->selected);
+    pd_ctl_json_field_uint(json, "reported", r->reported);
+    pd_ctl_json_field_uint(json, "late", r->late);
+    pd_ctl_json_field_uint(json, "dropped", r->dropped);
+    pd_ctl_json_field_bool(json, "abandoned", r->abandoned);
+    pd_ctl_json_field_double(json, "seconds", r->seconds);
+    pd_ctl_json_field_bool(json, "has_eval", r->has_eval);
+    pd_ctl_json_field_double(json, "test_accuracy", r->test_accuracy);
+    pd_ctl_json_field_double(json, "test_loss", r->test_loss);
+    pd_ctl_json_field_double(json, "finished_sec", r->finished_sec);
     pd_ctl_json_end_object(json);
   }
   pd_ctl_json_end_array(json);

@@ -30,13 +30,23 @@ double pd_ctl_eta_sec(const Pando__V1__JobStatus *status);
 
 /* The progress of a job in one line:
  * "epoch 2/3  step 120/469  loss 0.4312  12345 samples/s  ETA 0:42".
- * The ETA is only shown for a running job. */
+ * The ETA is only shown for a running job. A federated job shows the
+ * coordinator's message about its current round instead. */
 void pd_ctl_progress_line(const Pando__V1__JobStatus *status, char *buf, size_t len);
 
 /* The line for finished epoch history[index]:
  * "epoch 1: train loss 0.5123, test accuracy 0.8421, test loss 0.4410 (12.3 s)",
  * where the time is the epoch's own duration. */
 void pd_ctl_epoch_line(const Pando__V1__JobStatus *status, size_t index, char *buf, size_t len);
+
+/* The line for federated round attempt round_history[index]:
+ * "round 3/30: 13 selected, 10 reported, 3 dropped, 0 late, 1.2 s, test accuracy 0.8123"
+ * or "round 3/30 attempt 1 abandoned: 13 selected, 4 reported, 9 dropped, 0 late, 60.0 s". */
+void pd_ctl_round_line(const Pando__V1__JobStatus *status, size_t index, char *buf, size_t len);
+
+/* The test accuracy of a finished job: of its last epoch, or of its last
+ * evaluated federated round; -1 when there is none. */
+double pd_ctl_final_accuracy(const Pando__V1__JobStatus *status);
 
 /* The closing line of `submit --wait`: "job job-1 SUCCEEDED in 0:37", or
  * "job job-1 FAILED after 0:12: <message>". */

@@ -239,6 +239,7 @@ int pd_clock_pull_ready(const pd_clock *c, uint32_t worker, int64_t worker_clock
     return -1;
   }
   switch (c->opt.update) {
+  case PD_UPDATE_FEDAVG: /* rounds are fedagg.c's; ps.c never asks the clock */
   case PD_UPDATE_ASP: return 1;
   case PD_UPDATE_SSP:
     if (worker_clock > c->workers[worker].done) {

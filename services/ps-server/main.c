@@ -20,6 +20,7 @@ typedef struct ps_config {
   char advertise[256];
   char coordinator[256];
   char data_dir[1024];
+  int memory_limit;
 } ps_config;
 
 #define S(field) PD_CFG_STRING, offsetof(ps_config, field), sizeof(((ps_config *)0)->field), 0, 0
@@ -31,6 +32,8 @@ static const pd_config_option options[] = {
     {"coordinator", S(coordinator), "", "coordinator address; empty runs without one", NULL},
     {"data_dir", S(data_dir), "", "folder of the shards' checkpoints (empty: no checkpoints)",
      NULL},
+    {"memory_limit", PD_CFG_INT, offsetof(ps_config, memory_limit), 0, 0, 1 << 30, "0",
+     "MiB the shards of all jobs may take (0: 3/4 of the machine's or the cgroup's memory)", NULL},
 };
 
 static void cron(void *user) {
@@ -60,6 +63,7 @@ int main(int argc, char **argv) {
     PD_ERROR("%s", err);
     return 1;
   }
+  pd_ps_set_memory_limit(ps, (uint64_t)cfg.memory_limit << 20);
   pd_ps_register(ps, srv);
   int port = pd_rpc_server_listen(srv, cfg.daemon.listen, err, sizeof err);
   if (port < 0) {
@@ -75,8 +79,8 @@ int main(int argc, char **argv) {
   PD_INFO("serving ParameterServer on %s (advertised as %s)", cfg.daemon.listen, addr);
   pd_session *session = NULL;
   if (cfg.coordinator[0])
-    session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__SERVER, addr, cfg.daemon.name,
-                             NULL, NULL);
+    session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__ROLE_SERVER, addr,
+                             cfg.daemon.name, NULL, NULL);
 
   pd_daemon_serve(loop, 0.05, cron, session, NULL);
 

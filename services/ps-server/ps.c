@@ -6,8 +6,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pando.pb-c.h"
 #include "pando/error.h"
@@ -18,6 +20,7 @@
 #include "pando/util.h"
 #include "pando/wire.h"
 #include "checkpoint.h"
+#include "fedagg.h"
 #include "shard.h"
 
 #define JOB_ID_MAX 96
@@ -27,6 +30,9 @@ typedef struct job {
   char id[JOB_ID_MAX];
   char label[2 * JOB_ID_MAX]; /* id escaped as a /metrics label value */
   pd_shard *shard;
+  char *spec_yaml;             /* as CreateShard sent it: a repeat must match */
+  uint64_t min_partition_rows; /* likewise */
+  uint64_t bytes; /* pd_shard_bytes of the shard */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series, and the clock's counts exported so far */
     pd_metric *staleness, *dropped, *blocked, *max_gap;
@@ -37,9 +43,11 @@ typedef struct job {
 struct pd_ps {
   job **jobs;
   int njobs, cap;
-  pd_buf scratch; /* receives push payloads */
-  char data_dir[1024];           /* empty: no checkpoints */
-  pd_checkpoint_writer *writer;  /* writes checkpoints when data_dir is set */
+  pd_buf scratch;        /* receives push payloads */
+  uint64_t memory_limit; /* bytes all shards may take */
+  uint64_t memory_held;  /* their pd_shard_bytes */
+  char data_dir[1024];          /* empty: no checkpoints */
+  pd_checkpoint_writer *writer; /* writes checkpoints when data_dir is set */
 };
 
 /* Scratch kept between pushes: two psclient chunks. A larger push's buffer
@@ -48,7 +56,30 @@ struct pd_ps {
 
 static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
 
-pd_ps *pd_ps_new(void) { return pd_xcalloc(1, sizeof(pd_ps)); }
+pd_ps *pd_ps_new(void) {
+  pd_ps *ps = pd_xcalloc(1, sizeof(pd_ps));
+  pd_ps_set_memory_limit(ps, 0);
+  return ps;
+}
+
+/* 3/4 of the machine's memory, or of the cgroup (v2) memory.max if lower. */
+static uint64_t default_memory_limit(void) {
+  uint64_t total = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+  FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+  unsigned long long cg;
+  if (f) {
+    if (fscanf(f, "%llu", &cg) == 1 && cg < total)
+      total = cg;
+    fclose(f);
+  }
+  return total / 4 * 3;
+}
+
+void pd_ps_set_memory_limit(pd_ps *ps, uint64_t bytes) {
+  ps->memory_limit = bytes ? bytes : default_memory_limit();
+}
+
+uint64_t pd_ps_memory_limit(const pd_ps *ps) { return ps->memory_limit; }
 
 /* Fails the job's parked pulls with `status` and frees it. */
 static void job_free(job *j, grpc_status_code status, const char *why) {
@@ -56,6 +87,7 @@ static void job_free(job *j, grpc_status_code status, const char *why) {
   while ((call = pd_shard_next_parked(j->shard)))
     pd_rpc_call_fail(call, status, "%s", why);
   pd_shard_free(j->shard);
+  free(j->spec_yaml);
   free(j);
 }
 
@@ -181,7 +213,8 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
  * memory (released when gRPC has sent them). */
 static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n) {
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
-  resp.version = pd_clock_version(pd_shard_clock(s));
+  resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
+                                 : pd_clock_version(pd_shard_clock(s));
   int64_t shape = (int64_t)n;
   size_t max = pd_shard_max_slices(n);
   pd_shard_slice local_parts[8], *parts = local_parts;
@@ -211,17 +244,34 @@ static void answer_ready(pd_shard *s) {
     answer_pull(call, s, off, n);
 }
 
+/* A negative clock is a bad argument whatever the job (INVALID_ARGUMENT);
+ * returns 1 when the call was failed. */
+static int refuse_clock(pd_rpc_call *call, int64_t clock) {
+  if (clock >= 0)
+    return 0;
+  pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "clock: must be >= 0, got %lld",
+                   (long long)clock);
+  return 1;
+}
+
 static void pull_cancelled(pd_rpc_call *call) { pd_shard_unpark(*pd_rpc_call_user(call)); }
 
 static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
   const Pando__V1__PullRequest *req = (const Pando__V1__PullRequest *)msg;
+  if (refuse_clock(call, req->clock))
+    return;
   job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
   if (!j)
     return;
   char err[256];
   uint64_t off = req->begin - pd_shard_begin(j->shard), n = req->end - req->begin;
   pd_shard_parked *parked = NULL;
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  if (fed && pd_fedagg_pull_ok(fed, (uint64_t)req->clock, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+    return;
+  }
   switch (
       pd_shard_pull(j->shard, call, req->worker, req->clock, off, n, &parked, err, sizeof err)) {
   case PD_SHARD_PULL_INVALID:
@@ -290,7 +340,7 @@ static void checkpoint_done(void *user, const pd_checkpoint_key *key, int rc, co
 static void maybe_checkpoint(pd_ps *ps, job *j) {
   const pd_job_spec *spec = pd_shard_spec(j->shard);
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
-  if (!ps->writer || !pd_clock_has_rounds(pd_shard_clock(j->shard)) ||
+  if (!ps->writer || pd_shard_fed(j->shard) || !pd_clock_has_rounds(pd_shard_clock(j->shard)) ||
       !pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), version))
     return;
   pd_checkpoint_key key = {.id = version, .begin = pd_shard_begin(j->shard),
@@ -334,6 +384,43 @@ static int refuse_nonfinite(pd_rpc_call *call, job *j, uint64_t begin, float *gr
   return 1;
 }
 
+/* A device's update chunk for a federated round (fedagg.c decides). */
+static void fed_push(job *j, pd_rpc_call *call, const Pando__V1__PushRequest *req,
+                     const float *delta) {
+  char err[256];
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  enum pd_fed_push v =
+      pd_fedagg_push(fed, req->device, (uint64_t)req->clock, req->weight,
+                     req->begin - pd_shard_begin(j->shard), req->end - req->begin, delta, err,
+                     sizeof err);
+  static const char *const results[] = {[PD_FED_BUFFERED] = "buffered",
+                                        [PD_FED_DUPLICATE] = "duplicate",
+                                        [PD_FED_LATE] = "late",
+                                        [PD_FED_REJECT] = "rejected"};
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", j->id, results[v]);
+  pd_metric_add(pd_metric_counter("pando_ps_fed_pushes_total",
+                                  "Federated update chunks received, by what became of them.",
+                                  labels),
+                1);
+  if (v == PD_FED_REJECT) {
+    j->pushes_rejected++;
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "job '%s': %s", j->id, err);
+    return;
+  }
+  if (v == PD_FED_LATE)
+    j->pushes_dropped++;
+  else if (v == PD_FED_DUPLICATE)
+    j->pushes_duplicate++;
+  else
+    j->pushes_applied++;
+  Pando__V1__PushResponse resp = PANDO__V1__PUSH_RESPONSE__INIT;
+  resp.version = pd_fedagg_stats_get(fed)->committed;
+  resp.duplicate = v == PD_FED_DUPLICATE;
+  resp.dropped = v == PD_FED_LATE;
+  pd_rpc_call_reply_msg(call, &resp.base);
+}
+
 static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_ps *ps = ctx;
   ProtobufCMessage *msg = NULL;
@@ -343,25 +430,26 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor,
                           PD_WIRE_PUSH_GRADIENT_FIELD, NULL, 0, NULL, &msg, &t, err, sizeof err);
   if (rc != 0) {
-    pd_rpc_call_fail(call,
-                     rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED
-                                       : GRPC_STATUS_INVALID_ARGUMENT,
-                     "%s", err);
+    pd_rpc_call_fail(
+        call, rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
+        "%s", err);
     return;
   }
   Pando__V1__PushRequest *req = (Pando__V1__PushRequest *)msg;
+  if (refuse_clock(call, req->clock))
+    goto done;
   job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
   if (!j)
     goto done;
   uint64_t n = req->end - req->begin;
-  if (!t.present || t.dtype != PANDO__V1__DTYPE__FLOAT32 || t.data_len != n * sizeof(float) ||
+  if (!t.present || t.dtype != PANDO__V1__DTYPE__DTYPE_FLOAT32 || t.data_len != n * sizeof(float) ||
       (t.ndim > 0 && (t.ndim != 1 || (uint64_t)t.shape[0] != n))) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
-                     "gradient must be a float32 tensor of shape [%llu] (%llu bytes) for keys "
-                     "[%llu, %llu); got dtype %d, %zu bytes",
+                     "gradient must be a FLOAT32 tensor of shape [%llu] (%llu bytes) for keys "
+                     "[%llu, %llu); got dtype %s (%d), %zu bytes",
                      (unsigned long long)n, (unsigned long long)(n * sizeof(float)),
-                     (unsigned long long)req->begin, (unsigned long long)req->end, t.dtype,
-                     t.data_len);
+                     (unsigned long long)req->begin, (unsigned long long)req->end,
+                     pd_rpc_enum_name(&pando__v1__dtype__descriptor, t.dtype), t.dtype, t.data_len);
     goto done;
   }
   pd_buf_reserve(&ps->scratch, t.data_len);
@@ -371,6 +459,10 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   }
   if (refuse_nonfinite(call, j, req->begin, ps->scratch.data, n))
     goto done;
+  if (pd_shard_fed(j->shard)) {
+    fed_push(j, call, req, ps->scratch.data);
+    goto done;
+  }
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
   enum pd_push_verdict v = pd_shard_push(
       j->shard, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
@@ -455,6 +547,12 @@ static pd_shard *new_shard(pd_ps *ps, pd_rpc_call *call, const Pando__V1__Create
   }
   if (req->restore_checkpoint == 0)
     return shard;
+  if (pd_shard_fed(shard)) {
+    pd_shard_free(shard);
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+                     "restore_checkpoint: federated shards have no checkpoints yet");
+    return NULL;
+  }
   pd_checkpoint_key key = {.begin = req->begin, .end = req->end, .num_workers = req->num_workers};
   pd_strlcpy(key.job, req->job, sizeof key.job);
   pd_checkpoint_data data;
@@ -475,6 +573,35 @@ static pd_shard *new_shard(pd_ps *ps, pd_rpc_call *call, const Pando__V1__Create
   return shard;
 }
 
+/* A CreateShard for job `j`, held already: refused (ALREADY_EXISTS, and 1
+ * returned) unless it repeats the request that created it. */
+static int refuse_repeat(pd_rpc_call *call, const job *j,
+                         const Pando__V1__CreateShardRequest *req) {
+  uint64_t begin = pd_shard_begin(j->shard), end = pd_shard_end(j->shard);
+  uint32_t workers = pd_shard_num_workers(j->shard);
+  if (begin != req->begin || end != req->end)
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here with keys [%llu, %llu)", req->job,
+                     (unsigned long long)begin, (unsigned long long)end);
+  else if (workers != req->num_workers)
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here for num_workers %u, not %u; drop it first",
+                     req->job, workers, req->num_workers);
+  else if (j->min_partition_rows != req->min_partition_rows)
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here with min_partition_rows %llu, not %llu; drop "
+                     "it first",
+                     req->job, (unsigned long long)j->min_partition_rows,
+                     (unsigned long long)req->min_partition_rows);
+  else if (strcmp(j->spec_yaml, req->spec_yaml) != 0)
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here with another spec_yaml; drop it first",
+                     req->job);
+  else
+    return 0;
+  return 1;
+}
+
 static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
   const Pando__V1__CreateShardRequest *req = (const Pando__V1__CreateShardRequest *)msg;
@@ -482,14 +609,8 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
   if (check_create(call, req, &spec) != 0)
     return;
   int i = find(ps, req->job);
-  if (i >= 0 && (pd_shard_begin(ps->jobs[i]->shard) != req->begin ||
-                 pd_shard_end(ps->jobs[i]->shard) != req->end)) {
-    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
-                     "job '%s' is already held here with keys [%llu, %llu)", req->job,
-                     (unsigned long long)pd_shard_begin(ps->jobs[i]->shard),
-                     (unsigned long long)pd_shard_end(ps->jobs[i]->shard));
+  if (i >= 0 && refuse_repeat(call, ps->jobs[i], req))
     return;
-  }
   uint64_t restored = 0;
   if (i >= 0 && req->restore_checkpoint > 0) { /* roll a held shard back */
     pd_shard *shard = new_shard(ps, call, req, &spec, &restored);
@@ -502,7 +623,19 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
                        req->job, (unsigned long long)restored);
     pd_shard_free(j->shard);
     j->shard = shard;
-  } else if (i < 0) { /* a retried CreateShard of the same range is a no-op */
+  } else if (i < 0) { /* a retried CreateShard of the same request is a no-op */
+    uint64_t need = pd_shard_bytes(&spec, req->begin, req->end, req->num_workers);
+    uint64_t left = ps->memory_limit - PD_MIN(ps->memory_held, ps->memory_limit);
+    if (need > left) {
+      pd_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "job '%s': keys [%llu, %llu) need %.1f MiB (parameters, optimizer state, "
+                       "round sums), but this server has %.1f MiB free of its memory_limit of "
+                       "%.1f MiB",
+                       req->job, (unsigned long long)req->begin, (unsigned long long)req->end,
+                       (double)need / (1 << 20), (double)left / (1 << 20),
+                       (double)ps->memory_limit / (1 << 20));
+      return;
+    }
     pd_shard *shard = new_shard(ps, call, req, &spec, &restored);
     if (!shard)
       return;
@@ -514,6 +647,10 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     pd_strlcpy(j->id, req->job, sizeof j->id);
     pd_metric_escape(j->id, j->label, sizeof j->label);
     j->shard = shard;
+    j->spec_yaml = pd_xstrdup(req->spec_yaml);
+    j->min_partition_rows = req->min_partition_rows;
+    j->bytes = need;
+    ps->memory_held += need;
     open_metrics(j);
     ps->jobs[ps->njobs++] = j;
     PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
@@ -534,6 +671,7 @@ static void handle_drop(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   job *j = held_job(ps, call, req->job, &i);
   if (!j)
     return;
+  ps->memory_held -= j->bytes;
   job_free(j, GRPC_STATUS_ABORTED, "the job's shard was dropped");
   ps->jobs[i] = ps->jobs[--ps->njobs];
   PD_INFO("job %s: dropped", req->job);
@@ -566,6 +704,58 @@ static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 
+/* Closes a federated round with the coordinator's set of devices. */
+static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_ps *ps = ctx;
+  const Pando__V1__CommitRoundRequest *req = (const Pando__V1__CommitRoundRequest *)msg;
+  int i = find(ps, req->job);
+  char err[512];
+  if (i < 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", req->job);
+    return;
+  }
+  job *j = ps->jobs[i];
+  struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  if (!fed) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+                     "job '%s' is not federated (training.update %s)", req->job,
+                     pd_update_name(pd_shard_spec(j->shard)->training.update));
+    return;
+  }
+  const float *grad;
+  pd_fedagg_result r;
+  if (pd_fedagg_commit(fed, req->round, (const char *const *)req->devices, req->n_devices,
+                       req->abandon, &grad, &r, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+    return;
+  }
+  if (grad) {
+    pd_optimizer_spec server;
+    double lr;
+    pd_fedagg_server_optimizer(pd_shard_spec(j->shard), &server, &lr);
+    pd_shard_apply(j->shard, grad, lr);
+  }
+  if (grad || r.abandoned) { /* not for a retried call */
+    char labels[200];
+    snprintf(labels, sizeof labels, "job=\"%s\",result=\"%s\"", req->job,
+             r.abandoned ? "abandoned" : "committed");
+    pd_metric_add(pd_metric_counter("pando_ps_fed_rounds_total",
+                                    "Federated rounds closed on this server, committed or "
+                                    "abandoned.",
+                                    labels),
+                  1);
+  }
+  Pando__V1__CommitRoundResponse resp = PANDO__V1__COMMIT_ROUND_RESPONSE__INIT;
+  resp.version = pd_fedagg_stats_get(fed)->committed;
+  resp.committed = r.committed;
+  resp.discarded = r.discarded;
+  resp.weight = r.weight;
+  pd_rpc_call_reply_msg(call, &resp.base);
+  PD_DEBUG("job %s: round %llu %s with %u devices (%u discarded)", req->job,
+           (unsigned long long)req->round, r.abandoned ? "abandoned" : "committed", r.committed,
+           r.discarded);
+}
+
 void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/Pull",
                           &pando__v1__pull_request__descriptor, handle_pull, ps);
@@ -577,5 +767,7 @@ void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
                           &pando__v1__drop_shard_request__descriptor, handle_drop, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/GetStats",
                           &pando__v1__stats_request__descriptor, handle_stats, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CommitRound",
+                          &pando__v1__commit_round_request__descriptor, handle_commit_round, ps);
   pd_rpc_health_register(srv, health_services);
 }

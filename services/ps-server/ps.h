@@ -25,6 +25,12 @@ pd_ps *pd_ps_new(void);
  * restore_checkpoint). Without it no checkpoint is written. Returns 0 or
  * -errno with a message in `err`. */
 int pd_ps_set_data_dir(pd_ps *ps, const char *data_dir, char *err, size_t errlen);
+/* How much memory the shards of all jobs may take together
+ * (pd_shard_bytes); a CreateShard beyond it is refused with
+ * RESOURCE_EXHAUSTED saying what is needed and what is free. 0: the default,
+ * 3/4 of the machine's memory or of the cgroup's limit, whichever is lower. */
+void pd_ps_set_memory_limit(pd_ps *ps, uint64_t bytes);
+uint64_t pd_ps_memory_limit(const pd_ps *ps);
 /* Finishes the checkpoints being written, fails pulls still waiting and
  * frees every shard. */
 void pd_ps_free(pd_ps *ps);

@@ -12,6 +12,7 @@
 #include "pando/optimizer.h"
 #include "pando/schedule.h"
 #include "pando/util.h"
+#include "fedagg.h"
 
 /* ---------------------------------------------------------------- values
  *
@@ -158,6 +159,21 @@ static void values_read(const pd_shard_values *v, uint64_t off, uint64_t n, floa
   }
 }
 
+uint64_t pd_shard_bytes(const pd_job_spec *spec, uint64_t begin, uint64_t end,
+                        uint32_t num_workers) {
+  uint64_t keys = end - begin;
+  pd_clock_options clock = pd_clock_options_of(spec, num_workers, keys);
+  uint64_t per_key =
+      2 * sizeof(float) + pd_optimizer_state_bytes_per_key(spec->training.optimizer.type);
+  if (clock.update == PD_UPDATE_BSP)
+    per_key += sizeof(float);
+  if (clock.backup_workers > 0)
+    per_key += (uint64_t)num_workers * sizeof(float);
+  if (keys > (UINT64_MAX - 64 * (uint64_t)num_workers) / per_key)
+    return UINT64_MAX;
+  return keys * per_key + 64 * (uint64_t)num_workers; /* and the clock's state per worker */
+}
+
 /* ---------------------------------------------------------------- shard */
 
 struct pd_shard_parked {
@@ -182,6 +198,7 @@ struct pd_shard {
     double lr;
   } lr_epoch;
   pd_clock *clock;
+  struct pd_fedagg *fed;    /* training.update fedavg: the rounds (fedagg.c); else NULL */
   pd_shard_parked *waiting; /* pulls parked until the clock allows them */
   pd_shard_parked *ready;   /* parked pulls the clock now allows, to be answered */
 };
@@ -212,7 +229,16 @@ pd_shard *pd_shard_new(const pd_job_spec *spec, uint64_t begin, uint64_t end, ui
   }
   if (clock.backup_workers > 0)
     s->buffers = pd_xmalloc_aligned((size_t)num_workers * keys * sizeof(float));
-  pd_optimizer_init(&s->optimizer, &spec->training.optimizer, keys);
+  if (spec->training.update == PD_UPDATE_FEDAVG) {
+    /* training.optimizer is the devices'; the shard steps with the server's */
+    pd_optimizer_spec server;
+    double lr;
+    pd_fedagg_server_optimizer(spec, &server, &lr);
+    pd_optimizer_init(&s->optimizer, &server, keys);
+    s->fed = pd_fedagg_new(spec, keys);
+  } else {
+    pd_optimizer_init(&s->optimizer, &spec->training.optimizer, keys);
+  }
   return s;
 }
 
@@ -221,6 +247,7 @@ void pd_shard_free(pd_shard *s) {
     return;
   PD_ASSERT(!s->waiting && !s->ready);
   pd_clock_free(s->clock);
+  pd_fedagg_free(s->fed);
   pd_optimizer_close(&s->optimizer);
   values_unref(s->values);
   free(s->accum);
@@ -234,6 +261,12 @@ uint32_t pd_shard_num_workers(const pd_shard *s) { return s->num_workers; }
 uint64_t pd_shard_min_partition_rows(const pd_shard *s) { return s->min_partition_rows; }
 const pd_job_spec *pd_shard_spec(const pd_shard *s) { return &s->spec; }
 const pd_clock *pd_shard_clock(const pd_shard *s) { return s->clock; }
+
+struct pd_fedagg *pd_shard_fed(pd_shard *s) { return s->fed; }
+
+void pd_shard_apply(pd_shard *s, const float *grad, double lr) {
+  values_step(s->values, &s->optimizer, grad, 0, s->end - s->begin, lr);
+}
 
 void pd_shard_read(const pd_shard *s, uint64_t off, uint64_t n, float *out) {
   values_read(s->values, off, n, out);

@@ -30,6 +30,14 @@ typedef struct pd_shard_slice {
   void *user;
 } pd_shard_slice;
 
+/* The most memory a shard of `spec` with keys [begin, end) pushed to by
+ * `num_workers` workers can take: parameters (and their copy-on-write
+ * second buffer), the optimizer's state, the BSP round's sum, the backup
+ * workers' buffers and the clock's state of each worker. Saturates at
+ * UINT64_MAX instead of overflowing. */
+uint64_t pd_shard_bytes(const pd_job_spec *spec, uint64_t begin, uint64_t end,
+                        uint32_t num_workers);
+
 /* Makes a shard of `spec`'s model keys [begin, end), initialised from the
  * model's seed. Pushes are applied with the learning rate of their clock's
  * epoch (pando/schedule.h), which needs `min_partition_rows`, the rows of
@@ -51,6 +59,15 @@ uint64_t pd_shard_min_partition_rows(const pd_shard *shard);
 const pd_job_spec *pd_shard_spec(const pd_shard *shard);
 /* The shard's consistency clock (version, staleness and the other counts). */
 const pd_clock *pd_shard_clock(const pd_shard *shard);
+
+/* training.update fedavg: the shard's federated rounds (fedagg.h); NULL
+ * for the other strategies. */
+struct pd_fedagg *pd_shard_fed(pd_shard *shard);
+/* Steps every key of the shard with its optimizer (for fedavg jobs the
+ * server optimizer, pd_fedagg_server_optimizer) at learning rate `lr` with
+ * `grad` (end - begin values): a federated round's pseudo-gradient. Slices
+ * handed out keep the values they borrow. */
+void pd_shard_apply(pd_shard *shard, const float *grad, double lr);
 
 /* Copies the current values of shard-relative keys [off, off + n) to `out`. */
 void pd_shard_read(const pd_shard *shard, uint64_t off, uint64_t n, float *out);

@@ -2,6 +2,7 @@
  * runs the worker daemon (services/worker/worker.c). */
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "pando/config.h"
 #include "pando/daemon.h"
@@ -11,6 +12,7 @@
 #include "pando/model.h"
 #include "pando/rpc.h"
 #include "pando/util.h"
+#include "device.h"
 #include "train.h"
 #include "worker.h"
 
@@ -22,7 +24,19 @@ typedef struct worker_config {
   double slowdown;
   int batch_delay_ms;
   char standalone[1024];
+  char role[16];
+  char selector[1024];
+  char data[1024];
+  int simulate;
+  char device_id[64];
+  int device_threads;
+  double dropout_rate;
+  double slow_fraction;
+  char jobs[512];
+  char attributes[512];
 } worker_config;
+
+static const char *const worker_roles[] = {"worker", "device", NULL};
 
 #define S(field) PD_CFG_STRING, offsetof(worker_config, field), sizeof(((worker_config *)0)->field), 0, 0
 static const pd_config_option options[] = {
@@ -43,6 +57,31 @@ static const pd_config_option options[] = {
      "testing aid: sleep this many milliseconds after each batch (simulated compute time)", NULL},
     {"standalone", S(standalone), "",
      "train this job spec in this process, without servers or coordinator, and exit", NULL},
+    {"role", S(role), "worker",
+     "worker (data-centre jobs from the coordinator) or device (federated: checks in with "
+     "--selector, trains on its own --data)",
+     worker_roles},
+    {"selector", S(selector), "127.0.0.1:7080",
+     "device: comma-separated selector addresses (simulated devices spread over them)", NULL},
+    {"data", S(data), "",
+     "device: a job spec file whose data section is the device's own data (and, with "
+     "--simulate, the central data set to partition by data.partition)",
+     NULL},
+    {"simulate", PD_CFG_INT, offsetof(worker_config, simulate), 0, 0, 1000000, "0",
+     "device: run this many simulated devices in this process, each with its own partition", NULL},
+    {"device_id", S(device_id), "device",
+     "device: the device's id (simulated: the prefix of <id>-<i>)", NULL},
+    {"device_threads", PD_CFG_INT, offsetof(worker_config, device_threads), 0, 1, 256, "2",
+     "device: rounds trained at once (simulated devices share them)", NULL},
+    {"dropout_rate", PD_CFG_DOUBLE, offsetof(worker_config, dropout_rate), 0, -1, 1, "-1",
+     "device: testing aid: probability that a selected device drops out of its round (-1: the "
+     "data spec's simulation.dropout_rate)",
+     NULL},
+    {"slow_fraction", PD_CFG_DOUBLE, offsetof(worker_config, slow_fraction), 0, -1, 1, "-1",
+     "device: testing aid: fraction of slow devices (-1: simulation.slow_fraction)", NULL},
+    {"jobs", S(jobs), "", "device: comma-separated job names it serves (empty: any)", NULL},
+    {"attributes", S(attributes), "",
+     "device: comma-separated attributes for eligibility, e.g. charging,unmetered", NULL},
 };
 
 int main(int argc, char **argv) {
@@ -57,6 +96,21 @@ int main(int argc, char **argv) {
   if (cfg.standalone[0])
     return pd_train_standalone(cfg.standalone);
   pd_rpc_init();
+  if (strcmp(cfg.role, "device") == 0) {
+    if (!cfg.data[0]) {
+      fprintf(stderr, "pando-worker: data: --role device needs --data (a spec with its data)\n");
+      return 2;
+    }
+    pd_device_options dev = {cfg.selector,       cfg.data,          cfg.simulate,
+                             cfg.device_id,      cfg.device_threads, cfg.dropout_rate,
+                             cfg.slow_fraction,  cfg.jobs,          cfg.attributes};
+    if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
+      return 1;
+    rc = pd_device_main(&dev);
+    pd_metrics_stop();
+    pd_rpc_shutdown();
+    return rc;
+  }
   pd_worker_options opt = {cfg.coordinator,
                            cfg.daemon.listen,
                            cfg.advertise,

@@ -21,7 +21,8 @@
  *   nesterov  v               -                             -
  *   adagrad   -               c, sum of squared gradients   -
  *   rmsprop   -               c, moving average of squares  -
- *   adam      m, 1st moment   v, 2nd moment                 t, updates applied */
+ *   adam      m, 1st moment   v, 2nd moment                 t, updates applied
+ *   yogi      m, 1st moment   v, 2nd moment                 - */
 typedef struct pd_optimizer {
   pd_optimizer_spec spec; /* type and hyper-parameters (spec.lr is not used by steps) */
   uint64_t keys;          /* number of keys the state covers */
@@ -44,6 +45,10 @@ typedef struct pd_optimizer_slot {
  * hyper-parameters of `spec` (copied), allocating the zeroed state it needs. */
 void pd_optimizer_init(pd_optimizer *opt, const pd_optimizer_spec *spec, uint64_t keys);
 
+/* Bytes of per-key state pd_optimizer_init allocates for each key of an
+ * optimizer of `type` (0 for sgd): what a server must hold besides the
+ * parameters. */
+uint64_t pd_optimizer_state_bytes_per_key(enum pd_optimizer_type type);
 /* Frees the state; `opt` may be closed again. */
 void pd_optimizer_close(pd_optimizer *opt);
 
@@ -61,7 +66,10 @@ void pd_optimizer_close(pd_optimizer *opt);
  *   rmsprop   c = dr c + (1 - dr) g^2;  x = x - lr g / (sqrt(c) + eps)
  *   adam      t = t + 1;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
  *             x = x - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
- *             (Kingma & Ba, ICLR 2015; t counts each key's own updates)
+ *             (Kingma & Ba, ICLR 2015; t counts each key's own updates);
+ *             with no_bias_correction (FedAdam): x = x - lr m / (sqrt(v) + eps)
+ *   yogi      m = b1 m + (1 - b1) g;  v = v - (1 - b2) g^2 sign(v - g^2);
+ *             x = x - lr m / (sqrt(v) + eps)  (Zaheer et al., NeurIPS 2018; FedYogi)
  *
  * Requires offset + n <= keys. Computes in float32. */
 void pd_optimizer_step(pd_optimizer *opt, float *params, const float *grad, uint64_t offset,

@@ -44,6 +44,11 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
 int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,
                      const float *grad, char *err, size_t errlen);
 
+/* Federated devices: pushes carry `device` (copied; NULL: none) and its
+ * number of samples `weight` (PushRequest.device, weight), and `clock` is
+ * the round id. */
+void pd_psclient_set_device(pd_psclient *c, const char *device, double weight);
+
 /* Whether a server dropped part of the last push because it came too late
  * for its round (BSP with backup workers; PushResponse.dropped). */
 int pd_psclient_push_dropped(const pd_psclient *c);

@@ -30,8 +30,22 @@ enum pd_model_type {
 };
 enum pd_activation { PD_ACT_RELU = 1, PD_ACT_TANH, PD_ACT_SIGMOID };
 /* Update strategies (README "Update strategies"): bulk synchronous (with
- * optional backup workers), asynchronous, stale synchronous. */
-enum pd_update { PD_UPDATE_BSP = 1, PD_UPDATE_ASP, PD_UPDATE_SSP };
+ * optional backup workers), asynchronous, stale synchronous; or federated
+ * rounds (README "Federated learning": devices train on their own data and
+ * the servers average their models, McMahan et al., AISTATS 2017). */
+enum pd_update { PD_UPDATE_BSP = 1, PD_UPDATE_ASP, PD_UPDATE_SSP, PD_UPDATE_FEDAVG };
+/* How a federated round's average becomes the new model (server side):
+ * fedavg and fedprox take it (fedprox adds the proximal term to the
+ * devices' loss, Li et al., MLSys 2020); fedavgm, fedadam and fedyogi apply
+ * a server optimizer to the pseudo-gradient theta_t - average (Reddi et al.,
+ * ICLR 2021). */
+enum pd_aggregation {
+  PD_AGG_FEDAVG = 1,
+  PD_AGG_FEDAVGM,
+  PD_AGG_FEDADAM,
+  PD_AGG_FEDYOGI,
+  PD_AGG_FEDPROX,
+};
 /* How often a worker talks to the servers (SystemDS paramserv's `freq`):
  * pull and push every batch, every training.nbatches batches (the "nfetch"
  * worker of Dean et al., NIPS 2012: SGD steps on a local copy in between),
@@ -49,6 +63,9 @@ enum pd_optimizer_type {
   PD_OPT_NESTEROV,
   PD_OPT_ADAGRAD,
   PD_OPT_RMSPROP,
+  /* Yogi (Zaheer et al., NeurIPS 2018), the server optimizer of fedyogi
+   * only: not a training.optimizer.type. */
+  PD_OPT_YOGI,
 };
 /* SystemDS paramserv's partitioning schemes. */
 enum pd_partition {
@@ -56,6 +73,11 @@ enum pd_partition {
   PD_PARTITION_DISJOINT_ROUND_ROBIN,
   PD_PARTITION_DISJOINT_RANDOM,
   PD_PARTITION_OVERLAP_RESHUFFLE,
+  /* Federated simulation (pando-worker --simulate): how a central data set
+   * is split over simulated devices (common/src/data/partition.c). */
+  PD_PARTITION_IID,       /* shuffled, equal sizes */
+  PD_PARTITION_DIRICHLET, /* label mix of each device ~ Dir(alpha p) (Hsu et al., 2019) */
+  PD_PARTITION_SHARDS,    /* sorted by label, shards_per_device shards each (McMahan et al.) */
 };
 enum pd_normalize { PD_NORMALIZE_NONE = 1, PD_NORMALIZE_STANDARD, PD_NORMALIZE_MINMAX };
 enum pd_lr_schedule { PD_LR_CONSTANT = 1, PD_LR_STEP, PD_LR_EXPONENTIAL, PD_LR_COSINE };
@@ -98,6 +120,7 @@ typedef struct pd_optimizer_spec {
   double beta1;    /* Adam: decay of the first moment */
   double beta2;    /* Adam: decay of the second moment */
   double epsilon;  /* Adam, AdaGrad, RMSprop: added to the root of the second moment */
+  int no_bias_correction; /* Adam as FedAdam uses it (Reddi et al.): no 1/(1 - beta^t); not a YAML key */
 } pd_optimizer_spec;
 
 typedef struct pd_job_spec {
@@ -113,6 +136,8 @@ typedef struct pd_job_spec {
     char label_column[64]; /* csv: the label column's header name or 0-based index */
     int header;            /* csv: the first line names the columns */
     pd_synthetic_spec synthetic;
+    double alpha;          /* dirichlet: concentration (small: few labels per device) */
+    int shards_per_device; /* shards: label-sorted shards each device gets */
   } data;
   struct {
     int epochs;
@@ -138,6 +163,25 @@ typedef struct pd_job_spec {
       double factor;       /* by this factor (Smith et al., ICLR 2018) */
       int max_batch_size;  /* up to this size */
     } batch_schedule;
+    /* training.update fedavg: the rounds (README "Federated learning"). */
+    struct {
+      int rounds;               /* rounds to commit */
+      double clients_per_round; /* K >= 1 devices, or a fraction (0, 1) of the eligible ones */
+      double over_selection;    /* select ceil(over_selection K) (Bonawitz et al.: 1.3) */
+      int min_reports;          /* the round commits with the first min_reports reports; 0: K */
+      double round_timeout_sec; /* fewer reports by then: the round is abandoned */
+      int max_attempts;         /* attempts of one round before the job fails */
+      int local_epochs;         /* E: epochs over its own data each device runs per round */
+      int local_batch_size;     /* B; 0: the whole local data set (FedSGD with E = 1) */
+      enum pd_aggregation aggregation;
+      double server_lr;         /* eta of fedavgm/fedadam/fedyogi (fedavg, fedprox: 1) */
+      double server_momentum;   /* fedavgm's beta */
+      double beta1, beta2, tau; /* fedadam/fedyogi (Reddi et al.: 0.9, 0.99, 1e-3) */
+      double mu;                /* fedprox: (mu/2)||w - w_t||^2 in the local loss */
+      int eval_every;           /* evaluate the global model every k committed rounds */
+      uint64_t seed;            /* seeds the selection of each round */
+      char require[256];        /* comma-separated device attributes, e.g. "charging,unmetered" */
+    } federated;
   } training;
   struct {
     int servers;
@@ -152,6 +196,15 @@ typedef struct pd_job_spec {
     double every_seconds; /* about every N seconds, at the next clock */
     int keep;             /* complete checkpoints kept on disk */
   } checkpoint;
+  /* Read only by `pando-worker --simulate` (federated experiments); the
+   * cluster ignores it. */
+  struct {
+    int devices;         /* simulated devices (the --simulate default) */
+    double dropout_rate; /* probability that a selected device drops out of its round */
+    double slow_fraction; /* fraction of devices that are slow */
+    double slowdown;     /* how much slower they train */
+    uint64_t seed;       /* which devices are slow and which drop out */
+  } simulation;
 } pd_job_spec;
 
 /* Whether the spec asks for checkpoints (one of checkpoint.every_*). */
@@ -175,5 +228,14 @@ const char *pd_frequency_name(enum pd_frequency frequency);
 const char *pd_model_type_name(enum pd_model_type type);
 const char *pd_optimizer_name(enum pd_optimizer_type type);
 const char *pd_partition_name(enum pd_partition partition);
+const char *pd_aggregation_name(enum pd_aggregation aggregation);
+
+/* Devices a federated round selects when `eligible` devices are online:
+ * K = clients_per_round (or ceil(fraction x eligible), at least 1), times
+ * over_selection, rounded up. */
+uint32_t pd_spec_round_goal(const pd_job_spec *spec, uint32_t eligible);
+uint32_t pd_spec_round_selected(const pd_job_spec *spec, uint32_t eligible);
+/* The reports a round commits with: min_reports, or K when it is 0. */
+uint32_t pd_spec_round_min_reports(const pd_job_spec *spec, uint32_t eligible);
 
 #endif

@@ -31,6 +31,27 @@ static inline uint64_t pd_splitmix64(uint64_t *state) {
   return pd_mix64(*state += 0x9e3779b97f4a7c15ull);
 }
 
+/* A uniform integer in [0, n), n >= 1, from *state (rejecting the biased
+ * low values), and a Fisher-Yates shuffle of index[0..n) with it. */
+static inline uint64_t pd_random_below(uint64_t *state, uint64_t n) {
+  uint64_t threshold = (0 - n) % n, r;
+  do
+    r = pd_splitmix64(state);
+  while (r < threshold);
+  return r % n;
+}
+static inline void pd_shuffle_u64(uint64_t *index, uint64_t n, uint64_t *state) {
+  for (uint64_t i = n; i > 1; i--) {
+    uint64_t j = pd_random_below(state, i), t = index[i - 1];
+    index[i - 1] = index[j];
+    index[j] = t;
+  }
+}
+/* A double uniform in [0, 1) from *state. */
+static inline double pd_random_unit(uint64_t *state) {
+  return (double)(pd_splitmix64(state) >> 11) * 0x1.0p-53;
+}
+
 /* Seconds on the monotonic clock. */
 double pd_now(void);
 /* Nanoseconds on the monotonic clock. */

@@ -39,23 +39,8 @@ uint64_t pd_plan_min_partition_rows(uint64_t rows, uint32_t workers, enum pd_par
 
 static uint64_t mix(uint64_t x) { return pd_splitmix64(&x); }
 
-/* A uniform integer in [0, n), n >= 1 (rejection of the biased low values). */
-static uint64_t uniform_below(uint64_t *state, uint64_t n) {
-  uint64_t threshold = (0 - n) % n, r;
-  do
-    r = pd_splitmix64(state);
-  while (r < threshold);
-  return r % n;
-}
-
 /* Fisher-Yates with the generator `state`. */
-static void shuffle(uint64_t *index, uint64_t n, uint64_t state) {
-  for (uint64_t i = n; i > 1; i--) {
-    uint64_t j = uniform_below(&state, i), t = index[i - 1];
-    index[i - 1] = index[j];
-    index[j] = t;
-  }
-}
+static void shuffle(uint64_t *index, uint64_t n, uint64_t state) { pd_shuffle_u64(index, n, &state); }
 
 uint64_t pd_plan_partition_size(uint64_t rows, uint32_t workers, uint32_t rank,
                                 enum pd_partition scheme) {
@@ -94,6 +79,9 @@ void pd_plan_partition(uint64_t rows, uint32_t workers, uint32_t rank, enum pd_p
       index[r] = r;
     shuffle(index, rows, mix(mix(seed ^ RESHUFFLE_STREAM) + rank));
     return;
+  case PD_PARTITION_IID:
+  case PD_PARTITION_DIRICHLET:
+  case PD_PARTITION_SHARDS: break; /* device partitions need labels: pando/partition.h */
   }
   PD_ASSERT(!"unknown partition scheme");
 }

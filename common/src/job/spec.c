@@ -31,7 +31,11 @@ static const struct enum_name model_type_names[] = {
 static const struct enum_name activation_names[] = {
     {PD_ACT_RELU, "relu"}, {PD_ACT_TANH, "tanh"}, {PD_ACT_SIGMOID, "sigmoid"}, {0, NULL}};
 static const struct enum_name update_names[] = {
-    {PD_UPDATE_BSP, "bsp"}, {PD_UPDATE_ASP, "asp"}, {PD_UPDATE_SSP, "ssp"}, {0, NULL}};
+    {PD_UPDATE_BSP, "bsp"},       {PD_UPDATE_ASP, "asp"}, {PD_UPDATE_SSP, "ssp"},
+    {PD_UPDATE_FEDAVG, "fedavg"}, {0, NULL}};
+static const struct enum_name aggregation_names[] = {
+    {PD_AGG_FEDAVG, "fedavg"},   {PD_AGG_FEDAVGM, "fedavgm"}, {PD_AGG_FEDADAM, "fedadam"},
+    {PD_AGG_FEDYOGI, "fedyogi"}, {PD_AGG_FEDPROX, "fedprox"}, {0, NULL}};
 static const struct enum_name frequency_names[] = {
     {PD_FREQ_BATCH, "batch"}, {PD_FREQ_EPOCH, "epoch"}, {PD_FREQ_NBATCHES, "nbatches"}, {0, NULL}};
 static const struct enum_name nonfinite_names[] = {
@@ -45,6 +49,9 @@ static const struct enum_name partition_names[] = {
     {PD_PARTITION_DISJOINT_ROUND_ROBIN, "disjoint_round_robin"},
     {PD_PARTITION_DISJOINT_RANDOM, "disjoint_random"},
     {PD_PARTITION_OVERLAP_RESHUFFLE, "overlap_reshuffle"},
+    {PD_PARTITION_IID, "iid"},
+    {PD_PARTITION_DIRICHLET, "dirichlet"},
+    {PD_PARTITION_SHARDS, "shards"},
     {0, NULL}};
 static const struct enum_name normalize_names[] = {
     {PD_NORMALIZE_NONE, "none"}, {PD_NORMALIZE_STANDARD, "standard"},
@@ -71,6 +78,7 @@ _Static_assert(sizeof(enum pd_partition) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_normalize) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_lr_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_batch_schedule) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_aggregation) == sizeof(int), "enum size");
 
 /* What is wrong with one key: `what` goes right after "path: ", `hint` (may
  * be empty) after the line number, as in
@@ -190,6 +198,7 @@ struct spec_key {
   int min_exclusive;             /* min itself is out of range */
   size_t count_offset;           /* K_INT_LIST: the int that counts its entries */
   int min_count, max_count;      /* K_INT_LIST: bounds of that count */
+  int central_only;              /* `required` only for data-centre jobs (not fedavg) */
   /* extra rule, or NULL; it may narrow `path` to the key at fault */
   int (*check)(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen);
 };
@@ -291,6 +300,61 @@ static int check_threads(const pd_job_spec *spec, struct problem *pb, char *path
                  spec->training.nbatches);
 }
 
+static int federated(const pd_job_spec *spec) { return spec->training.update == PD_UPDATE_FEDAVG; }
+
+/* The device partitions are for simulated federated devices; the data-centre
+ * schemes split rows over workers. */
+static int check_partition(const pd_job_spec *spec, struct problem *pb, char *path,
+                           size_t pathlen) {
+  (void)path, (void)pathlen;
+  enum pd_partition p = spec->data.partition;
+  int device_scheme = p == PD_PARTITION_IID || p == PD_PARTITION_DIRICHLET || p == PD_PARTITION_SHARDS;
+  if (device_scheme && !federated(spec))
+    return problem(pb, "%s splits data over simulated devices: only used with training.update "
+                       "fedavg, got update %s",
+                   enum_to_name(partition_names, p), enum_to_name(update_names, spec->training.update));
+  return 0;
+}
+
+/* training.federated belongs to fedavg, which needs its rounds; K is a
+ * count (an integer) or a fraction below 1; a round cannot need more reports
+ * than it selects devices. */
+static int check_federated(const pd_job_spec *spec, struct problem *pb, char *path,
+                           size_t pathlen) {
+  const double k = spec->training.federated.clients_per_round;
+  int rounds = spec->training.federated.rounds, m = spec->training.federated.min_reports;
+  snprintf(path, pathlen, "training.federated.rounds");
+  if (federated(spec) && rounds == 0)
+    return problem(pb, "required with training.update fedavg (the rounds to commit, >= 1)");
+  if (!federated(spec)) {
+    if (rounds == 0)
+      return 0;
+    return problem(pb, "training.federated is only used with training.update fedavg, got update %s",
+                   enum_to_name(update_names, spec->training.update));
+  }
+  snprintf(path, pathlen, "training.federated.clients_per_round");
+  if (k >= 1 && k != floor(k))
+    return problem(pb, "a number of devices (an integer >= 1) or a fraction in (0, 1), got %g", k);
+  snprintf(path, pathlen, "training.federated.min_reports");
+  if (k >= 1 && m > 0 && (uint32_t)m > pd_spec_round_selected(spec, 0))
+    return problem(pb,
+                   "must be <= the devices a round selects, ceil(over_selection %g x "
+                   "clients_per_round %g) = %u, got %d",
+                   spec->training.federated.over_selection, k, pd_spec_round_selected(spec, 0), m);
+  return 0;
+}
+
+/* Eligibility attributes: comma-separated names of [a-z0-9_-]. */
+static int check_require(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen) {
+  (void)path, (void)pathlen;
+  const char *r = spec->training.federated.require;
+  for (const char *c = r; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' ||
+          *c == ','))
+      return problem(pb, "comma-separated attribute names of [a-z0-9_-], got '%.80s'", r);
+  return 0;
+}
+
 #define FIELD(member) offsetof(pd_job_spec, member), sizeof(((pd_job_spec *)0)->member)
 
 static const struct spec_key keys[] = {
@@ -319,7 +383,11 @@ static const struct spec_key keys[] = {
     {"data.test.features", K_STRING, FIELD(data.test.features), .required = 0},
     {"data.test.labels", K_STRING, FIELD(data.test.labels), .required = 0},
     {"data.partition", K_ENUM, FIELD(data.partition), .default_value = "disjoint_contiguous",
-     .names = partition_names},
+     .names = partition_names, .check = check_partition},
+    {"data.alpha", K_DOUBLE, FIELD(data.alpha), .default_value = "0.5", .min = 0,
+     .min_exclusive = 1, .max = 1e9},
+    {"data.shards_per_device", K_INT, FIELD(data.shards_per_device), .default_value = "2", .min = 1,
+     .max = 1000},
     {"data.seed", K_UINT64, FIELD(data.seed), .default_value = "0"},
     {"data.normalize", K_ENUM, FIELD(data.normalize), .default_value = "none",
      .names = normalize_names},
@@ -334,11 +402,12 @@ static const struct spec_key keys[] = {
      .max = 1000000},
     {"data.synthetic.seed", K_UINT64, FIELD(data.synthetic.seed), .default_value = "0"},
     {"training", K_MAP, .required = 1},
-    {"training.epochs", K_INT, FIELD(training.epochs), .required = 1, .min = 1, .max = 100000},
-    {"training.batch_size", K_INT, FIELD(training.batch_size), .required = 1, .min = 1,
-     .max = 65536, .check = check_batch_schedule},
+    {"training.epochs", K_INT, FIELD(training.epochs), .required = 1, .central_only = 1,
+     .default_value = "1", .min = 1, .max = 100000},
+    {"training.batch_size", K_INT, FIELD(training.batch_size), .required = 1, .central_only = 1,
+     .default_value = "1", .min = 1, .max = 65536, .check = check_batch_schedule},
     {"training.update", K_ENUM, FIELD(training.update), .default_value = "bsp",
-     .names = update_names},
+     .names = update_names, .check = check_federated},
     {"training.staleness", K_INT, FIELD(training.staleness), .default_value = "0", .min = 0,
      .max = 1000000, .check = check_staleness},
     {"training.backup_workers", K_INT, FIELD(training.backup_workers), .default_value = "0",
@@ -388,9 +457,46 @@ static const struct spec_key keys[] = {
      .default_value = "0", .min = 0, .max = INFINITY},
     {"training.optimizer.decay_rate", K_DOUBLE, FIELD(training.optimizer.decay_rate),
      .default_value = "0.9", .min = 0, .max = 0.999999999},
+    {"training.federated", K_MAP, .required = 0},
+    {"training.federated.rounds", K_INT, FIELD(training.federated.rounds), .default_value = "0",
+     .min = 0, .max = 1000000},
+    {"training.federated.clients_per_round", K_DOUBLE, FIELD(training.federated.clients_per_round),
+     .default_value = "10", .min = 0, .min_exclusive = 1, .max = 1000000},
+    {"training.federated.over_selection", K_DOUBLE, FIELD(training.federated.over_selection),
+     .default_value = "1.3", .min = 1, .max = 10},
+    {"training.federated.min_reports", K_INT, FIELD(training.federated.min_reports),
+     .default_value = "0", .min = 0, .max = 1000000},
+    {"training.federated.round_timeout", K_DOUBLE, FIELD(training.federated.round_timeout_sec),
+     .default_value = "60", .min = 0, .min_exclusive = 1, .max = 86400},
+    {"training.federated.max_attempts", K_INT, FIELD(training.federated.max_attempts),
+     .default_value = "3", .min = 1, .max = 1000},
+    {"training.federated.local_epochs", K_INT, FIELD(training.federated.local_epochs),
+     .default_value = "1", .min = 1, .max = 10000},
+    {"training.federated.local_batch_size", K_INT, FIELD(training.federated.local_batch_size),
+     .default_value = "10", .min = 0, .max = 65536},
+    {"training.federated.aggregation", K_ENUM, FIELD(training.federated.aggregation),
+     .default_value = "fedavg", .names = aggregation_names},
+    {"training.federated.server_lr", K_DOUBLE, FIELD(training.federated.server_lr),
+     .default_value = "1", .min = 0, .min_exclusive = 1, .max = 1000},
+    {"training.federated.server_momentum", K_DOUBLE, FIELD(training.federated.server_momentum),
+     .default_value = "0.9", .min = 0, .max = 0.999999},
+    {"training.federated.beta1", K_DOUBLE, FIELD(training.federated.beta1), .default_value = "0.9",
+     .min = 0, .max = 0.999999},
+    {"training.federated.beta2", K_DOUBLE, FIELD(training.federated.beta2),
+     .default_value = "0.99", .min = 0, .max = 0.999999999},
+    {"training.federated.tau", K_DOUBLE, FIELD(training.federated.tau), .default_value = "1e-3",
+     .min = 0, .min_exclusive = 1, .max = 10},
+    {"training.federated.mu", K_DOUBLE, FIELD(training.federated.mu), .default_value = "0.01",
+     .min = 0, .max = 1000},
+    {"training.federated.eval_every", K_INT, FIELD(training.federated.eval_every),
+     .default_value = "1", .min = 1, .max = 1000000},
+    {"training.federated.seed", K_UINT64, FIELD(training.federated.seed), .default_value = "0"},
+    {"training.federated.require", K_STRING, FIELD(training.federated.require),
+     .default_value = "", .check = check_require},
     {"cluster", K_MAP, .required = 1},
     {"cluster.servers", K_INT, FIELD(cluster.servers), .required = 1, .min = 1, .max = 1024},
-    {"cluster.workers", K_INT, FIELD(cluster.workers), .required = 1, .min = 1, .max = 4096},
+    {"cluster.workers", K_INT, FIELD(cluster.workers), .required = 1, .central_only = 1,
+     .default_value = "1", .min = 1, .max = 4096},
     {"cluster.wait_timeout", K_DOUBLE, FIELD(cluster.wait_timeout_sec), .default_value = "60",
      .min = 0, .min_exclusive = 1, .max = INFINITY},
     {"checkpoint", K_MAP, .required = 0},
@@ -402,6 +508,16 @@ static const struct spec_key keys[] = {
      .min = 0, .max = 31536000},
     {"checkpoint.keep", K_INT, FIELD(checkpoint.keep), .default_value = "2", .min = 1,
      .max = 1000},
+    {"simulation", K_MAP, .required = 0},
+    {"simulation.devices", K_INT, FIELD(simulation.devices), .default_value = "0", .min = 0,
+     .max = 1000000},
+    {"simulation.dropout_rate", K_DOUBLE, FIELD(simulation.dropout_rate), .default_value = "0",
+     .min = 0, .max = 1},
+    {"simulation.slow_fraction", K_DOUBLE, FIELD(simulation.slow_fraction), .default_value = "0",
+     .min = 0, .max = 1},
+    {"simulation.slowdown", K_DOUBLE, FIELD(simulation.slowdown), .default_value = "10", .min = 1,
+     .max = 1000},
+    {"simulation.seed", K_UINT64, FIELD(simulation.seed), .default_value = "0"},
 };
 
 #define NKEYS PD_ARRAY_SIZE(keys)
@@ -918,7 +1034,8 @@ static int check_required(const struct spec_parser *p) {
   struct problem pb;
   for (int i = 0; i < (int)NKEYS; i++) {
     int parent = parent_of(i);
-    if (keys[i].kind == K_MAP || !keys[i].required || p->line[i] || !expected(p, parent))
+    if (keys[i].kind == K_MAP || !keys[i].required || p->line[i] || !expected(p, parent) ||
+        (keys[i].central_only && federated(p->spec)))
       continue;
     if (parent >= 0 && p->line[parent])
       problem(&pb, "required (missing from '%s' at line %d)", keys[parent].path, p->line[parent]);
@@ -1079,6 +1196,29 @@ const char *pd_partition_name(enum pd_partition partition) {
 const char *pd_optimizer_name(enum pd_optimizer_type type) {
   const char *name = enum_to_name(optimizer_names, (int)type);
   return name ? name : "unknown";
+}
+
+const char *pd_aggregation_name(enum pd_aggregation aggregation) {
+  const char *name = enum_to_name(aggregation_names, (int)aggregation);
+  return name ? name : "unknown";
+}
+
+uint32_t pd_spec_round_goal(const pd_job_spec *spec, uint32_t eligible) {
+  double k = spec->training.federated.clients_per_round;
+  if (k >= 1)
+    return (uint32_t)k;
+  uint32_t goal = (uint32_t)ceil(k * eligible - 1e-9);
+  return goal ? goal : 1;
+}
+
+uint32_t pd_spec_round_selected(const pd_job_spec *spec, uint32_t eligible) {
+  uint32_t goal = pd_spec_round_goal(spec, eligible);
+  return (uint32_t)ceil(spec->training.federated.over_selection * goal - 1e-9);
+}
+
+uint32_t pd_spec_round_min_reports(const pd_job_spec *spec, uint32_t eligible) {
+  int m = spec->training.federated.min_reports;
+  return m > 0 ? (uint32_t)m : pd_spec_round_goal(spec, eligible);
 }
 
 const char *pd_frequency_name(enum pd_frequency frequency) {

@@ -10,6 +10,17 @@
 #include "pando/error.h"
 #include "pando/util.h"
 
+uint64_t pd_optimizer_state_bytes_per_key(enum pd_optimizer_type type) {
+  switch (type) {
+  case PD_OPT_MOMENTUM:
+  case PD_OPT_NESTEROV: return sizeof(float); /* velocity */
+  case PD_OPT_ADAGRAD:
+  case PD_OPT_RMSPROP: return sizeof(float); /* second moment */
+  case PD_OPT_ADAM: return 2 * sizeof(float) + sizeof(uint32_t); /* velocity, second, steps */
+  default: return 0;
+  }
+}
+
 void pd_optimizer_init(pd_optimizer *opt, const pd_optimizer_spec *spec, uint64_t keys) {
   memset(opt, 0, sizeof *opt);
   opt->spec = *spec;
@@ -23,6 +34,10 @@ void pd_optimizer_init(pd_optimizer *opt, const pd_optimizer_spec *spec, uint64_
     break;
   case PD_OPT_ADAGRAD:
   case PD_OPT_RMSPROP:
+    opt->second = pd_xcalloc(keys, sizeof(float));
+    break;
+  case PD_OPT_YOGI:
+    opt->velocity = pd_xcalloc(keys, sizeof(float));
     opt->second = pd_xcalloc(keys, sizeof(float));
     break;
   case PD_OPT_ADAM:
@@ -151,6 +166,26 @@ PD_VECTOR_CLONES static void adam_step(const pd_optimizer_spec *spec, float *res
   }
 }
 
+/* Adam without bias correction (FedAdam, Reddi et al., ICLR 2021,
+ * Algorithm 2), and Yogi, whose second moment moves by (1 - beta2) g^2
+ * towards g^2 instead of averaging (FedYogi, ibid.). */
+PD_VECTOR_CLONES static void adaptive_step(int yogi, const pd_optimizer_spec *spec,
+                                           float *restrict x, float *restrict m, float *restrict v,
+                                           const float *restrict g, uint64_t n,
+                                           const step_params *p) {
+  const float fb1 = (float)spec->beta1, fb2 = (float)spec->beta2;
+  const float w1 = (float)(1.0 - spec->beta1), w2 = (float)(1.0 - spec->beta2);
+  for (uint64_t k = 0; k < n; k++) {
+    float gk = g[k] + p->wd * x[k], g2 = gk * gk;
+    m[k] = fb1 * m[k] + w1 * gk;
+    if (yogi)
+      v[k] -= w2 * g2 * (v[k] > g2 ? 1.0f : (v[k] < g2 ? -1.0f : 0.0f));
+    else
+      v[k] = fb2 * v[k] + w2 * g2;
+    x[k] -= p->lr * m[k] / (sqrtf(v[k]) + p->eps);
+  }
+}
+
 void pd_optimizer_step(pd_optimizer *opt, float *params, const float *grad, uint64_t offset,
                        uint64_t n, double lr) {
   PD_ASSERT(offset <= opt->keys && n <= opt->keys - offset);
@@ -182,8 +217,14 @@ void pd_optimizer_step(pd_optimizer *opt, float *params, const float *grad, uint
     rmsprop_step(x, opt->second + offset, grad, n, &p);
     break;
   case PD_OPT_ADAM:
-    adam_step(spec, x, opt->velocity + offset, opt->second + offset, opt->steps + offset, grad, n,
-              &p);
+    if (spec->no_bias_correction)
+      adaptive_step(0, spec, x, opt->velocity + offset, opt->second + offset, grad, n, &p);
+    else
+      adam_step(spec, x, opt->velocity + offset, opt->second + offset, opt->steps + offset, grad,
+                n, &p);
+    break;
+  case PD_OPT_YOGI:
+    adaptive_step(1, spec, x, opt->velocity + offset, opt->second + offset, grad, n, &p);
     break;
   }
 }

@@ -52,6 +52,8 @@ struct pd_psclient {
   int failed;
   uint64_t min_version;
   int dropped; /* a server dropped the last push (too late for its round) */
+  char *device;  /* federated: the device id and n_k sent with pushes, or NULL */
+  double weight;
   char err[512];
 };
 
@@ -75,6 +77,12 @@ pd_psclient *pd_psclient_new(const char *job, uint32_t worker, const pd_shard_ra
   return c;
 }
 
+void pd_psclient_set_device(pd_psclient *c, const char *device, double weight) {
+  free(c->device);
+  c->device = device ? pd_xstrdup(device) : NULL;
+  c->weight = weight;
+}
+
 void pd_psclient_free(pd_psclient *c) {
   if (!c)
     return;
@@ -83,6 +91,7 @@ void pd_psclient_free(pd_psclient *c) {
   pd_loop_free(c->loop);
   free(c->chunks);
   free(c->servers);
+  free(c->device);
   free(c->job);
   free(c);
 }
@@ -212,6 +221,10 @@ static void start_chunk(chunk *ch, int push) {
       req.worker = c->worker;
       req.clock = c->clock;
       req.model_version = ch->srv->model_version;
+      if (c->device) {
+        req.device = c->device;
+        req.weight = c->weight;
+      }
       int64_t shape = (int64_t)(ch->end - ch->begin);
       size_t bytes = (size_t)shape * sizeof(float);
       ch->slices[0] = pd_wire_tensor_header(&req.base, PD_WIRE_PUSH_GRADIENT_FIELD,

@@ -90,7 +90,21 @@ static void ref_step(ref_opt *r, const float *grad, int offset, int n, double lr
       r->v[i] = s->decay_rate * r->v[i] + (1 - s->decay_rate) * g * g;
       r->x[i] = r->x[i] - lr * g / (sqrt(r->v[i]) + s->epsilon);
       break;
-    case PD_OPT_ADAM: {
+    case PD_OPT_YOGI: { /* Zaheer et al.; Reddi et al.'s FedYogi */
+      r->m[i] = s->beta1 * r->m[i] + (1 - s->beta1) * g;
+      double sign = r->v[i] > g * g ? 1 : (r->v[i] < g * g ? -1 : 0);
+      r->v[i] = r->v[i] - (1 - s->beta2) * g * g * sign;
+      r->x[i] = r->x[i] - lr * r->m[i] / (sqrt(r->v[i]) + s->epsilon);
+      break;
+    }
+    case PD_OPT_ADAM:
+      if (s->no_bias_correction) { /* Reddi et al.'s FedAdam */
+        r->m[i] = s->beta1 * r->m[i] + (1 - s->beta1) * g;
+        r->v[i] = s->beta2 * r->v[i] + (1 - s->beta2) * g * g;
+        r->x[i] = r->x[i] - lr * r->m[i] / (sqrt(r->v[i]) + s->epsilon);
+        break;
+      }
+      {
       r->t[i] = r->per_call_t ? r->calls : r->t[i] + 1;
       r->m[i] = s->beta1 * r->m[i] + (1 - s->beta1) * g;
       r->v[i] = s->beta2 * r->v[i] + (1 - s->beta2) * g * g;
@@ -189,6 +203,25 @@ static void test_adam_trajectory(void) {
   pd_optimizer_spec other = {
       .type = PD_OPT_ADAM, .lr = 0.001, .beta1 = 0.5, .beta2 = 0.9, .epsilon = 1e-3};
   CHECK(whole_trajectory_err(&other, 3) <= REL_TOL);
+}
+
+/* The server optimizers of fedadam and fedyogi (Reddi et al., ICLR 2021,
+ * Algorithm 2 with their defaults beta 0.9, 0.99 and tau 1e-3). */
+static void test_fedadam_fedyogi_trajectories(void) {
+  pd_optimizer_spec fedadam = {.type = PD_OPT_ADAM, .lr = 0.01, .beta1 = 0.9, .beta2 = 0.99,
+                               .epsilon = 1e-3, .no_bias_correction = 1};
+  CHECK(whole_trajectory_err(&fedadam, 21) <= REL_TOL);
+  pd_optimizer_spec fedyogi = fedadam;
+  fedyogi.type = PD_OPT_YOGI;
+  fedyogi.no_bias_correction = 0;
+  CHECK(whole_trajectory_err(&fedyogi, 22) <= REL_TOL);
+  /* without the correction the first step is lr (1 - b1) g / (sqrt(1 - b2) |g| + tau) */
+  pd_optimizer opt;
+  float x[1] = {1}, g[1] = {2};
+  pd_optimizer_init(&opt, &fedadam, 1);
+  pd_optimizer_step(&opt, x, g, 0, 1, 0.01);
+  CHECK_NEAR(x[0], 1 - 0.01 * 0.1 * 2 / (sqrt(0.01) * 2 + 1e-3), 1e-7);
+  pd_optimizer_close(&opt);
 }
 
 /* Every rule with L2 weight decay: the gradient is g + wd * x. */
@@ -532,6 +565,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_adagrad_trajectory);
   PD_RUN(test_rmsprop_trajectory);
   PD_RUN(test_adam_trajectory);
+  PD_RUN(test_fedadam_fedyogi_trajectories);
   PD_RUN(test_weight_decay_trajectories);
   PD_RUN(test_adam_extreme_betas);
   PD_RUN(test_adam_first_step_is_lr_sign);

@@ -444,6 +444,109 @@ static void test_required(void) {
   run_error_cases(cases, PD_ARRAY_SIZE(cases));
 }
 
+
+/* A federated job: no epochs, batch size or workers; the keys of rounds. */
+static const char federated_job[] =
+    "name: fed\n"
+    "model: {type: mlp, layers: [784, 200, 10]}\n"
+    "data: {train: {features: /f, labels: /l}, partition: dirichlet, alpha: 0.3}\n"
+    "training:\n"
+    "  update: fedavg\n"
+    "  optimizer: {type: sgd, lr: 0.05}\n"
+    "  federated: {rounds: 20, clients_per_round: 10, local_epochs: 5, local_batch_size: 10}\n"
+    "cluster: {servers: 3}\n";
+
+static void test_federated_defaults(void) {
+  pd_job_spec spec;
+  char err[512] = "";
+  int rc = parse(federated_job, &spec, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "  unexpected error: %s\n", err);
+  CHECK_EQ_INT(rc, 0);
+  CHECK_EQ_INT(spec.training.update, PD_UPDATE_FEDAVG);
+  CHECK_EQ_INT(spec.training.federated.rounds, 20);
+  CHECK_EQ_INT(spec.training.federated.local_epochs, 5);
+  CHECK_EQ_INT(spec.training.federated.local_batch_size, 10);
+  CHECK_EQ_INT(spec.training.federated.aggregation, PD_AGG_FEDAVG);
+  CHECK(spec.training.federated.over_selection == 1.3);
+  CHECK(spec.training.federated.round_timeout_sec == 60);
+  CHECK_EQ_INT(spec.training.federated.max_attempts, 3);
+  CHECK(spec.training.federated.beta2 == 0.99 && spec.training.federated.tau == 1e-3);
+  CHECK_EQ_INT(spec.data.partition, PD_PARTITION_DIRICHLET);
+  CHECK(spec.data.alpha == 0.3);
+  CHECK_EQ_INT(spec.data.shards_per_device, 2);
+  /* Bonawitz et al.: select 130% of the goal; commit with K reports */
+  CHECK_EQ_INT(pd_spec_round_goal(&spec, 1000), 10);
+  CHECK_EQ_INT(pd_spec_round_selected(&spec, 1000), 13);
+  CHECK_EQ_INT(pd_spec_round_min_reports(&spec, 1000), 10);
+  /* a fraction C of the eligible devices: max(ceil(C n), 1) */
+  spec.training.federated.clients_per_round = 0.1;
+  CHECK_EQ_INT(pd_spec_round_goal(&spec, 100), 10);
+  CHECK_EQ_INT(pd_spec_round_goal(&spec, 95), 10);
+  CHECK_EQ_INT(pd_spec_round_goal(&spec, 3), 1);
+  CHECK_EQ_INT(pd_spec_round_selected(&spec, 100), 13);
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), 0);
+}
+
+static void test_federated_errors(void) {
+  static const struct error_case cases[] = {
+      {7, "  federated: {clients_per_round: 10}",
+       {"training.federated.rounds: required with training.update fedavg"}},
+      {7, "  federated: {rounds: 5, clients_per_round: 2.5}",
+       {"training.federated.clients_per_round: a number of devices (an integer >= 1) or a "
+        "fraction in (0, 1), got 2.5"}},
+      {7, "  federated: {rounds: 5, clients_per_round: 10, min_reports: 14}",
+       {"training.federated.min_reports: must be <= the devices a round selects, "
+        "ceil(over_selection 1.3 x clients_per_round 10) = 13, got 14"}},
+      {7, "  federated: {rounds: 5, over_selection: 0.9}",
+       {"training.federated.over_selection: must be between 1 and 10, got 0.9 (line 7)"}},
+      {7, "  federated: {rounds: 5, aggregation: fedsgd}",
+       {"training.federated.aggregation: unknown value 'fedsgd' (line 7)",
+        "fedavg, fedavgm, fedadam, fedyogi, fedprox"}},
+      {7, "  federated: {rounds: 5, require: 'charging; wifi'}",
+       {"training.federated.require: comma-separated attribute names"}},
+      {3, "data: {train: {features: /f, labels: /l}}\ntraining:\n  update: bsp\n  epochs: 1\n  "
+          "batch_size: 1\n  optimizer: {lr: 1}\n  federated: {rounds: 3}\ncluster: {servers: 1, "
+          "workers: 1}",
+       {"training.federated.rounds: training.federated is only used with training.update "
+        "fedavg, got update bsp"}},
+      {5, "  update: bsp", {"training.epochs: required"}},
+      {3, "data: {train: {features: /f, labels: /l}, partition: shards}\ntraining:\n  update: bsp\n  "
+          "epochs: 1\n  batch_size: 1\n  optimizer: {lr: 1}\ncluster: {servers: 1, workers: 1}\n#",
+       {"data.partition: shards splits data over simulated devices: only used with "
+        "training.update fedavg, got update bsp"}},
+  };
+  for (size_t i = 0; i < PD_ARRAY_SIZE(cases); i++) {
+    /* replace line `line` of the federated job */
+    char text[2048] = "";
+    const char *at = federated_job;
+    int line = 1;
+    while (*at) {
+      const char *nl = strchr(at, '\n');
+      size_t len = (size_t)(nl - at) + 1;
+      if (line == cases[i].line) {
+        strcat(text, cases[i].text);
+        strcat(text, "\n");
+        if (cases[i].line == 3) { /* the replacement brings its own rest */
+          break;
+        }
+      } else {
+        strncat(text, at, len);
+      }
+      at += len;
+      line++;
+    }
+    pd_job_spec spec;
+    char err[512] = "";
+    int rc = parse(text, &spec, err, sizeof err);
+    if (rc == 0)
+      fprintf(stderr, "  case %zu parsed:\n%s", i, text);
+    CHECK_EQ_INT(rc, -PD_EINVAL_SPEC);
+    for (int k = 0; k < 2 && cases[i].expect[k]; k++)
+      CHECK_STR_CONTAINS(err, cases[i].expect[k]);
+  }
+}
+
 static void test_name(void) {
   static const struct error_case cases[] = {
       {1, "name: Fashion", {"name: must match [a-z][a-z0-9-]{0,62}", "got 'Fashion' (line 1)"}},
@@ -686,6 +789,8 @@ int main(int argc, char **argv) {
   PD_RUN(test_enums);
   PD_RUN(test_ranges);
   PD_RUN(test_required);
+  PD_RUN(test_federated_defaults);
+  PD_RUN(test_federated_errors);
   PD_RUN(test_name);
   PD_RUN(test_syntax_errors);
   PD_RUN(test_document_shape);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../../test.h"
+#include "pando/util.h"
 
 /* A softmax job of `inputs` x 2 (+ 2 biases) keys with plain SGD; `training`
  * adds keys to the training map. */
@@ -322,6 +323,39 @@ static void test_lr_per_epoch(void) {
   free(before), free(grad), free(t0), free(t1);
 }
 
+/* pd_shard_bytes: what CreateShard checks against memory_limit, per update
+ * strategy and optimizer, saturating instead of overflowing. */
+static void test_bytes_needed(void) {
+  static const struct {
+    const char *training;
+    uint32_t workers;
+    uint64_t per_key; /* bytes */
+  } cases[] = {
+      {"update: asp, optimizer: {lr: 0.1}", 2, 8},                     /* values + copy-on-write */
+      {"update: bsp, optimizer: {lr: 0.1}", 2, 12},                    /* + the round's sum */
+      {"update: bsp, backup_workers: 1, optimizer: {lr: 0.1}", 3, 24}, /* + 3 buffers */
+      {"update: asp, optimizer: {type: adam, lr: 0.1}", 2, 20},        /* + m, v, steps */
+      {"update: asp, optimizer: {type: momentum, lr: 0.1}", 2, 12},    /* + velocity */
+  };
+  for (size_t i = 0; i < PD_ARRAY_SIZE(cases); i++) {
+    char yaml[1024], err[512] = "";
+    snprintf(yaml, sizeof yaml,
+             "name: b\nmodel: {type: softmax, layers: [4, 2]}\n"
+             "data: {train: {features: /f, labels: /l}}\n"
+             "training: {epochs: 1, batch_size: 1, %s}\n"
+             "cluster: {servers: 1, workers: 2}\n",
+             cases[i].training);
+    pd_job_spec spec;
+    int rc = pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err);
+    if (rc != 0)
+      fprintf(stderr, "  case %zu: %s\n", i, err);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(pd_shard_bytes(&spec, 0, 1000, cases[i].workers),
+                 1000 * cases[i].per_key + 64 * cases[i].workers);
+    CHECK_EQ_INT(pd_shard_bytes(&spec, 0, UINT64_MAX / 4, cases[i].workers), UINT64_MAX);
+  }
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_leased_block_keeps_old_values);
   PD_RUN(test_slices_follow_blocks);
@@ -329,5 +363,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_parked_pulls_taken_out);
   PD_RUN(test_backup_workers_buffers);
   PD_RUN(test_lr_per_epoch);
+  PD_RUN(test_bytes_needed);
   PD_TEST_DONE();
 }

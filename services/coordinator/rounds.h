@@ -1,0 +1,54 @@
+/* The federated round state machine of one job (training.update fedavg):
+ * select devices through the selectors, wait for their reports until the
+ * round's goal (min_reports) or its deadline, tell every shard to commit
+ * exactly the same set (or to abandon the round), evaluate the global model
+ * centrally, and retry abandoned rounds with other devices up to
+ * max_attempts. Runs on the coordinator's event loop; see docs/architecture.md
+ * "Federated rounds". */
+#ifndef PANDO_COORD_ROUNDS_H
+#define PANDO_COORD_ROUNDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pando.pb-c.h"
+#include "pando/psclient.h"
+#include "pando/rpc.h"
+#include "pando/spec.h"
+
+typedef struct pd_rounds pd_rounds;
+
+/* What the rounds need from the coordinator. */
+typedef struct pd_rounds_env {
+  pd_loop *loop; /* client calls complete here */
+  /* Writes the addresses of up to `max` live selectors to `out` (borrowed
+   * until the next call) and returns their number. */
+  size_t (*selectors)(void *user, const char **out, size_t max);
+  /* The job ends: `state` is a Pando__V1__JobState. */
+  void (*finish)(void *user, const char *job, int state, const char *message);
+  void *user;
+} pd_rounds_env;
+
+/* Rounds of `job` (spec and yaml copied) whose model lives in the `n` shards
+ * `shards` (copied). `wait_sec`: how long a round may wait for enough
+ * eligible devices (cluster.wait_timeout). */
+pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job_spec *spec,
+                         const char *spec_yaml, const pd_shard_range *shards, uint32_t n);
+/* Waits for the calls and the evaluation in flight and frees everything. */
+void pd_rounds_free(pd_rounds *rounds);
+/* The job ended (failed, cancelled): start nothing more. */
+void pd_rounds_stop(pd_rounds *rounds);
+/* Periodic work: population polls, deadlines, the evaluation's end. */
+void pd_rounds_cron(pd_rounds *rounds);
+/* A device's report. Fills `ack`; the round closes (commits) from here as
+ * soon as it has min_reports reports. Returns 0, or -1 with a message for a
+ * report that is not for this job's rounds (an unknown device). */
+int pd_rounds_report(pd_rounds *rounds, const Pando__V1__DeviceReport *report,
+                     Pando__V1__DeviceReportAck *ack, char *err, size_t errlen);
+/* Sets the rounds fields of `st` (round_history borrows from `rounds` until
+ * it changes) and a progress message in `message` when non-NULL. */
+void pd_rounds_status(pd_rounds *rounds, Pando__V1__JobStatus *st);
+/* The last committed round's test accuracy (NAN before any evaluation). */
+double pd_rounds_last_accuracy(const pd_rounds *rounds);
+
+#endif

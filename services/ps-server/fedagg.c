@@ -1,0 +1,277 @@
+/* Per-device round buffers and commit-by-set; see fedagg.h. */
+#include "fedagg.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pando/util.h"
+
+typedef struct chunk {
+  uint64_t off, n;
+} chunk;
+
+/* One device's update for one round. */
+typedef struct update {
+  char device[PD_FEDAGG_DEVICE_MAX + 1];
+  uint64_t round;
+  double weight;
+  float *delta;     /* keys values */
+  uint64_t covered; /* keys received */
+  chunk *chunks;    /* received ranges */
+  size_t nchunks, chunks_cap;
+} update;
+
+struct pd_fedagg {
+  uint64_t keys;
+  uint64_t closed; /* highest round id closed; 0: none yet (round ids start at 1) */
+  update **updates;
+  size_t nupdates, cap, max_updates;
+  double *sum; /* keys: the weighted sum of a commit */
+  float *grad; /* keys: the pseudo-gradient of the last commit */
+  pd_fedagg_result last;
+  pd_fedagg_stats stats;
+};
+
+pd_fedagg *pd_fedagg_new(const pd_job_spec *spec, uint64_t keys) {
+  (void)spec;
+  pd_fedagg *f = pd_xcalloc(1, sizeof *f);
+  f->keys = keys;
+  uint64_t by_memory = ((uint64_t)1 << 30) / (keys * sizeof(float));
+  f->max_updates = (size_t)PD_MIN(4096, PD_MAX(16, by_memory));
+  return f;
+}
+
+static void update_free(update *u) {
+  free(u->delta);
+  free(u->chunks);
+  free(u);
+}
+
+void pd_fedagg_free(pd_fedagg *f) {
+  if (!f)
+    return;
+  for (size_t i = 0; i < f->nupdates; i++)
+    update_free(f->updates[i]);
+  free(f->updates);
+  free(f->sum);
+  free(f->grad);
+  free(f);
+}
+
+size_t pd_fedagg_max_updates(const pd_fedagg *f) { return f->max_updates; }
+
+const pd_fedagg_stats *pd_fedagg_stats_get(const pd_fedagg *f) { return &f->stats; }
+
+void pd_fedagg_server_optimizer(const pd_job_spec *spec, pd_optimizer_spec *out, double *lr) {
+#define fed (&spec->training.federated)
+  memset(out, 0, sizeof *out);
+  out->type = PD_OPT_SGD;
+  *lr = 1.0;
+  switch (fed->aggregation) {
+  case PD_AGG_FEDAVG:
+  case PD_AGG_FEDPROX:
+    break;
+  case PD_AGG_FEDAVGM:
+    out->type = PD_OPT_MOMENTUM;
+    out->momentum = fed->server_momentum;
+    *lr = fed->server_lr;
+    break;
+  case PD_AGG_FEDADAM:
+  case PD_AGG_FEDYOGI:
+    out->type = fed->aggregation == PD_AGG_FEDADAM ? PD_OPT_ADAM : PD_OPT_YOGI;
+    out->no_bias_correction = 1;
+    out->beta1 = fed->beta1;
+    out->beta2 = fed->beta2;
+    out->epsilon = fed->tau;
+    *lr = fed->server_lr;
+    break;
+  }
+  out->lr = *lr;
+#undef fed
+}
+
+static update *find_update(pd_fedagg *f, const char *device, uint64_t round) {
+  for (size_t i = 0; i < f->nupdates; i++)
+    if (f->updates[i]->round == round && strcmp(f->updates[i]->device, device) == 0)
+      return f->updates[i];
+  return NULL;
+}
+
+enum pd_fed_push pd_fedagg_push(pd_fedagg *f, const char *device, uint64_t round, double weight,
+                                uint64_t off, uint64_t n, const float *delta, char *err,
+                                size_t errlen) {
+  size_t len = strlen(device);
+  if (len == 0 || len > PD_FEDAGG_DEVICE_MAX) {
+    pd_errf(err, errlen, 0, "device: a federated push needs a device id of 1 to %d bytes",
+            PD_FEDAGG_DEVICE_MAX);
+    return PD_FED_REJECT;
+  }
+  if (round == 0) {
+    pd_errf(err, errlen, 0, "clock: a federated push carries its round id (>= 1), got 0");
+    return PD_FED_REJECT;
+  }
+  if (!(weight > 0) || !isfinite(weight)) {
+    pd_errf(err, errlen, 0, "weight: the device's number of samples must be > 0, got %g", weight);
+    return PD_FED_REJECT;
+  }
+  if (n == 0 || off + n > f->keys) {
+    pd_errf(err, errlen, 0, "keys [%llu, %llu) are outside the shard's %llu keys",
+            (unsigned long long)off, (unsigned long long)(off + n), (unsigned long long)f->keys);
+    return PD_FED_REJECT;
+  }
+  if (round <= f->closed) {
+    f->stats.late_pushes++;
+    return PD_FED_LATE;
+  }
+  update *u = find_update(f, device, round);
+  if (u) {
+    if (u->weight != weight) {
+      pd_errf(err, errlen, 0, "weight: device %s pushed weight %g for round %llu, then %g", device,
+              u->weight, (unsigned long long)round, weight);
+      return PD_FED_REJECT;
+    }
+    for (size_t i = 0; i < u->nchunks; i++) {
+      const chunk *c = &u->chunks[i];
+      if (c->off == off && c->n == n)
+        return PD_FED_DUPLICATE;
+      if (off < c->off + c->n && c->off < off + n) {
+        pd_errf(err, errlen, 0,
+                "device %s's chunk [%llu, %llu) of round %llu overlaps [%llu, %llu) it pushed "
+                "before",
+                device, (unsigned long long)off, (unsigned long long)(off + n),
+                (unsigned long long)round, (unsigned long long)c->off,
+                (unsigned long long)(c->off + c->n));
+        return PD_FED_REJECT;
+      }
+    }
+  } else {
+    if (f->nupdates >= f->max_updates) {
+      pd_errf(err, errlen, 0,
+              "%zu device updates are buffered, the most this shard holds; round %llu has too "
+              "many devices",
+              f->nupdates, (unsigned long long)round);
+      return PD_FED_REJECT;
+    }
+    if (f->nupdates == f->cap) {
+      f->cap = f->cap ? 2 * f->cap : 16;
+      f->updates = pd_xrealloc(f->updates, f->cap * sizeof *f->updates);
+    }
+    u = pd_xcalloc(1, sizeof *u);
+    memcpy(u->device, device, len + 1);
+    u->round = round;
+    u->weight = weight;
+    u->delta = pd_xmalloc(f->keys * sizeof(float));
+    f->updates[f->nupdates++] = u;
+  }
+  if (u->nchunks == u->chunks_cap) {
+    u->chunks_cap = u->chunks_cap ? 2 * u->chunks_cap : 4;
+    u->chunks = pd_xrealloc(u->chunks, u->chunks_cap * sizeof *u->chunks);
+  }
+  u->chunks[u->nchunks++] = (chunk){off, n};
+  memcpy(u->delta + off, delta, n * sizeof(float));
+  u->covered += n;
+  return PD_FED_BUFFERED;
+}
+
+int pd_fedagg_pull_ok(const pd_fedagg *f, uint64_t round, char *err, size_t errlen) {
+  if (round == 0) {
+    pd_errf(err, errlen, 0, "clock: a federated pull carries its round id (>= 1), got 0");
+    return -1;
+  }
+  if (round > f->closed)
+    return 0;
+  pd_errf(err, errlen, 0, "round %llu is closed (rounds up to %llu are)", (unsigned long long)round,
+          (unsigned long long)f->closed);
+  return -1;
+}
+
+/* Drops every update of round `round` or older; returns how many were not
+ * in the committed set (`counted` of them were). */
+static uint32_t drop_through(pd_fedagg *f, uint64_t round, size_t counted) {
+  size_t kept = 0, dropped = 0;
+  for (size_t i = 0; i < f->nupdates; i++) {
+    update *u = f->updates[i];
+    if (u->round <= round) {
+      update_free(u);
+      dropped++;
+    } else {
+      f->updates[kept++] = u;
+    }
+  }
+  f->nupdates = kept;
+  return (uint32_t)(dropped - counted);
+}
+
+int pd_fedagg_commit(pd_fedagg *f, uint64_t round, const char *const *devices, size_t n,
+                     int abandon, const float **grad, pd_fedagg_result *result, char *err,
+                     size_t errlen) {
+  *grad = NULL;
+  if (round == 0)
+    return pd_errf(err, errlen, -1, "round: must be >= 1");
+  if (round <= f->closed) {
+    if (round == f->last.round && abandon == f->last.abandoned) {
+      *result = f->last; /* a retry */
+      return 0;
+    }
+    return pd_errf(err, errlen, -1, "round %llu is already closed (rounds up to %llu are)",
+                   (unsigned long long)round, (unsigned long long)f->closed);
+  }
+  update **set = NULL;
+  if (!abandon) {
+    if (n == 0)
+      return pd_errf(err, errlen, -1, "devices: a committed round needs at least one device");
+    set = pd_xmalloc(n * sizeof *set);
+    for (size_t i = 0; i < n; i++) {
+      for (size_t k = 0; k < i; k++)
+        if (strcmp(devices[i], devices[k]) == 0) {
+          free(set);
+          return pd_errf(err, errlen, -1, "devices: %s is named twice", devices[i]);
+        }
+      set[i] = find_update(f, devices[i], round);
+      if (!set[i] || set[i]->covered != f->keys) {
+        uint64_t got = set[i] ? set[i]->covered : 0;
+        free(set);
+        return pd_errf(err, errlen, -1,
+                       "device %s has pushed %llu of the %llu keys of its round %llu update to "
+                       "this shard",
+                       devices[i], (unsigned long long)got, (unsigned long long)f->keys,
+                       (unsigned long long)round);
+      }
+    }
+  }
+  memset(result, 0, sizeof *result);
+  result->round = round;
+  result->abandoned = abandon;
+  if (abandon) {
+    f->stats.abandoned++;
+  } else {
+    if (!f->sum) {
+      f->sum = pd_xmalloc(f->keys * sizeof *f->sum);
+      f->grad = pd_xmalloc(f->keys * sizeof *f->grad);
+    }
+    double weight = 0;
+    for (size_t i = 0; i < n; i++)
+      weight += set[i]->weight;
+    memset(f->sum, 0, f->keys * sizeof *f->sum);
+    for (size_t i = 0; i < n; i++) {
+      const float *d = set[i]->delta;
+      double w = set[i]->weight;
+      for (uint64_t k = 0; k < f->keys; k++)
+        f->sum[k] += w * (double)d[k];
+    }
+    for (uint64_t k = 0; k < f->keys; k++)
+      f->grad[k] = (float)(-f->sum[k] / weight);
+    *grad = f->grad;
+    result->committed = (uint32_t)n;
+    result->weight = weight;
+    f->stats.committed++;
+    f->stats.updates += n;
+  }
+  result->discarded = drop_through(f, round, n);
+  f->stats.discarded += result->discarded;
+  f->closed = round;
+  f->last = *result;
+  free(set);
+  return 0;
+}

@@ -1,0 +1,153 @@
+"""Federated rounds end to end: a coordinator, M = 3 parameter servers and a
+selector, with devices written in Python (grpcio, messages from proto/):
+ - FedSGD identity: full participation, E = 1, B = all local data, fedavg
+   with plain SGD: one round equals one full-batch gradient step on the
+   union of the devices' data (relative error <= 1e-5);
+ - a round closes as soon as min_reports reports are in: 13 selected,
+   min_reports 10, 3 stragglers; their later reports and pushes are late,
+   discarded and counted, and the model is the average of the first 10;
+ - 80% of the selected devices drop out: the round is abandoned at its
+   deadline, the model stays bit for bit, the retry takes other devices,
+   and after max_attempts the job fails with a message saying so."""
+import sys
+import time
+
+import numpy as np
+
+from fedlib import Cluster, check, pb, softmax_grad
+import fedlib
+
+INPUTS, CLASSES = 8, 3
+KEYS = INPUTS * CLASSES + CLASSES
+
+
+def spec(name, **fed):
+    base = {"rounds": 1, "clients_per_round": 3, "local_epochs": 1, "local_batch_size": 0,
+            "round_timeout": 30}
+    base.update(fed)
+    return """
+name: %s
+model: {type: softmax, layers: [%d, %d], seed: 11}
+data: {train: {features: x, labels: y}}
+training:
+  update: fedavg
+  optimizer: {type: sgd, lr: 0.5}
+  federated: {%s}
+cluster: {servers: 3, wait_timeout: 30}
+""" % (name, INPUTS, CLASSES, ", ".join("%s: %s" % kv for kv in base.items()))
+
+
+rng = np.random.default_rng(5)
+
+
+def local_data(n):
+    return rng.normal(0, 1, (n, INPUTS)), rng.integers(0, CLASSES, n)
+
+
+c = Cluster(3)
+try:
+    # ---- FedSGD identity
+    job = c.submit(spec("fedsgd", clients_per_round=3, over_selection=1, min_reports=3))
+    sizes = {"py-a": 5, "py-b": 9, "py-c": 14}
+    data = {d: local_data(n) for d, n in sizes.items()}
+    tasks = c.tasks(sizes, 3)
+    check("3 Python devices check in and are selected for round 1", len(tasks) == 3)
+    task = next(iter(tasks.values()))
+    theta0 = c.pull(task.shard_map, job, task.round)
+    check("the task names the job's 3 shards and the round", task.job == job and
+          len(task.shard_map.shards) == 3 and task.shard_map.keys == KEYS)
+    for d, t in tasks.items():
+        x, y = data[d]
+        theta = c.pull(t.shard_map, job, t.round).astype(np.float64)
+        theta_k = theta - 0.5 * softmax_grad(theta, x, y, INPUTS, CLASSES)  # B = all, E = 1
+        c.push(t.shard_map, job, t.round, d, sizes[d], (theta_k - theta).astype("<f4"))
+        ack = c.report(t, d, sizes[d])
+        check("device %s's report is accepted" % d, ack.accepted and not ack.late)
+    st = c.wait(job)
+    check("the job SUCCEEDED after its round (%s)" % st.message,
+          st.state == pb.JOB_STATE_SUCCEEDED and st.rounds_done == 1)
+    theta1 = c.pull(task.shard_map, job, task.round + 1).astype(np.float64)
+    x = np.concatenate([data[d][0] for d in sizes])
+    y = np.concatenate([data[d][1] for d in sizes])
+    ref = theta0.astype(np.float64) - 0.5 * softmax_grad(theta0, x, y, INPUTS, CLASSES)
+    rel = np.linalg.norm(theta1 - ref) / np.linalg.norm(ref)
+    check("FedSGD: the round equals a full-batch GD step on the union, M = 3 (rel err %.1e <= "
+          "1e-5)" % rel, rel <= 1e-5)
+    rec = st.round_history[0]
+    check("the round record: 3 selected, 3 reported, 0 dropped, 0 late",
+          (rec.selected, rec.reported, rec.dropped, rec.late, rec.abandoned) == (3, 3, 0, 0, False))
+
+    # ---- early close at min_reports, stragglers late
+    job = c.submit(spec("early", clients_per_round=10, min_reports=10, round_timeout=60))
+    sizes = {"early-%02d" % i: 10 + i for i in range(13)}
+    tasks = c.tasks(sizes, 13)
+    check("13 = ceil(1.3 x 10) devices selected", len(tasks) == 13)
+    order = sorted(tasks)
+    theta0 = c.pull(tasks[order[0]].shard_map, job, tasks[order[0]].round).astype(np.float64)
+    updates = {d: rng.normal(0, 0.1, KEYS) for d in order}
+    for d in order[:10]:
+        t = tasks[d]
+        c.push(t.shard_map, job, t.round, d, sizes[d], updates[d].astype("<f4"))
+        ack = c.report(t, d, sizes[d])
+    tenth = time.time()
+    st = c.wait(job, seconds=60)
+    latency = time.time() - tenth
+    check("the round commits after its 10th report with 3 stragglers outstanding, long before "
+          "its 60 s deadline (%.3f s after the 10th report)" % latency,
+          st.state == pb.JOB_STATE_SUCCEEDED and st.round_history[0].seconds < 60)
+    late = []
+    for d in order[10:]:
+        t = tasks[d]
+        late.append(c.push(t.shard_map, job, t.round, d, sizes[d], updates[d].astype("<f4")))
+        late.append(c.report(t, d, sizes[d]).late)
+    check("the stragglers' pushes and reports are answered as late", all(late))
+    st = c.status(job)
+    rec = st.round_history[0]
+    check("the round record counts 10 reported, 3 late, 0 dropped (%d, %d, %d)"
+          % (rec.reported, rec.late, rec.dropped),
+          (rec.selected, rec.reported, rec.late, rec.dropped) == (13, 10, 3, 0))
+    w = np.array([sizes[d] for d in order[:10]], dtype=np.float64)
+    want = theta0 + sum(w[i] * updates[d] for i, d in enumerate(order[:10])) / w.sum()
+    got = c.pull(tasks[order[0]].shard_map, job, tasks[order[0]].round + 1)
+    err = np.max(np.abs(got - want))
+    check("the model is theta_0 + the n_k-weighted average of the first 10 updates only "
+          "(max error %.1e <= 1e-6)" % err, err <= 1e-6)
+
+    # ---- 80% dropout: abandoned, retried with other devices, then failed
+    job = c.submit(spec("dropout", rounds=2, clients_per_round=10, min_reports=10,
+                        round_timeout=1.5, max_attempts=2))
+    sizes = {"drop-%02d" % i: 20 for i in range(30)}
+    attempts, theta0 = [], None
+    for attempt in range(2):
+        tasks = c.tasks({d: n for d, n in sizes.items()
+                         if all(d not in a for a in attempts)}, 13)
+        attempts.append(set(tasks))
+        if theta0 is None and tasks:
+            t0 = next(iter(tasks.values()))
+            theta0 = c.pull(t0.shard_map, job, t0.round)
+        for d in sorted(tasks)[:3]:  # 3 of 13 report: 77% drop out
+            t = tasks[d]
+            c.push(t.shard_map, job, t.round, d, 20, rng.normal(0, 1, KEYS).astype("<f4"))
+            c.report(t, d, 20)
+        if attempt == 0:  # the abandoned attempt changed nothing on any shard
+            for _ in range(500):
+                if len(c.status(job).round_history) >= 1:
+                    break
+                time.sleep(0.01)
+            unchanged = np.array_equal(c.pull(t0.shard_map, job, t0.round + 1), theta0)
+    check("each attempt selected 13 devices, the retry none of the first attempt's",
+          [len(a) for a in attempts] == [13, 13] and not attempts[0] & attempts[1])
+    st = c.wait(job, seconds=30)
+    check("after 2 abandoned attempts the job FAILED saying why (%s)" % st.message,
+          st.state == pb.JOB_STATE_FAILED and "abandoned 2 times" in st.message and
+          "3 of the 10 reports" in st.message)
+    recs = list(st.round_history)
+    check("both attempts are recorded as abandoned, 3 reported and 10 dropped each",
+          len(recs) == 2 and all(r.abandoned and r.reported == 3 and r.dropped == 10
+                                 for r in recs) and [r.attempt for r in recs] == [1, 2])
+    check("the model is unchanged bit for bit on every shard after an abandoned attempt",
+          unchanged)
+finally:
+    codes = c.close()
+check("every daemon stops cleanly on SIGTERM", all(code == 0 for code in codes))
+sys.exit(1 if fedlib.failed else 0)

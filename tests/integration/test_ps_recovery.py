@@ -103,7 +103,7 @@ def push(job, worker, clock):
     g = gradient(worker, clock)
     out = []
     for name, (begin, end) in RANGES.items():
-        t = pb.Tensor(dtype=pb.FLOAT32, shape=[end - begin], data=g[begin:end].tobytes())
+        t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[end - begin], data=g[begin:end].tobytes())
         out.append(servers[name]["push"](pb.PushRequest(
             job=job, begin=begin, end=end, worker=worker, clock=clock, gradient=t), timeout=10))
     return out

@@ -100,7 +100,7 @@ static void job_status(pd_coord *c, pd_job *j, Pando__V1__JobStatus *st, Pando__
   st->workers = j->nworkers;
   double end = pd_job_state_final(j->state) ? j->finished : pd_now();
   st->elapsed_sec = j->started > 0 ? end - j->started : 0;
-  if (j->state == PANDO__V1__JOB_STATE__RUNNING || pd_job_state_final(j->state)) {
+  if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING || pd_job_state_final(j->state)) {
     /* the slowest worker's position; loss averaged; throughput summed */
     uint32_t epoch = UINT32_MAX;
     uint64_t step = 0;
@@ -146,9 +146,9 @@ static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
 static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__RegisterRequest *req = (const Pando__V1__RegisterRequest *)msg;
-  if (req->role != PANDO__V1__ROLE__SERVER && req->role != PANDO__V1__ROLE__WORKER) {
+  if (req->role != PANDO__V1__ROLE__ROLE_SERVER && req->role != PANDO__V1__ROLE__ROLE_WORKER) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "role: must be SERVER or WORKER");
-  } else if (req->role == PANDO__V1__ROLE__SERVER && req->address[0] == '\0') {
+  } else if (req->role == PANDO__V1__ROLE__ROLE_SERVER && req->address[0] == '\0') {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "address: a server must give its address");
   } else {
     pd_node *n = NULL;
@@ -163,7 +163,7 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
     }
     pd_strlcpy(n->math, req->math, sizeof n->math);
     PD_INFO("registered %s %s at %s as node %llu",
-            n->role == PANDO__V1__ROLE__SERVER ? "server" : "worker", n->name, n->address,
+            n->role == PANDO__V1__ROLE__ROLE_SERVER ? "server" : "worker", n->name, n->address,
             (unsigned long long)n->id);
     Pando__V1__RegisterResponse resp = PANDO__V1__REGISTER_RESPONSE__INIT;
     resp.node_id = n->id;
@@ -197,7 +197,7 @@ static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, vo
                      (unsigned long long)req->node_id);
     return;
   }
-  if (j && j->state == PANDO__V1__JOB_STATE__RUNNING) {
+  if (j && j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
     a.job = j->id;
     a.spec_yaml = j->spec_yaml;
     a.rank = n->rank;
@@ -312,7 +312,8 @@ static void handle_cancel(pd_rpc_call *call, const ProtobufCMessage *msg, void *
   if (!j) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
   } else {
-    pd_jobs_finish(c->jobs, j, pd_now(), PANDO__V1__JOB_STATE__CANCELLED, "cancelled by the user");
+    pd_jobs_finish(c->jobs, j, pd_now(), PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
+                   "cancelled by the user");
     reply_status(c, call, j);
   }
 }

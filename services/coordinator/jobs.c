@@ -11,6 +11,7 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/plan.h"
+#include "pando/rpc.h"
 #include "pando/schedule.h"
 #include "pando/util.h"
 
@@ -61,14 +62,13 @@ size_t pd_jobs_count(const pd_jobs *jobs) { return jobs->njobs; }
 pd_job *pd_jobs_at(pd_jobs *jobs, size_t i) { return jobs->jobs[i]; }
 
 int pd_job_state_final(Pando__V1__JobState s) {
-  return s == PANDO__V1__JOB_STATE__SUCCEEDED || s == PANDO__V1__JOB_STATE__FAILED ||
-         s == PANDO__V1__JOB_STATE__CANCELLED;
+  return s == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED ||
+         s == PANDO__V1__JOB_STATE__JOB_STATE_FAILED ||
+         s == PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED;
 }
 
 const char *pd_job_state_name(Pando__V1__JobState s) {
-  const ProtobufCEnumValue *v =
-      protobuf_c_enum_descriptor_get_value(&pando__v1__job_state__descriptor, (int)s);
-  return v ? v->name : "?";
+  return pd_rpc_enum_name(&pando__v1__job_state__descriptor, (int)s);
 }
 
 pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_yaml, uint64_t keys,
@@ -81,7 +81,7 @@ pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_
   snprintf(j->id, sizeof j->id, "%s-%llu", spec->name, (unsigned long long)jobs->next_job++);
   j->spec = *spec;
   j->spec_yaml = pd_xstrdup(spec_yaml);
-  j->state = PANDO__V1__JOB_STATE__PENDING;
+  j->state = PANDO__V1__JOB_STATE__JOB_STATE_PENDING;
   j->submitted = now;
   j->keys = keys;
   j->train_rows = rows;
@@ -113,7 +113,7 @@ void pd_jobs_finish(pd_jobs *jobs, pd_job *j, double now, Pando__V1__JobState st
   pd_registry_reassign(jobs->reg, j->id, 1);
   /* A finished job's model stays on the servers; a failed or cancelled one
    * gives its memory back. */
-  if (j->server_ids && state != PANDO__V1__JOB_STATE__SUCCEEDED)
+  if (j->server_ids && state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED)
     for (uint32_t s = 0; s < j->nservers; s++) {
       const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[s]);
       if (server)
@@ -127,7 +127,7 @@ static size_t server_load(pd_jobs *jobs, uint64_t id) {
   size_t load = 0;
   for (size_t i = 0; i < jobs->njobs; i++) {
     pd_job *j = jobs->jobs[i];
-    if (pd_job_state_final(j->state) && j->state != PANDO__V1__JOB_STATE__SUCCEEDED)
+    if (pd_job_state_final(j->state) && j->state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED)
       continue;
     for (uint32_t s = 0; j->server_ids && s < j->nservers; s++)
       load += j->server_ids[s] == id;
@@ -151,7 +151,7 @@ static void start_job(pd_jobs *jobs, pd_job *j) {
       int taken = 0;
       for (uint32_t k = 0; k < s; k++)
         taken |= j->server_ids[k] == n->id;
-      if (n->role != PANDO__V1__ROLE__SERVER || !n->alive || taken)
+      if (n->role != PANDO__V1__ROLE__ROLE_SERVER || !n->alive || taken)
         continue;
       size_t load = server_load(jobs, n->id);
       if (load < best_load) {
@@ -181,10 +181,10 @@ static void start_job(pd_jobs *jobs, pd_job *j) {
 
 /* Once every shard exists, the workers get their assignments. */
 static void maybe_run(pd_jobs *jobs, pd_job *j, double now) {
-  if (j->state != PANDO__V1__JOB_STATE__PENDING || !j->server_ids || j->creating > 0 ||
+  if (j->state != PANDO__V1__JOB_STATE__JOB_STATE_PENDING || !j->server_ids || j->creating > 0 ||
       j->create_failed)
     return;
-  j->state = PANDO__V1__JOB_STATE__RUNNING;
+  j->state = PANDO__V1__JOB_STATE__JOB_STATE_RUNNING;
   j->started = now;
   j->message[0] = '\0';
   pd_registry_reassign(jobs->reg, j->id, 0);
@@ -193,8 +193,8 @@ static void maybe_run(pd_jobs *jobs, pd_job *j, double now) {
 }
 
 static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t outlen) {
-  size_t servers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__SERVER, 0);
-  size_t workers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__WORKER, 1);
+  size_t servers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_SERVER, 0);
+  size_t workers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_WORKER, 1);
   snprintf(out, outlen,
            "waiting for %u servers and %u idle workers; %zu servers and %zu idle workers are "
            "registered",
@@ -206,28 +206,28 @@ void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *n, double now) {
     pd_job *j = jobs->jobs[k];
     if (pd_job_state_final(j->state))
       continue;
-    int involved = n->role == PANDO__V1__ROLE__WORKER && strcmp(n->job, j->id) == 0;
+    int involved = n->role == PANDO__V1__ROLE__ROLE_WORKER && strcmp(n->job, j->id) == 0;
     for (uint32_t s = 0; j->server_ids && s < j->nservers; s++)
       involved |= j->server_ids[s] == n->id;
     if (involved)
-      pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__FAILED,
+      pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
                      "%s %s at %s stopped sending heartbeats (last seen %.1f s ago)",
-                     n->role == PANDO__V1__ROLE__SERVER ? "server" : "worker", n->name, n->address,
-                     now - n->last_seen);
+                     n->role == PANDO__V1__ROLE__ROLE_SERVER ? "server" : "worker", n->name,
+                     n->address, now - n->last_seen);
   }
 }
 
 void pd_jobs_cron(pd_jobs *jobs, double now) {
   for (size_t k = 0; k < jobs->njobs; k++) {
     pd_job *j = jobs->jobs[k];
-    if (j->state != PANDO__V1__JOB_STATE__PENDING)
+    if (j->state != PANDO__V1__JOB_STATE__JOB_STATE_PENDING)
       continue;
     if (j->server_ids) {
       maybe_run(jobs, j, now);
       continue;
     }
-    if (pd_registry_alive(jobs->reg, PANDO__V1__ROLE__SERVER, 0) >= j->nservers &&
-        pd_registry_alive(jobs->reg, PANDO__V1__ROLE__WORKER, 1) >= j->nworkers) {
+    if (pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_SERVER, 0) >= j->nservers &&
+        pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_WORKER, 1) >= j->nworkers) {
       start_job(jobs, j);
       continue;
     }
@@ -235,7 +235,7 @@ void pd_jobs_cron(pd_jobs *jobs, double now) {
     if (now - j->submitted > j->spec.cluster.wait_timeout_sec) {
       char why[400];
       describe_missing(jobs, j, why, sizeof why);
-      pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__FAILED,
+      pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
                      "cluster.wait_timeout (%g s) expired %s", j->spec.cluster.wait_timeout_sec,
                      why);
     }
@@ -249,7 +249,7 @@ void pd_jobs_shard_created(pd_jobs *jobs, const char *id, const char *failure, d
   j->creating--;
   if (failure && !pd_job_state_final(j->state)) {
     j->create_failed = 1;
-    pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__FAILED, "%s", failure);
+    pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s", failure);
   }
 }
 
@@ -278,9 +278,9 @@ static void export_progress(const pd_job *j, const Pando__V1__ProgressReport *re
 int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *req, double now) {
   PD_ASSERT(req->rank < j->nworkers);
   /* cancel: the job had ended before this report (not because of it) */
-  int cancel =
-      j->state != PANDO__V1__JOB_STATE__RUNNING && j->state != PANDO__V1__JOB_STATE__SUCCEEDED;
-  if (j->state == PANDO__V1__JOB_STATE__RUNNING) {
+  int cancel = j->state != PANDO__V1__JOB_STATE__JOB_STATE_RUNNING &&
+               j->state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED;
+  if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
     pd_job_worker *p = &j->workers[req->rank];
     pd_node *n = pd_registry_find(jobs->reg, p->node_id);
     if (n)
@@ -304,16 +304,16 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
               req->epoch, req->loss, req->test_accuracy, req->test_loss);
     }
     if (req->error[0]) {
-      pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__FAILED, "worker %u (%s): %s", req->rank,
-                     n ? n->name : "?", req->error);
+      pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "worker %u (%s): %s",
+                     req->rank, n ? n->name : "?", req->error);
     } else if (req->done && !p->done) {
       p->done = 1;
       int all = 1;
       for (uint32_t w = 0; w < j->nworkers; w++)
         all &= j->workers[w].done;
       if (all)
-        pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__SUCCEEDED, "%s", "");
+        pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED, "%s", "");
     }
   }
-  return cancel || j->state == PANDO__V1__JOB_STATE__CANCELLED;
+  return cancel || j->state == PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED;
 }

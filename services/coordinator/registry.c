@@ -103,7 +103,7 @@ pd_node *pd_registry_next_dead(pd_registry *reg, double now, double timeout) {
 }
 
 int pd_node_idle_worker(const pd_node *n) {
-  return n->role == PANDO__V1__ROLE__WORKER && n->alive && n->job[0] == '\0';
+  return n->role == PANDO__V1__ROLE__ROLE_WORKER && n->alive && n->job[0] == '\0';
 }
 
 size_t pd_registry_alive(const pd_registry *reg, Pando__V1__Role role, int idle_only) {
@@ -119,7 +119,7 @@ size_t pd_registry_alive(const pd_registry *reg, Pando__V1__Role role, int idle_
 void pd_registry_reassign(pd_registry *reg, const char *job, int release) {
   for (size_t i = 0; i < reg->nnodes; i++) {
     pd_node *n = &reg->nodes[i];
-    if (n->role == PANDO__V1__ROLE__WORKER && strcmp(n->job, job) == 0) {
+    if (n->role == PANDO__V1__ROLE__ROLE_WORKER && strcmp(n->job, job) == 0) {
       if (release)
         n->job[0] = '\0';
       n->generation++;

@@ -467,7 +467,7 @@ static void print_line(waiter *w, FILE *stream, const char *line) {
 
 static void show_progress(waiter *w, const Pando__V1__JobStatus *status) {
   char line[512];
-  if (status->state == PANDO__V1__JOB_STATE__RUNNING)
+  if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING)
     pd_ctl_progress_line(status, line, sizeof line);
   else
     snprintf(line, sizeof line, "%s%s%s", pd_ctl_job_state_name(status->state),
@@ -497,7 +497,7 @@ static int finish_wait(ctl *c, waiter *w, const Pando__V1__JobStatus *status) {
   } else {
     pd_ctl_final_line(status, line, sizeof line);
     fprintf(c->out, "%s\n", line);
-    if (status->state == PANDO__V1__JOB_STATE__SUCCEEDED && status->n_history > 0) {
+    if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && status->n_history > 0) {
       const Pando__V1__EpochRecord *last = status->history[status->n_history - 1];
       if (last->test_rmse > 0 && last->test_accuracy == 0) /* a regression */
         fprintf(c->out, "test rmse: %.4f\n", last->test_rmse);
@@ -506,7 +506,8 @@ static int finish_wait(ctl *c, waiter *w, const Pando__V1__JobStatus *status) {
     }
   }
   fflush(c->out);
-  return status->state == PANDO__V1__JOB_STATE__SUCCEEDED ? PD_CTL_EXIT_OK : PD_CTL_EXIT_FAILURE;
+  return status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED ? PD_CTL_EXIT_OK
+                                                                    : PD_CTL_EXIT_FAILURE;
 }
 
 /* Polls GetJob until the job ends, Ctrl-C, or the coordinator stays
@@ -796,9 +797,8 @@ static int cmd_health(ctl *c) {
   pd_rpc_channel_free(channel);
   if (rc != 0)
     return report_rpc_error(c, address, &error);
-  const ProtobufCEnumValue *value = protobuf_c_enum_descriptor_get_value(
+  const char *name = pd_rpc_enum_name(
       &grpc__health__v1__health_check_response__serving_status__descriptor, response->status);
-  const char *name = value ? value->name : "UNKNOWN";
   if (c->args->output == PD_CTL_OUTPUT_JSON) {
     pd_ctl_json json;
     pd_ctl_json_init(&json, c->out);

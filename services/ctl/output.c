@@ -5,23 +5,22 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "pando/rpc.h"
 #include "pando/util.h"
 #include "table.h"
 
-static const char *enum_name(const ProtobufCEnumDescriptor *desc, int value) {
-  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
-  return v ? v->name : "UNKNOWN";
-}
-
 const char *pd_ctl_job_state_name(int state) {
-  return enum_name(&pando__v1__job_state__descriptor, state);
+  return pd_rpc_enum_name(&pando__v1__job_state__descriptor, state);
 }
 
-const char *pd_ctl_role_name(int role) { return enum_name(&pando__v1__role__descriptor, role); }
+const char *pd_ctl_role_name(int role) {
+  return pd_rpc_enum_name(&pando__v1__role__descriptor, role);
+}
 
 int pd_ctl_job_state_final(int state) {
-  return state == PANDO__V1__JOB_STATE__SUCCEEDED || state == PANDO__V1__JOB_STATE__FAILED ||
-         state == PANDO__V1__JOB_STATE__CANCELLED;
+  return state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED ||
+         state == PANDO__V1__JOB_STATE__JOB_STATE_FAILED ||
+         state == PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED;
 }
 
 void pd_ctl_format_duration(double seconds, char *buf, size_t len) {
@@ -38,7 +37,7 @@ void pd_ctl_format_duration(double seconds, char *buf, size_t len) {
 }
 
 double pd_ctl_eta_sec(const Pando__V1__JobStatus *status) {
-  if (status->state != PANDO__V1__JOB_STATE__RUNNING || status->epochs == 0 ||
+  if (status->state != PANDO__V1__JOB_STATE__JOB_STATE_RUNNING || status->epochs == 0 ||
       status->steps_per_epoch == 0 || status->epoch == 0 || !(status->elapsed_sec > 0))
     return -1;
   double per_epoch = status->steps_per_epoch;
@@ -83,7 +82,7 @@ void pd_ctl_progress_line(const Pando__V1__JobStatus *status, char *buf, size_t 
   if (status->steps_per_epoch)
     append(buf, len, &used, "/%u", status->steps_per_epoch);
   append(buf, len, &used, "  loss %.4f  %.0f samples/s", status->loss, status->samples_per_sec);
-  if (status->state == PANDO__V1__JOB_STATE__RUNNING) {
+  if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
     char eta[32];
     pd_ctl_format_duration(pd_ctl_eta_sec(status), eta, sizeof eta);
     append(buf, len, &used, "  ETA %s", eta);
@@ -113,7 +112,7 @@ void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len
   buf[0] = '\0';
   pd_ctl_format_duration(status->elapsed_sec, elapsed, sizeof elapsed);
   append(buf, len, &used, "job %s %s %s %s", status->job, pd_ctl_job_state_name(status->state),
-         status->state == PANDO__V1__JOB_STATE__SUCCEEDED ? "in" : "after", elapsed);
+         status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED ? "in" : "after", elapsed);
   if (status->message[0])
     append(buf, len, &used, ": %s", status->message);
 }

@@ -72,8 +72,8 @@ int main(int argc, char **argv) {
   PD_INFO("serving ParameterServer on %s (advertised as %s)", cfg.daemon.listen, addr);
   pd_session *session = NULL;
   if (cfg.coordinator[0])
-    session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__SERVER, addr, cfg.daemon.name,
-                             NULL, NULL);
+    session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__ROLE_SERVER, addr,
+                             cfg.daemon.name, NULL, NULL);
 
   pd_daemon_serve(loop, 0.05, cron, session, NULL);
 

@@ -26,7 +26,9 @@ typedef struct job {
   char id[JOB_ID_MAX];
   char label[2 * JOB_ID_MAX]; /* id escaped as a /metrics label value */
   pd_shard *shard;
-  uint64_t bytes; /* pd_shard_bytes of the shard */
+  uint64_t bytes;              /* pd_shard_bytes of the shard */
+  char *spec_yaml;             /* as CreateShard sent it: a repeat must match */
+  uint64_t min_partition_rows; /* likewise */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series, and the clock's counts exported so far */
     pd_metric *staleness, *dropped, *blocked, *max_gap;
@@ -79,6 +81,7 @@ static void job_free(job *j, grpc_status_code status, const char *why) {
   while ((call = pd_shard_next_parked(j->shard)))
     pd_rpc_call_fail(call, status, "%s", why);
   pd_shard_free(j->shard);
+  free(j->spec_yaml);
   free(j);
 }
 
@@ -219,11 +222,23 @@ static void answer_ready(pd_shard *s) {
     answer_pull(call, s, off, n);
 }
 
+/* A negative clock is a bad argument whatever the job (INVALID_ARGUMENT);
+ * returns 1 when the call was failed. */
+static int refuse_clock(pd_rpc_call *call, int64_t clock) {
+  if (clock >= 0)
+    return 0;
+  pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "clock: must be >= 0, got %lld",
+                   (long long)clock);
+  return 1;
+}
+
 static void pull_cancelled(pd_rpc_call *call) { pd_shard_unpark(*pd_rpc_call_user(call)); }
 
 static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
   const Pando__V1__PullRequest *req = (const Pando__V1__PullRequest *)msg;
+  if (refuse_clock(call, req->clock))
+    return;
   job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
   if (!j)
     return;
@@ -324,18 +339,20 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
     return;
   }
   Pando__V1__PushRequest *req = (Pando__V1__PushRequest *)msg;
+  if (refuse_clock(call, req->clock))
+    goto done;
   job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
   if (!j)
     goto done;
   uint64_t n = req->end - req->begin;
-  if (!t.present || t.dtype != PANDO__V1__DTYPE__FLOAT32 || t.data_len != n * sizeof(float) ||
+  if (!t.present || t.dtype != PANDO__V1__DTYPE__DTYPE_FLOAT32 || t.data_len != n * sizeof(float) ||
       (t.ndim > 0 && (t.ndim != 1 || (uint64_t)t.shape[0] != n))) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
-                     "gradient must be a float32 tensor of shape [%llu] (%llu bytes) for keys "
-                     "[%llu, %llu); got dtype %d, %zu bytes",
+                     "gradient must be a FLOAT32 tensor of shape [%llu] (%llu bytes) for keys "
+                     "[%llu, %llu); got dtype %s (%d), %zu bytes",
                      (unsigned long long)n, (unsigned long long)(n * sizeof(float)),
-                     (unsigned long long)req->begin, (unsigned long long)req->end, t.dtype,
-                     t.data_len);
+                     (unsigned long long)req->begin, (unsigned long long)req->end,
+                     pd_rpc_enum_name(&pando__v1__dtype__descriptor, t.dtype), t.dtype, t.data_len);
     goto done;
   }
   pd_buf_reserve(&ps->scratch, t.data_len);
@@ -398,6 +415,35 @@ static int check_create(pd_rpc_call *call, const Pando__V1__CreateShardRequest *
   return -1;
 }
 
+/* A CreateShard for job `j`, held already: refused (ALREADY_EXISTS, and 1
+ * returned) unless it repeats the request that created it. */
+static int refuse_repeat(pd_rpc_call *call, const job *j,
+                         const Pando__V1__CreateShardRequest *req) {
+  uint64_t begin = pd_shard_begin(j->shard), end = pd_shard_end(j->shard);
+  uint32_t workers = pd_shard_num_workers(j->shard);
+  if (begin != req->begin || end != req->end)
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here with keys [%llu, %llu)", req->job,
+                     (unsigned long long)begin, (unsigned long long)end);
+  else if (workers != req->num_workers)
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here for num_workers %u, not %u; drop it first",
+                     req->job, workers, req->num_workers);
+  else if (j->min_partition_rows != req->min_partition_rows)
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here with min_partition_rows %llu, not %llu; drop "
+                     "it first",
+                     req->job, (unsigned long long)j->min_partition_rows,
+                     (unsigned long long)req->min_partition_rows);
+  else if (strcmp(j->spec_yaml, req->spec_yaml) != 0)
+    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
+                     "job '%s' is already held here with another spec_yaml; drop it first",
+                     req->job);
+  else
+    return 0;
+  return 1;
+}
+
 static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
   const Pando__V1__CreateShardRequest *req = (const Pando__V1__CreateShardRequest *)msg;
@@ -405,15 +451,9 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
   if (check_create(call, req, &spec) != 0)
     return;
   int i = find(ps, req->job);
-  if (i >= 0 && (pd_shard_begin(ps->jobs[i]->shard) != req->begin ||
-                 pd_shard_end(ps->jobs[i]->shard) != req->end)) {
-    pd_rpc_call_fail(call, GRPC_STATUS_ALREADY_EXISTS,
-                     "job '%s' is already held here with keys [%llu, %llu)", req->job,
-                     (unsigned long long)pd_shard_begin(ps->jobs[i]->shard),
-                     (unsigned long long)pd_shard_end(ps->jobs[i]->shard));
+  if (i >= 0 && refuse_repeat(call, ps->jobs[i], req))
     return;
-  }
-  if (i < 0) { /* a retried CreateShard of the same range is a no-op */
+  if (i < 0) { /* a retried CreateShard of the same request is a no-op */
     char err[512];
     uint64_t need = pd_shard_bytes(&spec, req->begin, req->end, req->num_workers);
     uint64_t left = ps->memory_limit - PD_MIN(ps->memory_held, ps->memory_limit);
@@ -443,6 +483,8 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     j->shard = shard;
     j->bytes = need;
     ps->memory_held += need;
+    j->spec_yaml = pd_xstrdup(req->spec_yaml);
+    j->min_partition_rows = req->min_partition_rows;
     open_metrics(j);
     ps->jobs[ps->njobs++] = j;
     PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,

@@ -181,222 +181,287 @@ static void *compute(void *arg) {
   return NULL;
 }
 
-int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progress_sink *sink,
-             char *err, size_t errlen) {
-  const pd_job_spec *spec = tj->spec;
-  pd_dataset train = {0}, test = {0};
-  pd_model *model = NULL;
-  float *own = NULL, *local = NULL;
-  uint64_t *order = NULL, rows = 0;
-  uint32_t nthreads = (uint32_t)PD_MAX(spec->training.threads, 1);
-  compute_thread *ct = pd_xcalloc(nthreads, sizeof *ct);
+/* One worker's training of a job: what pd_train sets up, and where the loop
+ * is. Every pointer starts NULL and is freed by trainer_close. */
+typedef struct trainer {
+  const pd_train_job *tj;
+  const pd_job_spec *spec;
+  const pd_param_store *store;
+  const pd_progress_sink *sink;
+  pd_dataset train, test;
+  uint64_t rows;     /* training rows of the whole job */
+  uint64_t min_rows; /* of the smallest partition: the schedule's clocks */
+  uint32_t nthreads;
+  compute_thread *ct; /* [nthreads]; ct[0] is the single-threaded path's */
+  uint64_t keys;
+  const float *params; /* the store's shared parameters, or `own` */
+  float *own;          /* the pulled parameters, when the store shares none */
+  float *local;        /* nfetch/Hogwild: the local copy of a clock */
+  uint64_t *order;     /* the epoch's row order */
+  throughput tp;
+  int64_t clock, pulled, total; /* pulled: the clock `own` holds (-1: none) */
+  int skip_ahead;               /* BSP with backup workers: a pull may move the clock on */
+  /* the epoch in progress */
+  int epoch;
+  uint32_t steps, size, per_clock, done_steps;
+  double loss_sum;
+  uint64_t lost, skipped_clocks; /* backup workers: gradients dropped, clocks skipped */
+} trainer;
+
+/* Loads the data, makes the models (one per compute thread) and the
+ * buffers. */
+static int setup(trainer *t, char *err, size_t errlen) {
+  const pd_train_job *tj = t->tj;
+  const pd_job_spec *spec = t->spec;
   double t0 = pd_now();
-  int rc = load_partition(tj, &train, &rows, err, errlen);
-  if (rc != 0)
-    goto done;
-  if ((rc = fit_columns(spec, &train, "train", err, errlen)) != 0 ||
-      (rc = check_labels(spec, &train, "train", err, errlen)) != 0)
-    goto done;
-  if (tj->evaluate && ((rc = pd_dataset_load(spec, 1, &test, err, errlen)) != 0 ||
-                       (rc = fit_columns(spec, &test, "test", err, errlen)) != 0 ||
-                       (rc = check_labels(spec, &test, "test", err, errlen)) != 0))
-    goto done;
+  int rc;
+  if ((rc = load_partition(tj, &t->train, &t->rows, err, errlen)) != 0 ||
+      (rc = fit_columns(spec, &t->train, "train", err, errlen)) != 0 ||
+      (rc = check_labels(spec, &t->train, "train", err, errlen)) != 0)
+    return rc;
+  if (tj->evaluate && ((rc = pd_dataset_load(spec, 1, &t->test, err, errlen)) != 0 ||
+                       (rc = fit_columns(spec, &t->test, "test", err, errlen)) != 0 ||
+                       (rc = check_labels(spec, &t->test, "test", err, errlen)) != 0))
+    return rc;
   PD_INFO("job %s: rank %u of %u, %llu of %llu training rows (%s) loaded in %.2f s", tj->job,
-          tj->rank, tj->workers, (unsigned long long)train.rows, (unsigned long long)rows,
+          tj->rank, tj->workers, (unsigned long long)t->train.rows, (unsigned long long)t->rows,
           pd_partition_name(spec->data.partition), pd_now() - t0);
 
-  uint64_t min_rows = pd_plan_min_partition_rows(rows, tj->workers, spec->data.partition);
-  int max_batch = max_batch_rows(spec, train.rows, min_rows);
-  for (uint32_t i = 0; i < nthreads; i++) {
-    ct[i].model = pd_model_new(&spec->model, max_batch, err, errlen);
-    if (!ct[i].model) {
-      rc = -PD_EINVAL_SPEC;
-      goto done;
-    }
+  t->min_rows = pd_plan_min_partition_rows(t->rows, tj->workers, spec->data.partition);
+  int max_batch = max_batch_rows(spec, t->train.rows, t->min_rows);
+  for (uint32_t i = 0; i < t->nthreads; i++) {
+    t->ct[i].model = pd_model_new(&spec->model, max_batch, err, errlen);
+    if (!t->ct[i].model)
+      return -PD_EINVAL_SPEC;
     /* thread 0 as a single-threaded worker; the others' dropout masks differ */
-    pd_model_set_seed(ct[i].model, (tj->rank + 1) + ((uint64_t)i << 32));
+    pd_model_set_seed(t->ct[i].model, (tj->rank + 1) + ((uint64_t)i << 32));
   }
-  model = ct[0].model;
-  if (spec->training.frequency != PD_FREQ_BATCH || nthreads > 1)
+  if (spec->training.frequency != PD_FREQ_BATCH || t->nthreads > 1)
     PD_INFO("job %s: frequency %s (%u batches per pull and push in epoch 1), %u compute "
             "thread%s on a local copy",
             tj->job, pd_frequency_name(spec->training.frequency),
-            pd_schedule_batches_per_clock(spec, min_rows, 1), nthreads, nthreads > 1 ? "s" : "");
-  uint64_t keys = pd_model_num_params(model);
-  const float *params = store->shared;
-  if (!params)
-    params = own = pd_xmalloc_aligned(keys * sizeof(float));
-  for (uint32_t i = 0; i < nthreads; i++)
-    ct[i].grad = pd_xmalloc_aligned(keys * sizeof(float));
-  float *grad = ct[0].grad;
-  order = pd_xmalloc(train.rows * sizeof *order);
-  for (uint32_t i = 0; i < nthreads; i++) {
-    ct[i].tj = tj;
-    ct[i].train = &train;
-    ct[i].order = order;
-    ct[i].keys = keys;
-    ct[i].index = i;
-    ct[i].nthreads = nthreads;
+            pd_schedule_batches_per_clock(spec, t->min_rows, 1), t->nthreads,
+            t->nthreads > 1 ? "s" : "");
+  t->keys = pd_model_num_params(t->ct[0].model);
+  t->params = t->store->shared;
+  if (!t->params)
+    t->params = t->own = pd_xmalloc_aligned(t->keys * sizeof(float));
+  t->order = pd_xmalloc(t->train.rows * sizeof *t->order);
+  for (uint32_t i = 0; i < t->nthreads; i++) {
+    compute_thread *c = &t->ct[i];
+    c->grad = pd_xmalloc_aligned(t->keys * sizeof(float));
+    c->tj = tj;
+    c->train = &t->train;
+    c->order = t->order;
+    c->keys = t->keys;
+    c->index = i;
+    c->nthreads = t->nthreads;
   }
-
-  throughput tp = {0, pd_now(), 0, 0};
-  int64_t clock = 0, pulled = -1;
-  int64_t total = pd_schedule_epoch_begin(spec, min_rows, spec->training.epochs + 1);
+  t->tp = (throughput){0, pd_now(), 0, 0};
+  t->pulled = -1;
+  t->total = pd_schedule_epoch_begin(spec, t->min_rows, spec->training.epochs + 1);
   /* BSP with backup workers: rounds go on without a straggler, which then
    * continues from the round its pull answers (its skipped clocks are lost) */
-  int skip_ahead = spec->training.update == PD_UPDATE_BSP && spec->training.backup_workers > 0;
-  int epoch = 0;
-  uint32_t steps = 0, size = 0, per_clock = 1, done_steps = 0;
-  uint64_t lost = 0, skipped_clocks = 0; /* backup workers: gradients dropped, clocks skipped */
-  double loss_sum = 0;
-  while (clock < total) {
-    uint32_t clock_in_epoch;
-    int clock_epoch = pd_schedule_epoch_of_clock(spec, min_rows, clock, &clock_in_epoch);
-    if (clock_epoch != epoch) {
-      epoch = clock_epoch;
-      steps = pd_schedule_steps(spec, min_rows, epoch);
-      size = pd_schedule_batch_size(spec, epoch);
-      per_clock = pd_schedule_batches_per_clock(spec, min_rows, epoch);
-      for (uint64_t i = 0; i < train.rows; i++)
-        order[i] = i;
-      if (spec->training.shuffle)
-        pd_plan_shuffle(order, train.rows, spec->data.seed, tj->rank, (uint32_t)epoch);
-      loss_sum = 0;
-      done_steps = 0;
-    }
-    if (pd_daemon_stopping()) {
-      rc = pd_errf(err, errlen, -PD_ESHUTDOWN, "the worker was asked to shut down");
-      goto done;
-    }
-    int skipped = 0;
-    if (own && pulled != clock) {
-      uint64_t version = 0;
-      if ((rc = store->pull(store->ctx, clock, own, &version, err, errlen)) != 0)
-        goto done;
-      pulled = clock;
-      if (skip_ahead && (int64_t)version > clock) {
-        skipped_clocks += (uint64_t)(PD_MIN((int64_t)version, total) - clock);
-        clock = pulled = PD_MIN((int64_t)version, total);
-        skipped = 1;
-      }
-    }
-    /* this clock's batches: one, or k (nbatches; the epoch's last clock the rest) */
-    uint32_t first = clock_in_epoch * per_clock, last = PD_MIN(first + per_clock, steps);
-    if (!skipped) {
-      const float *update;
-      if (last - first == 1 && nthreads == 1) {
-        /* one batch: its gradient, on the pulled parameters */
-        pd_dataset view;
-        const pd_dataset *batch =
-            batch_rows(spec, &train, order, steps, size, first, &view, &ct[0].gathered);
-        double compute_start = pd_now();
-        loss_sum += pd_model_gradient(model, params, batch, grad);
-        straggle(tj, pd_now() - compute_start);
-        tp.window_samples += batch->rows;
-        done_steps++;
-        update = grad;
-      } else {
-        /* nfetch (Dean et al.) and Hogwild: SGD steps on a local copy of the
-         * pulled parameters; the push is the sum of the clock's gradients */
-        if (!local)
-          local = pd_xmalloc_aligned(keys * sizeof(float));
-        for (uint32_t i = 0; i < nthreads; i++)
-          if (!ct[i].accum)
-            ct[i].accum = pd_xmalloc_aligned(keys * sizeof(float));
-        memcpy(local, params, keys * sizeof(float));
-        double lr = pd_schedule_lr(spec, epoch);
-        for (uint32_t i = 0; i < nthreads; i++) {
-          ct[i].local = local;
-          ct[i].steps = steps;
-          ct[i].size = size;
-          ct[i].first = first;
-          ct[i].last = last;
-          ct[i].lr = lr;
-        }
-        for (uint32_t i = 1; i < nthreads; i++) {
-          int started = pthread_create(&ct[i].tid, NULL, compute, &ct[i]);
-          PD_ASSERT(started == 0);
-        }
-        compute(&ct[0]);
-        for (uint32_t i = 1; i < nthreads; i++)
-          pthread_join(ct[i].tid, NULL);
-        for (uint32_t i = 0; i < nthreads; i++) {
-          if (i > 0)
-            cblas_saxpy((int)keys, 1.0f, ct[i].accum, 1, ct[0].accum, 1);
-          loss_sum += ct[i].loss_sum;
-          done_steps += (uint32_t)ct[i].batches;
-          tp.window_samples += ct[i].samples;
-        }
-        update = ct[0].accum;
-      }
-      if (pd_daemon_stopping()) {
-        rc = pd_errf(err, errlen, -PD_ESHUTDOWN, "the worker was asked to shut down");
-        goto done;
-      }
-      int dropped = 0;
-      if ((rc = store->push(store->ctx, clock, update, &dropped, err, errlen)) != 0)
-        goto done;
-      lost += dropped;
-      clock++;
-      double now = pd_now();
-      if (now - tp.last_report >= REPORT_EVERY_SEC) {
-        tp.samples_per_sec = tp.window_samples / (now - tp.window_start);
-        tp.window_start = tp.last_report = now;
-        tp.window_samples = 0;
-        Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
-        r.epoch = (uint32_t)epoch;
-        r.step = last;
-        r.loss = done_steps ? loss_sum / done_steps : 0;
-        r.samples_per_sec = tp.samples_per_sec;
-        if ((rc = sink->report(sink->ctx, &r)) != 0)
-          goto cancelled;
-      }
-    }
-    if (clock < total && pd_schedule_epoch_of_clock(spec, min_rows, clock, NULL) == epoch)
-      continue;
-    /* the end of this worker's part of the epoch */
-    Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
-    r.epoch = (uint32_t)epoch;
-    r.step = steps;
-    r.loss = done_steps ? loss_sum / done_steps : 0;
-    r.samples_per_sec = tp.samples_per_sec;
-    if (tj->evaluate && test.rows > 0) {
-      /* the model after this epoch: under BSP this waits for every worker */
-      if (own && pulled != clock &&
-          (rc = store->pull(store->ctx, clock, own, NULL, err, errlen)) != 0)
-        goto done;
-      pulled = clock;
-      pd_eval ev;
-      pd_model_evaluate(model, params, &test, &ev);
-      r.has_eval = 1;
-      r.test_loss = ev.loss;
-      r.test_accuracy = ev.accuracy;
-      r.test_rmse = ev.rmse;
-    }
-    r.done = clock >= total;
-    if ((rc = sink->report(sink->ctx, &r)) != 0)
-      goto cancelled;
+  t->skip_ahead = spec->training.update == PD_UPDATE_BSP && spec->training.backup_workers > 0;
+  return 0;
+}
+
+static void trainer_close(trainer *t) {
+  for (uint32_t i = 0; i < t->nthreads; i++) {
+    free(t->ct[i].accum);
+    free(t->ct[i].grad);
+    pd_model_free(t->ct[i].model);
+    pd_dataset_close(&t->ct[i].gathered);
   }
-  PD_INFO("job %s: finished %d epochs in %.1f s", tj->job, spec->training.epochs, pd_now() - t0);
-  if (skip_ahead)
-    PD_INFO("job %s: %llu gradients dropped (too late for their rounds), %llu clocks skipped",
-            tj->job, (unsigned long long)lost, (unsigned long long)skipped_clocks);
-  goto done;
-cancelled:
-  pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", tj->job);
-done:
-  for (uint32_t i = 0; i < nthreads; i++) {
-    free(ct[i].accum);
-    free(ct[i].grad);
-    pd_model_free(ct[i].model);
-    pd_dataset_close(&ct[i].gathered);
+  free(t->ct);
+  free(t->order);
+  free(t->local);
+  free(t->own);
+  pd_dataset_close(&t->test);
+  pd_dataset_close(&t->train);
+}
+
+/* Epoch `epoch` begins: its schedule, its row order, fresh loss sums. */
+static void begin_epoch(trainer *t, int epoch) {
+  const pd_job_spec *spec = t->spec;
+  t->epoch = epoch;
+  t->steps = pd_schedule_steps(spec, t->min_rows, epoch);
+  t->size = pd_schedule_batch_size(spec, epoch);
+  t->per_clock = pd_schedule_batches_per_clock(spec, t->min_rows, epoch);
+  for (uint64_t i = 0; i < t->train.rows; i++)
+    t->order[i] = i;
+  if (spec->training.shuffle)
+    pd_plan_shuffle(t->order, t->train.rows, spec->data.seed, t->tj->rank, (uint32_t)epoch);
+  t->loss_sum = 0;
+  t->done_steps = 0;
+}
+
+/* Pulls the parameters of this clock (when the store shares none and they
+ * are not pulled yet). With backup workers a pull may answer a later round:
+ * the clock moves on to it and *skipped is set. */
+static int pull_clock(trainer *t, int *skipped, char *err, size_t errlen) {
+  *skipped = 0;
+  if (!t->own || t->pulled == t->clock)
+    return 0;
+  uint64_t version = 0;
+  int rc = t->store->pull(t->store->ctx, t->clock, t->own, &version, err, errlen);
+  if (rc != 0)
+    return rc;
+  t->pulled = t->clock;
+  if (t->skip_ahead && (int64_t)version > t->clock) {
+    t->skipped_clocks += (uint64_t)(PD_MIN((int64_t)version, t->total) - t->clock);
+    t->clock = t->pulled = PD_MIN((int64_t)version, t->total);
+    *skipped = 1;
   }
-  free(ct);
-  free(order);
-  free(local);
-  free(own);
-  pd_dataset_close(&test);
-  pd_dataset_close(&train);
+  return 0;
+}
+
+/* The update of batches [first, last) of the epoch: one batch's gradient on
+ * the pulled parameters, or (nfetch, Dean et al.; Hogwild) the sum of the
+ * gradients of SGD steps on a local copy of them. */
+static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
+  compute_thread *ct = t->ct;
+  if (last - first == 1 && t->nthreads == 1) {
+    pd_dataset view;
+    const pd_dataset *batch =
+        batch_rows(t->spec, &t->train, t->order, t->steps, t->size, first, &view, &ct[0].gathered);
+    double compute_start = pd_now();
+    t->loss_sum += pd_model_gradient(ct[0].model, t->params, batch, ct[0].grad);
+    straggle(t->tj, pd_now() - compute_start);
+    t->tp.window_samples += batch->rows;
+    t->done_steps++;
+    return ct[0].grad;
+  }
+  if (!t->local)
+    t->local = pd_xmalloc_aligned(t->keys * sizeof(float));
+  for (uint32_t i = 0; i < t->nthreads; i++)
+    if (!ct[i].accum)
+      ct[i].accum = pd_xmalloc_aligned(t->keys * sizeof(float));
+  memcpy(t->local, t->params, t->keys * sizeof(float));
+  double lr = pd_schedule_lr(t->spec, t->epoch);
+  for (uint32_t i = 0; i < t->nthreads; i++) {
+    ct[i].local = t->local;
+    ct[i].steps = t->steps;
+    ct[i].size = t->size;
+    ct[i].first = first;
+    ct[i].last = last;
+    ct[i].lr = lr;
+  }
+  for (uint32_t i = 1; i < t->nthreads; i++) {
+    int started = pthread_create(&ct[i].tid, NULL, compute, &ct[i]);
+    PD_ASSERT(started == 0);
+  }
+  compute(&ct[0]);
+  for (uint32_t i = 1; i < t->nthreads; i++)
+    pthread_join(ct[i].tid, NULL);
+  for (uint32_t i = 0; i < t->nthreads; i++) {
+    if (i > 0)
+      cblas_saxpy((int)t->keys, 1.0f, ct[i].accum, 1, ct[0].accum, 1);
+    t->loss_sum += ct[i].loss_sum;
+    t->done_steps += (uint32_t)ct[i].batches;
+    t->tp.window_samples += ct[i].samples;
+  }
+  return ct[0].accum;
+}
+
+/* Sends a progress report of the epoch in progress at `step` (with the
+ * evaluation `ev` when not NULL, and `done` after the last epoch). A sink
+ * that refuses it stopped the job. */
+static int report(trainer *t, uint32_t step, const pd_eval *ev, int done, char *err,
+                  size_t errlen) {
+  Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
+  r.epoch = (uint32_t)t->epoch;
+  r.step = step;
+  r.loss = t->done_steps ? t->loss_sum / t->done_steps : 0;
+  r.samples_per_sec = t->tp.samples_per_sec;
+  if (ev) {
+    r.has_eval = 1;
+    r.test_loss = ev->loss;
+    r.test_accuracy = ev->accuracy;
+    r.test_rmse = ev->rmse;
+  }
+  r.done = done;
+  int rc = t->sink->report(t->sink->ctx, &r);
+  if (rc != 0)
+    pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", t->tj->job);
+  return rc;
+}
+
+/* The end of this worker's part of the epoch: the model evaluated after it
+ * (rank 0; under BSP the pull waits for every worker) and reported. */
+static int end_epoch(trainer *t, char *err, size_t errlen) {
+  if (!t->tj->evaluate || t->test.rows == 0)
+    return report(t, t->steps, NULL, t->clock >= t->total, err, errlen);
+  if (t->own && t->pulled != t->clock) {
+    int rc = t->store->pull(t->store->ctx, t->clock, t->own, NULL, err, errlen);
+    if (rc != 0)
+      return rc;
+  }
+  t->pulled = t->clock;
+  pd_eval ev;
+  pd_model_evaluate(t->ct[0].model, t->params, &t->test, &ev);
+  return report(t, t->steps, &ev, t->clock >= t->total, err, errlen);
+}
+
+static int shutting_down(char *err, size_t errlen) {
+  return pd_errf(err, errlen, -PD_ESHUTDOWN, "the worker was asked to shut down");
+}
+
+/* One clock: pull, compute the clock's batches, push, report now and then;
+ * and the end of the epoch when this was its last clock. */
+static int one_clock(trainer *t, char *err, size_t errlen) {
+  uint32_t clock_in_epoch;
+  int epoch = pd_schedule_epoch_of_clock(t->spec, t->min_rows, t->clock, &clock_in_epoch);
+  if (epoch != t->epoch)
+    begin_epoch(t, epoch);
+  if (pd_daemon_stopping())
+    return shutting_down(err, errlen);
+  int skipped, rc;
+  if ((rc = pull_clock(t, &skipped, err, errlen)) != 0)
+    return rc;
+  /* this clock's batches: one, or k (nbatches; the epoch's last clock the rest) */
+  uint32_t first = clock_in_epoch * t->per_clock, last = PD_MIN(first + t->per_clock, t->steps);
+  if (!skipped) {
+    const float *update = compute_clock(t, first, last);
+    if (pd_daemon_stopping())
+      return shutting_down(err, errlen);
+    int dropped = 0;
+    if ((rc = t->store->push(t->store->ctx, t->clock, update, &dropped, err, errlen)) != 0)
+      return rc;
+    t->lost += dropped;
+    t->clock++;
+    double now = pd_now();
+    if (now - t->tp.last_report >= REPORT_EVERY_SEC) {
+      t->tp.samples_per_sec = t->tp.window_samples / (now - t->tp.window_start);
+      t->tp.window_start = t->tp.last_report = now;
+      t->tp.window_samples = 0;
+      if ((rc = report(t, last, NULL, 0, err, errlen)) != 0)
+        return rc;
+    }
+  }
+  if (t->clock < t->total &&
+      pd_schedule_epoch_of_clock(t->spec, t->min_rows, t->clock, NULL) == t->epoch)
+    return 0;
+  return end_epoch(t, err, errlen);
+}
+
+int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progress_sink *sink,
+             char *err, size_t errlen) {
+  trainer t = {.tj = tj, .spec = tj->spec, .store = store, .sink = sink};
+  t.nthreads = (uint32_t)PD_MAX(tj->spec->training.threads, 1);
+  t.ct = pd_xcalloc(t.nthreads, sizeof *t.ct);
+  double t0 = pd_now();
+  int rc = setup(&t, err, errlen);
+  while (rc == 0 && t.clock < t.total)
+    rc = one_clock(&t, err, errlen);
+  if (rc == 0) {
+    PD_INFO("job %s: finished %d epochs in %.1f s", tj->job, tj->spec->training.epochs,
+            pd_now() - t0);
+    if (t.skip_ahead)
+      PD_INFO("job %s: %llu gradients dropped (too late for their rounds), %llu clocks skipped",
+              tj->job, (unsigned long long)t.lost, (unsigned long long)t.skipped_clocks);
+  }
+  trainer_close(&t);
   return rc;
 }
 

@@ -170,8 +170,8 @@ int pd_worker_main(const pd_worker_options *opt) {
   if (pd_daemon_write_port(opt->port_file, port) != 0)
     PD_WARN("cannot write port file %s", opt->port_file);
   PD_INFO("worker %s: health on %s, coordinator %s", opt->name, addr, opt->coordinator);
-  d.session = pd_session_new(d.loop, opt->coordinator, PANDO__V1__ROLE__WORKER, addr, opt->name,
-                             assignment_changed, &d);
+  d.session = pd_session_new(d.loop, opt->coordinator, PANDO__V1__ROLE__ROLE_WORKER, addr,
+                             opt->name, assignment_changed, &d);
   pthread_t tid;
   pthread_create(&tid, NULL, session_thread, &d);
 

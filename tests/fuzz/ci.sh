@@ -7,6 +7,8 @@ BUILD=${BUILD:-build-fuzz}
 SECONDS_EACH=${FUZZ_CI_SECONDS:-20}
 FLAGS="-rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=10 -max_len=65536"
 failed=0
+nok=0
+nfail=0
 mkdir -p "$BUILD/crashes"
 for name in "$@"; do
   bin=$BUILD/fuzz/fuzz_$name
@@ -17,8 +19,9 @@ for name in "$@"; do
   if "$bin" $FLAGS -runs=0 $dirs >"$log" 2>&1; then
     # shellcheck disable=SC2086
     echo "ok - fuzz_$name replays its $(find $dirs -type f | wc -l) corpus and regression inputs"
+    nok=$((nok + 1))
   else
-    echo "FAIL - fuzz_$name on its corpus"; tail -n 30 "$log"; failed=1; continue
+    echo "FAIL - fuzz_$name on its corpus"; tail -n 30 "$log"; failed=1; nfail=$((nfail + 1)); continue
   fi
   work=$BUILD/corpus-ci/$name
   rm -rf "$work"; mkdir -p "$work"
@@ -26,8 +29,10 @@ for name in "$@"; do
   if "$bin" $FLAGS -max_total_time="$SECONDS_EACH" -artifact_prefix="$BUILD/crashes/$name-" \
     "$work" $dirs >"$log" 2>&1; then
     echo "ok - fuzz_$name for $SECONDS_EACH s: $(grep -o 'Done [0-9]* runs' "$log" | tail -n 1)"
+    nok=$((nok + 1))
   else
-    echo "FAIL - fuzz_$name for $SECONDS_EACH s"; tail -n 30 "$log"; failed=1
+    echo "FAIL - fuzz_$name for $SECONDS_EACH s"; tail -n 30 "$log"; failed=1; nfail=$((nfail + 1))
   fi
 done
+echo "$nok passed, $nfail failed"
 exit $failed

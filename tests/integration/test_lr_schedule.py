@@ -65,7 +65,7 @@ try:
         return np.frombuffer(r.values.data, dtype="<f4").copy()
 
     def push(job, worker, clock, g):
-        t = pb.Tensor(dtype=pb.FLOAT32, shape=[KEYS], data=g.tobytes())
+        t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[KEYS], data=g.tobytes())
         return push_rpc(pb.PushRequest(job=job, begin=0, end=KEYS, worker=worker, clock=clock,
                                        gradient=t), timeout=5)
 

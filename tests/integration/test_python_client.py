@@ -76,16 +76,29 @@ try:
 
     r = create(pb.CreateShardRequest(job="j1", spec_yaml=SPEC, begin=0, end=KEYS, num_workers=2))
     check("CreateShard holds %d keys" % KEYS, r.keys == KEYS)
+    r = create(pb.CreateShardRequest(job="j1", spec_yaml=SPEC, begin=0, end=KEYS, num_workers=2))
+    check("a repeated CreateShard of the same request is OK", r.keys == KEYS)
+    code, msg = code_of(create, pb.CreateShardRequest(job="j1", spec_yaml=SPEC, begin=0, end=KEYS,
+                                                      num_workers=3))
+    check("a CreateShard of the job with other num_workers is ALREADY_EXISTS (%s)" % msg,
+          code == grpc.StatusCode.ALREADY_EXISTS and "num_workers 2, not 3" in msg)
+    code, msg = code_of(create, pb.CreateShardRequest(job="j1", spec_yaml=SPEC + "\n# changed\n",
+                                                      begin=0, end=KEYS, num_workers=2))
+    check("a CreateShard of the job with another spec is ALREADY_EXISTS (%s)" % msg,
+          code == grpc.StatusCode.ALREADY_EXISTS and "another spec_yaml" in msg)
+    code, msg = code_of(pull, pb.PullRequest(job="j1", begin=0, end=KEYS, worker=0, clock=-1))
+    check("a pull at a negative clock is INVALID_ARGUMENT (%s)" % msg,
+          code == grpc.StatusCode.INVALID_ARGUMENT and "clock: must be >= 0, got -1" in msg)
 
     p = pull(pb.PullRequest(job="j1", begin=0, end=KEYS, worker=0, clock=0), timeout=5)
     x0 = np.frombuffer(p.values.data, dtype="<f4")
     check("pull returns a float32 tensor of shape [%d]" % KEYS,
-          p.values.dtype == pb.FLOAT32 and list(p.values.shape) == [KEYS] and x0.size == KEYS)
+          p.values.dtype == pb.DTYPE_FLOAT32 and list(p.values.shape) == [KEYS] and x0.size == KEYS)
     check("weights are initialised (non-zero), biases are zero",
           np.count_nonzero(x0[:18]) == 18 and not x0[18:].any())
 
     g = np.arange(KEYS, dtype="<f4") - 10
-    t = pb.Tensor(dtype=pb.FLOAT32, shape=[KEYS], data=g.tobytes())
+    t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[KEYS], data=g.tobytes())
     r = push(pb.PushRequest(job="j1", begin=0, end=KEYS, worker=1, clock=0, gradient=t), timeout=5)
     check("push is applied (not a duplicate), version 1", not r.duplicate and r.version == 1)
     x1 = np.frombuffer(pull(pb.PullRequest(job="j1", begin=0, end=KEYS, worker=0)).values.data,
@@ -105,11 +118,16 @@ try:
     code, msg = code_of(pull, pb.PullRequest(job="j1", begin=0, end=KEYS + 1, worker=0))
     check("out-of-range pull is INVALID_ARGUMENT (%s)" % msg,
           code == grpc.StatusCode.INVALID_ARGUMENT and "outside" in msg)
-    bad = pb.Tensor(dtype=pb.FLOAT32, shape=[3], data=g[:3].tobytes())
+    bad = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[3], data=g[:3].tobytes())
     code, msg = code_of(push, pb.PushRequest(job="j1", begin=0, end=4, worker=0, clock=0,
                                              gradient=bad))
     check("length mismatch is INVALID_ARGUMENT (%s)" % msg,
           code == grpc.StatusCode.INVALID_ARGUMENT and "shape [4]" in msg)
+    untyped = pb.Tensor(shape=[4], data=g[:4].tobytes())
+    code, msg = code_of(push, pb.PushRequest(job="j1", begin=0, end=4, worker=0, clock=0,
+                                             gradient=untyped))
+    check("a gradient without dtype names it (%s)" % msg,
+          code == grpc.StatusCode.INVALID_ARGUMENT and "got dtype UNSPECIFIED (0)" in msg)
     code, msg = code_of(pull, pb.PullRequest(job="nope", begin=0, end=1))
     check("unknown job is NOT_FOUND (%s)" % msg, code == grpc.StatusCode.NOT_FOUND and "nope" in msg)
     code, msg = code_of(pull, pb.PullRequest(job="j1", begin=0, end=1, worker=5))

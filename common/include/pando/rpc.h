@@ -170,6 +170,11 @@ int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage 
                  const ProtobufCMessageDescriptor *response_desc, ProtobufCMessage **response,
                  double timeout_sec, grpc_status_code *status, char *err, size_t errlen);
 
+/* The name of `value` of a protobuf enum without the type prefix its values
+ * share ("RUNNING" for pando.v1.JobState JOB_STATE_RUNNING, "FLOAT32" for
+ * DTYPE_FLOAT32), or "UNKNOWN" for a value the enum does not have. */
+const char *pd_rpc_enum_name(const ProtobufCEnumDescriptor *desc, int value);
+
 /* Name of a gRPC status code ("INVALID_ARGUMENT"). */
 const char *pd_rpc_status_name(grpc_status_code status);
 

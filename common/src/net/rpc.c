@@ -363,15 +363,21 @@ static void post_request(pd_rpc_server *srv, reg_method *m) {
   srv->live_calls++;
 }
 
-pd_rpc_server *pd_rpc_server_new(pd_loop *loop) {
-  pd_rpc_server *srv = pd_xcalloc(1, sizeof *srv);
-  grpc_arg args[2];
+/* args[0] and args[1]: PD_RPC_MAX_MESSAGE both ways, for servers and
+ * channels alike. */
+static void message_limits(grpc_arg *args) {
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
   args[0].value.integer = PD_RPC_MAX_MESSAGE;
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = PD_RPC_MAX_MESSAGE;
+}
+
+pd_rpc_server *pd_rpc_server_new(pd_loop *loop) {
+  pd_rpc_server *srv = pd_xcalloc(1, sizeof *srv);
+  grpc_arg args[2];
+  message_limits(args);
   grpc_channel_args channel_args = {2, args};
   srv->server = grpc_server_create(&channel_args, NULL);
   srv->loop = loop;
@@ -592,12 +598,7 @@ struct pd_rpc_channel {
 pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection) {
   pd_rpc_channel *ch = pd_xcalloc(1, sizeof *ch);
   grpc_arg args[3];
-  args[0].type = GRPC_ARG_INTEGER;
-  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = PD_RPC_MAX_MESSAGE;
-  args[1].type = GRPC_ARG_INTEGER;
-  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-  args[1].value.integer = PD_RPC_MAX_MESSAGE;
+  message_limits(args);
   args[2].type = GRPC_ARG_INTEGER;
   args[2].key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
   args[2].value.integer = 1;
@@ -769,6 +770,23 @@ int pd_rpc_unary(pd_rpc_channel *ch, const char *method, const ProtobufCMessage 
                    st.undecodable);
   *response = st.response;
   return 0;
+}
+
+const char *pd_rpc_enum_name(const ProtobufCEnumDescriptor *desc, int value) {
+  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
+  if (!v)
+    return "UNKNOWN";
+  /* the prefix every value shares, up to its last '_' (proto style) */
+  size_t prefix = strlen(desc->values[0].name);
+  for (unsigned i = 1; i < desc->n_values; i++) {
+    size_t k = 0;
+    while (k < prefix && desc->values[i].name[k] == desc->values[0].name[k])
+      k++;
+    prefix = k;
+  }
+  while (prefix > 0 && desc->values[0].name[prefix - 1] != '_')
+    prefix--;
+  return desc->n_values > 1 ? v->name + prefix : v->name;
 }
 
 const char *pd_rpc_status_name(grpc_status_code status) {

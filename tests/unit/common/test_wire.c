@@ -127,7 +127,7 @@ static void pack_push(bytes *out, const int64_t *shape, int ndim, const uint8_t 
                       size_t len) {
   Pando__V1__PushRequest req = push_rest();
   Pando__V1__Tensor tensor = PANDO__V1__TENSOR__INIT;
-  tensor.dtype = PANDO__V1__DTYPE__FLOAT32;
+  tensor.dtype = PANDO__V1__DTYPE__DTYPE_FLOAT32;
   tensor.n_shape = (size_t)ndim;
   tensor.shape = (int64_t *)shape;
   tensor.data.len = len;
@@ -179,7 +179,7 @@ static void test_header_matches_protobuf_c(void) {
     bytes_put(&ours, payload, len);
     grpc_slice_unref(header);
     Pando__V1__Tensor tensor = PANDO__V1__TENSOR__INIT;
-    tensor.dtype = PANDO__V1__DTYPE__FLOAT32;
+    tensor.dtype = PANDO__V1__DTYPE__DTYPE_FLOAT32;
     tensor.n_shape = 1;
     tensor.shape = (int64_t *)shape;
     tensor.data.len = len;
@@ -294,7 +294,7 @@ static void build_reordered_push(bytes *msg, const uint8_t *payload, size_t len)
   bytes_varint(&body, 3);
   bytes_put(&body, "abc", 3);
   bytes_varint(&body, 1 << 3 | 0);
-  bytes_varint(&body, PANDO__V1__DTYPE__FLOAT32);
+  bytes_varint(&body, PANDO__V1__DTYPE__DTYPE_FLOAT32);
 
   bytes_len_field(msg, 6, &body);
   bytes_pack(msg, &others.base);
@@ -324,7 +324,7 @@ static void test_decode_any_field_order(void) {
     int rc = decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0,
                     &scratch, &rest, &t, err, sizeof err);
     Pando__V1__PushRequest *got = (Pando__V1__PushRequest *)rest;
-    int ok = rc == 0 && t.present && t.dtype == PANDO__V1__DTYPE__FLOAT32 && t.ndim == 3 &&
+    int ok = rc == 0 && t.present && t.dtype == PANDO__V1__DTYPE__DTYPE_FLOAT32 && t.ndim == 3 &&
              t.shape[0] == 2 && t.shape[1] == 3 && t.shape[2] == 5 && t.data_len == len &&
              (len == 0 || memcmp(t.data, payload, len) == 0) && same_push_fields(got, ref) &&
              got->gradient == NULL && ref->gradient->data.len == len;
@@ -551,7 +551,7 @@ static void small_message(bytes *msg, size_t *tensor_at) {
                                13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24};
   Pando__V1__PushRequest with = push_rest();
   Pando__V1__Tensor tensor = PANDO__V1__TENSOR__INIT;
-  tensor.dtype = PANDO__V1__DTYPE__FLOAT32;
+  tensor.dtype = PANDO__V1__DTYPE__DTYPE_FLOAT32;
   tensor.n_shape = 2;
   tensor.shape = (int64_t *)shape;
   tensor.data.len = sizeof payload;

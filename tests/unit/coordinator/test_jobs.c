@@ -85,11 +85,11 @@ static void add_nodes(fixture *f, int servers, int workers, double now) {
   char address[32];
   for (int i = 0; i < servers; i++) {
     snprintf(address, sizeof address, "s%d:7000", i);
-    add_node(f->reg, PANDO__V1__ROLE__SERVER, address, "", now);
+    add_node(f->reg, PANDO__V1__ROLE__ROLE_SERVER, address, "", now);
   }
   for (int i = 0; i < workers; i++) {
     snprintf(address, sizeof address, "w%d:7001", i);
-    add_node(f->reg, PANDO__V1__ROLE__WORKER, address, "", now);
+    add_node(f->reg, PANDO__V1__ROLE__ROLE_WORKER, address, "", now);
   }
 }
 
@@ -111,16 +111,16 @@ static void test_pending_until_wait_timeout(void) {
   pd_job *j = submit(&f, "wait", 2, 2, 0.0);
   CHECK(j != NULL);
   CHECK(strcmp(j->id, "wait-1") == 0);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__PENDING);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_PENDING);
   CHECK_EQ_INT(j->nworkers, 2);
   CHECK_EQ_INT(j->steps_per_epoch, 3); /* 300 rows per worker, batches of 100 */
   pd_jobs_cron(f.jobs, 10.0);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__PENDING);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_PENDING);
   CHECK(strcmp(j->message, "waiting for 2 servers and 2 idle workers; 1 servers and 1 idle "
                            "workers are registered") == 0);
   CHECK_EQ_INT(f.rec.ncreate, 0);
   pd_jobs_cron(f.jobs, 30.5);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK_STR_CONTAINS(j->message, "cluster.wait_timeout (30 s) expired waiting for 2 servers");
   CHECK(j->finished == 30.5);
   CHECK_EQ_INT(f.rec.ndrop, 0); /* it had no shards */
@@ -153,10 +153,10 @@ static void test_assignment_and_running(void) {
 
   pd_jobs_shard_created(f.jobs, "a-1", NULL, 2.0);
   pd_jobs_cron(f.jobs, 2.0);
-  CHECK_EQ_INT(a->state, PANDO__V1__JOB_STATE__PENDING); /* one shard still coming */
+  CHECK_EQ_INT(a->state, PANDO__V1__JOB_STATE__JOB_STATE_PENDING); /* one shard still coming */
   pd_jobs_shard_created(f.jobs, "a-1", NULL, 3.0);
   pd_jobs_cron(f.jobs, 3.0);
-  CHECK_EQ_INT(a->state, PANDO__V1__JOB_STATE__RUNNING);
+  CHECK_EQ_INT(a->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
   CHECK(a->started == 3.0);
   CHECK(a->message[0] == '\0');
   CHECK_EQ_INT(pd_registry_find(f.reg, 4)->generation, 1); /* the workers hear of it */
@@ -184,7 +184,7 @@ static void test_progress_and_success(void) {
   pd_jobs_cron(f.jobs, 0.0);
   pd_jobs_shard_created(f.jobs, j->id, NULL, 0.5);
   pd_jobs_cron(f.jobs, 1.0);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__RUNNING);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
   Pando__V1__ProgressReport r = report(0, 1, 0);
   r.has_eval = 1;
   r.test_accuracy = 0.75;
@@ -198,10 +198,10 @@ static void test_progress_and_success(void) {
   CHECK(pd_registry_find(f.reg, 2)->last_seen == 5.5); /* a report is a sign of life */
   r = report(0, 2, 1);
   CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 6.0), 0);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__RUNNING);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
   r = report(1, 2, 1);
   CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 7.0), 0);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__SUCCEEDED);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED);
   CHECK(j->finished == 7.0);
   CHECK_EQ_INT(f.rec.ndrop, 0); /* the model stays on the server */
   CHECK(pd_registry_find(f.reg, 2)->job[0] == '\0');
@@ -224,14 +224,14 @@ static void test_dead_node_fails_job(void) {
   pd_jobs_shard_created(f.jobs, j->id, NULL, 0.1);
   pd_jobs_shard_created(f.jobs, j->id, NULL, 0.2);
   pd_jobs_cron(f.jobs, 0.3);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__RUNNING);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
   CHECK(pd_registry_heard(f.reg, 1, 9.0) && pd_registry_heard(f.reg, 2, 9.0) &&
         pd_registry_heard(f.reg, 3, 9.0));
   pd_node *dead = pd_registry_next_dead(f.reg, 12.0, 10.0);
   CHECK(dead != NULL);
   CHECK_EQ_INT(dead->id, 4);
   pd_jobs_node_dead(f.jobs, dead, 12.0);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK(strcmp(j->message, "worker w1:7001 at w1:7001 stopped sending heartbeats (last seen "
                            "12.0 s ago)") == 0);
   CHECK_EQ_INT(f.rec.ndrop, 2);
@@ -241,7 +241,7 @@ static void test_dead_node_fails_job(void) {
   Pando__V1__ProgressReport r = report(0, 1, 0);
   CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 13.0), 1); /* stop */
   /* a node of no job dying changes nothing */
-  pd_node *idle = add_node(f.reg, PANDO__V1__ROLE__WORKER, "w9:1", "w9", 13.0);
+  pd_node *idle = add_node(f.reg, PANDO__V1__ROLE__ROLE_WORKER, "w9:1", "w9", 13.0);
   idle->alive = 0;
   pd_jobs_node_dead(f.jobs, idle, 14.0);
   CHECK_EQ_INT(f.rec.ndrop, 2);
@@ -259,12 +259,12 @@ static void test_create_failure(void) {
   pd_jobs_cron(f.jobs, 0.0);
   pd_jobs_shard_created(f.jobs, j->id,
                         "creating the shard on server s1:7000 failed: UNAVAILABLE: down", 1.0);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK(strcmp(j->message, "creating the shard on server s1:7000 failed: UNAVAILABLE: down") == 0);
   CHECK_EQ_INT(f.rec.ndrop, 2);
   pd_jobs_shard_created(f.jobs, j->id, NULL, 2.0);
   pd_jobs_cron(f.jobs, 3.0);
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK_EQ_INT(j->creating, 0);
   pd_jobs_shard_created(f.jobs, "no-such-job", "x", 3.0); /* ignored */
   fixture_close(&f);
@@ -284,28 +284,30 @@ static void test_worker_error_and_cancel(void) {
   Pando__V1__ProgressReport r = report(0, 1, 0);
   r.error = "pull failed: UNAVAILABLE";
   CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 1.0), 0); /* ended by this report */
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK(strcmp(j->message, "worker 0 (w0:7001): pull failed: UNAVAILABLE") == 0);
-  pd_jobs_finish(f.jobs, j, 2.0, PANDO__V1__JOB_STATE__CANCELLED, "cancelled by the user");
-  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__FAILED);
+  pd_jobs_finish(f.jobs, j, 2.0, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
+                 "cancelled by the user");
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
 
   pd_job *k = submit(&f, "cancel", 1, 1, 3.0);
   CHECK(k != NULL);
   pd_jobs_cron(f.jobs, 3.0);
   CHECK_EQ_INT(f.rec.ncreate, 2);
   CHECK_EQ_INT(f.rec.create[1].server, 1);
-  pd_jobs_finish(f.jobs, k, 4.0, PANDO__V1__JOB_STATE__CANCELLED, "cancelled by the user");
-  CHECK_EQ_INT(k->state, PANDO__V1__JOB_STATE__CANCELLED);
+  pd_jobs_finish(f.jobs, k, 4.0, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
+                 "cancelled by the user");
+  CHECK_EQ_INT(k->state, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED);
   CHECK_EQ_INT(f.rec.ndrop, 2); /* err's shard and cancel's */
   CHECK(strcmp(f.rec.drop[1].job, "cancel-2") == 0);
   pd_jobs_shard_created(f.jobs, k->id, NULL, 5.0);
   pd_jobs_cron(f.jobs, 5.0);
-  CHECK_EQ_INT(k->state, PANDO__V1__JOB_STATE__CANCELLED);
+  CHECK_EQ_INT(k->state, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED);
   r = report(0, 1, 0);
   CHECK_EQ_INT(pd_jobs_progress(f.jobs, k, &r, 6.0), 1);
-  CHECK(pd_job_state_final(PANDO__V1__JOB_STATE__CANCELLED));
-  CHECK(!pd_job_state_final(PANDO__V1__JOB_STATE__RUNNING));
-  CHECK(strcmp(pd_job_state_name(PANDO__V1__JOB_STATE__RUNNING), "RUNNING") == 0);
+  CHECK(pd_job_state_final(PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED));
+  CHECK(!pd_job_state_final(PANDO__V1__JOB_STATE__JOB_STATE_RUNNING));
+  CHECK(strcmp(pd_job_state_name(PANDO__V1__JOB_STATE__JOB_STATE_RUNNING), "RUNNING") == 0);
   fixture_close(&f);
 }
 

@@ -11,12 +11,12 @@
 
 static void test_ids_and_names(void) {
   pd_registry *reg = pd_registry_new();
-  pd_node *a = add_node(reg, PANDO__V1__ROLE__SERVER, "10.0.0.1:7000", "ps-a", 5.0);
+  pd_node *a = add_node(reg, PANDO__V1__ROLE__ROLE_SERVER, "10.0.0.1:7000", "ps-a", 5.0);
   CHECK_EQ_INT(a->id, 1);
   CHECK(strcmp(a->name, "ps-a") == 0);
   CHECK_EQ_INT(a->alive, 1);
   CHECK(a->last_seen == 5.0);
-  pd_node *b = add_node(reg, PANDO__V1__ROLE__WORKER, "10.0.0.2:7001", "", 6.0);
+  pd_node *b = add_node(reg, PANDO__V1__ROLE__ROLE_WORKER, "10.0.0.2:7001", "", 6.0);
   CHECK_EQ_INT(b->id, 2);
   CHECK(strcmp(b->name, "10.0.0.2:7001") == 0); /* no name: the address */
   CHECK(b->job[0] == '\0');
@@ -31,9 +31,9 @@ static void test_ids_and_names(void) {
  * alive and are refused from a dead one. */
 static void test_failure_detection(void) {
   pd_registry *reg = pd_registry_new();
-  add_node(reg, PANDO__V1__ROLE__SERVER, "s1:1", "s1", 0.0);
-  add_node(reg, PANDO__V1__ROLE__WORKER, "w1:1", "w1", 0.0);
-  add_node(reg, PANDO__V1__ROLE__WORKER, "w2:1", "w2", 0.0);
+  add_node(reg, PANDO__V1__ROLE__ROLE_SERVER, "s1:1", "s1", 0.0);
+  add_node(reg, PANDO__V1__ROLE__ROLE_WORKER, "w1:1", "w1", 0.0);
+  add_node(reg, PANDO__V1__ROLE__ROLE_WORKER, "w2:1", "w2", 0.0);
   CHECK(pd_registry_heard(reg, 1, 8.0) != NULL);
   CHECK(pd_registry_heard(reg, 3, 9.5) != NULL);
   CHECK(pd_registry_next_dead(reg, 9.9, 10.0) == NULL); /* nobody silent for 10 s yet */
@@ -58,19 +58,19 @@ static void test_failure_detection(void) {
 
 static void test_alive_idle_and_reassign(void) {
   pd_registry *reg = pd_registry_new();
-  add_node(reg, PANDO__V1__ROLE__SERVER, "s1:1", "s1", 0.0);
-  add_node(reg, PANDO__V1__ROLE__SERVER, "s2:1", "s2", 0.0);
-  pd_node *w1 = add_node(reg, PANDO__V1__ROLE__WORKER, "w1:1", "w1", 0.0);
-  add_node(reg, PANDO__V1__ROLE__WORKER, "w2:1", "w2", 0.0);
-  add_node(reg, PANDO__V1__ROLE__WORKER, "w3:1", "w3", 0.0);
-  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__SERVER, 0), 2);
-  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__WORKER, 1), 3);
+  add_node(reg, PANDO__V1__ROLE__ROLE_SERVER, "s1:1", "s1", 0.0);
+  add_node(reg, PANDO__V1__ROLE__ROLE_SERVER, "s2:1", "s2", 0.0);
+  pd_node *w1 = add_node(reg, PANDO__V1__ROLE__ROLE_WORKER, "w1:1", "w1", 0.0);
+  add_node(reg, PANDO__V1__ROLE__ROLE_WORKER, "w2:1", "w2", 0.0);
+  add_node(reg, PANDO__V1__ROLE__ROLE_WORKER, "w3:1", "w3", 0.0);
+  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__ROLE_SERVER, 0), 2);
+  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__ROLE_WORKER, 1), 3);
   strcpy(w1->job, "job-1");
   w1 = NULL;
   strcpy(pd_registry_find(reg, 4)->job, "job-1");
   strcpy(pd_registry_find(reg, 5)->job, "job-2");
-  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__WORKER, 1), 0);
-  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__WORKER, 0), 3);
+  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__ROLE_WORKER, 1), 0);
+  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__ROLE_WORKER, 0), 3);
   CHECK(!pd_node_idle_worker(pd_registry_find(reg, 1))); /* a server is never an idle worker */
   pd_registry_reassign(reg, "job-1", 0);                 /* new assignment, same job */
   CHECK_EQ_INT(pd_registry_find(reg, 3)->generation, 1);
@@ -80,9 +80,9 @@ static void test_alive_idle_and_reassign(void) {
   CHECK_EQ_INT(pd_registry_find(reg, 3)->generation, 2);
   CHECK_EQ_INT(pd_registry_find(reg, 4)->generation, 2);
   CHECK(pd_node_idle_worker(pd_registry_find(reg, 3)));
-  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__WORKER, 1), 2);
+  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__ROLE_WORKER, 1), 2);
   pd_registry_next_dead(reg, 100.0, 1.0);
-  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__SERVER, 0), 1); /* s1 died first */
+  CHECK_EQ_INT(pd_registry_alive(reg, PANDO__V1__ROLE__ROLE_SERVER, 0), 1); /* s1 died first */
   pd_registry_free(reg);
 }
 
@@ -92,26 +92,27 @@ static void test_name_taken_while_alive(void) {
   pd_registry *reg = pd_registry_new();
   char err[256] = "";
   pd_node *n = NULL;
-  add_node(reg, PANDO__V1__ROLE__WORKER, "10.0.0.2:7001", "w0", 0.0);
-  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__WORKER, "10.6.6.6:1", "w0", 1.0, &n, err,
+  add_node(reg, PANDO__V1__ROLE__ROLE_WORKER, "10.0.0.2:7001", "w0", 0.0);
+  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__ROLE_WORKER, "10.6.6.6:1", "w0", 1.0, &n, err,
                                sizeof err),
                -PD_EDUP);
   CHECK(n == NULL);
   CHECK_STR_CONTAINS(err, "a node named 'w0' is registered and alive (node 1");
   /* another role may not take it either, and an unnamed node is named by
    * its address */
-  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__SERVER, "x:1", "w0", 1.0, &n, err, sizeof err),
-               -PD_EDUP);
-  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__SERVER, "x:1", "10.0.0.2:7001", 1.0, &n, err,
-                               sizeof err),
+  CHECK_EQ_INT(
+      pd_registry_add(reg, PANDO__V1__ROLE__ROLE_SERVER, "x:1", "w0", 1.0, &n, err, sizeof err),
+      -PD_EDUP);
+  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__ROLE_SERVER, "x:1", "10.0.0.2:7001", 1.0, &n,
+                               err, sizeof err),
                0);
-  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__SERVER, "10.0.0.2:7001", "", 1.0, &n, err,
+  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__ROLE_SERVER, "10.0.0.2:7001", "", 1.0, &n, err,
                                sizeof err),
                -PD_EDUP);
   CHECK_EQ_INT(pd_registry_count(reg), 2);
   CHECK(pd_registry_next_dead(reg, 10.0, 10.0) != NULL); /* w0 */
-  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__WORKER, "10.0.0.2:7002", "w0", 10.5, &n, err,
-                               sizeof err),
+  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__ROLE_WORKER, "10.0.0.2:7002", "w0", 10.5, &n,
+                               err, sizeof err),
                0);
   CHECK(n != NULL && n->id == 3 && n->alive);
   pd_registry_free(reg);
@@ -125,10 +126,11 @@ static void test_forget_and_bound(void) {
   pd_node *n = NULL;
   for (int i = 0; i < PD_REGISTRY_MAX; i++) {
     snprintf(name, sizeof name, "fake-%d", i);
-    add_node(reg, PANDO__V1__ROLE__WORKER, "f:1", name, i < 100 ? 0.0 : 50.0);
+    add_node(reg, PANDO__V1__ROLE__ROLE_WORKER, "f:1", name, i < 100 ? 0.0 : 50.0);
   }
-  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__WORKER, "w:1", "w", 51.0, &n, err, sizeof err),
-               -PD_ETOOBIG);
+  CHECK_EQ_INT(
+      pd_registry_add(reg, PANDO__V1__ROLE__ROLE_WORKER, "w:1", "w", 51.0, &n, err, sizeof err),
+      -PD_ETOOBIG);
   CHECK_STR_CONTAINS(err, "holds 8192 nodes, its limit");
   size_t dead = 0;
   while (pd_registry_next_dead(reg, 55.0, 10.0))
@@ -137,8 +139,8 @@ static void test_forget_and_bound(void) {
   CHECK_EQ_INT(pd_registry_forget(reg, 56.0, 60.0), 0); /* not dead for 60 s yet */
   CHECK_EQ_INT(pd_registry_count(reg), PD_REGISTRY_MAX);
   /* full: the dead are forgotten to make room */
-  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__WORKER, "w:1", "w", 56.0, &n, err, sizeof err),
-               0);
+  CHECK_EQ_INT(
+      pd_registry_add(reg, PANDO__V1__ROLE__ROLE_WORKER, "w:1", "w", 56.0, &n, err, sizeof err), 0);
   CHECK_EQ_INT(pd_registry_count(reg), PD_REGISTRY_MAX - 100 + 1);
   CHECK(pd_registry_find(reg, 1) == NULL);
   CHECK(pd_registry_find(reg, 101) != NULL);

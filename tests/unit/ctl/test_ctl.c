@@ -269,13 +269,13 @@ static Pando__V1__JobStatus *make_status(status_storage *s, const char *job,
 static Pando__V1__JobStatus *succeeding_job(status_storage *s, const char *job, int call) {
   switch (call) {
   case 1:
-    return make_status(s, job, PANDO__V1__JOB_STATE__RUNNING, 1, 100, 0);
+    return make_status(s, job, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 1, 100, 0);
   case 2:
-    return make_status(s, job, PANDO__V1__JOB_STATE__RUNNING, 2, 50, 1);
+    return make_status(s, job, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 2, 50, 1);
   case 3:
-    return make_status(s, job, PANDO__V1__JOB_STATE__RUNNING, 3, 400, 2);
+    return make_status(s, job, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 3, 400, 2);
   default:
-    return make_status(s, job, PANDO__V1__JOB_STATE__SUCCEEDED, 3, 469, 3);
+    return make_status(s, job, PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED, 3, 469, 3);
   }
 }
 
@@ -296,7 +296,8 @@ static void fake_submit(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
     else
       snprintf(id, sizeof id, "job-%d", n);
     status_storage s;
-    pd_rpc_call_reply_msg(call, &make_status(&s, id, PANDO__V1__JOB_STATE__RUNNING, 0, 0, 0)->base);
+    pd_rpc_call_reply_msg(
+        call, &make_status(&s, id, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 0, 0, 0)->base);
   }
 }
 
@@ -316,15 +317,15 @@ static void fake_get_job(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   } else if (strcmp(id, "done") == 0) {
     status = succeeding_job(&s, id, 4);
   } else if (strcmp(id, "fail") == 0) {
-    status = n < 2 ? make_status(&s, id, PANDO__V1__JOB_STATE__RUNNING, 1, 10, 0)
-                   : make_status(&s, id, PANDO__V1__JOB_STATE__FAILED, 1, 17, 0);
+    status = n < 2 ? make_status(&s, id, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 1, 10, 0)
+                   : make_status(&s, id, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, 1, 17, 0);
     status->message = "worker 1: loss is NaN at step 17";
   } else if (strcmp(id, "forever") == 0) {
-    status = make_status(&s, id, PANDO__V1__JOB_STATE__RUNNING, 1, (uint64_t)n, 0);
+    status = make_status(&s, id, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 1, (uint64_t)n, 0);
     if (n >= 3)
       kill(getpid(), SIGINT); /* the user presses Ctrl-C */
   } else if (strcmp(id, "pending") == 0 && n <= 2) {
-    status = make_status(&s, id, PANDO__V1__JOB_STATE__PENDING, 0, 0, 0);
+    status = make_status(&s, id, PANDO__V1__JOB_STATE__JOB_STATE_PENDING, 0, 0, 0);
     status->message = "waiting for 4 workers (1 registered)";
   } else {
     status = succeeding_job(&s, id, strcmp(id, "pending") == 0 ? n - 2 : n);
@@ -341,7 +342,7 @@ static void fake_cancel_job(pd_rpc_call *call, const ProtobufCMessage *msg, void
   } else {
     status_storage s;
     Pando__V1__JobStatus *status =
-        make_status(&s, req->job, PANDO__V1__JOB_STATE__CANCELLED, 2, 10, 1);
+        make_status(&s, req->job, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED, 2, 10, 1);
     status->message = "cancelled by pandoctl";
     pd_rpc_call_reply_msg(call, &status->base);
   }
@@ -351,8 +352,8 @@ static void fake_list_jobs(pd_rpc_call *call, void *ctx) {
   (void)ctx;
   status_storage a, b;
   Pando__V1__JobStatus *jobs[2] = {
-      make_status(&a, "job-a", PANDO__V1__JOB_STATE__RUNNING, 1, 100, 0),
-      make_status(&b, "job-b", PANDO__V1__JOB_STATE__SUCCEEDED, 3, 469, 3)};
+      make_status(&a, "job-a", PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 1, 100, 0),
+      make_status(&b, "job-b", PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED, 3, 469, 3)};
   b.status.name = "mlp \"fashion\" \xc3\xbc\n";
   Pando__V1__ListJobsResponse resp = PANDO__V1__LIST_JOBS_RESPONSE__INIT;
   resp.n_jobs = 2;
@@ -369,21 +370,21 @@ static void fake_cluster(pd_rpc_call *call, void *ctx) {
     nodes[i].node_id = (uint64_t)i + 1;
     ptrs[i] = &nodes[i];
   }
-  nodes[0].role = PANDO__V1__ROLE__SERVER;
+  nodes[0].role = PANDO__V1__ROLE__ROLE_SERVER;
   nodes[0].name = "ps-0";
   nodes[0].address = "10.0.0.1:7000";
   nodes[0].alive = 1;
   nodes[0].last_seen_sec = 0.4;
   nodes[0].job = "job-b";
   nodes[0].math = "oneDNN 2.6.3 (avx2), OpenBLAS 0.3.21 (Zen)";
-  nodes[1].role = PANDO__V1__ROLE__WORKER;
+  nodes[1].role = PANDO__V1__ROLE__ROLE_WORKER;
   nodes[1].name = "worker-0";
   nodes[1].address = "10.0.0.2:7100";
   nodes[1].alive = 1;
   nodes[1].last_seen_sec = 1.25;
   nodes[1].job = "job-b";
   nodes[1].math = "oneDNN 2.6.3 (avx512_core_amx), OpenBLAS 0.3.21 (Prescott)";
-  nodes[2].role = PANDO__V1__ROLE__WORKER;
+  nodes[2].role = PANDO__V1__ROLE__ROLE_WORKER;
   nodes[2].name = "worker-1";
   nodes[2].address = "10.0.0.3:7100";
   nodes[2].last_seen_sec = 42;
@@ -693,7 +694,8 @@ static void test_format_duration(void) {
 
 static void test_eta(void) {
   status_storage s;
-  Pando__V1__JobStatus *st = make_status(&s, "j", PANDO__V1__JOB_STATE__RUNNING, 2, 50, 1);
+  Pando__V1__JobStatus *st =
+      make_status(&s, "j", PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 2, 50, 1);
   st->steps_per_epoch = 100;
   st->elapsed_sec = 30; /* 150 of 300 steps in 30 s: 30 s to go */
   CHECK_NEAR(pd_ctl_eta_sec(st), 30, 1e-9);
@@ -723,14 +725,15 @@ static void test_eta(void) {
   st->epochs = 0;
   CHECK_NEAR(pd_ctl_eta_sec(st), -1, 0);
   st->epochs = 3;
-  st->state = PANDO__V1__JOB_STATE__PENDING;
+  st->state = PANDO__V1__JOB_STATE__JOB_STATE_PENDING;
   CHECK_NEAR(pd_ctl_eta_sec(st), -1, 0);
 }
 
 static void test_progress_line(void) {
   status_storage s;
   char line[256];
-  Pando__V1__JobStatus *st = make_status(&s, "j", PANDO__V1__JOB_STATE__RUNNING, 2, 120, 1);
+  Pando__V1__JobStatus *st =
+      make_status(&s, "j", PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 2, 120, 1);
   st->loss = 0.43119;
   st->samples_per_sec = 12345.4;
   st->elapsed_sec = 30.24; /* 589 of 1407 steps: 42 s to go */
@@ -743,7 +746,7 @@ static void test_progress_line(void) {
   st->steps_per_epoch = 0;
   pd_ctl_progress_line(st, line, sizeof line);
   CHECK(strcmp(line, "epoch 2  step 120  loss 0.4312  12345 samples/s  ETA -") == 0);
-  st->state = PANDO__V1__JOB_STATE__SUCCEEDED; /* no ETA once it is over */
+  st->state = PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED; /* no ETA once it is over */
   pd_ctl_progress_line(st, line, sizeof line);
   CHECK(strcmp(line, "epoch 2  step 120  loss 0.4312  12345 samples/s") == 0);
   st->epoch = 0;
@@ -759,7 +762,8 @@ static void test_progress_line(void) {
 static void test_epoch_and_final_lines(void) {
   status_storage s;
   char line[256];
-  Pando__V1__JobStatus *st = make_status(&s, "job-7", PANDO__V1__JOB_STATE__SUCCEEDED, 3, 469, 3);
+  Pando__V1__JobStatus *st =
+      make_status(&s, "job-7", PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED, 3, 469, 3);
   pd_ctl_epoch_line(st, 0, line, sizeof line);
   CHECK(strcmp(line, "epoch 1: train loss 0.6000, test accuracy 0.8421, test loss 0.4400 "
                      "(12.3 s)") == 0);
@@ -776,15 +780,15 @@ static void test_epoch_and_final_lines(void) {
   st->elapsed_sec = 37;
   pd_ctl_final_line(st, line, sizeof line);
   CHECK(strcmp(line, "job job-7 SUCCEEDED in 0:37") == 0);
-  st->state = PANDO__V1__JOB_STATE__FAILED;
+  st->state = PANDO__V1__JOB_STATE__JOB_STATE_FAILED;
   st->message = "worker 1: loss is NaN";
   pd_ctl_final_line(st, line, sizeof line);
   CHECK(strcmp(line, "job job-7 FAILED after 0:37: worker 1: loss is NaN") == 0);
-  CHECK(strcmp(pd_ctl_job_state_name(PANDO__V1__JOB_STATE__CANCELLED), "CANCELLED") == 0);
+  CHECK(strcmp(pd_ctl_job_state_name(PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED), "CANCELLED") == 0);
   CHECK(strcmp(pd_ctl_job_state_name(99), "UNKNOWN") == 0);
-  CHECK(strcmp(pd_ctl_role_name(PANDO__V1__ROLE__WORKER), "WORKER") == 0);
-  CHECK(pd_ctl_job_state_final(PANDO__V1__JOB_STATE__CANCELLED));
-  CHECK(!pd_ctl_job_state_final(PANDO__V1__JOB_STATE__PENDING));
+  CHECK(strcmp(pd_ctl_role_name(PANDO__V1__ROLE__ROLE_WORKER), "WORKER") == 0);
+  CHECK(pd_ctl_job_state_final(PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED));
+  CHECK(!pd_ctl_job_state_final(PANDO__V1__JOB_STATE__JOB_STATE_PENDING));
 }
 
 /* ---------------------------------------------------------------- JSON */
@@ -882,7 +886,8 @@ static void test_json_writer(void) {
 
 static void test_json_job(void) {
   status_storage s;
-  Pando__V1__JobStatus *st = make_status(&s, "job-1", PANDO__V1__JOB_STATE__RUNNING, 2, 120, 1);
+  Pando__V1__JobStatus *st =
+      make_status(&s, "job-1", PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 2, 120, 1);
   st->name = "tab\there \"quoted\"";
   pd_ctl_json json;
   capture_open(&out_cap);
@@ -948,7 +953,8 @@ static void test_table(void) {
 
 static void test_print_job_text(void) {
   status_storage s;
-  Pando__V1__JobStatus *st = make_status(&s, "job-1", PANDO__V1__JOB_STATE__RUNNING, 3, 400, 2);
+  Pando__V1__JobStatus *st =
+      make_status(&s, "job-1", PANDO__V1__JOB_STATE__JOB_STATE_RUNNING, 3, 400, 2);
   st->message = "1 worker lagging";
   capture_open(&out_cap);
   pd_ctl_print_job(out_cap.stream, st);

@@ -30,9 +30,9 @@ typedef struct job {
   char id[JOB_ID_MAX];
   char label[2 * JOB_ID_MAX]; /* id escaped as a /metrics label value */
   pd_shard *shard;
+  uint64_t bytes;              /* pd_shard_bytes of the shard */
   char *spec_yaml;             /* as CreateShard sent it: a repeat must match */
   uint64_t min_partition_rows; /* likewise */
-  uint64_t bytes; /* pd_shard_bytes of the shard */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series, and the clock's counts exported so far */
     pd_metric *staleness, *dropped, *blocked, *max_gap;
@@ -647,10 +647,10 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     pd_strlcpy(j->id, req->job, sizeof j->id);
     pd_metric_escape(j->id, j->label, sizeof j->label);
     j->shard = shard;
-    j->spec_yaml = pd_xstrdup(req->spec_yaml);
-    j->min_partition_rows = req->min_partition_rows;
     j->bytes = need;
     ps->memory_held += need;
+    j->spec_yaml = pd_xstrdup(req->spec_yaml);
+    j->min_partition_rows = req->min_partition_rows;
     open_metrics(j);
     ps->jobs[ps->njobs++] = j;
     PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,

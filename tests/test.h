@@ -23,47 +23,46 @@
 static int pd_test_failed_checks;
 static int pd_test_passed, pd_test_failed;
 
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__,       \
-              #cond);                                                          \
-      pd_test_failed_checks++;                                                 \
-      return;                                                                  \
-    }                                                                          \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);                   \
+      pd_test_failed_checks++;                                                                     \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                     \
-  do {                                                                         \
-    long long _a = (long long)(a), _b = (long long)(b);                        \
-    if (_a != _b) {                                                            \
-      fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n", __FILE__,    \
-              __LINE__, #a, #b, _a, _b);                                       \
-      pd_test_failed_checks++;                                                 \
-      return;                                                                  \
-    }                                                                          \
+#define CHECK_EQ_INT(a, b)                                                                         \
+  do {                                                                                             \
+    long long _a = (long long)(a), _b = (long long)(b);                                            \
+    if (_a != _b) {                                                                                \
+      fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, _a,  \
+              _b);                                                                                 \
+      pd_test_failed_checks++;                                                                     \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                  \
-  do {                                                                         \
-    double _a = (double)(a), _b = (double)(b);                                 \
-    if (!(fabs(_a - _b) <= (tol))) {                                           \
-      fprintf(stderr, "  %s:%d: |%s - %s| <= %g failed: %.9g vs %.9g\n",       \
-              __FILE__, __LINE__, #a, #b, (double)(tol), _a, _b);              \
-      pd_test_failed_checks++;                                                 \
-      return;                                                                  \
-    }                                                                          \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+  do {                                                                                             \
+    double _a = (double)(a), _b = (double)(b);                                                     \
+    if (!(fabs(_a - _b) <= (tol))) {                                                               \
+      fprintf(stderr, "  %s:%d: |%s - %s| <= %g failed: %.9g vs %.9g\n", __FILE__, __LINE__, #a,   \
+              #b, (double)(tol), _a, _b);                                                          \
+      pd_test_failed_checks++;                                                                     \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
-#define CHECK_STR_CONTAINS(hay, needle)                                        \
-  do {                                                                         \
-    const char *_h = (hay), *_n = (needle);                                    \
-    if (!_h || !strstr(_h, _n)) {                                              \
-      fprintf(stderr, "  %s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,   \
-              __LINE__, _h ? _h : "(null)", _n);                               \
-      pd_test_failed_checks++;                                                 \
-      return;                                                                  \
-    }                                                                          \
+#define CHECK_STR_CONTAINS(hay, needle)                                                            \
+  do {                                                                                             \
+    const char *_h = (hay), *_n = (needle);                                                        \
+    if (!_h || !strstr(_h, _n)) {                                                                  \
+      fprintf(stderr, "  %s:%d: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__,             \
+              _h ? _h : "(null)", _n);                                                             \
+      pd_test_failed_checks++;                                                                     \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
 static int pd_test_selected(int argc, char **argv, const char *name) {

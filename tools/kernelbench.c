@@ -36,19 +36,19 @@ static double cpu_now(void) {
 /* 2 x lanes x CHAINS flops per iteration, no memory traffic: CHAINS
  * independent accumulators in registers, more than an FMA's latency times
  * the FMA units, so the loop runs at the units' throughput. */
-#define FMA_LOOP(vec, set1, fmadd, store, lanes)                                                \
-  vec a = set1(0.999999f), b = set1(1e-7f);                                                    \
-  vec c0 = set1(0), c1 = set1(1), c2 = set1(2), c3 = set1(3), c4 = set1(4), c5 = set1(5);     \
-  vec c6 = set1(6), c7 = set1(7), c8 = set1(8), c9 = set1(9), c10 = set1(10), c11 = set1(11); \
-  for (long n = 0; n < iters; n++) {                                                          \
-    c0 = fmadd(c0, a, b), c1 = fmadd(c1, a, b), c2 = fmadd(c2, a, b);                         \
-    c3 = fmadd(c3, a, b), c4 = fmadd(c4, a, b), c5 = fmadd(c5, a, b);                         \
-    c6 = fmadd(c6, a, b), c7 = fmadd(c7, a, b), c8 = fmadd(c8, a, b);                         \
-    c9 = fmadd(c9, a, b), c10 = fmadd(c10, a, b), c11 = fmadd(c11, a, b);                     \
-  }                                                                                           \
-  vec all = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;                      \
-  float out[lanes];                                                                           \
-  store(out, all);                                                                            \
+#define FMA_LOOP(vec, set1, fmadd, store, lanes)                                                   \
+  vec a = set1(0.999999f), b = set1(1e-7f);                                                        \
+  vec c0 = set1(0), c1 = set1(1), c2 = set1(2), c3 = set1(3), c4 = set1(4), c5 = set1(5);          \
+  vec c6 = set1(6), c7 = set1(7), c8 = set1(8), c9 = set1(9), c10 = set1(10), c11 = set1(11);      \
+  for (long n = 0; n < iters; n++) {                                                               \
+    c0 = fmadd(c0, a, b), c1 = fmadd(c1, a, b), c2 = fmadd(c2, a, b);                              \
+    c3 = fmadd(c3, a, b), c4 = fmadd(c4, a, b), c5 = fmadd(c5, a, b);                              \
+    c6 = fmadd(c6, a, b), c7 = fmadd(c7, a, b), c8 = fmadd(c8, a, b);                              \
+    c9 = fmadd(c9, a, b), c10 = fmadd(c10, a, b), c11 = fmadd(c11, a, b);                          \
+  }                                                                                                \
+  vec all = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;                           \
+  float out[lanes];                                                                                \
+  store(out, all);                                                                                 \
   return out[0]
 
 __attribute__((target("avx2,fma"))) static double fma_avx2(long iters) {
@@ -169,7 +169,8 @@ int main(int argc, char **argv) {
       {"LeNet fc1 input gradient, 64x512 * 512x3136", 'N', 'T', 64, 3136, 512},
   };
   size_t most = (size_t)3136 * 3136;
-  float *a = pd_xmalloc_aligned(most * sizeof(float)), *b = pd_xmalloc_aligned(most * sizeof(float));
+  float *a = pd_xmalloc_aligned(most * sizeof(float)),
+        *b = pd_xmalloc_aligned(most * sizeof(float));
   float *c = pd_xmalloc_aligned(most * sizeof(float));
   for (size_t i = 0; i < most; i++)
     a[i] = b[i] = c[i] = (float)(i % 13) * 0.01f;

@@ -216,8 +216,8 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
   } else {
     pd_node *n = NULL;
     char err[256];
-    int rc = pd_registry_add(c->reg, req->role, req->address, req->name, pd_now(), &n, err,
-                             sizeof err);
+    int rc =
+        pd_registry_add(c->reg, req->role, req->address, req->name, pd_now(), &n, err, sizeof err);
     if (rc != 0) {
       pd_rpc_call_fail(call,
                        rc == -PD_EDUP ? GRPC_STATUS_ALREADY_EXISTS : GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -229,8 +229,7 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
             n->role == PANDO__V1__ROLE__ROLE_SERVER
                 ? "server"
                 : (n->role == PANDO__V1__ROLE__ROLE_SELECTOR ? "selector" : "worker"),
-            n->name, n->address,
-            (unsigned long long)n->id);
+            n->name, n->address, (unsigned long long)n->id);
     Pando__V1__RegisterResponse resp = PANDO__V1__REGISTER_RESPONSE__INIT;
     resp.node_id = n->id;
     resp.heartbeat_ms = (uint32_t)(c->opt.heartbeat_sec * 1000);
@@ -292,8 +291,9 @@ static void handle_progress(pd_rpc_call *call, const ProtobufCMessage *msg, void
     return;
   }
   if (req->rank >= j->nworkers) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "rank %u is out of range: job '%s' has %u workers",
-                     req->rank, req->job, j->nworkers);
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "rank %u is out of range: job '%s' has %u workers", req->rank, req->job,
+                     j->nworkers);
     return;
   }
   int cancel = pd_jobs_progress(c->jobs, j, req, pd_now());
@@ -321,7 +321,8 @@ static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t
   int rc = pd_dataset_peek(spec, 0, rows, &cols, err, errlen);
   if (rc != 0)
     return rc;
-  int sparse = strcmp(spec->data.format, "libsvm") == 0 || strcmp(spec->data.format, "synthetic") == 0;
+  int sparse =
+      strcmp(spec->data.format, "libsvm") == 0 || strcmp(spec->data.format, "synthetic") == 0;
   uint64_t inputs = (uint64_t)spec->model.layers[0];
   /* sparse data may not use the highest features of the model's space */
   if (sparse ? cols > inputs : cols != inputs)
@@ -332,10 +333,9 @@ static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t
                    sparse ? "features" : "values per row");
   if (spec->data.partition != PD_PARTITION_OVERLAP_RESHUFFLE &&
       *rows < (uint64_t)(spec->cluster.workers + spec->training.backup_workers))
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "cluster.workers: %d workers but only %llu training rows",
-                   spec->cluster.workers + spec->training.backup_workers,
-                   (unsigned long long)*rows);
+    return pd_errf(
+        err, errlen, -PD_EINVAL_SPEC, "cluster.workers: %d workers but only %llu training rows",
+        spec->cluster.workers + spec->training.backup_workers, (unsigned long long)*rows);
   rc = pd_dataset_peek(spec, 1, &test_rows, &test_cols, err, errlen);
   if (rc != 0)
     return rc;

@@ -15,7 +15,7 @@ typedef struct pd_coord pd_coord;
 #define PD_COORD_FORGET_AFTER 6
 
 typedef struct pd_coord_options {
-  double heartbeat_sec; /* how often nodes should send Heartbeat */
+  double heartbeat_sec;    /* how often nodes should send Heartbeat */
   double node_timeout_sec; /* a node silent this long is dead */
 } pd_coord_options;
 

@@ -18,7 +18,8 @@ typedef struct coord_config {
   double node_timeout;
 } coord_config;
 
-#define S(field) PD_CFG_STRING, offsetof(coord_config, field), sizeof(((coord_config *)0)->field), 0, 0
+#define S(field)                                                                                   \
+  PD_CFG_STRING, offsetof(coord_config, field), sizeof(((coord_config *)0)->field), 0, 0
 static const pd_config_option options[] = {
     PD_DAEMON_SETTINGS(coord_config, daemon, "0.0.0.0:7070",
                        "address to serve gRPC on (port 0 picks a free one)", "coordinator",

@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "grpc/health/v1/health.pb-c.h"
 #include "export.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "json.h"
 #include "output.h"
 #include "pando.pb-c.h"
@@ -533,7 +533,8 @@ static int finish_wait(ctl *c, waiter *w, const Pando__V1__JobStatus *status) {
     if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && status->n_round_history > 0 &&
         pd_ctl_final_accuracy(status) >= 0) {
       fprintf(c->out, "test accuracy: %.4f\n", pd_ctl_final_accuracy(status));
-    } else if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && status->n_history > 0) {
+    } else if (status->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED &&
+               status->n_history > 0) {
       const Pando__V1__EpochRecord *last = status->history[status->n_history - 1];
       if (last->test_rmse > 0 && last->test_accuracy == 0) /* a regression */
         fprintf(c->out, "test rmse: %.4f\n", last->test_rmse);
@@ -592,7 +593,8 @@ static int wait_job(ctl *c, const char *job) {
         pd_ctl_epoch_line(status, epochs_shown, line, sizeof line);
         print_line(&w, c->human, line);
       }
-      /* federated rounds: a line per attempt (the coordinator shows a round once it is evaluated) */
+      /* federated rounds: a line per attempt (the coordinator shows a round once it is evaluated)
+       */
       for (; rounds_shown < status->n_round_history; rounds_shown++) {
         pd_ctl_round_line(status, rounds_shown, line, sizeof line);
         print_line(&w, c->human, line);

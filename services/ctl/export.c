@@ -25,11 +25,12 @@ int pd_ctl_export(const Pando__V1__JobStatus *status, const char *path, double t
     return -1;
   }
   if (!map || map->n_shards == 0) {
-    fprintf(errout, "pandoctl: job %s has no shards to export from (state %s)\n", status->job,
-            protobuf_c_enum_descriptor_get_value(&pando__v1__job_state__descriptor, status->state)
-                ? protobuf_c_enum_descriptor_get_value(&pando__v1__job_state__descriptor,
-                                                       status->state)->name
-                : "unknown");
+    fprintf(
+        errout, "pandoctl: job %s has no shards to export from (state %s)\n", status->job,
+        protobuf_c_enum_descriptor_get_value(&pando__v1__job_state__descriptor, status->state)
+            ? protobuf_c_enum_descriptor_get_value(&pando__v1__job_state__descriptor, status->state)
+                  ->name
+            : "unknown");
     return -1;
   }
   uint64_t keys = 0;

@@ -148,8 +148,8 @@ void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len
 /* "-" for an empty string, so that table columns never look shifted. */
 static const char *or_dash(const char *text) { return text && text[0] ? text : "-"; }
 
-static const char *const staleness_labels[PD_CTL_STALENESS_BUCKETS] = {
-    "0", "1", "2", "4", "8", "16", "32", ">32"};
+static const char *const staleness_labels[PD_CTL_STALENESS_BUCKETS] = {"0", "1",  "2",  "4",
+                                                                       "8", "16", "32", ">32"};
 
 void pd_ctl_stats_merge(pd_ctl_stats *st, const Pando__V1__StatsResponse *r) {
   st->servers++;
@@ -177,8 +177,8 @@ void pd_ctl_stats_line(const pd_ctl_stats *st, char *buf, size_t len) {
   }
   if (used < len)
     snprintf(buf + used, len - used, "%s, dropped %llu, blocked %llu, max clock gap %llu",
-             any ? "" : " none", (unsigned long long)st->dropped,
-             (unsigned long long)st->blocked, (unsigned long long)st->max_clock_gap);
+             any ? "" : " none", (unsigned long long)st->dropped, (unsigned long long)st->blocked,
+             (unsigned long long)st->max_clock_gap);
 }
 
 void pd_ctl_print_job_stats(FILE *out, const Pando__V1__JobStatus *status,
@@ -210,9 +210,8 @@ static void print_rounds(FILE *out, const Pando__V1__JobStatus *status) {
           (unsigned long long)abandoned);
   if (status->n_round_history == 0)
     return;
-  static const char *const headers[] = {"ROUND", "ATTEMPT",  "SELECTED",      "REPORTED",
-                                        "DROPPED", "LATE",   "RESULT",        "SECONDS",
-                                        "TEST ACCURACY"};
+  static const char *const headers[] = {"ROUND", "ATTEMPT", "SELECTED", "REPORTED",     "DROPPED",
+                                        "LATE",  "RESULT",  "SECONDS",  "TEST ACCURACY"};
   pd_ctl_table *table = pd_ctl_table_new(headers, 9);
   for (size_t i = 0; i < status->n_round_history; i++) {
     const Pando__V1__RoundRecord *r = status->round_history[i];
@@ -353,8 +352,8 @@ void pd_ctl_json_job(pd_ctl_json *json, const Pando__V1__JobStatus *status) {
 }
 
 static void json_stats(pd_ctl_json *json, const pd_ctl_stats *st) {
-  static const char *const bounds[PD_CTL_STALENESS_BUCKETS] = {"0",  "1",  "2",  "4",
-                                                              "8", "16", "32", "+Inf"};
+  static const char *const bounds[PD_CTL_STALENESS_BUCKETS] = {"0", "1",  "2",  "4",
+                                                               "8", "16", "32", "+Inf"};
   pd_ctl_json_begin_object(json);
   pd_ctl_json_key(json, "staleness");
   pd_ctl_json_begin_object(json);

@@ -57,8 +57,8 @@ void pd_ctl_final_line(const Pando__V1__JobStatus *status, char *buf, size_t len
  * shard), the clock gap the largest any server saw. */
 #define PD_CTL_STALENESS_BUCKETS 8
 typedef struct pd_ctl_stats {
-  uint32_t servers;  /* servers that answered */
-  uint32_t asked;    /* servers asked */
+  uint32_t servers;                             /* servers that answered */
+  uint32_t asked;                               /* servers asked */
   uint64_t staleness[PD_CTL_STALENESS_BUCKETS]; /* <= 0, 1, 2, 4, 8, 16, 32, > 32 */
   uint64_t staleness_sum, dropped, blocked, max_clock_gap;
 } pd_ctl_stats;

@@ -143,7 +143,8 @@ int pd_checkpoint_write(const char *data_dir, const pd_checkpoint_key *key,
 /* The value of manifest line "NAME VALUE" in `text`, copied to `out`. */
 static int manifest_field(const char *text, const char *name, char *out, size_t outlen) {
   size_t len = strlen(name);
-  for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+  for (const char *line = text; line && *line;
+       line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
     if (strncmp(line, name, len) == 0 && line[len] == ' ') {
       const char *value = line + len + 1, *eol = strchr(value, '\n');
       size_t n = eol ? (size_t)(eol - value) : strlen(value);
@@ -210,7 +211,8 @@ int pd_checkpoint_read(const char *data_dir, const pd_checkpoint_key *key, pd_ch
       manifest_u64(manifest, "workers", &workers) != 0 ||
       manifest_u64(manifest, "version", &version) != 0 ||
       manifest_field(manifest, "data", data_name, sizeof data_name) != 0 ||
-      manifest_u64(manifest, "bytes", &bytes) != 0 || manifest_hex32(manifest, "crc32", &crc) != 0) {
+      manifest_u64(manifest, "bytes", &bytes) != 0 ||
+      manifest_hex32(manifest, "crc32", &crc) != 0) {
     rc = pd_errf(err, errlen, -PD_EFORMAT, "%s: not a complete checkpoint manifest", path);
     goto done;
   }

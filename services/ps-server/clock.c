@@ -19,8 +19,8 @@ typedef struct worker_state {
   int64_t clock;      /* the clock the intervals below belong to; -1: none yet */
   interval *received; /* disjoint key ranges pushed at `clock` */
   size_t nreceived, cap;
-  uint64_t covered;   /* keys covered by `received` */
-  int64_t done;       /* the worker's clock: 1 + the newest clock of a whole gradient */
+  uint64_t covered; /* keys covered by `received` */
+  int64_t done;     /* the worker's clock: 1 + the newest clock of a whole gradient */
 } worker_state;
 
 struct pd_clock {
@@ -32,8 +32,7 @@ struct pd_clock {
   int64_t last_staleness; /* of the last push, -1: none */
 };
 
-pd_clock_options pd_clock_options_of(const pd_job_spec *spec, uint32_t num_workers,
-                                     uint64_t keys) {
+pd_clock_options pd_clock_options_of(const pd_job_spec *spec, uint32_t num_workers, uint64_t keys) {
   pd_clock_options o = {spec->training.update, num_workers, 0, 0, keys};
   if (o.update == PD_UPDATE_SSP) {
     o.staleness = (uint32_t)spec->training.staleness;
@@ -88,7 +87,8 @@ static void start_clock(worker_state *ws, int64_t clock) {
 static void observe_staleness(pd_clock *c, int64_t model_version) {
   if (model_version < 0)
     return;
-  uint64_t staleness = c->version > (uint64_t)model_version ? c->version - (uint64_t)model_version : 0;
+  uint64_t staleness =
+      c->version > (uint64_t)model_version ? c->version - (uint64_t)model_version : 0;
   size_t i = 0;
   while (i < PD_STALENESS_BUCKETS - 1 && (double)staleness > pd_staleness_bounds[i])
     i++;
@@ -108,7 +108,8 @@ static int record(pd_clock *c, worker_state *ws, uint64_t begin, uint64_t end, i
     if (r->begin == begin && r->end == end)
       return PD_PUSH_DUPLICATE;
     if (begin < r->end && r->begin < end) {
-      pd_errf(err, errlen, 0, "keys [%llu, %llu) overlap keys [%llu, %llu) already pushed at clock %lld",
+      pd_errf(err, errlen, 0,
+              "keys [%llu, %llu) overlap keys [%llu, %llu) already pushed at clock %lld",
               (unsigned long long)begin, (unsigned long long)end, (unsigned long long)r->begin,
               (unsigned long long)r->end, (long long)ws->clock);
       return PD_PUSH_REJECT;
@@ -240,7 +241,8 @@ int pd_clock_pull_ready(const pd_clock *c, uint32_t worker, int64_t worker_clock
   }
   switch (c->opt.update) {
   case PD_UPDATE_FEDAVG: /* rounds are fedagg.c's; ps.c never asks the clock */
-  case PD_UPDATE_ASP: return 1;
+  case PD_UPDATE_ASP:
+    return 1;
   case PD_UPDATE_SSP:
     if (worker_clock > c->workers[worker].done) {
       pd_errf(err, errlen, 0,
@@ -250,7 +252,8 @@ int pd_clock_pull_ready(const pd_clock *c, uint32_t worker, int64_t worker_clock
       return -1;
     }
     return pd_clock_slowest(c) >= worker_clock - (int64_t)c->opt.staleness;
-  case PD_UPDATE_BSP: break;
+  case PD_UPDATE_BSP:
+    break;
   }
   if (worker_clock > (int64_t)c->version + 1) {
     pd_errf(err, errlen, 0,
@@ -334,8 +337,7 @@ static int take(const unsigned char **at, const unsigned char *end, void *v, siz
   return 0;
 }
 
-int pd_clock_restore(pd_clock *c, const unsigned char *bytes, size_t n, char *err,
-                     size_t errlen) {
+int pd_clock_restore(pd_clock *c, const unsigned char *bytes, size_t n, char *err, size_t errlen) {
   const unsigned char *at = bytes, *end = bytes + n;
   uint32_t magic, workers, complete;
   uint64_t keys, version;
@@ -354,8 +356,8 @@ int pd_clock_restore(pd_clock *c, const unsigned char *bytes, size_t n, char *er
                    workers, (unsigned long long)keys, c->opt.num_workers,
                    (unsigned long long)c->opt.keys);
   if (complete > pd_clock_round_size(c))
-    return pd_errf(err, errlen, -PD_EFORMAT, "clock state: %u gradients in a round of %u",
-                   complete, pd_clock_round_size(c));
+    return pd_errf(err, errlen, -PD_EFORMAT, "clock state: %u gradients in a round of %u", complete,
+                   pd_clock_round_size(c));
   worker_state *ws = pd_xcalloc(workers, sizeof *ws);
   int rc = 0;
   for (uint32_t w = 0; w < workers && rc == 0; w++) {
@@ -382,8 +384,7 @@ int pd_clock_restore(pd_clock *c, const unsigned char *bytes, size_t n, char *er
       rc = pd_errf(err, errlen, -PD_EFORMAT, "clock state: worker %u: inconsistent counts", w);
   }
   if (rc == 0 && at != end)
-    rc = pd_errf(err, errlen, -PD_EFORMAT, "clock state: %zu bytes left over",
-                 (size_t)(end - at));
+    rc = pd_errf(err, errlen, -PD_EFORMAT, "clock state: %zu bytes left over", (size_t)(end - at));
   if (rc != 0) {
     for (uint32_t w = 0; w < workers; w++)
       free(ws[w].received);

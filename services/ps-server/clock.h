@@ -67,16 +67,15 @@ typedef struct pd_clock_stats {
    * on; bucket i counts values <= pd_staleness_bounds[i], the last the rest */
   uint64_t staleness[PD_STALENESS_BUCKETS];
   uint64_t staleness_sum;
-  uint64_t dropped;     /* whole gradients dropped (backup workers) */
-  uint64_t blocked;     /* pulls that had to wait */
-  uint64_t max_gap;     /* largest (clock of an answered pull - slowest worker's clock) */
+  uint64_t dropped; /* whole gradients dropped (backup workers) */
+  uint64_t blocked; /* pulls that had to wait */
+  uint64_t max_gap; /* largest (clock of an answered pull - slowest worker's clock) */
 } pd_clock_stats;
 
 /* The options of a shard of `spec` pushed to by `num_workers` workers:
  * training.update (ssp with staleness 0 becomes bsp), staleness and backup
  * workers. */
-pd_clock_options pd_clock_options_of(const pd_job_spec *spec, uint32_t num_workers,
-                                     uint64_t keys);
+pd_clock_options pd_clock_options_of(const pd_job_spec *spec, uint32_t num_workers, uint64_t keys);
 
 /* A clock as `options` say. */
 pd_clock *pd_clock_new_with(const pd_clock_options *options);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
+#include "fedagg.h"
 #include "pando.pb-c.h"
 #include "pando/error.h"
 #include "pando/log.h"
@@ -19,8 +21,6 @@
 #include "pando/psclient.h"
 #include "pando/util.h"
 #include "pando/wire.h"
-#include "checkpoint.h"
-#include "fedagg.h"
 #include "shard.h"
 
 #define JOB_ID_MAX 96
@@ -43,9 +43,9 @@ typedef struct job {
 struct pd_ps {
   job **jobs;
   int njobs, cap;
-  pd_buf scratch;        /* receives push payloads */
-  uint64_t memory_limit; /* bytes all shards may take */
-  uint64_t memory_held;  /* their pd_shard_bytes */
+  pd_buf scratch;               /* receives push payloads */
+  uint64_t memory_limit;        /* bytes all shards may take */
+  uint64_t memory_held;         /* their pd_shard_bytes */
   char data_dir[1024];          /* empty: no checkpoints */
   pd_checkpoint_writer *writer; /* writes checkpoints when data_dir is set */
 };
@@ -291,13 +291,11 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
 /* Counts what became of a push: the job's counters and
  * pando_ps_pushes_total{job, result}. */
 static void count_push(job *j, enum pd_push_verdict v) {
-  static const char *const results[] = {[PD_PUSH_APPLY] = "applied",
-                                        [PD_PUSH_ACCUMULATE] = "applied",
-                                        [PD_PUSH_BUFFER] = "applied",
-                                        [PD_PUSH_BUFFER_ACCEPT] = "applied",
-                                        [PD_PUSH_DROP] = "dropped",
-                                        [PD_PUSH_DUPLICATE] = "duplicate",
-                                        [PD_PUSH_REJECT] = "rejected"};
+  static const char *const results[] = {
+      [PD_PUSH_APPLY] = "applied",  [PD_PUSH_ACCUMULATE] = "applied",
+      [PD_PUSH_BUFFER] = "applied", [PD_PUSH_BUFFER_ACCEPT] = "applied",
+      [PD_PUSH_DROP] = "dropped",   [PD_PUSH_DUPLICATE] = "duplicate",
+      [PD_PUSH_REJECT] = "rejected"};
   switch (v) {
   case PD_PUSH_DROP:
     j->pushes_dropped++;
@@ -343,7 +341,8 @@ static void maybe_checkpoint(pd_ps *ps, job *j) {
   if (!ps->writer || pd_shard_fed(j->shard) || !pd_clock_has_rounds(pd_shard_clock(j->shard)) ||
       !pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), version))
     return;
-  pd_checkpoint_key key = {.id = version, .begin = pd_shard_begin(j->shard),
+  pd_checkpoint_key key = {.id = version,
+                           .begin = pd_shard_begin(j->shard),
                            .end = pd_shard_end(j->shard),
                            .num_workers = pd_shard_num_workers(j->shard)};
   pd_strlcpy(key.job, j->id, sizeof key.job);
@@ -389,10 +388,9 @@ static void fed_push(job *j, pd_rpc_call *call, const Pando__V1__PushRequest *re
                      const float *delta) {
   char err[256];
   struct pd_fedagg *fed = pd_shard_fed(j->shard);
-  enum pd_fed_push v =
-      pd_fedagg_push(fed, req->device, (uint64_t)req->clock, req->weight,
-                     req->begin - pd_shard_begin(j->shard), req->end - req->begin, delta, err,
-                     sizeof err);
+  enum pd_fed_push v = pd_fedagg_push(fed, req->device, (uint64_t)req->clock, req->weight,
+                                      req->begin - pd_shard_begin(j->shard), req->end - req->begin,
+                                      delta, err, sizeof err);
   static const char *const results[] = {[PD_FED_BUFFERED] = "buffered",
                                         [PD_FED_DUPLICATE] = "duplicate",
                                         [PD_FED_LATE] = "late",
@@ -699,8 +697,8 @@ static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   resp.max_clock_gap = st->max_gap;
   resp.workers = pd_shard_num_workers(j->shard);
   if (ps->writer)
-    resp.checkpoint = pd_checkpoint_newest(ps->data_dir, j->id, pd_shard_begin(j->shard),
-                                           pd_shard_end(j->shard));
+    resp.checkpoint =
+        pd_checkpoint_newest(ps->data_dir, j->id, pd_shard_begin(j->shard), pd_shard_end(j->shard));
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 

@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fedagg.h"
 #include "pando/error.h"
 #include "pando/model.h"
 #include "pando/optimizer.h"
 #include "pando/schedule.h"
 #include "pando/util.h"
-#include "fedagg.h"
 
 /* ---------------------------------------------------------------- values
  *
@@ -262,7 +262,9 @@ uint64_t pd_shard_min_partition_rows(const pd_shard *s) { return s->min_partitio
 const pd_job_spec *pd_shard_spec(const pd_shard *s) { return &s->spec; }
 const pd_clock *pd_shard_clock(const pd_shard *s) { return s->clock; }
 
-struct pd_fedagg *pd_shard_fed(pd_shard *s) { return s->fed; }
+struct pd_fedagg *pd_shard_fed(pd_shard *s) {
+  return s->fed;
+}
 
 void pd_shard_apply(pd_shard *s, const float *grad, double lr) {
   values_step(s->values, &s->optimizer, grad, 0, s->end - s->begin, lr);

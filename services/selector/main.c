@@ -89,8 +89,8 @@ int main(int argc, char **argv) {
     PD_WARN("cannot write port file %s", cfg.daemon.port_file);
   PD_INFO("serving Selector on %s (advertised as %s)", cfg.daemon.listen, addr);
   if (cfg.coordinator[0])
-    st.session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__ROLE_SELECTOR, addr, cfg.daemon.name,
-                                NULL, NULL);
+    st.session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__ROLE_SELECTOR, addr,
+                                cfg.daemon.name, NULL, NULL);
 
   pd_daemon_serve(loop, 0.05, cron, &st, NULL);
 

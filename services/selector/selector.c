@@ -151,7 +151,6 @@ void pd_selector_cron(pd_selector *s) {
 
 /* ---------------------------------------------------------------- handlers */
 
-
 /* A job name or attribute: 1..63 bytes of [a-z0-9_-]. */
 static int valid_name(const char *name) {
   size_t len = strlen(name);
@@ -376,8 +375,8 @@ done:;
 }
 
 void pd_selector_register(pd_selector *s, pd_rpc_server *srv) {
-  pd_rpc_server_add_unary(srv, "/pando.v1.Selector/CheckIn", &pando__v1__check_in_request__descriptor,
-                          handle_checkin, s);
+  pd_rpc_server_add_unary(srv, "/pando.v1.Selector/CheckIn",
+                          &pando__v1__check_in_request__descriptor, handle_checkin, s);
   pd_rpc_server_add_unary(srv, "/pando.v1.Selector/Select", &pando__v1__select_request__descriptor,
                           handle_select, s);
   pd_rpc_server_add_unary(srv, "/pando.v1.Selector/Population",

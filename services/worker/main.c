@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "device.h"
 #include "pando/config.h"
 #include "pando/daemon.h"
 #include "pando/kernels.h"
@@ -12,7 +13,6 @@
 #include "pando/model.h"
 #include "pando/rpc.h"
 #include "pando/util.h"
-#include "device.h"
 #include "train.h"
 #include "worker.h"
 
@@ -38,13 +38,15 @@ typedef struct worker_config {
 
 static const char *const worker_roles[] = {"worker", "device", NULL};
 
-#define S(field) PD_CFG_STRING, offsetof(worker_config, field), sizeof(((worker_config *)0)->field), 0, 0
+#define S(field)                                                                                   \
+  PD_CFG_STRING, offsetof(worker_config, field), sizeof(((worker_config *)0)->field), 0, 0
 static const pd_config_option options[] = {
     PD_DAEMON_SETTINGS(worker_config, daemon, "0.0.0.0:0",
                        "address of the health service (port 0 picks a free one)", "worker",
                        "0.0.0.0:9100"),
     {"coordinator", S(coordinator), "127.0.0.1:7070", "coordinator address", NULL},
-    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)", NULL},
+    {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)",
+     NULL},
     {"threads", PD_CFG_INT, offsetof(worker_config, threads), 0, 1, PD_KERNELS_MAX_THREADS, "1",
      "compute threads of the gradient: each computes a slice of every batch (the math libraries "
      "run single-threaded in each)",
@@ -101,9 +103,9 @@ int main(int argc, char **argv) {
       fprintf(stderr, "pando-worker: data: --role device needs --data (a spec with its data)\n");
       return 2;
     }
-    pd_device_options dev = {cfg.selector,       cfg.data,          cfg.simulate,
-                             cfg.device_id,      cfg.device_threads, cfg.dropout_rate,
-                             cfg.slow_fraction,  cfg.jobs,          cfg.attributes};
+    pd_device_options dev = {cfg.selector,      cfg.data,           cfg.simulate,
+                             cfg.device_id,     cfg.device_threads, cfg.dropout_rate,
+                             cfg.slow_fraction, cfg.jobs,           cfg.attributes};
     if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
       return 1;
     rc = pd_device_main(&dev);

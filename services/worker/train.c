@@ -72,8 +72,8 @@ static int fit_columns(const pd_job_spec *spec, pd_dataset *ds, const char *spli
 
 /* A classifier's labels must be classes it has: a label the model cannot
  * take is the data's fault, reported, not a crash in the gradient. */
-static int check_labels(const pd_job_spec *spec, const pd_dataset *ds, const char *split,
-                        char *err, size_t errlen) {
+static int check_labels(const pd_job_spec *spec, const pd_dataset *ds, const char *split, char *err,
+                        size_t errlen) {
   const pd_model_spec *m = &spec->model;
   if (m->type == PD_MODEL_LINREG || m->type == PD_MODEL_PLUGIN || ds->rows == 0)
     return 0;
@@ -474,8 +474,8 @@ struct pd_local_store {
   pd_optimizer optimizer;
 };
 
-pd_local_store *pd_local_store_new(const pd_job_spec *spec, uint64_t min_partition_rows,
-                                   char *err, size_t errlen) {
+pd_local_store *pd_local_store_new(const pd_job_spec *spec, uint64_t min_partition_rows, char *err,
+                                   size_t errlen) {
   uint64_t keys = 0;
   if (pd_model_layout(&spec->model, NULL, 0, &keys, err, errlen) < 0)
     return NULL;
@@ -574,8 +574,8 @@ int pd_train_standalone(const char *path) {
     return 2;
   }
   pd_param_store api = pd_local_store_api(store);
-  console con = {&spec, pd_schedule_steps(&spec, min_rows, 1), pd_now(), 0, pd_now(),
-                 PANDO__V1__PROGRESS_REPORT__INIT};
+  console con = {&spec,    pd_schedule_steps(&spec, min_rows, 1), pd_now(), 0,
+                 pd_now(), PANDO__V1__PROGRESS_REPORT__INIT};
   pd_progress_sink sink = {console_report, &con};
   pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0};
   double t0 = pd_now();

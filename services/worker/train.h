@@ -21,13 +21,11 @@
 typedef struct pd_param_store {
   /* Reads all K parameters as of `clock` into params; *version (may be
    * NULL) receives the smallest version of the answers (BSP: the round). */
-  int (*pull)(void *ctx, int64_t clock, float *params, uint64_t *version, char *err,
-              size_t errlen);
+  int (*pull)(void *ctx, int64_t clock, float *params, uint64_t *version, char *err, size_t errlen);
   /* Sends the gradient of all K parameters computed at `clock`; *dropped
    * (may be NULL) is set when it came too late for its round (backup
    * workers) and was not applied. */
-  int (*push)(void *ctx, int64_t clock, const float *grad, int *dropped, char *err,
-              size_t errlen);
+  int (*push)(void *ctx, int64_t clock, const float *grad, int *dropped, char *err, size_t errlen);
   void *ctx;
   /* Non-NULL: the K parameters in this process, read in place (pull is then
    * never called). The local store does this, so standalone mode copies
@@ -44,10 +42,10 @@ typedef struct pd_progress_sink {
 /* One worker's part of a job. */
 typedef struct pd_train_job {
   const pd_job_spec *spec;
-  const char *job;   /* id, for messages */
-  uint32_t rank;     /* this worker */
-  uint32_t workers;  /* all workers of the job */
-  int evaluate;      /* evaluate on the test split after each epoch */
+  const char *job;  /* id, for messages */
+  uint32_t rank;    /* this worker */
+  uint32_t workers; /* all workers of the job */
+  int evaluate;     /* evaluate on the test split after each epoch */
   /* Testing aids that make this worker a straggler: after computing a
    * batch's gradient in t seconds, sleep batch_delay_sec (simulated compute)
    * and (slowdown - 1) x (t + batch_delay_sec), so that the batch takes
@@ -68,8 +66,8 @@ int pd_train(const pd_train_job *job, const pd_param_store *store, const pd_prog
  * model's seed, and the job's optimizer and learning-rate schedule applied to
  * each push at once (one worker: synchronous SGD). */
 typedef struct pd_local_store pd_local_store;
-pd_local_store *pd_local_store_new(const pd_job_spec *spec, uint64_t min_partition_rows,
-                                   char *err, size_t errlen);
+pd_local_store *pd_local_store_new(const pd_job_spec *spec, uint64_t min_partition_rows, char *err,
+                                   size_t errlen);
 void pd_local_store_free(pd_local_store *store);
 pd_param_store pd_local_store_api(pd_local_store *store);
 

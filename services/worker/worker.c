@@ -93,8 +93,13 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
   pd_param_store store = {remote_pull, remote_push, &remote, NULL};
   progress p = {coordinator, a->job, a->rank};
   pd_progress_sink sink = {report, &p};
-  pd_train_job tj = {&spec, a->job, a->rank, a->num_workers, a->rank == 0,
-                     opt ? opt->slowdown : 1.0, opt ? opt->batch_delay_sec : 0.0};
+  pd_train_job tj = {&spec,
+                     a->job,
+                     a->rank,
+                     a->num_workers,
+                     a->rank == 0,
+                     opt ? opt->slowdown : 1.0,
+                     opt ? opt->batch_delay_sec : 0.0};
   rc = pd_train(&tj, &store, &sink, err, errlen);
   pd_psclient_free(remote.client);
   return rc;

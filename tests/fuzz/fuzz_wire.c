@@ -53,7 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       abort();
     if (mode == 2 && t.present) {
       uint8_t *copy = malloc(t.data_len + 1);
-      if (pd_wire_tensor_copy(bb, &t, copy) != 0 || (t.data_len && memcmp(copy, data + t.data_offset, t.data_len) != 0))
+      if (pd_wire_tensor_copy(bb, &t, copy) != 0 ||
+          (t.data_len && memcmp(copy, data + t.data_offset, t.data_len) != 0))
         abort();
       free(copy);
     }

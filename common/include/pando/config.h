@@ -10,13 +10,14 @@
 enum pd_config_type { PD_CFG_STRING = 1, PD_CFG_INT, PD_CFG_DOUBLE, PD_CFG_BOOL };
 
 typedef struct pd_config_option {
-  const char *key;           /* "heartbeat_ms": flag --heartbeat-ms or --heartbeat_ms, env PANDO_HEARTBEAT_MS */
+  const char
+      *key; /* "heartbeat_ms": flag --heartbeat-ms or --heartbeat_ms, env PANDO_HEARTBEAT_MS */
   enum pd_config_type type;
-  size_t offset;             /* offsetof() the field in the daemon's config struct */
-  size_t size;               /* for PD_CFG_STRING: size of the char[] field */
-  double min, max;           /* bounds for INT and DOUBLE */
-  const char *default_value; /* text, parsed like any other source */
-  const char *help;          /* one line for --help */
+  size_t offset;              /* offsetof() the field in the daemon's config struct */
+  size_t size;                /* for PD_CFG_STRING: size of the char[] field */
+  double min, max;            /* bounds for INT and DOUBLE */
+  const char *default_value;  /* text, parsed like any other source */
+  const char *help;           /* one line for --help */
   const char *const *choices; /* PD_CFG_STRING: NULL-terminated allowed values, or NULL */
 } pd_config_option;
 

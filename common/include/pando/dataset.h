@@ -15,15 +15,15 @@
  * col_idx/values[row_ptr[i] .. row_ptr[i+1]) (row_ptr[0] need not be 0 in a
  * view). Every example has a target; classification data also has labels. */
 typedef struct pd_dataset {
-  uint64_t rows;      /* number of examples held */
-  uint32_t cols;      /* features per example (sparse: size of the feature space) */
-  float *features;    /* dense: rows x cols, row-major; IDX bytes scaled to [0, 1] */
-  uint64_t *row_ptr;  /* sparse: rows + 1 offsets into col_idx and values */
-  uint32_t *col_idx;  /* sparse: the feature of each non-zero, ascending within a row */
-  float *values;      /* sparse: the value of each non-zero */
-  uint8_t *labels;    /* class of each row; NULL when a target is not a class 0..255 */
-  float *targets;     /* the target of each row as a number (regression, or the class) */
-  int owned;          /* the arrays belong to this struct (pd_dataset_close frees them) */
+  uint64_t rows;     /* number of examples held */
+  uint32_t cols;     /* features per example (sparse: size of the feature space) */
+  float *features;   /* dense: rows x cols, row-major; IDX bytes scaled to [0, 1] */
+  uint64_t *row_ptr; /* sparse: rows + 1 offsets into col_idx and values */
+  uint32_t *col_idx; /* sparse: the feature of each non-zero, ascending within a row */
+  float *values;     /* sparse: the value of each non-zero */
+  uint8_t *labels;   /* class of each row; NULL when a target is not a class 0..255 */
+  float *targets;    /* the target of each row as a number (regression, or the class) */
+  int owned;         /* the arrays belong to this struct (pd_dataset_close frees them) */
 } pd_dataset;
 
 /* Reads rows [row_begin, row_end) of an IDX feature file (ubyte, any number

@@ -14,13 +14,12 @@ void pd_log_set_name(const char *name);
 extern const char *const pd_log_level_names[];
 /* Parses "debug", "info", "warn" or "error"; returns the level or -1. */
 int pd_log_parse_level(const char *text);
-void pd__log(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void pd__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define PD_LOG(level, ...)                                                     \
-  do {                                                                         \
-    if ((level) >= pd_log_level)                                               \
-      pd__log((level), __VA_ARGS__);                                           \
+#define PD_LOG(level, ...)                                                                         \
+  do {                                                                                             \
+    if ((level) >= pd_log_level)                                                                   \
+      pd__log((level), __VA_ARGS__);                                                               \
   } while (0)
 #define PD_DEBUG(...) PD_LOG(PD_LOG_DEBUG, __VA_ARGS__)
 #define PD_INFO(...) PD_LOG(PD_LOG_INFO, __VA_ARGS__)

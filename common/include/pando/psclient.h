@@ -23,8 +23,8 @@ typedef struct pd_psclient pd_psclient;
 
 /* A client for `job` acting as `worker`, over `n` shard ranges (sorted,
  * contiguous from 0; copied). chunk_bytes 0 means the default. */
-pd_psclient *pd_psclient_new(const char *job, uint32_t worker, const pd_shard_range *shards,
-                             int n, size_t chunk_bytes);
+pd_psclient *pd_psclient_new(const char *job, uint32_t worker, const pd_shard_range *shards, int n,
+                             size_t chunk_bytes);
 void pd_psclient_free(pd_psclient *c);
 /* Total keys of the shard map. */
 uint64_t pd_psclient_keys(const pd_psclient *c);
@@ -41,8 +41,8 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
  * `grad` is read while the calls are in flight (not copied). Each server is
  * told the version of its last pull answer (PushRequest.model_version: the
  * model the gradient was computed on), so it can measure staleness. */
-int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,
-                     const float *grad, char *err, size_t errlen);
+int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock, const float *grad,
+                     char *err, size_t errlen);
 
 /* Federated devices: pushes carry `device` (copied; NULL: none) and its
  * number of samples `weight` (PushRequest.device, weight), and `clock` is

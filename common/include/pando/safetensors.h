@@ -24,7 +24,7 @@ int pd_safetensors_write(const char *path, const pd_param_info *params, int n, c
  * must be in the file under its name, as F32 with the same shape (other
  * tensors of the file are ignored). Returns 0, or -errno / -PD_EFORMAT with
  * a message naming the file and the tensor in `err`. */
-int pd_safetensors_read_range(const char *path, const pd_param_info *params, int n,
-                              uint64_t begin, uint64_t end, float *out, char *err, size_t errlen);
+int pd_safetensors_read_range(const char *path, const pd_param_info *params, int n, uint64_t begin,
+                              uint64_t end, float *out, char *err, size_t errlen);
 
 #endif

@@ -85,20 +85,21 @@ enum pd_batch_schedule { PD_BATCH_CONSTANT = 1, PD_BATCH_INCREASE };
 
 typedef struct pd_model_spec {
   enum pd_model_type type;
-  int nlayers;               /* entries used in layers[]: 2 for softmax, >= 2 for mlp */
-  int layers[PD_MAX_LAYERS]; /* widths: inputs first, classes last */
-  enum pd_activation activation; /* hidden layers of an mlp */
-  uint64_t seed;             /* initialisation seed */
-  double dropout;            /* mlp: rate of dropout after each hidden layer (0 = none) */
-  int ninput_shape;          /* entries used in input_shape[] */
-  int input_shape[3];        /* lenet: [channels, height, width]; product = layers[0] */
-  char path[PD_PATH_MAX];    /* plugin: the shared object */
+  int nlayers;                       /* entries used in layers[]: 2 for softmax, >= 2 for mlp */
+  int layers[PD_MAX_LAYERS];         /* widths: inputs first, classes last */
+  enum pd_activation activation;     /* hidden layers of an mlp */
+  uint64_t seed;                     /* initialisation seed */
+  double dropout;                    /* mlp: rate of dropout after each hidden layer (0 = none) */
+  int ninput_shape;                  /* entries used in input_shape[] */
+  int input_shape[3];                /* lenet: [channels, height, width]; product = layers[0] */
+  char path[PD_PATH_MAX];            /* plugin: the shared object */
   char config[PD_PLUGIN_CONFIG_MAX]; /* plugin: model.config as "key=value\n" lines */
-  char init[PD_PATH_MAX];    /* model.init: a safetensors file to start from ("": the seed) */
+  char init[PD_PATH_MAX]; /* model.init: a safetensors file to start from ("": the seed) */
 } pd_model_spec;
 
 typedef struct pd_data_files {
-  char features[PD_PATH_MAX]; /* idx: IDX file (optionally .gz) of the inputs; csv, libsvm: the file */
+  char features[PD_PATH_MAX]; /* idx: IDX file (optionally .gz) of the inputs; csv, libsvm: the file
+                               */
   char labels[PD_PATH_MAX];   /* idx: IDX file (optionally .gz) of the labels; else unused */
 } pd_data_files;
 
@@ -113,28 +114,29 @@ typedef struct pd_synthetic_spec {
 
 typedef struct pd_optimizer_spec {
   enum pd_optimizer_type type;
-  double lr;       /* learning rate (the schedule's starting value) */
-  double weight_decay; /* L2: the gradient gets weight_decay * x added */
-  double decay_rate;   /* RMSprop: c = decay_rate*c + (1-decay_rate)*g^2 */
-  double momentum; /* mu of momentum and Nesterov: v = mu*v - lr*g; x = x + v */
-  double beta1;    /* Adam: decay of the first moment */
-  double beta2;    /* Adam: decay of the second moment */
-  double epsilon;  /* Adam, AdaGrad, RMSprop: added to the root of the second moment */
-  int no_bias_correction; /* Adam as FedAdam uses it (Reddi et al.): no 1/(1 - beta^t); not a YAML key */
+  double lr;              /* learning rate (the schedule's starting value) */
+  double weight_decay;    /* L2: the gradient gets weight_decay * x added */
+  double decay_rate;      /* RMSprop: c = decay_rate*c + (1-decay_rate)*g^2 */
+  double momentum;        /* mu of momentum and Nesterov: v = mu*v - lr*g; x = x + v */
+  double beta1;           /* Adam: decay of the first moment */
+  double beta2;           /* Adam: decay of the second moment */
+  double epsilon;         /* Adam, AdaGrad, RMSprop: added to the root of the second moment */
+  int no_bias_correction; /* Adam as FedAdam uses it (Reddi et al.): no 1/(1 - beta^t); not a YAML
+                             key */
 } pd_optimizer_spec;
 
 typedef struct pd_job_spec {
   char name[PD_NAME_MAX]; /* DNS-1123-like: [a-z0-9-], starts with a letter */
   pd_model_spec model;
   struct {
-    char format[16];       /* "idx", "csv", "libsvm" or "synthetic" */
+    char format[16]; /* "idx", "csv", "libsvm" or "synthetic" */
     pd_data_files train;
-    pd_data_files test;    /* test.features empty: no evaluation */
+    pd_data_files test; /* test.features empty: no evaluation */
     enum pd_partition partition;
-    uint64_t seed;         /* disjoint_random, overlap_reshuffle and training.shuffle */
+    uint64_t seed;               /* disjoint_random, overlap_reshuffle and training.shuffle */
     enum pd_normalize normalize; /* of the features, with the training set's statistics */
-    char label_column[64]; /* csv: the label column's header name or 0-based index */
-    int header;            /* csv: the first line names the columns */
+    char label_column[64];       /* csv: the label column's header name or 0-based index */
+    int header;                  /* csv: the first line names the columns */
     pd_synthetic_spec synthetic;
     double alpha;          /* dirichlet: concentration (small: few labels per device) */
     int shards_per_device; /* shards: label-sorted shards each device gets */
@@ -143,25 +145,25 @@ typedef struct pd_job_spec {
     int epochs;
     int batch_size;
     enum pd_update update;
-    int staleness;         /* ssp: s, how many clocks a worker may run ahead of the slowest */
-    int backup_workers;    /* bsp: b extra workers; each round takes the first N gradients */
+    int staleness;               /* ssp: s, how many clocks a worker may run ahead of the slowest */
+    int backup_workers;          /* bsp: b extra workers; each round takes the first N gradients */
     enum pd_frequency frequency; /* batches per pull/push: 1, nbatches or a whole epoch */
-    int nbatches;          /* frequency nbatches: k, the batches between a pull and a push */
-    int threads;           /* Hogwild: compute threads sharing the worker's local copy */
+    int nbatches;                /* frequency nbatches: k, the batches between a pull and a push */
+    int threads;                 /* Hogwild: compute threads sharing the worker's local copy */
     enum pd_on_nonfinite on_nonfinite; /* gradients with NaN or infinity */
     pd_optimizer_spec optimizer;
-    int shuffle;           /* reshuffle each worker's rows every epoch */
+    int shuffle; /* reshuffle each worker's rows every epoch */
     struct {
       enum pd_lr_schedule type;
-      int step_epochs;     /* step: multiply by gamma every step_epochs epochs */
-      double gamma;        /* step, exponential: the factor */
-      double min_lr;       /* cosine: the floor */
+      int step_epochs; /* step: multiply by gamma every step_epochs epochs */
+      double gamma;    /* step, exponential: the factor */
+      double min_lr;   /* cosine: the floor */
     } lr_schedule;
     struct {
       enum pd_batch_schedule type;
-      int step_epochs;     /* increase: multiply the batch size every step_epochs epochs */
-      double factor;       /* by this factor (Smith et al., ICLR 2018) */
-      int max_batch_size;  /* up to this size */
+      int step_epochs;    /* increase: multiply the batch size every step_epochs epochs */
+      double factor;      /* by this factor (Smith et al., ICLR 2018) */
+      int max_batch_size; /* up to this size */
     } batch_schedule;
     /* training.update fedavg: the rounds (README "Federated learning"). */
     struct {
@@ -199,11 +201,11 @@ typedef struct pd_job_spec {
   /* Read only by `pando-worker --simulate` (federated experiments); the
    * cluster ignores it. */
   struct {
-    int devices;         /* simulated devices (the --simulate default) */
-    double dropout_rate; /* probability that a selected device drops out of its round */
+    int devices;          /* simulated devices (the --simulate default) */
+    double dropout_rate;  /* probability that a selected device drops out of its round */
     double slow_fraction; /* fraction of devices that are slow */
-    double slowdown;     /* how much slower they train */
-    uint64_t seed;       /* which devices are slow and which drop out */
+    double slowdown;      /* how much slower they train */
+    uint64_t seed;        /* which devices are slow and which drop out */
   } simulation;
 } pd_job_spec;
 

@@ -67,13 +67,19 @@ static void source_text(const pd_config_option *opt, const struct source *src, c
                         size_t size) {
   char env[128];
   switch (src->origin) {
-  case FROM_DEFAULT: snprintf(buf, size, "default"); return;
-  case FROM_FILE: snprintf(buf, size, "file %s:%d", src->name, src->line); return;
+  case FROM_DEFAULT:
+    snprintf(buf, size, "default");
+    return;
+  case FROM_FILE:
+    snprintf(buf, size, "file %s:%d", src->name, src->line);
+    return;
   case FROM_ENV:
     env_name(opt->key, env, sizeof env);
     snprintf(buf, size, "env %s", env);
     return;
-  case FROM_FLAG: snprintf(buf, size, "flag %.*s", src->name_len, src->name); return;
+  case FROM_FLAG:
+    snprintf(buf, size, "flag %.*s", src->name_len, src->name);
+    return;
   }
 }
 
@@ -81,10 +87,14 @@ static void source_text(const pd_config_option *opt, const struct source *src, c
 
 static const char *type_name(enum pd_config_type type) {
   switch (type) {
-  case PD_CFG_STRING: return "STRING";
-  case PD_CFG_INT: return "INT";
-  case PD_CFG_DOUBLE: return "NUMBER";
-  case PD_CFG_BOOL: return "BOOL";
+  case PD_CFG_STRING:
+    return "STRING";
+  case PD_CFG_INT:
+    return "INT";
+  case PD_CFG_DOUBLE:
+    return "NUMBER";
+  case PD_CFG_BOOL:
+    return "BOOL";
   }
   return "?";
 }
@@ -181,7 +191,9 @@ static int set_option(const pd_config_option *opt, void *config, const char *tex
 static void format_value(const pd_config_option *opt, const void *config, char *buf, size_t size) {
   const char *field = (const char *)config + opt->offset;
   switch (opt->type) {
-  case PD_CFG_STRING: snprintf(buf, size, "%s", field[0] ? field : "\"\""); return;
+  case PD_CFG_STRING:
+    snprintf(buf, size, "%s", field[0] ? field : "\"\"");
+    return;
   case PD_CFG_INT:
     if (opt->size == sizeof(int64_t)) {
       int64_t v;
@@ -224,15 +236,20 @@ static void check_table(const pd_config_option *table, size_t n) {
       PD_ASSERT(!same_name(opt->key, strlen(opt->key), reserved[r]));
     PD_ASSERT(find_option(table, n, opt->key, strlen(opt->key)) == (int)i);
     switch (opt->type) {
-    case PD_CFG_STRING: PD_ASSERT(opt->size > 0); break;
+    case PD_CFG_STRING:
+      PD_ASSERT(opt->size > 0);
+      break;
     case PD_CFG_INT:
       PD_ASSERT(opt->size == 0 || opt->size == sizeof(int) || opt->size == sizeof(int64_t));
       break;
-    case PD_CFG_DOUBLE: PD_ASSERT(opt->size == 0 || opt->size == sizeof(double)); break;
+    case PD_CFG_DOUBLE:
+      PD_ASSERT(opt->size == 0 || opt->size == sizeof(double));
+      break;
     case PD_CFG_BOOL:
       PD_ASSERT(opt->size == 0 || opt->size == sizeof(int) || opt->size == sizeof(bool));
       break;
-    default: PD_ASSERT(!"config table: bad type");
+    default:
+      PD_ASSERT(!"config table: bad type");
     }
     PD_ASSERT(opt->type == PD_CFG_STRING || opt->default_value);
   }

@@ -7,8 +7,8 @@ const char *pd_strerror(int err) {
   if (err == 0)
     return "success";
   switch (-err) {
-#define PD__ERR_TEXT(name, value, text)                                        \
-  case value:                                                                  \
+#define PD__ERR_TEXT(name, value, text)                                                            \
+  case value:                                                                                      \
     return text;
     PD_ERRNO_MAP(PD__ERR_TEXT)
 #undef PD__ERR_TEXT

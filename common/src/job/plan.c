@@ -40,7 +40,9 @@ uint64_t pd_plan_min_partition_rows(uint64_t rows, uint32_t workers, enum pd_par
 static uint64_t mix(uint64_t x) { return pd_splitmix64(&x); }
 
 /* Fisher-Yates with the generator `state`. */
-static void shuffle(uint64_t *index, uint64_t n, uint64_t state) { pd_shuffle_u64(index, n, &state); }
+static void shuffle(uint64_t *index, uint64_t n, uint64_t state) {
+  pd_shuffle_u64(index, n, &state);
+}
 
 uint64_t pd_plan_partition_size(uint64_t rows, uint32_t workers, uint32_t rank,
                                 enum pd_partition scheme) {
@@ -81,7 +83,8 @@ void pd_plan_partition(uint64_t rows, uint32_t workers, uint32_t rank, enum pd_p
     return;
   case PD_PARTITION_IID:
   case PD_PARTITION_DIRICHLET:
-  case PD_PARTITION_SHARDS: break; /* device partitions need labels: pando/partition.h */
+  case PD_PARTITION_SHARDS:
+    break; /* device partitions need labels: pando/partition.h */
   }
   PD_ASSERT(!"unknown partition scheme");
 }

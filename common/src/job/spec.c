@@ -24,15 +24,20 @@ struct enum_name {
   const char *name;
 };
 
-static const struct enum_name model_type_names[] = {
-    {PD_MODEL_SOFTMAX, "softmax"}, {PD_MODEL_MLP, "mlp"},     {PD_MODEL_LINREG, "linreg"},
-    {PD_MODEL_LOGREG, "logreg"},   {PD_MODEL_LENET, "lenet"}, {PD_MODEL_PLUGIN, "plugin"},
-    {0, NULL}};
+static const struct enum_name model_type_names[] = {{PD_MODEL_SOFTMAX, "softmax"},
+                                                    {PD_MODEL_MLP, "mlp"},
+                                                    {PD_MODEL_LINREG, "linreg"},
+                                                    {PD_MODEL_LOGREG, "logreg"},
+                                                    {PD_MODEL_LENET, "lenet"},
+                                                    {PD_MODEL_PLUGIN, "plugin"},
+                                                    {0, NULL}};
 static const struct enum_name activation_names[] = {
     {PD_ACT_RELU, "relu"}, {PD_ACT_TANH, "tanh"}, {PD_ACT_SIGMOID, "sigmoid"}, {0, NULL}};
-static const struct enum_name update_names[] = {
-    {PD_UPDATE_BSP, "bsp"},       {PD_UPDATE_ASP, "asp"}, {PD_UPDATE_SSP, "ssp"},
-    {PD_UPDATE_FEDAVG, "fedavg"}, {0, NULL}};
+static const struct enum_name update_names[] = {{PD_UPDATE_BSP, "bsp"},
+                                                {PD_UPDATE_ASP, "asp"},
+                                                {PD_UPDATE_SSP, "ssp"},
+                                                {PD_UPDATE_FEDAVG, "fedavg"},
+                                                {0, NULL}};
 static const struct enum_name aggregation_names[] = {
     {PD_AGG_FEDAVG, "fedavg"},   {PD_AGG_FEDAVGM, "fedavgm"}, {PD_AGG_FEDADAM, "fedadam"},
     {PD_AGG_FEDYOGI, "fedyogi"}, {PD_AGG_FEDPROX, "fedprox"}, {0, NULL}};
@@ -40,10 +45,13 @@ static const struct enum_name frequency_names[] = {
     {PD_FREQ_BATCH, "batch"}, {PD_FREQ_EPOCH, "epoch"}, {PD_FREQ_NBATCHES, "nbatches"}, {0, NULL}};
 static const struct enum_name nonfinite_names[] = {
     {PD_NONFINITE_FAIL, "fail"}, {PD_NONFINITE_SKIP, "skip"}, {0, NULL}};
-static const struct enum_name optimizer_names[] = {
-    {PD_OPT_SGD, "sgd"},           {PD_OPT_MOMENTUM, "momentum"}, {PD_OPT_NESTEROV, "nesterov"},
-    {PD_OPT_ADAGRAD, "adagrad"},   {PD_OPT_RMSPROP, "rmsprop"},   {PD_OPT_ADAM, "adam"},
-    {0, NULL}};
+static const struct enum_name optimizer_names[] = {{PD_OPT_SGD, "sgd"},
+                                                   {PD_OPT_MOMENTUM, "momentum"},
+                                                   {PD_OPT_NESTEROV, "nesterov"},
+                                                   {PD_OPT_ADAGRAD, "adagrad"},
+                                                   {PD_OPT_RMSPROP, "rmsprop"},
+                                                   {PD_OPT_ADAM, "adam"},
+                                                   {0, NULL}};
 static const struct enum_name partition_names[] = {
     {PD_PARTITION_DISJOINT_CONTIGUOUS, "disjoint_contiguous"},
     {PD_PARTITION_DISJOINT_ROUND_ROBIN, "disjoint_round_robin"},
@@ -53,12 +61,15 @@ static const struct enum_name partition_names[] = {
     {PD_PARTITION_DIRICHLET, "dirichlet"},
     {PD_PARTITION_SHARDS, "shards"},
     {0, NULL}};
-static const struct enum_name normalize_names[] = {
-    {PD_NORMALIZE_NONE, "none"}, {PD_NORMALIZE_STANDARD, "standard"},
-    {PD_NORMALIZE_MINMAX, "minmax"}, {0, NULL}};
-static const struct enum_name lr_schedule_names[] = {
-    {PD_LR_CONSTANT, "constant"}, {PD_LR_STEP, "step"}, {PD_LR_EXPONENTIAL, "exponential"},
-    {PD_LR_COSINE, "cosine"}, {0, NULL}};
+static const struct enum_name normalize_names[] = {{PD_NORMALIZE_NONE, "none"},
+                                                   {PD_NORMALIZE_STANDARD, "standard"},
+                                                   {PD_NORMALIZE_MINMAX, "minmax"},
+                                                   {0, NULL}};
+static const struct enum_name lr_schedule_names[] = {{PD_LR_CONSTANT, "constant"},
+                                                     {PD_LR_STEP, "step"},
+                                                     {PD_LR_EXPONENTIAL, "exponential"},
+                                                     {PD_LR_COSINE, "cosine"},
+                                                     {0, NULL}};
 static const struct enum_name batch_schedule_names[] = {
     {PD_BATCH_CONSTANT, "constant"}, {PD_BATCH_INCREASE, "increase"}, {0, NULL}};
 static const struct enum_name bool_names[] = {
@@ -230,8 +241,8 @@ static int check_data(const pd_job_spec *spec, struct problem *pb, char *path, s
       return AT("data.synthetic.features"), problem(pb, "required for format synthetic (>= 1)");
     if (sy->nnz <= 0 || sy->nnz > sy->features)
       return AT("data.synthetic.nnz_per_row"),
-             problem(pb, "must be between 1 and data.synthetic.features (%d), got %d",
-                     sy->features, sy->nnz);
+             problem(pb, "must be between 1 and data.synthetic.features (%d), got %d", sy->features,
+                     sy->nnz);
     return 0;
   }
   if (!train->features[0])
@@ -244,8 +255,10 @@ static int check_data(const pd_job_spec *spec, struct problem *pb, char *path, s
     return AT("data.test.labels"), problem(pb, "required for format idx with data.test.features");
   if (!idx && (train->labels[0] || test->labels[0]))
     return AT(train->labels[0] ? "data.train.labels" : "data.test.labels"),
-           problem(pb, "not used with format %s: the label is in the file (data.label_column "
-                       "for csv)", f);
+           problem(pb,
+                   "not used with format %s: the label is in the file (data.label_column "
+                   "for csv)",
+                   f);
 #undef AT
   return 0;
 }
@@ -308,11 +321,14 @@ static int check_partition(const pd_job_spec *spec, struct problem *pb, char *pa
                            size_t pathlen) {
   (void)path, (void)pathlen;
   enum pd_partition p = spec->data.partition;
-  int device_scheme = p == PD_PARTITION_IID || p == PD_PARTITION_DIRICHLET || p == PD_PARTITION_SHARDS;
+  int device_scheme =
+      p == PD_PARTITION_IID || p == PD_PARTITION_DIRICHLET || p == PD_PARTITION_SHARDS;
   if (device_scheme && !federated(spec))
-    return problem(pb, "%s splits data over simulated devices: only used with training.update "
-                       "fedavg, got update %s",
-                   enum_to_name(partition_names, p), enum_to_name(update_names, spec->training.update));
+    return problem(pb,
+                   "%s splits data over simulated devices: only used with training.update "
+                   "fedavg, got update %s",
+                   enum_to_name(partition_names, p),
+                   enum_to_name(update_names, spec->training.update));
   return 0;
 }
 
@@ -482,8 +498,8 @@ static const struct spec_key keys[] = {
      .default_value = "0.9", .min = 0, .max = 0.999999},
     {"training.federated.beta1", K_DOUBLE, FIELD(training.federated.beta1), .default_value = "0.9",
      .min = 0, .max = 0.999999},
-    {"training.federated.beta2", K_DOUBLE, FIELD(training.federated.beta2),
-     .default_value = "0.99", .min = 0, .max = 0.999999999},
+    {"training.federated.beta2", K_DOUBLE, FIELD(training.federated.beta2), .default_value = "0.99",
+     .min = 0, .max = 0.999999999},
     {"training.federated.tau", K_DOUBLE, FIELD(training.federated.tau), .default_value = "1e-3",
      .min = 0, .min_exclusive = 1, .max = 10},
     {"training.federated.mu", K_DOUBLE, FIELD(training.federated.mu), .default_value = "0.01",
@@ -491,8 +507,8 @@ static const struct spec_key keys[] = {
     {"training.federated.eval_every", K_INT, FIELD(training.federated.eval_every),
      .default_value = "1", .min = 1, .max = 1000000},
     {"training.federated.seed", K_UINT64, FIELD(training.federated.seed), .default_value = "0"},
-    {"training.federated.require", K_STRING, FIELD(training.federated.require),
-     .default_value = "", .check = check_require},
+    {"training.federated.require", K_STRING, FIELD(training.federated.require), .default_value = "",
+     .check = check_require},
     {"cluster", K_MAP, .required = 1},
     {"cluster.servers", K_INT, FIELD(cluster.servers), .required = 1, .min = 1, .max = 1024},
     {"cluster.workers", K_INT, FIELD(cluster.workers), .required = 1, .central_only = 1,
@@ -506,8 +522,7 @@ static const struct spec_key keys[] = {
      .min = 0, .max = 2000000000},
     {"checkpoint.every_seconds", K_DOUBLE, FIELD(checkpoint.every_seconds), .default_value = "0",
      .min = 0, .max = 31536000},
-    {"checkpoint.keep", K_INT, FIELD(checkpoint.keep), .default_value = "2", .min = 1,
-     .max = 1000},
+    {"checkpoint.keep", K_INT, FIELD(checkpoint.keep), .default_value = "2", .min = 1, .max = 1000},
     {"simulation", K_MAP, .required = 0},
     {"simulation.devices", K_INT, FIELD(simulation.devices), .default_value = "0", .min = 0,
      .max = 1000000},
@@ -578,14 +593,20 @@ static void set_int(void *p, int v) { memcpy(p, &v, sizeof v); }
 
 static const char *kind_noun(enum key_kind kind) {
   switch (kind) {
-  case K_MAP: return "a mapping";
+  case K_MAP:
+    return "a mapping";
   case K_STRING:
-  case K_ENUM: return "a string";
+  case K_ENUM:
+    return "a string";
   case K_INT:
-  case K_UINT64: return "an integer";
-  case K_DOUBLE: return "a number";
-  case K_INT_LIST: return "a list of integers";
-  case K_RAW_MAP: return "a mapping";
+  case K_UINT64:
+    return "an integer";
+  case K_DOUBLE:
+    return "a number";
+  case K_INT_LIST:
+    return "a list of integers";
+  case K_RAW_MAP:
+    return "a mapping";
   }
   return "?";
 }
@@ -682,7 +703,8 @@ static int set_value(pd_job_spec *spec, const struct spec_key *key, const char *
   }
   case K_MAP:
   case K_RAW_MAP:
-  case K_INT_LIST: break;
+  case K_INT_LIST:
+    break;
   }
   PD_ASSERT(!"set_value: not a scalar key");
   return -1;
@@ -762,7 +784,8 @@ static int check_field(const pd_job_spec *spec, const struct spec_key *key, char
   }
   case K_UINT64:
   case K_RAW_MAP:
-  case K_MAP: return 0;
+  case K_MAP:
+    return 0;
   }
   return 0;
 }
@@ -799,7 +822,8 @@ static int check_checkpoint(const pd_job_spec *spec, struct problem *pb, char *p
     set[n++] = "every_seconds";
   if (n > 1) {
     snprintf(path, pathlen, "checkpoint.%s", set[1]);
-    return problem(pb, "set only one of every_epochs, every_clocks and every_seconds, got %s and %s",
+    return problem(pb,
+                   "set only one of every_epochs, every_clocks and every_seconds, got %s and %s",
                    set[0], set[1]);
   }
   if (n == 0)
@@ -812,8 +836,9 @@ static int check_checkpoint(const pd_job_spec *spec, struct problem *pb, char *p
   if (spec->training.update == PD_UPDATE_ASP ||
       (spec->training.update == PD_UPDATE_SSP && spec->training.staleness > 0)) {
     snprintf(path, pathlen, "checkpoint.%s", set[0]);
-    return problem(pb, "needs training.update bsp (a round boundary is the consistent cut of all "
-                       "shards), got %s",
+    return problem(pb,
+                   "needs training.update bsp (a round boundary is the consistent cut of all "
+                   "shards), got %s",
                    enum_to_name(update_names, spec->training.update));
   }
   if (spec->checkpoint.every_epochs > spec->training.epochs) {
@@ -959,7 +984,8 @@ static int parse_raw_map(struct spec_parser *p, int i, const yaml_node_t *node) 
               describe(k->type != YAML_SCALAR_NODE ? k : v, shown, sizeof shown));
       return fail(p->err, p->errlen, key->path, node_line(k), &pb);
     }
-    const char *name = (const char *)k->data.scalar.value, *text = (const char *)v->data.scalar.value;
+    const char *name = (const char *)k->data.scalar.value,
+               *text = (const char *)v->data.scalar.value;
     if (strpbrk(name, "=\n") || strchr(text, '\n')) {
       problem(&pb, "'%.80s' contains '=' or a line break", strpbrk(name, "=\n") ? name : text);
       return fail(p->err, p->errlen, key->path, node_line(k), &pb);

@@ -19,13 +19,13 @@
 
 /* A oneDNN call that cannot fail with valid arguments: any failure is a bug
  * (or out of memory) and aborts with the status. */
-#define DNNL_CHECK(call)                                                                          \
-  do {                                                                                            \
-    dnnl_status_t status_ = (call);                                                               \
-    if (status_ != dnnl_success) {                                                                \
-      fprintf(stderr, "%s:%d: %s: oneDNN status %d\n", __FILE__, __LINE__, #call, (int)status_); \
-      abort();                                                                                    \
-    }                                                                                             \
+#define DNNL_CHECK(call)                                                                           \
+  do {                                                                                             \
+    dnnl_status_t status_ = (call);                                                                \
+    if (status_ != dnnl_success) {                                                                 \
+      fprintf(stderr, "%s:%d: %s: oneDNN status %d\n", __FILE__, __LINE__, #call, (int)status_);   \
+      abort();                                                                                     \
+    }                                                                                              \
   } while (0)
 
 /* ---------------------------------------------------------------- threads, engine */
@@ -121,8 +121,8 @@ const char *pd_kernels_describe(void) {
 
 /* ---------------------------------------------------------------- matrix products */
 
-void pd__sgemm(char transa, char transb, int m, int n, int k, float alpha, const float *a,
-               int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+void pd__sgemm(char transa, char transb, int m, int n, int k, float alpha, const float *a, int lda,
+               const float *b, int ldb, float beta, float *c, int ldc) {
   pd__kernels_thread_init();
   /* oneDNN's JIT sgemm: faster than OpenBLAS's Zen/Haswell kernels on every
    * shape of the MLP and LeNet (docs/benchmarks.md), and not dependent on
@@ -227,9 +227,9 @@ struct pd__conv_plan {
   uint64_t used;        /* for replacement: the conv's use count at the last use */
   dnnl_stream_t stream; /* executes in the calling thread */
   prim fwd, bwd_data, bwd_weights;
-  arg f_src, f_weights, f_bias, f_dst;        /* forward */
-  arg d_diff_dst, d_weights, d_diff_src;      /* backward data */
-  arg w_src, w_diff_dst, w_diff_weights;      /* backward weights (diff_bias is plain) */
+  arg f_src, f_weights, f_bias, f_dst;   /* forward */
+  arg d_diff_dst, d_weights, d_diff_src; /* backward data */
+  arg w_src, w_diff_dst, w_diff_weights; /* backward weights (diff_bias is plain) */
   dnnl_memory_t w_diff_bias;
   int shared_diff_dst; /* backward data and weights take dy in the same layout */
   float *cols;         /* few channels: im2col columns of a chunk (else NULL) */
@@ -263,8 +263,8 @@ void pd__conv_init(pd__conv *conv, int channels, int height, int width, int filt
 static void plan_close(pd__conv_plan *pl) {
   if (!pl->batch)
     return;
-  arg *args[] = {&pl->f_src,     &pl->f_weights,  &pl->f_bias,     &pl->f_dst,
-                 &pl->d_diff_dst, &pl->d_weights, &pl->d_diff_src, &pl->w_src,
+  arg *args[] = {&pl->f_src,      &pl->f_weights,     &pl->f_bias,     &pl->f_dst,
+                 &pl->d_diff_dst, &pl->d_weights,     &pl->d_diff_src, &pl->w_src,
                  &pl->w_diff_dst, &pl->w_diff_weights};
   for (size_t i = 0; i < PD_ARRAY_SIZE(args); i++)
     arg_close(args[i]);
@@ -309,13 +309,12 @@ static void plan_make(const pd__conv *conv, int batch, pd__conv_plan *pl) {
 
   dnnl_convolution_desc_t fd, dd, wd;
   dnnl_primitive_desc_t fpd, dpd, wpd;
-  DNNL_CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training,
-                                                dnnl_convolution_direct, &src_any, &w_any,
-                                                &b_user, &dst_any, strides, padding, padding));
+  DNNL_CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct,
+                                                &src_any, &w_any, &b_user, &dst_any, strides,
+                                                padding, padding));
   DNNL_CHECK(dnnl_primitive_desc_create(&fpd, &fd, attr, e, NULL));
   DNNL_CHECK(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &src_any,
-                                                      &w_any, &dst_any, strides, padding,
-                                                      padding));
+                                                      &w_any, &dst_any, strides, padding, padding));
   DNNL_CHECK(dnnl_primitive_desc_create(&dpd, &dd, attr, e, fpd));
   DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src_any,
                                                          &w_any, &b_user, &dst_any, strides,
@@ -345,8 +344,8 @@ static void plan_make(const pd__conv *conv, int batch, pd__conv_plan *pl) {
     size_t plane = (size_t)conv->out_height * (size_t)conv->out_width;
     pl->chunk = (int)PD_MAX(1, PD_MIN((size_t)batch, COLS_FLOATS / (q * plane)));
     pl->cols = pd_xmalloc_aligned(q * plane * (size_t)pl->chunk * sizeof(float));
-    pl->dy_rows = pd_xmalloc_aligned((size_t)conv->filters * plane * (size_t)pl->chunk *
-                                     sizeof(float));
+    pl->dy_rows =
+        pd_xmalloc_aligned((size_t)conv->filters * plane * (size_t)pl->chunk * sizeof(float));
   }
   DNNL_CHECK(dnnl_primitive_desc_destroy(fpd));
   DNNL_CHECK(dnnl_primitive_desc_destroy(dpd));
@@ -450,8 +449,8 @@ static void weights_by_im2col(const pd__conv *cv, pd__conv_plan *pl, const float
       }
       dbias[f] += (float)sum;
     }
-    pd__sgemm('N', 'T', cv->filters, q, (int)positions, 1.0f, pl->dy_rows, (int)positions,
-              pl->cols, (int)positions, first == 0 ? 0.0f : 1.0f, dweight, q);
+    pd__sgemm('N', 'T', cv->filters, q, (int)positions, 1.0f, pl->dy_rows, (int)positions, pl->cols,
+              (int)positions, first == 0 ? 0.0f : 1.0f, dweight, q);
   }
 }
 

@@ -9,8 +9,8 @@
 
 /* C[m x n] = alpha op(A) op(B) + beta C, all row-major; transa and transb
  * are 'N' or 'T' (op(A) is [m x k], op(B) [k x n]). */
-void pd__sgemm(char transa, char transb, int m, int n, int k, float alpha, const float *a,
-               int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void pd__sgemm(char transa, char transb, int m, int n, int k, float alpha, const float *a, int lda,
+               const float *b, int ldb, float beta, float *c, int ldc);
 
 /* ---- convolution, stride 1, square kernel, zero padding, NCHW data:
  * x[((b * channels + c) * height + h) * width + w] is channel c of sample b

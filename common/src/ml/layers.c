@@ -51,10 +51,12 @@ void pd__affine_backward(const float *x, int rows, int fan_in, const float *weig
   if (fan_out == 1)
     cblas_sgemv(CblasRowMajor, CblasTrans, rows, fan_in, 1.0f, x, fan_in, dy, 1, 0.0f, dweight, 1);
   else
-    pd__sgemm('T', 'N', fan_in, fan_out, rows, 1.0f, x, fan_in, dy, fan_out, 0.0f, dweight, fan_out);
+    pd__sgemm('T', 'N', fan_in, fan_out, rows, 1.0f, x, fan_in, dy, fan_out, 0.0f, dweight,
+              fan_out);
   column_sums(dy, rows, fan_out, dbias);
   if (dx)
-    pd__sgemm('N', 'T', rows, fan_in, fan_out, 1.0f, dy, fan_out, weight, fan_out, 0.0f, dx, fan_in);
+    pd__sgemm('N', 'T', rows, fan_in, fan_out, 1.0f, dy, fan_out, weight, fan_out, 0.0f, dx,
+              fan_in);
 }
 
 void pd__affine_forward_sparse(const pd_dataset *x, const float *weight, const float *bias,

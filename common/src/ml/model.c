@@ -13,11 +13,11 @@
 #include <string.h>
 
 #include "layers.h"
-#include "plugin.h"
 #include "pando/error.h"
 #include "pando/kernels.h"
 #include "pando/plugin.h"
 #include "pando/util.h"
+#include "plugin.h"
 
 /* LeNet's fixed architecture: conv 5x5 (32, pad 2), relu, max-pool 2, conv
  * 5x5 (64, pad 2), relu, max-pool 2, affine 512, relu, dropout, affine. */
@@ -81,11 +81,11 @@ typedef struct replica {
   net net;
   lenet lenet;
   pd__plugin plugin; /* replica 0's is the model's; the others are instances of it */
-  float *grad;    /* K: the slice's gradient (replicas 1 and up) */
-  uint64_t first; /* this call: the slice's rows [first, first + count) */
+  float *grad;       /* K: the slice's gradient (replicas 1 and up) */
+  uint64_t first;    /* this call: the slice's rows [first, first + count) */
   uint64_t count;
-  double loss;     /* this call: sum of the slice's losses */
-  eval_sums sums;  /* pd_model_evaluate: this thread's chunks */
+  double loss;    /* this call: sum of the slice's losses */
+  eval_sums sums; /* pd_model_evaluate: this thread's chunks */
 } replica;
 
 /* The compute threads of a model: threads 1 .. n-1 run a job that thread 0
@@ -97,8 +97,8 @@ typedef struct team_member {
 
 typedef struct team {
   int n;
-  pthread_t *threads;    /* [n]; 0 is the caller's place */
-  team_member *members;  /* [n]: what each thread is told */
+  pthread_t *threads;   /* [n]; 0 is the caller's place */
+  team_member *members; /* [n]: what each thread is told */
   pthread_barrier_t barrier;
   void (*job)(pd_model *m, int thread); /* NULL: stop */
 } team;
@@ -282,8 +282,7 @@ void pd_model_set_seed(pd_model *model, uint64_t seed) {
   if (model->family != FAMILY_PLUGIN || !model->rep[0].plugin.api->set_seed)
     return;
   for (int t = 0; t < model->nthreads; t++) /* each instance its own stream */
-    model->rep[t].plugin.api->set_seed(model->rep[t].plugin.handle,
-                                       seed + ((uint64_t)t << 40));
+    model->rep[t].plugin.api->set_seed(model->rep[t].plugin.handle, seed + ((uint64_t)t << 40));
 }
 
 /* ---------------------------------------------------------------- initialisation */
@@ -412,8 +411,8 @@ static void lenet_alloc(const pd_model *m, replica *r) {
 }
 
 static void lenet_free(lenet *n) {
-  float *floats[] = {n->input,  n->c1,     n->p1,       n->c2,   n->p2,  n->hidden,
-                     n->mask,   n->drop,   n->logits,   n->d_hidden, n->d_p2, n->d_p1};
+  float *floats[] = {n->input, n->c1,   n->p1,     n->c2,       n->p2,   n->hidden,
+                     n->mask,  n->drop, n->logits, n->d_hidden, n->d_p2, n->d_p1};
   for (size_t i = 0; i < PD_ARRAY_SIZE(floats); i++)
     free(floats[i]);
   free(n->arg1);
@@ -675,8 +674,8 @@ static const float *lenet_input(const pd_model *m, replica *r, const pd_dataset 
  * when `stream` is not UINT64_MAX. Returns the logits. Max-pooling comes
  * before the relu: max and relu commute, and the pooled planes are 4 times
  * smaller. */
-static float *lenet_forward(const pd_model *m, replica *r, const float *params,
-                            const pd_dataset *x, uint64_t stream, uint64_t first) {
+static float *lenet_forward(const pd_model *m, replica *r, const float *params, const pd_dataset *x,
+                            uint64_t stream, uint64_t first) {
   lenet *n = &r->lenet;
   const pd_param_info *t = m->params;
   int rows = (int)x->rows, classes = m->spec.layers[1];
@@ -708,8 +707,8 @@ static float *lenet_forward(const pd_model *m, replica *r, const float *params,
 
 /* Backward from d(mean loss)/d(logits) in n->logits. The conv outputs c1, c2
  * are not needed any more and take their own gradients. */
-static void lenet_backward(const pd_model *m, replica *r, const float *params,
-                           const pd_dataset *x, int dropped, float *grad) {
+static void lenet_backward(const pd_model *m, replica *r, const float *params, const pd_dataset *x,
+                           int dropped, float *grad) {
   lenet *n = &r->lenet;
   const pd_param_info *t = m->params;
   int rows = (int)x->rows, classes = m->spec.layers[1];
@@ -800,8 +799,8 @@ static void gradient_job(pd_model *m, int t) {
     float *part = first == r->first ? g : r->lenet.grad_part;
     if (m->family == FAMILY_PLUGIN) {
       pando_plugin_batch b = pd__plugin_batch(&x);
-      r->loss = (double)r->plugin.api->gradient(r->plugin.handle, params, &b, part) *
-                (double)x.rows;
+      r->loss =
+          (double)r->plugin.api->gradient(r->plugin.handle, params, &b, part) * (double)x.rows;
     } else if (m->family == FAMILY_LENET) {
       float *out = lenet_forward(m, r, params, &x, m->call_stream, first);
       r->loss += loss_of(m, r, out, &x, scale, NULL);
@@ -908,7 +907,7 @@ void pd_model_evaluate(pd_model *model, const float *params, const pd_dataset *d
     sums.correct += m->rep[t].sums.correct;
     sums.sq_err += m->rep[t].sums.sq_err;
   }
-  int task = m->family == FAMILY_PLUGIN ? m->rep[0].plugin.api->task(m->rep[0].plugin.handle)
+  int task = m->family == FAMILY_PLUGIN        ? m->rep[0].plugin.api->task(m->rep[0].plugin.handle)
              : m->spec.type == PD_MODEL_LINREG ? PANDO_PLUGIN_REGRESS
                                                : PANDO_PLUGIN_CLASSIFY;
   memset(out, 0, sizeof *out);

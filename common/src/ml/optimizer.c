@@ -13,11 +13,15 @@
 uint64_t pd_optimizer_state_bytes_per_key(enum pd_optimizer_type type) {
   switch (type) {
   case PD_OPT_MOMENTUM:
-  case PD_OPT_NESTEROV: return sizeof(float); /* velocity */
+  case PD_OPT_NESTEROV:
+    return sizeof(float); /* velocity */
   case PD_OPT_ADAGRAD:
-  case PD_OPT_RMSPROP: return sizeof(float); /* second moment */
-  case PD_OPT_ADAM: return 2 * sizeof(float) + sizeof(uint32_t); /* velocity, second, steps */
-  default: return 0;
+  case PD_OPT_RMSPROP:
+    return sizeof(float); /* second moment */
+  case PD_OPT_ADAM:
+    return 2 * sizeof(float) + sizeof(uint32_t); /* velocity, second, steps */
+  default:
+    return 0;
   }
 }
 
@@ -89,7 +93,8 @@ typedef struct step_params {
 #define PD_VECTOR_CLONES
 #endif
 
-PD_VECTOR_CLONES static void sgd_step(float *restrict x, const float *restrict g, uint64_t n, const step_params *p) {
+PD_VECTOR_CLONES static void sgd_step(float *restrict x, const float *restrict g, uint64_t n,
+                                      const step_params *p) {
   if (p->wd == 0) {
     for (uint64_t i = 0; i < n; i++)
       x[i] -= p->lr * g[i];
@@ -99,8 +104,9 @@ PD_VECTOR_CLONES static void sgd_step(float *restrict x, const float *restrict g
     x[i] -= p->lr * (g[i] + p->wd * x[i]);
 }
 
-PD_VECTOR_CLONES static void momentum_step(float *restrict x, float *restrict v, const float *restrict g, uint64_t n,
-                          const step_params *p) {
+PD_VECTOR_CLONES static void momentum_step(float *restrict x, float *restrict v,
+                                           const float *restrict g, uint64_t n,
+                                           const step_params *p) {
   for (uint64_t i = 0; i < n; i++) {
     float gi = g[i] + p->wd * x[i];
     v[i] = p->mu * v[i] - p->lr * gi;
@@ -111,8 +117,9 @@ PD_VECTOR_CLONES static void momentum_step(float *restrict x, float *restrict v,
 /* Nesterov momentum in the form that keeps x at the "looked-ahead" point, so
  * the gradient pushed is the one taken there (Sutskever et al., ICML 2013;
  * Bengio et al. 2013). */
-PD_VECTOR_CLONES static void nesterov_step(float *restrict x, float *restrict v, const float *restrict g, uint64_t n,
-                          const step_params *p) {
+PD_VECTOR_CLONES static void nesterov_step(float *restrict x, float *restrict v,
+                                           const float *restrict g, uint64_t n,
+                                           const step_params *p) {
   for (uint64_t i = 0; i < n; i++) {
     float gi = g[i] + p->wd * x[i];
     float v0 = v[i];
@@ -121,8 +128,9 @@ PD_VECTOR_CLONES static void nesterov_step(float *restrict x, float *restrict v,
   }
 }
 
-PD_VECTOR_CLONES static void adagrad_step(float *restrict x, float *restrict c, const float *restrict g, uint64_t n,
-                         const step_params *p) {
+PD_VECTOR_CLONES static void adagrad_step(float *restrict x, float *restrict c,
+                                          const float *restrict g, uint64_t n,
+                                          const step_params *p) {
   for (uint64_t i = 0; i < n; i++) {
     float gi = g[i] + p->wd * x[i];
     c[i] += gi * gi;
@@ -130,8 +138,9 @@ PD_VECTOR_CLONES static void adagrad_step(float *restrict x, float *restrict c, 
   }
 }
 
-PD_VECTOR_CLONES static void rmsprop_step(float *restrict x, float *restrict c, const float *restrict g, uint64_t n,
-                         const step_params *p) {
+PD_VECTOR_CLONES static void rmsprop_step(float *restrict x, float *restrict c,
+                                          const float *restrict g, uint64_t n,
+                                          const step_params *p) {
   for (uint64_t i = 0; i < n; i++) {
     float gi = g[i] + p->wd * x[i];
     c[i] = p->dr * c[i] + p->wdr * gi * gi;
@@ -141,9 +150,10 @@ PD_VECTOR_CLONES static void rmsprop_step(float *restrict x, float *restrict c, 
 
 /* Adam with bias correction. Each key counts its own updates, so the
  * correction is exact whatever ranges the steps cover. */
-PD_VECTOR_CLONES static void adam_step(const pd_optimizer_spec *spec, float *restrict x, float *restrict m,
-                      float *restrict v, uint32_t *restrict steps, const float *restrict g,
-                      uint64_t n, const step_params *p) {
+PD_VECTOR_CLONES static void adam_step(const pd_optimizer_spec *spec, float *restrict x,
+                                       float *restrict m, float *restrict v,
+                                       uint32_t *restrict steps, const float *restrict g,
+                                       uint64_t n, const step_params *p) {
   const double b1 = spec->beta1, b2 = spec->beta2;
   const float fb1 = (float)b1, fb2 = (float)b2;
   const float w1 = (float)(1.0 - b1), w2 = (float)(1.0 - b2);
@@ -220,8 +230,8 @@ void pd_optimizer_step(pd_optimizer *opt, float *params, const float *grad, uint
     if (spec->no_bias_correction)
       adaptive_step(0, spec, x, opt->velocity + offset, opt->second + offset, grad, n, &p);
     else
-      adam_step(spec, x, opt->velocity + offset, opt->second + offset, opt->steps + offset, grad,
-                n, &p);
+      adam_step(spec, x, opt->velocity + offset, opt->second + offset, opt->steps + offset, grad, n,
+                &p);
     break;
   case PD_OPT_YOGI:
     adaptive_step(1, spec, x, opt->velocity + offset, opt->second + offset, grad, n, &p);

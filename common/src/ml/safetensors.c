@@ -270,8 +270,8 @@ static void shape_text(const int64_t *shape, int ndim, char *out, size_t outlen)
     snprintf(out + n, outlen - n, "]");
 }
 
-int pd_safetensors_read_range(const char *path, const pd_param_info *params, int n,
-                              uint64_t begin, uint64_t end, float *out, char *err, size_t errlen) {
+int pd_safetensors_read_range(const char *path, const pd_param_info *params, int n, uint64_t begin,
+                              uint64_t end, float *out, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
   if (!f)
     return pd_errf(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
@@ -338,8 +338,8 @@ int pd_safetensors_read_range(const char *path, const pd_param_info *params, int
                    path, p->name, got, want);
     else if (e->begin < 0 || e->end - e->begin != (int64_t)(p->size * 4) ||
              (uint64_t)e->end > data_len)
-      rc = pd_errf(err, errlen, -PD_EFORMAT, "%s: tensor '%s': data_offsets outside the data",
-                   path, p->name);
+      rc = pd_errf(err, errlen, -PD_EFORMAT, "%s: tensor '%s': data_offsets outside the data", path,
+                   p->name);
   }
   for (int i = 0; i < n && rc == 0; i++) {
     const pd_param_info *p = &params[i];

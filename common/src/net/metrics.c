@@ -20,9 +20,9 @@
 enum kind { COUNTER, GAUGE, HISTOGRAM };
 
 /* Upper bounds of the latency buckets, in seconds (+Inf is implicit). */
-static const double buckets[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3,
-                                 25e-3, 50e-3,  0.1,    0.25,   0.5,  1,      2.5,    5,
-                                 10,    30,     60};
+static const double buckets[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3,
+                                 10e-3, 25e-3,  50e-3,  0.1,    0.25, 0.5,    1,
+                                 2.5,   5,      10,     30,     60};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
 _Static_assert(NBUCKETS == PD_METRIC_MAX_BUCKETS, "bucket count");
 
@@ -264,10 +264,10 @@ int pd_metrics_serve(const char *address, char *err, size_t errlen) {
       inet_pton(AF_INET, strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, &sa.sin_addr) != 1)
     return pd_errf(err, errlen, -PD_EFORMAT,
                    "metrics address '%s': expected an IPv4 address and a port", address);
-  daemon_handle = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                                   (uint16_t)port, NULL, NULL, answer, NULL,
-                                   MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                   MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+  daemon_handle =
+      MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
+                       NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                       MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
   if (!daemon_handle)
     return pd_errf(err, errlen, -PD_ERPC, "cannot serve metrics on %s (address in use?)", address);
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_handle, MHD_DAEMON_INFO_BIND_PORT);

@@ -51,14 +51,14 @@ struct pd_psclient {
   int retrying;  /* chunks waiting for their retry_at */
   int failed;
   uint64_t min_version;
-  int dropped; /* a server dropped the last push (too late for its round) */
-  char *device;  /* federated: the device id and n_k sent with pushes, or NULL */
+  int dropped;  /* a server dropped the last push (too late for its round) */
+  char *device; /* federated: the device id and n_k sent with pushes, or NULL */
   double weight;
   char err[512];
 };
 
-pd_psclient *pd_psclient_new(const char *job, uint32_t worker, const pd_shard_range *shards,
-                             int n, size_t chunk_bytes) {
+pd_psclient *pd_psclient_new(const char *job, uint32_t worker, const pd_shard_range *shards, int n,
+                             size_t chunk_bytes) {
   PD_ASSERT(n > 0);
   pd_psclient *c = pd_xcalloc(1, sizeof *c);
   c->job = pd_xstrdup(job);
@@ -311,8 +311,8 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
 
 int pd_psclient_push_dropped(const pd_psclient *c) { return c->dropped; }
 
-int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock,
-                     const float *grad, char *err, size_t errlen) {
+int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock, const float *grad,
+                     char *err, size_t errlen) {
   int rc = plan(c, begin, end, err, errlen);
   if (rc != 0)
     return rc;

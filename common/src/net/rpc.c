@@ -23,7 +23,8 @@
 
 #define PD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define MAX_METHODS 32
-#define REQUESTS_PER_METHOD 16 /* calls of one method the server accepts at once before queueing */
+/* Calls of one method the server accepts at once before queueing. */
+#define REQUESTS_PER_METHOD 16
 #define GENERIC_REQUESTS 2
 
 void pd_rpc_init(void) {
@@ -115,8 +116,8 @@ int pd_loop_run_once(pd_loop *loop, double timeout_sec) {
 typedef struct method_metrics {
   const char *path;
   pd_metric *handled[PD_RPC_STATUS_COUNT]; /* by status code, made when first needed */
-  pd_metric *seconds;                    /* latency histogram */
-  pd_metric *bytes_in, *bytes_out;       /* message payload bytes */
+  pd_metric *seconds;                      /* latency histogram */
+  pd_metric *bytes_in, *bytes_out;         /* message payload bytes */
 } method_metrics;
 
 static void metrics_init(method_metrics *mm, const char *side, const char *path) {
@@ -124,10 +125,11 @@ static void metrics_init(method_metrics *mm, const char *side, const char *path)
   mm->path = path;
   snprintf(labels, sizeof labels, "method=\"%s\"", path);
   snprintf(name, sizeof name, "pando_rpc_%s_seconds", side);
-  mm->seconds = pd_metric_histogram(name, !strcmp(side, "server")
-                                              ? "Time from a call's arrival to its answer."
-                                              : "Time from a call's start to its completion.",
-                                    labels);
+  mm->seconds =
+      pd_metric_histogram(name,
+                          !strcmp(side, "server") ? "Time from a call's arrival to its answer."
+                                                  : "Time from a call's start to its completion.",
+                          labels);
   snprintf(name, sizeof name, "pando_rpc_%s_received_bytes_total", side);
   mm->bytes_in = pd_metric_counter(name, "Message payload bytes received.", labels);
   snprintf(name, sizeof name, "pando_rpc_%s_sent_bytes_total", side);
@@ -294,7 +296,8 @@ static void finish(pd_rpc_call *c, grpc_status_code status, const char *details,
   c->status_details = grpc_slice_from_copied_string(details ? details : "");
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[n].data.send_status_from_server.status = status;
-  ops[n++].data.send_status_from_server.status_details = details && *details ? &c->status_details : NULL;
+  ops[n++].data.send_status_from_server.status_details =
+      details && *details ? &c->status_details : NULL;
   c->replied = 1;
   start_batch(c, ops, n, &c->op_send);
 }
@@ -511,8 +514,9 @@ static ProtobufCMessage *unpack_request(pd_rpc_call *c, const ProtobufCMessageDe
   ProtobufCMessage *msg = rc == 0 ? protobuf_c_message_unpack(desc, NULL, len, buf) : NULL;
   free(buf);
   if (rc != 0)
-    pd_rpc_call_fail(c, rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
-                     "%s", err);
+    pd_rpc_call_fail(
+        c, rc == -PD_ETOOBIG ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT, "%s",
+        err);
   else if (!msg)
     pd_rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed %s message (%zu bytes)",
                      desc->name, len);
@@ -790,11 +794,23 @@ const char *pd_rpc_enum_name(const ProtobufCEnumDescriptor *desc, int value) {
 }
 
 const char *pd_rpc_status_name(grpc_status_code status) {
-  static const char *names[] = {
-      "OK",        "CANCELLED",         "UNKNOWN",      "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS",    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",    "INTERNAL",
-      "UNAVAILABLE", "DATA_LOSS",       "UNAUTHENTICATED"};
+  static const char *names[] = {"OK",
+                                "CANCELLED",
+                                "UNKNOWN",
+                                "INVALID_ARGUMENT",
+                                "DEADLINE_EXCEEDED",
+                                "NOT_FOUND",
+                                "ALREADY_EXISTS",
+                                "PERMISSION_DENIED",
+                                "RESOURCE_EXHAUSTED",
+                                "FAILED_PRECONDITION",
+                                "ABORTED",
+                                "OUT_OF_RANGE",
+                                "UNIMPLEMENTED",
+                                "INTERNAL",
+                                "UNAVAILABLE",
+                                "DATA_LOSS",
+                                "UNAUTHENTICATED"};
   if ((int)status >= 0 && (size_t)status < PD_ARRAY_SIZE(names))
     return names[status];
   return "UNKNOWN_STATUS";

@@ -121,7 +121,8 @@ static void heartbeat_done(const pd_rpc_result *r, void *user) {
   pando__v1__heartbeat_response__free_unpacked(resp, NULL);
 }
 
-static void session_send(pd_session *s, const char *method, const ProtobufCMessage *msg, pd_rpc_done done) {
+static void session_send(pd_session *s, const char *method, const ProtobufCMessage *msg,
+                         pd_rpc_done done) {
   grpc_slice slice = pd_rpc_pack(msg);
   if (pd_rpc_start(s->channel, s->loop, method, &slice, 1, RPC_TIMEOUT_SEC, done, s) == 0)
     s->in_flight = 1;

@@ -115,7 +115,7 @@ grpc_slice pd_wire_borrow(const void *data, size_t len) {
 typedef struct cursor {
   grpc_byte_buffer_reader reader;
   const uint8_t *p, *end;
-  size_t left; /* bytes of the message not consumed yet */
+  size_t left;  /* bytes of the message not consumed yet */
   size_t stop;  /* `left` at the end of the enclosing field */
   size_t total; /* bytes of the whole message */
 } cursor;
@@ -433,8 +433,9 @@ static int check_message(const uint8_t *p, size_t len, const ProtobufCMessageDes
                      PD_WIRE_MAX_FIELDS);
     int wt = (int)(tag & 7);
     const ProtobufCFieldDescriptor *f =
-        (tag >> 3) <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
-                                 : NULL;
+        (tag >> 3) <= UINT32_MAX
+            ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
+            : NULL;
     switch (wt) {
     case WT_VARINT:
       for (n = 0;; n++) {

@@ -28,12 +28,13 @@ struct test_config {
 static const pd_config_option options[] = {
     {"listen", PD_CFG_STRING, AT(listen), SIZE(listen), 0, 0, "127.0.0.1:7000",
      "address to listen on", NULL},
-    {"heartbeat_ms", PD_CFG_INT, AT(heartbeat_ms), 0, 10, 60000, "1000", "heartbeat interval", NULL},
+    {"heartbeat_ms", PD_CFG_INT, AT(heartbeat_ms), 0, 10, 60000, "1000", "heartbeat interval",
+     NULL},
     {"timeout_sec", PD_CFG_DOUBLE, AT(timeout_sec), 0, 0.1, 3600, "5.5", "RPC deadline", NULL},
     {"verbose", PD_CFG_BOOL, AT(verbose), 0, 0, 0, "false", "log more", NULL},
     {"trace", PD_CFG_BOOL, AT(trace), SIZE(trace), 0, 0, "no", "trace RPCs", NULL},
-    {"max_bytes", PD_CFG_INT, AT(max_bytes), SIZE(max_bytes), 0, 0, "4294967296",
-     "largest message", NULL},
+    {"max_bytes", PD_CFG_INT, AT(max_bytes), SIZE(max_bytes), 0, 0, "4294967296", "largest message",
+     NULL},
     {"data_dir", PD_CFG_STRING, AT(data_dir), SIZE(data_dir), 0, 0, NULL, "where data lives", NULL},
 };
 
@@ -411,11 +412,13 @@ static void test_choices(void) {
   char *ok_argv[] = {"pando-test", "--level", "debug", NULL}, *rest[4], err[256];
   int nrest;
   clear_env();
-  CHECK_EQ_INT(pd_config_load(table, 1, &config, "t", 3, ok_argv, rest, &nrest, err, sizeof err), 0);
+  CHECK_EQ_INT(pd_config_load(table, 1, &config, "t", 3, ok_argv, rest, &nrest, err, sizeof err),
+               0);
   CHECK(strcmp(config.listen, "debug") == 0);
   char *bad_argv[] = {"pando-test", "--level=loud", NULL};
   CHECK(pd_config_load(table, 1, &config, "t", 2, bad_argv, rest, &nrest, err, sizeof err) < 0);
-  CHECK_STR_CONTAINS(err, "level: unknown value 'loud'; expected one of: debug, info (flag --level)");
+  CHECK_STR_CONTAINS(err,
+                     "level: unknown value 'loud'; expected one of: debug, info (flag --level)");
 }
 
 /* A default that does not parse is a programmer error: the loader aborts. */

@@ -367,8 +367,8 @@ static void test_read_file(void) {
 }
 
 static void test_partition(void) {
-  uint64_t cases[][2] = {{0, 1}, {0, 3}, {1, 1}, {1, 4}, {10, 3}, {7, 7}, {5, 8},
-                         {60000, 7}, {60000, 16}, {1000003, 16}, {10000, 1}};
+  uint64_t cases[][2] = {{0, 1}, {0, 3},     {1, 1},      {1, 4},        {10, 3},   {7, 7},
+                         {5, 8}, {60000, 7}, {60000, 16}, {1000003, 16}, {10000, 1}};
   for (size_t i = 0; i < PD_ARRAY_SIZE(cases); i++) {
     uint64_t rows = cases[i][0];
     uint32_t workers = (uint32_t)cases[i][1];
@@ -428,8 +428,8 @@ static void test_fashion_mnist(void) {
   CHECK_EQ_INT(rc, 0);
   CHECK_EQ_INT(part.rows, end - begin);
   CHECK(memcmp(part.labels, ds.labels + begin, part.rows) == 0);
-  CHECK(memcmp(part.features, ds.features + begin * ds.cols,
-               part.rows * ds.cols * sizeof(float)) == 0);
+  CHECK(memcmp(part.features, ds.features + begin * ds.cols, part.rows * ds.cols * sizeof(float)) ==
+        0);
   pd_dataset_close(&part);
   pd_dataset_close(&ds);
 }

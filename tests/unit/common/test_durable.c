@@ -7,11 +7,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../test.h"

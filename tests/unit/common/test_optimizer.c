@@ -105,14 +105,14 @@ static void ref_step(ref_opt *r, const float *grad, int offset, int n, double lr
         break;
       }
       {
-      r->t[i] = r->per_call_t ? r->calls : r->t[i] + 1;
-      r->m[i] = s->beta1 * r->m[i] + (1 - s->beta1) * g;
-      r->v[i] = s->beta2 * r->v[i] + (1 - s->beta2) * g * g;
-      double m_hat = r->m[i] / (1 - pow(s->beta1, r->t[i]));
-      double v_hat = r->v[i] / (1 - pow(s->beta2, r->t[i]));
-      r->x[i] = r->x[i] - lr * m_hat / (sqrt(v_hat) + s->epsilon);
-      break;
-    }
+        r->t[i] = r->per_call_t ? r->calls : r->t[i] + 1;
+        r->m[i] = s->beta1 * r->m[i] + (1 - s->beta1) * g;
+        r->v[i] = s->beta2 * r->v[i] + (1 - s->beta2) * g * g;
+        double m_hat = r->m[i] / (1 - pow(s->beta1, r->t[i]));
+        double v_hat = r->v[i] / (1 - pow(s->beta2, r->t[i]));
+        r->x[i] = r->x[i] - lr * m_hat / (sqrt(v_hat) + s->epsilon);
+        break;
+      }
     }
   }
 }
@@ -208,8 +208,12 @@ static void test_adam_trajectory(void) {
 /* The server optimizers of fedadam and fedyogi (Reddi et al., ICLR 2021,
  * Algorithm 2 with their defaults beta 0.9, 0.99 and tau 1e-3). */
 static void test_fedadam_fedyogi_trajectories(void) {
-  pd_optimizer_spec fedadam = {.type = PD_OPT_ADAM, .lr = 0.01, .beta1 = 0.9, .beta2 = 0.99,
-                               .epsilon = 1e-3, .no_bias_correction = 1};
+  pd_optimizer_spec fedadam = {.type = PD_OPT_ADAM,
+                               .lr = 0.01,
+                               .beta1 = 0.9,
+                               .beta2 = 0.99,
+                               .epsilon = 1e-3,
+                               .no_bias_correction = 1};
   CHECK(whole_trajectory_err(&fedadam, 21) <= REL_TOL);
   pd_optimizer_spec fedyogi = fedadam;
   fedyogi.type = PD_OPT_YOGI;

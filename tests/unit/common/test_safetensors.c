@@ -24,9 +24,10 @@ static void test_header_and_data(void) {
   CHECK_EQ_INT(pd_file_read_all(path, 4096, &data, &bytes, err, sizeof err), 0);
   uint64_t n;
   memcpy(&n, data, 8);
-  const char *want = "{\"__metadata__\":{\"pando.job\":\"j-1\"},"
-                     "\"layer0.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-                     "\"layer0.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[24,36]}}";
+  const char *want =
+      "{\"__metadata__\":{\"pando.job\":\"j-1\"},"
+      "\"layer0.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+      "\"layer0.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[24,36]}}";
   CHECK_EQ_INT(n % 8, 0);
   CHECK(n >= strlen(want) && n < strlen(want) + 8);
   CHECK(memcmp(data + 8, want, strlen(want)) == 0);
@@ -69,12 +70,13 @@ static void test_read_range(void) {
 
   /* bias first in the data, an extra tensor, metadata last, spaces */
   float other[10] = {-1, -2, -3, 9, 1, 2, 3, 4, 5, 6};
-  write_raw(path,
-            "{ \"layer0.bias\" : {\"shape\": [3], \"dtype\": \"F32\", \"data_offsets\": [0, 12]},"
-            " \"extra\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [12, 16]},"
-            " \"layer0.weight\": {\"dtype\": \"F32\", \"shape\": [2, 3], \"data_offsets\": [16, 40]},"
-            " \"__metadata__\": {\"a\": \"b\\\"c\"} }   ",
-            other, sizeof other);
+  write_raw(
+      path,
+      "{ \"layer0.bias\" : {\"shape\": [3], \"dtype\": \"F32\", \"data_offsets\": [0, 12]},"
+      " \"extra\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [12, 16]},"
+      " \"layer0.weight\": {\"dtype\": \"F32\", \"shape\": [2, 3], \"data_offsets\": [16, 40]},"
+      " \"__metadata__\": {\"a\": \"b\\\"c\"} }   ",
+      other, sizeof other);
   CHECK_EQ_INT(pd_safetensors_read_range(path, params, 2, 0, 9, got, err, sizeof err), 0);
   CHECK(memcmp(got, values, sizeof values) == 0);
 

@@ -353,10 +353,12 @@ static void test_enums(void) {
        "  partition: random",
        {"data.partition: unknown value 'random' (line 7); expected one of: disjoint_contiguous, "
         "disjoint_round_robin, disjoint_random, overlap_reshuffle"}},
-      {4, "  format: parquet",
+      {4,
+       "  format: parquet",
        {"data.format: unknown value 'parquet' (line 4); expected one of: idx, csv, libsvm, "
         "synthetic"}},
-      {4, "  format: csv",
+      {4,
+       "  format: csv",
        {"data.train.labels: not used with format csv: the label is in the file "
         "(data.label_column for csv) (line 5)"}},
   };
@@ -438,12 +440,13 @@ static void test_required(void) {
       {5, "  train: {labels: /b}", {"data.train.features: required"}},
       {5, "  train: {features: /a}", {"data.train.labels: required"}},
       {6, "  test: {features: /a}", {"data.test.labels: required"}},
-      {5, "  train: {features: '', labels: /b}", {"data.train.features: required for format idx (line 5)"}},
+      {5,
+       "  train: {features: '', labels: /b}",
+       {"data.train.features: required for format idx (line 5)"}},
       {1, "name: ''", {"name: required (line 1)"}},
   };
   run_error_cases(cases, PD_ARRAY_SIZE(cases));
 }
-
 
 /* A federated job: no epochs, batch size or workers; the keys of rounds. */
 static const char federated_job[] =
@@ -490,29 +493,37 @@ static void test_federated_defaults(void) {
 
 static void test_federated_errors(void) {
   static const struct error_case cases[] = {
-      {7, "  federated: {clients_per_round: 10}",
+      {7,
+       "  federated: {clients_per_round: 10}",
        {"training.federated.rounds: required with training.update fedavg"}},
-      {7, "  federated: {rounds: 5, clients_per_round: 2.5}",
+      {7,
+       "  federated: {rounds: 5, clients_per_round: 2.5}",
        {"training.federated.clients_per_round: a number of devices (an integer >= 1) or a "
         "fraction in (0, 1), got 2.5"}},
-      {7, "  federated: {rounds: 5, clients_per_round: 10, min_reports: 14}",
+      {7,
+       "  federated: {rounds: 5, clients_per_round: 10, min_reports: 14}",
        {"training.federated.min_reports: must be <= the devices a round selects, "
         "ceil(over_selection 1.3 x clients_per_round 10) = 13, got 14"}},
-      {7, "  federated: {rounds: 5, over_selection: 0.9}",
+      {7,
+       "  federated: {rounds: 5, over_selection: 0.9}",
        {"training.federated.over_selection: must be between 1 and 10, got 0.9 (line 7)"}},
-      {7, "  federated: {rounds: 5, aggregation: fedsgd}",
+      {7,
+       "  federated: {rounds: 5, aggregation: fedsgd}",
        {"training.federated.aggregation: unknown value 'fedsgd' (line 7)",
         "fedavg, fedavgm, fedadam, fedyogi, fedprox"}},
-      {7, "  federated: {rounds: 5, require: 'charging; wifi'}",
+      {7,
+       "  federated: {rounds: 5, require: 'charging; wifi'}",
        {"training.federated.require: comma-separated attribute names"}},
-      {3, "data: {train: {features: /f, labels: /l}}\ntraining:\n  update: bsp\n  epochs: 1\n  "
-          "batch_size: 1\n  optimizer: {lr: 1}\n  federated: {rounds: 3}\ncluster: {servers: 1, "
-          "workers: 1}",
+      {3,
+       "data: {train: {features: /f, labels: /l}}\ntraining:\n  update: bsp\n  epochs: 1\n  "
+       "batch_size: 1\n  optimizer: {lr: 1}\n  federated: {rounds: 3}\ncluster: {servers: 1, "
+       "workers: 1}",
        {"training.federated.rounds: training.federated is only used with training.update "
         "fedavg, got update bsp"}},
       {5, "  update: bsp", {"training.epochs: required"}},
-      {3, "data: {train: {features: /f, labels: /l}, partition: shards}\ntraining:\n  update: bsp\n  "
-          "epochs: 1\n  batch_size: 1\n  optimizer: {lr: 1}\ncluster: {servers: 1, workers: 1}\n#",
+      {3,
+       "data: {train: {features: /f, labels: /l}, partition: shards}\ntraining:\n  update: bsp\n  "
+       "epochs: 1\n  batch_size: 1\n  optimizer: {lr: 1}\ncluster: {servers: 1, workers: 1}\n#",
        {"data.partition: shards splits data over simulated devices: only used with "
         "training.update fedavg, got update bsp"}},
   };
@@ -657,8 +668,9 @@ static void test_validate_built_spec(void) {
   CHECK_EQ_INT(example(&spec), 0);
   strcpy(spec.data.format, "parquet");
   CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
-  CHECK_STR_CONTAINS(err, "data.format: unknown value 'parquet'; expected one of: idx, csv, libsvm, "
-                          "synthetic");
+  CHECK_STR_CONTAINS(err,
+                     "data.format: unknown value 'parquet'; expected one of: idx, csv, libsvm, "
+                     "synthetic");
 
   CHECK_EQ_INT(example(&spec), 0);
   strcpy(spec.data.format, "csv");
@@ -696,8 +708,10 @@ static void test_names(void) {
 /* checkpoint: parsed with keep's default; one every_* at a time, each error
  * naming the key and the line. */
 static void test_checkpoint_keys(void) {
-  static const struct error_case ok_case = {13, "cluster: {servers: 2, workers: 2}\n"
-                                                "checkpoint: {every_epochs: 1}", {NULL}};
+  static const struct error_case ok_case = {13,
+                                            "cluster: {servers: 2, workers: 2}\n"
+                                            "checkpoint: {every_epochs: 1}",
+                                            {NULL}};
   char text[4096], err[512] = "";
   pd_job_spec spec;
   build(&ok_case, text, sizeof text);
@@ -710,18 +724,24 @@ static void test_checkpoint_keys(void) {
   CHECK_EQ_INT(parse(text, &spec, err, sizeof err), 0);
   CHECK(!pd_job_spec_checkpoints(&spec));
   static const struct error_case cases[] = {
-      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epochs: 1, every_clocks: 5}",
+      {13,
+       "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epochs: 1, every_clocks: 5}",
        {"checkpoint.every_clocks: set only one of every_epochs, every_clocks and every_seconds, "
         "got every_epochs and every_clocks (line 14)"}},
-      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epochs: 4}",
+      {13,
+       "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epochs: 4}",
        {"checkpoint.every_epochs: must be <= training.epochs (3), got 4", "(line 14)"}},
-      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: 30}",
+      {13,
+       "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: 30}",
        {"checkpoint.every_seconds: not supported yet", "(line 14)"}},
-      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: -1}",
+      {13,
+       "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: -1}",
        {"checkpoint.every_seconds: must be between 0 and 31536000, got -1 (line 14)"}},
-      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_clocks: 10, keep: 0}",
+      {13,
+       "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_clocks: 10, keep: 0}",
        {"checkpoint.keep: must be between 1 and 1000, got 0 (line 14)"}},
-      {13, "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epoch: 1}",
+      {13,
+       "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epoch: 1}",
        {"checkpoint: unknown key 'every_epoch' (line 14); expected one of: every_epochs, "
         "every_clocks, every_seconds, keep"}},
   };
@@ -763,7 +783,8 @@ static void test_document_bounds(void) {
       "  *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n,\n"
       "  *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n, *n,\n"
       "  *n, *n, *n, *n, *n, *n, *n, *n, *n]}\n";
-  CHECK_EQ_INT(pd_job_spec_parse(aliases, strlen(aliases), &spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_EQ_INT(pd_job_spec_parse(aliases, strlen(aliases), &spec, err, sizeof err),
+               -PD_EINVAL_SPEC);
   CHECK_STR_CONTAINS(err, "job spec has more than 64 aliases (line 5)");
 
   size_t big = PD_SPEC_MAX_BYTES + 1;

@@ -938,8 +938,8 @@ static void test_length_past_tensor_end(void) {
     ProtobufCMessage *rest = NULL;
     pd_wire_tensor t;
     err[0] = '\0';
-    CHECK_EQ_INT(decode(push15, sizeof push15, chunk, &pando__v1__push_request__descriptor, 6,
-                        NULL, 0, &scratch, &rest, &t, err, sizeof err),
+    CHECK_EQ_INT(decode(push15, sizeof push15, chunk, &pando__v1__push_request__descriptor, 6, NULL,
+                        0, &scratch, &rest, &t, err, sizeof err),
                  -PD_EFORMAT);
     CHECK(rest == NULL && scratch.cap == 0);
     CHECK_STR_CONTAINS(err, "tensor");
@@ -1010,8 +1010,8 @@ static void test_decode_deferred(void) {
       grpc_byte_buffer *bb = make_bb(msg.data, msg.len, chunks[k], chunks[k] == 5);
       ProtobufCMessage *rest = NULL;
       pd_wire_tensor t;
-      CHECK_EQ_INT(pd_wire_decode(bb, &pando__v1__push_request__descriptor, 6, NULL, 0, NULL,
-                                  &rest, &t, err, sizeof err),
+      CHECK_EQ_INT(pd_wire_decode(bb, &pando__v1__push_request__descriptor, 6, NULL, 0, NULL, &rest,
+                                  &t, err, sizeof err),
                    0);
       CHECK(t.present && t.data == NULL && t.data_len == len && t.ndim == 3);
       CHECK(t.data_offset + len <= msg.len);
@@ -1048,8 +1048,8 @@ static void test_unknown_fields_skipped(void) {
   }
   ProtobufCMessage *rest = NULL;
   pd_wire_tensor t;
-  CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0,
-                      NULL, &rest, &t, err, sizeof err),
+  CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0, NULL,
+                      &rest, &t, err, sizeof err),
                0);
   free(msg.data);
   CHECK(same_push_fields((Pando__V1__PushRequest *)rest, &req));
@@ -1137,8 +1137,8 @@ static void test_check_limits(void) {
   push.job = job;
   msg.len = 0;
   bytes_pack(&msg, &push.base);
-  CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0,
-                      NULL, &rest, &t, err, sizeof err),
+  CHECK_EQ_INT(decode(msg.data, msg.len, 0, &pando__v1__push_request__descriptor, 6, NULL, 0, NULL,
+                      &rest, &t, err, sizeof err),
                -PD_ETOOBIG);
   CHECK(rest == NULL);
   CHECK_STR_CONTAINS(err, "PushRequest.job is 4999 bytes");
@@ -1191,8 +1191,8 @@ static void test_check_agrees_with_protobuf_c(void) {
   a.shard_map = &map;
   bytes msg = {0};
   bytes_pack(&msg, &a.base);
-  CHECK_EQ_INT(pd_wire_check(msg.data, msg.len, &pando__v1__assignment__descriptor, err, sizeof err),
-               0);
+  CHECK_EQ_INT(
+      pd_wire_check(msg.data, msg.len, &pando__v1__assignment__descriptor, err, sizeof err), 0);
   for (size_t cut = 0; cut < msg.len; cut++) {
     int rc = pd_wire_check(msg.data, cut, &pando__v1__assignment__descriptor, err, sizeof err);
     ProtobufCMessage *m =

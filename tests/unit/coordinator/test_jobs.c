@@ -311,7 +311,6 @@ static void test_worker_error_and_cancel(void) {
   fixture_close(&f);
 }
 
-
 /* What the jobs asked of the federated rounds. */
 static int fed_started, fed_stopped;
 static void fed_start(void *ctx, pd_job *j) {
@@ -361,7 +360,8 @@ static void test_federated_job(void) {
   CHECK(j->rounds != NULL);
   pd_jobs_cron(f.jobs, 100.0); /* RUNNING jobs do not time out waiting */
   CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
-  pd_jobs_finish(f.jobs, j, 101.0, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED, "cancelled by the user");
+  pd_jobs_finish(f.jobs, j, 101.0, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
+                 "cancelled by the user");
   CHECK_EQ_INT(fed_stopped, 1);
   CHECK_EQ_INT(f.rec.ndrop, 2);
   j->rounds = NULL;

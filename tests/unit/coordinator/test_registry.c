@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "../../test.h"
-#include "pando/error.h"
 #include "nodes.h"
+#include "pando/error.h"
 
 static void test_ids_and_names(void) {
   pd_registry *reg = pd_registry_new();

@@ -584,9 +584,8 @@ static void test_parse_export(void) {
   CHECK(strcmp(args.operand, "job-3") == 0);
   CHECK(strcmp(args.out_path, "m.st") == 0);
   CHECK_EQ_INT(args.output, PD_CTL_OUTPUT_JSON);
-  CHECK_EQ_INT(parse(&args, err, sizeof err, "export", "job-3", "--out=a.st", "--output", "json",
-                     NULL),
-               0);
+  CHECK_EQ_INT(
+      parse(&args, err, sizeof err, "export", "job-3", "--out=a.st", "--output", "json", NULL), 0);
   CHECK(strcmp(args.out_path, "a.st") == 0);
   CHECK_EQ_INT(args.output, PD_CTL_OUTPUT_JSON);
   CHECK_EQ_INT(parse(&args, err, sizeof err, "export", "job-3", NULL), -EINVAL);
@@ -815,7 +814,6 @@ static void test_epoch_and_final_lines(void) {
   CHECK(pd_ctl_job_state_final(PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED));
   CHECK(!pd_ctl_job_state_final(PANDO__V1__JOB_STATE__JOB_STATE_PENDING));
 }
-
 
 /* A federated job: one line per round attempt, the coordinator's message as
  * progress, and the final accuracy of its last evaluated round. */

@@ -10,11 +10,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -66,8 +66,7 @@ static int push_clocks(pd_shard *s, uint32_t workers, int64_t from, int64_t to) 
     for (uint32_t w = 0; w < workers; w++) {
       gradient(w, c, n, g);
       if (pd_shard_push(s, w, c, -1, 0, half, g, err, sizeof err) == PD_PUSH_REJECT ||
-          pd_shard_push(s, w, c, -1, half, n - half, g + half, err, sizeof err) ==
-              PD_PUSH_REJECT) {
+          pd_shard_push(s, w, c, -1, half, n - half, g + half, err, sizeof err) == PD_PUSH_REJECT) {
         fprintf(stderr, "  push rejected: %s\n", err);
         free(g);
         return -1;
@@ -90,7 +89,9 @@ static int same_values(const pd_shard *a, const pd_shard *b) {
 
 /* A fresh data dir for one test. */
 static pd_checkpoint_key key_of(const pd_shard *s, uint64_t id) {
-  pd_checkpoint_key key = {.id = id, .begin = pd_shard_begin(s), .end = pd_shard_end(s),
+  pd_checkpoint_key key = {.id = id,
+                           .begin = pd_shard_begin(s),
+                           .end = pd_shard_end(s),
                            .num_workers = pd_shard_num_workers(s)};
   strcpy(key.job, "ckpt-test");
   return key;
@@ -366,8 +367,8 @@ static void test_prune_keeps_newest(void) {
 
 /* Writes checkpoint 1 (800 KB: 40002 keys of values, adam's three slots and
  * the round's sum), then tries checkpoint 2 with writes limited to
- * `file_limit` bytes per file (if > 0) or where the space runs out; checks the failure and that 1 is intact. Returns 0 when
- * everything held. Runs in a child process (limits, mounts). */
+ * `file_limit` bytes per file (if > 0) or where the space runs out; checks the failure and that 1
+ * is intact. Returns 0 when everything held. Runs in a child process (limits, mounts). */
 static int failed_write_keeps_previous(const char *dir, int expect_errno, long file_limit) {
   char err[512] = "";
   pd_shard *s = make_shard(20000, "update: bsp, optimizer: {type: adam, lr: 0.01}", 1);
@@ -480,7 +481,7 @@ static void test_due_clocks(void) {
     due[v] = pd_checkpoint_due(&spec, 25, (uint64_t)v);
   static const int want_epochs[13] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1};
   CHECK(memcmp(due, want_epochs, sizeof due) == 0);
-  CHECK(!pd_checkpoint_due(&spec, 25, 18)); /* past the last epoch */
+  CHECK(!pd_checkpoint_due(&spec, 25, 18));        /* past the last epoch */
   CHECK_EQ_INT(parse_spec("{keep: 3}", &spec), 0); /* no every_*: never */
   for (int v = 0; v <= 12; v++)
     CHECK(!pd_checkpoint_due(&spec, 25, (uint64_t)v));

@@ -19,8 +19,8 @@ static int push_chunks(pd_clock *clock, uint32_t worker, int64_t worker_clock,
   char err[256] = "";
   for (int i = 0; i < nchunks; i++) {
     int c = order[i];
-    if (pd_clock_on_push(clock, worker, worker_clock, -1, bounds[c], bounds[c + 1], err, sizeof err) !=
-        expect)
+    if (pd_clock_on_push(clock, worker, worker_clock, -1, bounds[c], bounds[c + 1], err,
+                         sizeof err) != expect)
       return i;
   }
   return -1;
@@ -50,8 +50,8 @@ static void test_bsp_round_needs_every_key_of_every_worker(void) {
     CHECK_EQ_INT(pd_clock_version(clock), (uint64_t)round);
     /* The missing chunk completes the round. */
     const int *order = orders[(WORKERS - 1 + (uint32_t)round) % WORKERS];
-    CHECK_EQ_INT(pd_clock_on_push(clock, WORKERS - 1, round, -1, bounds[order[5]], bounds[order[5] + 1],
-                                  err, sizeof err),
+    CHECK_EQ_INT(pd_clock_on_push(clock, WORKERS - 1, round, -1, bounds[order[5]],
+                                  bounds[order[5] + 1], err, sizeof err),
                  PD_PUSH_ACCUMULATE);
     CHECK(pd_clock_round_complete(clock));
     CHECK_EQ_INT(pd_clock_version(clock), (uint64_t)round); /* until advanced */
@@ -98,11 +98,13 @@ static void test_bsp_pull_waits_for_round(void) {
   CHECK_STR_CONTAINS(err, "shard is at clock 0");
 
   for (int64_t round = 0; round < 3; round++) {
-    CHECK_EQ_INT(pd_clock_on_push(clock, 0, round, -1, 0, KEYS, err, sizeof err), PD_PUSH_ACCUMULATE);
+    CHECK_EQ_INT(pd_clock_on_push(clock, 0, round, -1, 0, KEYS, err, sizeof err),
+                 PD_PUSH_ACCUMULATE);
     CHECK_EQ_INT(pd_clock_pull_ready(clock, 0, round + 1, err, sizeof err), 0);
     CHECK_EQ_INT(pd_clock_on_push(clock, 1, round, -1, 0, 5, err, sizeof err), PD_PUSH_ACCUMULATE);
     CHECK_EQ_INT(pd_clock_pull_ready(clock, 0, round + 1, err, sizeof err), 0);
-    CHECK_EQ_INT(pd_clock_on_push(clock, 1, round, -1, 5, KEYS, err, sizeof err), PD_PUSH_ACCUMULATE);
+    CHECK_EQ_INT(pd_clock_on_push(clock, 1, round, -1, 5, KEYS, err, sizeof err),
+                 PD_PUSH_ACCUMULATE);
     CHECK(pd_clock_round_complete(clock));
     /* Complete but not applied yet: still waiting. */
     CHECK_EQ_INT(pd_clock_pull_ready(clock, 0, round + 1, err, sizeof err), 0);
@@ -239,8 +241,8 @@ static void test_bsp_many_chunks(void) {
       CHECK(!pd_clock_round_complete(clock));
       /* Every chunk again: duplicates. */
       CHECK_EQ_INT(push_chunks(clock, w, round, bounds, order, n - 1, PD_PUSH_DUPLICATE), -1);
-      CHECK_EQ_INT(pd_clock_on_push(clock, w, round, -1, bounds[order[n - 1]], bounds[order[n - 1] + 1],
-                                    err, sizeof err),
+      CHECK_EQ_INT(pd_clock_on_push(clock, w, round, -1, bounds[order[n - 1]],
+                                    bounds[order[n - 1] + 1], err, sizeof err),
                    PD_PUSH_ACCUMULATE);
       CHECK_EQ_INT(pd_clock_round_complete(clock), w == WORKERS - 1);
     }
@@ -463,8 +465,7 @@ static void test_backup_first_n_gradients(void) {
   CHECK_EQ_INT(pd_clock_on_push(clock, 2, 0, 0, 0, 5, err, sizeof err), PD_PUSH_BUFFER);
   CHECK_EQ_INT(pd_clock_on_push(clock, 0, 0, 0, 0, 5, err, sizeof err), PD_PUSH_BUFFER);
   CHECK_EQ_INT(pd_clock_on_push(clock, 0, 0, 0, 0, 5, err, sizeof err), PD_PUSH_DUPLICATE);
-  CHECK_EQ_INT(pd_clock_on_push(clock, 0, 0, 0, 5, KEYS, err, sizeof err),
-               PD_PUSH_BUFFER_ACCEPT);
+  CHECK_EQ_INT(pd_clock_on_push(clock, 0, 0, 0, 5, KEYS, err, sizeof err), PD_PUSH_BUFFER_ACCEPT);
   CHECK(!pd_clock_round_complete(clock));
   CHECK_EQ_INT(pd_clock_on_push(clock, 1, 0, 0, 0, KEYS, err, sizeof err), PD_PUSH_BUFFER_ACCEPT);
   CHECK(pd_clock_round_complete(clock));

@@ -200,7 +200,7 @@ fuzz-ci: fuzz-build
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
-check-format:
+check-format: deps
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:

@@ -34,7 +34,7 @@ static void cron(void *user) { pd_coord_cron(user); }
 
 int main(int argc, char **argv) {
   coord_config cfg = {0};
-  char err[512];
+  char addr[300];
   int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-coordinator", argc,
                                argv, &cfg.daemon);
   if (rc >= 0)
@@ -48,17 +48,8 @@ int main(int argc, char **argv) {
   pd_coord_options opt = {cfg.heartbeat_ms / 1000.0, cfg.node_timeout};
   pd_coord *coord = pd_coord_new(loop, &opt);
   pd_coord_register(coord, srv);
-  int port = pd_rpc_server_listen(srv, cfg.daemon.listen, err, sizeof err);
-  if (port < 0) {
-    PD_ERROR("%s", err);
+  if (pd_daemon_start(srv, &cfg.daemon, "", "Coordinator", addr, sizeof addr) != 0)
     return 1;
-  }
-  pd_rpc_server_start(srv);
-  if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
-    return 1;
-  if (pd_daemon_write_port(cfg.daemon.port_file, port) != 0)
-    PD_WARN("cannot write port file %s", cfg.daemon.port_file);
-  PD_INFO("serving Coordinator on %s (port %d)", cfg.daemon.listen, port);
 
   pd_daemon_serve(loop, 0.05, cron, coord, NULL);
 

@@ -65,18 +65,8 @@ int main(int argc, char **argv) {
   }
   pd_ps_set_memory_limit(ps, (uint64_t)cfg.memory_limit << 20);
   pd_ps_register(ps, srv);
-  int port = pd_rpc_server_listen(srv, cfg.daemon.listen, err, sizeof err);
-  if (port < 0) {
-    PD_ERROR("%s", err);
+  if (pd_daemon_start(srv, &cfg.daemon, cfg.advertise, "ParameterServer", addr, sizeof addr) != 0)
     return 1;
-  }
-  pd_rpc_server_start(srv);
-  if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
-    return 1;
-  pd_daemon_advertise(cfg.daemon.listen, cfg.advertise, port, addr, sizeof addr);
-  if (pd_daemon_write_port(cfg.daemon.port_file, port) != 0)
-    PD_WARN("cannot write port file %s", cfg.daemon.port_file);
-  PD_INFO("serving ParameterServer on %s (advertised as %s)", cfg.daemon.listen, addr);
   pd_session *session = NULL;
   if (cfg.coordinator[0])
     session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__ROLE_SERVER, addr,

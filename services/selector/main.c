@@ -58,7 +58,7 @@ static void cron(void *user) {
 
 int main(int argc, char **argv) {
   selector_config cfg = {0};
-  char err[512], addr[300];
+  char addr[300];
   int rc = pd_daemon_configure(options, PD_ARRAY_SIZE(options), &cfg, "pando-selector", argc, argv,
                                &cfg.daemon);
   if (rc >= 0)
@@ -76,18 +76,8 @@ int main(int argc, char **argv) {
                              pd_now_ns()};
   daemon_state st = {pd_selector_new(&opt), NULL};
   pd_selector_register(st.selector, srv);
-  int port = pd_rpc_server_listen(srv, cfg.daemon.listen, err, sizeof err);
-  if (port < 0) {
-    PD_ERROR("%s", err);
+  if (pd_daemon_start(srv, &cfg.daemon, cfg.advertise, "Selector", addr, sizeof addr) != 0)
     return 1;
-  }
-  pd_rpc_server_start(srv);
-  if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
-    return 1;
-  pd_daemon_advertise(cfg.daemon.listen, cfg.advertise, port, addr, sizeof addr);
-  if (pd_daemon_write_port(cfg.daemon.port_file, port) != 0)
-    PD_WARN("cannot write port file %s", cfg.daemon.port_file);
-  PD_INFO("serving Selector on %s (advertised as %s)", cfg.daemon.listen, addr);
   if (cfg.coordinator[0])
     st.session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__ROLE_SELECTOR, addr,
                                 cfg.daemon.name, NULL, NULL);

@@ -82,4 +82,11 @@ int pd_daemon_write_port(const char *path, int port);
 void pd_daemon_advertise(const char *listen, const char *advertise, int port, char *out,
                          size_t outlen);
 
+/* A daemon's start-up after its handlers are registered on `srv`: listens on
+ * settings->listen, starts the server, serves metrics, writes the port file,
+ * puts the address to advertise (as pd_daemon_advertise) into `addr` and logs
+ * "serving SERVICE on ...". Returns 0, or -1 after logging what failed. */
+int pd_daemon_start(pd_rpc_server *srv, const pd_daemon_settings *settings, const char *advertise,
+                    const char *service, char *addr, size_t addrlen);
+
 #endif

@@ -135,3 +135,21 @@ void pd_daemon_advertise(const char *listen, const char *advertise, int port, ch
   }
   snprintf(out, outlen, "%s:%d", host, port);
 }
+
+int pd_daemon_start(pd_rpc_server *srv, const pd_daemon_settings *settings, const char *advertise,
+                    const char *service, char *addr, size_t addrlen) {
+  char err[256];
+  int port = pd_rpc_server_listen(srv, settings->listen, err, sizeof err);
+  if (port < 0) {
+    PD_ERROR("%s", err);
+    return -1;
+  }
+  pd_rpc_server_start(srv);
+  if (pd_daemon_metrics(settings->metrics_listen, settings->metrics_port_file) != 0)
+    return -1;
+  pd_daemon_advertise(settings->listen, advertise, port, addr, addrlen);
+  if (pd_daemon_write_port(settings->port_file, port) != 0)
+    PD_WARN("cannot write port file %s", settings->port_file);
+  PD_INFO("serving %s on %s (advertised as %s)", service, settings->listen, addr);
+  return 0;
+}

@@ -769,6 +769,10 @@ static void test_document_bounds(void) {
   char err[512] = "";
   size_t n = 80000, len = 0;
   char *deep = malloc(2 * n + 64);
+  if (!deep) {
+    CHECK(deep != NULL);
+    return;
+  }
   len += (size_t)sprintf(deep, "name: a\nmodel: ");
   memset(deep + len, '[', n);
   memset(deep + len + n, ']', n);

@@ -1,6 +1,7 @@
 /* Federated rounds of one job; see rounds.h. The state machine:
  *
- *   WAITING --(selectors report >= min_reports idle eligible devices)--> SELECTING
+ *   WAITING --(selectors report ceil(over_selection K) idle eligible devices, or
+ *             >= min_reports of them for selection_timeout seconds)--> SELECTING
  *   SELECTING --(every Select answered)--> REPORTING (deadline = now + round_timeout),
  *              or CLOSING (abandon) when fewer than min_reports devices were chosen
  *   REPORTING --(the min_reports-th report, in pd_rounds_report)--> CLOSING (commit)
@@ -63,9 +64,10 @@ struct pd_rounds {
   int attempt; /* 1-based attempt of that round */
   uint64_t id; /* the current attempt's round id (1, 2, ...: one per attempt) */
   double phase_since, deadline, started, wait_since, last_poll, select_started;
-  uint64_t gen;    /* bumped by every phase change: calls of older phases do not count */
-  int calls;       /* calls of the current phase in flight */
-  int calls_total; /* every call in flight (for free) */
+  double enough_since; /* since when >= min_reports devices are idle (0: not yet) */
+  uint64_t gen;        /* bumped by every phase change: calls of older phases do not count */
+  int calls;           /* calls of the current phase in flight */
+  int calls_total;     /* every call in flight (for free) */
   /* population answers of the current poll */
   uint32_t idle[MAX_SELECTORS], eligible_sum, idle_sum;
   /* the attempt's devices */
@@ -131,6 +133,7 @@ pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job
   r->attempt = 1;
   r->phase = WAITING;
   r->started = r->wait_since = pd_now();
+  r->enough_since = 0;
   r->last_poll = -1e9;
   r->last_accuracy = NAN;
   atomic_init(&r->eval_done, 0);
@@ -352,6 +355,7 @@ static void start_selecting(pd_rounds *r) {
 static void enter_waiting(pd_rounds *r) {
   set_phase(r, WAITING);
   r->wait_since = pd_now();
+  r->enough_since = 0;
   snprintf(r->message, sizeof r->message, "round %d/%d: waiting for devices", r->round,
            r->spec.training.federated.rounds);
   poll_population(r);
@@ -581,15 +585,30 @@ static void on_population(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) 
   if (r->calls > 0)
     return;
   uint32_t need = pd_spec_round_min_reports(&r->spec, r->eligible_sum);
-  if (r->idle_sum >= need && r->idle_sum > 0) {
+  uint32_t want = pd_spec_round_selected(&r->spec, r->eligible_sum);
+  double now = pd_now(), patience = r->spec.training.federated.selection_timeout_sec;
+  if (r->idle_sum < need || r->idle_sum == 0) {
+    r->enough_since = 0;
+    snprintf(r->message, sizeof r->message,
+             "round %d/%d: waiting for devices: %u idle of %u eligible at %zu selectors; a round "
+             "needs %u reports",
+             r->round, r->spec.training.federated.rounds, r->idle_sum, r->eligible_sum,
+             r->nselectors, need);
+    return;
+  }
+  if (r->enough_since == 0)
+    r->enough_since = now;
+  /* Bonawitz et al. s2.2: selection waits for the round's goal count; with
+   * fewer (but enough to commit) it goes on after selection_timeout. */
+  if (r->idle_sum >= want || now - r->enough_since >= patience) {
     start_selecting(r);
     return;
   }
   snprintf(r->message, sizeof r->message,
-           "round %d/%d: waiting for devices: %u idle of %u eligible at %zu selectors; a round "
-           "needs %u reports",
-           r->round, r->spec.training.federated.rounds, r->idle_sum, r->eligible_sum, r->nselectors,
-           need);
+           "round %d/%d: selecting: %u of the %u devices it selects are idle; selecting them "
+           "in %.0f s (training.federated.selection_timeout) unless more check in",
+           r->round, r->spec.training.federated.rounds, r->idle_sum, want,
+           patience - (now - r->enough_since));
 }
 
 static void on_select(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {

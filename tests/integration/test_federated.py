@@ -8,7 +8,9 @@ selector, with devices written in Python (grpcio, messages from proto/):
    discarded and counted, and the model is the average of the first 10;
  - 80% of the selected devices drop out: the round is abandoned at its
    deadline, the model stays bit for bit, the retry takes other devices,
-   and after max_attempts the job fails with a message saying so."""
+   and after max_attempts the job fails with a message saying so;
+ - selection waits for ceil(over_selection K) idle devices, and after
+   selection_timeout selects the fewer there are (at least min_reports)."""
 import sys
 import time
 
@@ -147,6 +149,31 @@ try:
                                  for r in recs) and [r.attempt for r in recs] == [1, 2])
     check("the model is unchanged bit for bit on every shard after an abandoned attempt",
           unchanged)
+
+    # ---- selection waits for ceil(over_selection K) devices, then selection_timeout
+    job = c.submit(spec("patient", clients_per_round=3, over_selection=2, min_reports=3,
+                        selection_timeout=1, round_timeout=30))
+    sizes = {"few-%d" % i: 7 for i in range(4)}
+    for d, n in sizes.items():
+        c.checkin(d, n)
+    waiting = ""
+    for _ in range(1000):  # the coordinator polls the selectors every 0.5 s
+        waiting = c.status(job).message
+        if "selection_timeout" in waiting:
+            break
+        time.sleep(0.01)
+    tasks = c.tasks(sizes, 4, seconds=30)
+    check("with 4 of the 6 devices it selects idle, the round waits for more (%s), then "
+          "selects the 4 after selection_timeout" % waiting,
+          "selection_timeout" in waiting and len(tasks) == 4)
+    for d, t in tasks.items():
+        c.push(t.shard_map, job, t.round, d, 7, np.zeros(KEYS, dtype="<f4"))
+        c.report(t, d, 7)
+    st = c.wait(job, seconds=30)
+    rec = st.round_history[0]
+    check("the round of 4 selected commits at its 3rd report (%s; %d selected, %d reported)" % (st.message, rec.selected,
+          rec.reported), st.state == pb.JOB_STATE_SUCCEEDED and
+          (rec.selected, rec.reported) == (4, 3))
 finally:
     codes = c.close()
 check("every daemon stops cleanly on SIGTERM", all(code == 0 for code in codes))

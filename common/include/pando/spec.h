@@ -167,14 +167,15 @@ typedef struct pd_job_spec {
     } batch_schedule;
     /* training.update fedavg: the rounds (README "Federated learning"). */
     struct {
-      int rounds;               /* rounds to commit */
-      double clients_per_round; /* K >= 1 devices, or a fraction (0, 1) of the eligible ones */
-      double over_selection;    /* select ceil(over_selection K) (Bonawitz et al.: 1.3) */
-      int min_reports;          /* the round commits with the first min_reports reports; 0: K */
-      double round_timeout_sec; /* fewer reports by then: the round is abandoned */
-      int max_attempts;         /* attempts of one round before the job fails */
-      int local_epochs;         /* E: epochs over its own data each device runs per round */
-      int local_batch_size;     /* B; 0: the whole local data set (FedSGD with E = 1) */
+      int rounds;                   /* rounds to commit */
+      double clients_per_round;     /* K >= 1 devices, or a fraction (0, 1) of the eligible ones */
+      double over_selection;        /* select ceil(over_selection K) (Bonawitz et al.: 1.3) */
+      int min_reports;              /* the round commits with the first min_reports reports; 0: K */
+      double round_timeout_sec;     /* fewer reports by then: the round is abandoned */
+      double selection_timeout_sec; /* fewer idle than it selects: wait this long */
+      int max_attempts;             /* attempts of one round before the job fails */
+      int local_epochs;             /* E: epochs over its own data each device runs per round */
+      int local_batch_size;         /* B; 0: the whole local data set (FedSGD with E = 1) */
       enum pd_aggregation aggregation;
       double server_lr;         /* eta of fedavgm/fedadam/fedyogi (fedavg, fedprox: 1) */
       double server_momentum;   /* fedavgm's beta */

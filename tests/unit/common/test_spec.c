@@ -473,6 +473,7 @@ static void test_federated_defaults(void) {
   CHECK_EQ_INT(spec.training.federated.aggregation, PD_AGG_FEDAVG);
   CHECK(spec.training.federated.over_selection == 1.3);
   CHECK(spec.training.federated.round_timeout_sec == 60);
+  CHECK(spec.training.federated.selection_timeout_sec == 10);
   CHECK_EQ_INT(spec.training.federated.max_attempts, 3);
   CHECK(spec.training.federated.beta2 == 0.99 && spec.training.federated.tau == 1e-3);
   CHECK_EQ_INT(spec.data.partition, PD_PARTITION_DIRICHLET);

@@ -73,6 +73,15 @@ static void rounds_stop(void *ctx, pd_job *j) {
   pd_rounds_stop(j->rounds);
 }
 
+static int rounds_forget(void *ctx, pd_job *j) {
+  (void)ctx;
+  if (pd_rounds_busy(j->rounds))
+    return -1;
+  pd_rounds_free(j->rounds);
+  j->rounds = NULL;
+  return 0;
+}
+
 pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
   pd_coord *c = pd_xcalloc(1, sizeof *c);
   c->loop = loop;
@@ -82,7 +91,8 @@ pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
   pd_jobs_fanout ops = pd_fanout_ops(c->fanout);
   c->jobs = pd_jobs_new(c->reg, &ops);
   pd_fanout_attach(c->fanout, c->jobs);
-  pd_jobs_federated fed = {rounds_start, rounds_stop, c};
+  pd_jobs_federated fed = {rounds_start, rounds_stop, rounds_forget, c};
+  pd_jobs_set_retention(c->jobs, options->keep_models, options->keep_jobs);
   pd_jobs_set_federated(c->jobs, &fed);
   return c;
 }
@@ -125,7 +135,7 @@ void pd_coord_cron(pd_coord *c) {
 static void shard_map(pd_coord *c, const pd_job *j, Pando__V1__ShardMap *map,
                       Pando__V1__Shard *shards, Pando__V1__Shard **shard_ptrs) {
   pando__v1__shard_map__init(map);
-  if (!j->server_ids)
+  if (!j->server_ids || j->model_dropped)
     return;
   map->version = 1;
   map->keys = j->keys;
@@ -225,6 +235,7 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
       return;
     }
     pd_strlcpy(n->math, req->math, sizeof n->math);
+    n->memory_bytes = req->role == PANDO__V1__ROLE__ROLE_SERVER ? req->memory_bytes : 0;
     PD_INFO("registered %s %s at %s as node %llu",
             n->role == PANDO__V1__ROLE__ROLE_SERVER
                 ? "server"
@@ -365,6 +376,10 @@ static void handle_submit(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "cluster.servers: %d servers for a model of only %llu parameters",
                      spec.cluster.servers, (unsigned long long)keys);
+    return;
+  }
+  if (pd_jobs_admit(c->jobs, &spec, keys, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
     return;
   }
   pd_job *j = pd_jobs_submit(c->jobs, &spec, req->spec_yaml, keys, rows, pd_now());

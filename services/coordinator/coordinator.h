@@ -17,6 +17,8 @@ typedef struct pd_coord pd_coord;
 typedef struct pd_coord_options {
   double heartbeat_sec;    /* how often nodes should send Heartbeat */
   double node_timeout_sec; /* a node silent this long is dead */
+  uint32_t keep_models;    /* succeeded jobs whose shards stay on the servers */
+  uint32_t keep_jobs;      /* finished jobs remembered (pd_jobs_set_retention) */
 } pd_coord_options;
 
 /* The coordinator's client calls (CreateShard, DropShard) complete on `loop`. */

@@ -10,6 +10,7 @@
 #include "pando/error.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
+#include "pando/optimizer.h"
 #include "pando/plan.h"
 #include "pando/rpc.h"
 #include "pando/schedule.h"
@@ -22,6 +23,7 @@ struct pd_jobs {
   pd_job **jobs;
   size_t njobs, cap;
   uint64_t next_job;
+  uint32_t keep_models, keep_jobs;
 };
 
 pd_jobs *pd_jobs_new(pd_registry *reg, const pd_jobs_fanout *fanout) {
@@ -29,7 +31,14 @@ pd_jobs *pd_jobs_new(pd_registry *reg, const pd_jobs_fanout *fanout) {
   jobs->reg = reg;
   jobs->fanout = *fanout;
   jobs->next_job = 1;
+  jobs->keep_models = PD_JOBS_KEEP_MODELS;
+  jobs->keep_jobs = PD_JOBS_KEEP_JOBS;
   return jobs;
+}
+
+void pd_jobs_set_retention(pd_jobs *jobs, uint32_t keep_models, uint32_t keep_jobs) {
+  jobs->keep_models = keep_models;
+  jobs->keep_jobs = keep_jobs;
 }
 
 static void job_free(pd_job *j) {
@@ -78,6 +87,43 @@ const char *pd_job_state_name(Pando__V1__JobState s) {
   return pd_rpc_enum_name(&pando__v1__job_state__descriptor, (int)s);
 }
 
+static uint32_t job_workers(const pd_job_spec *spec) {
+  if (spec->training.update == PD_UPDATE_FEDAVG) /* devices come through the selectors */
+    return 0;
+  /* with backup workers, N + b workers run and each round takes N gradients */
+  return (uint32_t)(spec->cluster.workers + spec->training.backup_workers);
+}
+
+/* What the largest of the job's shards (pd_plan_shards: ceil(keys / M)) takes. */
+static uint64_t shard_bytes(const pd_job_spec *spec, uint64_t keys) {
+  uint64_t m = (uint64_t)spec->cluster.servers;
+  return pd_optimizer_shard_bytes(spec, (keys + m - 1) / m, job_workers(spec));
+}
+
+int pd_jobs_admit(pd_jobs *jobs, const pd_job_spec *spec, uint64_t keys, char *err, size_t errlen) {
+  uint64_t need = shard_bytes(spec, keys), largest = 0;
+  size_t alive = 0, fit = 0;
+  for (size_t i = 0; i < pd_registry_count(jobs->reg); i++) {
+    const pd_node *n = pd_registry_at(jobs->reg, i);
+    if (n->role != PANDO__V1__ROLE__ROLE_SERVER || !n->alive)
+      continue;
+    if (n->memory_bytes == 0) /* it said nothing: it may hold anything */
+      return 0;
+    alive++;
+    fit += n->memory_bytes >= need;
+    largest = PD_MAX(largest, n->memory_bytes);
+  }
+  if (alive < (size_t)spec->cluster.servers || fit >= (size_t)spec->cluster.servers)
+    return 0; /* more servers may register; or it fits */
+  snprintf(err, errlen,
+           "the job needs %.1f MiB on each of its %d servers (cluster.servers) for a shard of "
+           "ceil(%llu / %d) parameters with their optimizer state, but %zu of the %zu registered "
+           "servers have that much memory_limit (the largest has %.1f MiB)",
+           (double)need / (1 << 20), spec->cluster.servers, (unsigned long long)keys,
+           spec->cluster.servers, fit, alive, (double)largest / (1 << 20));
+  return -1;
+}
+
 pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_yaml, uint64_t keys,
                        uint64_t rows, double now) {
   if (jobs->njobs == jobs->cap) {
@@ -93,11 +139,9 @@ pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_
   j->keys = keys;
   j->train_rows = rows;
   j->nservers = (uint32_t)spec->cluster.servers;
-  /* with backup workers, N + b workers run and each round takes N gradients */
-  j->nworkers = (uint32_t)(spec->cluster.workers + spec->training.backup_workers);
-  if (pd_job_federated(j)) /* devices come through the selectors */
-    j->nworkers = 0;
-  else
+  j->nworkers = job_workers(spec);
+  j->shard_bytes = shard_bytes(spec, keys);
+  if (!pd_job_federated(j))
     j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec->data.partition,
                                                  pd_schedule_batch_size(spec, 1));
   j->workers = pd_xcalloc(j->nworkers + 1, sizeof *j->workers);
@@ -134,12 +178,47 @@ void pd_jobs_finish(pd_jobs *jobs, pd_job *j, double now, Pando__V1__JobState st
   PD_INFO("job %s: %s%s%s", j->id, pd_job_state_name(state), j->message[0] ? ": " : "", j->message);
 }
 
+/* Whether `j` holds a shard on a server: unfinished with servers, or
+ * succeeded and its model kept. */
+static int holds_shards(const pd_job *j) {
+  if (!j->server_ids)
+    return 0;
+  if (pd_job_state_final(j->state))
+    return j->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && !j->model_dropped;
+  return 1;
+}
+
+/* Whether server `n` has room for a shard of `j` besides the shards it holds. */
+static int has_room(pd_jobs *jobs, const pd_node *n, const pd_job *j) {
+  if (n->memory_bytes == 0)
+    return 1;
+  uint64_t held = 0;
+  for (size_t i = 0; i < jobs->njobs; i++) {
+    const pd_job *o = jobs->jobs[i];
+    for (uint32_t s = 0; o != j && holds_shards(o) && s < o->nservers; s++)
+      if (o->server_ids[s] == n->id)
+        held += o->shard_bytes;
+  }
+  return held <= n->memory_bytes && j->shard_bytes <= n->memory_bytes - held;
+}
+
+/* Live servers with room for a shard of `j`. */
+static size_t servers_with_room(pd_jobs *jobs, const pd_job *j) {
+  size_t n = 0;
+  for (size_t i = 0; i < pd_registry_count(jobs->reg); i++) {
+    const pd_node *node = pd_registry_at(jobs->reg, i);
+    n += node->role == PANDO__V1__ROLE__ROLE_SERVER && node->alive && has_room(jobs, node, j);
+  }
+  return n;
+}
+
 /* Shards of unfinished or succeeded jobs that server `id` holds. */
 static size_t server_load(pd_jobs *jobs, uint64_t id) {
   size_t load = 0;
   for (size_t i = 0; i < jobs->njobs; i++) {
     pd_job *j = jobs->jobs[i];
-    if (pd_job_state_final(j->state) && j->state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED)
+    if (pd_job_state_final(j->state) &&
+        (j->state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED || j->model_dropped))
       continue;
     for (uint32_t s = 0; j->server_ids && s < j->nservers; s++)
       load += j->server_ids[s] == id;
@@ -163,7 +242,7 @@ static void start_job(pd_jobs *jobs, pd_job *j) {
       int taken = 0;
       for (uint32_t k = 0; k < s; k++)
         taken |= j->server_ids[k] == n->id;
-      if (n->role != PANDO__V1__ROLE__ROLE_SERVER || !n->alive || taken)
+      if (n->role != PANDO__V1__ROLE__ROLE_SERVER || !n->alive || taken || !has_room(jobs, n, j))
         continue;
       size_t load = server_load(jobs, n->id);
       if (load < best_load) {
@@ -212,6 +291,14 @@ static void maybe_run(pd_jobs *jobs, pd_job *j, double now) {
 static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t outlen) {
   size_t servers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_SERVER, 0);
   size_t workers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_WORKER, 1);
+  size_t room = servers_with_room(jobs, j);
+  if (servers >= j->nservers && room < j->nservers && workers >= j->nworkers) {
+    snprintf(out, outlen,
+             "waiting for memory: each of its %u servers needs %.1f MiB free for its shard; %zu "
+             "of the %zu servers have that much of their memory_limit free",
+             j->nservers, (double)j->shard_bytes / (1 << 20), room, servers);
+    return;
+  }
   snprintf(out, outlen,
            "waiting for %u servers and %u idle workers; %zu servers and %zu idle workers are "
            "registered",
@@ -234,7 +321,73 @@ void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *n, double now) {
   }
 }
 
+/* The finished job (with a model on the servers, if `with_model`) that
+ * finished first, or SIZE_MAX. */
+static size_t oldest_finished(pd_jobs *jobs, int with_model) {
+  size_t best = SIZE_MAX;
+  for (size_t k = 0; k < jobs->njobs; k++) {
+    pd_job *j = jobs->jobs[k];
+    if (!pd_job_state_final(j->state))
+      continue;
+    if (with_model && (j->state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED || !j->server_ids ||
+                       j->model_dropped))
+      continue;
+    if (best == SIZE_MAX || j->finished < jobs->jobs[best]->finished)
+      best = k;
+  }
+  return best;
+}
+
+/* keep_models and keep_jobs (pd_jobs_set_retention). */
+static void retain(pd_jobs *jobs) {
+  size_t models = 0, finished = 0, starved = 0;
+  size_t servers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_SERVER, 0);
+  for (size_t k = 0; k < jobs->njobs; k++) {
+    pd_job *j = jobs->jobs[k];
+    finished += pd_job_state_final(j->state) != 0;
+    models +=
+        j->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && j->server_ids && !j->model_dropped;
+    /* a job waiting for memory that finished models hold gets it: one model a cron */
+    starved |= j->state == PANDO__V1__JOB_STATE__JOB_STATE_PENDING && !j->server_ids &&
+               servers >= j->nservers && servers_with_room(jobs, j) < j->nservers;
+  }
+  for (; models > jobs->keep_models || (starved && models > 0); models--, starved = 0) {
+    pd_job *j = jobs->jobs[oldest_finished(jobs, 1)];
+    for (uint32_t s = 0; s < j->nservers; s++) {
+      const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[s]);
+      if (server)
+        jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, server);
+    }
+    j->model_dropped = 1;
+    size_t len = strlen(j->message);
+    snprintf(j->message + len, sizeof j->message - len,
+             "%sits model was dropped from the servers (%s)", len ? "; " : "",
+             models > jobs->keep_models ? "the coordinator's keep_models keeps the newest "
+                                          "succeeded jobs' models"
+                                        : "a job waiting for memory needed its room");
+    PD_INFO("job %s: model dropped from its %u servers (%s)", j->id, j->nservers,
+            models > jobs->keep_models ? "keep_models" : "a pending job needs the memory");
+  }
+  for (; finished > jobs->keep_jobs; finished--) {
+    size_t k = oldest_finished(jobs, 0);
+    pd_job *j = jobs->jobs[k];
+    if (j->rounds && (!jobs->federated.forget || jobs->federated.forget(jobs->federated.ctx, j)))
+      return; /* its rounds' calls are in flight: at a later cron */
+    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && j->server_ids && !j->model_dropped)
+      for (uint32_t s = 0; s < j->nservers; s++) {
+        const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[s]);
+        if (server)
+          jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, server);
+      }
+    PD_DEBUG("job %s: forgotten (keep_jobs %u)", j->id, jobs->keep_jobs);
+    job_free(j);
+    memmove(&jobs->jobs[k], &jobs->jobs[k + 1], (jobs->njobs - k - 1) * sizeof *jobs->jobs);
+    jobs->njobs--;
+  }
+}
+
 void pd_jobs_cron(pd_jobs *jobs, double now) {
+  retain(jobs);
   for (size_t k = 0; k < jobs->njobs; k++) {
     pd_job *j = jobs->jobs[k];
     if (j->state != PANDO__V1__JOB_STATE__JOB_STATE_PENDING)
@@ -243,7 +396,7 @@ void pd_jobs_cron(pd_jobs *jobs, double now) {
       maybe_run(jobs, j, now);
       continue;
     }
-    if (pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_SERVER, 0) >= j->nservers &&
+    if (servers_with_room(jobs, j) >= j->nservers &&
         pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_WORKER, 1) >= j->nworkers) {
       start_job(jobs, j);
       continue;

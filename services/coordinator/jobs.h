@@ -51,6 +51,8 @@ typedef struct pd_job {
   Pando__V1__EpochRecord *history; /* one per evaluated epoch */
   size_t nhistory;
   struct pd_rounds *rounds; /* training.update fedavg, once RUNNING: its rounds (rounds.c) */
+  int model_dropped;        /* SUCCEEDED, and its shards were dropped (keep_models) */
+  uint64_t shard_bytes;     /* the most memory one of its shards takes on its server */
 } pd_job;
 
 /* Whether `job` is federated (training.update fedavg): it has no workers; a
@@ -74,6 +76,9 @@ typedef struct pd_jobs pd_jobs;
 typedef struct pd_jobs_federated {
   void (*start)(void *ctx, pd_job *job);
   void (*stop)(void *ctx, pd_job *job);
+  /* a finished job is about to be forgotten: free job->rounds and return 0,
+   * or -1 while its calls are still in flight (asked again later) */
+  int (*forget)(void *ctx, pd_job *job);
   void *ctx;
 } pd_jobs_federated;
 /* Sets them (copied); without, fedavg jobs stay RUNNING with no rounds. */
@@ -83,11 +88,23 @@ void pd_jobs_set_federated(pd_jobs *jobs, const pd_jobs_federated *federated);
  * `fanout` (copied). */
 pd_jobs *pd_jobs_new(pd_registry *reg, const pd_jobs_fanout *fanout);
 void pd_jobs_free(pd_jobs *jobs);
+/* Bounds what finished jobs hold (pd_jobs_cron applies it): the shards of
+ * succeeded jobs beyond the newest `keep_models` are dropped from their
+ * servers, and finished jobs beyond the newest `keep_jobs` are forgotten.
+ * Defaults: PD_JOBS_KEEP_MODELS, PD_JOBS_KEEP_JOBS. */
+#define PD_JOBS_KEEP_MODELS 16
+#define PD_JOBS_KEEP_JOBS 1000
+void pd_jobs_set_retention(pd_jobs *jobs, uint32_t keep_models, uint32_t keep_jobs);
 
 /* Adds a PENDING job of a valid `spec` (its text `spec_yaml`, copied) with
  * `keys` parameters and `rows` training rows, submitted at `now`. */
 pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_yaml, uint64_t keys,
                        uint64_t rows, double now);
+/* Admission control at submit: 0 if a job of `spec` with `keys` parameters
+ * can be placed, now or once more servers register; else -1 with why in
+ * `err` (fewer registered servers have a memory_limit its shards fit in than
+ * it needs, and every live server said what it has). */
+int pd_jobs_admit(pd_jobs *jobs, const pd_job_spec *spec, uint64_t keys, char *err, size_t errlen);
 /* The job of `id`, or NULL. */
 pd_job *pd_jobs_find(pd_jobs *jobs, const char *id);
 /* The jobs in the order they were submitted. */

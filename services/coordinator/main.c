@@ -16,6 +16,7 @@ typedef struct coord_config {
   pd_daemon_settings daemon; /* listen, name, port files, metrics, plugin_dir, log_level */
   int heartbeat_ms;
   double node_timeout;
+  int keep_models, keep_jobs;
 } coord_config;
 
 #define S(field)                                                                                   \
@@ -28,6 +29,12 @@ static const pd_config_option options[] = {
      "how often servers and workers send heartbeats", NULL},
     {"node_timeout", PD_CFG_DOUBLE, offsetof(coord_config, node_timeout), 0, 0.1, 3600, "10",
      "seconds without a heartbeat after which a node is dead and its job fails", NULL},
+    {"keep_models", PD_CFG_INT, offsetof(coord_config, keep_models), 0, 0, 1000000, "16",
+     "succeeded jobs whose model stays on the servers (pandoctl export, evaluation); older "
+     "ones' shards are dropped",
+     NULL},
+    {"keep_jobs", PD_CFG_INT, offsetof(coord_config, keep_jobs), 0, 1, 1000000, "1000",
+     "finished jobs the coordinator remembers (status, history)", NULL},
 };
 
 static void cron(void *user) { pd_coord_cron(user); }
@@ -45,7 +52,8 @@ int main(int argc, char **argv) {
 
   pd_loop *loop = pd_loop_new();
   pd_rpc_server *srv = pd_rpc_server_new(loop);
-  pd_coord_options opt = {cfg.heartbeat_ms / 1000.0, cfg.node_timeout};
+  pd_coord_options opt = {cfg.heartbeat_ms / 1000.0, cfg.node_timeout, (uint32_t)cfg.keep_models,
+                          (uint32_t)cfg.keep_jobs};
   pd_coord *coord = pd_coord_new(loop, &opt);
   pd_coord_register(coord, srv);
   if (pd_daemon_start(srv, &cfg.daemon, "", "Coordinator", addr, sizeof addr) != 0)

@@ -19,6 +19,7 @@ typedef struct pd_node {
   char address[256];       /* servers: where their ParameterServer listens */
   char name[64];           /* shown in logs and `pandoctl cluster` */
   char math[160];          /* RegisterRequest.math: its math libraries and ISA ("" if unsaid) */
+  uint64_t memory_bytes;   /* servers: RegisterRequest.memory_bytes (0: unsaid, no limit) */
   double last_seen;        /* when it was last heard from */
   int alive;               /* 0 once it missed heartbeats for the node timeout */
   double dead_since;       /* when it was declared dead (alive 0) */

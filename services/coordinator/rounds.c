@@ -177,6 +177,10 @@ void pd_rounds_free(pd_rounds *r) {
   free(r);
 }
 
+int pd_rounds_busy(const pd_rounds *r) {
+  return r->calls_total > 0 || (r->eval_running && !atomic_load(&r->eval_done));
+}
+
 void pd_rounds_stop(pd_rounds *r) {
   r->stopped = 1;
   r->phase = DONE;

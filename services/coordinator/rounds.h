@@ -36,6 +36,9 @@ pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job
                          const char *spec_yaml, const pd_shard_range *shards, uint32_t n);
 /* Waits for the calls and the evaluation in flight and frees everything. */
 void pd_rounds_free(pd_rounds *rounds);
+/* Whether calls or the evaluation of stopped `rounds` are still in flight
+ * (pd_rounds_free would wait for them). */
+int pd_rounds_busy(const pd_rounds *rounds);
 /* The job ended (failed, cancelled): start nothing more. */
 void pd_rounds_stop(pd_rounds *rounds);
 /* Periodic work: population polls, deadlines, the evaluation's end. */

@@ -708,6 +708,10 @@ static int cmd_submit(ctl *c) {
     if (error.status == GRPC_STATUS_INVALID_ARGUMENT) {
       fprintf(c->errout, "pandoctl: job spec %s: %s\n", path, error.details);
       code = PD_CTL_EXIT_USAGE;
+    } else if (error.status == GRPC_STATUS_RESOURCE_EXHAUSTED) { /* admission control */
+      fprintf(c->errout, "pandoctl: job spec %s: the cluster cannot hold it: %s\n", path,
+              error.details);
+      code = PD_CTL_EXIT_FAILURE;
     } else {
       code = report_coordinator_error(c, &error);
     }

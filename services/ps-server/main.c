@@ -71,6 +71,8 @@ int main(int argc, char **argv) {
   if (cfg.coordinator[0])
     session = pd_session_new(loop, cfg.coordinator, PANDO__V1__ROLE__ROLE_SERVER, addr,
                              cfg.daemon.name, NULL, NULL);
+  if (session)
+    pd_session_set_memory(session, pd_ps_memory_limit(ps));
 
   pd_daemon_serve(loop, 0.05, cron, session, NULL);
 

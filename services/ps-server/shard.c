@@ -161,17 +161,7 @@ static void values_read(const pd_shard_values *v, uint64_t off, uint64_t n, floa
 
 uint64_t pd_shard_bytes(const pd_job_spec *spec, uint64_t begin, uint64_t end,
                         uint32_t num_workers) {
-  uint64_t keys = end - begin;
-  pd_clock_options clock = pd_clock_options_of(spec, num_workers, keys);
-  uint64_t per_key =
-      2 * sizeof(float) + pd_optimizer_state_bytes_per_key(spec->training.optimizer.type);
-  if (clock.update == PD_UPDATE_BSP)
-    per_key += sizeof(float);
-  if (clock.backup_workers > 0)
-    per_key += (uint64_t)num_workers * sizeof(float);
-  if (keys > (UINT64_MAX - 64 * (uint64_t)num_workers) / per_key)
-    return UINT64_MAX;
-  return keys * per_key + 64 * (uint64_t)num_workers; /* and the clock's state per worker */
+  return pd_optimizer_shard_bytes(spec, end - begin, num_workers);
 }
 
 /* ---------------------------------------------------------------- shard */

@@ -32,6 +32,12 @@ expect_reject update 's/epochs: 1,/epochs: 1, update: bsq,/' "training.update: u
 expect_reject missing_lr 's/optimizer: {lr: 0.1}/optimizer: {type: sgd}/' "training.optimizer.lr: required"
 expect_reject data_file 's/train-images-idx3/no-such-file/' "data.train.features:"
 expect_reject inputs 's/layers: \[784, 10\]/layers: [100, 10]/' "model.layers[0]: the model takes 100 inputs"
+# admission control: a model no server's memory_limit can hold is refused
+# at submit (exit 1: the spec is valid, the cluster too small)
+sed 's/type: softmax, layers: \[784, 10\]/type: mlp, layers: [784, 1000000000, 10]/' "$good" >"$T_DIR/too_big.yaml"
+"$ctl" submit "$T_DIR/too_big.yaml" >"$T_DIR/too_big.out" 2>&1
+t_check "a job too big for every server is refused at submit, saying what it needs and what there is ($(cat "$T_DIR/too_big.out"))" \
+  sh -c "[ $? -eq 1 ] && grep -q 'the cluster cannot hold it: the job needs 9098053.0 MiB on each of its 1 servers' '$T_DIR/too_big.out' && grep -q 'the largest has' '$T_DIR/too_big.out'"
 expect_reject yaml_syntax 's/^name: good/name: [good/' "YAML syntax error"
 t_check "a missing spec file is named" sh -c "'$ctl' submit '$T_DIR/nope.yaml' 2>&1 | grep -q 'nope.yaml'"
 t_check "no job was created by the refused submits" \

@@ -18,7 +18,11 @@ char *pd_metric_escape(const char *value, char *dst, size_t dstlen);
 /* Returns the metric `name` with `labels` (Prometheus label pairs without
  * braces, e.g. "method=\"/pando.v1.ParameterServer/Pull\"", or "" for none),
  * registering it the first time. All members of a family (same name) must
- * have the same type and help. Strings are copied. Never returns NULL. */
+ * have the same type and help. Strings are copied. Never returns NULL.
+ * The registry holds at most PD_METRIC_MAX_SERIES series (label values come
+ * from requests: job ids); past that, a new series is a sink that is never
+ * exported, and pando_metric_series_dropped_total counts them. */
+#define PD_METRIC_MAX_SERIES 20000
 pd_metric *pd_metric_counter(const char *name, const char *help, const char *labels);
 pd_metric *pd_metric_gauge(const char *name, const char *help, const char *labels);
 /* A histogram with the default latency buckets (50 us .. 60 s). */
@@ -30,6 +34,9 @@ pd_metric *pd_metric_histogram(const char *name, const char *help, const char *l
 #define PD_METRIC_MAX_BUCKETS 19
 pd_metric *pd_metric_histogram_buckets(const char *name, const char *help, const char *labels,
                                        const double *bounds, size_t n);
+
+/* Changes the bound on series (tests). */
+void pd_metrics_set_max_series(size_t n);
 
 /* Adds `value` to a counter (value >= 0) or gauge. */
 void pd_metric_add(pd_metric *metric, double value);

@@ -49,6 +49,13 @@ void pd_optimizer_init(pd_optimizer *opt, const pd_optimizer_spec *spec, uint64_
  * optimizer of `type` (0 for sgd): what a server must hold besides the
  * parameters. */
 uint64_t pd_optimizer_state_bytes_per_key(enum pd_optimizer_type type);
+/* The most memory a parameter server holds for `keys` keys of a shard of
+ * `spec` pushed to by `num_workers` workers: parameters (and their
+ * copy-on-write second buffer), the optimizer's state, the BSP round's sum,
+ * the backup workers' buffers and the clock's state of each worker. The
+ * servers refuse a CreateShard beyond their memory_limit with it and the
+ * coordinator places jobs by it. Saturates at UINT64_MAX. */
+uint64_t pd_optimizer_shard_bytes(const pd_job_spec *spec, uint64_t keys, uint32_t num_workers);
 /* Frees the state; `opt` may be closed again. */
 void pd_optimizer_close(pd_optimizer *opt);
 

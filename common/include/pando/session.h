@@ -19,6 +19,8 @@ pd_session *pd_session_new(pd_loop *loop, const char *coordinator, int role, con
                            const char *name, pd_session_changed changed, void *user);
 /* Waits for the call in flight (driving the loop) and frees the session. */
 void pd_session_free(pd_session *session);
+/* A server's capacity, sent with its registration (RegisterRequest.memory_bytes). */
+void pd_session_set_memory(pd_session *session, uint64_t bytes);
 /* Sends a registration or heartbeat when one is due. Call it from cron. */
 void pd_session_tick(pd_session *session);
 /* The node id, or 0 while not registered. */

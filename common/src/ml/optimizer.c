@@ -10,6 +10,21 @@
 #include "pando/error.h"
 #include "pando/util.h"
 
+uint64_t pd_optimizer_shard_bytes(const pd_job_spec *spec, uint64_t keys, uint32_t num_workers) {
+  enum pd_update update = spec->training.update;
+  if (update == PD_UPDATE_SSP && spec->training.staleness == 0)
+    update = PD_UPDATE_BSP; /* SSP with s = 0 is BSP */
+  uint64_t per_key =
+      2 * sizeof(float) + pd_optimizer_state_bytes_per_key(spec->training.optimizer.type);
+  if (update == PD_UPDATE_BSP)
+    per_key += sizeof(float);
+  if (update == PD_UPDATE_BSP && spec->training.backup_workers > 0)
+    per_key += (uint64_t)num_workers * sizeof(float);
+  if (keys > (UINT64_MAX - 64 * (uint64_t)num_workers) / per_key)
+    return UINT64_MAX;
+  return keys * per_key + 64 * (uint64_t)num_workers; /* and the clock's state per worker */
+}
+
 uint64_t pd_optimizer_state_bytes_per_key(enum pd_optimizer_type type) {
   switch (type) {
   case PD_OPT_MOMENTUM:

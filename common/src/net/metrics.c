@@ -40,6 +40,12 @@ struct pd_metric {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pd_metric *registry; /* newest first; rendered oldest first within a family */
+static size_t nseries, max_series = PD_METRIC_MAX_SERIES;
+/* Where updates of series past max_series go: one per kind, never rendered. */
+static pd_metric sink[3] = {{.kind = COUNTER},
+                            {.kind = GAUGE},
+                            {.kind = HISTOGRAM, .bounds = buckets, .nbounds = NBUCKETS}};
+static pd_metric *dropped; /* pando_metric_series_dropped_total */
 
 static double bits_to_double(uint64_t bits) {
   double d;
@@ -67,7 +73,23 @@ static pd_metric *get(enum kind kind, const char *name, const char *help, const 
   for (m = registry; m; m = m->next)
     if (strcmp(m->name, name) == 0 && strcmp(m->labels, labels) == 0)
       break;
+  if (!m && nseries >= max_series) {
+    if (!dropped) { /* outside the bound: it is the one that tells */
+      dropped = pd_xcalloc(1, sizeof *dropped);
+      dropped->kind = COUNTER;
+      dropped->name = pd_xstrdup("pando_metric_series_dropped_total");
+      dropped->help = pd_xstrdup("Series not exported because the process holds "
+                                 "PD_METRIC_MAX_SERIES of them already.");
+      dropped->labels = pd_xstrdup("");
+      dropped->next = registry;
+      registry = dropped;
+    }
+    atomic_add_double(&dropped->value, 1);
+    pthread_mutex_unlock(&lock);
+    return &sink[kind];
+  }
   if (!m) {
+    nseries++;
     m = pd_xcalloc(1, sizeof *m);
     m->kind = kind;
     m->name = pd_xstrdup(name);
@@ -81,6 +103,12 @@ static pd_metric *get(enum kind kind, const char *name, const char *help, const 
   pthread_mutex_unlock(&lock);
   PD_ASSERT(m->kind == kind);
   return m;
+}
+
+void pd_metrics_set_max_series(size_t n) {
+  pthread_mutex_lock(&lock);
+  max_series = n;
+  pthread_mutex_unlock(&lock);
 }
 
 pd_metric *pd_metric_counter(const char *name, const char *help, const char *labels) {

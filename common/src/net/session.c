@@ -21,6 +21,7 @@ struct pd_session {
   pd_session_changed changed;
   void *user;
   uint64_t node_id;
+  uint64_t memory_bytes; /* RegisterRequest.memory_bytes */
   uint64_t generation;
   double heartbeat_sec;
   double next_due;
@@ -129,6 +130,8 @@ static void session_send(pd_session *s, const char *method, const ProtobufCMessa
   grpc_slice_unref(slice);
 }
 
+void pd_session_set_memory(pd_session *s, uint64_t bytes) { s->memory_bytes = bytes; }
+
 void pd_session_tick(pd_session *s) {
   double now = pd_now();
   if (s->in_flight || now < s->next_due)
@@ -140,6 +143,7 @@ void pd_session_tick(pd_session *s) {
     req.address = s->address;
     req.name = s->name;
     req.math = (char *)pd_kernels_describe();
+    req.memory_bytes = s->memory_bytes;
     session_send(s, "/pando.v1.Coordinator/RegisterNode", &req.base, register_done);
   } else {
     Pando__V1__HeartbeatRequest req = PANDO__V1__HEARTBEAT_REQUEST__INIT;

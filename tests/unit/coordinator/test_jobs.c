@@ -330,7 +330,7 @@ static void fed_stop(void *ctx, pd_job *j) {
 static void test_federated_job(void) {
   fixture f;
   fixture_init(&f);
-  pd_jobs_federated fed = {fed_start, fed_stop, NULL};
+  pd_jobs_federated fed = {fed_start, fed_stop, NULL, NULL};
   pd_jobs_set_federated(f.jobs, &fed);
   fed_started = fed_stopped = 0;
   add_nodes(&f, 2, 0, 0.0);
@@ -368,6 +368,112 @@ static void test_federated_job(void) {
   fixture_close(&f);
 }
 
+/* Runs `name` (1 server, 1 worker) to SUCCEEDED at time `now`. */
+static pd_job *succeed(fixture *f, const char *name, double now) {
+  pd_job *j = submit(f, name, 1, 1, now);
+  if (!j)
+    return NULL;
+  pd_jobs_cron(f->jobs, now);
+  pd_jobs_shard_created(f->jobs, j->id, NULL, now);
+  pd_jobs_cron(f->jobs, now);
+  Pando__V1__ProgressReport r = report(0, 2, 1);
+  pd_jobs_progress(f->jobs, j, &r, now + 0.5);
+  return j;
+}
+
+/* keep_models: the shards of succeeded jobs beyond the newest N are dropped,
+ * the oldest first, and the job says so; they no longer count as the
+ * server's load. keep_jobs: finished jobs beyond the newest N are forgotten
+ * (their model dropped too) and their ids are never reused. */
+static void test_retention(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_jobs_set_retention(f.jobs, 2, 3);
+  add_nodes(&f, 1, 1, 0.0);
+  pd_job *a = succeed(&f, "a", 1.0), *b = succeed(&f, "b", 2.0);
+  CHECK(a && b);
+  CHECK_EQ_INT(b->state, PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED);
+  pd_jobs_cron(f.jobs, 3.0);
+  CHECK_EQ_INT(f.rec.ndrop, 0); /* two models, two kept */
+  pd_job *c = succeed(&f, "c", 3.0);
+  CHECK(c && c->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED);
+  pd_jobs_cron(f.jobs, 4.0);
+  CHECK_EQ_INT(f.rec.ndrop, 1);
+  CHECK(strcmp(f.rec.drop[0].job, "a-1") == 0);
+  CHECK(a->model_dropped && !b->model_dropped && !c->model_dropped);
+  CHECK(strstr(a->message, "its model was dropped from the servers") != NULL);
+  CHECK(strstr(a->message, "keep_models keeps the newest") != NULL);
+  pd_jobs_cron(f.jobs, 5.0);
+  CHECK_EQ_INT(f.rec.ndrop, 1); /* once */
+  CHECK_EQ_INT(pd_jobs_count(f.jobs), 3);
+  pd_job *d = submit(&f, "d", 1, 1, 6.0); /* a fourth job: cancelled while pending */
+  CHECK(d != NULL);
+  pd_jobs_finish(f.jobs, d, 6.5, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED, "cancelled");
+  pd_jobs_cron(f.jobs, 7.0);
+  CHECK_EQ_INT(pd_jobs_count(f.jobs), 3); /* a-1 is forgotten */
+  CHECK(pd_jobs_find(f.jobs, "a-1") == NULL);
+  CHECK(pd_jobs_find(f.jobs, "b-2") != NULL && pd_jobs_find(f.jobs, "d-4") != NULL);
+  CHECK_EQ_INT(f.rec.ndrop, 1); /* a's model had been dropped already */
+  pd_job *e = submit(&f, "a", 1, 1, 8.0);
+  CHECK(e && strcmp(e->id, "a-5") == 0);
+  pd_jobs_finish(f.jobs, e, 8.5, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED, "cancelled");
+  pd_jobs_cron(f.jobs, 9.0); /* b-2 is forgotten: its model is dropped with it */
+  CHECK(pd_jobs_find(f.jobs, "b-2") == NULL);
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  CHECK(strcmp(f.rec.drop[1].job, "b-2") == 0);
+  fixture_close(&f);
+}
+
+/* Admission control: servers register their memory_limit; a job whose shard
+ * fits no server is refused at submit saying how much it needs; one that
+ * fits a server's limit but not what is free there waits ("waiting for
+ * memory"), and the models of succeeded jobs are dropped, oldest first, to
+ * make room for it. */
+static void test_admission(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 0, 2, 0.0);
+  pd_node *s1 = add_node(f.reg, PANDO__V1__ROLE__ROLE_SERVER, "s1:7000", "", 0.0);
+  s1->memory_bytes = 100000; /* 7850 keys of plain SGD under BSP: 12 B a key, 94 KiB */
+  char yaml[512], err[512] = "";
+  pd_job_spec spec;
+  snprintf(yaml, sizeof yaml,
+           "name: big\nmodel: {type: softmax, layers: [784, 10]}\n"
+           "data: {train: {features: /f, labels: /l}}\n"
+           "training: {epochs: 2, batch_size: 100, optimizer: {type: adam, lr: 0.1}}\n"
+           "cluster: {servers: 1, workers: 1}\n");
+  CHECK(pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err) == 0);
+  CHECK_EQ_INT(pd_jobs_admit(f.jobs, &spec, 7850, err, sizeof err), -1); /* Adam: 20 B a key */
+  CHECK(strstr(err, "needs 0.2 MiB on each of its 1 servers") != NULL);
+  CHECK(strstr(err, "0 of the 1 registered servers") != NULL);
+  pd_job *small = submit(&f, "small", 1, 1, 0.0); /* SGD: fits */
+  CHECK(small != NULL);
+  CHECK(pd_jobs_admit(f.jobs, &small->spec, 7850, err, sizeof err) == 0);
+  CHECK(small->shard_bytes > 90000 && small->shard_bytes <= 100000);
+  pd_jobs_cron(f.jobs, 0.0);
+  CHECK(small->server_ids != NULL);
+  pd_jobs_shard_created(f.jobs, small->id, NULL, 0.0);
+  pd_jobs_cron(f.jobs, 0.0);
+  pd_job *second = submit(&f, "second", 1, 1, 1.0); /* fits the limit, not what is free */
+  CHECK(second != NULL);
+  pd_jobs_cron(f.jobs, 1.0);
+  CHECK(second->server_ids == NULL);
+  CHECK(strstr(second->message, "waiting for memory: each of its 1 servers needs 0.1 MiB") != NULL);
+  Pando__V1__ProgressReport r = report(0, 2, 1);
+  pd_jobs_progress(f.jobs, small, &r, 2.0);
+  CHECK_EQ_INT(small->state, PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED);
+  pd_jobs_cron(f.jobs, 3.0); /* small's model is dropped to make room */
+  CHECK(small->model_dropped);
+  CHECK(strstr(small->message, "a job waiting for memory needed its room") != NULL);
+  CHECK_EQ_INT(f.rec.ndrop, 1);
+  pd_jobs_cron(f.jobs, 3.5);
+  CHECK(second->server_ids != NULL && second->server_ids[0] == s1->id);
+  /* a server that said nothing of its memory holds anything */
+  s1->memory_bytes = 0;
+  CHECK(pd_jobs_admit(f.jobs, &spec, 7850, err, sizeof err) == 0);
+  fixture_close(&f);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_pending_until_wait_timeout);
   PD_RUN(test_assignment_and_running);
@@ -376,5 +482,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_create_failure);
   PD_RUN(test_worker_error_and_cancel);
   PD_RUN(test_federated_job);
+  PD_RUN(test_retention);
+  PD_RUN(test_admission);
   PD_TEST_DONE();
 }

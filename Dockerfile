@@ -10,7 +10,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
-      libopenblas-dev libdnnl-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev grpc-proto \
+      libopenblas-dev libdnnl-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev libcairo2-dev grpc-proto \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole tree but build folders and .git (.dockerignore).

@@ -107,6 +107,12 @@ $(BUILD)/bin/$(BIN_$(1)): $(BUILD)/services/$(1)/main.o $(call svc_lib,$(1)) $(L
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call SERVICE_RULES,$(s))))
+# pandoctl plot draws with cairo; only pandoctl (and the tests linking its
+# code) load it.
+CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null)
+CAIRO_LIBS   := $(shell pkg-config --libs cairo 2>/dev/null)
+$(BUILD)/services/ctl/plot.o: CFLAGS += $(CAIRO_CFLAGS)
+$(BUILD)/bin/pandoctl $(BUILD)/tests/unit/ctl/%: LDLIBS += $(CAIRO_LIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(SVC_LIBS) $(LIBPANDO)
 	@mkdir -p $(dir $@)

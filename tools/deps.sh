@@ -10,6 +10,8 @@ grpc-proto protobuf-compiler python3-grpcio python3-protobuf python3-numpy
 python3-yaml python3-prometheus-client iperf3"
 # clang and its runtime libraries (libFuzzer, ASan, UBSan): make fuzz, make fuzz-ci.
 PKGS="$PKGS clang libclang-rt-14-dev"
+# pandoctl plot (services/ctl/plot.c).
+PKGS="$PKGS libcairo2-dev"
 # make check-format (in .ci/run).
 PKGS="$PKGS clang-format"
 # docker-compose (Python, no engine): tests/integration/test_compose_config.sh.

@@ -19,6 +19,7 @@
 #include "pando.pb-c.h"
 #include "pando/rpc.h"
 #include "pando/util.h"
+#include "plot.h"
 
 /* ---------------------------------------------------------------- commands and options */
 
@@ -120,6 +121,21 @@ static const command_info commands[] = {
      "\n"
      "exit status: 0 written, 1 unknown job, no shards (a FAILED or CANCELLED job's\n"
      "are dropped), RPC or write error, 2 usage error.\n"},
+    {"plot", PD_CTL_CMD_PLOT, "JOB",
+     "usage: pandoctl plot JOB [JOB...] -o FILE.svg|FILE.png\n"
+     "\n"
+     "Draws the learning curves of up to 10 jobs, overlaid for comparison, into\n"
+     "an SVG or PNG picture (by FILE's extension): loss and test accuracy against\n"
+     "the epoch and against the seconds since the job started, one colour per\n"
+     "job, with a legend. A data-centre job's loss is its training loss of each\n"
+     "epoch; a federated job's points are its evaluated rounds (test loss and\n"
+     "accuracy). Works during a job (the epochs so far) and after it.\n"
+     "\n"
+     "options:\n"
+     "  -o, --out FILE   the picture to write\n"
+     "\n"
+     "exit status: 0 written, 1 unknown job, nothing to draw yet, RPC or write\n"
+     "error, 2 usage error.\n"},
     {"help", PD_CTL_CMD_HELP, "COMMAND",
      "usage: pandoctl help [COMMAND]\n"
      "\n"
@@ -140,6 +156,7 @@ static const char global_usage[] =
     "  cluster                   the registered servers and workers\n"
     "  health ADDRESS            check a Pando daemon's gRPC health service\n"
     "  export JOB -o FILE        write the job's model as a safetensors file\n"
+    "  plot JOB... -o FILE.svg   draw the jobs' learning curves (SVG or PNG)\n"
     "  help [COMMAND]            this help, or a command's\n"
     "\n"
     "options (before or after the command):\n"
@@ -199,6 +216,7 @@ static const option_info options[] = {
     {"--wait", 0, OPT_WAIT, 0, PD_CTL_CMD_SUBMIT},
     {"--service", 0, OPT_SERVICE, 1, PD_CTL_CMD_HEALTH},
     {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_EXPORT},
+    {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_PLOT},
 };
 
 /* Finds "--name" (possibly "--name=value": `len` bytes of it name the
@@ -332,6 +350,9 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
       args->command = cmd->command;
     } else if (find_command(args->command)->operand && !args->operand) {
       args->operand = arg;
+      args->jobs[args->njobs++] = arg;
+    } else if (args->command == PD_CTL_CMD_PLOT && args->njobs < (int)PD_ARRAY_SIZE(args->jobs)) {
+      args->jobs[args->njobs++] = arg;
     } else {
       return pd_errf(err, errlen, -EINVAL, "unexpected argument '%s' for '%s'", arg,
                      find_command(args->command)->name);
@@ -347,6 +368,8 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
     return pd_errf(err, errlen, -EINVAL, "'%s' needs %s", cmd->name, cmd->operand);
   if (args->command == PD_CTL_CMD_EXPORT && !args->out_path)
     return pd_errf(err, errlen, -EINVAL, "'export' needs -o FILE (the safetensors file to write)");
+  if (args->command == PD_CTL_CMD_PLOT && !args->out_path)
+    return pd_errf(err, errlen, -EINVAL, "'plot' needs -o FILE.svg or FILE.png");
   return 0;
 }
 
@@ -841,6 +864,20 @@ static int cmd_export(ctl *c) {
   return rc == 0 ? PD_CTL_EXIT_OK : PD_CTL_EXIT_FAILURE;
 }
 
+static int cmd_plot(ctl *c) {
+  Pando__V1__JobStatus *status[PD_ARRAY_SIZE(c->args->jobs)] = {0};
+  int code = PD_CTL_EXIT_OK, n = c->args->njobs;
+  for (int i = 0; i < n && code == PD_CTL_EXIT_OK; i++)
+    code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->jobs[i], &status[i]);
+  if (code == PD_CTL_EXIT_OK && pd_ctl_plot((const Pando__V1__JobStatus *const *)status, (size_t)n,
+                                            c->args->out_path, c->human, c->errout) != 0)
+    code = PD_CTL_EXIT_FAILURE;
+  for (int i = 0; i < n; i++)
+    if (status[i])
+      protobuf_c_message_free_unpacked(&status[i]->base, NULL);
+  return code;
+}
+
 static int cmd_health(ctl *c) {
   const char *address = c->args->operand;
   Grpc__Health__V1__HealthCheckRequest request = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -911,6 +948,9 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
     break;
   case PD_CTL_CMD_HEALTH:
     code = cmd_health(&c);
+    break;
+  case PD_CTL_CMD_PLOT:
+    code = cmd_plot(&c);
     break;
   case PD_CTL_CMD_EXPORT:
     code = cmd_export(&c);

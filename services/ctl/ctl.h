@@ -29,6 +29,7 @@ enum pd_ctl_command {
   PD_CTL_CMD_CLUSTER,
   PD_CTL_CMD_HEALTH,
   PD_CTL_CMD_EXPORT,
+  PD_CTL_CMD_PLOT,
   PD_CTL_CMD_HELP
 };
 
@@ -41,12 +42,14 @@ typedef struct pd_ctl_args {
   int version;                 /* --version */
   enum pd_ctl_command command; /* NONE when only global options were given */
   const char *operand;         /* JOB.yaml, JOB or ADDRESS; for `help`, the command */
-  int wait;                    /* submit --wait */
-  const char *service;         /* health --service (default "": the whole daemon) */
-  const char *out_path;        /* export -o / --out FILE */
-  double poll_sec;             /* --wait: interval between GetJob calls (0.5) */
-  double retry_sec;            /* --wait: how long an unreachable coordinator is retried (30) */
-  double report_sec;           /* --wait without a TTY: most frequent progress line (5) */
+  const char *jobs[10];        /* plot: JOB [JOB...] (jobs[0] is operand) */
+  int njobs;
+  int wait;             /* submit --wait */
+  const char *service;  /* health --service (default "": the whole daemon) */
+  const char *out_path; /* export and plot: -o / --out FILE */
+  double poll_sec;      /* --wait: interval between GetJob calls (0.5) */
+  double retry_sec;     /* --wait: how long an unreachable coordinator is retried (30) */
+  double report_sec;    /* --wait without a TTY: most frequent progress line (5) */
 } pd_ctl_args;
 
 /* Parses argv (argv[0] is the program name) into `args`. Global options may

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pando/rpc.h"
 #include "pando/util.h"
@@ -232,6 +233,32 @@ static void print_rounds(FILE *out, const Pando__V1__JobStatus *status) {
   pd_ctl_table_free(table);
 }
 
+char *pd_ctl_sparkline(const double *values, size_t n, size_t width, char *dst, size_t dstlen) {
+  static const char *const bars[8] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                                      "\u2585", "\u2586", "\u2587", "\u2588"};
+  if (dstlen == 0)
+    return dst;
+  dst[0] = '\0';
+  size_t first = n > width ? n - width : 0, len = 0;
+  double lo = INFINITY, hi = -INFINITY;
+  for (size_t i = first; i < n; i++)
+    if (isfinite(values[i]))
+      lo = fmin(lo, values[i]), hi = fmax(hi, values[i]);
+  for (size_t i = first; i < n; i++) {
+    const char *c = " ";
+    if (isfinite(values[i])) {
+      int level = hi > lo ? (int)floor((values[i] - lo) / (hi - lo) * 7 + 0.5) : 3;
+      c = bars[level];
+    }
+    size_t clen = strlen(c);
+    if (len + clen + 1 > dstlen)
+      break;
+    memcpy(dst + len, c, clen + 1);
+    len += clen;
+  }
+  return dst;
+}
+
 void pd_ctl_print_job(FILE *out, const Pando__V1__JobStatus *status) {
   char line[512], elapsed[32];
   fprintf(out, "job:       %s\n", status->job);
@@ -271,6 +298,15 @@ void pd_ctl_print_job(FILE *out, const Pando__V1__JobStatus *status) {
   if (status->n_history == 0) {
     fprintf(out, "history:   none yet\n");
     return;
+  }
+  if (status->n_history >= 2 && isatty(fileno(out))) { /* a glance at the curve */
+    double loss[64];
+    size_t n = PD_MIN(status->n_history, PD_ARRAY_SIZE(loss)), first = status->n_history - n;
+    for (size_t i = 0; i < n; i++)
+      loss[i] = status->history[first + i]->train_loss;
+    char spark[64 * 4 + 1];
+    fprintf(out, "loss:      %s %.4f -> %.4f\n", pd_ctl_sparkline(loss, n, n, spark, sizeof spark),
+            loss[0], loss[n - 1]);
   }
   fprintf(out, "history:\n");
   int rmse = is_regression(status->history[0]);

@@ -89,4 +89,10 @@ void pd_ctl_json_job_stats(pd_ctl_json *json, const Pando__V1__JobStatus *status
 void pd_ctl_json_jobs(pd_ctl_json *json, const Pando__V1__ListJobsResponse *jobs);
 void pd_ctl_json_cluster(pd_ctl_json *json, const Pando__V1__ClusterResponse *cluster);
 
+/* Writes the `n` values as a sparkline of Unicode block characters (one
+ * per value, lowest U+2581, highest U+2588; the last `width` values when
+ * there are more) into dst[0, dstlen), NUL-terminated. Non-finite values
+ * are blanks. Returns dst. */
+char *pd_ctl_sparkline(const double *values, size_t n, size_t width, char *dst, size_t dstlen);
+
 #endif

@@ -12,7 +12,8 @@
 
 static size_t count_lines(const char *text, const char *prefix) {
   size_t n = 0, len = strlen(prefix);
-  for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : 0)
+  for (const char *line = text; line && *line;
+       line = strchr(line, '\n'), line = line ? line + 1 : 0)
     n += strncmp(line, prefix, len) == 0;
   return n;
 }
@@ -23,8 +24,7 @@ static void test_series_bound(void) {
   for (int i = 0; i < 1000; i++) {
     snprintf(labels, sizeof labels, "job=\"job-%d\"", i);
     pd_metric_add(pd_metric_counter("pando_test_total", "A test counter.", labels), 1);
-    pd_metric_observe(pd_metric_histogram("pando_test_seconds", "A test histogram.", labels),
-                      0.01);
+    pd_metric_observe(pd_metric_histogram("pando_test_seconds", "A test histogram.", labels), 0.01);
   }
   size_t len;
   char *text = pd_metrics_render(&len);

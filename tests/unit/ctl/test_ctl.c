@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -595,6 +596,38 @@ static void test_parse_export(void) {
   /* other commands keep -o as the output format */
   CHECK_EQ_INT(parse(&args, err, sizeof err, "status", "j", "-o", "json", NULL), 0);
   CHECK_EQ_INT(args.output, PD_CTL_OUTPUT_JSON);
+}
+
+static void test_parse_plot(void) {
+  pd_ctl_args args;
+  char err[256];
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "plot", "a-1", "b-2", "c-3", "-o", "x.svg", NULL), 0);
+  CHECK_EQ_INT(args.command, PD_CTL_CMD_PLOT);
+  CHECK_EQ_INT(args.njobs, 3);
+  CHECK(strcmp(args.jobs[0], "a-1") == 0 && strcmp(args.jobs[2], "c-3") == 0);
+  CHECK(strcmp(args.operand, "a-1") == 0);
+  CHECK(strcmp(args.out_path, "x.svg") == 0);
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "plot", "a-1", NULL), -EINVAL);
+  CHECK_STR_CONTAINS(err, "'plot' needs -o FILE.svg or FILE.png");
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "plot", "-o", "x.png", NULL), -EINVAL);
+  CHECK_STR_CONTAINS(err, "'plot' needs JOB");
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "plot", "1", "2", "3", "4", "5", "6", "7", "8", "9",
+                     "10", "11", "-o", "x.svg", NULL),
+               -EINVAL);
+  CHECK_STR_CONTAINS(err, "unexpected argument '11'");
+}
+
+/* One block a value, lowest to highest over the values shown. */
+static void test_sparkline(void) {
+  char s[128];
+  double v[] = {4, 3, 2, 1, 1, 0};
+  CHECK(strcmp(pd_ctl_sparkline(v, 6, 10, s, sizeof s), "\u2588\u2586\u2585\u2583\u2583\u2581") ==
+        0);
+  CHECK(strcmp(pd_ctl_sparkline(v, 6, 2, s, sizeof s), "\u2588\u2581") == 0); /* the last 2 */
+  double flat[] = {0.5, 0.5, NAN};
+  CHECK(strcmp(pd_ctl_sparkline(flat, 3, 10, s, sizeof s), "\u2584\u2584 ") == 0);
+  CHECK(strcmp(pd_ctl_sparkline(v, 6, 10, s, 7), "\u2588\u2586") == 0); /* cut to fit */
+  CHECK(strcmp(pd_ctl_sparkline(v, 0, 10, s, sizeof s), "") == 0);
 }
 
 static void test_parse_help_version(void) {
@@ -1313,6 +1346,8 @@ int main(int argc, char **argv) {
   PD_RUN(test_parse_help_version);
   PD_RUN(test_parse_errors);
   PD_RUN(test_parse_export);
+  PD_RUN(test_parse_plot);
+  PD_RUN(test_sparkline);
   PD_RUN(test_usage_errors);
   PD_RUN(test_help_texts);
   PD_RUN(test_format_duration);

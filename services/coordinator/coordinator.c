@@ -462,6 +462,7 @@ static void handle_cluster(pd_rpc_call *call, const ProtobufCMessage *msg, void 
     ns[i].last_seen_sec = now - nd->last_seen;
     ns[i].job = nd->job;
     ns[i].math = nd->math;
+    ns[i].memory_bytes = nd->memory_bytes;
     nsp[i] = &ns[i];
   }
   Pando__V1__ClusterResponse resp = PANDO__V1__CLUSTER_RESPONSE__INIT;

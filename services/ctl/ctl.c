@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "explain.h"
 #include "export.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "json.h"
@@ -121,6 +122,21 @@ static const command_info commands[] = {
      "\n"
      "exit status: 0 written, 1 unknown job, no shards (a FAILED or CANCELLED job's\n"
      "are dropped), RPC or write error, 2 usage error.\n"},
+    {"explain", PD_CTL_CMD_EXPLAIN, "JOB.yaml",
+     "usage: pandoctl explain JOB.yaml\n"
+     "\n"
+     "Shows what the job spec JOB.yaml would do, and runs nothing: its tensors with\n"
+     "their shapes, key ranges and servers; each server's key range and memory\n"
+     "(parameters, copy-on-write buffer, optimizer state, BSP round sum); rows per\n"
+     "worker, steps and clocks (pull/push exchanges) per epoch; memory per worker;\n"
+     "bytes on the wire per clock and per epoch; the consistency model in a line;\n"
+     "and warnings (unbalanced servers, a partition smaller than a batch, fewer\n"
+     "registered servers or workers than it needs, a shard larger than the\n"
+     "servers' memory_limit). The training data's row count is read where pandoctl\n"
+     "runs (IDX: the headers only); the registered nodes come from the coordinator\n"
+     "(unreachable: the warnings about them are left out, said so).\n"
+     "\n"
+     "exit status: 0 explained, 2 unreadable or invalid job spec.\n"},
     {"plot", PD_CTL_CMD_PLOT, "JOB",
      "usage: pandoctl plot JOB [JOB...] -o FILE.svg|FILE.png\n"
      "\n"
@@ -157,6 +173,7 @@ static const char global_usage[] =
     "  health ADDRESS            check a Pando daemon's gRPC health service\n"
     "  export JOB -o FILE        write the job's model as a safetensors file\n"
     "  plot JOB... -o FILE.svg   draw the jobs' learning curves (SVG or PNG)\n"
+    "  explain JOB.yaml          what a job would do: shards, memory, wire bytes\n"
     "  help [COMMAND]            this help, or a command's\n"
     "\n"
     "options (before or after the command):\n"
@@ -854,6 +871,51 @@ static int cmd_cluster(ctl *c) {
   return PD_CTL_EXIT_OK;
 }
 
+static int cmd_explain(ctl *c) {
+  char *yaml = NULL, err[1024], note[600];
+  const char *path = c->args->operand;
+  int rc = read_file(path, &yaml);
+  if (rc != 0) {
+    fprintf(c->errout, "pandoctl: cannot read job spec %s: %s\n", path, strerror(-rc));
+    return PD_CTL_EXIT_USAGE;
+  }
+  pd_job_spec *spec = pd_xcalloc(1, sizeof *spec);
+  pd_ctl_plan *plan = pd_xcalloc(1, sizeof *plan);
+  int code = PD_CTL_EXIT_OK;
+  if (pd_job_spec_parse(yaml, strlen(yaml), spec, err, sizeof err) != 0) {
+    fprintf(c->errout, "pandoctl: job spec %s: %s\n", path, err);
+    code = PD_CTL_EXIT_USAGE;
+    goto done;
+  }
+  Pando__V1__ClusterRequest request = PANDO__V1__CLUSTER_REQUEST__INIT;
+  Pando__V1__ClusterResponse *cluster = NULL;
+  rpc_error error;
+  if (coordinator_call(c, "/pando.v1.Coordinator/Cluster", &request.base,
+                       &pando__v1__cluster_response__descriptor, (ProtobufCMessage **)&cluster,
+                       &error) != 0) {
+    fprintf(c->errout,
+            "pandoctl: explain: coordinator %s: %s: %s (the registered nodes are left out)\n",
+            c->args->coordinator, pd_rpc_status_name(error.status), error.details);
+    cluster = NULL;
+  }
+  pd_ctl_explain_plan(spec, plan, note, sizeof note);
+  if (c->args->output == PD_CTL_OUTPUT_JSON) {
+    pd_ctl_json json;
+    pd_ctl_json_init(&json, c->out);
+    pd_ctl_explain_json(&json, spec, plan, note, cluster);
+    pd_ctl_json_close(&json);
+  } else {
+    pd_ctl_explain_print(c->out, spec, plan, note, cluster);
+  }
+  if (cluster)
+    protobuf_c_message_free_unpacked(&cluster->base, NULL);
+done:
+  free(plan);
+  free(spec);
+  free(yaml);
+  return code;
+}
+
 static int cmd_export(ctl *c) {
   Pando__V1__JobStatus *status = NULL;
   int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
@@ -951,6 +1013,9 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
     break;
   case PD_CTL_CMD_PLOT:
     code = cmd_plot(&c);
+    break;
+  case PD_CTL_CMD_EXPLAIN:
+    code = cmd_explain(&c);
     break;
   case PD_CTL_CMD_EXPORT:
     code = cmd_export(&c);

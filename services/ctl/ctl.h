@@ -30,6 +30,7 @@ enum pd_ctl_command {
   PD_CTL_CMD_HEALTH,
   PD_CTL_CMD_EXPORT,
   PD_CTL_CMD_PLOT,
+  PD_CTL_CMD_EXPLAIN,
   PD_CTL_CMD_HELP
 };
 

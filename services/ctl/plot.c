@@ -70,8 +70,8 @@ static double nice_step(double range, int ticks) {
 }
 
 typedef struct panel {
-  double x, y, w, h;      /* the plotting area on the page */
-  double x0, x1, y0, y1;  /* the data range shown */
+  double x, y, w, h;     /* the plotting area on the page */
+  double x0, x1, y0, y1; /* the data range shown */
   const char *title, *xlabel;
   int integer_x; /* epochs and rounds: ticks at whole numbers */
 } panel;
@@ -84,7 +84,10 @@ static double py(const panel *p, double y) {
 enum axis { BY_INDEX, BY_SECONDS, LOSS, ACCURACY };
 
 static const double *values(const series *s, enum axis a) {
-  return a == BY_INDEX ? s->index : a == BY_SECONDS ? s->seconds : a == LOSS ? s->loss : s->accuracy;
+  return a == BY_INDEX     ? s->index
+         : a == BY_SECONDS ? s->seconds
+         : a == LOSS       ? s->loss
+                           : s->accuracy;
 }
 
 /* The range of `xa` against `ya` over every series, the y range padded. */
@@ -225,8 +228,9 @@ int pd_ctl_plot(const Pando__V1__JobStatus *const *jobs, size_t n, const char *p
   cairo_paint(cr);
 
   const char *by_index = federated == n ? "round" : federated ? "epoch (round)" : "epoch";
-  const char *loss_title =
-      federated == n ? "test loss" : federated ? "loss (training; test for rounds)" : "training loss";
+  const char *loss_title = federated == n ? "test loss"
+                           : federated    ? "loss (training; test for rounds)"
+                                          : "training loss";
   panel panels[4] = {
       {80, 110, 480, 300, 0, 0, 0, 0, loss_title, by_index, 0},
       {680, 110, 480, 300, 0, 0, 0, 0, loss_title, "seconds since the job started", 0},

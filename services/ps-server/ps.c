@@ -600,6 +600,15 @@ static int refuse_repeat(pd_rpc_call *call, const job *j,
   return 1;
 }
 
+/* pando_ps_shard_memory_bytes: what the shards held take (pd_shard_bytes). */
+static void memory_gauge(const pd_ps *ps) {
+  pd_metric_set(pd_metric_gauge("pando_ps_shard_memory_bytes",
+                                "Memory the shards on this server take (parameters, optimizer "
+                                "state, round sums), as counted against memory_limit.",
+                                ""),
+                (double)ps->memory_held);
+}
+
 static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
   const Pando__V1__CreateShardRequest *req = (const Pando__V1__CreateShardRequest *)msg;
@@ -647,6 +656,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     j->shard = shard;
     j->bytes = need;
     ps->memory_held += need;
+    memory_gauge(ps);
     j->spec_yaml = pd_xstrdup(req->spec_yaml);
     j->min_partition_rows = req->min_partition_rows;
     open_metrics(j);
@@ -670,6 +680,7 @@ static void handle_drop(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   if (!j)
     return;
   ps->memory_held -= j->bytes;
+  memory_gauge(ps);
   job_free(j, GRPC_STATUS_ABORTED, "the job's shard was dropped");
   ps->jobs[i] = ps->jobs[--ps->njobs];
   PD_INFO("job %s: dropped", req->job);

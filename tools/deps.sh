@@ -12,6 +12,8 @@ python3-yaml python3-prometheus-client iperf3"
 PKGS="$PKGS clang libclang-rt-14-dev"
 # pandoctl plot (services/ctl/plot.c).
 PKGS="$PKGS libcairo2-dev"
+# headless Chromium: tests/integration/test_dashboard.sh loads the dashboard.
+PKGS="$PKGS chromium"
 # make check-format (in .ci/run).
 PKGS="$PKGS clang-format"
 # docker-compose (Python, no engine): tests/integration/test_compose_config.sh.

@@ -59,9 +59,10 @@ spec_value() { sed -n "s/^[[:space:]]*$1:[[:space:]]*\([^#[:space:]]*\).*/\1/p" 
 spec_inline() { sed -n "s/.*[{ ,]$1:[[:space:]]*\([0-9.]*\).*/\1/p" "$SPEC" | head -n 1; }
 FEDERATED=""
 [ "$(spec_value update)" = fedavg ] && FEDERATED=1
-start coordinator "$BIN/pando-coordinator"
+start coordinator "$BIN/pando-coordinator" --dashboard true
 PANDO_COORDINATOR=127.0.0.1:$(cat "$DIR/coordinator.port")
 export PANDO_COORDINATOR
+echo "dashboard: http://127.0.0.1:$(cat "$DIR/coordinator.metrics-port")/dashboard" >&2
 if [ -n "$FEDERATED" ]; then
   servers=$(spec_inline servers)
   SERVERS=${servers:-$SERVERS}

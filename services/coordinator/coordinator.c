@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dashboard.h"
 #include "fanout.h"
 #include "jobs.h"
 #include "pando.pb-c.h"
@@ -27,6 +28,7 @@ struct pd_coord {
   pd_registry *reg;
   pd_fanout *fanout;
   pd_jobs *jobs;
+  double dashboard_at; /* when the dashboard's snapshot was last published */
 };
 
 static const char *const health_services[] = {"pando.v1.Coordinator", NULL};
@@ -93,6 +95,8 @@ pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
   pd_fanout_attach(c->fanout, c->jobs);
   pd_jobs_federated fed = {rounds_start, rounds_stop, rounds_forget, c};
   pd_jobs_set_retention(c->jobs, options->keep_models, options->keep_jobs);
+  if (options->dashboard)
+    pd_dashboard_publish_page();
   pd_jobs_set_federated(c->jobs, &fed);
   return c;
 }
@@ -125,6 +129,10 @@ void pd_coord_cron(pd_coord *c) {
     pd_job *j = pd_jobs_at(c->jobs, i);
     if (j->rounds && j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING)
       pd_rounds_cron(j->rounds);
+  }
+  if (c->opt.dashboard && now - c->dashboard_at >= 0.5) {
+    c->dashboard_at = now;
+    pd_dashboard_publish_state(c->jobs, c->reg, now);
   }
 }
 

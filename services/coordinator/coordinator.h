@@ -19,6 +19,7 @@ typedef struct pd_coord_options {
   double node_timeout_sec; /* a node silent this long is dead */
   uint32_t keep_models;    /* succeeded jobs whose shards stay on the servers */
   uint32_t keep_jobs;      /* finished jobs remembered (pd_jobs_set_retention) */
+  int dashboard;           /* serve the web dashboard (dashboard.h) on the metrics port */
 } pd_coord_options;
 
 /* The coordinator's client calls (CreateShard, DropShard) complete on `loop`. */

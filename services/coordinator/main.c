@@ -17,6 +17,7 @@ typedef struct coord_config {
   int heartbeat_ms;
   double node_timeout;
   int keep_models, keep_jobs;
+  int dashboard;
 } coord_config;
 
 #define S(field)                                                                                   \
@@ -35,6 +36,9 @@ static const pd_config_option options[] = {
      NULL},
     {"keep_jobs", PD_CFG_INT, offsetof(coord_config, keep_jobs), 0, 1, 1000000, "1000",
      "finished jobs the coordinator remembers (status, history)", NULL},
+    {"dashboard", PD_CFG_BOOL, offsetof(coord_config, dashboard), 0, 0, 1, "false",
+     "serve a read-only web dashboard of the jobs and nodes at /dashboard on the metrics port",
+     NULL},
 };
 
 static void cron(void *user) { pd_coord_cron(user); }
@@ -53,7 +57,7 @@ int main(int argc, char **argv) {
   pd_loop *loop = pd_loop_new();
   pd_rpc_server *srv = pd_rpc_server_new(loop);
   pd_coord_options opt = {cfg.heartbeat_ms / 1000.0, cfg.node_timeout, (uint32_t)cfg.keep_models,
-                          (uint32_t)cfg.keep_jobs};
+                          (uint32_t)cfg.keep_jobs, cfg.dashboard};
   pd_coord *coord = pd_coord_new(loop, &opt);
   pd_coord_register(coord, srv);
   if (pd_daemon_start(srv, &cfg.daemon, "", "Coordinator", addr, sizeof addr) != 0)

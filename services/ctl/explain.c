@@ -29,8 +29,8 @@ void pd_ctl_explain_plan(const pd_job_spec *spec, pd_ctl_plan *p, char *note, si
   if (pd_model_layout(&spec->model, NULL, 0, &p->keys, err, sizeof err) < 0)
     snprintf(note, notelen, "model: %s", err);
   p->servers = (uint32_t)PD_MIN(spec->cluster.servers, PD_CTL_EXPLAIN_MAX_SHARDS);
-  p->workers = federated(spec) ? 0
-                               : (uint32_t)(spec->cluster.workers + spec->training.backup_workers);
+  p->workers =
+      federated(spec) ? 0 : (uint32_t)(spec->cluster.workers + spec->training.backup_workers);
   if (p->keys >= p->servers)
     pd_plan_shards(p->keys, p->servers, p->shard_begin, p->shard_end);
   for (uint32_t s = 0; s < p->servers; s++)

@@ -17,16 +17,16 @@
 /* The plan of a job, as pd_ctl_explain_plan computes it. */
 typedef struct pd_ctl_plan {
   uint64_t keys;
-  uint64_t rows, cols;      /* training rows and values per row (0 when unknown) */
-  int rows_known;           /* the data files could be read here */
+  uint64_t rows, cols;       /* training rows and values per row (0 when unknown) */
+  int rows_known;            /* the data files could be read here */
   uint32_t servers, workers; /* workers: with backup workers */
   uint64_t shard_begin[PD_CTL_EXPLAIN_MAX_SHARDS], shard_end[PD_CTL_EXPLAIN_MAX_SHARDS];
   uint64_t shard_bytes[PD_CTL_EXPLAIN_MAX_SHARDS]; /* what each server holds for its shard */
   uint64_t rows_min, rows_max;                     /* rows per worker */
   uint32_t steps_per_epoch, clocks_per_epoch;      /* clocks: pull/push exchanges */
-  uint64_t pull_bytes, push_bytes;   /* per clock and worker, all shards together */
-  uint64_t worker_data_bytes;        /* the largest partition, as floats */
-  uint64_t worker_model_bytes;       /* its copy of the parameters and a gradient */
+  uint64_t pull_bytes, push_bytes;                 /* per clock and worker, all shards together */
+  uint64_t worker_data_bytes;                      /* the largest partition, as floats */
+  uint64_t worker_model_bytes;                     /* its copy of the parameters and a gradient */
 } pd_ctl_plan;
 
 /* Computes the plan of `spec` (valid, parsed). The training data's rows

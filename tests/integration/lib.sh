@@ -65,10 +65,12 @@ t_pid() { eval "echo \$PID_$(echo "$1" | tr -c 'a-zA-Z0-9\n' _)"; }
 # t_cluster SERVERS WORKERS: a coordinator, servers ps0.., workers w0..;
 # exports PANDO_COORDINATOR and waits until every node registered. Worker i
 # gets the extra flags in T_WORKER_ARGS_i (e.g. T_WORKER_ARGS_1="--slowdown 5"),
-# server i those in T_PS_ARGS_i (e.g. T_PS_ARGS_0="--data-dir DIR").
+# server i those in T_PS_ARGS_i (e.g. T_PS_ARGS_0="--data-dir DIR"), the
+# coordinator those in T_COORD_ARGS.
 t_cluster() {
   local i want extra
-  t_start coord "$BIN/pando-coordinator" --heartbeat-ms 100 --node-timeout "${T_NODE_TIMEOUT:-5}" || return 1
+  # shellcheck disable=SC2086 # extra flags are words
+  t_start coord "$BIN/pando-coordinator" --heartbeat-ms 100 --node-timeout "${T_NODE_TIMEOUT:-5}" ${T_COORD_ARGS:-} || return 1
   PANDO_COORDINATOR=127.0.0.1:$(t_port coord)
   export PANDO_COORDINATOR
   i=0

@@ -55,6 +55,11 @@ char *pd_metrics_render(size_t *len);
  * a thread of its own. Returns the bound port, or a negative error with a
  * message in `err`. One server per process. */
 int pd_metrics_serve(const char *address, char *err, size_t errlen);
+/* Serves `body` (len bytes, copied) at GET `path` (e.g. "/dashboard") with
+ * `content_type`, replacing what was published there before: a daemon's
+ * loop publishes snapshots, the HTTP thread serves the latest. At most 8
+ * paths; "/metrics" is the registry's. Returns 0 or a negative error. */
+int pd_metrics_publish(const char *path, const char *content_type, const char *body, size_t len);
 /* Stops the server (no-op when none runs). */
 void pd_metrics_stop(void);
 

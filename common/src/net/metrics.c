@@ -4,6 +4,7 @@
 #include "pando/metrics.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -244,6 +245,59 @@ char *pd_metrics_render(size_t *len) {
   return o.buf;
 }
 
+/* ---------------------------------------------------------------- pages */
+
+#define MAX_PAGES 8
+static struct page {
+  char path[64], type[64];
+  char *body;
+  size_t len;
+} pages[MAX_PAGES];
+static size_t npages;
+
+int pd_metrics_publish(const char *path, const char *content_type, const char *body, size_t len) {
+  if (strlen(path) >= sizeof pages[0].path || strlen(content_type) >= sizeof pages[0].type ||
+      strcmp(path, "/metrics") == 0)
+    return -EINVAL;
+  char *copy = pd_xmalloc(len + 1);
+  memcpy(copy, body, len);
+  copy[len] = '\0';
+  pthread_mutex_lock(&lock);
+  size_t i = 0;
+  while (i < npages && strcmp(pages[i].path, path) != 0)
+    i++;
+  if (i == MAX_PAGES) {
+    pthread_mutex_unlock(&lock);
+    free(copy);
+    return -PD_ETOOBIG;
+  }
+  if (i == npages) {
+    npages++;
+    pd_strlcpy(pages[i].path, path, sizeof pages[i].path);
+  }
+  pd_strlcpy(pages[i].type, content_type, sizeof pages[i].type);
+  free(pages[i].body);
+  pages[i].body = copy;
+  pages[i].len = len;
+  pthread_mutex_unlock(&lock);
+  return 0;
+}
+
+/* A copy of the page at `url` (caller frees), or NULL. */
+static char *page_copy(const char *url, size_t *len, char *type, size_t typelen) {
+  char *body = NULL;
+  pthread_mutex_lock(&lock);
+  for (size_t i = 0; i < npages && !body; i++)
+    if (strcmp(pages[i].path, url) == 0) {
+      body = pd_xmalloc(pages[i].len + 1);
+      memcpy(body, pages[i].body, pages[i].len + 1);
+      *len = pages[i].len;
+      pd_strlcpy(type, pages[i].type, typelen);
+    }
+  pthread_mutex_unlock(&lock);
+  return body;
+}
+
 /* ---------------------------------------------------------------- HTTP */
 
 static struct MHD_Daemon *daemon_handle;
@@ -254,10 +308,17 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
   (void)cls, (void)version, (void)upload_data, (void)upload_size, (void)state;
   struct MHD_Response *resp;
   unsigned int code;
+  char type[64], *page = NULL;
+  size_t page_len = 0;
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
     static const char text[] = "only GET\n";
     resp = MHD_create_response_from_buffer(sizeof text - 1, (void *)text, MHD_RESPMEM_PERSISTENT);
     code = MHD_HTTP_METHOD_NOT_ALLOWED;
+  } else if ((page = page_copy(url, &page_len, type, sizeof type))) {
+    resp = MHD_create_response_from_buffer(page_len, page, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    code = MHD_HTTP_OK;
   } else if (strcmp(url, "/metrics") != 0) {
     static const char text[] = "not found: Pando serves /metrics\n";
     resp = MHD_create_response_from_buffer(sizeof text - 1, (void *)text, MHD_RESPMEM_PERSISTENT);

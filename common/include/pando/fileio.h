@@ -42,8 +42,11 @@ typedef struct pd_data_limits {
 
 /* Sets the limits of every later data read in this process (call it at
  * start-up, before threads that read data; until then: no roots and the
- * defaults above). Each root is resolved with realpath() now. Returns 0, or
- * -EINVAL with a message naming the bad root in `err` (nothing changed). */
+ * defaults above). Each root is resolved with realpath() now; a root that
+ * does not exist is skipped (and named in `err`, for a warning; `err` is
+ * "" otherwise), and when roots are given but none exists no data file
+ * opens. Returns 0, or -EINVAL with a message naming the bad setting in
+ * `err` (nothing changed). */
 int pd_data_set_limits(const pd_data_limits *limits, char *err, size_t errlen);
 
 #endif

@@ -187,54 +187,65 @@ int pd_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_
 /* ---- the limits of data files */
 
 static struct {
+  bool restricted; /* roots were given (even if none of them exists) */
   int nroots;
   char roots[PD_DATA_MAX_ROOTS][PATH_MAX]; /* resolved, without a trailing '/' */
   uint64_t max_bytes, max_inflated;
   double max_ratio;
-} limits = {0,
-            {{0}},
-            PD_DATA_MAX_BYTES_DEFAULT,
-            PD_DATA_MAX_INFLATED_DEFAULT,
-            PD_DATA_MAX_GZIP_RATIO_DEFAULT};
+} limits = {.max_bytes = PD_DATA_MAX_BYTES_DEFAULT,
+            .max_inflated = PD_DATA_MAX_INFLATED_DEFAULT,
+            .max_ratio = PD_DATA_MAX_GZIP_RATIO_DEFAULT};
 
 int pd_data_set_limits(const pd_data_limits *l, char *err, size_t errlen) {
   char roots[PD_DATA_MAX_ROOTS][PATH_MAX];
   int nroots = 0;
+  size_t noted = 0;
+  bool restricted = false;
   const char *p = l->roots ? l->roots : "";
+  if (errlen)
+    err[0] = '\0';
+  if (!(l->max_gzip_ratio >= 1))
+    return pd_errf(err, errlen, -EINVAL, "data_max_gzip_ratio: must be at least 1, got %g",
+                   l->max_gzip_ratio);
   while (*p) {
     const char *comma = strchr(p, ',');
     size_t n = comma ? (size_t)(comma - p) : strlen(p);
-    char one[PATH_MAX];
+    const char *next = comma ? comma + 1 : p + n;
     while (n > 0 && (*p == ' ' || *p == '\t')) {
       p++;
       n--;
     }
     while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
       n--;
+    char one[PATH_MAX];
     if (n >= sizeof one)
       return pd_errf(err, errlen, -EINVAL, "data_roots: a folder name is too long");
     if (n > 0) {
-      if (nroots == PD_DATA_MAX_ROOTS)
-        return pd_errf(err, errlen, -EINVAL, "data_roots: more than %d folders", PD_DATA_MAX_ROOTS);
+      restricted = true;
       memcpy(one, p, n);
       one[n] = '\0';
       struct stat st;
-      if (!realpath(one, roots[nroots]) || stat(roots[nroots], &st) != 0 || !S_ISDIR(st.st_mode))
+      if (nroots == PD_DATA_MAX_ROOTS)
+        return pd_errf(err, errlen, -EINVAL, "data_roots: more than %d folders", PD_DATA_MAX_ROOTS);
+      if (!realpath(one, roots[nroots])) {
+        /* a folder that is not there (yet) lets nothing in; noted for a warning */
+        if (errno != ENOENT)
+          return pd_errf(err, errlen, -EINVAL, "data_roots: '%s': %s", one, strerror(errno));
+        if (noted + 1 < errlen)
+          noted += (size_t)snprintf(err + noted, errlen - noted, "%s'%s'",
+                                    noted ? ", " : "data_roots: no such folder (skipped): ", one);
+      } else if (stat(roots[nroots], &st) != 0 || !S_ISDIR(st.st_mode)) {
         return pd_errf(err, errlen, -EINVAL, "data_roots: '%s' is not a folder", one);
-      size_t len = strlen(roots[nroots]);
-      if (len > 1 && roots[nroots][len - 1] == '/')
-        roots[nroots][len - 1] = '\0';
-      nroots++;
+      } else {
+        size_t len = strlen(roots[nroots]);
+        if (len > 1 && roots[nroots][len - 1] == '/')
+          roots[nroots][len - 1] = '\0';
+        nroots++;
+      }
     }
-    p += n;
-    while (*p && *p != ',')
-      p++;
-    if (*p == ',')
-      p++;
+    p = next;
   }
-  if (!(l->max_gzip_ratio >= 1))
-    return pd_errf(err, errlen, -EINVAL, "data_max_gzip_ratio: must be at least 1, got %g",
-                   l->max_gzip_ratio);
+  limits.restricted = restricted;
   limits.nroots = nroots;
   memcpy(limits.roots, roots, sizeof roots);
   limits.max_bytes = l->max_bytes;
@@ -269,7 +280,7 @@ int pd__data_open(const char *path, int *fd_out, uint64_t *size, char *err, size
   *size = 0;
   struct stat st;
   int fd = -1, rc;
-  if (limits.nroots > 0) {
+  if (limits.restricted) {
     /* Resolve first, so that nothing outside the roots is even opened
      * (opening a device can have effects), then check again what was
      * opened (the path may have changed in between). */

@@ -502,14 +502,20 @@ static void test_data_roots(void) {
   const char *secret = write_text("out/secret.csv", "5,6\n", 0);
   const char *link = tmp_path("in/link.csv");
   CHECK_EQ_INT(symlink(secret, link), 0);
-  snprintf(roots, sizeof roots, " %s/ , /nonexistent-but-later", inside);
-  pd_data_limits limits = {roots, PD_DATA_MAX_BYTES_DEFAULT, PD_DATA_MAX_INFLATED_DEFAULT,
-                           PD_DATA_MAX_GZIP_RATIO_DEFAULT};
-  CHECK(pd_data_set_limits(&limits, err, sizeof err) == -EINVAL); /* a root must exist */
-  CHECK_STR_CONTAINS(err, "data_roots: '/nonexistent-but-later' is not a folder");
-  snprintf(roots, sizeof roots, " %s/ ", inside);
+  pd_data_limits limits = {"/nonexistent-1,/nonexistent-2", PD_DATA_MAX_BYTES_DEFAULT,
+                           PD_DATA_MAX_INFLATED_DEFAULT, PD_DATA_MAX_GZIP_RATIO_DEFAULT};
+  /* roots that do not exist are skipped (named for a warning), and let nothing in */
   CHECK_EQ_INT(pd_data_set_limits(&limits, err, sizeof err), 0);
+  CHECK_STR_CONTAINS(err,
+                     "data_roots: no such folder (skipped): '/nonexistent-1', '/nonexistent-2'");
   pd_job_spec spec = csv_spec(good, NULL, 0, "0");
+  CHECK(load_fails(&spec, 0, -EACCES, "no such file under data_roots"));
+  limits.roots = good; /* a file is not a folder */
+  CHECK(pd_data_set_limits(&limits, err, sizeof err) == -EINVAL);
+  CHECK_STR_CONTAINS(err, "is not a folder");
+  snprintf(roots, sizeof roots, " %s/ ,/nonexistent-3", inside);
+  limits.roots = roots;
+  CHECK_EQ_INT(pd_data_set_limits(&limits, err, sizeof err), 0);
   pd_dataset ds;
   CHECK_EQ_INT(load(&spec, 0, &ds), 0);
   CHECK(ds.rows == 2);

@@ -485,6 +485,20 @@ static void test_size_limits(void) {
   CHECK(load_fails(&spec, 0, -EFBIG,
                    "the gzip data inflates to more than the 1048576 bytes this daemon reads "
                    "(data_max_inflated_bytes)"));
+  /* A gzip bomb (70 MiB of zeros in ~70 KB) trips data_max_gzip_ratio once
+   * 64 MiB are inflated, well below data_max_inflated_bytes. */
+  size_t bomb_len = (size_t)70 << 20;
+  char *zeros = calloc(1, bomb_len);
+  const char *bomb = tmp_path("bomb.csv.gz");
+  CHECK_EQ_INT(write_file(bomb, zeros, bomb_len, 1), 0);
+  free(zeros);
+  limits.max_inflated_bytes = PD_DATA_MAX_INFLATED_DEFAULT;
+  limits.max_gzip_ratio = PD_DATA_MAX_GZIP_RATIO_DEFAULT;
+  CHECK_EQ_INT(pd_data_set_limits(&limits, err, sizeof err), 0);
+  spec = csv_spec(bomb, NULL, 0, "0");
+  CHECK(load_fails(&spec, 0, -EFBIG,
+                   "the gzip data inflates more than 200 times (data_max_gzip_ratio): refused as a "
+                   "likely decompression bomb"));
   limits.max_gzip_ratio = 0.5;
   CHECK(pd_data_set_limits(&limits, err, sizeof err) == -EINVAL);
   CHECK_STR_CONTAINS(err, "data_max_gzip_ratio");

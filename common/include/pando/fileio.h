@@ -49,4 +49,11 @@ typedef struct pd_data_limits {
  * `err` (nothing changed). */
 int pd_data_set_limits(const pd_data_limits *limits, char *err, size_t errlen);
 
+/* Opens a data file (job data, model.init) for reading under the limits of
+ * pd_data_set_limits() (data roots, regular files only, data_max_bytes),
+ * without blocking. On success *fd is open (caller closes) and *size is the
+ * file's size. Returns 0 or a negative error with a message naming `path`
+ * (and never its contents). */
+int pd_data_open(const char *path, int *fd, uint64_t *size, char *err, size_t errlen);
+
 #endif

@@ -164,7 +164,7 @@ static int idx_check_size(const pd__stream *s, uint64_t expected, char *err, siz
 int pd_idx_peek(const char *path, uint64_t *rows, uint64_t *cols, char *err, size_t errlen) {
   int fd;
   uint64_t size;
-  int rc = pd__data_open(path, &fd, &size, err, errlen);
+  int rc = pd_data_open(path, &fd, &size, err, errlen);
   if (rc != 0)
     return rc;
   pd__stream s;

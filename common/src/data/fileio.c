@@ -275,7 +275,7 @@ static int outside_roots(const char *path, char *err, size_t errlen) {
                  path);
 }
 
-int pd__data_open(const char *path, int *fd_out, uint64_t *size, char *err, size_t errlen) {
+int pd_data_open(const char *path, int *fd_out, uint64_t *size, char *err, size_t errlen) {
   *fd_out = -1;
   *size = 0;
   struct stat st;
@@ -321,7 +321,7 @@ int pd__read_data(const char *path, uint8_t **data, size_t *len, char *err, size
   *len = 0;
   int fd;
   uint64_t size;
-  int rc = pd__data_open(path, &fd, &size, err, errlen);
+  int rc = pd_data_open(path, &fd, &size, err, errlen);
   if (rc != 0)
     return rc;
   rc = read_fd(fd, path, (size_t)size, data, err, errlen);
@@ -527,7 +527,7 @@ int pd__read_first_line(const char *path, char **line, size_t *len, char *err, s
   *len = 0;
   int fd;
   uint64_t size;
-  int rc = pd__data_open(path, &fd, &size, err, errlen);
+  int rc = pd_data_open(path, &fd, &size, err, errlen);
   if (rc != 0)
     return rc;
   pd__stream s;

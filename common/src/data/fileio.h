@@ -34,13 +34,7 @@ typedef struct pd__stream {
   uint64_t deflated; /* gz: compressed bytes fed to inflate so far */
 } pd__stream;
 
-/* Opens a data file for reading under the limits of pd_data_set_limits()
- * (data roots, regular files only, size), without blocking. On success *fd
- * is open (caller closes) and *size is the file's size. Returns 0 or a
- * negative error with a message naming `path` (and never its contents). */
-int pd__data_open(const char *path, int *fd, uint64_t *size, char *err, size_t errlen);
-
-/* pd_read_file() of a data file: opened with pd__data_open(). */
+/* pd_read_file() of a data file: opened with pd_data_open(). */
 int pd__read_data(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
 
 /* Opens a stream over `fd` (read from its start) or, with fd < 0, over the
@@ -65,7 +59,7 @@ int pd__stream_read(pd__stream *s, uint8_t *dst, size_t want, size_t *got, char 
  * negative error with a message naming the file. */
 int pd__read_content(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
 
-/* Reads the first line of a data file (pd__data_open(); inflated if
+/* Reads the first line of a data file (pd_data_open(); inflated if
  * gzipped), without its '\n',
  * reading no further than needed. On success *line is malloc'd and
  * NUL-terminated (caller frees) and *len is its length. Returns 0 or a

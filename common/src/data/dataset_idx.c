@@ -54,8 +54,10 @@ static int idx_read_header(pd__stream *s, idx_header *h, char *err, size_t errle
   int type = buf[2];
   h->ndim = buf[3];
   if (buf[0] != 0 || buf[1] != 0 || !idx_type_name(type) || h->ndim == 0)
-    return pd_errf(err, errlen, -PD_EFORMAT, "%s: not an IDX file (magic 0x%08x)", s->path,
-                   h->magic);
+    return pd_errf(err, errlen, -PD_EFORMAT,
+                   "%s: not an IDX file (its first 4 bytes are not an IDX magic number 0x0000TTNN "
+                   "of a known type TT and NN >= 1 dimensions)",
+                   s->path); /* the bytes are not shown: it may be anyone's file */
   if (type != IDX_TYPE_UBYTE)
     return pd_errf(err, errlen, -PD_EFORMAT,
                    "%s: IDX data type 0x%02x (%s) is not supported, only 0x08 (unsigned byte)",

@@ -7,6 +7,10 @@
 #   sh tests/run.sh NAME...    only tests (binaries, cases or scripts) named NAME
 BUILD=${BUILD:-build}
 export BUILD
+# The daemons read job data only under data_roots: the tests' scratch folders
+# (under $TMPDIR), the checkout and the Debian data sets.
+PANDO_DATA_ROOTS=${PANDO_DATA_ROOTS:-/usr/share/datasets,${TMPDIR:-/tmp},$PWD}
+export PANDO_DATA_ROOTS
 # A test that hangs fails after this many seconds instead of blocking CI, and
 # says which phase it was in: the last check it passed or failed, or the last
 # "# ..." note it printed (integration tests print one per phase).

@@ -1,9 +1,13 @@
 /* The Coordinator service's RPC handlers: decode and check requests, hand
  * them to the node registry (registry.c) and the jobs' state machine
  * (jobs.c), and build the answers; see coordinator.h. Everything runs on the
- * daemon's one event loop. */
+ * daemon's one event loop, except the check of a submitted job's data files,
+ * which runs on a thread of its own (a slow or hostile file must not stall
+ * heartbeats); cron collects its result and answers the SubmitJob. */
 #include "coordinator.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +26,30 @@
 #include "registry.h"
 #include "rounds.h"
 
+/* A SubmitJob whose data files are being checked by check_thread(). The
+ * thread owns nothing but `rc`, `rows`, `err` and `done`; the loop reads
+ * them once `done` is set. */
+typedef struct submit_check {
+  pd_rpc_call *call; /* parked; NULL once the client went away */
+  pd_job_spec spec;
+  char *spec_yaml; /* owned */
+  pthread_t thread;
+  atomic_int done; /* set by the thread when rc, rows and err are final */
+  int rc;
+  uint64_t rows;
+  char err[1024];
+  struct submit_check *next;
+} submit_check;
+
 struct pd_coord {
   pd_loop *loop;
   pd_coord_options opt;
   pd_registry *reg;
   pd_fanout *fanout;
   pd_jobs *jobs;
-  double dashboard_at; /* when the dashboard's snapshot was last published */
+  double dashboard_at;  /* when the dashboard's snapshot was last published */
+  submit_check *checks; /* submissions whose data is being checked */
+  int nchecks;
 };
 
 static const char *const health_services[] = {"pando.v1.Coordinator", NULL};
@@ -101,9 +122,20 @@ pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
   return c;
 }
 
+static void check_free(submit_check *chk) {
+  free(chk->spec_yaml);
+  free(chk);
+}
+
 void pd_coord_free(pd_coord *c) {
   if (!c)
     return;
+  while (c->checks) { /* their calls are gone with the server */
+    submit_check *chk = c->checks;
+    c->checks = chk->next;
+    pthread_join(chk->thread, NULL);
+    check_free(chk);
+  }
   for (size_t i = 0; i < pd_jobs_count(c->jobs); i++) { /* their calls end first */
     pd_job *j = pd_jobs_at(c->jobs, i);
     pd_rounds_free(j->rounds);
@@ -115,7 +147,34 @@ void pd_coord_free(pd_coord *c) {
   free(c);
 }
 
+static pd_job *submit_checked(pd_coord *c, submit_check *chk);
+static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j);
+
 void pd_coord_cron(pd_coord *c) {
+  /* Submissions whose data check finished: queue their jobs now, answer
+   * after the rest of cron (which may already start them). */
+  submit_check *finished = NULL;
+  for (submit_check **at = &c->checks; *at;) {
+    submit_check *chk = *at;
+    if (!atomic_load(&chk->done)) {
+      at = &chk->next;
+      continue;
+    }
+    *at = chk->next;
+    c->nchecks--;
+    pthread_join(chk->thread, NULL);
+    chk->next = finished;
+    finished = chk;
+  }
+  pd_job **started = NULL;
+  size_t nfinished = 0;
+  for (submit_check *chk = finished; chk; chk = chk->next)
+    nfinished++;
+  if (nfinished)
+    started = pd_xcalloc(nfinished, sizeof *started);
+  size_t k = 0;
+  for (submit_check *chk = finished; chk; chk = chk->next)
+    started[k++] = submit_checked(c, chk);
   double now = pd_now();
   pd_node *n;
   while ((n = pd_registry_next_dead(c->reg, now, c->opt.node_timeout_sec))) {
@@ -130,6 +189,16 @@ void pd_coord_cron(pd_coord *c) {
     if (j->rounds && j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING)
       pd_rounds_cron(j->rounds);
   }
+  k = 0;
+  while (finished) {
+    submit_check *chk = finished;
+    finished = chk->next;
+    pd_job *j = started[k++];
+    if (j && chk->call)
+      reply_status(c, chk->call, j);
+    check_free(chk);
+  }
+  free(started);
   if (c->opt.dashboard && now - c->dashboard_at >= 0.5) {
     c->dashboard_at = now;
     pd_dashboard_publish_state(c->jobs, c->reg, now);
@@ -367,35 +436,85 @@ static int check_data(const pd_job_spec *spec, uint64_t *rows, char *err, size_t
   return 0;
 }
 
+/* Checks a submission's data files, off the event loop. */
+static void *check_thread(void *arg) {
+  submit_check *chk = arg;
+  chk->rc = check_data(&chk->spec, &chk->rows, chk->err, sizeof chk->err);
+  atomic_store(&chk->done, 1);
+  return NULL;
+}
+
+/* The client of a SubmitJob went away while its data was being checked. */
+static void submit_cancelled(pd_rpc_call *call) {
+  submit_check *chk = *pd_rpc_call_user(call);
+  chk->call = NULL;
+}
+
+/* The rest of a SubmitJob once its data was checked: fails the call, or
+ * queues the job and returns it (the caller replies with its status). A
+ * submission whose client went away is dropped. */
+static pd_job *submit_checked(pd_coord *c, submit_check *chk) {
+  pd_rpc_call *call = chk->call;
+  char err[1024];
+  uint64_t keys = 0;
+  if (!call) {
+    PD_INFO("job submission dropped: its client went away while its data was checked");
+    return NULL;
+  }
+  if (chk->rc != 0 || pd_model_layout(&chk->spec.model, NULL, 0, &keys, err, sizeof err) < 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", chk->rc != 0 ? chk->err : err);
+    return NULL;
+  }
+  if (keys < (uint64_t)chk->spec.cluster.servers) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "cluster.servers: %d servers for a model of only %llu parameters",
+                     chk->spec.cluster.servers, (unsigned long long)keys);
+    return NULL;
+  }
+  if (pd_jobs_admit(c->jobs, &chk->spec, keys, err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
+    return NULL;
+  }
+  pd_job *j = pd_jobs_submit(c->jobs, &chk->spec, chk->spec_yaml, keys, chk->rows, pd_now());
+  PD_INFO("job %s submitted: %s, %llu parameters, %llu training rows, %u servers, %u workers",
+          j->id, pd_model_type_name(chk->spec.model.type), (unsigned long long)keys,
+          (unsigned long long)chk->rows, j->nservers, j->nworkers);
+  return j;
+}
+
 static void handle_submit(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__SubmitJobRequest *req = (const Pando__V1__SubmitJobRequest *)msg;
-  pd_job_spec spec;
   char err[1024];
-  uint64_t rows = 0;
-  uint64_t keys = 0;
-  if (pd_job_spec_parse(req->spec_yaml, strlen(req->spec_yaml), &spec, err, sizeof err) != 0 ||
-      check_data(&spec, &rows, err, sizeof err) != 0 ||
-      pd_model_layout(&spec.model, NULL, 0, &keys, err, sizeof err) < 0) {
+  submit_check *chk = pd_xcalloc(1, sizeof *chk);
+  if (pd_job_spec_parse(req->spec_yaml, strlen(req->spec_yaml), &chk->spec, err, sizeof err) != 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+    free(chk);
     return;
   }
-  if (keys < (uint64_t)spec.cluster.servers) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
-                     "cluster.servers: %d servers for a model of only %llu parameters",
-                     spec.cluster.servers, (unsigned long long)keys);
+  if (c->nchecks >= PD_COORD_MAX_CHECKS) {
+    pd_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                     "the data of %d submitted jobs is being checked already; submit again later",
+                     c->nchecks);
+    free(chk);
     return;
   }
-  if (pd_jobs_admit(c->jobs, &spec, keys, err, sizeof err) != 0) {
-    pd_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
+  chk->call = call;
+  chk->spec_yaml = pd_xstrdup(req->spec_yaml);
+  atomic_init(&chk->done, 0);
+  int rc = pthread_create(&chk->thread, NULL, check_thread, chk);
+  if (rc != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_UNAVAILABLE, "cannot check the job's data now: %s",
+                     strerror(rc));
+    check_free(chk);
     return;
   }
-  pd_job *j = pd_jobs_submit(c->jobs, &spec, req->spec_yaml, keys, rows, pd_now());
-  PD_INFO("job %s submitted: %s, %llu parameters, %llu training rows, %u servers, %u workers",
-          j->id, pd_model_type_name(spec.model.type), (unsigned long long)keys,
-          (unsigned long long)rows, j->nservers, j->nworkers);
-  pd_coord_cron(c); /* start it at once if the nodes are there */
-  reply_status(c, call, j);
+  /* parked until cron sees the check done */
+  *pd_rpc_call_user(call) = chk;
+  pd_rpc_call_on_cancel(call, submit_cancelled);
+  chk->next = c->checks;
+  c->checks = chk;
+  c->nchecks++;
 }
 
 static void handle_get_job(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {

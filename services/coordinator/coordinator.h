@@ -14,6 +14,11 @@ typedef struct pd_coord pd_coord;
  * registrations that never send a heartbeat does not stay for ever. */
 #define PD_COORD_FORGET_AFTER 6
 
+/* At most this many SubmitJob calls have their data files checked at once
+ * (each on a thread of its own, off the event loop); more are refused with
+ * RESOURCE_EXHAUSTED. */
+#define PD_COORD_MAX_CHECKS 8
+
 typedef struct pd_coord_options {
   double heartbeat_sec;    /* how often nodes should send Heartbeat */
   double node_timeout_sec; /* a node silent this long is dead */

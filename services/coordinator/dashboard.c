@@ -105,9 +105,9 @@ char *pd_dashboard_state_json(pd_jobs *jobs, pd_registry *reg, double now, size_
     put_number(&o, j->started > 0 ? (pd_job_state_final(j->state) ? j->finished : now) - j->started
                                   : 0);
     put(&o, ",\"servers\":%u,\"workers\":%u,\"accuracy\":", j->nservers, j->nworkers);
-    put_number(&o, j->rounds ? pd_rounds_last_accuracy(j->rounds)
-               : j->nhistory  ? j->history[j->nhistory - 1].test_accuracy
-                              : NAN);
+    put_number(&o, j->rounds     ? pd_rounds_last_accuracy(j->rounds)
+                   : j->nhistory ? j->history[j->nhistory - 1].test_accuracy
+                                 : NAN);
     put(&o, ",\"history\":[");
     for (size_t h = 0; h < j->nhistory; h++) {
       const Pando__V1__EpochRecord *e = &j->history[h];

@@ -14,6 +14,7 @@
 
 typedef struct coord_config {
   pd_daemon_settings daemon; /* listen, name, port files, metrics, plugin_dir, log_level */
+  pd_data_settings data;     /* data_roots and the limits of job data files */
   int heartbeat_ms;
   double node_timeout;
   int keep_models, keep_jobs;
@@ -26,6 +27,7 @@ static const pd_config_option options[] = {
     PD_DAEMON_SETTINGS(coord_config, daemon, "0.0.0.0:7070",
                        "address to serve gRPC on (port 0 picks a free one)", "coordinator",
                        "0.0.0.0:9070"),
+    PD_DATA_SETTINGS(coord_config, data),
     {"heartbeat_ms", PD_CFG_INT, offsetof(coord_config, heartbeat_ms), 0, 10, 60000, "200",
      "how often servers and workers send heartbeats", NULL},
     {"node_timeout", PD_CFG_DOUBLE, offsetof(coord_config, node_timeout), 0, 0.1, 3600, "10",
@@ -51,6 +53,8 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     return rc;
   pd_model_allow_plugins(cfg.daemon.plugin_dir);
+  if (pd_daemon_data_limits(&cfg.data) != 0)
+    return 2;
   pd_daemon_signals_init();
   pd_rpc_init();
 

@@ -17,7 +17,8 @@
 #include "worker.h"
 
 typedef struct worker_config {
-  pd_daemon_settings daemon; /* listen, name, port files, metrics, plugin_dir, log_level */
+  pd_daemon_settings daemon;   /* listen, name, port files, metrics, plugin_dir, log_level */
+  pd_data_settings data_files; /* data_roots and the limits of job data files */
   char coordinator[256];
   char advertise[256];
   int threads;
@@ -44,6 +45,7 @@ static const pd_config_option options[] = {
     PD_DAEMON_SETTINGS(worker_config, daemon, "0.0.0.0:0",
                        "address of the health service (port 0 picks a free one)", "worker",
                        "0.0.0.0:9100"),
+    PD_DATA_SETTINGS(worker_config, data_files),
     {"coordinator", S(coordinator), "127.0.0.1:7070", "coordinator address", NULL},
     {"advertise", S(advertise), "", "address to register with the coordinator (default: host:port)",
      NULL},
@@ -93,6 +95,8 @@ int main(int argc, char **argv) {
   if (rc >= 0)
     return rc;
   pd_model_allow_plugins(cfg.daemon.plugin_dir);
+  if (pd_daemon_data_limits(&cfg.data_files) != 0)
+    return 2;
   pd_kernels_set_threads(cfg.threads);
   pd_daemon_signals_init();
   if (cfg.standalone[0])

@@ -11,6 +11,9 @@ import grpc
 import numpy as np
 
 BUILD = os.environ.get("BUILD", "build")
+# data_roots of the daemons (tests/run.sh sets the same): scratch, checkout, Debian data
+os.environ.setdefault("PANDO_DATA_ROOTS", "/usr/share/datasets,%s,%s" % (
+    os.environ.get("TMPDIR", "/tmp"), os.getcwd()))
 sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
 import pando_pb2 as pb  # noqa: E402
 

@@ -7,6 +7,9 @@
 BUILD=${BUILD:-build}
 BIN=$BUILD/bin
 T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pando-test.XXXXXX")
+# data_roots of the daemons (tests/run.sh sets the same): scratch, checkout, Debian data
+PANDO_DATA_ROOTS=${PANDO_DATA_ROOTS:-/usr/share/datasets,${TMPDIR:-/tmp},$PWD}
+export PANDO_DATA_ROOTS
 T_PIDS=""
 T_FAILED=0
 T_NAME=$(basename "$0")

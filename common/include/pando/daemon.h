@@ -46,6 +46,51 @@ typedef struct pd_daemon_settings {
         pd_log_level_names                                                                         \
   }
 
+/* The data-file settings of the daemons that read job data (coordinator,
+ * worker); see pd_data_set_limits() in pando/fileio.h. */
+typedef struct pd_data_settings {
+  char roots[4096];          /* data_roots: comma-separated folders */
+  double max_bytes;          /* data_max_bytes */
+  double max_inflated_bytes; /* data_max_inflated_bytes */
+  double max_gzip_ratio;     /* data_max_gzip_ratio */
+} pd_data_settings;
+
+/* The option rows of the pd_data_settings `member` of config struct `type`
+ * (defaults as PD_DATA_*_DEFAULT in pando/fileio.h). */
+#define PD_DATA_SETTINGS(type, member)                                                             \
+  {"data_roots", PD__DAEMON_ROW(type, member, roots), "/usr/share/datasets,.",                     \
+   "comma-separated folders job data files must be under, after resolving symlinks and .. "        \
+   "(relative ones from the daemon's working folder; empty: anywhere)",                            \
+   NULL},                                                                                          \
+      {"data_max_bytes",                                                                           \
+       PD_CFG_DOUBLE,                                                                              \
+       offsetof(type, member.max_bytes),                                                           \
+       0,                                                                                          \
+       1,                                                                                          \
+       1e15,                                                                                       \
+       "4294967296",                                                                               \
+       "largest data file read, in bytes (on disk)",                                               \
+       NULL},                                                                                      \
+      {"data_max_inflated_bytes",                                                                  \
+       PD_CFG_DOUBLE,                                                                              \
+       offsetof(type, member.max_inflated_bytes),                                                  \
+       0,                                                                                          \
+       1,                                                                                          \
+       1e15,                                                                                       \
+       "8589934592",                                                                               \
+       "largest content of a gzipped data file, in bytes (inflating stops there)",                 \
+       NULL},                                                                                      \
+  {                                                                                                \
+    "data_max_gzip_ratio", PD_CFG_DOUBLE, offsetof(type, member.max_gzip_ratio), 0, 1, 1e6, "200", \
+        "largest inflated/compressed ratio of a gzipped data file past its first 64 MiB (a "       \
+        "decompression bomb is refused early)",                                                    \
+        NULL                                                                                       \
+  }
+
+/* Applies `settings` with pd_data_set_limits() (a missing root is logged as a
+ * warning). Returns 0, or -1 after logging the error. */
+int pd_daemon_data_limits(const pd_data_settings *settings);
+
 /* Loads a daemon's configuration (pd_config_load: file, environment, flags),
  * refuses positional arguments, and sets up logging from the name and
  * log_level of `settings` (the daemon's, inside `config`, filled by the

@@ -45,8 +45,10 @@ void pd_dataset_close(pd_dataset *ds);
  * data section describes, all of its rows, into `out` (owned; free it with
  * pd_dataset_close()). Files may be gzipped (recognised by their magic).
  *  - idx: dense, bytes scaled to [0, 1]; labels and targets are the classes.
- *  - csv: dense numbers separated by ','; data.header: the first line names
- *    the columns; data.label_column (a header name, or a 0-based index) is
+ *  - csv: dense numbers separated by ','; a field may be quoted (RFC 4180:
+ *    "1.5"); data.header: the first line names the columns (a quoted name
+ *    may hold commas and "" for a quote; a line break inside quotes is
+ *    refused); data.label_column (a header name, or a 0-based index) is
  *    the target, the other columns are the features, in order. Blank lines
  *    may end the file. Labels are set when every target is a class 0..255.
  *  - libsvm: CSR; lines "label index:value ..." with 1-based, ascending
@@ -66,7 +68,9 @@ void pd_dataset_close(pd_dataset *ds);
  * error (-PD_EFORMAT for bad content, -errno for files) with a message that
  * starts with the spec key and names the file, line and column (columns are
  * counted from 1 in messages), e.g. "data.train.features: /x.csv:17: column
- * 3 ('age'): expected a number, got 'abc'"; `out` is then zeroed. */
+ * 3: expected a number", and never quotes the file's contents; `out` is then
+ * zeroed. Files are opened under the limits of pd_data_set_limits()
+ * (pando/fileio.h). */
 int pd_dataset_load(const pd_job_spec *spec, int test, pd_dataset *out, char *err, size_t errlen);
 
 /* The number of rows and features a pd_dataset_load() of the split would

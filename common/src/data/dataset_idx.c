@@ -54,8 +54,10 @@ static int idx_read_header(pd__stream *s, idx_header *h, char *err, size_t errle
   int type = buf[2];
   h->ndim = buf[3];
   if (buf[0] != 0 || buf[1] != 0 || !idx_type_name(type) || h->ndim == 0)
-    return pd_errf(err, errlen, -PD_EFORMAT, "%s: not an IDX file (magic 0x%08x)", s->path,
-                   h->magic);
+    return pd_errf(err, errlen, -PD_EFORMAT,
+                   "%s: not an IDX file (its first 4 bytes are not an IDX magic number 0x0000TTNN "
+                   "of a known type TT and NN >= 1 dimensions)",
+                   s->path); /* the bytes are not shown: it may be anyone's file */
   if (type != IDX_TYPE_UBYTE)
     return pd_errf(err, errlen, -PD_EFORMAT,
                    "%s: IDX data type 0x%02x (%s) is not supported, only 0x08 (unsigned byte)",
@@ -162,12 +164,14 @@ static int idx_check_size(const pd__stream *s, uint64_t expected, char *err, siz
 }
 
 int pd_idx_peek(const char *path, uint64_t *rows, uint64_t *cols, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return pd_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+  int fd;
+  uint64_t size;
+  int rc = pd_data_open(path, &fd, &size, err, errlen);
+  if (rc != 0)
+    return rc;
   pd__stream s;
   idx_header h;
-  int rc = pd__stream_open(&s, path, fd, NULL, 0, err, errlen);
+  rc = pd__stream_open(&s, path, fd, NULL, 0, err, errlen);
   if (rc == 0)
     rc = idx_read_header(&s, &h, err, errlen);
   if (rc == 0) {
@@ -193,7 +197,7 @@ int pd__idx_load(const char *features_path, const char *labels_path, uint64_t ro
   int rc;
 
   *bad = PD__IDX_FEATURES;
-  if ((rc = pd_read_file(features_path, &feature_bytes, &feature_len, err, errlen)) != 0)
+  if ((rc = pd__read_data(features_path, &feature_bytes, &feature_len, err, errlen)) != 0)
     goto done;
   rc = pd__stream_open(&fs, features_path, -1, feature_bytes, feature_len, err, errlen);
   fs_open = true;
@@ -201,7 +205,7 @@ int pd__idx_load(const char *features_path, const char *labels_path, uint64_t ro
       (rc = idx_check_size(&fs, fh.rows * fh.cols, err, errlen)) != 0)
     goto done;
   *bad = PD__IDX_LABELS;
-  if ((rc = pd_read_file(labels_path, &label_bytes, &label_len, err, errlen)) != 0)
+  if ((rc = pd__read_data(labels_path, &label_bytes, &label_len, err, errlen)) != 0)
     goto done;
   rc = pd__stream_open(&ls, labels_path, -1, label_bytes, label_len, err, errlen);
   ls_open = true;

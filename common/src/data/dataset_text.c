@@ -1,6 +1,8 @@
 /* The text readers of the dataset module: CSV (dense) and libsvm (sparse),
  * parsed in one pass over the whole (inflated) file with a hand-written
- * number scanner and no allocation per field. */
+ * number scanner and no allocation per field. Messages name the file, line
+ * and column but never quote the file's text (a client could otherwise read
+ * any file the daemon can open). */
 #include "dataset_internal.h"
 
 #include <errno.h>
@@ -12,8 +14,6 @@
 #include "fileio.h"
 #include "pando/error.h"
 #include "pando/util.h"
-
-#define SHOWN_MAX 40 /* characters of a bad field quoted in a message */
 
 /* ---- numbers */
 
@@ -171,17 +171,6 @@ static bool only_blank_lines(const char *p, const char *end) {
   return true;
 }
 
-/* The token starting at `p` (up to `stop`, a blank or the line's end),
- * shortened for a message. */
-static int shown_len(const char *p, const char *line_end, char stop) {
-  const char *e = p;
-  while (e < line_end && *e != stop && (stop != ' ' || !is_blank(*e)))
-    e++;
-  while (e > p && is_blank(e[-1]))
-    e--;
-  return (int)PD_MIN(e - p, SHOWN_MAX);
-}
-
 /* ---- CSV */
 
 /* One column name of a header line: [name, name + len). */
@@ -190,28 +179,64 @@ typedef struct csv_name {
   int len;
 } csv_name;
 
-/* Counts the columns of a line: its commas plus one. */
+/* Counts the columns of a line: its commas outside double quotes plus one
+ * (RFC 4180: a quoted field may hold commas; a doubled quote is a quote). */
 static uint64_t csv_columns(const char *p, const char *line_end) {
-  return count_char(p, line_end, ',') + 1;
+  uint64_t n = 1;
+  bool quoted = false;
+  for (; p < line_end; p++) {
+    if (*p == '"')
+      quoted = !quoted; /* "" toggles twice */
+    else if (*p == ',' && !quoted)
+      n++;
+  }
+  return n;
 }
 
-/* Splits the header line into names, trimmed of blanks and of one pair of
- * double quotes. */
-static void csv_split_header(const char *p, const char *line_end, csv_name *names, uint64_t ncols) {
+/* Splits the header line into names, trimmed of blanks. A name may be
+ * quoted (RFC 4180): then it may hold commas, and "" stands for a quote; the
+ * unquoted names are copied into `buf` (the line's length). Returns 0, or
+ * the 1-based column whose quotes are not closed on the line (a line break
+ * inside quotes is not supported) or that has text after its closing
+ * quote. */
+static uint64_t csv_split_header(const char *p, const char *line_end, csv_name *names,
+                                 uint64_t ncols, char *buf) {
+  char *out = buf;
   for (uint64_t c = 0; c < ncols; c++) {
-    const char *comma = memchr(p, ',', (size_t)(line_end - p));
-    const char *e = comma ? comma : line_end;
-    const char *b = skip_blanks(p, e);
-    while (e > b && is_blank(e[-1]))
-      e--;
-    if (e - b >= 2 && *b == '"' && e[-1] == '"') {
-      b++;
-      e--;
+    const char *b = skip_blanks(p, line_end);
+    names[c].name = out;
+    if (b < line_end && *b == '"') {
+      const char *q = b + 1;
+      for (;; q++) {
+        if (q >= line_end)
+          return c + 1;
+        if (*q == '"' && q + 1 < line_end && q[1] == '"')
+          *out++ = *q++;
+        else if (*q == '"')
+          break;
+        else
+          *out++ = *q;
+      }
+      names[c].len = (int)(out - names[c].name);
+      p = skip_blanks(q + 1, line_end);
+      if (p < line_end && *p != ',')
+        return c + 1;
+    } else {
+      const char *comma = memchr(b, ',', (size_t)(line_end - b));
+      const char *e = comma ? comma : line_end;
+      p = e;
+      while (e > b && is_blank(e[-1]))
+        e--;
+      if (memchr(b, '"', (size_t)(e - b)))
+        return c + 1; /* a quote inside an unquoted name */
+      memcpy(out, b, (size_t)(e - b));
+      out += e - b;
+      names[c].len = (int)(e - b);
     }
-    names[c].name = b;
-    names[c].len = (int)(e - b);
-    p = comma ? comma + 1 : line_end;
+    if (p < line_end)
+      p++; /* the comma */
   }
+  return 0;
 }
 
 /* Finds the label column: a header name, else a 0-based index. */
@@ -240,14 +265,10 @@ static int csv_label_index(const char *path, const char *label_column, const csv
                    "data.label_column: '%s' is not a column index (0, 1, ...), and without "
                    "data.header: true the columns of %s have no names",
                    label_column, path);
-  char list[256] = "";
-  size_t used = 0;
-  for (uint64_t c = 0; c < ncols && used + 1 < sizeof list; c++)
-    used += (size_t)snprintf(list + used, sizeof list - used, "%s%.*s", c ? ", " : "",
-                             PD_MIN(names[c].len, SHOWN_MAX), names[c].name);
   return pd_errf(err, errlen, -PD_EFORMAT,
-                 "data.label_column: %s has no column named '%s' (its columns: %s)", path,
-                 label_column, list);
+                 "data.label_column: %s has no column named '%s' (its header line names %llu "
+                 "columns)",
+                 path, label_column, (unsigned long long)ncols);
 }
 
 /* Sets ds->labels when every target is a class 0..255. */
@@ -272,6 +293,7 @@ static int csv_parse(const char *key, const char *path, const char *label_column
                      uint64_t *rows_out, uint64_t *cols_out, char *err, size_t errlen) {
   const char *end = text + len, *p = skip_bom(text, end), *line_end;
   csv_name *names = NULL;
+  char *name_buf = NULL;
   float *features = NULL, *targets = NULL;
   uint64_t line = 1, rows = 0;
   int rc = 0;
@@ -285,7 +307,15 @@ static int csv_parse(const char *key, const char *path, const char *label_column
   uint64_t ncols = csv_columns(p, line_end), label = 0;
   if (header) {
     names = pd_xmalloc(ncols * sizeof *names);
-    csv_split_header(p, line_end, names, ncols);
+    name_buf = pd_xmalloc((size_t)(line_end - p) + 1);
+    uint64_t bad = csv_split_header(p, line_end, names, ncols, name_buf);
+    if (bad) {
+      rc = pd_errf(err, errlen, -PD_EFORMAT,
+                   "%s: %s:1: column %llu: a quoted name must end with its closing quote on the "
+                   "same line (RFC 4180; a quote inside a name is written \"\")",
+                   key, path, (unsigned long long)bad);
+      goto done;
+    }
     p = next_line(p, end, &line_end);
     line++;
   }
@@ -327,26 +357,37 @@ static int csv_parse(const char *key, const char *path, const char *label_column
     }
     float *row = features ? features + rows * nfeat : NULL;
     for (uint64_t c = 0; c < ncols; c++) {
-      const char *field = s;
       float value = 0;
-      enum scan_result scanned = scan_float(&s, line_end, &value);
+      enum scan_result scanned;
+      if (s < line_end && *s == '"') { /* RFC 4180: a quoted field, here a number */
+        const char *close = memchr(s + 1, '"', (size_t)(line_end - s - 1));
+        if (!close) {
+          rc = pd_errf(err, errlen, -PD_EFORMAT,
+                       "%s: %s:%llu: column %llu: a quoted field must end with its closing quote "
+                       "on the same line",
+                       key, path, (unsigned long long)line, (unsigned long long)c + 1);
+          goto done;
+        }
+        const char *inner = skip_blanks(s + 1, close);
+        scanned = scan_float(&inner, close, &value);
+        if (scanned == SCAN_OK && skip_blanks(inner, close) != close)
+          scanned = SCAN_NOT_A_NUMBER; /* "1,5", "12abc", "a""b" */
+        s = close + 1;
+      } else {
+        scanned = scan_float(&s, line_end, &value);
+      }
       if (scanned == SCAN_OK) {
         s = skip_blanks(s, line_end);
         if (s < line_end && *s != ',')
           scanned = SCAN_NOT_A_NUMBER; /* "12abc" */
       }
       if (scanned != SCAN_OK) {
-        char column[96];
-        int n = snprintf(column, sizeof column, "column %llu", (unsigned long long)c + 1);
-        if (names)
-          snprintf(column + n, sizeof column - (size_t)n, " ('%.*s')",
-                   PD_MIN(names[c].len, SHOWN_MAX), names[c].name);
-        int shown = shown_len(field, line_end, ',');
+        /* the field's text is not quoted back: it may be anyone's file */
         rc = pd_errf(err, errlen, -PD_EFORMAT,
                      scanned == SCAN_OUT_OF_RANGE
-                         ? "%s: %s:%llu: %s: '%.*s' is out of the range of a float"
-                         : "%s: %s:%llu: %s: expected a number, got '%.*s'",
-                     key, path, (unsigned long long)line, column, shown, field);
+                         ? "%s: %s:%llu: column %llu: the number is out of the range of a float"
+                         : "%s: %s:%llu: column %llu: expected a number",
+                     key, path, (unsigned long long)line, (unsigned long long)c + 1);
         goto done;
       }
       bool last = c + 1 == ncols;
@@ -390,6 +431,7 @@ static int csv_parse(const char *key, const char *path, const char *label_column
 done:
   free(targets);
   free(features);
+  free(name_buf);
   free(names);
   return rc;
 }
@@ -476,34 +518,35 @@ static int libsvm_parse(const char *key, const char *path, uint32_t min_cols, ui
                    path, (unsigned long long)blank_line);
       goto done;
     }
-    const char *token = s;
     float label;
     enum scan_result scanned = scan_float(&s, line_end, &label);
     if (scanned != SCAN_OK || (s < line_end && !is_blank(*s))) {
-      rc = pd_errf(err, errlen, -PD_EFORMAT, "%s: %s:%llu: expected a label (a number), got '%.*s'",
-                   key, path, (unsigned long long)line, shown_len(token, line_end, ' '), token);
+      rc = pd_errf(err, errlen, -PD_EFORMAT,
+                   "%s: %s:%llu: expected a label (a number) at the start of the line", key, path,
+                   (unsigned long long)line);
       goto done;
     }
     uint32_t previous = 0;
+    unsigned item = 0;
     for (s = skip_blanks(s, line_end); s < line_end; s = skip_blanks(s, line_end)) {
-      token = s;
       uint32_t index;
+      item++;
       if (!scan_index(&s, line_end, &index) || s == line_end || *s != ':') {
         rc = pd_errf(err, errlen, -PD_EFORMAT,
-                     "%s: %s:%llu: expected index:value (a 1-based feature index), got '%.*s'", key,
-                     path, (unsigned long long)line, shown_len(token, line_end, ' '), token);
+                     "%s: %s:%llu: item %u after the label: expected index:value (a 1-based "
+                     "feature index, ':' and a number)",
+                     key, path, (unsigned long long)line, item);
         goto done;
       }
-      const char *value_text = ++s;
+      ++s;
       float value;
       scanned = scan_float(&s, line_end, &value);
       if (scanned != SCAN_OK || (s < line_end && !is_blank(*s))) {
         rc = pd_errf(err, errlen, -PD_EFORMAT,
                      scanned == SCAN_OUT_OF_RANGE
-                         ? "%s: %s:%llu: feature %u: '%.*s' is out of the range of a float"
-                         : "%s: %s:%llu: feature %u: expected a number, got '%.*s'",
-                     key, path, (unsigned long long)line, index,
-                     shown_len(value_text, line_end, ' '), value_text);
+                         ? "%s: %s:%llu: feature %u: the value is out of the range of a float"
+                         : "%s: %s:%llu: feature %u: expected a number after ':'",
+                     key, path, (unsigned long long)line, index);
         goto done;
       }
       if (index == 0) {

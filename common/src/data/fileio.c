@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,27 +110,12 @@ static int read_uring(struct io_uring *ring, int fd, const char *path, uint8_t *
   return rc;
 }
 
-int pd_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen) {
-  *data = NULL;
-  *len = 0;
-  uint8_t *buf = NULL;
-  int rc = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return pd_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    rc = pd_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
-    goto done;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    rc = pd_errf(err, errlen, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL, "%s: not a regular file",
-                 path);
-    goto done;
-  }
-  size_t size = (size_t)st.st_size;
-  buf = pd_xmalloc(size);
+/* Reads the `size` bytes of the open file `fd` into a new buffer. */
+static int read_fd(int fd, const char *path, size_t size, uint8_t **data, char *err,
+                   size_t errlen) {
+  uint8_t *buf = pd_xmalloc(size ? size : 1);
   struct io_uring ring;
+  int rc;
   int ret = io_uring_queue_init(READ_DEPTH, &ring, 0);
   if (ret == -ENOSYS || ret == -EPERM) {
     rc = read_plain(fd, path, buf, size, err, errlen);
@@ -137,13 +125,208 @@ int pd_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_
     rc = read_uring(&ring, fd, path, buf, size, err, errlen);
     io_uring_queue_exit(&ring);
   }
-  if (rc == 0) {
-    *data = buf;
-    *len = size;
+  if (rc != 0) {
+    free(buf);
     buf = NULL;
   }
-done:
-  free(buf);
+  *data = buf;
+  return rc;
+}
+
+/* What a file that is not a regular one is, for a message. */
+static const char *file_kind(mode_t mode) {
+  return S_ISDIR(mode)    ? "a folder"
+         : S_ISFIFO(mode) ? "a FIFO"
+         : S_ISCHR(mode)  ? "a character device"
+         : S_ISBLK(mode)  ? "a block device"
+         : S_ISSOCK(mode) ? "a socket"
+                          : "not a regular file";
+}
+
+static int not_regular(const char *path, mode_t mode, char *err, size_t errlen) {
+  return pd_errf(err, errlen, S_ISDIR(mode) ? -EISDIR : -EINVAL,
+                 "%s: is %s, not a regular file (only regular files are read)", path,
+                 file_kind(mode));
+}
+
+/* Opens `path` read-only without blocking (a FIFO's open would wait for a
+ * writer) and checks that it is a regular file. */
+static int open_regular(const char *path, int *fd_out, struct stat *st, char *err, size_t errlen) {
+  *fd_out = -1;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0)
+    return pd_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+  if (fstat(fd, st) != 0) {
+    int rc = pd_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+  }
+  if (!S_ISREG(st->st_mode)) {
+    close(fd);
+    return not_regular(path, st->st_mode, err, errlen);
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+int pd_read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen) {
+  *data = NULL;
+  *len = 0;
+  int fd;
+  struct stat st;
+  int rc = open_regular(path, &fd, &st, err, errlen);
+  if (rc != 0)
+    return rc;
+  rc = read_fd(fd, path, (size_t)st.st_size, data, err, errlen);
+  if (rc == 0)
+    *len = (size_t)st.st_size;
+  close(fd);
+  return rc;
+}
+
+/* ---- the limits of data files */
+
+static struct {
+  bool restricted; /* roots were given (even if none of them exists) */
+  int nroots;
+  char roots[PD_DATA_MAX_ROOTS][PATH_MAX]; /* resolved, without a trailing '/' */
+  uint64_t max_bytes, max_inflated;
+  double max_ratio;
+} limits = {.max_bytes = PD_DATA_MAX_BYTES_DEFAULT,
+            .max_inflated = PD_DATA_MAX_INFLATED_DEFAULT,
+            .max_ratio = PD_DATA_MAX_GZIP_RATIO_DEFAULT};
+
+int pd_data_set_limits(const pd_data_limits *l, char *err, size_t errlen) {
+  char roots[PD_DATA_MAX_ROOTS][PATH_MAX];
+  int nroots = 0;
+  size_t noted = 0;
+  bool restricted = false;
+  const char *p = l->roots ? l->roots : "";
+  if (errlen)
+    err[0] = '\0';
+  if (!(l->max_gzip_ratio >= 1))
+    return pd_errf(err, errlen, -EINVAL, "data_max_gzip_ratio: must be at least 1, got %g",
+                   l->max_gzip_ratio);
+  while (*p) {
+    const char *comma = strchr(p, ',');
+    size_t n = comma ? (size_t)(comma - p) : strlen(p);
+    const char *next = comma ? comma + 1 : p + n;
+    while (n > 0 && (*p == ' ' || *p == '\t')) {
+      p++;
+      n--;
+    }
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+      n--;
+    char one[PATH_MAX];
+    if (n >= sizeof one)
+      return pd_errf(err, errlen, -EINVAL, "data_roots: a folder name is too long");
+    if (n > 0) {
+      restricted = true;
+      memcpy(one, p, n);
+      one[n] = '\0';
+      struct stat st;
+      if (nroots == PD_DATA_MAX_ROOTS)
+        return pd_errf(err, errlen, -EINVAL, "data_roots: more than %d folders", PD_DATA_MAX_ROOTS);
+      if (!realpath(one, roots[nroots])) {
+        /* a folder that is not there (yet) lets nothing in; noted for a warning */
+        if (errno != ENOENT)
+          return pd_errf(err, errlen, -EINVAL, "data_roots: '%s': %s", one, strerror(errno));
+        if (noted + 1 < errlen)
+          noted += (size_t)snprintf(err + noted, errlen - noted, "%s'%s'",
+                                    noted ? ", " : "data_roots: no such folder (skipped): ", one);
+      } else if (stat(roots[nroots], &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return pd_errf(err, errlen, -EINVAL, "data_roots: '%s' is not a folder", one);
+      } else {
+        size_t len = strlen(roots[nroots]);
+        if (len > 1 && roots[nroots][len - 1] == '/')
+          roots[nroots][len - 1] = '\0';
+        nroots++;
+      }
+    }
+    p = next;
+  }
+  limits.restricted = restricted;
+  limits.nroots = nroots;
+  memcpy(limits.roots, roots, sizeof roots);
+  limits.max_bytes = l->max_bytes;
+  limits.max_inflated = l->max_inflated_bytes;
+  limits.max_ratio = l->max_gzip_ratio;
+  return 0;
+}
+
+/* Whether the resolved path `real` is one of the roots or under one. */
+static bool under_roots(const char *real) {
+  for (int i = 0; i < limits.nroots; i++) {
+    const char *root = limits.roots[i];
+    size_t n = strlen(root);
+    if (strcmp(root, "/") == 0 ||
+        (strncmp(real, root, n) == 0 && (real[n] == '/' || real[n] == '\0')))
+      return true;
+  }
+  return false;
+}
+
+/* The same message for a missing file and one outside the roots, so that a
+ * client cannot probe which paths exist. */
+static int outside_roots(const char *path, char *err, size_t errlen) {
+  return pd_errf(err, errlen, -EACCES,
+                 "%s: no such file under data_roots (data files must be under the folders of "
+                 "the data_roots setting)",
+                 path);
+}
+
+int pd_data_open(const char *path, int *fd_out, uint64_t *size, char *err, size_t errlen) {
+  *fd_out = -1;
+  *size = 0;
+  struct stat st;
+  int fd = -1, rc;
+  if (limits.restricted) {
+    /* Resolve first, so that nothing outside the roots is even opened
+     * (opening a device can have effects), then check again what was
+     * opened (the path may have changed in between). */
+    char real[PATH_MAX];
+    if (!realpath(path, real) || !under_roots(real))
+      return outside_roots(path, err, errlen);
+    if (stat(real, &st) == 0 && !S_ISREG(st.st_mode))
+      return not_regular(path, st.st_mode, err, errlen);
+    if ((rc = open_regular(real, &fd, &st, err, errlen)) != 0)
+      return rc == -ENOENT ? outside_roots(path, err, errlen)
+                           : pd_errf(err, errlen, rc, "%s: %s", path, strerror(-rc));
+    char link[64], opened[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, opened, sizeof opened - 1);
+    if (n > 0) {
+      opened[n] = '\0';
+      if (!under_roots(opened)) {
+        close(fd);
+        return outside_roots(path, err, errlen);
+      }
+    }
+  } else if ((rc = open_regular(path, &fd, &st, err, errlen)) != 0) {
+    return rc;
+  }
+  if ((uint64_t)st.st_size > limits.max_bytes) {
+    close(fd);
+    return pd_errf(err, errlen, -EFBIG,
+                   "%s: %llu bytes, more than the %llu this daemon reads (data_max_bytes)", path,
+                   (unsigned long long)st.st_size, (unsigned long long)limits.max_bytes);
+  }
+  *fd_out = fd;
+  *size = (uint64_t)st.st_size;
+  return 0;
+}
+
+int pd__read_data(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen) {
+  *data = NULL;
+  *len = 0;
+  int fd;
+  uint64_t size;
+  int rc = pd_data_open(path, &fd, &size, err, errlen);
+  if (rc != 0)
+    return rc;
+  rc = read_fd(fd, path, (size_t)size, data, err, errlen);
+  if (rc == 0)
+    *len = (size_t)size;
   close(fd);
   return rc;
 }
@@ -219,8 +402,21 @@ int pd__stream_peek(pd__stream *s, const uint8_t **p, size_t *n, char *err, size
     uInt offered = s->z.avail_in;
     int ret = inflate(&s->z, Z_NO_FLUSH);
     s->in_pos += offered - s->z.avail_in;
+    s->deflated += offered - s->z.avail_in;
     s->out_pos = 0;
     s->out_len = out_cap - s->z.avail_out;
+    s->inflated += s->out_len;
+    if (s->inflated > limits.max_inflated)
+      return pd_errf(err, errlen, -EFBIG,
+                     "%s: the gzip data inflates to more than the %llu bytes this daemon reads "
+                     "(data_max_inflated_bytes)",
+                     s->path, (unsigned long long)limits.max_inflated);
+    if (s->inflated > PD_DATA_GZIP_RATIO_AFTER &&
+        (double)s->inflated > limits.max_ratio * (double)(s->deflated ? s->deflated : 1))
+      return pd_errf(err, errlen, -EFBIG,
+                     "%s: the gzip data inflates more than %g times (data_max_gzip_ratio): "
+                     "refused as a likely decompression bomb",
+                     s->path, limits.max_ratio);
     if (ret == Z_STREAM_END) {
       /* Another gzip member may follow (as `cat a.gz b.gz` makes). */
       if ((rc = stream_fill(s, err, errlen)) != 0)
@@ -275,7 +471,7 @@ int pd__read_content(const char *path, uint8_t **data, size_t *len, char *err, s
   bool stream_live = false;
   *data = NULL;
   *len = 0;
-  int rc = pd_read_file(path, &raw, &raw_len, err, errlen);
+  int rc = pd__read_data(path, &raw, &raw_len, err, errlen);
   if (rc != 0)
     return rc;
   if (raw_len < 2 || raw[0] != 0x1f || raw[1] != 0x8b) {
@@ -294,6 +490,7 @@ int pd__read_content(const char *path, uint8_t **data, size_t *len, char *err, s
                      ? (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24
                      : 0;
   size_t cap = PD_MAX(isize + 1, 2 * raw_len);
+  cap = (size_t)PD_MIN((uint64_t)cap, limits.max_inflated + 1); /* ISIZE may lie */
   content = pd_xmalloc(cap);
   for (;;) {
     const uint8_t *p;
@@ -328,13 +525,15 @@ done:
 int pd__read_first_line(const char *path, char **line, size_t *len, char *err, size_t errlen) {
   *line = NULL;
   *len = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return pd_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+  int fd;
+  uint64_t size;
+  int rc = pd_data_open(path, &fd, &size, err, errlen);
+  if (rc != 0)
+    return rc;
   pd__stream s;
   char *buf = NULL;
   size_t used = 0, cap = 0;
-  int rc = pd__stream_open(&s, path, fd, NULL, 0, err, errlen);
+  rc = pd__stream_open(&s, path, fd, NULL, 0, err, errlen);
   for (bool eol = false; rc == 0 && !eol;) {
     const uint8_t *p;
     size_t n;

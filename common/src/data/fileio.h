@@ -30,7 +30,12 @@ typedef struct pd__stream {
   bool gz_truncated;   /* the gzip stream ended without its end marker */
   uint8_t *out;        /* gz: inflated bytes out[out_pos, out_len) */
   size_t out_len, out_pos;
+  uint64_t inflated; /* gz: bytes inflated so far (checked against the limits) */
+  uint64_t deflated; /* gz: compressed bytes fed to inflate so far */
 } pd__stream;
+
+/* pd_read_file() of a data file: opened with pd_data_open(). */
+int pd__read_data(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
 
 /* Opens a stream over `fd` (read from its start) or, with fd < 0, over the
  * `len` bytes at `data` (borrowed). Close it with pd__stream_close() even
@@ -47,13 +52,15 @@ void pd__stream_consume(pd__stream *s, size_t n);
 int pd__stream_read(pd__stream *s, uint8_t *dst, size_t want, size_t *got, char *err,
                     size_t errlen);
 
-/* Reads a whole file with pd_read_file() and, when it starts with the gzip
- * magic 1f 8b, inflates it (several members are fine). On success *data is
+/* Reads a whole data file with pd__read_data() and, when it starts with the gzip
+ * magic 1f 8b, inflates it (several members are fine; the inflate limits
+ * apply). On success *data is
  * malloc'd (caller frees) and *len is the content's size. Returns 0 or a
  * negative error with a message naming the file. */
 int pd__read_content(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen);
 
-/* Reads the first line of a file (inflated if gzipped), without its '\n',
+/* Reads the first line of a data file (pd_data_open(); inflated if
+ * gzipped), without its '\n',
  * reading no further than needed. On success *line is malloc'd and
  * NUL-terminated (caller frees) and *len is its length. Returns 0 or a
  * negative error with a message naming the file. */

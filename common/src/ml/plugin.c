@@ -5,9 +5,14 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pando/error.h"
 #include "pando/util.h"
@@ -16,7 +21,8 @@
  * under one trusted folder. A daemon loads what a submitted job names, so
  * that is code the job's author runs in the daemon. */
 static int plugins_any;
-static char plugin_dir[PD_PATH_MAX];
+static char plugin_dir[PATH_MAX];
+static void (*checked_hook)(const char *path); /* tests: runs between check and load */
 
 void pd_model_allow_plugins(const char *dir) {
   plugins_any = dir == NULL;
@@ -25,40 +31,83 @@ void pd_model_allow_plugins(const char *dir) {
     pd_strlcpy(plugin_dir, dir, sizeof plugin_dir); /* checked (and refused) per load */
 }
 
-static int plugin_allowed(const char *path, char *err, size_t errlen) {
-  if (plugins_any)
-    return 0;
-  if (!plugin_dir[0])
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
-                   "model.path: plugins are disabled on this daemon; start the coordinator, "
-                   "servers and workers with plugin_dir set to the folder of trusted plugins");
-  char real[PD_PATH_MAX];
+void pd__plugin_set_checked_hook(void (*hook)(const char *path)) { checked_hook = hook; }
+
+/* Whether the resolved path `real` is inside plugin_dir. */
+static bool in_plugin_dir(const char *real) {
   size_t n = strlen(plugin_dir);
-  if (!realpath(path, real))
+  return strncmp(real, plugin_dir, n) == 0 && real[n] == '/';
+}
+
+/* Opens the plugin file model.path once, for plugin_load() to load from
+ * that descriptor: what was checked is what runs, whatever happens to the
+ * path meanwhile (a symlink flipped after the check). Daemons: the path must
+ * resolve into plugin_dir, its last component must not be a symlink
+ * (O_NOFOLLOW on the resolved path), it must be a regular file, and the file
+ * actually opened must be inside plugin_dir. */
+static int plugin_open_file(const char *path, int *fd_out, char *err, size_t errlen) {
+  *fd_out = -1;
+  char real[PATH_MAX], opened[PATH_MAX], link[64];
+  const char *open_path = path;
+  int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+  if (!plugins_any) {
+    if (!plugin_dir[0])
+      return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                     "model.path: plugins are disabled on this daemon; start the coordinator, "
+                     "servers and workers with plugin_dir set to the folder of trusted plugins");
+    if (!realpath(path, real))
+      return pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: cannot load plugin %s: %s", path,
+                     strerror(errno));
+    if (!in_plugin_dir(real))
+      return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                     "model.path: %s is not in plugin_dir %s, the only folder plugins load from",
+                     path, plugin_dir);
+    open_path = real;
+    flags |= O_NOFOLLOW;
+  }
+  int fd = open(open_path, flags);
+  if (fd < 0)
     return pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: cannot load plugin %s: %s", path,
-                   strerror(errno));
-  if (strncmp(real, plugin_dir, n) != 0 || real[n] != '/')
-    return pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                   errno == ELOOP ? "it became a symlink after it was checked" : strerror(errno));
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
+                 "model.path: cannot load plugin %s: not a regular file", path);
+  } else if (!plugins_any) {
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, opened, sizeof opened - 1);
+    if (n <= 0 || (opened[n] = '\0', !in_plugin_dir(opened)))
+      rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,
                    "model.path: %s is not in plugin_dir %s, the only folder plugins load from",
                    path, plugin_dir);
+  }
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  *fd_out = fd;
   return 0;
 }
 
 /* Loads model.path and checks its table. Fills p->library and p->api. */
 static int plugin_load(const pd_model_spec *spec, pd__plugin *p, char *err, size_t errlen) {
-  char path[PD_PATH_MAX + 2];
-  int allowed = plugin_allowed(spec->path, err, errlen);
-  if (allowed != 0)
-    return allowed;
-  /* model.path is a file: a bare name must not make dlopen search the
-   * library path */
-  snprintf(path, sizeof path, "%s%s", strchr(spec->path, '/') ? "" : "./", spec->path);
+  char fd_path[64];
+  int fd;
   memset(p, 0, sizeof *p);
-  p->library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  int rc = plugin_open_file(spec->path, &fd, err, errlen);
+  if (rc != 0)
+    return rc;
+  if (checked_hook)
+    checked_hook(spec->path);
+  /* dlopen the descriptor that was checked, not the path again */
+  snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
+  p->library = dlopen(fd_path, RTLD_NOW | RTLD_LOCAL);
+  close(fd); /* the mapping stays */
   if (!p->library) {
     const char *why = dlerror();
-    size_t n = strlen(path);
-    if (strncmp(why, path, n) == 0 && strncmp(why + n, ": ", 2) == 0)
+    size_t n = strlen(fd_path);
+    if (strncmp(why, fd_path, n) == 0 && strncmp(why + n, ": ", 2) == 0)
       why += n + 2; /* dlerror() starts with the path again */
     return pd_errf(err, errlen, -PD_EINVAL_SPEC, "model.path: cannot load plugin %s: %s",
                    spec->path, why);
@@ -66,7 +115,7 @@ static int plugin_load(const pd_model_spec *spec, pd__plugin *p, char *err, size
   const pando_plugin_v1 *(*entry)(void) = NULL;
   void *symbol = dlsym(p->library, PANDO_PLUGIN_ENTRY);
   memcpy(&entry, &symbol, sizeof entry); /* POSIX: a data pointer to a function pointer */
-  int rc = 0;
+  rc = 0;
   const char *missing = NULL;
   if (!entry) {
     rc = pd_errf(err, errlen, -PD_EINVAL_SPEC,

@@ -26,6 +26,11 @@ int pd__plugin_open(const pd_model_spec *spec, int max_batch, pd__plugin *p, cha
                     size_t errlen);
 /* Destroys the instance and unloads the library; a zeroed p is fine. */
 void pd__plugin_close(pd__plugin *p);
+
+/* Tests only: `hook` (NULL: none) runs with model.path after the plugin file
+ * was checked and opened and before it is loaded, where an attacker would
+ * swap it. */
+void pd__plugin_set_checked_hook(void (*hook)(const char *path));
 /* The parameter tensors of an open plugin's model into `tensors` (room for
  * PD_MODEL_MAX_TENSORS), checked: 1 to PD_MODEL_MAX_TENSORS of them, shapes
  * of 1 to PANDO_PLUGIN_MAX_DIMS positive dimensions, at most 2^40 keys in

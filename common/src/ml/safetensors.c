@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pando/durable.h"
 #include "pando/error.h"
+#include "pando/fileio.h"
 #include "pando/util.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
@@ -272,10 +274,18 @@ static void shape_text(const int64_t *shape, int ndim, char *out, size_t outlen)
 
 int pd_safetensors_read_range(const char *path, const pd_param_info *params, int n, uint64_t begin,
                               uint64_t end, float *out, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return pd_errf(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
-  int rc = 0;
+  int fd;
+  uint64_t size;
+  int rc =
+      pd_data_open(path, &fd, &size, err, errlen); /* no FIFO, device, nor outside data_roots */
+  if (rc != 0)
+    return rc;
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    rc = pd_errf(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+  }
   char *header = NULL;
   entry *entries = pd_xcalloc((size_t)n, sizeof *entries);
   int *found = pd_xcalloc((size_t)n, sizeof *found);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pando/fileio.h"
 #include "pando/kernels.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
@@ -58,6 +59,22 @@ int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, c
   pd_log_level = pd_log_parse_level(settings->log_level);
   PD_INFO("math: %s", pd_kernels_describe());
   return -1;
+}
+
+int pd_daemon_data_limits(const pd_data_settings *settings) {
+  char err[2048];
+  pd_data_limits limits = {settings->roots, (uint64_t)settings->max_bytes,
+                           (uint64_t)settings->max_inflated_bytes, settings->max_gzip_ratio};
+  if (pd_data_set_limits(&limits, err, sizeof err) != 0) {
+    PD_ERROR("%s", err);
+    return -1;
+  }
+  if (err[0])
+    PD_WARN("%s", err);
+  PD_INFO("data files: under %s; at most %.0f bytes, gzip at most %.0f bytes inflated",
+          settings->roots[0] ? settings->roots : "any folder", settings->max_bytes,
+          settings->max_inflated_bytes);
+  return 0;
 }
 
 int pd_daemon_stopping(void) { return stop_flag != 0; }

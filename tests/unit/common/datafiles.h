@@ -79,6 +79,25 @@ static inline pd_job_spec data_spec(const char *format, const char *train, const
 
 /* Loads split `test` of `spec` and expects failure with a message containing
  * `part` (and the error code `code` unless it is 0). Returns 1 when so. */
+/* Whether loading (and peeking) the training split of `spec` fails with a
+ * message that does not contain `secret` (text of the file: messages must
+ * never quote a file's contents). */
+static inline int load_fails_quiet(const pd_job_spec *spec, const char *secret) {
+  pd_dataset ds;
+  char err[1024] = "", peek_err[1024] = "";
+  uint64_t rows, cols;
+  int rc = pd_dataset_load(spec, 0, &ds, err, sizeof err);
+  int peek_rc = pd_dataset_peek(spec, 0, &rows, &cols, peek_err, sizeof peek_err);
+  if (rc == 0)
+    pd_dataset_close(&ds);
+  if (rc == 0 || peek_rc == 0 || strstr(err, secret) || strstr(peek_err, secret)) {
+    fprintf(stderr, "  rc %d \"%s\", peek rc %d \"%s\": must fail without quoting \"%s\"\n", rc,
+            err, peek_rc, peek_err, secret);
+    return 0;
+  }
+  return 1;
+}
+
 static inline int load_fails(const pd_job_spec *spec, int test, int code, const char *part) {
   pd_dataset ds;
   char err[1024] = "";

@@ -125,18 +125,30 @@ static void test_errors(void) {
       {"1 1:1\n1 0:1\n", "2: feature index 0: indices start at 1"},
       {"1 1:1 3:1 2:1\n", "1: feature 2 after feature 3: indices must be ascending"},
       {"1 1:1\n1 4:1 4:2\n", "2: feature 4 after feature 4: indices must be ascending"},
-      {"1 1:1\n1 abc\n", "2: expected index:value (a 1-based feature index), got 'abc'"},
-      {"1 qid:3 1:1\n", "1: expected index:value (a 1-based feature index), got 'qid:3'"},
-      {"1 -2:1\n", "1: expected index:value (a 1-based feature index), got '-2:1'"},
-      {"1 5\n", "1: expected index:value (a 1-based feature index), got '5'"},
-      {"1 5:\n", "1: feature 5: expected a number, got ''"},
-      {"1 5:x 6:1\n", "1: feature 5: expected a number, got 'x'"},
-      {"1 5:1x\n", "1: feature 5: expected a number, got '1x'"},
-      {"1 5:1e40\n", "1: feature 5: '1e40' is out of the range of a float"},
-      {"1 99999999999:1\n", "1: expected index:value (a 1-based feature index), got "
-                            "'99999999999:1'"},
-      {"1 1:1\nyes 1:1\n", "2: expected a label (a number), got 'yes'"},
-      {"1:1 2:1\n", "1: expected a label (a number), got '1:1'"},
+      {"1 1:1\n1 abc\n", "2: item 1 after the label: expected index:value (a 1-based feature "
+                         "index, ':' and a number)"},
+      {"1 qid:3 1:1\n", "1: item 1 after the label: expected index:value (a 1-based feature index, "
+                        "':' and a number)"},
+      {"1 1:1 -2:1\n", "1: item 2 after the label: expected index:value (a 1-based feature index, "
+                       "':' and a number)"},
+      {"1 5\n", "1: item 1 after the label: expected index:value (a 1-based feature index, ':' and "
+                "a number)"},
+      {"1 :5\n", "1: item 1 after the label: expected index:value (a 1-based feature index, ':' "
+                 "and a number)"},
+      {"1 1:2:3\n", "1: feature 1: expected a number after ':'"},
+      {"1 1 :2\n", "1: item 1 after the label: expected index:value (a 1-based feature index, ':' "
+                   "and a number)"},
+      {"1 5:\n", "1: feature 5: expected a number after ':'"},
+      {"1 5:x 6:1\n", "1: feature 5: expected a number after ':'"},
+      {"1 5:1x\n", "1: feature 5: expected a number after ':'"},
+      {"1 5:nan\n", "1: feature 5: expected a number after ':'"},
+      {"1 5:1e40\n", "1: feature 5: the value is out of the range of a float"},
+      {"1 99999999999:1\n", "1: item 1 after the label: expected index:value (a 1-based feature "
+                            "index, ':' and a number)"},
+      {"1 1:1\nyes 1:1\n", "2: expected a label (a number) at the start of the line"},
+      {"1:1 2:1\n", "1: expected a label (a number) at the start of the line"},
+      {"root:x:0:0:root:/root:/bin/bash\n",
+       "1: expected a label (a number) at the start of the line"},
       {"1 1:1\n\n1 2:1\n", "2: empty line (only the end of the file may have blank lines)"},
       {"\n \n", " no data (the file is empty)"},
       {"# only a comment\n", " no data (the file is empty)"},
@@ -151,6 +163,8 @@ static void test_errors(void) {
     char err[512] = "";
     CHECK_EQ_INT(pd_dataset_peek(&spec, 0, &rows, &cols, err, sizeof err), -PD_EFORMAT);
     CHECK_STR_CONTAINS(err, want);
+    CHECK(strstr(err, "root:x") == NULL && strstr(err, "qid") == NULL &&
+          strstr(err, "yes") == NULL);
   }
   pd_job_spec spec = data_spec("libsvm", tmp_path("nope.svm"), NULL);
   CHECK(load_fails(&spec, 0, -ENOENT, "data.train.features: "));

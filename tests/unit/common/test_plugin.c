@@ -4,8 +4,12 @@
  * be refused. The shared objects are built by the Makefile into $BUILD
  * (default build/). */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "../../../common/src/ml/plugin.h"
 #include "../../test.h"
 #include "pando/kernels.h"
 #include "pando/model.h"
@@ -327,10 +331,95 @@ static void test_plugin_dir_policy(void) {
   pd_model_allow_plugins(NULL);
 }
 
+/* Copies file `from` to `to`; returns 0 or -1. */
+static int copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  char buf[1 << 16];
+  size_t n;
+  int rc = in && out ? 0 : -1;
+  while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
+    rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
+  if (in)
+    fclose(in);
+  if (out && fclose(out) != 0)
+    rc = -1;
+  return rc;
+}
+
+/* What the hook swaps in between the check and the load. */
+static char swap_link_path[PD_PATH_MAX], swap_foreign[PD_PATH_MAX], swap_target[PD_PATH_MAX];
+
+/* Points the checked symlink at foreign code (outside plugin_dir). */
+static void swap_symlink(const char *path) {
+  (void)path;
+  if (unlink(swap_link_path) != 0 || symlink(swap_foreign, swap_link_path) != 0)
+    abort();
+}
+
+/* Replaces the checked file itself by foreign code (rename over it). */
+static void swap_file(const char *path) {
+  (void)path;
+  if (rename(swap_foreign, swap_target) != 0)
+    abort();
+}
+
+/* The plugin that is loaded is the file that was checked: flipping a
+ * symlink, or renaming another file over the checked one, between the check
+ * and the load cannot make the daemon run foreign code. */
+static void test_plugin_swap_after_check(void) {
+  char dir[64] = "/tmp/pando-test-plugin-XXXXXX", bad[PD_PATH_MAX], err[512] = "";
+  CHECK(mkdtemp(dir) != NULL);
+  char good[PD_PATH_MAX + 16], link_path[PD_PATH_MAX + 16];
+  snprintf(good, sizeof good, "%s/good.so", dir);
+  snprintf(link_path, sizeof link_path, "%s/model.so", dir);
+  CHECK_EQ_INT(copy_file(example_path, good), 0);
+  CHECK_EQ_INT(symlink(good, link_path), 0);
+  build_path("tests/plugins/libbad_abi.so", bad, sizeof bad);
+  CHECK(realpath(bad, swap_foreign) != NULL); /* outside plugin_dir */
+  pd_strlcpy(swap_link_path, link_path, sizeof swap_link_path);
+  pd_model_allow_plugins(dir);
+  pd_model_spec spec = fm_spec(20, "factors=3\nloss=logistic\n");
+  pd_strlcpy(spec.path, link_path, sizeof spec.path);
+  uint64_t k = 0;
+  pd__plugin_set_checked_hook(swap_symlink);
+  int rc = pd_model_layout(&spec, NULL, 0, &k, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "  %s\n", err);
+  CHECK_EQ_INT(rc, 0); /* the checked (good) plugin, not bad_abi */
+  CHECK_EQ_INT(k, 1 + 20 + 20 * 3);
+  /* the flipped link itself is refused */
+  pd__plugin_set_checked_hook(NULL);
+  CHECK(pd_model_layout(&spec, NULL, 0, &k, err, sizeof err) < 0);
+  CHECK_STR_CONTAINS(err, "is not in plugin_dir");
+  /* a file renamed over the checked one after the check */
+  pd_strlcpy(swap_target, good, sizeof swap_target);
+  snprintf(swap_foreign, sizeof swap_foreign, "%s/foreign.so", dir);
+  CHECK_EQ_INT(copy_file(bad, swap_foreign), 0);
+  pd_strlcpy(spec.path, good, sizeof spec.path);
+  pd__plugin_set_checked_hook(swap_file);
+  rc = pd_model_layout(&spec, NULL, 0, &k, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "  %s\n", err);
+  CHECK_EQ_INT(rc, 0);
+  pd__plugin_set_checked_hook(NULL);
+  /* a FIFO or a folder in plugin_dir is not a plugin (and does not block) */
+  char fifo[PD_PATH_MAX + 16];
+  snprintf(fifo, sizeof fifo, "%s/fifo.so", dir);
+  CHECK_EQ_INT(mkfifo(fifo, 0600), 0);
+  pd_strlcpy(spec.path, fifo, sizeof spec.path);
+  CHECK(pd_model_layout(&spec, NULL, 0, &k, err, sizeof err) < 0);
+  CHECK_STR_CONTAINS(err, "not a regular file");
+  pd_model_allow_plugins(NULL);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(int argc, char **argv) {
   pd_model_allow_plugins(NULL); /* the cases below load from the build folder */
   build_path("examples/libpando_example_plugin.so", example_path, sizeof example_path);
   PD_RUN(test_plugin_dir_policy);
+  PD_RUN(test_plugin_swap_after_check);
   PD_RUN(test_layout);
   PD_RUN(test_init_range_pieces);
   PD_RUN(test_gradient_logistic);

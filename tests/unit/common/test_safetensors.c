@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../../test.h"
 #include "pando/durable.h"
@@ -109,6 +111,11 @@ static void test_read_range(void) {
   fclose(f);
   CHECK(pd_safetensors_read_range(path, params, 2, 0, 9, got, err, sizeof err) != 0);
   CHECK_STR_CONTAINS(err, "bad header length");
+  /* model.init opens like a data file: a FIFO is refused at once */
+  unlink(path);
+  CHECK_EQ_INT(mkfifo(path, 0600), 0);
+  CHECK(pd_safetensors_read_range(path, params, 2, 0, 9, got, err, sizeof err) != 0);
+  CHECK_STR_CONTAINS(err, "is a FIFO, not a regular file");
   pd_test_rmtree(dir);
   free(dir);
 }

@@ -205,9 +205,9 @@ fuzz-ci: fuzz-build
 	@BUILD=$(FUZZ_BUILD) FUZZ_CI_SECONDS=$(FUZZ_CI_SECONDS) sh tests/fuzz/ci.sh $(FUZZ_NAMES)
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.c' '*.h')
 check-format: deps
-	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+	clang-format --dry-run --Werror $$(git ls-files --cached --others --exclude-standard '*.c' '*.h')
 
 clean:
 	rm -rf $(BUILD)

@@ -27,8 +27,10 @@ struct pd_fanout {
 typedef struct shard_call {
   pd_fanout *fanout;
   char job[PD_JOB_ID_MAX];
-  char server[256]; /* its address, for messages */
+  char server[340]; /* its name and address, for messages */
   int create;       /* CreateShard (1) or DropShard (0) */
+  int restore;      /* a CreateShard with restore_checkpoint: of pass `pass`, for `shard` */
+  uint32_t pass, shard;
 } shard_call;
 
 pd_fanout *pd_fanout_new(pd_loop *loop) {
@@ -65,7 +67,23 @@ static void shard_call_done(const pd_rpc_result *r, void *user) {
   shard_call *sc = user;
   pd_fanout *f = sc->fanout;
   f->calls_in_flight--;
-  if (!sc->create) {
+  if (sc->restore) {
+    char failure[512];
+    uint64_t checkpoint = 0;
+    ProtobufCMessage *msg = NULL;
+    if (r->status != GRPC_STATUS_OK) {
+      snprintf(failure, sizeof failure, "restoring the shard on server %s: %s: %s", sc->server,
+               pd_rpc_status_name(r->status), r->details);
+    } else if (pd_rpc_unpack(r->response, &pando__v1__create_shard_response__descriptor, &msg,
+                             failure, sizeof failure) == 0) {
+      checkpoint = ((Pando__V1__CreateShardResponse *)msg)->checkpoint;
+      protobuf_c_message_free_unpacked(msg, NULL);
+      if (checkpoint == 0)
+        snprintf(failure, sizeof failure, "server %s restored no checkpoint", sc->server);
+    }
+    pd_jobs_shard_restored(f->jobs, sc->job, sc->pass, sc->shard, checkpoint,
+                           checkpoint ? NULL : failure, pd_now());
+  } else if (!sc->create) {
     if (r->status != GRPC_STATUS_OK && r->status != GRPC_STATUS_NOT_FOUND)
       PD_WARN("job %s: DropShard on %s failed: %s", sc->job, sc->server, r->details);
   } else if (r->status != GRPC_STATUS_OK) {
@@ -97,14 +115,14 @@ static shard_call *call_new(pd_fanout *f, const pd_job *j, const pd_node *server
   shard_call *sc = pd_xcalloc(1, sizeof *sc);
   sc->fanout = f;
   pd_strlcpy(sc->job, j->id, sizeof sc->job);
-  pd_strlcpy(sc->server, server->address, sizeof sc->server);
+  snprintf(sc->server, sizeof sc->server, "%s at %s", server->name, server->address);
   sc->create = create;
   return sc;
 }
 
-static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {
-  pd_fanout *f = ctx;
-  shard_call *sc = call_new(f, j, server, 1);
+/* A CreateShard of `shard` of `j` (with restore_checkpoint `restore`, 0: none). */
+static void send_create(pd_fanout *f, shard_call *sc, const pd_job *j, uint32_t shard,
+                        const pd_node *server, uint64_t restore) {
   Pando__V1__CreateShardRequest req = PANDO__V1__CREATE_SHARD_REQUEST__INIT;
   req.job = (char *)j->id;
   req.spec_yaml = j->spec_yaml;
@@ -118,7 +136,23 @@ static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_no
     req.min_partition_rows =
         pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
   }
+  req.restore_checkpoint = restore;
   send_call(f, sc, server, "/pando.v1.ParameterServer/CreateShard", &req.base);
+}
+
+static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {
+  pd_fanout *f = ctx;
+  send_create(f, call_new(f, j, server, 1), j, shard, server, 0);
+}
+
+static void restore_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server,
+                          uint64_t checkpoint, uint32_t pass) {
+  pd_fanout *f = ctx;
+  shard_call *sc = call_new(f, j, server, 1);
+  sc->restore = 1;
+  sc->pass = pass;
+  sc->shard = shard;
+  send_create(f, sc, j, shard, server, checkpoint);
 }
 
 static void drop_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {
@@ -131,6 +165,6 @@ static void drop_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node
 }
 
 pd_jobs_fanout pd_fanout_ops(pd_fanout *f) {
-  pd_jobs_fanout ops = {create_shard, drop_shard, f};
+  pd_jobs_fanout ops = {create_shard, drop_shard, f, restore_shard};
   return ops;
 }

@@ -26,6 +26,7 @@ typedef struct progress {
   pd_rpc_channel *coordinator;
   const char *job;
   uint32_t rank;
+  uint32_t attempt; /* Assignment.attempt */
 } progress;
 
 /* Sends a progress report; returns -PD_ECANCELLED if the job must stop. A
@@ -36,6 +37,7 @@ static int report(void *ctx, Pando__V1__ProgressReport *r) {
     return 0;
   r->job = (char *)p->job;
   r->rank = p->rank;
+  r->attempt = p->attempt;
   ProtobufCMessage *resp = NULL;
   char err[512];
   if (pd_rpc_unary(p->coordinator, "/pando.v1.Coordinator/ReportProgress", &r->base,
@@ -91,7 +93,7 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
                          map->keys};
   free(ranges);
   pd_param_store store = {remote_pull, remote_push, &remote, NULL};
-  progress p = {coordinator, a->job, a->rank};
+  progress p = {coordinator, a->job, a->rank, a->attempt};
   pd_progress_sink sink = {report, &p};
   pd_train_job tj = {&spec,
                      a->job,
@@ -99,7 +101,8 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
                      a->num_workers,
                      a->rank == 0,
                      opt ? opt->slowdown : 1.0,
-                     opt ? opt->batch_delay_sec : 0.0};
+                     opt ? opt->batch_delay_sec : 0.0,
+                     (int64_t)a->start_clock};
   rc = pd_train(&tj, &store, &sink, err, errlen);
   pd_psclient_free(remote.client);
   return rc;
@@ -196,14 +199,16 @@ int pd_worker_main(const pd_worker_options *opt) {
     }
     seen = generation;
     if (a->job[0]) {
-      PD_INFO("assigned to job %s as rank %u", a->job, a->rank);
+      PD_INFO("assigned to job %s as rank %u (attempt %u, from clock %llu)", a->job, a->rank,
+              a->attempt, (unsigned long long)a->start_clock);
       int rc = pd_worker_train(a, coord, opt, err, sizeof err);
       if (rc != 0 && rc != -PD_ECANCELLED) {
         /* Tell the coordinator; if the job had already ended (cancelled, or
          * failed elsewhere, which drops its shards) this is no error of ours. */
         Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
-        progress p = {coord, a->job, a->rank};
+        progress p = {coord, a->job, a->rank, a->attempt};
         r.error = err;
+        r.unreachable = rc == -PD_ERPC; /* a pull or push: a job with checkpoints recovers */
         if (report(&p, &r) == -PD_ECANCELLED)
           rc = -PD_ECANCELLED;
         else

@@ -29,8 +29,10 @@ typedef struct shard_call {
   char job[PD_JOB_ID_MAX];
   char server[340]; /* its name and address, for messages */
   int create;       /* CreateShard (1) or DropShard (0) */
-  int restore;      /* a CreateShard with restore_checkpoint: of pass `pass`, for `shard` */
+  int restore;      /* a roll back of pass `pass`, for `shard`, to `checkpoint` (0: anew) */
   uint32_t pass, shard;
+  uint64_t checkpoint;
+  pd_node node; /* restore: the server (its id and address), for the CreateShard after a drop */
 } shard_call;
 
 pd_fanout *pd_fanout_new(pd_loop *loop) {
@@ -63,26 +65,49 @@ static pd_rpc_channel *channel_to(pd_fanout *f, const pd_node *server) {
   return f->channels[f->nchannels++].channel;
 }
 
+static void send_create(pd_fanout *f, struct shard_call *sc, const pd_job *j, uint32_t shard,
+                        const pd_node *server, uint64_t restore);
+
+/* A call of a roll back finished: a DropShard (of a roll back to 0) goes on
+ * with the CreateShard; a CreateShard answers the jobs. */
+static void restore_done(pd_fanout *f, shard_call *sc, const pd_rpc_result *r) {
+  char failure[512] = "";
+  uint64_t checkpoint = 0;
+  ProtobufCMessage *msg = NULL;
+  if (!sc->create) { /* dropped (or it was not there): now anew from the seed */
+    pd_job *j = pd_jobs_find(f->jobs, sc->job);
+    if (j && (r->status == GRPC_STATUS_OK || r->status == GRPC_STATUS_NOT_FOUND)) {
+      shard_call *next = pd_xcalloc(1, sizeof *next);
+      *next = *sc;
+      next->create = 1;
+      send_create(f, next, j, sc->shard, &sc->node, 0);
+      return;
+    }
+    snprintf(failure, sizeof failure, "dropping the shard on server %s: %s: %s", sc->server,
+             pd_rpc_status_name(r->status), r->details);
+  } else if (r->status == GRPC_STATUS_FAILED_PRECONDITION && sc->checkpoint > 0) {
+    PD_INFO("job %s: server %s holds no checkpoint <= %llu to restore: %s", sc->job, sc->server,
+            (unsigned long long)sc->checkpoint, r->details);
+  } else if (r->status != GRPC_STATUS_OK) {
+    snprintf(failure, sizeof failure, "restoring the shard on server %s: %s: %s", sc->server,
+             pd_rpc_status_name(r->status), r->details);
+  } else if (pd_rpc_unpack(r->response, &pando__v1__create_shard_response__descriptor, &msg,
+                           failure, sizeof failure) == 0) {
+    checkpoint = ((Pando__V1__CreateShardResponse *)msg)->checkpoint;
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (checkpoint == 0 && sc->checkpoint > 0)
+      snprintf(failure, sizeof failure, "server %s restored no checkpoint", sc->server);
+  }
+  pd_jobs_shard_restored(f->jobs, sc->job, sc->pass, sc->shard, checkpoint,
+                         failure[0] ? failure : NULL, pd_now());
+}
+
 static void shard_call_done(const pd_rpc_result *r, void *user) {
   shard_call *sc = user;
   pd_fanout *f = sc->fanout;
   f->calls_in_flight--;
   if (sc->restore) {
-    char failure[512];
-    uint64_t checkpoint = 0;
-    ProtobufCMessage *msg = NULL;
-    if (r->status != GRPC_STATUS_OK) {
-      snprintf(failure, sizeof failure, "restoring the shard on server %s: %s: %s", sc->server,
-               pd_rpc_status_name(r->status), r->details);
-    } else if (pd_rpc_unpack(r->response, &pando__v1__create_shard_response__descriptor, &msg,
-                             failure, sizeof failure) == 0) {
-      checkpoint = ((Pando__V1__CreateShardResponse *)msg)->checkpoint;
-      protobuf_c_message_free_unpacked(msg, NULL);
-      if (checkpoint == 0)
-        snprintf(failure, sizeof failure, "server %s restored no checkpoint", sc->server);
-    }
-    pd_jobs_shard_restored(f->jobs, sc->job, sc->pass, sc->shard, checkpoint,
-                           checkpoint ? NULL : failure, pd_now());
+    restore_done(f, sc, r);
   } else if (!sc->create) {
     if (r->status != GRPC_STATUS_OK && r->status != GRPC_STATUS_NOT_FOUND)
       PD_WARN("job %s: DropShard on %s failed: %s", sc->job, sc->server, r->details);
@@ -121,7 +146,7 @@ static shard_call *call_new(pd_fanout *f, const pd_job *j, const pd_node *server
 }
 
 /* A CreateShard of `shard` of `j` (with restore_checkpoint `restore`, 0: none). */
-static void send_create(pd_fanout *f, shard_call *sc, const pd_job *j, uint32_t shard,
+static void send_create(pd_fanout *f, struct shard_call *sc, const pd_job *j, uint32_t shard,
                         const pd_node *server, uint64_t restore) {
   Pando__V1__CreateShardRequest req = PANDO__V1__CREATE_SHARD_REQUEST__INIT;
   req.job = (char *)j->id;
@@ -148,11 +173,19 @@ static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_no
 static void restore_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server,
                           uint64_t checkpoint, uint32_t pass) {
   pd_fanout *f = ctx;
-  shard_call *sc = call_new(f, j, server, 1);
+  shard_call *sc = call_new(f, j, server, checkpoint > 0);
   sc->restore = 1;
   sc->pass = pass;
   sc->shard = shard;
-  send_create(f, sc, j, shard, server, checkpoint);
+  sc->checkpoint = checkpoint;
+  sc->node = *server;
+  if (checkpoint > 0) {
+    send_create(f, sc, j, shard, server, checkpoint);
+  } else { /* DropShard first: a CreateShard of a held shard would be a no-op */
+    Pando__V1__DropShardRequest req = PANDO__V1__DROP_SHARD_REQUEST__INIT;
+    req.job = (char *)j->id;
+    send_call(f, sc, server, "/pando.v1.ParameterServer/DropShard", &req.base);
+  }
 }
 
 static void drop_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {

@@ -343,22 +343,34 @@ static int fill_places(pd_jobs *jobs, pd_job *j, char *missing, size_t len) {
   return missing[0] == '\0';
 }
 
-/* Sends restore pass `j->restore_pass` to every shard whose last answer is
- * not `target` (all of them for PD_RECOVERY_NEWEST). */
+/* Whether restore pass to `target` goes to shard `s`: a shard that answered
+ * checkpoint `target` > 0 in the last pass is there already. */
+static int restore_to(const pd_job *j, uint32_t s, uint64_t target) {
+  return target == PD_RECOVERY_NEWEST || target == 0 || j->restored[s] != target;
+}
+
+/* Sends restore pass `j->restore_pass` to `target` (0: the shards made anew
+ * from the model's seed) to the shards restore_to() picks. */
 static void restore_pass(pd_jobs *jobs, pd_job *j, uint64_t target) {
   uint32_t pass = j->restore_pass, send = 0;
   j->restore_failed = 0;
+  j->restore_target = target;
   for (uint32_t s = 0; s < j->nservers; s++)
-    send += target == PD_RECOVERY_NEWEST || j->restored[s] != target;
+    send += restore_to(j, s, target);
   j->restoring = send;
   if (target == PD_RECOVERY_NEWEST)
     snprintf(j->message, sizeof j->message, "%s; rolling every shard back to its newest checkpoint",
+             j->recover_why);
+  else if (target == 0)
+    snprintf(j->message, sizeof j->message,
+             "%s; no checkpoint that every shard holds: starting the job again from the "
+             "model's seed",
              j->recover_why);
   else
     snprintf(j->message, sizeof j->message, "%s; rolling every shard back to checkpoint %llu",
              j->recover_why, (unsigned long long)target);
   for (uint32_t s = 0; s < j->nservers && pass == j->restore_pass; s++)
-    if (target == PD_RECOVERY_NEWEST || j->restored[s] != target)
+    if (restore_to(j, s, target))
       jobs->fanout.restore_shard(jobs->fanout.ctx, j, s,
                                  pd_registry_find(jobs->reg, j->server_ids[s]), target, pass);
 }
@@ -405,7 +417,7 @@ void pd_jobs_shard_restored(pd_jobs *jobs, const char *id, uint32_t pass, uint32
     return;
   }
   int agreed = 0;
-  uint64_t cut = pd_recovery_cut(j->restored, j->nservers, &agreed);
+  uint64_t cut = pd_recovery_cut(j->restored, j->nservers, j->restore_target, &agreed);
   if (!agreed) {
     j->restore_pass++;
     restore_pass(jobs, j, cut);
@@ -423,9 +435,10 @@ void pd_jobs_shard_restored(pd_jobs *jobs, const char *id, uint32_t pass, uint32
     p->samples_per_sec = 0;
   }
   pd_registry_reassign(jobs->reg, j->id, 0);
-  PD_INFO("job %s: RUNNING again from checkpoint %llu (attempt %u) after %.1f s of recovery from: "
-          "%s",
-          j->id, (unsigned long long)cut, j->attempt, now - j->recover_since, j->recover_why);
+  PD_INFO("job %s: RUNNING again from checkpoint %llu%s (attempt %u) after %.1f s of recovery "
+          "from: %s",
+          j->id, (unsigned long long)cut, cut ? "" : " (the start)", j->attempt,
+          now - j->recover_since, j->recover_why);
 }
 
 void pd_jobs_cron(pd_jobs *jobs, double now) {

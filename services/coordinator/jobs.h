@@ -66,6 +66,7 @@ typedef struct pd_job {
   double retry_at;         /* a failed restore pass is retried from then */
   char recover_why[400];   /* what died */
   uint32_t restore_pass;   /* CreateShard(restore_checkpoint) rounds; older answers are ignored */
+  uint64_t restore_target; /* the pass's restore_checkpoint (0: anew from the seed) */
   uint32_t restoring;      /* restore calls of this pass in flight */
   int restore_failed;      /* a restore call of this pass failed */
   char restore_error[400]; /* its error */
@@ -84,7 +85,9 @@ typedef struct pd_jobs_fanout {
   void (*drop_shard)(void *ctx, const pd_job *job, uint32_t shard, const pd_node *server);
   void *ctx;
   /* Sends CreateShard with restore_checkpoint = `checkpoint` (roll back to
-   * the newest checkpoint <= it) and later (or at once) calls
+   * the newest checkpoint <= it; a refusal, FAILED_PRECONDITION, answers
+   * checkpoint 0: none), or for `checkpoint` 0 DropShard then CreateShard
+   * (anew from the model's seed), and later (or at once) calls
    * pd_jobs_shard_restored with `pass`. May be NULL: jobs then fail instead
    * of recovering. */
   void (*restore_shard)(void *ctx, const pd_job *job, uint32_t shard, const pd_node *server,
@@ -136,7 +139,8 @@ void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *node, double now);
  * (the job fails with it). Unknown jobs are ignored. */
 void pd_jobs_shard_created(pd_jobs *jobs, const char *job, const char *failure, double now);
 /* A restore CreateShard of `job`'s restore pass `pass` for `shard` finished:
- * `failure` NULL and the checkpoint the shard was rolled back to, or why it
+ * `failure` NULL and the checkpoint the shard was rolled back to (0: it has
+ * none <= the pass's target; or it was made anew for target 0), or why it
  * failed (the pass is retried). Answers of older passes, unknown jobs and
  * jobs no longer RECOVERING are ignored. Once every shard of the pass
  * answered: all at the same checkpoint makes the job RUNNING again from it

@@ -22,14 +22,17 @@
  * and is not federated. */
 int pd_recovery_possible(const pd_job_spec *spec);
 
-/* The roll back's checkpoint, decided from one restore pass: `answers` are
- * the checkpoint ids that the `n` shards restored (each the newest it holds
- * <= the pass's target). Returns the next target: the smallest answer. Sets
- * *agreed when every answer equals it: every shard then holds that
- * checkpoint and has been rolled back to it, the newest all of them hold
- * complete (a shard answers its newest id <= the target, so a common id is
- * never skipped); else the shards above it are asked again with it. n = 0
+/* The roll back's checkpoint, decided from one restore pass to `target`
+ * (PD_RECOVERY_NEWEST in the first pass): `answers` are the checkpoint ids
+ * that the `n` shards restored, each the newest it holds <= target, or 0
+ * when it holds none (its restore was refused; or, for target 0, it was
+ * made anew from the model's seed). Returns the next target: the smallest
+ * answer. Sets *agreed when every answer equals it and the shards are there
+ * (an id > 0, or target 0): every shard then holds that checkpoint and has
+ * been rolled back to it, the newest all of them hold complete (a shard
+ * answers its newest id <= the target, so a common id is never skipped);
+ * 0 is the start. Else the next pass asks for the returned target. n = 0
  * returns 0 with *agreed 0. */
-uint64_t pd_recovery_cut(const uint64_t *answers, size_t n, int *agreed);
+uint64_t pd_recovery_cut(const uint64_t *answers, size_t n, uint64_t target, int *agreed);
 
 #endif

@@ -23,7 +23,8 @@ YAML
 }
 spec ref "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/ref.yaml"
 spec psk "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/psk.yaml"
-spec wk "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/wk.yaml"
+spec wk "checkpoint: {every_epochs: 1}" >"$T_DIR/wk.yaml"
+spec early "checkpoint: {every_clocks: 40}" >"$T_DIR/early.yaml"
 spec nock "" >"$T_DIR/nock.yaml"
 
 # the workers take >= 0.1 s a batch: 48 clocks, the kills land mid-job
@@ -111,7 +112,8 @@ t_check "its final parameters equal the undisturbed run's, bit for bit" \
 
 echo "# kill -9 of a worker, a replacement worker started"
 job=$(t_submit "$T_DIR/wk.yaml")
-t_check "job $job took its first checkpoint" t_wait_ckpt "$T_DIR/data0" "$job" 4
+t_check "job $job took its first checkpoint (every_epochs: 1, epoch 1's end: clock 16)" \
+  t_wait_ckpt "$T_DIR/data0" "$job" 16
 kill -KILL "$(t_pid w1)"
 t_check "job $job went RECOVERING" t_wait_state "$job" RECOVERING
 t_check "it waits for a worker to take rank 1" \
@@ -120,10 +122,25 @@ t_start w2 "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR" --name w2 --ba
 t_check "job $job succeeded with the replacement worker" [ "$(t_wait_job "$job")" = SUCCEEDED ]
 t_check "the replacement w2 took rank 1" grep -q "job $job: worker w2 (node [0-9]*) takes rank 1" \
   "$T_DIR/coord.log"
-t_check "w2 resumed from a checkpoint's clock" grep -q "resuming at clock" "$T_DIR/w2.log"
+t_check "w2 resumed from a checkpoint's clock" grep -q "job $job: resuming at clock [1-9]" "$T_DIR/w2.log"
 "$BIN/pandoctl" export "$job" -o "$T_DIR/wk.safetensors" >/dev/null
 t_check "its final parameters equal the undisturbed run's, bit for bit" \
   t_same "$T_DIR/ref.safetensors" "$T_DIR/wk.safetensors"
+
+echo "# kill -9 of a worker before the job's first checkpoint (clock 40)"
+job=$(t_submit "$T_DIR/early.yaml")
+t_check "job $job is RUNNING" t_wait_state "$job" RUNNING
+kill -KILL "$(t_pid w2)"
+t_check "job $job went RECOVERING" t_wait_state "$job" RECOVERING
+t_check "it waits for a worker to take rank 1" \
+  t_wait_message "$job" "waiting for an idle worker to take rank 1"
+t_start w3 "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR" --name w3 --batch-delay-ms 100
+t_check "job $job succeeded, started again from the seed" [ "$(t_wait_job "$job")" = SUCCEEDED ]
+t_check "the coordinator started $job again from clock 0" \
+  grep -q "job $job: RUNNING again from checkpoint 0 (the start)" "$T_DIR/coord.log"
+"$BIN/pandoctl" export "$job" -o "$T_DIR/early.safetensors" >/dev/null
+t_check "its final parameters equal the undisturbed run's, bit for bit" \
+  t_same "$T_DIR/ref.safetensors" "$T_DIR/early.safetensors"
 
 echo "# a job without checkpoints"
 job=$(t_submit "$T_DIR/nock.yaml")

@@ -521,16 +521,44 @@ static void test_worker_death_and_deadline(void) {
   CHECK(strcmp(pd_registry_find(f.reg, w2_id)->job, j->id) == 0);
   CHECK_EQ_INT(pd_registry_find(f.reg, w2_id)->rank, 1);
   CHECK_EQ_INT(f.rec.nrestore, 4);
-  /* a shard with no checkpoint fails every pass: the deadline ends it */
+  /* a server that fails every restore: the deadline ends it */
   pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 0, 0,
-                         "restore_checkpoint: no checkpoint verifies", 4.1);
-  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 1, 0,
-                         "restore_checkpoint: no checkpoint verifies", 4.1);
+                         "restoring the shard on server s0 at s0:7000: RESOURCE_EXHAUSTED", 4.1);
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 1, 16, NULL, 4.1);
   pd_jobs_cron(f.jobs, 33.0);
   CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK_STR_CONTAINS(j->message, "cluster.wait_timeout (30 s) expired while recovering");
-  CHECK_STR_CONTAINS(j->message, "no checkpoint verifies");
+  CHECK_STR_CONTAINS(j->message, "RESOURCE_EXHAUSTED");
   CHECK_EQ_INT(f.rec.ndrop, 2);
+  fixture_close(&f);
+}
+
+/* A death before any checkpoint: the shards answer 0 (none to restore), so
+ * the next pass makes every shard anew (target 0) and the job runs again
+ * from clock 0. */
+static void test_no_common_checkpoint_restarts(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_job *j = running(&f, "checkpoint: {every_clocks: 100}");
+  CHECK(j != NULL);
+  pd_node *w0 = pd_registry_find(f.reg, 3);
+  w0->alive = 0;
+  pd_jobs_node_dead(f.jobs, w0, 2.0);
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_WORKER, "w2:7001", "w2", 2.0);
+  pd_jobs_cron(f.jobs, 2.0);
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[0].pass, 0, 0, NULL, 2.1);
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[0].pass, 1, 0, NULL, 2.1);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  CHECK_EQ_INT(f.rec.nrestore, 4);
+  CHECK_EQ_INT(f.rec.restore[2].checkpoint, 0);
+  CHECK_EQ_INT(f.rec.restore[3].checkpoint, 0);
+  CHECK_STR_CONTAINS(j->message, "starting the job again from the model's seed");
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 0, 0, NULL, 2.2);
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 1, 0, NULL, 2.2);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(j->start_clock, 0);
+  CHECK_EQ_INT(j->attempt, 1);
   fixture_close(&f);
 }
 
@@ -561,6 +589,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_federated_job);
   PD_RUN(test_server_death_recovers);
   PD_RUN(test_worker_death_and_deadline);
+  PD_RUN(test_no_common_checkpoint_restarts);
   PD_RUN(test_no_checkpoint_fails);
   PD_TEST_DONE();
 }

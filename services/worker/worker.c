@@ -58,16 +58,38 @@ typedef struct remote_store {
   uint64_t keys;
 } remote_store;
 
+/* A failed pull or push: -PD_ERPC when a server could not be reached or
+ * ended the call (UNAVAILABLE after the retries, ABORTED by a roll back or a
+ * dropped shard, NOT_FOUND, a deadline), which a job with checkpoints
+ * recovers from; -PD_ESTATE when a server refused it (a bad gradient, a
+ * clock no consistency model allows), which redoing would not change. */
+static int remote_failure(const remote_store *r, int rc) {
+  if (rc != -PD_ERPC)
+    return rc;
+  switch (pd_psclient_failed_status(r->client)) {
+  case GRPC_STATUS_UNAVAILABLE:
+  case GRPC_STATUS_ABORTED:
+  case GRPC_STATUS_NOT_FOUND:
+  case GRPC_STATUS_DEADLINE_EXCEEDED:
+  case GRPC_STATUS_CANCELLED:
+  case GRPC_STATUS_UNKNOWN:
+    return rc;
+  default:
+    return -PD_ESTATE;
+  }
+}
+
 static int remote_pull(void *ctx, int64_t clock, float *params, uint64_t *version, char *err,
                        size_t errlen) {
   remote_store *r = ctx;
-  return pd_psclient_pull(r->client, 0, r->keys, clock, params, version, err, errlen);
+  return remote_failure(
+      r, pd_psclient_pull(r->client, 0, r->keys, clock, params, version, err, errlen));
 }
 
 static int remote_push(void *ctx, int64_t clock, const float *grad, int *dropped, char *err,
                        size_t errlen) {
   remote_store *r = ctx;
-  int rc = pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen);
+  int rc = remote_failure(r, pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen));
   if (rc == 0 && dropped)
     *dropped = pd_psclient_push_dropped(r->client);
   return rc;

@@ -76,11 +76,17 @@ static void restore_done(pd_fanout *f, shard_call *sc, const pd_rpc_result *r) {
   ProtobufCMessage *msg = NULL;
   if (!sc->create) { /* dropped (or it was not there): now anew from the seed */
     pd_job *j = pd_jobs_find(f->jobs, sc->job);
-    if (j && (r->status == GRPC_STATUS_OK || r->status == GRPC_STATUS_NOT_FOUND)) {
+    if (!j || j->state != PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING ||
+        j->restore_pass != sc->pass) { /* ended or moved on meanwhile: no shard to make */
+      free(sc);
+      return;
+    }
+    if (r->status == GRPC_STATUS_OK || r->status == GRPC_STATUS_NOT_FOUND) {
       shard_call *next = pd_xcalloc(1, sizeof *next);
       *next = *sc;
       next->create = 1;
       send_create(f, next, j, sc->shard, &sc->node, 0);
+      free(sc);
       return;
     }
     snprintf(failure, sizeof failure, "dropping the shard on server %s: %s: %s", sc->server,
@@ -100,6 +106,7 @@ static void restore_done(pd_fanout *f, shard_call *sc, const pd_rpc_result *r) {
   }
   pd_jobs_shard_restored(f->jobs, sc->job, sc->pass, sc->shard, checkpoint,
                          failure[0] ? failure : NULL, pd_now());
+  free(sc);
 }
 
 static void shard_call_done(const pd_rpc_result *r, void *user) {
@@ -107,8 +114,10 @@ static void shard_call_done(const pd_rpc_result *r, void *user) {
   pd_fanout *f = sc->fanout;
   f->calls_in_flight--;
   if (sc->restore) {
-    restore_done(f, sc, r);
-  } else if (!sc->create) {
+    restore_done(f, sc, r); /* it frees sc */
+    return;
+  }
+  if (!sc->create) {
     if (r->status != GRPC_STATUS_OK && r->status != GRPC_STATUS_NOT_FOUND)
       PD_WARN("job %s: DropShard on %s failed: %s", sc->job, sc->server, r->details);
   } else if (r->status != GRPC_STATUS_OK) {

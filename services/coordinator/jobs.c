@@ -236,7 +236,7 @@ static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t o
 static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   if (!pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard) {
     pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
-                   NO_CHECKPOINT_HINT);
+                   pd_recovery_possible(&j->spec) ? "" : NO_CHECKPOINT_HINT);
     return;
   }
   if (j->recoveries >= PD_RECOVERY_MAX) {
@@ -398,6 +398,14 @@ static void recovering_cron(pd_jobs *jobs, pd_job *j, double now) {
 void pd_jobs_shard_restored(pd_jobs *jobs, const char *id, uint32_t pass, uint32_t shard,
                             uint64_t checkpoint, const char *failure, double now) {
   pd_job *j = pd_jobs_find(jobs, id);
+  if (j && !failure && shard < j->nservers && pd_job_state_final(j->state) &&
+      j->state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED) {
+    /* it ended (cancelled, deadline) while this shard was being made: drop it again */
+    const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[shard]);
+    if (server)
+      jobs->fanout.drop_shard(jobs->fanout.ctx, j, shard, server);
+    return;
+  }
   if (!j || j->state != PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING || pass != j->restore_pass ||
       shard >= j->nservers || j->restoring == 0)
     return;

@@ -530,6 +530,10 @@ static void test_worker_death_and_deadline(void) {
   CHECK_STR_CONTAINS(j->message, "cluster.wait_timeout (30 s) expired while recovering");
   CHECK_STR_CONTAINS(j->message, "RESOURCE_EXHAUSTED");
   CHECK_EQ_INT(f.rec.ndrop, 2);
+  /* a restore answered after the end made a shard: it is dropped again */
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[3].pass, 1, 16, NULL, 34.0);
+  CHECK_EQ_INT(f.rec.ndrop, 3);
+  CHECK_EQ_INT(f.rec.drop[2].shard, 1);
   fixture_close(&f);
 }
 

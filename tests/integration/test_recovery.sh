@@ -6,7 +6,9 @@
 # equal bit for bit to those of an undisturbed run of the same spec; the same
 # for a worker killed and a replacement worker started. A job without
 # checkpoints whose server is killed FAILS, saying a checkpoint: key would
-# have let it recover. Every step waits on a state, a file or a log line.
+# have let it recover; a worker killed before the first checkpoint makes the
+# job start again from the seed. Every step waits on a state, a file or a
+# log line.
 . tests/integration/lib.sh
 t_small_data "$T_DIR" 512
 spec() { # spec NAME CHECKPOINT-LINE
@@ -135,9 +137,14 @@ t_check "job $job went RECOVERING" t_wait_state "$job" RECOVERING
 t_check "it waits for a worker to take rank 1" \
   t_wait_message "$job" "waiting for an idle worker to take rank 1"
 t_start w3 "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR" --name w3 --batch-delay-ms 100
-t_check "job $job succeeded, started again from the seed" [ "$(t_wait_job "$job")" = SUCCEEDED ]
-t_check "the coordinator started $job again from clock 0" \
-  grep -q "job $job: RUNNING again from checkpoint 0 (the start)" "$T_DIR/coord.log"
+t_check "job $job succeeded with the replacement w3" [ "$(t_wait_job "$job")" = SUCCEEDED ]
+# the workers take >= 4 s to reach clock 40; should this machine have been slower still:
+if grep -q "job $job: RUNNING again from checkpoint 40 " "$T_DIR/coord.log"; then
+  echo "# the kill came after checkpoint 40: the start from the seed is not tested"
+else
+  t_check "the coordinator started $job again from clock 0" \
+    grep -q "job $job: RUNNING again from checkpoint 0 (the start)" "$T_DIR/coord.log"
+fi
 "$BIN/pandoctl" export "$job" -o "$T_DIR/early.safetensors" >/dev/null
 t_check "its final parameters equal the undisturbed run's, bit for bit" \
   t_same "$T_DIR/ref.safetensors" "$T_DIR/early.safetensors"

@@ -245,7 +245,8 @@ static void job_status(pd_coord *c, pd_job *j, Pando__V1__JobStatus *st, Pando__
   st->workers = j->nworkers;
   double end = pd_job_state_final(j->state) ? j->finished : pd_now();
   st->elapsed_sec = j->started > 0 ? end - j->started : 0;
-  if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING || pd_job_state_final(j->state)) {
+  if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING ||
+      j->state == PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING || pd_job_state_final(j->state)) {
     /* the slowest worker's position; loss averaged; throughput summed */
     uint32_t epoch = UINT32_MAX;
     uint64_t step = 0;
@@ -360,6 +361,8 @@ static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, vo
     else
       a.row_end = j->train_rows; /* the worker derives its rows from the spec */
     a.steps_per_epoch = j->steps_per_epoch;
+    a.attempt = j->attempt;
+    a.start_clock = j->start_clock;
     shards = pd_xcalloc(j->nservers, sizeof *shards);
     ptrs = pd_xcalloc(j->nservers, sizeof *ptrs);
     shard_map(c, j, &map, shards, ptrs);

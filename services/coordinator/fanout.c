@@ -27,8 +27,12 @@ struct pd_fanout {
 typedef struct shard_call {
   pd_fanout *fanout;
   char job[PD_JOB_ID_MAX];
-  char server[256]; /* its address, for messages */
+  char server[340]; /* its name and address, for messages */
   int create;       /* CreateShard (1) or DropShard (0) */
+  int restore;      /* a roll back of pass `pass`, for `shard`, to `checkpoint` (0: anew) */
+  uint32_t pass, shard;
+  uint64_t checkpoint;
+  pd_node node; /* restore: the server (its id and address), for the CreateShard after a drop */
 } shard_call;
 
 pd_fanout *pd_fanout_new(pd_loop *loop) {
@@ -61,10 +65,58 @@ static pd_rpc_channel *channel_to(pd_fanout *f, const pd_node *server) {
   return f->channels[f->nchannels++].channel;
 }
 
+static void send_create(pd_fanout *f, struct shard_call *sc, const pd_job *j, uint32_t shard,
+                        const pd_node *server, uint64_t restore);
+
+/* A call of a roll back finished: a DropShard (of a roll back to 0) goes on
+ * with the CreateShard; a CreateShard answers the jobs. */
+static void restore_done(pd_fanout *f, shard_call *sc, const pd_rpc_result *r) {
+  char failure[512] = "";
+  uint64_t checkpoint = 0;
+  ProtobufCMessage *msg = NULL;
+  if (!sc->create) { /* dropped (or it was not there): now anew from the seed */
+    pd_job *j = pd_jobs_find(f->jobs, sc->job);
+    if (!j || j->state != PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING ||
+        j->restore_pass != sc->pass) { /* ended or moved on meanwhile: no shard to make */
+      free(sc);
+      return;
+    }
+    if (r->status == GRPC_STATUS_OK || r->status == GRPC_STATUS_NOT_FOUND) {
+      shard_call *next = pd_xcalloc(1, sizeof *next);
+      *next = *sc;
+      next->create = 1;
+      send_create(f, next, j, sc->shard, &sc->node, 0);
+      free(sc);
+      return;
+    }
+    snprintf(failure, sizeof failure, "dropping the shard on server %s: %s: %s", sc->server,
+             pd_rpc_status_name(r->status), r->details);
+  } else if (r->status == GRPC_STATUS_FAILED_PRECONDITION && sc->checkpoint > 0) {
+    PD_INFO("job %s: server %s holds no checkpoint <= %llu to restore: %s", sc->job, sc->server,
+            (unsigned long long)sc->checkpoint, r->details);
+  } else if (r->status != GRPC_STATUS_OK) {
+    snprintf(failure, sizeof failure, "restoring the shard on server %s: %s: %s", sc->server,
+             pd_rpc_status_name(r->status), r->details);
+  } else if (pd_rpc_unpack(r->response, &pando__v1__create_shard_response__descriptor, &msg,
+                           failure, sizeof failure) == 0) {
+    checkpoint = ((Pando__V1__CreateShardResponse *)msg)->checkpoint;
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (checkpoint == 0 && sc->checkpoint > 0)
+      snprintf(failure, sizeof failure, "server %s restored no checkpoint", sc->server);
+  }
+  pd_jobs_shard_restored(f->jobs, sc->job, sc->pass, sc->shard, checkpoint,
+                         failure[0] ? failure : NULL, pd_now());
+  free(sc);
+}
+
 static void shard_call_done(const pd_rpc_result *r, void *user) {
   shard_call *sc = user;
   pd_fanout *f = sc->fanout;
   f->calls_in_flight--;
+  if (sc->restore) {
+    restore_done(f, sc, r); /* it frees sc */
+    return;
+  }
   if (!sc->create) {
     if (r->status != GRPC_STATUS_OK && r->status != GRPC_STATUS_NOT_FOUND)
       PD_WARN("job %s: DropShard on %s failed: %s", sc->job, sc->server, r->details);
@@ -97,14 +149,14 @@ static shard_call *call_new(pd_fanout *f, const pd_job *j, const pd_node *server
   shard_call *sc = pd_xcalloc(1, sizeof *sc);
   sc->fanout = f;
   pd_strlcpy(sc->job, j->id, sizeof sc->job);
-  pd_strlcpy(sc->server, server->address, sizeof sc->server);
+  snprintf(sc->server, sizeof sc->server, "%s at %s", server->name, server->address);
   sc->create = create;
   return sc;
 }
 
-static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {
-  pd_fanout *f = ctx;
-  shard_call *sc = call_new(f, j, server, 1);
+/* A CreateShard of `shard` of `j` (with restore_checkpoint `restore`, 0: none). */
+static void send_create(pd_fanout *f, struct shard_call *sc, const pd_job *j, uint32_t shard,
+                        const pd_node *server, uint64_t restore) {
   Pando__V1__CreateShardRequest req = PANDO__V1__CREATE_SHARD_REQUEST__INIT;
   req.job = (char *)j->id;
   req.spec_yaml = j->spec_yaml;
@@ -118,7 +170,31 @@ static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_no
     req.min_partition_rows =
         pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
   }
+  req.restore_checkpoint = restore;
   send_call(f, sc, server, "/pando.v1.ParameterServer/CreateShard", &req.base);
+}
+
+static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {
+  pd_fanout *f = ctx;
+  send_create(f, call_new(f, j, server, 1), j, shard, server, 0);
+}
+
+static void restore_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server,
+                          uint64_t checkpoint, uint32_t pass) {
+  pd_fanout *f = ctx;
+  shard_call *sc = call_new(f, j, server, checkpoint > 0);
+  sc->restore = 1;
+  sc->pass = pass;
+  sc->shard = shard;
+  sc->checkpoint = checkpoint;
+  sc->node = *server;
+  if (checkpoint > 0) {
+    send_create(f, sc, j, shard, server, checkpoint);
+  } else { /* DropShard first: a CreateShard of a held shard would be a no-op */
+    Pando__V1__DropShardRequest req = PANDO__V1__DROP_SHARD_REQUEST__INIT;
+    req.job = (char *)j->id;
+    send_call(f, sc, server, "/pando.v1.ParameterServer/DropShard", &req.base);
+  }
 }
 
 static void drop_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server) {
@@ -131,6 +207,6 @@ static void drop_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_node
 }
 
 pd_jobs_fanout pd_fanout_ops(pd_fanout *f) {
-  pd_jobs_fanout ops = {create_shard, drop_shard, f};
+  pd_jobs_fanout ops = {create_shard, drop_shard, f, restore_shard};
   return ops;
 }

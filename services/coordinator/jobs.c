@@ -15,6 +15,7 @@
 #include "pando/rpc.h"
 #include "pando/schedule.h"
 #include "pando/util.h"
+#include "recovery.h"
 
 struct pd_jobs {
   pd_registry *reg;
@@ -48,6 +49,8 @@ static void job_free(pd_job *j) {
   free(j->shard_end);
   free(j->workers);
   free(j->history);
+  free(j->server_names);
+  free(j->restored);
   free(j);
 }
 
@@ -232,6 +235,7 @@ static size_t server_load(pd_jobs *jobs, uint64_t id) {
 static void start_job(pd_jobs *jobs, pd_job *j) {
   pd_registry *reg = jobs->reg;
   j->server_ids = pd_xcalloc(j->nservers, sizeof *j->server_ids);
+  j->server_names = pd_xcalloc(j->nservers, sizeof *j->server_names);
   j->shard_begin = pd_xcalloc(j->nservers, sizeof *j->shard_begin);
   j->shard_end = pd_xcalloc(j->nservers, sizeof *j->shard_end);
   for (uint32_t s = 0; s < j->nservers; s++) {
@@ -251,6 +255,7 @@ static void start_job(pd_jobs *jobs, pd_job *j) {
       }
     }
     j->server_ids[s] = best->id;
+    pd_strlcpy(j->server_names[s], best->name, sizeof j->server_names[s]);
   }
   pd_plan_shards(j->keys, j->nservers, j->shard_begin, j->shard_end);
   uint32_t rank = 0;
@@ -305,6 +310,44 @@ static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t o
            j->nservers, j->nworkers, servers, workers);
 }
 
+/* What a job that cannot recover says after what killed it. */
+#define NO_CHECKPOINT_HINT                                                                         \
+  "; a checkpoint: key in the job spec (e.g. checkpoint: {every_clocks: 50}, BSP only) would "     \
+  "have let the job recover from this"
+
+/* Something of RUNNING job `j` died (`why`): RECOVERING when the job can
+ * recover (checkpoints, a restore path, recoveries left), else FAILED. The
+ * workers learn of it through their assignment generation; until the roll
+ * back their pulls and pushes fail or are aborted, and their reports are
+ * answered with cancel. */
+static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
+  if (!pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard) {
+    pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
+                   pd_recovery_possible(&j->spec) ? "" : NO_CHECKPOINT_HINT);
+    return;
+  }
+  if (j->recoveries >= PD_RECOVERY_MAX) {
+    pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
+                   "%s; the job recovered %u times already, the most it may", why, j->recoveries);
+    return;
+  }
+  j->state = PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING;
+  j->recoveries++;
+  j->recover_since = now;
+  j->retry_at = 0;
+  j->restore_pass++; /* answers of an earlier pass are ignored */
+  j->restoring = 0;
+  pd_strlcpy(j->recover_why, why, sizeof j->recover_why);
+  snprintf(j->message, sizeof j->message, "%s; recovering", why);
+  if (!j->restored)
+    j->restored = pd_xcalloc(j->nservers, sizeof *j->restored);
+  pd_registry_reassign(jobs->reg, j->id, 0);
+  pd_metric_add(pd_metric_counter("pando_job_recoveries_total",
+                                  "Times a job went RECOVERING after a server or worker died.", ""),
+                1);
+  PD_WARN("job %s: RECOVERING: %s", j->id, why);
+}
+
 void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *n, double now) {
   for (size_t k = 0; k < jobs->njobs; k++) {
     pd_job *j = jobs->jobs[k];
@@ -313,12 +356,184 @@ void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *n, double now) {
     int involved = n->role == PANDO__V1__ROLE__ROLE_WORKER && strcmp(n->job, j->id) == 0;
     for (uint32_t s = 0; j->server_ids && s < j->nservers; s++)
       involved |= j->server_ids[s] == n->id;
-    if (involved)
-      pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
-                     "%s %s at %s stopped sending heartbeats (last seen %.1f s ago)",
-                     n->role == PANDO__V1__ROLE__ROLE_SERVER ? "server" : "worker", n->name,
-                     n->address, now - n->last_seen);
+    if (!involved)
+      continue;
+    char why[400];
+    snprintf(why, sizeof why, "%s %s at %s stopped sending heartbeats (last seen %.1f s ago)",
+             n->role == PANDO__V1__ROLE__ROLE_SERVER ? "server" : "worker", n->name, n->address,
+             now - n->last_seen);
+    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING && !pd_job_federated(j))
+      recover(jobs, j, now, why);
+    else if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING)
+      PD_WARN("job %s: while recovering, %s", j->id, why); /* the cron replaces it too */
+    else
+      pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s", why);
   }
+}
+
+/* Appends `text` to the list in `out` (", " between items). */
+static void append_item(char *out, size_t outlen, const char *text) {
+  size_t used = strlen(out);
+  if (used < outlen)
+    snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", text);
+}
+
+/* Fills the dead servers' and workers' places of RECOVERING `j` with the
+ * nodes that registered: a server of the same name (a restarted pod keeps
+ * its name and data_dir), an idle worker (in registration order) for a
+ * dead worker's rank. Returns 1 when every place is filled, else 0 with
+ * what is missing in `missing`. */
+static int fill_places(pd_jobs *jobs, pd_job *j, char *missing, size_t len) {
+  pd_registry *reg = jobs->reg;
+  char item[200];
+  missing[0] = '\0';
+  for (uint32_t s = 0; s < j->nservers; s++) {
+    pd_node *n = pd_registry_find(reg, j->server_ids[s]);
+    if (n && n->alive)
+      continue;
+    pd_node *same = NULL;
+    for (size_t i = 0; i < pd_registry_count(reg) && !same; i++) {
+      pd_node *m = pd_registry_at(reg, i);
+      if (m->role == PANDO__V1__ROLE__ROLE_SERVER && m->alive &&
+          strcmp(m->name, j->server_names[s]) == 0)
+        same = m;
+    }
+    if (same) {
+      PD_INFO("job %s: server %s registered again at %s (node %llu): it takes shard %u", j->id,
+              same->name, same->address, (unsigned long long)same->id, s);
+      j->server_ids[s] = same->id;
+      continue;
+    }
+    snprintf(item, sizeof item, "server %s to register again (the same name, its data_dir kept)",
+             j->server_names[s]);
+    append_item(missing, len, item);
+  }
+  for (uint32_t r = 0; r < j->nworkers; r++) {
+    pd_node *n = pd_registry_find(reg, j->workers[r].node_id);
+    if (n && n->alive && strcmp(n->job, j->id) == 0 && n->rank == r)
+      continue;
+    pd_node *idle = NULL;
+    for (size_t i = 0; i < pd_registry_count(reg) && !idle; i++)
+      if (pd_node_idle_worker(pd_registry_at(reg, i)))
+        idle = pd_registry_at(reg, i);
+    if (idle) {
+      PD_INFO("job %s: worker %s (node %llu) takes rank %u", j->id, idle->name,
+              (unsigned long long)idle->id, r);
+      pd_strlcpy(idle->job, j->id, sizeof idle->job);
+      idle->rank = r;
+      j->workers[r].node_id = idle->id;
+      continue;
+    }
+    snprintf(item, sizeof item, "an idle worker to take rank %u", r);
+    append_item(missing, len, item);
+  }
+  return missing[0] == '\0';
+}
+
+/* Whether restore pass to `target` goes to shard `s`: a shard that answered
+ * checkpoint `target` > 0 in the last pass is there already. */
+static int restore_to(const pd_job *j, uint32_t s, uint64_t target) {
+  return target == PD_RECOVERY_NEWEST || target == 0 || j->restored[s] != target;
+}
+
+/* Sends restore pass `j->restore_pass` to `target` (0: the shards made anew
+ * from the model's seed) to the shards restore_to() picks. */
+static void restore_pass(pd_jobs *jobs, pd_job *j, uint64_t target) {
+  uint32_t pass = j->restore_pass, send = 0;
+  j->restore_failed = 0;
+  j->restore_target = target;
+  for (uint32_t s = 0; s < j->nservers; s++)
+    send += restore_to(j, s, target);
+  j->restoring = send;
+  if (target == PD_RECOVERY_NEWEST)
+    snprintf(j->message, sizeof j->message, "%s; rolling every shard back to its newest checkpoint",
+             j->recover_why);
+  else if (target == 0)
+    snprintf(j->message, sizeof j->message,
+             "%s; no checkpoint that every shard holds: starting the job again from the "
+             "model's seed",
+             j->recover_why);
+  else
+    snprintf(j->message, sizeof j->message, "%s; rolling every shard back to checkpoint %llu",
+             j->recover_why, (unsigned long long)target);
+  for (uint32_t s = 0; s < j->nservers && pass == j->restore_pass; s++)
+    if (restore_to(j, s, target))
+      jobs->fanout.restore_shard(jobs->fanout.ctx, j, s,
+                                 pd_registry_find(jobs->reg, j->server_ids[s]), target, pass);
+}
+
+/* A RECOVERING job's periodic work: its deadline, its replacements, the
+ * start of its roll back. */
+static void recovering_cron(pd_jobs *jobs, pd_job *j, double now) {
+  if (now - j->recover_since > j->spec.cluster.wait_timeout_sec) {
+    pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
+                   "cluster.wait_timeout (%g s) expired while recovering: %s",
+                   j->spec.cluster.wait_timeout_sec, j->message);
+    return;
+  }
+  if (j->restoring > 0 || now < j->retry_at)
+    return;
+  char missing[400];
+  if (!fill_places(jobs, j, missing, sizeof missing)) {
+    snprintf(j->message, sizeof j->message, "%s; waiting for %s", j->recover_why, missing);
+    return;
+  }
+  j->restore_pass++;
+  restore_pass(jobs, j, PD_RECOVERY_NEWEST);
+}
+
+void pd_jobs_shard_restored(pd_jobs *jobs, const char *id, uint32_t pass, uint32_t shard,
+                            uint64_t checkpoint, const char *failure, double now) {
+  pd_job *j = pd_jobs_find(jobs, id);
+  if (j && !failure && shard < j->nservers && pd_job_state_final(j->state) &&
+      j->state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED) {
+    /* it ended (cancelled, deadline) while this shard was being made: drop it again */
+    const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[shard]);
+    if (server)
+      jobs->fanout.drop_shard(jobs->fanout.ctx, j, shard, server);
+    return;
+  }
+  if (!j || j->state != PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING || pass != j->restore_pass ||
+      shard >= j->nservers || j->restoring == 0)
+    return;
+  j->restoring--;
+  if (failure) {
+    j->restore_failed = 1;
+    pd_strlcpy(j->restore_error, failure, sizeof j->restore_error);
+  } else {
+    j->restored[shard] = checkpoint;
+  }
+  if (j->restoring > 0)
+    return;
+  if (j->restore_failed) { /* e.g. the dead server not declared dead yet: again in a second */
+    snprintf(j->message, sizeof j->message, "%s; the roll back failed (retrying): %s",
+             j->recover_why, j->restore_error);
+    j->retry_at = now + 1.0;
+    return;
+  }
+  int agreed = 0;
+  uint64_t cut = pd_recovery_cut(j->restored, j->nservers, j->restore_target, &agreed);
+  if (!agreed) {
+    j->restore_pass++;
+    restore_pass(jobs, j, cut);
+    return;
+  }
+  /* every shard is at checkpoint `cut`: the workers redo their clocks from it */
+  j->state = PANDO__V1__JOB_STATE__JOB_STATE_RUNNING;
+  j->attempt++;
+  j->start_clock = cut;
+  j->message[0] = '\0';
+  for (uint32_t w = 0; w < j->nworkers; w++) {
+    pd_job_worker *p = &j->workers[w];
+    p->done = 0;
+    p->step = 0;
+    p->samples_per_sec = 0;
+  }
+  pd_registry_reassign(jobs->reg, j->id, 0);
+  PD_INFO("job %s: RUNNING again from checkpoint %llu%s (attempt %u) after %.1f s of recovery "
+          "from: %s",
+          j->id, (unsigned long long)cut, cut ? "" : " (the start)", j->attempt,
+          now - j->recover_since, j->recover_why);
 }
 
 /* The finished job (with a model on the servers, if `with_model`) that
@@ -390,6 +605,8 @@ void pd_jobs_cron(pd_jobs *jobs, double now) {
   retain(jobs);
   for (size_t k = 0; k < jobs->njobs; k++) {
     pd_job *j = jobs->jobs[k];
+    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING)
+      recovering_cron(jobs, j, now);
     if (j->state != PANDO__V1__JOB_STATE__JOB_STATE_PENDING)
       continue;
     if (j->server_ids) {
@@ -450,6 +667,8 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
   /* cancel: the job had ended before this report (not because of it) */
   int cancel = j->state != PANDO__V1__JOB_STATE__JOB_STATE_RUNNING &&
                j->state != PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED;
+  if (req->attempt != j->attempt) /* a training rolled back since: it stops */
+    return 1;
   if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
     pd_job_worker *p = &j->workers[req->rank];
     pd_node *n = pd_registry_find(jobs->reg, p->node_id);
@@ -473,7 +692,12 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
       PD_INFO("job %s: epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f", j->id,
               req->epoch, req->loss, req->test_accuracy, req->test_loss);
     }
-    if (req->error[0]) {
+    if (req->error[0] && req->unreachable) { /* a server may have died */
+      char why[400];
+      snprintf(why, sizeof why, "worker %u (%s): %s", req->rank, n ? n->name : "?", req->error);
+      recover(jobs, j, now, why);
+      return 1;
+    } else if (req->error[0]) {
       pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "worker %u (%s): %s",
                      req->rank, n ? n->name : "?", req->error);
     } else if (req->done && !p->done) {

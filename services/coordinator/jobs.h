@@ -6,6 +6,12 @@
  *   any non-final state --(a node of the job died, a CreateShard or a worker
  *           failed, cluster.wait_timeout expired)------> FAILED
  *   any non-final state --(CancelJob)------------------> CANCELLED
+ *   RUNNING --(a server or worker died, or a worker's pull or push failed,
+ *           and the job takes checkpoints)-------------> RECOVERING
+ *   RECOVERING --(the dead server's name registered again, an idle worker
+ *           took each dead worker's rank, every shard rolled back to the
+ *           newest checkpoint all hold: recovery.c)----> RUNNING (attempt + 1)
+ *   RECOVERING --(cluster.wait_timeout since it began)-> FAILED
  *
  * Starting a job picks its servers (the least loaded alive ones) and workers
  * (idle ones, ranked in the order they registered) and fans CreateShard out
@@ -37,7 +43,7 @@ typedef struct pd_job {
   pd_job_spec spec;
   char *spec_yaml; /* as submitted; handed to servers and workers */
   Pando__V1__JobState state;
-  char message[512]; /* what it waits for, or why it ended */
+  char message[1024]; /* what it waits for, or why it ended */
   double submitted, started, finished;
   uint64_t keys;       /* model parameters */
   uint64_t train_rows; /* rows of the training set */
@@ -51,8 +57,22 @@ typedef struct pd_job {
   Pando__V1__EpochRecord *history; /* one per evaluated epoch */
   size_t nhistory;
   struct pd_rounds *rounds; /* training.update fedavg, once RUNNING: its rounds (rounds.c) */
-  int model_dropped;        /* SUCCEEDED, and its shards were dropped (keep_models) */
-  uint64_t shard_bytes;     /* the most memory one of its shards takes on its server */
+  char (*server_names)[64]; /* nservers, once started: a dead server's replacement has its name */
+  /* recovery (docs/architecture.md "Recovery") */
+  uint32_t attempt;        /* 0, + 1 at every recovery; workers report it back */
+  uint64_t start_clock;    /* the clock the workers start at (the checkpoint rolled back to) */
+  uint32_t recoveries;     /* how many times it went RECOVERING */
+  double recover_since;    /* when the present recovery began */
+  double retry_at;         /* a failed restore pass is retried from then */
+  char recover_why[400];   /* what died */
+  uint32_t restore_pass;   /* CreateShard(restore_checkpoint) rounds; older answers are ignored */
+  uint64_t restore_target; /* the pass's restore_checkpoint (0: anew from the seed) */
+  uint32_t restoring;      /* restore calls of this pass in flight */
+  int restore_failed;      /* a restore call of this pass failed */
+  char restore_error[400]; /* its error */
+  uint64_t *restored;      /* nservers: the checkpoint each shard answered in its last pass */
+  int model_dropped;       /* SUCCEEDED, and its shards were dropped (keep_models) */
+  uint64_t shard_bytes;    /* the most memory one of its shards takes on its server */
 } pd_job;
 
 /* Whether `job` is federated (training.update fedavg): it has no workers; a
@@ -66,6 +86,14 @@ typedef struct pd_jobs_fanout {
   void (*create_shard)(void *ctx, const pd_job *job, uint32_t shard, const pd_node *server);
   void (*drop_shard)(void *ctx, const pd_job *job, uint32_t shard, const pd_node *server);
   void *ctx;
+  /* Sends CreateShard with restore_checkpoint = `checkpoint` (roll back to
+   * the newest checkpoint <= it; a refusal, FAILED_PRECONDITION, answers
+   * checkpoint 0: none), or for `checkpoint` 0 DropShard then CreateShard
+   * (anew from the model's seed), and later (or at once) calls
+   * pd_jobs_shard_restored with `pass`. May be NULL: jobs then fail instead
+   * of recovering. */
+  void (*restore_shard)(void *ctx, const pd_job *job, uint32_t shard, const pd_node *server,
+                        uint64_t checkpoint, uint32_t pass);
 } pd_jobs_fanout;
 
 typedef struct pd_jobs pd_jobs;
@@ -118,13 +146,24 @@ const char *pd_job_state_name(Pando__V1__JobState state);
 
 /* Periodic work at `now`: starts PENDING jobs whose nodes are there, makes
  * those whose shards all exist RUNNING, and fails the ones that waited
- * longer than cluster.wait_timeout. */
+ * longer than cluster.wait_timeout; RECOVERING jobs take the replacements
+ * that registered and, once complete, start their shards' roll back. */
 void pd_jobs_cron(pd_jobs *jobs, double now);
-/* `node` was declared dead at `now`: fails every unfinished job it serves. */
+/* `node` was declared dead at `now`: every unfinished job it serves fails,
+ * or, when RUNNING and taking checkpoints, goes RECOVERING. */
 void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *node, double now);
 /* A CreateShard of `job` finished: `failure` is NULL on success, else why
  * (the job fails with it). Unknown jobs are ignored. */
 void pd_jobs_shard_created(pd_jobs *jobs, const char *job, const char *failure, double now);
+/* A restore CreateShard of `job`'s restore pass `pass` for `shard` finished:
+ * `failure` NULL and the checkpoint the shard was rolled back to (0: it has
+ * none <= the pass's target; or it was made anew for target 0), or why it
+ * failed (the pass is retried). Answers of older passes, unknown jobs and
+ * jobs no longer RECOVERING are ignored. Once every shard of the pass
+ * answered: all at the same checkpoint makes the job RUNNING again from it
+ * (recovery.c decides); else the shards above the smallest are asked again. */
+void pd_jobs_shard_restored(pd_jobs *jobs, const char *job, uint32_t pass, uint32_t shard,
+                            uint64_t checkpoint, const char *failure, double now);
 /* Ends `job` in the final `state` with a formatted message, releases its
  * workers and, unless it SUCCEEDED, drops its shards. No-op if it ended
  * already. */
@@ -132,9 +171,11 @@ void pd_jobs_finish(pd_jobs *jobs, pd_job *job, double now, Pando__V1__JobState 
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Records a progress report of a rank below job->nworkers at `now`: position
  * and loss, the epoch's evaluation in the history, the worker's error (the
- * job fails) or its being done (the job succeeds with its last worker).
+ * job fails; or, for a failed pull or push of a job taking checkpoints, goes
+ * RECOVERING) or its being done (the job succeeds with its last worker).
  * Returns whether the worker should stop: the job had ended (not
- * SUCCEEDED) before this report, or was cancelled. */
+ * SUCCEEDED) before this report, was cancelled, is recovering, or the
+ * report is of an older attempt. */
 int pd_jobs_progress(pd_jobs *jobs, pd_job *job, const Pando__V1__ProgressReport *report,
                      double now);
 

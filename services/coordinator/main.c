@@ -31,7 +31,8 @@ static const pd_config_option options[] = {
     {"heartbeat_ms", PD_CFG_INT, offsetof(coord_config, heartbeat_ms), 0, 10, 60000, "200",
      "how often servers and workers send heartbeats", NULL},
     {"node_timeout", PD_CFG_DOUBLE, offsetof(coord_config, node_timeout), 0, 0.1, 3600, "10",
-     "seconds without a heartbeat after which a node is dead and its job fails", NULL},
+     "seconds without a heartbeat after which a node is dead and its job fails (or recovers)",
+     NULL},
     {"keep_models", PD_CFG_INT, offsetof(coord_config, keep_models), 0, 0, 1000000, "16",
      "succeeded jobs whose model stays on the servers (pandoctl export, evaluation); older "
      "ones' shards are dropped",

@@ -452,6 +452,11 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
   t.ct = pd_xcalloc(t.nthreads, sizeof *t.ct);
   double t0 = pd_now();
   int rc = setup(&t, err, errlen);
+  if (rc == 0 && tj->start_clock > 0) {
+    t.clock = PD_MIN(tj->start_clock, t.total);
+    PD_INFO("job %s: resuming at clock %lld of %lld (the checkpoint rolled back to)", tj->job,
+            (long long)t.clock, (long long)t.total);
+  }
   while (rc == 0 && t.clock < t.total)
     rc = one_clock(&t, err, errlen);
   if (rc == 0) {
@@ -577,7 +582,7 @@ int pd_train_standalone(const char *path) {
   console con = {&spec,    pd_schedule_steps(&spec, min_rows, 1), pd_now(), 0,
                  pd_now(), PANDO__V1__PROGRESS_REPORT__INIT};
   pd_progress_sink sink = {console_report, &con};
-  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0};
+  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0, 0};
   double t0 = pd_now();
   rc = pd_train(&tj, &api, &sink, err, sizeof err);
   pd_local_store_free(store);

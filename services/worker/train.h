@@ -52,6 +52,11 @@ typedef struct pd_train_job {
    * slowdown times as long as it would at full speed. */
   double slowdown;        /* >= 1; 1: full speed */
   double batch_delay_sec; /* >= 0 */
+  /* The clock to start at (Assignment.start_clock): 0, or after a recovery
+   * the checkpoint the shards were rolled back to. The clocks before it are
+   * skipped; the epoch and batches of every later clock are those of an
+   * undisturbed run (they are functions of the seeds and the clock). */
+  int64_t start_clock;
 } pd_train_job;
 
 /* Trains `job` to the end. Returns 0; -PD_ESHUTDOWN when the daemon was

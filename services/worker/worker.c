@@ -26,6 +26,7 @@ typedef struct progress {
   pd_rpc_channel *coordinator;
   const char *job;
   uint32_t rank;
+  uint32_t attempt; /* Assignment.attempt */
 } progress;
 
 /* Sends a progress report; returns -PD_ECANCELLED if the job must stop. A
@@ -36,6 +37,7 @@ static int report(void *ctx, Pando__V1__ProgressReport *r) {
     return 0;
   r->job = (char *)p->job;
   r->rank = p->rank;
+  r->attempt = p->attempt;
   ProtobufCMessage *resp = NULL;
   char err[512];
   if (pd_rpc_unary(p->coordinator, "/pando.v1.Coordinator/ReportProgress", &r->base,
@@ -56,16 +58,38 @@ typedef struct remote_store {
   uint64_t keys;
 } remote_store;
 
+/* A failed pull or push: -PD_ERPC when a server could not be reached or
+ * ended the call (UNAVAILABLE after the retries, ABORTED by a roll back or a
+ * dropped shard, NOT_FOUND, a deadline), which a job with checkpoints
+ * recovers from; -PD_ESTATE when a server refused it (a bad gradient, a
+ * clock no consistency model allows), which redoing would not change. */
+static int remote_failure(const remote_store *r, int rc) {
+  if (rc != -PD_ERPC)
+    return rc;
+  switch (pd_psclient_failed_status(r->client)) {
+  case GRPC_STATUS_UNAVAILABLE:
+  case GRPC_STATUS_ABORTED:
+  case GRPC_STATUS_NOT_FOUND:
+  case GRPC_STATUS_DEADLINE_EXCEEDED:
+  case GRPC_STATUS_CANCELLED:
+  case GRPC_STATUS_UNKNOWN:
+    return rc;
+  default:
+    return -PD_ESTATE;
+  }
+}
+
 static int remote_pull(void *ctx, int64_t clock, float *params, uint64_t *version, char *err,
                        size_t errlen) {
   remote_store *r = ctx;
-  return pd_psclient_pull(r->client, 0, r->keys, clock, params, version, err, errlen);
+  return remote_failure(
+      r, pd_psclient_pull(r->client, 0, r->keys, clock, params, version, err, errlen));
 }
 
 static int remote_push(void *ctx, int64_t clock, const float *grad, int *dropped, char *err,
                        size_t errlen) {
   remote_store *r = ctx;
-  int rc = pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen);
+  int rc = remote_failure(r, pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen));
   if (rc == 0 && dropped)
     *dropped = pd_psclient_push_dropped(r->client);
   return rc;
@@ -91,7 +115,7 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
                          map->keys};
   free(ranges);
   pd_param_store store = {remote_pull, remote_push, &remote, NULL};
-  progress p = {coordinator, a->job, a->rank};
+  progress p = {coordinator, a->job, a->rank, a->attempt};
   pd_progress_sink sink = {report, &p};
   pd_train_job tj = {&spec,
                      a->job,
@@ -99,7 +123,8 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
                      a->num_workers,
                      a->rank == 0,
                      opt ? opt->slowdown : 1.0,
-                     opt ? opt->batch_delay_sec : 0.0};
+                     opt ? opt->batch_delay_sec : 0.0,
+                     (int64_t)a->start_clock};
   rc = pd_train(&tj, &store, &sink, err, errlen);
   pd_psclient_free(remote.client);
   return rc;
@@ -196,14 +221,16 @@ int pd_worker_main(const pd_worker_options *opt) {
     }
     seen = generation;
     if (a->job[0]) {
-      PD_INFO("assigned to job %s as rank %u", a->job, a->rank);
+      PD_INFO("assigned to job %s as rank %u (attempt %u, from clock %llu)", a->job, a->rank,
+              a->attempt, (unsigned long long)a->start_clock);
       int rc = pd_worker_train(a, coord, opt, err, sizeof err);
       if (rc != 0 && rc != -PD_ECANCELLED) {
         /* Tell the coordinator; if the job had already ended (cancelled, or
          * failed elsewhere, which drops its shards) this is no error of ours. */
         Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
-        progress p = {coord, a->job, a->rank};
+        progress p = {coord, a->job, a->rank, a->attempt};
         r.error = err;
+        r.unreachable = rc == -PD_ERPC; /* a pull or push: a job with checkpoints recovers */
         if (report(&p, &r) == -PD_ECANCELLED)
           rc = -PD_ECANCELLED;
         else

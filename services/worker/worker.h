@@ -24,8 +24,10 @@ int pd_worker_main(const pd_worker_options *options);
 
 /* Trains one assignment to the end. Progress goes to `coordinator` (may be
  * NULL: no reports); `options` (may be NULL) gives the straggler settings.
- * Returns 0, -PD_ECANCELLED when the coordinator said to stop, or another
- * negative error with a message in `err`. */
+ * Returns 0, -PD_ECANCELLED when the coordinator said to stop, -PD_ERPC when
+ * a server could not be reached or ended a call (the job may recover),
+ * -PD_ESTATE when a server refused a pull or push, or another negative
+ * error with a message in `err`. */
 int pd_worker_train(const Pando__V1__Assignment *assignment, pd_rpc_channel *coordinator,
                     const pd_worker_options *options, char *err, size_t errlen);
 

@@ -52,5 +52,9 @@ void pd_psclient_set_device(pd_psclient *c, const char *device, double weight);
 /* Whether a server dropped part of the last push because it came too late
  * for its round (BSP with backup workers; PushResponse.dropped). */
 int pd_psclient_push_dropped(const pd_psclient *c);
+/* After a failed pull or push: the gRPC status of its first failed call
+ * (UNAVAILABLE after the retries, ABORTED, ...), -1 for an answer that did
+ * not decode. */
+int pd_psclient_failed_status(const pd_psclient *c);
 
 #endif

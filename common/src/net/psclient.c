@@ -50,6 +50,8 @@ struct pd_psclient {
   int pending;   /* chunks not finished (waiting for a retry included) */
   int retrying;  /* chunks waiting for their retry_at */
   int failed;
+  int failed_status; /* the gRPC status of the first failed call; -1: an answer that did not decode
+                      */
   uint64_t min_version;
   int dropped;  /* a server dropped the last push (too late for its round) */
   char *device; /* federated: the device id and n_k sent with pushes, or NULL */
@@ -137,9 +139,11 @@ static int plan(pd_psclient *c, uint64_t begin, uint64_t end, char *err, size_t 
 
 static void chunk_fail(chunk *ch, const pd_rpc_result *r, const char *what) {
   pd_psclient *c = ch->client;
-  if (!c->failed)
+  if (!c->failed) {
     snprintf(c->err, sizeof c->err, "%s: %s: %s", pd_rpc_channel_target(ch->srv->channel),
              r ? pd_rpc_status_name(r->status) : "DECODE", what);
+    c->failed_status = r ? (int)r->status : -1;
+  }
   c->failed = 1;
 }
 
@@ -310,6 +314,8 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
 }
 
 int pd_psclient_push_dropped(const pd_psclient *c) { return c->dropped; }
+
+int pd_psclient_failed_status(const pd_psclient *c) { return c->failed_status; }
 
 int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock, const float *grad,
                      char *err, size_t errlen) {

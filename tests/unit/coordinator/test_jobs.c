@@ -3,7 +3,8 @@
  * wait_timeout, server and worker assignment, PENDING -> RUNNING once every
  * shard exists, SUCCEEDED when every worker is done, FAILED on a dead node,
  * a failed CreateShard or a worker's error, CANCELLED, and what each of them
- * does to the workers and the shards. */
+ * does to the workers and the shards; RECOVERING after a dead server or
+ * worker of a job with checkpoints, its roll back passes and deadline. */
 #include "../../../services/coordinator/jobs.h"
 
 #include <string.h>
@@ -15,7 +16,11 @@ enum { MAX_CALLS = 32 };
 
 /* What the jobs asked the servers to do. */
 typedef struct recorder {
-  int ncreate, ndrop;
+  int ncreate, ndrop, nrestore;
+  struct {
+    uint32_t shard, pass;
+    uint64_t server, checkpoint;
+  } restore[MAX_CALLS];
   struct {
     char job[PD_JOB_ID_MAX];
     uint32_t shard;
@@ -45,6 +50,19 @@ static void record_drop(void *ctx, const pd_job *j, uint32_t shard, const pd_nod
   r->ndrop++;
 }
 
+static void record_restore(void *ctx, const pd_job *j, uint32_t shard, const pd_node *server,
+                           uint64_t checkpoint, uint32_t pass) {
+  recorder *r = ctx;
+  (void)j;
+  if (r->nrestore == MAX_CALLS)
+    return;
+  r->restore[r->nrestore].shard = shard;
+  r->restore[r->nrestore].pass = pass;
+  r->restore[r->nrestore].server = server->id;
+  r->restore[r->nrestore].checkpoint = checkpoint;
+  r->nrestore++;
+}
+
 typedef struct fixture {
   recorder rec;
   pd_registry *reg;
@@ -54,7 +72,7 @@ typedef struct fixture {
 static void fixture_init(fixture *f) {
   memset(&f->rec, 0, sizeof f->rec);
   f->reg = pd_registry_new();
-  pd_jobs_fanout ops = {record_create, record_drop, &f->rec};
+  pd_jobs_fanout ops = {record_create, record_drop, &f->rec, record_restore};
   f->jobs = pd_jobs_new(f->reg, &ops);
 }
 
@@ -79,6 +97,35 @@ static pd_job *submit(fixture *f, const char *name, int servers, int workers, do
     return NULL;
   }
   return pd_jobs_submit(f->jobs, &spec, yaml, 7850, 600, now);
+}
+
+/* A RUNNING job of 2 servers (s0, s1: nodes 1, 2) and 2 workers (nodes 3,
+ * 4) with `checkpoint` (a spec line, or "") at time 1. */
+static pd_job *running(fixture *f, const char *checkpoint) {
+  char yaml[512], err[512] = "";
+  snprintf(yaml, sizeof yaml,
+           "name: rec\n"
+           "model: {type: softmax, layers: [784, 10]}\n"
+           "data: {train: {features: /f, labels: /l}}\n"
+           "training: {epochs: 2, batch_size: 100, update: bsp, optimizer: {lr: 0.1}}\n"
+           "cluster: {servers: 2, workers: 2, wait_timeout: 30}\n"
+           "%s\n",
+           checkpoint);
+  pd_job_spec spec;
+  if (pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err) != 0) {
+    fprintf(stderr, "  spec: %s\n", err);
+    return NULL;
+  }
+  add_node(f->reg, PANDO__V1__ROLE__ROLE_SERVER, "s0:7000", "s0", 0.0);
+  add_node(f->reg, PANDO__V1__ROLE__ROLE_SERVER, "s1:7000", "s1", 0.0);
+  add_node(f->reg, PANDO__V1__ROLE__ROLE_WORKER, "w0:7001", "w0", 0.0);
+  add_node(f->reg, PANDO__V1__ROLE__ROLE_WORKER, "w1:7001", "w1", 0.0);
+  pd_job *j = pd_jobs_submit(f->jobs, &spec, yaml, 7850, 600, 0.0);
+  pd_jobs_cron(f->jobs, 0.0);
+  pd_jobs_shard_created(f->jobs, j->id, NULL, 0.5);
+  pd_jobs_shard_created(f->jobs, j->id, NULL, 0.5);
+  pd_jobs_cron(f->jobs, 1.0);
+  return j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING ? j : NULL;
 }
 
 static void add_nodes(fixture *f, int servers, int workers, double now) {
@@ -233,7 +280,9 @@ static void test_dead_node_fails_job(void) {
   pd_jobs_node_dead(f.jobs, dead, 12.0);
   CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK(strcmp(j->message, "worker w1:7001 at w1:7001 stopped sending heartbeats (last seen "
-                           "12.0 s ago)") == 0);
+                           "12.0 s ago); a checkpoint: key in the job spec (e.g. checkpoint: "
+                           "{every_clocks: 50}, BSP only) would have let the job recover from "
+                           "this") == 0);
   CHECK_EQ_INT(f.rec.ndrop, 2);
   CHECK_EQ_INT(f.rec.drop[0].server, 1);
   CHECK_EQ_INT(f.rec.drop[1].server, 2);
@@ -474,6 +523,172 @@ static void test_admission(void) {
   fixture_close(&f);
 }
 
+/* A dead server of a job with checkpoints: RECOVERING, waiting for a server
+ * of its name; the restarted one takes its shard; pass 1 asks every shard
+ * for its newest checkpoint, they differ (12, 8), pass 2 asks the one above
+ * for 8; both at 8: RUNNING again, attempt 1, the workers from clock 8.
+ * Reports of attempt 0 are answered with stop and change nothing. */
+static void test_server_death_recovers(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_job *j = running(&f, "checkpoint: {every_clocks: 4}");
+  CHECK(j != NULL);
+  uint64_t gen = pd_registry_find(f.reg, 3)->generation;
+  CHECK(pd_registry_heard(f.reg, 1, 9.0) && pd_registry_heard(f.reg, 3, 9.0) &&
+        pd_registry_heard(f.reg, 4, 9.0));
+  pd_node *dead = pd_registry_next_dead(f.reg, 12.0, 10.0);
+  CHECK(dead != NULL && dead->id == 2);
+  pd_jobs_node_dead(f.jobs, dead, 12.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  CHECK(pd_registry_find(f.reg, 3)->generation > gen); /* the workers stop */
+  CHECK_EQ_INT(f.rec.ndrop, 0);                        /* the shards stay */
+  pd_jobs_cron(f.jobs, 13.0);
+  CHECK_STR_CONTAINS(j->message, "server s1 at s1:7000 stopped sending heartbeats");
+  CHECK_STR_CONTAINS(j->message, "waiting for server s1 to register again");
+  CHECK_EQ_INT(f.rec.nrestore, 0);
+  Pando__V1__ProgressReport r = report(0, 1, 0);
+  r.error = "job rec-1 pull: UNAVAILABLE";
+  r.unreachable = 1;
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 13.5), 1); /* stop; nothing else */
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  /* the pod restarts: same name, another address */
+  pd_node *again = add_node(f.reg, PANDO__V1__ROLE__ROLE_SERVER, "s1b:7000", "s1", 14.0);
+  uint64_t again_id = again->id;
+  pd_jobs_cron(f.jobs, 14.0);
+  CHECK_EQ_INT(j->server_ids[1], again_id);
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  CHECK_EQ_INT(f.rec.restore[0].checkpoint, UINT64_MAX);
+  CHECK_EQ_INT(f.rec.restore[1].server, again_id);
+  uint32_t pass = f.rec.restore[0].pass;
+  pd_jobs_cron(f.jobs, 14.1); /* in flight: nothing more */
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  pd_jobs_shard_restored(f.jobs, j->id, pass - 1, 0, 4, NULL, 14.2); /* an old pass: ignored */
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 0, 12, NULL, 14.2);
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 1, 8, NULL, 14.3);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  CHECK_EQ_INT(f.rec.nrestore, 3); /* shard 0 again, for 8 */
+  CHECK_EQ_INT(f.rec.restore[2].shard, 0);
+  CHECK_EQ_INT(f.rec.restore[2].checkpoint, 8);
+  CHECK_STR_CONTAINS(j->message, "rolling every shard back to checkpoint 8");
+  gen = pd_registry_find(f.reg, 3)->generation;
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 0, 8, NULL, 14.4);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(j->attempt, 1);
+  CHECK_EQ_INT(j->start_clock, 8);
+  CHECK(j->message[0] == '\0');
+  CHECK(pd_registry_find(f.reg, 3)->generation > gen); /* the workers fetch attempt 1 */
+  r = report(1, 2, 1);                                 /* attempt 0's "done": stale */
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 15.0), 1);
+  CHECK_EQ_INT(j->workers[1].done, 0);
+  r = report(0, 2, 1);
+  r.attempt = 1;
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 16.0), 0);
+  r.rank = 1;
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 16.0), 0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED);
+  fixture_close(&f);
+}
+
+/* A worker's failed pull (unreachable) of a job with checkpoints starts a
+ * recovery; a failed restore pass is retried a second later; a dead
+ * worker's rank goes to an idle worker; without one before
+ * cluster.wait_timeout the job FAILS saying what it waited for. */
+static void test_worker_death_and_deadline(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_job *j = running(&f, "checkpoint: {every_epochs: 1}");
+  CHECK(j != NULL);
+  Pando__V1__ProgressReport r = report(0, 1, 0);
+  r.error = "job rec-1 push: UNAVAILABLE";
+  r.unreachable = 1;
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 2.0), 1);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  pd_jobs_cron(f.jobs, 2.0); /* everyone looks alive: try at once */
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  uint32_t pass = f.rec.restore[0].pass;
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 0, 0,
+                         "restoring the shard on server s1 at s1:7000: UNAVAILABLE: refused", 2.1);
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 1, 16, NULL, 2.1);
+  CHECK_STR_CONTAINS(j->message,
+                     "the roll back failed (retrying): restoring the shard on server s1");
+  pd_jobs_cron(f.jobs, 2.5);
+  CHECK_EQ_INT(f.rec.nrestore, 2); /* not before a second */
+  /* worker w1 (node 4) dies meanwhile */
+  pd_node *w1 = pd_registry_find(f.reg, 4);
+  w1->alive = 0;
+  pd_jobs_node_dead(f.jobs, w1, 3.0);
+  pd_jobs_cron(f.jobs, 3.2);
+  CHECK_STR_CONTAINS(j->message, "waiting for an idle worker to take rank 1");
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  pd_node *w2 = add_node(f.reg, PANDO__V1__ROLE__ROLE_WORKER, "w2:7001", "w2", 4.0);
+  uint64_t w2_id = w2->id;
+  pd_jobs_cron(f.jobs, 4.0);
+  CHECK_EQ_INT(j->workers[1].node_id, w2_id);
+  CHECK(strcmp(pd_registry_find(f.reg, w2_id)->job, j->id) == 0);
+  CHECK_EQ_INT(pd_registry_find(f.reg, w2_id)->rank, 1);
+  CHECK_EQ_INT(f.rec.nrestore, 4);
+  /* a server that fails every restore: the deadline ends it */
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 0, 0,
+                         "restoring the shard on server s0 at s0:7000: RESOURCE_EXHAUSTED", 4.1);
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 1, 16, NULL, 4.1);
+  pd_jobs_cron(f.jobs, 33.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
+  CHECK_STR_CONTAINS(j->message, "cluster.wait_timeout (30 s) expired while recovering");
+  CHECK_STR_CONTAINS(j->message, "RESOURCE_EXHAUSTED");
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  /* a restore answered after the end made a shard: it is dropped again */
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[3].pass, 1, 16, NULL, 34.0);
+  CHECK_EQ_INT(f.rec.ndrop, 3);
+  CHECK_EQ_INT(f.rec.drop[2].shard, 1);
+  fixture_close(&f);
+}
+
+/* A death before any checkpoint: the shards answer 0 (none to restore), so
+ * the next pass makes every shard anew (target 0) and the job runs again
+ * from clock 0. */
+static void test_no_common_checkpoint_restarts(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_job *j = running(&f, "checkpoint: {every_clocks: 100}");
+  CHECK(j != NULL);
+  pd_node *w0 = pd_registry_find(f.reg, 3);
+  w0->alive = 0;
+  pd_jobs_node_dead(f.jobs, w0, 2.0);
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_WORKER, "w2:7001", "w2", 2.0);
+  pd_jobs_cron(f.jobs, 2.0);
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[0].pass, 0, 0, NULL, 2.1);
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[0].pass, 1, 0, NULL, 2.1);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  CHECK_EQ_INT(f.rec.nrestore, 4);
+  CHECK_EQ_INT(f.rec.restore[2].checkpoint, 0);
+  CHECK_EQ_INT(f.rec.restore[3].checkpoint, 0);
+  CHECK_STR_CONTAINS(j->message, "starting the job again from the model's seed");
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 0, 0, NULL, 2.2);
+  pd_jobs_shard_restored(f.jobs, j->id, f.rec.restore[2].pass, 1, 0, NULL, 2.2);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(j->start_clock, 0);
+  CHECK_EQ_INT(j->attempt, 1);
+  fixture_close(&f);
+}
+
+/* Without checkpoints a worker's failed pull fails the job, saying that a
+ * checkpoint: key would have let it recover. */
+static void test_no_checkpoint_fails(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_job *j = running(&f, "");
+  CHECK(j != NULL);
+  Pando__V1__ProgressReport r = report(1, 1, 0);
+  r.error = "job rec-1 pull: UNAVAILABLE";
+  r.unreachable = 1;
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 2.0), 1);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
+  CHECK_STR_CONTAINS(j->message, "worker 1 (w1): job rec-1 pull: UNAVAILABLE; a checkpoint: key");
+  CHECK_EQ_INT(f.rec.nrestore, 0);
+  fixture_close(&f);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_pending_until_wait_timeout);
   PD_RUN(test_assignment_and_running);
@@ -482,6 +697,10 @@ int main(int argc, char **argv) {
   PD_RUN(test_create_failure);
   PD_RUN(test_worker_error_and_cancel);
   PD_RUN(test_federated_job);
+  PD_RUN(test_server_death_recovers);
+  PD_RUN(test_worker_death_and_deadline);
+  PD_RUN(test_no_common_checkpoint_restarts);
+  PD_RUN(test_no_checkpoint_fails);
   PD_RUN(test_retention);
   PD_RUN(test_admission);
   PD_TEST_DONE();

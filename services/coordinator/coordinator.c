@@ -16,6 +16,7 @@
 #include "pando/log.h"
 #include "pando/model.h"
 #include "pando/plan.h"
+#include "pando/security.h"
 #include "pando/spec.h"
 #include "pando/util.h"
 #include "registry.h"
@@ -203,6 +204,18 @@ static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
 
 /* ---------------------------------------------------------------- handlers */
 
+/* The certificate role (pando/security.h) of a node that registers as `role`. */
+static const char *cert_role(int role) {
+  switch (role) {
+  case PANDO__V1__ROLE__ROLE_SERVER:
+    return PD_ROLE_PS;
+  case PANDO__V1__ROLE__ROLE_SELECTOR:
+    return PD_ROLE_SELECTOR;
+  default:
+    return PD_ROLE_WORKER;
+  }
+}
+
 static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__RegisterRequest *req = (const Pando__V1__RegisterRequest *)msg;
@@ -213,6 +226,14 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
   } else if (req->role != PANDO__V1__ROLE__ROLE_WORKER && req->address[0] == '\0') {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "address: a server or selector must give its address");
+  } else if (pd_security_client_auth() &&
+             strcmp(pd_rpc_call_peer_role(call), cert_role(req->role)) != 0) {
+    /* under mTLS a node is what its certificate says */
+    pd_rpc_call_fail(call, GRPC_STATUS_PERMISSION_DENIED,
+                     "role: registering as %s needs a certificate of role %s; the client "
+                     "certificate names role '%s'",
+                     pd_rpc_enum_name(&pando__v1__role__descriptor, req->role),
+                     cert_role(req->role), pd_rpc_call_peer_role(call));
   } else {
     pd_node *n = NULL;
     char err[256];

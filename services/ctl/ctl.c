@@ -18,6 +18,7 @@
 #include "output.h"
 #include "pando.pb-c.h"
 #include "pando/rpc.h"
+#include "pando/security.h"
 #include "pando/util.h"
 
 /* ---------------------------------------------------------------- commands and options */
@@ -148,6 +149,12 @@ static const char global_usage[] =
     "  -o, --output text|json    output format (default: text); json prints one\n"
     "                            object with the proto's field names\n"
     "  --timeout SEC             deadline of each RPC in seconds (default: 10)\n"
+    "  --ca FILE                 talk TLS, trusting the PEM CA certificate in FILE\n"
+    "                            (default: $PANDO_CA)\n"
+    "  --cert FILE, --key FILE   client certificate and key for mTLS clusters\n"
+    "                            (default: $PANDO_CERT, $PANDO_KEY)\n"
+    "  --token-file FILE         send the cluster token held in FILE (default:\n"
+    "                            $PANDO_TOKEN_FILE; $PANDO_TOKEN holds the token itself)\n"
     "  -h, --help                show help; after a command, the command's help\n"
     "  --version                 print the version\n"
     "\n"
@@ -179,7 +186,11 @@ enum option_id {
   OPT_VERSION,
   OPT_WAIT,
   OPT_SERVICE,
-  OPT_OUT
+  OPT_OUT,
+  OPT_CA,
+  OPT_CERT,
+  OPT_KEY,
+  OPT_TOKEN_FILE
 };
 
 typedef struct option_info {
@@ -199,6 +210,10 @@ static const option_info options[] = {
     {"--wait", 0, OPT_WAIT, 0, PD_CTL_CMD_SUBMIT},
     {"--service", 0, OPT_SERVICE, 1, PD_CTL_CMD_HEALTH},
     {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_EXPORT},
+    {"--ca", 0, OPT_CA, 1, PD_CTL_CMD_NONE},
+    {"--cert", 0, OPT_CERT, 1, PD_CTL_CMD_NONE},
+    {"--key", 0, OPT_KEY, 1, PD_CTL_CMD_NONE},
+    {"--token-file", 0, OPT_TOKEN_FILE, 1, PD_CTL_CMD_NONE},
 };
 
 /* Finds "--name" (possibly "--name=value": `len` bytes of it name the
@@ -262,6 +277,17 @@ static int apply_option(pd_ctl_args *args, const option_info *opt, const char *v
       return pd_errf(err, errlen, -EINVAL, "empty value for --out: expected a file name");
     args->out_path = value;
     return 0;
+  case OPT_CA:
+  case OPT_CERT:
+  case OPT_KEY:
+  case OPT_TOKEN_FILE:
+    if (!value[0])
+      return pd_errf(err, errlen, -EINVAL, "empty value for %s: expected a file name", opt->name);
+    *(opt->id == OPT_CA     ? &args->ca
+      : opt->id == OPT_CERT ? &args->cert
+      : opt->id == OPT_KEY  ? &args->key
+                            : &args->token_file) = value;
+    return 0;
   }
   return 0;
 }
@@ -315,6 +341,11 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
   if (pd_strlcpy(args->coordinator, env && env[0] ? env : PD_CTL_DEFAULT_COORDINATOR,
                  sizeof args->coordinator) != 0)
     return pd_errf(err, errlen, -EINVAL, "PANDO_COORDINATOR is too long");
+  args->ca = getenv("PANDO_CA");
+  args->cert = getenv("PANDO_CERT");
+  args->key = getenv("PANDO_KEY");
+  args->token_file = getenv("PANDO_TOKEN_FILE");
+  args->token = getenv("PANDO_TOKEN");
 
   int operands_only = 0;
   for (int i = 1; i < argc; i++) {
@@ -881,6 +912,13 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
   if (args->help) {
     pd_ctl_usage(out, args->command);
     return PD_CTL_EXIT_OK;
+  }
+  pd_security_settings security = {args->cert,       args->key,   args->ca,
+                                   args->token_file, args->token, 0};
+  char err[512];
+  if (pd_security_configure(&security, err, sizeof err) != 0) {
+    fprintf(errout, "pandoctl: %s\n", err);
+    return PD_CTL_EXIT_USAGE;
   }
   switch (args->command) {
   case PD_CTL_CMD_NONE:

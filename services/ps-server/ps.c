@@ -19,6 +19,7 @@
 #include "pando/metrics.h"
 #include "pando/model.h"
 #include "pando/psclient.h"
+#include "pando/security.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 #include "shard.h"
@@ -767,5 +768,9 @@ void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
                           &pando__v1__stats_request__descriptor, handle_stats, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CommitRound",
                           &pando__v1__commit_round_request__descriptor, handle_commit_round, ps);
+  /* under mTLS, only the coordinator changes which shards exist and closes rounds */
+  pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/CreateShard", PD_ROLE_COORDINATOR);
+  pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/DropShard", PD_ROLE_COORDINATOR);
+  pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/CommitRound", PD_ROLE_COORDINATOR);
   pd_rpc_health_register(srv, health_services);
 }

@@ -13,9 +13,12 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/rpc.h"
+#include "pando/security.h"
 #include "pando/util.h"
 
 static volatile sig_atomic_t stop_flag;
+
+const char *const pd_daemon_client_auth_names[] = {"none", "require", NULL};
 
 /* Any thread may take the signal (OpenBLAS starts its threads before main,
  * with signals unblocked), so the handler only sets the flag that the event
@@ -54,6 +57,16 @@ int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, c
   }
   if (rc > 0)
     return 0;
+  pd_security_settings security = {settings->tls_cert,
+                                   settings->tls_key,
+                                   settings->tls_ca,
+                                   settings->token_file,
+                                   NULL,
+                                   strcmp(settings->tls_client_auth, "require") == 0};
+  if (pd_security_configure(&security, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: %s\n", program, err);
+    return 2;
+  }
   pd_log_set_name(settings->name);
   pd_log_level = pd_log_parse_level(settings->log_level);
   PD_INFO("math: %s", pd_kernels_describe());

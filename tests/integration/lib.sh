@@ -50,13 +50,13 @@ t_wait_file() {
 
 # t_tls [mtls]: from now on the daemons t_start starts use TLS and a cluster
 # token, with a throw-away CA and per-role certificates made in $T_CERTS
-# (tests/integration/certs.sh); with "mtls" their servers also require client
+# (tools/certs.sh); with "mtls" their servers also require client
 # certificates. Exports PANDO_CA, PANDO_CERT, PANDO_KEY (role admin) and
 # PANDO_TOKEN_FILE so that pandoctl talks to them.
 T_TLS=""
 t_tls() {
   T_CERTS=$T_DIR/certs
-  sh "$(dirname "$0")/certs.sh" "$T_CERTS" || return 1
+  sh tools/certs.sh "$T_CERTS" || return 1
   T_TLS=${1:-tls}
   PANDO_CA=$T_CERTS/ca.pem PANDO_CERT=$T_CERTS/admin.pem PANDO_KEY=$T_CERTS/admin.key
   PANDO_TOKEN_FILE=$T_CERTS/token

@@ -21,7 +21,7 @@ training: {epochs: 1, batch_size: 32, update: bsp, optimizer: {type: sgd, lr: 0.
 cluster: {servers: 2, workers: 2}
 YAML
 t_tls "$mode" || { t_fail "certificates made"; t_done; }
-sh tests/integration/certs.sh "$T_DIR/other" admin || { t_fail "second CA made"; t_done; }
+sh tools/certs.sh "$T_DIR/other" admin || { t_fail "second CA made"; t_done; }
 token=$(cat "$T_CERTS/token")
 echo "# $mode cluster: coordinator, 2 servers, 2 workers"
 t_cluster 2 2 || { t_fail "$mode cluster started"; t_done; }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Makes a throw-away certificate authority and one certificate per Pando role
-# for tests and `make run`: `sh tests/integration/certs.sh DIR [ROLE...]`.
+# for tests and `make run`: `sh tools/certs.sh DIR [ROLE...]`.
 # Writes DIR/ca.pem (and ca.key), DIR/ROLE.pem + DIR/ROLE.key for each role
 # (default: coordinator ps worker selector admin), and DIR/token (a random
 # cluster token, mode 0600). Each certificate's common name is its role (the

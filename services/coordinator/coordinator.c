@@ -189,17 +189,41 @@ static void job_status(pd_coord *c, pd_job *j, Pando__V1__JobStatus *st, Pando__
 }
 
 /* Replies with the status of `j`. */
-static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
+/* Answers the call with the job's status; with `with_token` (SubmitJob
+ * only) the job's token too. */
+static void reply_status_token(pd_coord *c, pd_rpc_call *call, pd_job *j, int with_token) {
   Pando__V1__JobStatus st;
   Pando__V1__ShardMap map;
   Pando__V1__Shard *shards = pd_xcalloc(j->nservers + 1, sizeof *shards);
   Pando__V1__Shard **ptrs = pd_xcalloc(j->nservers + 1, sizeof *ptrs);
   Pando__V1__EpochRecord **hist = pd_xcalloc(j->nhistory + 1, sizeof *hist);
   job_status(c, j, &st, &map, shards, ptrs, hist);
+  if (with_token)
+    st.job_token = j->job_token;
   pd_rpc_call_reply_msg(call, &st.base);
   free(hist);
   free(ptrs);
   free(shards);
+}
+
+static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
+  reply_status_token(c, call, j, 0);
+}
+
+/* The job `id`, or NULL after failing the call: UNAUTHENTICATED when it
+ * carries neither the cluster token nor the job's token (whether the job
+ * exists is then not told), else NOT_FOUND. */
+static pd_job *authorized_job(pd_coord *c, pd_rpc_call *call, const char *id) {
+  pd_job *j = pd_jobs_find(c->jobs, id);
+  if (!pd_rpc_call_authorized(call, j ? j->job_token : NULL)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
+                     "missing or wrong token: job '%s' needs its job token or the cluster token",
+                     id);
+    return NULL;
+  }
+  if (!j)
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", id);
+  return j;
 }
 
 /* ---------------------------------------------------------------- handlers */
@@ -388,31 +412,34 @@ static void handle_submit(pd_rpc_call *call, const ProtobufCMessage *msg, void *
                      spec.cluster.servers, (unsigned long long)keys);
     return;
   }
+  char job_token[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1] = "";
+  if (pd_security_has_token() && pd_security_new_token(job_token, sizeof job_token) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INTERNAL, "cannot draw a random job token");
+    return;
+  }
   pd_job *j = pd_jobs_submit(c->jobs, &spec, req->spec_yaml, keys, rows, pd_now());
+  pd_strlcpy(j->job_token, job_token, sizeof j->job_token);
+  memset(job_token, 0, sizeof job_token);
   PD_INFO("job %s submitted: %s, %llu parameters, %llu training rows, %u servers, %u workers",
           j->id, pd_model_type_name(spec.model.type), (unsigned long long)keys,
           (unsigned long long)rows, j->nservers, j->nworkers);
   pd_coord_cron(c); /* start it at once if the nodes are there */
-  reply_status(c, call, j);
+  reply_status_token(c, call, j, 1);
 }
 
 static void handle_get_job(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__JobRequest *req = (const Pando__V1__JobRequest *)msg;
-  pd_job *j = pd_jobs_find(c->jobs, req->job);
-  if (!j)
-    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
-  else
+  pd_job *j = authorized_job(c, call, req->job);
+  if (j)
     reply_status(c, call, j);
 }
 
 static void handle_cancel(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__JobRequest *req = (const Pando__V1__JobRequest *)msg;
-  pd_job *j = pd_jobs_find(c->jobs, req->job);
-  if (!j) {
-    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
-  } else {
+  pd_job *j = authorized_job(c, call, req->job);
+  if (j) {
     pd_jobs_finish(c->jobs, j, pd_now(), PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
                    "cancelled by the user");
     reply_status(c, call, j);
@@ -520,5 +547,8 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   };
   for (size_t i = 0; i < PD_ARRAY_SIZE(methods); i++)
     pd_rpc_server_add_unary(srv, methods[i].path, methods[i].request, methods[i].handler, c);
+  /* a job's token may stand in for the cluster token (authorized_job checks it) */
+  pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/GetJob");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/CancelJob");
   pd_rpc_health_register(srv, health_services);
 }

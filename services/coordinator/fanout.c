@@ -108,6 +108,7 @@ static void create_shard(void *ctx, const pd_job *j, uint32_t shard, const pd_no
   Pando__V1__CreateShardRequest req = PANDO__V1__CREATE_SHARD_REQUEST__INIT;
   req.job = (char *)j->id;
   req.spec_yaml = j->spec_yaml;
+  req.job_token = (char *)j->job_token;
   req.begin = j->shard_begin[shard];
   req.end = j->shard_end[shard];
   req.num_workers = j->nworkers;

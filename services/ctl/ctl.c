@@ -3,6 +3,7 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -32,7 +33,7 @@ typedef struct command_info {
 
 static const command_info commands[] = {
     {"submit", PD_CTL_CMD_SUBMIT, "JOB.yaml",
-     "usage: pandoctl submit JOB.yaml [--wait]\n"
+     "usage: pandoctl submit JOB.yaml [--wait] [--token-out FILE]\n"
      "\n"
      "Sends the job spec JOB.yaml (\"-\" reads standard input) to the coordinator,\n"
      "which validates it, and prints the new job's id.\n"
@@ -45,8 +46,12 @@ static const command_info commands[] = {
      "            line \"test accuracy: 0.XXXX\" (\"test rmse: X\" for a regression).\n"
      "            Ctrl-C stops waiting and leaves the\n"
      "            job running. An unreachable coordinator is retried for 30 s.\n"
+     "  --token-out FILE  write the job's own token to FILE (mode 0600): with it\n"
+     "            instead of the cluster token (--token-file FILE) status, cancel and\n"
+     "            export work on this job only. A cluster without a token gives none.\n"
      "\n"
-     "With --output json, prints the job status (with --wait: the final one).\n"
+     "With --output json, prints the job status (with --wait: the final one);\n"
+     "without --wait it includes the job's token as \"job_token\".\n"
      "\n"
      "exit status: 0 submitted (with --wait: the job SUCCEEDED), 1 RPC error or the\n"
      "job FAILED or was CANCELLED, 2 unreadable or invalid job spec, 130 Ctrl-C.\n"},
@@ -190,7 +195,8 @@ enum option_id {
   OPT_CA,
   OPT_CERT,
   OPT_KEY,
-  OPT_TOKEN_FILE
+  OPT_TOKEN_FILE,
+  OPT_TOKEN_OUT
 };
 
 typedef struct option_info {
@@ -214,6 +220,7 @@ static const option_info options[] = {
     {"--cert", 0, OPT_CERT, 1, PD_CTL_CMD_NONE},
     {"--key", 0, OPT_KEY, 1, PD_CTL_CMD_NONE},
     {"--token-file", 0, OPT_TOKEN_FILE, 1, PD_CTL_CMD_NONE},
+    {"--token-out", 0, OPT_TOKEN_OUT, 1, PD_CTL_CMD_SUBMIT},
 };
 
 /* Finds "--name" (possibly "--name=value": `len` bytes of it name the
@@ -276,6 +283,11 @@ static int apply_option(pd_ctl_args *args, const option_info *opt, const char *v
     if (!value[0])
       return pd_errf(err, errlen, -EINVAL, "empty value for --out: expected a file name");
     args->out_path = value;
+    return 0;
+  case OPT_TOKEN_OUT:
+    if (!value[0])
+      return pd_errf(err, errlen, -EINVAL, "empty value for --token-out: expected a file name");
+    args->token_out = value;
     return 0;
   case OPT_CA:
   case OPT_CERT:
@@ -719,6 +731,28 @@ static int read_file(const char *path, char **text) {
   return 0;
 }
 
+/* Writes the job's token to --token-out's file, readable by its owner only.
+ * Returns 0, or -1 after reporting why. */
+static int write_token(ctl *c, const Pando__V1__JobStatus *status) {
+  const char *path = c->args->token_out;
+  if (!status->job_token[0]) {
+    fprintf(c->errout,
+            "pandoctl: warning: job %s has no token (the cluster has no token_file); %s not "
+            "written\n",
+            status->job, path);
+    return 0;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  int ok = f && fprintf(f, "%s\n", status->job_token) > 0;
+  if (f ? fclose(f) != 0 : (fd >= 0 && close(fd) != 0))
+    ok = 0;
+  if (!ok)
+    fprintf(c->errout, "pandoctl: cannot write the token of job %s to %s: %s\n", status->job, path,
+            strerror(errno));
+  return ok ? 0 : -1;
+}
+
 static int cmd_submit(ctl *c) {
   const char *path = c->args->operand;
   char *spec = NULL;
@@ -742,6 +776,10 @@ static int cmd_submit(ctl *c) {
     } else {
       code = report_coordinator_error(c, &error);
     }
+    goto done;
+  }
+  if (c->args->token_out && write_token(c, status) != 0) {
+    code = PD_CTL_EXIT_FAILURE;
     goto done;
   }
   if (c->args->output == PD_CTL_OUTPUT_TEXT) {

@@ -44,6 +44,7 @@ typedef struct pd_ctl_args {
   int wait;                    /* submit --wait */
   const char *service;         /* health --service (default "": the whole daemon) */
   const char *out_path;        /* export -o / --out FILE */
+  const char *token_out;       /* submit --token-out FILE: where the job's token goes */
   double poll_sec;             /* --wait: interval between GetJob calls (0.5) */
   double retry_sec;            /* --wait: how long an unreachable coordinator is retried (30) */
   double report_sec;           /* --wait without a TTY: most frequent progress line (5) */

@@ -52,13 +52,42 @@ if [ "$mode" = mtls ]; then
     refused UNAVAILABLE env -u PANDO_CERT -u PANDO_KEY "$BIN/pandoctl" list
 fi
 
+echo "# per-job tokens"
+jt=$(t_json "$T_DIR/submit.json" 'j.get("job_token", "")')
+t_check "SubmitJob gave job $job a token of 64 hex digits" sh -c "echo '$jt' | grep -Eq '^[0-9a-f]{64}$'"
+t_check "GetJob does not return the job token" \
+  [ "$(t_json "$T_DIR/$job.json" 'j.get("job_token", "none")')" = none ]
+as_job() { env -u PANDO_TOKEN_FILE PANDO_TOKEN="$jt" "$@"; }
+t_check "with only its job token, pandoctl status $job works (GetJob, GetStats)" \
+  sh -c "env -u PANDO_TOKEN_FILE PANDO_TOKEN='$jt' '$BIN/pandoctl' status '$job' | grep -q '(2 of 2 servers)'"
+t_check "with only its job token, pandoctl export $job works (Pull)" \
+  as_job "$BIN/pandoctl" export "$job" -o "$T_DIR/model2.safetensors"
+t_check "... and exports the same model" cmp -s "$T_DIR/model.safetensors" "$T_DIR/model2.safetensors"
+t_check "a job token cannot list jobs" refused UNAUTHENTICATED as_job "$BIN/pandoctl" list
+t_check "a job token cannot list the cluster" refused UNAUTHENTICATED as_job "$BIN/pandoctl" cluster
+t_check "a job token cannot submit" refused UNAUTHENTICATED as_job "$BIN/pandoctl" submit "$T_DIR/job.yaml"
+sed -e "s/^name: tls/name: long/" -e "s/epochs: 1/epochs: 500/" "$T_DIR/job.yaml" >"$T_DIR/long.yaml"
+"$BIN/pandoctl" submit "$T_DIR/long.yaml" --token-out "$T_DIR/long.token" >"$T_DIR/long.id"
+long=$(cat "$T_DIR/long.id")
+t_check "submit --token-out wrote job $long's token, mode 0600" \
+  sh -c "grep -Eq '^[0-9a-f]{64}$' '$T_DIR/long.token' && [ \"\$(stat -c %a '$T_DIR/long.token')\" = 600 ]"
+t_check "job $job's token cannot cancel job $long" \
+  refused UNAUTHENTICATED as_job "$BIN/pandoctl" cancel "$long"
+t_check "job $job's token cannot ask about job $long" \
+  refused UNAUTHENTICATED as_job "$BIN/pandoctl" status "$long"
+t_check "a job token does not tell whether a job exists (UNAUTHENTICATED, not NOT_FOUND)" \
+  refused UNAUTHENTICATED as_job "$BIN/pandoctl" status no-such-job
+t_check "job $long's own token cancels it" \
+  sh -c "env -u PANDO_TOKEN_FILE PANDO_TOKEN=\"\$(cat '$T_DIR/long.token')\" '$BIN/pandoctl' cancel '$long' | grep -q CANCELLED"
+
 echo "# an independent client (grpcio)"
 /usr/bin/python3 tests/integration/tlsprobe.py "127.0.0.1:$(t_port ps0)" "127.0.0.1:$(t_port coord)" \
   "$T_CERTS" "$T_DIR/other" "$mode" || T_FAILED=1
 
 echo "# the token is never shown"
 for d in coord ps0 ps1 w0 w1; do
-  t_check "the token is not in $d's log" sh -c "! grep -qF '$token' '$T_DIR/$d.log'"
+  t_check "the tokens (cluster, jobs) are not in $d's log" \
+    sh -c "! grep -qF -e '$token' -e '$jt' -e '$(cat "$T_DIR/long.token")' '$T_DIR/$d.log'"
 done
 "$BIN/pando-ps" $(t_tls_flags pando-ps) --check-config >"$T_DIR/check.out" 2>&1
 t_check "--check-config shows token_file as (set), not the token" \

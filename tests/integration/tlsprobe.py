@@ -107,7 +107,9 @@ if mtls:
           code == grpc.StatusCode.UNAVAILABLE)
 
 create, pull, push, drop = ps_stubs(channel(ps_addr, role=boss))
-creq = pb.CreateShardRequest(job=JOB, spec_yaml=SPEC, begin=0, end=KEYS, num_workers=1)
+JOB_TOKEN = "probe-job-token"
+creq = pb.CreateShardRequest(job=JOB, spec_yaml=SPEC, begin=0, end=KEYS, num_workers=1,
+                             job_token=JOB_TOKEN)
 code, msg = code_of(create, creq)
 check("CreateShard without the token is UNAUTHENTICATED (%s)" % msg,
       code == grpc.StatusCode.UNAUTHENTICATED)
@@ -145,6 +147,19 @@ v2, x2 = params()
 x0f, x2f = np.frombuffer(x0, dtype="<f4"), np.frombuffer(x2, dtype="<f4")
 check("a Push with the token is applied: x = x0 - lr * g",
       not r.duplicate and np.array_equal(x2f, x0f - np.float32(0.5) * g))
+
+AS_JOB = [("authorization", "Bearer " + JOB_TOKEN)]
+p = pull(pb.PullRequest(job=JOB, begin=0, end=KEYS, worker=0, clock=0), timeout=10,
+         metadata=AS_JOB)
+check("a Pull with the job's own token works", p.values.data == x2)
+code, msg = code_of(pull, pb.PullRequest(job="other", begin=0, end=KEYS), AS_JOB)
+check("the job token of one job cannot pull another (%s)" % code,
+      code == grpc.StatusCode.UNAUTHENTICATED)
+code, msg = code_of(drop, pb.DropShardRequest(job=JOB), AS_JOB)
+check("the job token cannot DropShard (%s)" % code, code == grpc.StatusCode.UNAUTHENTICATED)
+code, msg = code_of(create, pb.CreateShardRequest(job=JOB + "3", spec_yaml=SPEC, begin=0, end=KEYS,
+                                                  num_workers=1), AS_JOB)
+check("the job token cannot CreateShard (%s)" % code, code == grpc.StatusCode.UNAUTHENTICATED)
 
 if mtls:
     wcreate, wpull, wpush, wdrop = ps_stubs(channel(ps_addr, role="worker"))

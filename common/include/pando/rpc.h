@@ -104,6 +104,11 @@ void pd_rpc_server_add_unary(pd_rpc_server *srv, const char *path,
  * client's certificate names `role` (a PD_ROLE_* string that must stay
  * valid). Without mTLS it has no effect. Before pd_rpc_server_start only. */
 void pd_rpc_server_restrict(pd_rpc_server *srv, const char *path, const char *role);
+/* Lets calls of the registered method `path` that do not carry the cluster
+ * token reach the handler, which must then call pd_rpc_call_authorized()
+ * with the job token of the job the request names before it touches that
+ * job (per-job tokens, pando/security.h). Before pd_rpc_server_start only. */
+void pd_rpc_server_job_scoped(pd_rpc_server *srv, const char *path);
 /* Listens on `address` ("127.0.0.1:0" picks a free port), with TLS when the
  * process's security (pando/security.h) has a certificate. Returns the bound
  * port (> 0) or a negative error with a message in `err`. Before start. */
@@ -123,6 +128,10 @@ const char *pd_rpc_call_method(const pd_rpc_call *call);
 /* Under mTLS, the role named by the client's verified certificate (a
  * PD_ROLE_* string); "" without mTLS. */
 const char *pd_rpc_call_peer_role(const pd_rpc_call *call);
+/* Whether the call carried the cluster token (always so when no token is
+ * configured), or "Bearer `job_token`" when `job_token` is neither NULL nor
+ * empty. Compared in constant time. */
+int pd_rpc_call_authorized(const pd_rpc_call *call, const char *job_token);
 /* A free slot for the handler's state while the call stays open. */
 void **pd_rpc_call_user(pd_rpc_call *call);
 /* Sets the callback run if the client cancels (or the server shuts down)

@@ -52,6 +52,14 @@ int pd_security_client_auth(void);
 /* Whether a cluster token is configured. */
 int pd_security_has_token(void);
 
+/* Bytes of randomness in a job token (written as twice as many hex digits). */
+#define PD_SECURITY_JOB_TOKEN_BYTES 32
+
+/* Writes a new random token (PD_SECURITY_JOB_TOKEN_BYTES from the system's
+ * CSPRNG, as hex) into `out` of at least 2 * PD_SECURITY_JOB_TOKEN_BYTES + 1
+ * bytes. Returns 0 or -EIO. */
+int pd_security_new_token(char *out, size_t outlen);
+
 /* Whether `role` is one pd_security accepts in a certificate. */
 int pd_security_role_known(const char *role);
 

@@ -162,6 +162,7 @@ typedef struct reg_method {
   void *registered; /* gRPC's handle */
   const char *role; /* under mTLS, only peers whose certificate names this role; NULL: any */
   int open;         /* answered without the cluster token (the health service) */
+  int job_scoped;   /* reaches the handler without the cluster token (pd_rpc_call_authorized) */
   method_metrics metrics;
 } reg_method;
 
@@ -222,6 +223,7 @@ struct pd_rpc_call {
   void (*on_cancel)(pd_rpc_call *call);
   void *user;
   char peer_role[16]; /* the role in the peer's verified certificate ("": none) */
+  int cluster_token;  /* the call carried the cluster token (or none is configured) */
 };
 
 static void post_request(pd_rpc_server *srv, reg_method *m);
@@ -357,7 +359,8 @@ static void on_request(pd_rpc_op *op, int ok) {
  * request is even decoded, so nothing is applied. Returns 1 to go on. */
 static int admitted(pd_rpc_call *c) {
   const reg_method *m = c->method;
-  if (!m->open && !pd__security_token_ok(&c->metadata)) {
+  c->cluster_token = pd__security_token_ok(&c->metadata);
+  if (!m->open && !m->job_scoped && !c->cluster_token) {
     pd_metric_add(pd_metric_counter("pando_rpc_server_unauthenticated_total",
                                     "Calls refused for a missing or wrong cluster token.", ""),
                   1);
@@ -452,13 +455,25 @@ void pd_rpc_server_add_unary(pd_rpc_server *srv, const char *path,
   m->request_desc = request_desc;
 }
 
-void pd_rpc_server_restrict(pd_rpc_server *srv, const char *path, const char *role) {
+static reg_method *find_method(pd_rpc_server *srv, const char *path) {
   for (int i = 0; i < srv->nmethods; i++)
-    if (strcmp(srv->methods[i].path, path) == 0) {
-      srv->methods[i].role = role;
-      return;
-    }
-  PD_ASSERT(!"pd_rpc_server_restrict: method not registered");
+    if (strcmp(srv->methods[i].path, path) == 0)
+      return &srv->methods[i];
+  PD_ASSERT(!"method not registered");
+  return NULL;
+}
+
+void pd_rpc_server_restrict(pd_rpc_server *srv, const char *path, const char *role) {
+  find_method(srv, path)->role = role;
+}
+
+void pd_rpc_server_job_scoped(pd_rpc_server *srv, const char *path) {
+  PD_ASSERT(!srv->started);
+  find_method(srv, path)->job_scoped = 1;
+}
+
+int pd_rpc_call_authorized(const pd_rpc_call *call, const char *job_token) {
+  return call->cluster_token || pd__security_bearer_is(&call->metadata, job_token);
 }
 
 int pd_rpc_server_listen(pd_rpc_server *srv, const char *address, char *err, size_t errlen) {

@@ -10,6 +10,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,16 +265,17 @@ const grpc_slice *pd__security_authorization(void) {
   return state.authorization ? &state.authorization_slice : NULL;
 }
 
-int pd__security_token_ok(const grpc_metadata_array *metadata) {
-  if (!state.authorization)
-    return 1;
+/* Whether an "authorization" entry of `metadata` is `want` (`want_len`
+ * bytes), in constant time over `want`. */
+static int authorization_is(const grpc_metadata_array *metadata, const char *want_text,
+                            size_t want_len) {
   int found = 0;
   for (size_t i = 0; i < metadata->count; i++) {
     const grpc_metadata *md = &metadata->metadata[i];
     if (!grpc_slice_str_cmp(md->key, "authorization")) {
       const unsigned char *got = GRPC_SLICE_START_PTR(md->value);
-      size_t got_len = GRPC_SLICE_LENGTH(md->value), want_len = state.authorization_len;
-      const unsigned char *want = (const unsigned char *)state.authorization;
+      size_t got_len = GRPC_SLICE_LENGTH(md->value);
+      const unsigned char *want = (const unsigned char *)want_text;
       /* constant time over the expected value, whatever was sent */
       volatile unsigned diff = got_len != want_len;
       for (size_t k = 0; k < want_len; k++)
@@ -282,6 +284,33 @@ int pd__security_token_ok(const grpc_metadata_array *metadata) {
     }
   }
   return found;
+}
+
+int pd__security_token_ok(const grpc_metadata_array *metadata) {
+  if (!state.authorization)
+    return 1;
+  return authorization_is(metadata, state.authorization, state.authorization_len);
+}
+
+int pd__security_bearer_is(const grpc_metadata_array *metadata, const char *token) {
+  if (!token || !token[0] || strlen(token) > PD_SECURITY_MAX_TOKEN)
+    return 0;
+  char want[PD_SECURITY_MAX_TOKEN + sizeof "Bearer "];
+  int len = snprintf(want, sizeof want, "Bearer %s", token);
+  int ok = authorization_is(metadata, want, (size_t)len);
+  memset(want, 0, sizeof want);
+  return ok;
+}
+
+int pd_security_new_token(char *out, size_t outlen) {
+  unsigned char bytes[PD_SECURITY_JOB_TOKEN_BYTES];
+  PD_ASSERT(outlen >= 2 * sizeof bytes + 1);
+  if (RAND_bytes(bytes, (int)sizeof bytes) != 1)
+    return -EIO;
+  for (size_t i = 0; i < sizeof bytes; i++)
+    snprintf(out + 2 * i, 3, "%02x", bytes[i]);
+  memset(bytes, 0, sizeof bytes);
+  return 0;
 }
 
 void pd__security_peer_role(grpc_call *call, char *role, size_t rolelen) {

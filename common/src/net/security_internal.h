@@ -24,6 +24,10 @@ const grpc_slice *pd__security_authorization(void);
  * constant time over the token); 1 when no token is configured. */
 int pd__security_token_ok(const grpc_metadata_array *metadata);
 
+/* Whether the metadata carries "authorization: Bearer `token`" (constant
+ * time over the token; 0 for an empty token). */
+int pd__security_bearer_is(const grpc_metadata_array *metadata, const char *token);
+
 /* Writes the role named by the verified client certificate of `call` into
  * `role` ("" without one, or when the name is not a known role). */
 void pd__security_peer_role(grpc_call *call, char *role, size_t rolelen);

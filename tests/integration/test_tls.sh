@@ -113,6 +113,9 @@ t_check "a tls_key of another certificate" \
 t_check "a tls_key without a key" \
   bad_start "tls_key: $T_DIR/garbage.pem holds no PEM private key" --tls-cert "$c/ps.pem" \
   --tls-key "$T_DIR/garbage.pem"
+t_check "--check-config checks the files too" \
+  bad_start "tls_key: the key in $c/worker.key does not belong" --tls-cert "$c/ps.pem" \
+  --tls-key "$c/worker.key" --check-config
 t_check "tls_cert without tls_key" bad_start "tls_cert: must be set together with tls_key" \
   --tls-cert "$c/ps.pem"
 t_check "a tls_ca without a certificate" \

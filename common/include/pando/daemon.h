@@ -71,10 +71,11 @@ extern const char *const pd_daemon_client_auth_names[];
  * refuses positional arguments, and sets up logging from the name and
  * log_level of `settings` (the daemon's, inside `config`, filled by the
  * load), and its transport security from the tls_* and token_file settings
- * (pd_security_configure: the files are read here, once). Returns -1 when
- * the daemon should go on, else the exit code main() should return (0 after
- * --help/--check-config, 2 on a bad setting or an unreadable or invalid
- * certificate, key or token file, reported on stderr). */
+ * (pd_security_configure: the files are read here, once; --check-config
+ * reads and checks them too). Returns -1 when the daemon should go on, else
+ * the exit code main() should return (0 after --help/--check-config, 2 on a
+ * bad setting or an unreadable or invalid certificate, key or token file,
+ * reported on stderr). */
 int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, const char *program,
                         int argc, char **argv, const pd_daemon_settings *settings);
 

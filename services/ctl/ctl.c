@@ -955,7 +955,18 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
                                    args->token_file, args->token, 0};
   char err[512];
   if (pd_security_configure(&security, err, sizeof err) != 0) {
-    fprintf(errout, "pandoctl: %s\n", err);
+    /* pd_security names the daemons' settings: say pandoctl's options instead */
+    static const char *const names[][2] = {{"tls_cert: ", "--cert (PANDO_CERT): "},
+                                           {"tls_key: ", "--key (PANDO_KEY): "},
+                                           {"tls_ca: ", "--ca (PANDO_CA): "},
+                                           {"token_file: ", "--token-file (PANDO_TOKEN_FILE): "}};
+    const char *message = err, *name = "";
+    for (size_t i = 0; i < PD_ARRAY_SIZE(names); i++)
+      if (strncmp(err, names[i][0], strlen(names[i][0])) == 0) {
+        name = names[i][1];
+        message = err + strlen(names[i][0]);
+      }
+    fprintf(errout, "pandoctl: %s%s\n", name, message);
     return PD_CTL_EXIT_USAGE;
   }
   switch (args->command) {

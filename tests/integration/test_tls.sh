@@ -127,5 +127,5 @@ t_check "an empty token_file" bad_start "token_file: $T_DIR/empty-token: the tok
 t_check "a missing token_file" bad_start "token_file: cannot read $T_DIR/nope" \
   --token-file "$T_DIR/nope"
 t_check "pandoctl with a missing --ca file is a usage error (2)" \
-  sh -c "'$BIN/pandoctl' --ca '$T_DIR/nope.pem' list 2>'$T_DIR/bad.out'; [ \$? -eq 2 ] && grep -q 'tls_ca: cannot read' '$T_DIR/bad.out'"
+  sh -c "'$BIN/pandoctl' --ca '$T_DIR/nope.pem' list 2>'$T_DIR/bad.out'; [ \$? -eq 2 ] && grep -q -e '--ca (PANDO_CA): cannot read' '$T_DIR/bad.out'"
 t_done

@@ -138,6 +138,9 @@ static int load_token(const pd_security_settings *s, char **authorization, char 
       return rc;
     where = s->token_file;
     key = "token_file";
+  }
+  size_t text_len = strlen(text); /* all of it is wiped at the end */
+  if (!is_set(s->token)) {
     char *nl = strpbrk(text, "\r\n");
     if (nl)
       *nl = '\0';
@@ -168,7 +171,7 @@ static int load_token(const pd_security_settings *s, char **authorization, char 
     snprintf(*authorization, size, "Bearer %s", start);
   }
   /* the token does not stay in freed memory */
-  memset(text, 0, strlen(text) + (size_t)(start - text));
+  memset(text, 0, text_len);
   free(text);
   return rc;
 }

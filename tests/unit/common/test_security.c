@@ -41,6 +41,10 @@ static void test_token_file_first_line_trimmed(void) {
   s.token_file = write_file("token", "  tok-123_abc \t\nsecond line\n", path, sizeof path);
   CHECK_EQ_INT(pd_security_configure(&s, err, sizeof err), 0);
   CHECK_EQ_INT(pd_security_has_token(), 1);
+  pd_security_settings env = {0};
+  env.token = "  tok-456 \t";
+  CHECK_EQ_INT(pd_security_configure(&env, err, sizeof err), 0);
+  CHECK_EQ_INT(pd_security_has_token(), 1);
 }
 
 static void test_bad_tokens_refused_naming_the_file(void) {

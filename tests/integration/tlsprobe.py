@@ -107,6 +107,14 @@ if mtls:
           code == grpc.StatusCode.UNAVAILABLE)
 
 create, pull, push, drop = ps_stubs(channel(ps_addr, role=boss))
+nope = stub(channel(ps_addr, role=boss), "pando.v1.ParameterServer", "Nope", pb.DropShardRequest,
+            pb.DropShardResponse)
+code, msg = code_of(nope, pb.DropShardRequest())
+check("an unknown method without the token is UNAUTHENTICATED (%s)" % code,
+      code == grpc.StatusCode.UNAUTHENTICATED)
+code, msg = code_of(nope, pb.DropShardRequest(), GOOD)
+check("an unknown method with the token is UNIMPLEMENTED (%s)" % code,
+      code == grpc.StatusCode.UNIMPLEMENTED)
 JOB_TOKEN = "probe-job-token"
 creq = pb.CreateShardRequest(job=JOB, spec_yaml=SPEC, begin=0, end=KEYS, num_workers=1,
                              job_token=JOB_TOKEN)

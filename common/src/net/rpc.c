@@ -325,6 +325,12 @@ static void on_request(pd_rpc_op *op, int ok) {
   close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   close_op.data.recv_close_on_server.cancelled = &c->client_cancelled;
   start_batch(c, &close_op, 1, &c->op_close);
+  if (!c->method && !pd__security_token_ok(&c->metadata)) {
+    /* a caller without the token does not learn which methods exist */
+    pd_rpc_call_fail(c, GRPC_STATUS_UNAUTHENTICATED,
+                     "missing or wrong cluster token (metadata authorization: Bearer TOKEN)");
+    return;
+  }
   if (!c->method) {
     char *path = grpc_slice_to_c_string(c->details.method);
     pd_metric_add(pd_metric_counter("pando_rpc_server_unimplemented_total",

@@ -19,7 +19,7 @@ WARN     := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
 VECT_COST := $(if $(findstring clang,$(CC)),,-fvect-cost-model=cheap)
 CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) -fno-math-errno $(VECT_COST) $(WARN) $(if $(filter 1,$(WERROR)),-Werror) \
             -MMD -MP -Icommon/include -I$(BUILD)/gen $(PKG_CFLAGS)
-LDLIBS   += -lgrpc -lgpr $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread -ldl
+LDLIBS   += -lgrpc -lgpr -lcrypto $(PKG_LIBS) -ldnnl -lgomp -lm -lpthread -ldl
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=$(SANITIZE)

@@ -8,6 +8,8 @@ PKGS="build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compil
 libopenblas-dev libdnnl-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev dataset-fashion-mnist
 grpc-proto protobuf-compiler python3-grpcio python3-protobuf python3-numpy
 python3-yaml python3-prometheus-client iperf3"
+# libcrypto (PEM checks in common/src/net/security.c) and the openssl tool (test certificates).
+PKGS="$PKGS libssl-dev openssl"
 # clang and its runtime libraries (libFuzzer, ASan, UBSan): make fuzz, make fuzz-ci.
 PKGS="$PKGS clang libclang-rt-14-dev"
 # pandoctl plot (services/ctl/plot.c).

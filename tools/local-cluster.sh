@@ -7,6 +7,10 @@
 # servers, a selector and DEVICES simulated devices instead of workers
 # (default: the job's simulation.devices, else 100), partitioned and
 # dropping out as its data and simulation sections say.
+# The cluster runs with mutual TLS and a cluster token (README "Security"):
+# a throw-away CA, per-role certificates and a token are made in its folder
+# (tools/certs.sh) and pandoctl uses them through PANDO_CA, PANDO_CERT,
+# PANDO_KEY and PANDO_TOKEN_FILE. TLS=0 runs it in plaintext instead.
 #   sh tools/local-cluster.sh [JOB.yaml]     (make run, make run JOB=...)
 #   SERVERS=3 WORKERS=4 KEEP_LOGS=1 sh tools/local-cluster.sh examples/fashion-mlp.yaml
 set -u
@@ -35,11 +39,21 @@ stop_all() {
 trap stop_all EXIT
 trap 'echo "local-cluster: interrupted, stopping the cluster" >&2; exit 130' INT TERM
 
+# tls_flags BINARY: the TLS and token flags of a daemon, with the certificate
+# of its role (the binary's name without pando-); none with TLS=0.
+tls_flags() {
+  [ "${TLS:-1}" = 0 ] && return 0
+  role=$(basename "$1"); role=${role#pando-}
+  echo "--tls-cert $DIR/certs/$role.pem --tls-key $DIR/certs/$role.key --tls-ca $DIR/certs/ca.pem" \
+    "--tls-client-auth require --token-file $DIR/certs/token"
+}
+
 start() { # start NAME BINARY ARGS...: a daemon on a free port; waits for its port file
   name=$1; shift
+  # shellcheck disable=SC2046 # the TLS flags are words
   "$@" --listen 127.0.0.1:0 --port-file "$DIR/$name.port" --name "$name" \
     --metrics-listen 127.0.0.1:0 --metrics-port-file "$DIR/$name.metrics-port" \
-    --plugin-dir "${PLUGIN_DIR:-$BUILD/examples}" >"$DIR/$name.log" 2>&1 &
+    --plugin-dir "${PLUGIN_DIR:-$BUILD/examples}" $(tls_flags "$1") >"$DIR/$name.log" 2>&1 &
   PIDS="$PIDS $!"
   n=0
   while [ ! -s "$DIR/$name.port" ]; do
@@ -59,6 +73,14 @@ spec_value() { sed -n "s/^[[:space:]]*$1:[[:space:]]*\([^#[:space:]]*\).*/\1/p" 
 spec_inline() { sed -n "s/.*[{ ,]$1:[[:space:]]*\([0-9.]*\).*/\1/p" "$SPEC" | head -n 1; }
 FEDERATED=""
 [ "$(spec_value update)" = fedavg ] && FEDERATED=1
+if [ "${TLS:-1}" != 0 ]; then
+  sh "$(dirname "$0")/certs.sh" "$DIR/certs" || { echo "local-cluster: cannot make certificates (openssl)" >&2; exit 1; }
+  PANDO_CA=$DIR/certs/ca.pem PANDO_CERT=$DIR/certs/admin.pem PANDO_KEY=$DIR/certs/admin.key
+  PANDO_TOKEN_FILE=$DIR/certs/token
+  export PANDO_CA PANDO_CERT PANDO_KEY PANDO_TOKEN_FILE
+fi
+SECURITY="mutual TLS and a cluster token"
+[ "${TLS:-1}" = 0 ] && SECURITY="plaintext (TLS=0)"
 start coordinator "$BIN/pando-coordinator" --dashboard true
 PANDO_COORDINATOR=127.0.0.1:$(cat "$DIR/coordinator.port")
 export PANDO_COORDINATOR
@@ -75,11 +97,12 @@ if [ -n "$FEDERATED" ]; then
     --min-reconnect-ms 100 --idle-reconnect-ms 1000
   SELECTOR=127.0.0.1:$(cat "$DIR/selector.port")
   # the devices serve no gRPC: they need no port file
+  # shellcheck disable=SC2046 # the TLS flags are words
   "$BIN/pando-worker" --role device --simulate "$DEVICES" --data "$SPEC" --selector "$SELECTOR" \
     --device-threads 2 --metrics-listen "" --name devices --plugin-dir "${PLUGIN_DIR:-$BUILD/examples}" \
-    >"$DIR/devices.log" 2>&1 &
+    $(tls_flags pando-worker) >"$DIR/devices.log" 2>&1 &
   PIDS="$PIDS $!"
-  echo "local-cluster: coordinator at $PANDO_COORDINATOR, $SERVERS servers, a selector at $SELECTOR, $DEVICES simulated devices; submitting $SPEC" >&2
+  echo "local-cluster: coordinator at $PANDO_COORDINATOR, $SERVERS servers, a selector at $SELECTOR, $DEVICES simulated devices, $SECURITY; submitting $SPEC" >&2
   "$BIN/pandoctl" submit "$SPEC" --wait
   STATUS=$?
   exit $STATUS
@@ -88,7 +111,7 @@ i=0
 while [ $i -lt "$SERVERS" ]; do start "ps-$i" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR"; i=$((i + 1)); done
 i=0
 while [ $i -lt "$WORKERS" ]; do start "worker-$i" "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR"; i=$((i + 1)); done
-echo "local-cluster: coordinator at $PANDO_COORDINATOR, $SERVERS servers, $WORKERS workers; submitting $SPEC" >&2
+echo "local-cluster: coordinator at $PANDO_COORDINATOR, $SERVERS servers, $WORKERS workers, $SECURITY; submitting $SPEC" >&2
 "$BIN/pandoctl" submit "$SPEC" --wait
 STATUS=$?
 exit $STATUS

@@ -21,6 +21,7 @@
 #include "pando/log.h"
 #include "pando/model.h"
 #include "pando/plan.h"
+#include "pando/security.h"
 #include "pando/spec.h"
 #include "pando/util.h"
 #include "registry.h"
@@ -149,6 +150,7 @@ void pd_coord_free(pd_coord *c) {
 
 static pd_job *submit_checked(pd_coord *c, submit_check *chk);
 static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j);
+static void reply_status_token(pd_coord *c, pd_rpc_call *call, pd_job *j, int with_token);
 
 void pd_coord_cron(pd_coord *c) {
   /* Submissions whose data check finished: queue their jobs now, answer
@@ -195,7 +197,7 @@ void pd_coord_cron(pd_coord *c) {
     finished = chk->next;
     pd_job *j = started[k++];
     if (j && chk->call)
-      reply_status(c, chk->call, j);
+      reply_status_token(c, chk->call, j, 1); /* the submitter learns the job's token */
     check_free(chk);
   }
   free(started);
@@ -276,20 +278,56 @@ static void job_status(pd_coord *c, pd_job *j, Pando__V1__JobStatus *st, Pando__
 }
 
 /* Replies with the status of `j`. */
-static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
+/* Answers the call with the job's status; with `with_token` (SubmitJob
+ * only) the job's token too. */
+static void reply_status_token(pd_coord *c, pd_rpc_call *call, pd_job *j, int with_token) {
   Pando__V1__JobStatus st;
   Pando__V1__ShardMap map;
   Pando__V1__Shard *shards = pd_xcalloc(j->nservers + 1, sizeof *shards);
   Pando__V1__Shard **ptrs = pd_xcalloc(j->nservers + 1, sizeof *ptrs);
   Pando__V1__EpochRecord **hist = pd_xcalloc(j->nhistory + 1, sizeof *hist);
   job_status(c, j, &st, &map, shards, ptrs, hist);
+  if (with_token)
+    st.job_token = j->job_token;
   pd_rpc_call_reply_msg(call, &st.base);
   free(hist);
   free(ptrs);
   free(shards);
 }
 
+static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
+  reply_status_token(c, call, j, 0);
+}
+
+/* The job `id`, or NULL after failing the call: UNAUTHENTICATED when it
+ * carries neither the cluster token nor the job's token (whether the job
+ * exists is then not told), else NOT_FOUND. */
+static pd_job *authorized_job(pd_coord *c, pd_rpc_call *call, const char *id) {
+  pd_job *j = pd_jobs_find(c->jobs, id);
+  if (!pd_rpc_call_authorized(call, j ? j->job_token : NULL)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
+                     "missing or wrong token: job '%s' needs its job token or the cluster token",
+                     id);
+    return NULL;
+  }
+  if (!j)
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", id);
+  return j;
+}
+
 /* ---------------------------------------------------------------- handlers */
+
+/* The certificate role (pando/security.h) of a node that registers as `role`. */
+static const char *cert_role(int role) {
+  switch (role) {
+  case PANDO__V1__ROLE__ROLE_SERVER:
+    return PD_ROLE_PS;
+  case PANDO__V1__ROLE__ROLE_SELECTOR:
+    return PD_ROLE_SELECTOR;
+  default:
+    return PD_ROLE_WORKER;
+  }
+}
 
 static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
@@ -301,6 +339,14 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
   } else if (req->role != PANDO__V1__ROLE__ROLE_WORKER && req->address[0] == '\0') {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "address: a server or selector must give its address");
+  } else if (pd_security_client_auth() &&
+             strcmp(pd_rpc_call_peer_role(call), cert_role(req->role)) != 0) {
+    /* under mTLS a node is what its certificate says */
+    pd_rpc_call_fail(call, GRPC_STATUS_PERMISSION_DENIED,
+                     "role: registering as %s needs a certificate of role %s; the client "
+                     "certificate names role '%s'",
+                     pd_rpc_enum_name(&pando__v1__role__descriptor, req->role),
+                     cert_role(req->role), pd_rpc_call_peer_role(call));
   } else {
     pd_node *n = NULL;
     char err[256];
@@ -478,7 +524,14 @@ static pd_job *submit_checked(pd_coord *c, submit_check *chk) {
     pd_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
     return NULL;
   }
+  char job_token[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1] = "";
+  if (pd_security_has_token() && pd_security_new_token(job_token, sizeof job_token) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INTERNAL, "cannot draw a random job token");
+    return NULL;
+  }
   pd_job *j = pd_jobs_submit(c->jobs, &chk->spec, chk->spec_yaml, keys, chk->rows, pd_now());
+  pd_strlcpy(j->job_token, job_token, sizeof j->job_token);
+  memset(job_token, 0, sizeof job_token);
   PD_INFO("job %s submitted: %s, %llu parameters, %llu training rows, %u servers, %u workers",
           j->id, pd_model_type_name(chk->spec.model.type), (unsigned long long)keys,
           (unsigned long long)chk->rows, j->nservers, j->nworkers);
@@ -523,20 +576,16 @@ static void handle_submit(pd_rpc_call *call, const ProtobufCMessage *msg, void *
 static void handle_get_job(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__JobRequest *req = (const Pando__V1__JobRequest *)msg;
-  pd_job *j = pd_jobs_find(c->jobs, req->job);
-  if (!j)
-    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
-  else
+  pd_job *j = authorized_job(c, call, req->job);
+  if (j)
     reply_status(c, call, j);
 }
 
 static void handle_cancel(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__JobRequest *req = (const Pando__V1__JobRequest *)msg;
-  pd_job *j = pd_jobs_find(c->jobs, req->job);
-  if (!j) {
-    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
-  } else {
+  pd_job *j = authorized_job(c, call, req->job);
+  if (j) {
     pd_jobs_finish(c->jobs, j, pd_now(), PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
                    "cancelled by the user");
     reply_status(c, call, j);
@@ -645,5 +694,8 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   };
   for (size_t i = 0; i < PD_ARRAY_SIZE(methods); i++)
     pd_rpc_server_add_unary(srv, methods[i].path, methods[i].request, methods[i].handler, c);
+  /* a job's token may stand in for the cluster token (authorized_job checks it) */
+  pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/GetJob");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/CancelJob");
   pd_rpc_health_register(srv, health_services);
 }

@@ -160,6 +160,7 @@ static void send_create(pd_fanout *f, struct shard_call *sc, const pd_job *j, ui
   Pando__V1__CreateShardRequest req = PANDO__V1__CREATE_SHARD_REQUEST__INIT;
   req.job = (char *)j->id;
   req.spec_yaml = j->spec_yaml;
+  req.job_token = (char *)j->job_token;
   req.begin = j->shard_begin[shard];
   req.end = j->shard_end[shard];
   req.num_workers = j->nworkers;

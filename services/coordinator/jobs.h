@@ -41,7 +41,8 @@ typedef struct pd_job_worker { /* one rank's last progress report */
 typedef struct pd_job {
   char id[PD_JOB_ID_MAX]; /* "<name>-<n>" */
   pd_job_spec spec;
-  char *spec_yaml; /* as submitted; handed to servers and workers */
+  char *spec_yaml;    /* as submitted; handed to servers and workers */
+  char job_token[80]; /* hex, for this job alone (README "Security"); "": none */
   Pando__V1__JobState state;
   char message[1024]; /* what it waits for, or why it ended */
   double submitted, started, finished;

@@ -3,6 +3,7 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -19,6 +20,7 @@
 #include "output.h"
 #include "pando.pb-c.h"
 #include "pando/rpc.h"
+#include "pando/security.h"
 #include "pando/util.h"
 #include "plot.h"
 
@@ -33,7 +35,7 @@ typedef struct command_info {
 
 static const command_info commands[] = {
     {"submit", PD_CTL_CMD_SUBMIT, "JOB.yaml",
-     "usage: pandoctl submit JOB.yaml [--wait]\n"
+     "usage: pandoctl submit JOB.yaml [--wait] [--token-out FILE]\n"
      "\n"
      "Sends the job spec JOB.yaml (\"-\" reads standard input) to the coordinator,\n"
      "which validates it, and prints the new job's id.\n"
@@ -46,8 +48,12 @@ static const command_info commands[] = {
      "            line \"test accuracy: 0.XXXX\" (\"test rmse: X\" for a regression).\n"
      "            Ctrl-C stops waiting and leaves the\n"
      "            job running. An unreachable coordinator is retried for 30 s.\n"
+     "  --token-out FILE  write the job's own token to FILE (mode 0600): with it\n"
+     "            instead of the cluster token (--token-file FILE) status, cancel and\n"
+     "            export work on this job only. A cluster without a token gives none.\n"
      "\n"
-     "With --output json, prints the job status (with --wait: the final one).\n"
+     "With --output json, prints the job status (with --wait: the final one);\n"
+     "without --wait it includes the job's token as \"job_token\".\n"
      "\n"
      "exit status: 0 submitted (with --wait: the job SUCCEEDED), 1 RPC error or the\n"
      "job FAILED or was CANCELLED, 2 unreadable or invalid job spec, 130 Ctrl-C.\n"},
@@ -182,6 +188,12 @@ static const char global_usage[] =
     "  -o, --output text|json    output format (default: text); json prints one\n"
     "                            object with the proto's field names\n"
     "  --timeout SEC             deadline of each RPC in seconds (default: 10)\n"
+    "  --ca FILE                 talk TLS, trusting the PEM CA certificate in FILE\n"
+    "                            (default: $PANDO_CA)\n"
+    "  --cert FILE, --key FILE   client certificate and key for mTLS clusters\n"
+    "                            (default: $PANDO_CERT, $PANDO_KEY)\n"
+    "  --token-file FILE         send the cluster token held in FILE (default:\n"
+    "                            $PANDO_TOKEN_FILE; $PANDO_TOKEN holds the token itself)\n"
     "  -h, --help                show help; after a command, the command's help\n"
     "  --version                 print the version\n"
     "\n"
@@ -213,7 +225,12 @@ enum option_id {
   OPT_VERSION,
   OPT_WAIT,
   OPT_SERVICE,
-  OPT_OUT
+  OPT_OUT,
+  OPT_CA,
+  OPT_CERT,
+  OPT_KEY,
+  OPT_TOKEN_FILE,
+  OPT_TOKEN_OUT
 };
 
 typedef struct option_info {
@@ -234,6 +251,11 @@ static const option_info options[] = {
     {"--service", 0, OPT_SERVICE, 1, PD_CTL_CMD_HEALTH},
     {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_EXPORT},
     {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_PLOT},
+    {"--ca", 0, OPT_CA, 1, PD_CTL_CMD_NONE},
+    {"--cert", 0, OPT_CERT, 1, PD_CTL_CMD_NONE},
+    {"--key", 0, OPT_KEY, 1, PD_CTL_CMD_NONE},
+    {"--token-file", 0, OPT_TOKEN_FILE, 1, PD_CTL_CMD_NONE},
+    {"--token-out", 0, OPT_TOKEN_OUT, 1, PD_CTL_CMD_SUBMIT},
 };
 
 /* Finds "--name" (possibly "--name=value": `len` bytes of it name the
@@ -297,6 +319,22 @@ static int apply_option(pd_ctl_args *args, const option_info *opt, const char *v
       return pd_errf(err, errlen, -EINVAL, "empty value for --out: expected a file name");
     args->out_path = value;
     return 0;
+  case OPT_TOKEN_OUT:
+    if (!value[0])
+      return pd_errf(err, errlen, -EINVAL, "empty value for --token-out: expected a file name");
+    args->token_out = value;
+    return 0;
+  case OPT_CA:
+  case OPT_CERT:
+  case OPT_KEY:
+  case OPT_TOKEN_FILE:
+    if (!value[0])
+      return pd_errf(err, errlen, -EINVAL, "empty value for %s: expected a file name", opt->name);
+    *(opt->id == OPT_CA     ? &args->ca
+      : opt->id == OPT_CERT ? &args->cert
+      : opt->id == OPT_KEY  ? &args->key
+                            : &args->token_file) = value;
+    return 0;
   }
   return 0;
 }
@@ -350,6 +388,11 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
   if (pd_strlcpy(args->coordinator, env && env[0] ? env : PD_CTL_DEFAULT_COORDINATOR,
                  sizeof args->coordinator) != 0)
     return pd_errf(err, errlen, -EINVAL, "PANDO_COORDINATOR is too long");
+  args->ca = getenv("PANDO_CA");
+  args->cert = getenv("PANDO_CERT");
+  args->key = getenv("PANDO_KEY");
+  args->token_file = getenv("PANDO_TOKEN_FILE");
+  args->token = getenv("PANDO_TOKEN");
 
   int operands_only = 0;
   for (int i = 1; i < argc; i++) {
@@ -728,6 +771,28 @@ static int read_file(const char *path, char **text) {
   return 0;
 }
 
+/* Writes the job's token to --token-out's file, readable by its owner only.
+ * Returns 0, or -1 after reporting why. */
+static int write_token(ctl *c, const Pando__V1__JobStatus *status) {
+  const char *path = c->args->token_out;
+  if (!status->job_token[0]) {
+    fprintf(c->errout,
+            "pandoctl: warning: job %s has no token (the cluster has no token_file); %s not "
+            "written\n",
+            status->job, path);
+    return 0;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  int ok = f && fprintf(f, "%s\n", status->job_token) > 0;
+  if (f ? fclose(f) != 0 : (fd >= 0 && close(fd) != 0))
+    ok = 0;
+  if (!ok)
+    fprintf(c->errout, "pandoctl: cannot write the token of job %s to %s: %s\n", status->job, path,
+            strerror(errno));
+  return ok ? 0 : -1;
+}
+
 static int cmd_submit(ctl *c) {
   const char *path = c->args->operand;
   char *spec = NULL;
@@ -755,6 +820,10 @@ static int cmd_submit(ctl *c) {
     } else {
       code = report_coordinator_error(c, &error);
     }
+    goto done;
+  }
+  if (c->args->token_out && write_token(c, status) != 0) {
+    code = PD_CTL_EXIT_FAILURE;
     goto done;
   }
   if (c->args->output == PD_CTL_OUTPUT_TEXT) {
@@ -984,6 +1053,24 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
   if (args->help) {
     pd_ctl_usage(out, args->command);
     return PD_CTL_EXIT_OK;
+  }
+  pd_security_settings security = {args->cert,       args->key,   args->ca,
+                                   args->token_file, args->token, 0};
+  char err[512];
+  if (pd_security_configure(&security, err, sizeof err) != 0) {
+    /* pd_security names the daemons' settings: say pandoctl's options instead */
+    static const char *const names[][2] = {{"tls_cert: ", "--cert (PANDO_CERT): "},
+                                           {"tls_key: ", "--key (PANDO_KEY): "},
+                                           {"tls_ca: ", "--ca (PANDO_CA): "},
+                                           {"token_file: ", "--token-file (PANDO_TOKEN_FILE): "}};
+    const char *message = err, *name = "";
+    for (size_t i = 0; i < PD_ARRAY_SIZE(names); i++)
+      if (strncmp(err, names[i][0], strlen(names[i][0])) == 0) {
+        name = names[i][1];
+        message = err + strlen(names[i][0]);
+      }
+    fprintf(errout, "pandoctl: %s%s\n", name, message);
+    return PD_CTL_EXIT_USAGE;
   }
   switch (args->command) {
   case PD_CTL_CMD_NONE:

@@ -45,12 +45,18 @@ typedef struct pd_ctl_args {
   const char *operand;         /* JOB.yaml, JOB or ADDRESS; for `help`, the command */
   const char *jobs[10];        /* plot: JOB [JOB...] (jobs[0] is operand) */
   int njobs;
-  int wait;             /* submit --wait */
-  const char *service;  /* health --service (default "": the whole daemon) */
-  const char *out_path; /* export and plot: -o / --out FILE */
-  double poll_sec;      /* --wait: interval between GetJob calls (0.5) */
-  double retry_sec;     /* --wait: how long an unreachable coordinator is retried (30) */
-  double report_sec;    /* --wait without a TTY: most frequent progress line (5) */
+  int wait;               /* submit --wait */
+  const char *service;    /* health --service (default "": the whole daemon) */
+  const char *out_path;   /* export and plot: -o / --out FILE */
+  const char *token_out;  /* submit --token-out FILE: where the job's token goes */
+  double poll_sec;        /* --wait: interval between GetJob calls (0.5) */
+  double retry_sec;       /* --wait: how long an unreachable coordinator is retried (30) */
+  double report_sec;      /* --wait without a TTY: most frequent progress line (5) */
+  const char *ca;         /* --ca, else $PANDO_CA: PEM CA of the daemons (TLS); NULL: none */
+  const char *cert;       /* --cert, else $PANDO_CERT: client certificate (mTLS) */
+  const char *key;        /* --key, else $PANDO_KEY: its private key */
+  const char *token_file; /* --token-file, else $PANDO_TOKEN_FILE: the cluster token's file */
+  const char *token;      /* $PANDO_TOKEN: the token itself (wins over a token file) */
 } pd_ctl_args;
 
 /* Parses argv (argv[0] is the program name) into `args`. Global options may
@@ -69,7 +75,9 @@ void pd_ctl_print_version(FILE *out);
 void pd_ctl_usage_error(FILE *errout, const pd_ctl_args *args, const char *message);
 
 /* Runs the parsed command: results on `out`, progress, warnings and errors
- * on `errout` (a live progress line only when `errout` is a terminal).
+ * on `errout` (a live progress line only when `errout` is a terminal). The
+ * TLS files and the token are read first (pd_security_configure); one that
+ * cannot be read or is invalid is a usage error.
  * pd_rpc_init() must have been called. Returns an enum pd_ctl_exit code. */
 int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout);
 

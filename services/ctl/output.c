@@ -411,6 +411,8 @@ void pd_ctl_json_job_stats(pd_ctl_json *json, const Pando__V1__JobStatus *status
   pd_ctl_json_field_string(json, "name", status->name);
   pd_ctl_json_field_string(json, "state", pd_ctl_job_state_name(status->state));
   pd_ctl_json_field_string(json, "message", status->message);
+  if (status->job_token[0]) /* SubmitJob's answer only */
+    pd_ctl_json_field_string(json, "job_token", status->job_token);
   pd_ctl_json_field_uint(json, "epoch", status->epoch);
   pd_ctl_json_field_uint(json, "epochs", status->epochs);
   pd_ctl_json_field_uint(json, "step", status->step);

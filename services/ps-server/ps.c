@@ -19,6 +19,7 @@
 #include "pando/metrics.h"
 #include "pando/model.h"
 #include "pando/psclient.h"
+#include "pando/security.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 #include "shard.h"
@@ -32,6 +33,7 @@ typedef struct job {
   pd_shard *shard;
   uint64_t bytes;              /* pd_shard_bytes of the shard */
   char *spec_yaml;             /* as CreateShard sent it: a repeat must match */
+  char *job_token;             /* CreateShard's job_token: may stand in for the cluster token */
   uint64_t min_partition_rows; /* likewise */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series, and the clock's counts exported so far */
@@ -88,6 +90,7 @@ static void job_free(job *j, grpc_status_code status, const char *why) {
     pd_rpc_call_fail(call, status, "%s", why);
   pd_shard_free(j->shard);
   free(j->spec_yaml);
+  free(j->job_token);
   free(j);
 }
 
@@ -172,9 +175,17 @@ static void export_metrics(job *j) {
   pd_metric_set(j->metrics.max_gap, (double)st->max_gap);
 }
 
-/* The job `id` held here, or NULL after failing the call with NOT_FOUND. */
+/* The job `id` held here, or NULL after failing the call with NOT_FOUND, or
+ * UNAUTHENTICATED when the call carries neither the cluster token nor the
+ * job's token (then whether the job exists is not told). */
 static job *held_job(pd_ps *ps, pd_rpc_call *call, const char *id, int *index) {
   int i = find(ps, id);
+  if (!pd_rpc_call_authorized(call, i >= 0 ? ps->jobs[i]->job_token : NULL)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
+                     "missing or wrong token: job '%s' needs its job token or the cluster token",
+                     id);
+    return NULL;
+  }
   if (i < 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", id);
     return NULL;
@@ -658,6 +669,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     ps->memory_held += need;
     memory_gauge(ps);
     j->spec_yaml = pd_xstrdup(req->spec_yaml);
+    j->job_token = pd_xstrdup(req->job_token);
     j->min_partition_rows = req->min_partition_rows;
     open_metrics(j);
     ps->jobs[ps->njobs++] = j;
@@ -778,5 +790,13 @@ void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
                           &pando__v1__stats_request__descriptor, handle_stats, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CommitRound",
                           &pando__v1__commit_round_request__descriptor, handle_commit_round, ps);
+  /* a job's token may stand in for the cluster token (held_job checks it) */
+  pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/Pull");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/Push");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/GetStats");
+  /* under mTLS, only the coordinator changes which shards exist and closes rounds */
+  pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/CreateShard", PD_ROLE_COORDINATOR);
+  pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/DropShard", PD_ROLE_COORDINATOR);
+  pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/CommitRound", PD_ROLE_COORDINATOR);
   pd_rpc_health_register(srv, health_services);
 }

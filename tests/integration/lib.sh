@@ -51,12 +51,37 @@ t_wait_file() {
   done
 }
 
+# t_tls [mtls]: from now on the daemons t_start starts use TLS and a cluster
+# token, with a throw-away CA and per-role certificates made in $T_CERTS
+# (tools/certs.sh); with "mtls" their servers also require client
+# certificates. Exports PANDO_CA, PANDO_CERT, PANDO_KEY (role admin) and
+# PANDO_TOKEN_FILE so that pandoctl talks to them.
+T_TLS=""
+t_tls() {
+  T_CERTS=$T_DIR/certs
+  sh tools/certs.sh "$T_CERTS" || return 1
+  T_TLS=${1:-tls}
+  PANDO_CA=$T_CERTS/ca.pem PANDO_CERT=$T_CERTS/admin.pem PANDO_KEY=$T_CERTS/admin.key
+  PANDO_TOKEN_FILE=$T_CERTS/token
+  export PANDO_CA PANDO_CERT PANDO_KEY PANDO_TOKEN_FILE
+}
+# t_tls_flags PROGRAM: the TLS flags of a daemon (role from the program's name).
+t_tls_flags() {
+  local role
+  [ -n "$T_TLS" ] || return 0
+  role=$(basename "$1"); role=${role#pando-}
+  echo "--tls-cert $T_CERTS/$role.pem --tls-key $T_CERTS/$role.key --tls-ca $T_CERTS/ca.pem" \
+    "--token-file $T_CERTS/token --tls-client-auth $([ "$T_TLS" = mtls ] && echo require || echo none)"
+}
+
 # t_start NAME COMMAND...: starts a daemon in the background, logging to
-# $T_DIR/NAME.log; its port file is $T_DIR/NAME.port.
+# $T_DIR/NAME.log; its port file is $T_DIR/NAME.port. After t_tls, with TLS.
 t_start() {
   local name=$1; shift
+  # shellcheck disable=SC2046 # the TLS flags are words
   "$@" --listen 127.0.0.1:0 --port-file "$T_DIR/$name.port" --metrics-listen 127.0.0.1:0 \
-    --metrics-port-file "$T_DIR/$name.mport" --plugin-dir "$PWD/$BUILD" >"$T_DIR/$name.log" 2>&1 &
+    --metrics-port-file "$T_DIR/$name.mport" --plugin-dir "$PWD/$BUILD" $(t_tls_flags "$1") \
+    >"$T_DIR/$name.log" 2>&1 &
   T_PIDS="$T_PIDS $!"
   eval "PID_$(echo "$name" | tr -c 'a-zA-Z0-9\n' _)=$!"
   t_wait_file "$T_DIR/$name.port"

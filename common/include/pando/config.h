@@ -7,14 +7,16 @@
 
 #include <stddef.h>
 
-enum pd_config_type { PD_CFG_STRING = 1, PD_CFG_INT, PD_CFG_DOUBLE, PD_CFG_BOOL };
+/* PD_CFG_SECRET is a string (e.g. the path of a token file) that
+ * --check-config shows only as "(set)" or "". */
+enum pd_config_type { PD_CFG_STRING = 1, PD_CFG_INT, PD_CFG_DOUBLE, PD_CFG_BOOL, PD_CFG_SECRET };
 
 typedef struct pd_config_option {
   const char
       *key; /* "heartbeat_ms": flag --heartbeat-ms or --heartbeat_ms, env PANDO_HEARTBEAT_MS */
   enum pd_config_type type;
   size_t offset;              /* offsetof() the field in the daemon's config struct */
-  size_t size;                /* for PD_CFG_STRING: size of the char[] field */
+  size_t size;                /* for PD_CFG_STRING/SECRET: size of the char[] field */
   double min, max;            /* bounds for INT and DOUBLE */
   const char *default_value;  /* text, parsed like any other source */
   const char *help;           /* one line for --help */

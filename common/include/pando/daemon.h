@@ -21,10 +21,20 @@ typedef struct pd_daemon_settings {
   char metrics_port_file[1024]; /* where the metrics port is written */
   char plugin_dir[1024];        /* the folder of trusted model plugins ("": none) */
   char log_level[16];           /* debug, info, warn or error */
+  char tls_cert[1024];          /* PEM certificate of this node ("": no TLS on the server port) */
+  char tls_key[1024];           /* PEM private key of tls_cert */
+  char tls_ca[1024];            /* PEM CA that peers' certificates must chain to */
+  char tls_client_auth[16];     /* none, or require: servers demand client certificates (mTLS) */
+  char token_file[1024];        /* file holding the cluster token ("": no token) */
 } pd_daemon_settings;
+
+/* The values of tls_client_auth. */
+extern const char *const pd_daemon_client_auth_names[];
 
 #define PD__DAEMON_ROW(type, member, field)                                                        \
   PD_CFG_STRING, offsetof(type, member.field), sizeof(((type *)0)->member.field), 0, 0
+#define PD__DAEMON_SECRET(type, member, field)                                                     \
+  PD_CFG_SECRET, offsetof(type, member.field), sizeof(((type *)0)->member.field), 0, 0
 /* The option rows of the pd_daemon_settings `member` of config struct
  * `type`, with this daemon's defaults for listen (and its help text), name
  * and metrics_listen. */
@@ -41,6 +51,17 @@ typedef struct pd_daemon_settings {
        "write the metrics port to this file", NULL},                                               \
       {"plugin_dir", PD__DAEMON_ROW(type, member, plugin_dir), "",                                 \
        "folder of trusted model plugins jobs may name (empty: plugins refused)", NULL},            \
+      {"tls_cert", PD__DAEMON_ROW(type, member, tls_cert), "",                                     \
+       "PEM certificate of this node: TLS on the gRPC port, client certificate to peers", NULL},   \
+      {"tls_key", PD__DAEMON_ROW(type, member, tls_key), "",                                       \
+       "PEM private key of tls_cert (unencrypted)", NULL},                                         \
+      {"tls_ca", PD__DAEMON_ROW(type, member, tls_ca), "",                                         \
+       "PEM CA certificate(s) peers must chain to; set: outgoing calls use TLS", NULL},            \
+      {"tls_client_auth", PD__DAEMON_ROW(type, member, tls_client_auth), "none",                   \
+       "none, or require: clients need a certificate signed by tls_ca (mTLS; roles from its CN)",  \
+       pd_daemon_client_auth_names},                                                               \
+      {"token_file", PD__DAEMON_SECRET(type, member, token_file), "",                              \
+       "file holding the cluster token every call must carry (empty: no token)", NULL},            \
   {                                                                                                \
     "log_level", PD__DAEMON_ROW(type, member, log_level), "info", "debug, info, warn or error",    \
         pd_log_level_names                                                                         \
@@ -94,9 +115,12 @@ int pd_daemon_data_limits(const pd_data_settings *settings);
 /* Loads a daemon's configuration (pd_config_load: file, environment, flags),
  * refuses positional arguments, and sets up logging from the name and
  * log_level of `settings` (the daemon's, inside `config`, filled by the
- * load). Returns -1 when the daemon should go on, else the exit code main()
- * should return (0 after --help/--check-config, 2 on a bad setting, reported
- * on stderr). */
+ * load), and its transport security from the tls_* and token_file settings
+ * (pd_security_configure: the files are read here, once; --check-config
+ * reads and checks them too). Returns -1 when the daemon should go on, else
+ * the exit code main() should return (0 after --help/--check-config, 2 on a
+ * bad setting or an unreadable or invalid certificate, key or token file,
+ * reported on stderr). */
 int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, const char *program,
                         int argc, char **argv, const pd_daemon_settings *settings);
 

@@ -9,11 +9,12 @@
  * already unpacked (a request that does not decode is answered
  * INVALID_ARGUMENT without calling it). The handler (or anything later on the
  * loop thread) finishes the call exactly once with pd_rpc_call_reply*() or
- * pd_rpc_call_fail(). A call may be kept open (parked, e.g. a BSP pull
- * waiting for its clock); such a call must get an on_cancel callback, which
- * runs if the client goes away first and after which the call must not be
- * touched. A handler that returns without replying or parking the call is a
- * bug and aborts. Unknown methods are answered UNIMPLEMENTED.
+ * pd_rpc_call_fail(). Before a handler runs, a call without the cluster
+ * token is answered UNAUTHENTICATED and one whose certificate lacks the
+ * method's role PERMISSION_DENIED (pando/security.h). A call may be kept open (parked, e.g. a BSP
+ * pull waiting for its clock); such a call must get an on_cancel callback, which runs if the client
+ * goes away first and after which the call must not be touched. A handler that returns without
+ * replying or parking the call is a bug and aborts. Unknown methods are answered UNIMPLEMENTED.
  *
  * Client: channels with deadlines; pd_rpc_start() issues a unary call whose
  * completion runs on a loop; pd_rpc_unary() is the blocking form for
@@ -98,7 +99,18 @@ void pd_rpc_server_add_method(pd_rpc_server *srv, const char *path, pd_rpc_handl
 void pd_rpc_server_add_unary(pd_rpc_server *srv, const char *path,
                              const ProtobufCMessageDescriptor *request_desc,
                              pd_rpc_unary_handler handler, void *ctx);
-/* Listens on `address` ("127.0.0.1:0" picks a free port). Returns the bound
+/* Under mTLS (pd_security_client_auth), answers calls of the registered
+ * method `path` PERMISSION_DENIED, before its handler runs, unless the
+ * client's certificate names `role` (a PD_ROLE_* string that must stay
+ * valid). Without mTLS it has no effect. Before pd_rpc_server_start only. */
+void pd_rpc_server_restrict(pd_rpc_server *srv, const char *path, const char *role);
+/* Lets calls of the registered method `path` that do not carry the cluster
+ * token reach the handler, which must then call pd_rpc_call_authorized()
+ * with the job token of the job the request names before it touches that
+ * job (per-job tokens, pando/security.h). Before pd_rpc_server_start only. */
+void pd_rpc_server_job_scoped(pd_rpc_server *srv, const char *path);
+/* Listens on `address` ("127.0.0.1:0" picks a free port), with TLS when the
+ * process's security (pando/security.h) has a certificate. Returns the bound
  * port (> 0) or a negative error with a message in `err`. Before start. */
 int pd_rpc_server_listen(pd_rpc_server *srv, const char *address, char *err, size_t errlen);
 /* Starts serving: from now on handlers run from pd_loop_run_once(). */
@@ -113,6 +125,13 @@ void pd_rpc_server_free(pd_rpc_server *srv);
 grpc_byte_buffer *pd_rpc_call_payload(pd_rpc_call *call);
 /* The method path of the call. */
 const char *pd_rpc_call_method(const pd_rpc_call *call);
+/* Under mTLS, the role named by the client's verified certificate (a
+ * PD_ROLE_* string); "" without mTLS. */
+const char *pd_rpc_call_peer_role(const pd_rpc_call *call);
+/* Whether the call carried the cluster token (always so when no token is
+ * configured), or "Bearer `job_token`" when `job_token` is neither NULL nor
+ * empty. Compared in constant time. */
+int pd_rpc_call_authorized(const pd_rpc_call *call, const char *job_token);
 /* A free slot for the handler's state while the call stays open. */
 void **pd_rpc_call_user(pd_rpc_call *call);
 /* Sets the callback run if the client cancels (or the server shuts down)
@@ -138,7 +157,8 @@ void pd_rpc_health_set_serving(pd_rpc_server *srv, int serving);
 
 typedef struct pd_rpc_channel pd_rpc_channel;
 
-/* A channel to `target` ("host:port"). Connects lazily. With `own_connection`
+/* A channel to `target` ("host:port"), with TLS and the cluster token when
+ * the process's security (pando/security.h) has them. Connects lazily. With `own_connection`
  * the channel gets a TCP connection of its own instead of sharing one with
  * other channels to the same target. */
 pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection);

@@ -88,6 +88,7 @@ static void source_text(const pd_config_option *opt, const struct source *src, c
 static const char *type_name(enum pd_config_type type) {
   switch (type) {
   case PD_CFG_STRING:
+  case PD_CFG_SECRET:
     return "STRING";
   case PD_CFG_INT:
     return "INT";
@@ -120,6 +121,7 @@ static int set_option(const pd_config_option *opt, void *config, const char *tex
   char *end;
   switch (opt->type) {
   case PD_CFG_STRING:
+  case PD_CFG_SECRET:
     if (strlen(text) >= opt->size)
       return pd_errf(what, size, -1, "longer than %zu characters", opt->size - 1);
     if (opt->choices) {
@@ -194,6 +196,9 @@ static void format_value(const pd_config_option *opt, const void *config, char *
   case PD_CFG_STRING:
     snprintf(buf, size, "%s", field[0] ? field : "\"\"");
     return;
+  case PD_CFG_SECRET:
+    snprintf(buf, size, "%s", field[0] ? "(set)" : "\"\"");
+    return;
   case PD_CFG_INT:
     if (opt->size == sizeof(int64_t)) {
       int64_t v;
@@ -237,6 +242,7 @@ static void check_table(const pd_config_option *table, size_t n) {
     PD_ASSERT(find_option(table, n, opt->key, strlen(opt->key)) == (int)i);
     switch (opt->type) {
     case PD_CFG_STRING:
+    case PD_CFG_SECRET:
       PD_ASSERT(opt->size > 0);
       break;
     case PD_CFG_INT:
@@ -251,7 +257,7 @@ static void check_table(const pd_config_option *table, size_t n) {
     default:
       PD_ASSERT(!"config table: bad type");
     }
-    PD_ASSERT(opt->type == PD_CFG_STRING || opt->default_value);
+    PD_ASSERT(opt->type == PD_CFG_STRING || opt->type == PD_CFG_SECRET || opt->default_value);
   }
 }
 

@@ -14,9 +14,12 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/rpc.h"
+#include "pando/security.h"
 #include "pando/util.h"
 
 static volatile sig_atomic_t stop_flag;
+
+const char *const pd_daemon_client_auth_names[] = {"none", "require", NULL};
 
 /* Any thread may take the signal (OpenBLAS starts its threads before main,
  * with signals unblocked), so the handler only sets the flag that the event
@@ -38,6 +41,31 @@ void pd_daemon_signals_init(void) {
   signal(SIGPIPE, SIG_IGN);
 }
 
+/* Whether the command line asks for --check-config (before any "--"). */
+static int wants_check_config(int argc, char **argv) {
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    if (strcmp(argv[i], "--check-config") == 0 || strcmp(argv[i], "--check_config") == 0)
+      return 1;
+  return 0;
+}
+
+/* Reads the TLS files and the token of `settings` (pd_security_configure).
+ * Returns 0, or 2 after reporting the error on stderr. */
+static int configure_security(const char *program, const pd_daemon_settings *settings) {
+  char err[512];
+  pd_security_settings security = {settings->tls_cert,
+                                   settings->tls_key,
+                                   settings->tls_ca,
+                                   settings->token_file,
+                                   NULL,
+                                   strcmp(settings->tls_client_auth, "require") == 0};
+  if (pd_security_configure(&security, err, sizeof err) != 0) {
+    fprintf(stderr, "%s: %s\n", program, err);
+    return 2;
+  }
+  return 0;
+}
+
 int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, const char *program,
                         int argc, char **argv, const pd_daemon_settings *settings) {
   char err[512];
@@ -53,8 +81,10 @@ int pd_daemon_configure(const pd_config_option *table, size_t n, void *config, c
     fprintf(stderr, "%s: %s\n", program, err);
     return 2;
   }
-  if (rc > 0)
-    return 0;
+  if (rc > 0) /* --help, or --check-config (which also checks the TLS and token files) */
+    return wants_check_config(argc, argv) ? configure_security(program, settings) : 0;
+  if (configure_security(program, settings) != 0)
+    return 2;
   pd_log_set_name(settings->name);
   pd_log_level = pd_log_parse_level(settings->log_level);
   PD_INFO("math: %s", pd_kernels_describe());

@@ -18,8 +18,10 @@
 #include "pando/error.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
+#include "pando/security.h"
 #include "pando/util.h"
 #include "pando/wire.h"
+#include "security_internal.h"
 
 #define PD_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define MAX_METHODS 32
@@ -158,6 +160,9 @@ typedef struct reg_method {
   const ProtobufCMessageDescriptor *request_desc; /* unary: the request's type */
   void *ctx;
   void *registered; /* gRPC's handle */
+  const char *role; /* under mTLS, only peers whose certificate names this role; NULL: any */
+  int open;         /* answered without the cluster token (the health service) */
+  int job_scoped;   /* reaches the handler without the cluster token (pd_rpc_call_authorized) */
   method_metrics metrics;
 } reg_method;
 
@@ -217,9 +222,12 @@ struct pd_rpc_call {
   int close_done;
   void (*on_cancel)(pd_rpc_call *call);
   void *user;
+  char peer_role[16]; /* the role in the peer's verified certificate ("": none) */
+  int cluster_token;  /* the call carried the cluster token (or none is configured) */
 };
 
 static void post_request(pd_rpc_server *srv, reg_method *m);
+static int admitted(pd_rpc_call *c);
 static ProtobufCMessage *unpack_request(pd_rpc_call *c, const ProtobufCMessageDescriptor *desc);
 
 /* A received message of PD_RPC_TRIM_AFTER bytes or more was freed since the
@@ -317,6 +325,12 @@ static void on_request(pd_rpc_op *op, int ok) {
   close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   close_op.data.recv_close_on_server.cancelled = &c->client_cancelled;
   start_batch(c, &close_op, 1, &c->op_close);
+  if (!c->method && !pd__security_token_ok(&c->metadata)) {
+    /* a caller without the token does not learn which methods exist */
+    pd_rpc_call_fail(c, GRPC_STATUS_UNAUTHENTICATED,
+                     "missing or wrong cluster token (metadata authorization: Bearer TOKEN)");
+    return;
+  }
   if (!c->method) {
     char *path = grpc_slice_to_c_string(c->details.method);
     pd_metric_add(pd_metric_counter("pando_rpc_server_unimplemented_total",
@@ -329,6 +343,8 @@ static void on_request(pd_rpc_op *op, int ok) {
   c->started_ns = pd_now_ns();
   if (c->payload)
     pd_metric_add(c->method->metrics.bytes_in, (double)grpc_byte_buffer_length(c->payload));
+  if (!admitted(c))
+    return;
   if (c->method->unary) {
     ProtobufCMessage *req = unpack_request(c, c->method->request_desc);
     if (!req)
@@ -341,6 +357,36 @@ static void on_request(pd_rpc_op *op, int ok) {
   /* A handler replies or parks the call; anything else leaks it. (The call
    * cannot be gone yet: op_close runs later on this thread.) */
   PD_ASSERT(c->replied || c->on_cancel != NULL);
+}
+
+/* The gate in front of every handler: the cluster token (but for open
+ * methods) and, under mTLS, the role a method is restricted to. A call that
+ * fails it is answered UNAUTHENTICATED or PERMISSION_DENIED before its
+ * request is even decoded, so nothing is applied. Returns 1 to go on. */
+static int admitted(pd_rpc_call *c) {
+  const reg_method *m = c->method;
+  c->cluster_token = pd__security_token_ok(&c->metadata);
+  if (!m->open && !m->job_scoped && !c->cluster_token) {
+    pd_metric_add(pd_metric_counter("pando_rpc_server_unauthenticated_total",
+                                    "Calls refused for a missing or wrong cluster token.", ""),
+                  1);
+    pd_rpc_call_fail(c, GRPC_STATUS_UNAUTHENTICATED,
+                     "missing or wrong cluster token (metadata authorization: Bearer TOKEN)");
+    return 0;
+  }
+  if (pd_security_client_auth()) {
+    pd__security_peer_role(c->call, c->peer_role, sizeof c->peer_role);
+    if (m->role && strcmp(m->role, c->peer_role) != 0) {
+      pd_metric_add(pd_metric_counter("pando_rpc_server_permission_denied_total",
+                                      "Calls refused for the role in the peer's certificate.", ""),
+                    1);
+      pd_rpc_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
+                       "%s is for role %s only; the client certificate names role '%s'", m->path,
+                       m->role, c->peer_role[0] ? c->peer_role : "(none)");
+      return 0;
+    }
+  }
+  return 1;
 }
 
 static void post_request(pd_rpc_server *srv, reg_method *m) {
@@ -415,8 +461,29 @@ void pd_rpc_server_add_unary(pd_rpc_server *srv, const char *path,
   m->request_desc = request_desc;
 }
 
+static reg_method *find_method(pd_rpc_server *srv, const char *path) {
+  for (int i = 0; i < srv->nmethods; i++)
+    if (strcmp(srv->methods[i].path, path) == 0)
+      return &srv->methods[i];
+  PD_ASSERT(!"method not registered");
+  return NULL;
+}
+
+void pd_rpc_server_restrict(pd_rpc_server *srv, const char *path, const char *role) {
+  find_method(srv, path)->role = role;
+}
+
+void pd_rpc_server_job_scoped(pd_rpc_server *srv, const char *path) {
+  PD_ASSERT(!srv->started);
+  find_method(srv, path)->job_scoped = 1;
+}
+
+int pd_rpc_call_authorized(const pd_rpc_call *call, const char *job_token) {
+  return call->cluster_token || pd__security_bearer_is(&call->metadata, job_token);
+}
+
 int pd_rpc_server_listen(pd_rpc_server *srv, const char *address, char *err, size_t errlen) {
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  grpc_server_credentials *creds = pd__security_server_credentials();
   int port = grpc_server_add_http2_port(srv->server, address, creds);
   grpc_server_credentials_release(creds);
   if (port <= 0)
@@ -460,6 +527,7 @@ const char *pd_rpc_call_method(const pd_rpc_call *call) {
   return call->method ? call->method->path : "(unknown)";
 }
 void **pd_rpc_call_user(pd_rpc_call *call) { return &call->user; }
+const char *pd_rpc_call_peer_role(const pd_rpc_call *call) { return call->peer_role; }
 void pd_rpc_call_on_cancel(pd_rpc_call *call, void (*on_cancel)(pd_rpc_call *call)) {
   call->on_cancel = on_cancel;
 }
@@ -583,6 +651,7 @@ void pd_rpc_health_register(pd_rpc_server *srv, const char *const *services) {
   srv->health_services = services;
   pd_rpc_server_add_unary(srv, "/grpc.health.v1.Health/Check",
                           &grpc__health__v1__health_check_request__descriptor, health_check, srv);
+  srv->methods[srv->nmethods - 1].open = 1; /* probes carry no token */
 }
 
 void pd_rpc_health_set_serving(pd_rpc_server *srv, int serving) { srv->health_serving = serving; }
@@ -607,7 +676,7 @@ pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection) {
   args[2].key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
   args[2].value.integer = 1;
   grpc_channel_args channel_args = {own_connection ? 3 : 2, args};
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  grpc_channel_credentials *creds = pd__security_channel_credentials();
   ch->channel = grpc_channel_create(target, creds, &channel_args);
   grpc_channel_credentials_release(creds);
   ch->target = pd_xstrdup(target);
@@ -654,6 +723,7 @@ typedef struct client_call {
   grpc_byte_buffer *response;
   grpc_status_code status;
   grpc_slice details;
+  grpc_metadata authorization; /* the cluster token, when there is one */
   pd_rpc_done done;
   void *user;
 } client_call;
@@ -707,6 +777,13 @@ int pd_rpc_start(pd_rpc_channel *ch, pd_loop *loop, const char *method, const gr
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  const grpc_slice *token = pd__security_authorization();
+  if (token) {
+    cc->authorization.key = grpc_slice_from_static_string("authorization");
+    cc->authorization.value = *token;
+    ops[0].data.send_initial_metadata.count = 1;
+    ops[0].data.send_initial_metadata.metadata = &cc->authorization;
+  }
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = cc->request;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -421,6 +421,28 @@ static void test_choices(void) {
                      "level: unknown value 'loud'; expected one of: debug, info (flag --level)");
 }
 
+/* A PD_CFG_SECRET option is a string whose value --check-config hides. */
+static void test_secret_shown_as_set(void) {
+  static const pd_config_option table[] = {
+      {"token_file", PD_CFG_SECRET, AT(data_dir), SIZE(data_dir), 0, 0, NULL, "secret file", NULL},
+      {"listen", PD_CFG_SECRET, AT(listen), SIZE(listen), 0, 0, NULL, "unset secret", NULL},
+  };
+  struct test_config config;
+  struct capture c;
+  char *argv[] = {"pando-test", "--token-file", "/run/secret-path", "--check-config", NULL};
+  char *rest[4], err[256];
+  int nrest;
+  clear_env();
+  capture_begin(&c);
+  int rc = pd_config_load(table, 2, &config, "t", 4, argv, rest, &nrest, err, sizeof err);
+  capture_end(&c);
+  CHECK_EQ_INT(rc, 1);
+  CHECK(strcmp(config.data_dir, "/run/secret-path") == 0);
+  CHECK_STR_CONTAINS(c.text, "token_file = (set)  (flag --token-file)\n");
+  CHECK_STR_CONTAINS(c.text, "listen = \"\"  (default)\n");
+  CHECK(strstr(c.text, "secret-path") == NULL);
+}
+
 /* A default that does not parse is a programmer error: the loader aborts. */
 static void test_bad_default_aborts(void) {
   static const pd_config_option broken[] = {
@@ -455,6 +477,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_bad_flags);
   PD_RUN(test_help);
   PD_RUN(test_check_config);
+  PD_RUN(test_secret_shown_as_set);
   PD_RUN(test_choices);
   PD_RUN(test_bad_default_aborts);
   PD_TEST_DONE();

@@ -81,6 +81,7 @@ struct pd_rounds {
   int abandoning;
   int commit_failed;
   char message[512];
+  char selector_error[600]; /* the last failed call to a selector, for the status */
   Pando__V1__RoundRecord *history;
   uint64_t *history_ids; /* the round id of each record */
   Pando__V1__RoundRecord **history_ptrs;
@@ -243,9 +244,14 @@ static void poll_population(pd_rounds *r) {
   r->last_poll = pd_now();
   r->eligible_sum = r->idle_sum = 0;
   if (r->nselectors == 0) {
-    snprintf(r->message, sizeof r->message,
-             "round %d: waiting for a selector (none has registered with the coordinator)",
-             r->round);
+    if (r->selector_error[0]) /* one was there: say which, and what went wrong */
+      snprintf(r->message, sizeof r->message,
+               "round %d: waiting for a selector (none is alive; the last call failed: %.380s)",
+               r->round, r->selector_error);
+    else
+      snprintf(r->message, sizeof r->message,
+               "round %d: waiting for a selector (none has registered with the coordinator)",
+               r->round);
     return;
   }
   char *require[16];
@@ -585,6 +591,8 @@ static void on_population(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) 
   } else {
     PD_WARN("job %s: selector %s: Population failed: %s: %s", r->job, cc->ep->address,
             pd_rpc_status_name(res->status), res->details);
+    snprintf(r->selector_error, sizeof r->selector_error, "selector %s: %s: %.200s",
+             cc->ep->address, pd_rpc_status_name(res->status), res->details);
   }
   if (r->calls > 0)
     return;
@@ -634,6 +642,8 @@ static void on_select(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {
   } else {
     PD_WARN("job %s: selector %s: Select failed: %s: %s", r->job, cc->ep->address,
             pd_rpc_status_name(res->status), res->details);
+    snprintf(r->selector_error, sizeof r->selector_error, "selector %s: %s: %.200s",
+             cc->ep->address, pd_rpc_status_name(res->status), res->details);
   }
   if (r->calls > 0)
     return;

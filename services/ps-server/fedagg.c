@@ -175,11 +175,7 @@ enum pd_fed_push pd_fedagg_push(pd_fedagg *f, const char *device, uint64_t round
 }
 
 int pd_fedagg_pull_ok(const pd_fedagg *f, uint64_t round, char *err, size_t errlen) {
-  if (round == 0) {
-    pd_errf(err, errlen, 0, "clock: a federated pull carries its round id (>= 1), got 0");
-    return -1;
-  }
-  if (round > f->closed)
+  if (round == 0 || round > f->closed) /* 0: the model as committed (export, evaluation) */
     return 0;
   pd_errf(err, errlen, 0, "round %llu is closed (rounds up to %llu are)", (unsigned long long)round,
           (unsigned long long)f->closed);

@@ -68,7 +68,8 @@ enum pd_fed_push pd_fedagg_push(pd_fedagg *fed, const char *device, uint64_t rou
                                 size_t errlen);
 
 /* Whether a pull for round `round` may be answered: 0, or -1 with err when
- * the round is closed. */
+ * the round is closed. Round 0 reads the model as last committed (pandoctl
+ * export, the coordinator's evaluation): always answered. */
 int pd_fedagg_pull_ok(const pd_fedagg *fed, uint64_t round, char *err, size_t errlen);
 
 /* Closes round `round` with exactly the `n` devices `devices`, in that order

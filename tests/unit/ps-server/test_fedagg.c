@@ -134,6 +134,7 @@ static void test_late_duplicate_and_bad_pushes(void) {
   CHECK_EQ_INT(pd_fedagg_stats_get(f)->late_pushes, 2);
   CHECK_EQ_INT(pd_fedagg_pull_ok(f, 2, err, sizeof err), -1);
   CHECK_STR_CONTAINS(err, "round 2 is closed");
+  CHECK_EQ_INT(pd_fedagg_pull_ok(f, 0, err, sizeof err), 0); /* the model as committed */
   CHECK_EQ_INT(pd_fedagg_pull_ok(f, 3, err, sizeof err), 0);
   pd_fedagg_free(f);
 }

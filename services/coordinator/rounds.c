@@ -82,6 +82,12 @@ struct pd_rounds {
   int commit_failed;
   char message[512];
   char selector_error[600]; /* the last failed call to a selector, for the status */
+  /* the devices' label histograms (DeviceReport.label_counts), summed */
+  uint32_t label_reports;
+  double labels_90_sum;
+  uint64_t *label_totals;
+  size_t nlabels;
+  Pando__V1__LabelSummary label_summary;
   Pando__V1__RoundRecord *history;
   uint64_t *history_ids; /* the round id of each record */
   Pando__V1__RoundRecord **history_ptrs;
@@ -174,6 +180,7 @@ void pd_rounds_free(pd_rounds *r) {
   free(r->history);
   free(r->history_ids);
   free(r->history_ptrs);
+  free(r->label_totals);
   free(r->spec_yaml);
   free(r);
 }
@@ -765,6 +772,48 @@ static int count_late(pd_rounds *r, Pando__V1__RoundRecord *rec) {
   return 0;
 }
 
+#define MAX_LABELS 4096
+
+/* The fewest of the n labels whose counts hold 90% of their sum. */
+static uint32_t labels_for_90(const uint64_t *counts, size_t n) {
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += counts[i];
+  if (total == 0)
+    return 0;
+  uint64_t *sorted = pd_xmalloc(n * sizeof *sorted);
+  memcpy(sorted, counts, n * sizeof *sorted);
+  /* largest first (n is a number of classes: small) */
+  for (size_t i = 1; i < n; i++)
+    for (size_t k = i; k > 0 && sorted[k - 1] < sorted[k]; k--) {
+      uint64_t t = sorted[k];
+      sorted[k] = sorted[k - 1];
+      sorted[k - 1] = t;
+    }
+  uint64_t held = 0;
+  uint32_t used = 0;
+  while (used < n && (double)held < 0.9 * (double)total)
+    held += sorted[used++];
+  free(sorted);
+  return used;
+}
+
+/* Adds an accepted report's label counts to the job's summary. */
+static void add_labels(pd_rounds *r, const Pando__V1__DeviceReport *rep) {
+  size_t n = rep->n_label_counts;
+  if (n == 0 || n > MAX_LABELS)
+    return;
+  if (n > r->nlabels) {
+    r->label_totals = pd_xrealloc(r->label_totals, n * sizeof *r->label_totals);
+    memset(r->label_totals + r->nlabels, 0, (n - r->nlabels) * sizeof *r->label_totals);
+    r->nlabels = n;
+  }
+  for (size_t i = 0; i < n; i++)
+    r->label_totals[i] += rep->label_counts[i];
+  r->labels_90_sum += labels_for_90(rep->label_counts, n);
+  r->label_reports++;
+}
+
 int pd_rounds_report(pd_rounds *r, const Pando__V1__DeviceReport *rep,
                      Pando__V1__DeviceReportAck *ack, char *err, size_t errlen) {
   if (rep->round == r->id && r->nchosen > 0) {
@@ -795,6 +844,7 @@ int pd_rounds_report(pd_rounds *r, const Pando__V1__DeviceReport *rep,
       return 0;
     }
     s->reported = 1;
+    add_labels(r, rep);
     r->order[r->nreported++] = s->device;
     ack->accepted = 1;
     if (r->nreported >= r->need)
@@ -819,6 +869,14 @@ void pd_rounds_status(pd_rounds *r, Pando__V1__JobStatus *st) {
     r->history_ptrs[i] = &r->history[i];
   st->n_round_history = n;
   st->round_history = r->history_ptrs;
+  if (r->label_reports > 0) {
+    pando__v1__label_summary__init(&r->label_summary);
+    r->label_summary.reports = r->label_reports;
+    r->label_summary.mean_labels_90 = r->labels_90_sum / r->label_reports;
+    r->label_summary.n_totals = r->nlabels;
+    r->label_summary.totals = r->label_totals;
+    st->labels = &r->label_summary;
+  }
   if (!r->stopped)
     st->message = r->message;
 }

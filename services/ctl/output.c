@@ -209,6 +209,23 @@ static void print_rounds(FILE *out, const Pando__V1__JobStatus *status) {
           status->rounds_done, status->rounds, (unsigned long long)selected,
           (unsigned long long)reported, (unsigned long long)dropped, (unsigned long long)late,
           (unsigned long long)abandoned);
+  const Pando__V1__LabelSummary *lab = status->labels;
+  if (lab && lab->n_totals > 0) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < lab->n_totals; i++)
+      total += lab->totals[i];
+    char shares[400];
+    size_t used = 0;
+    shares[0] = '\0';
+    for (size_t i = 0; i < lab->n_totals && i < 16 && used < sizeof shares; i++)
+      used += (size_t)snprintf(shares + used, sizeof shares - used, "%s%zu:%.0f%%", i ? " " : "", i,
+                               total ? 100.0 * lab->totals[i] / total : 0.0);
+    fprintf(out,
+            "labels:    %u device reports; 90%% of a device's rows lie in %.1f of the %zu labels "
+            "on average (IID data: about %.0f); all reports: %s%s\n",
+            lab->reports, lab->mean_labels_90, lab->n_totals, 0.9 * lab->n_totals, shares,
+            lab->n_totals > 16 ? " ..." : "");
+  }
   if (status->n_round_history == 0)
     return;
   static const char *const headers[] = {"ROUND", "ATTEMPT", "SELECTED", "REPORTED",     "DROPPED",
@@ -456,6 +473,20 @@ void pd_ctl_json_job_stats(pd_ctl_json *json, const Pando__V1__JobStatus *status
     pd_ctl_json_end_object(json);
   }
   pd_ctl_json_end_array(json);
+  pd_ctl_json_key(json, "labels");
+  if (!status->labels) {
+    pd_ctl_json_null(json);
+  } else {
+    pd_ctl_json_begin_object(json);
+    pd_ctl_json_field_uint(json, "reports", status->labels->reports);
+    pd_ctl_json_field_double(json, "mean_labels_90", status->labels->mean_labels_90);
+    pd_ctl_json_key(json, "totals");
+    pd_ctl_json_begin_array(json);
+    for (size_t i = 0; i < status->labels->n_totals; i++)
+      pd_ctl_json_uint(json, status->labels->totals[i]);
+    pd_ctl_json_end_array(json);
+    pd_ctl_json_end_object(json);
+  }
   pd_ctl_json_field_uint(json, "servers", status->servers);
   pd_ctl_json_field_uint(json, "workers", status->workers);
   pd_ctl_json_key(json, "shard_map");

@@ -264,6 +264,15 @@ static int report(devices *d, const Pando__V1__RoundTask *task, const sim_device
   rep.num_samples = (double)v->nrows;
   rep.loss = loss;
   rep.error = (char *)(error ? error : "");
+  uint64_t counts[256] = {0}; /* how many of its rows have each label (classes 0..255) */
+  size_t nlabels = 0;
+  for (uint64_t r = 0; d->data.labels && r < v->nrows; r++) {
+    uint8_t label = d->data.labels[v->rows[r]];
+    counts[label]++;
+    nlabels = PD_MAX(nlabels, (size_t)label + 1);
+  }
+  rep.n_label_counts = nlabels;
+  rep.label_counts = counts;
   ProtobufCMessage *resp = NULL;
   int rc = pd_rpc_unary(ch, "/pando.v1.Coordinator/ReportDevice", &rep.base,
                         &pando__v1__device_report_ack__descriptor, &resp, 10.0, NULL, err, errlen);

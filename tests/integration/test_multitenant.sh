@@ -64,6 +64,9 @@ for t in a b c; do
 done
 t_check "the federated jobs committed their 5 rounds each" \
   [ "$(t_json "$T_DIR/$job_a.json" 'j["rounds_done"]')$(t_json "$T_DIR/$job_b.json" 'j["rounds_done"]')" = 55 ]
+labels=$(t_json "$T_DIR/$job_a.json" 'round(j["labels"]["mean_labels_90"], 2) if j["labels"] else 0')
+t_check "IID devices: about 9 of the 10 labels hold 90% of a device's rows ($labels)" \
+  /usr/bin/python3 -c "import sys; sys.exit(not 8 <= float(sys.argv[1]) <= 10)" "$labels"
 t_check "each job has a token of its own" sh -c "[ -n '$token_a' ] && [ -n '$token_b' ] && [ '$token_a' != '$token_b' ]"
 PANDO_TOKEN=$token_a "$BIN/pandoctl" export "$job_a" -o "$T_DIR/a.safetensors" >"$T_DIR/own.out" 2>&1
 t_check "job A's token exports job A's model ($(cat "$T_DIR/own.out"))" [ $? -eq 0 ]

@@ -46,6 +46,10 @@ t_check "selected = reported + dropped + late in every round" \
   [ "$(t_json "$T_DIR/$id.json" 'all(r["selected"] == r["reported"] + r["dropped"] + r["late"] for r in j["round_history"])')" = True ]
 t_check "the global model was evaluated centrally after each round (accuracy > 0.1)" \
   [ "$(t_json "$T_DIR/$id.json" 'all(r["has_eval"] and r["test_accuracy"] > 0.1 for r in j["round_history"] if not r["abandoned"])')" = True ]
+abandoned=$(t_json "$T_DIR/$id.json" 'sum(1 for r in j["round_history"] if r["abandoned"])')
+curl -s "http://127.0.0.1:$(t_metrics_port coord)/metrics" >"$T_DIR/coord.metrics"
+t_check "pando_fed_rounds_abandoned_total is exported (even at 0) and equals the abandoned attempts ($abandoned)" \
+  grep -qx "pando_fed_rounds_abandoned_total{job=\"$id\"} $abandoned" "$T_DIR/coord.metrics"
 kill -TERM "$DEV"
 wait "$DEV"
 t_check "the simulated devices stop cleanly on SIGTERM" [ $? -eq 0 ]

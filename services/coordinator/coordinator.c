@@ -52,16 +52,14 @@ static int role_index(Pando__V1__Role role) {
 /* Registers the node series, every one at 0 (an alert on the increase of
  * pando_nodes_dead_total then sees the first death too). */
 static void open_node_metrics(pd_coord *c) {
+  static const char help[] =
+      "Registered nodes, alive or dead (missed heartbeats, not forgotten yet).";
   char labels[64];
   for (int i = 0; i < 3; i++) {
     snprintf(labels, sizeof labels, "role=\"%s\",state=\"alive\"", node_roles[i]);
-    c->nodes_alive[i] = pd_metric_gauge(
-        "pando_nodes", "Registered nodes, alive or dead (missed heartbeats, not forgotten yet).",
-        labels);
+    c->nodes_alive[i] = pd_metric_gauge("pando_nodes", help, labels);
     snprintf(labels, sizeof labels, "role=\"%s\",state=\"dead\"", node_roles[i]);
-    c->nodes_dead[i] = pd_metric_gauge(
-        "pando_nodes", "Registered nodes, alive or dead (missed heartbeats, not forgotten yet).",
-        labels);
+    c->nodes_dead[i] = pd_metric_gauge("pando_nodes", help, labels);
     snprintf(labels, sizeof labels, "role=\"%s\"", node_roles[i]);
     c->nodes_died[i] = pd_metric_counter("pando_nodes_dead_total",
                                          "Nodes declared dead for missing heartbeats.", labels);

@@ -20,6 +20,9 @@ PKGS="$PKGS chromium"
 PKGS="$PKGS clang-format"
 # docker-compose (Python, no engine): tests/integration/test_compose_config.sh.
 PKGS="$PKGS docker-compose"
+# Prometheus and promtool (Debian's build, which has no Kubernetes discovery):
+# tests/integration/test_monitoring.sh and deploy/prometheus.
+PKGS="$PKGS prometheus"
 # tools/torch-baseline.py: only for the benchmark.
 [ "${1:-}" = bench ] && PKGS="$PKGS python3-torch"
 missing=""

@@ -19,6 +19,7 @@
 #include "pando/dataset.h"
 #include "pando/error.h"
 #include "pando/log.h"
+#include "pando/metrics.h"
 #include "pando/model.h"
 #include "pando/plan.h"
 #include "pando/security.h"
@@ -51,7 +52,62 @@ struct pd_coord {
   double dashboard_at;  /* when the dashboard's snapshot was last published */
   submit_check *checks; /* submissions whose data is being checked */
   int nchecks;
+  /* /metrics: pando_nodes{role,state} and pando_nodes_dead_total{role}, by
+   * role (server, worker, selector) */
+  pd_metric *nodes_alive[3], *nodes_dead[3], *nodes_died[3];
 };
+
+static const char *const node_roles[3] = {"server", "worker", "selector"};
+
+/* Index of `role` in node_roles, or -1. */
+static int role_index(Pando__V1__Role role) {
+  switch (role) {
+  case PANDO__V1__ROLE__ROLE_SERVER:
+    return 0;
+  case PANDO__V1__ROLE__ROLE_WORKER:
+    return 1;
+  case PANDO__V1__ROLE__ROLE_SELECTOR:
+    return 2;
+  default:
+    return -1;
+  }
+}
+
+/* Registers the node series, every one at 0 (an alert on the increase of
+ * pando_nodes_dead_total then sees the first death too). */
+static void open_node_metrics(pd_coord *c) {
+  static const char help[] =
+      "Registered nodes, alive or dead (missed heartbeats, not forgotten yet).";
+  char labels[64];
+  for (int i = 0; i < 3; i++) {
+    snprintf(labels, sizeof labels, "role=\"%s\",state=\"alive\"", node_roles[i]);
+    c->nodes_alive[i] = pd_metric_gauge("pando_nodes", help, labels);
+    snprintf(labels, sizeof labels, "role=\"%s\",state=\"dead\"", node_roles[i]);
+    c->nodes_dead[i] = pd_metric_gauge("pando_nodes", help, labels);
+    snprintf(labels, sizeof labels, "role=\"%s\"", node_roles[i]);
+    c->nodes_died[i] = pd_metric_counter("pando_nodes_dead_total",
+                                         "Nodes declared dead for missing heartbeats.", labels);
+  }
+}
+
+/* Brings pando_nodes up to date with the registry. */
+static void export_node_metrics(pd_coord *c) {
+  double alive[3] = {0, 0, 0}, dead[3] = {0, 0, 0};
+  for (size_t i = 0; i < pd_registry_count(c->reg); i++) {
+    const pd_node *n = pd_registry_at(c->reg, i);
+    int r = role_index(n->role);
+    if (r < 0)
+      continue;
+    if (n->alive)
+      alive[r]++;
+    else
+      dead[r]++;
+  }
+  for (int r = 0; r < 3; r++) {
+    pd_metric_set(c->nodes_alive[r], alive[r]);
+    pd_metric_set(c->nodes_dead[r], dead[r]);
+  }
+}
 
 static const char *const health_services[] = {"pando.v1.Coordinator", NULL};
 
@@ -120,6 +176,7 @@ pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
   if (options->dashboard)
     pd_dashboard_publish_page();
   pd_jobs_set_federated(c->jobs, &fed);
+  open_node_metrics(c);
   return c;
 }
 
@@ -182,9 +239,13 @@ void pd_coord_cron(pd_coord *c) {
   while ((n = pd_registry_next_dead(c->reg, now, c->opt.node_timeout_sec))) {
     PD_WARN("node %llu (%s at %s) missed heartbeats for %.1f s: marked dead",
             (unsigned long long)n->id, n->name, n->address, now - n->last_seen);
+    int r = role_index(n->role);
+    if (r >= 0)
+      pd_metric_add(c->nodes_died[r], 1);
     pd_jobs_node_dead(c->jobs, n, now);
   }
   pd_registry_forget(c->reg, now, PD_COORD_FORGET_AFTER * c->opt.node_timeout_sec);
+  export_node_metrics(c);
   pd_jobs_cron(c->jobs, now);
   for (size_t i = 0; i < pd_jobs_count(c->jobs); i++) {
     pd_job *j = pd_jobs_at(c->jobs, i);

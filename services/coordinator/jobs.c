@@ -27,6 +27,13 @@ struct pd_jobs {
   uint32_t keep_models, keep_jobs;
 };
 
+/* pando_jobs_finished_total of `state`. */
+static pd_metric *finished_counter(Pando__V1__JobState state) {
+  char labels[64];
+  snprintf(labels, sizeof labels, "state=\"%s\"", pd_job_state_name(state));
+  return pd_metric_counter("pando_jobs_finished_total", "Jobs that ended, by final state.", labels);
+}
+
 pd_jobs *pd_jobs_new(pd_registry *reg, const pd_jobs_fanout *fanout) {
   pd_jobs *jobs = pd_xcalloc(1, sizeof *jobs);
   jobs->reg = reg;
@@ -34,6 +41,14 @@ pd_jobs *pd_jobs_new(pd_registry *reg, const pd_jobs_fanout *fanout) {
   jobs->next_job = 1;
   jobs->keep_models = PD_JOBS_KEEP_MODELS;
   jobs->keep_jobs = PD_JOBS_KEEP_JOBS;
+  /* Every final state's series from the start, at 0: an alert on
+   * increase(pando_jobs_finished_total{state="FAILED"}[...]) then sees the
+   * first failure too (a series born at 1 has no increase). */
+  static const Pando__V1__JobState finals[] = {PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED,
+                                               PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
+                                               PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED};
+  for (size_t i = 0; i < sizeof finals / sizeof finals[0]; i++)
+    finished_counter(finals[i]);
   return jobs;
 }
 
@@ -162,11 +177,7 @@ void pd_jobs_finish(pd_jobs *jobs, pd_job *j, double now, Pando__V1__JobState st
   va_end(ap);
   j->state = state;
   j->finished = now;
-  char labels[64];
-  snprintf(labels, sizeof labels, "state=\"%s\"", pd_job_state_name(state));
-  pd_metric_add(
-      pd_metric_counter("pando_jobs_finished_total", "Jobs that ended, by final state.", labels),
-      1);
+  pd_metric_add(finished_counter(state), 1);
   pd_registry_reassign(jobs->reg, j->id, 1);
   if (j->rounds && jobs->federated.stop)
     jobs->federated.stop(jobs->federated.ctx, j);

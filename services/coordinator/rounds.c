@@ -120,6 +120,17 @@ typedef struct call_ctx {
 static void start_call(pd_rounds *r, endpoint *ep, enum call_kind kind, size_t index,
                        const char *method, const ProtobufCMessage *msg);
 
+/* pando_fed_rounds_abandoned_total (or _committed_total) of the job. */
+static pd_metric *rounds_counter(const pd_rounds *r, int abandoned) {
+  char labels[200];
+  snprintf(labels, sizeof labels, "job=\"%s\"", r->job);
+  return pd_metric_counter(abandoned ? "pando_fed_rounds_abandoned_total"
+                                     : "pando_fed_rounds_committed_total",
+                           abandoned ? "Federated round attempts abandoned (too few reports)."
+                                     : "Federated rounds committed.",
+                           labels);
+}
+
 pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job_spec *spec,
                          const char *spec_yaml, const pd_shard_range *shards, uint32_t n) {
   pd_rounds *r = pd_xcalloc(1, sizeof *r);
@@ -145,6 +156,10 @@ pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job
   r->last_accuracy = NAN;
   atomic_init(&r->eval_done, 0);
   snprintf(r->message, sizeof r->message, "round 1: waiting for devices");
+  /* Both series from the start, at 0, so that an alert on the increase of
+   * abandoned rounds sees the job's first one. */
+  rounds_counter(r, 0);
+  rounds_counter(r, 1);
   return r;
 }
 
@@ -415,13 +430,7 @@ static void record_attempt(pd_rounds *r, int abandoned) {
   rec->finished_sec = pd_now() - r->started;
   char labels[200];
   snprintf(labels, sizeof labels, "job=\"%s\"", r->job);
-  pd_metric_add(pd_metric_counter(abandoned ? "pando_fed_rounds_abandoned_total"
-                                            : "pando_fed_rounds_committed_total",
-                                  abandoned
-                                      ? "Federated round attempts abandoned (too few reports)."
-                                      : "Federated rounds committed.",
-                                  labels),
-                1);
+  pd_metric_add(rounds_counter(r, abandoned), 1);
   pd_metric_add(pd_metric_counter("pando_fed_devices_selected_total",
                                   "Devices selected for federated rounds.", labels),
                 rec->selected);

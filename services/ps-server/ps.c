@@ -143,8 +143,10 @@ int pd_ps_stats_get(const pd_ps *ps, const char *id, pd_ps_stats *out) {
   return 0;
 }
 
-/* The job's strategy series in /metrics, labelled by job. */
-static void open_metrics(job *j) {
+/* The job's strategy series in /metrics, labelled by job; under SSP also
+ * the bound s that pando_ps_max_clock_gap must stay within (the alert rules
+ * of deploy/prometheus compare the two). */
+static void open_metrics(job *j, const pd_job_spec *spec) {
   char labels[300];
   snprintf(labels, sizeof labels, "job=\"%s\"", j->label);
   j->metrics.staleness = pd_metric_histogram_buckets(
@@ -163,6 +165,12 @@ static void open_metrics(job *j) {
       "pando_ps_max_clock_gap",
       "Largest clock of an answered pull minus the slowest worker's clock seen by the shard.",
       labels);
+  if (spec->training.update == PD_UPDATE_SSP && spec->training.staleness > 0)
+    pd_metric_set(pd_metric_gauge("pando_ps_staleness_bound",
+                                  "SSP: the staleness bound s of the job; a pull is answered "
+                                  "only when its clock is at most s ahead of the slowest worker.",
+                                  labels),
+                  (double)spec->training.staleness);
 }
 
 /* Brings the job's series up to date with its clock. */
@@ -671,7 +679,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     j->spec_yaml = pd_xstrdup(req->spec_yaml);
     j->job_token = pd_xstrdup(req->job_token);
     j->min_partition_rows = req->min_partition_rows;
-    open_metrics(j);
+    open_metrics(j, &spec);
     ps->jobs[ps->njobs++] = j;
     PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,
             (unsigned long long)req->begin, (unsigned long long)req->end, req->num_workers,

@@ -14,7 +14,10 @@
 # 4. builds pando:latest with the classic builder, runs docker-compose.yml with
 #    tests/container/compose.test.yml on top (a job of one epoch), and checks
 #    that `submit` exits 0 with "test accuracy: 0.XXXX" >= 0.80;
-# 5. removes the containers, networks, volumes and images, stops its dockerd
+# 5. with deploy/monitoring.yml on top, starts the daemons and Prometheus
+#    (built from Debian's package) and checks through Prometheus's HTTP API
+#    that every daemon's target is up and the alert rules loaded;
+# 6. removes the containers, networks, volumes and images, stops its dockerd
 #    by PID, deletes its bridges, restores iptables/ip6tables, nftables tables
 #    and the sysctls dockerd changed, and checks that nothing is left. Also on
 #    Ctrl-C or SIGTERM.
@@ -341,4 +344,50 @@ for s in coordinator ps0 ps1 worker0 worker1; do
      grep -qw 0; then ok "health check of $s (pandoctl health) passed"
   else fail "health check of $s never passed"; fi
 done
+
+# ---- 5. the monitoring overlay (README "Monitoring"): Prometheus from
+# Debian's package (deploy/prometheus/Dockerfile) scrapes every daemon and
+# loads the alert rules. Its port is published on the host's loopback only.
+COMPOSE_FILE=$COMPOSE_FILE:deploy/monitoring.yml
+PANDO_PROMETHEUS_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export COMPOSE_FILE PANDO_PROMETHEUS_PORT
+PROM=http://127.0.0.1:$PANDO_PROMETHEUS_PORT
+t=$(date +%s)
+if run "$STATE/prom-build.log" docker-compose build prometheus; then
+  ok "docker-compose -f ... -f deploy/monitoring.yml build prometheus ($(since "$t") s)"
+else
+  fail "building the Prometheus image"; show_log "$STATE/prom-build.log"; exit 1
+fi
+t=$(date +%s)
+if run "$STATE/mon-up.log" timeout 600 docker-compose up -d coordinator ps0 ps1 worker0 worker1 prometheus; then
+  ok "docker-compose up -d the daemons and prometheus ($(since "$t") s)"
+else
+  fail "docker-compose up -d with deploy/monitoring.yml"; show_log "$STATE/mon-up.log" 40; exit 1
+fi
+# prom_until SECONDS PATH PYTHON-EXPR: polls Prometheus's API at PATH (its
+# JSON as j) until the expression is true.
+prom_until() {
+  n=0
+  while [ $n -lt $(($1 * 2)) ]; do
+    curl -sf "$PROM$2" >"$STATE/api.json" 2>/dev/null &&
+      [ "$(/usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($3)" "$STATE/api.json" 2>/dev/null)" = True ] &&
+      return 0
+    n=$((n + 1))
+    sleep 0.5
+  done
+  return 1
+}
+want='[("coordinator:9070", "up"), ("ps0:9000", "up"), ("ps1:9000", "up"), ("worker0:9100", "up"), ("worker1:9100", "up")]'
+if prom_until 180 /api/v1/targets "sorted((t['labels']['instance'], t['health']) for t in j['data']['activeTargets'] if t['labels']['job'] == 'pando') == $want"; then
+  ok "Prometheus reports every daemon's target up (coordinator, ps0, ps1, worker0, worker1)"
+else
+  fail "Prometheus targets: $(cat "$STATE/api.json" 2>/dev/null | head -c 2000)"
+  docker-compose logs --no-color --tail 20 prometheus 2>&1 | sed 's/^/#   /'
+fi
+rules=$(/usr/bin/python3 -c 'import sys, yaml; print(sorted(r["alert"] for g in yaml.safe_load(open(sys.argv[1]))["groups"] for r in g["rules"]))' deploy/prometheus/alerts.yml)
+if prom_until 60 /api/v1/rules "sorted(r['name'] for g in j['data']['groups'] for r in g['rules'] if r['type'] == 'alerting' and r['health'] == 'ok') == $rules"; then
+  ok "Prometheus loaded and evaluates the alert rules of deploy/prometheus/alerts.yml ($rules)"
+else
+  fail "Prometheus rules: $(cat "$STATE/api.json" 2>/dev/null | head -c 2000)"
+fi
 exit 0

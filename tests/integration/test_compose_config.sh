@@ -1,5 +1,6 @@
 # docker-compose.yml, alone and with the container test's override
-# (tests/container/compose.test.yml), passes `docker-compose config -q` (the
+# (tests/container/compose.test.yml) or the monitoring overlay
+# (deploy/monitoring.yml), passes `docker-compose config -q` (the
 # Compose schema, no engine needed), and its services are wired as
 # docs/deploy.md says: every daemon health-checked with `pandoctl health` on
 # its listen port, servers and workers advertising SERVICE:PORT, `submit`
@@ -20,6 +21,8 @@ trap 'rm -f "$out"' EXIT
 check "docker-compose config -q (docker-compose.yml)" docker-compose -f docker-compose.yml config -q
 check "docker-compose config -q (with tests/container/compose.test.yml)" \
   env PANDO_TEST_JOB=./examples/fashion-mlp.yaml docker-compose -f docker-compose.yml -f tests/container/compose.test.yml config -q
+check "docker-compose config -q (with the monitoring overlay deploy/monitoring.yml)" \
+  docker-compose -f docker-compose.yml -f deploy/monitoring.yml config -q
 docker-compose -f docker-compose.yml config >"$out" 2>/dev/null || exit 1
 /usr/bin/python3 - "$out" <<'PY' || failed=1
 import os, sys, yaml

@@ -53,6 +53,10 @@ t_check "the devices' label histograms are summarised: every counted report, 10 
 "$BIN/pandoctl" status "$id" >"$T_DIR/status.txt"
 t_check "pandoctl status shows the summary ($(grep '^labels:' "$T_DIR/status.txt"))" \
   grep -q "^labels:    16 device reports; 90% of a device's rows lie in" "$T_DIR/status.txt"
+abandoned=$(t_json "$T_DIR/$id.json" 'sum(1 for r in j["round_history"] if r["abandoned"])')
+curl -s "http://127.0.0.1:$(t_metrics_port coord)/metrics" >"$T_DIR/coord.metrics"
+t_check "pando_fed_rounds_abandoned_total is exported (even at 0) and equals the abandoned attempts ($abandoned)" \
+  grep -qx "pando_fed_rounds_abandoned_total{job=\"$id\"} $abandoned" "$T_DIR/coord.metrics"
 kill -TERM "$DEV"
 wait "$DEV"
 t_check "the simulated devices stop cleanly on SIGTERM" [ $? -eq 0 ]

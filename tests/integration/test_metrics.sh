@@ -43,6 +43,14 @@ PY
 for d in coord ps0 w0; do
   t_check "$d: /metrics parses as Prometheus text" scrape "$d" "$T_DIR/$d.before"
 done
+# counters that alerts watch exist at 0 before anything happened (an
+# increase() sees their first step): deploy/prometheus/alerts.yml
+for st in FAILED SUCCEEDED CANCELLED; do
+  t_check "coordinator: pando_jobs_finished_total{state=$st} is exported at 0 before any job ended" \
+    grep -qx "pando_jobs_finished_total{state=\"$st\"} 0" "$T_DIR/coord.before"
+done
+t_check "coordinator: pando_nodes_dead_total{role=worker} is exported at 0" \
+  grep -qx 'pando_nodes_dead_total{role="worker"} 0' "$T_DIR/coord.before"
 # which math runs: an info metric on every daemon, its start log, and each
 # node's registration as `pandoctl cluster` shows it (the same line)
 math=$(grep -o 'math: .*' "$T_DIR/w0.log" | head -n 1 | cut -c7-)
@@ -76,6 +84,8 @@ acc=$(value "$T_DIR/coord.after" pando_job_test_accuracy 'job="'"$job"'"')
 t_check "coordinator: pando_job_test_accuracy of the job ($acc)" gt "$acc" 0.5
 fin=$(value "$T_DIR/coord.after" pando_jobs_finished_total 'state="SUCCEEDED"')
 t_check "coordinator: pando_jobs_finished_total{state=SUCCEEDED} ($fin)" gt "$fin" 0
+alive=$(value "$T_DIR/coord.after" pando_nodes 'role="server"' 'state="alive"'),$(value "$T_DIR/coord.after" pando_nodes 'role="worker"' 'state="alive"'),$(value "$T_DIR/coord.after" pando_nodes 'state="dead"')
+t_check "coordinator: pando_nodes counts 1 alive server, 1 alive worker, 0 dead ($alive)" [ "$alive" = 1.0,1.0,0.0 ]
 code=$(/usr/bin/python3 -c "
 import urllib.request, urllib.error
 try: urllib.request.urlopen('http://127.0.0.1:$(t_metrics_port ps0)/other', timeout=5); print(200)

@@ -46,6 +46,8 @@ t_check "/metrics has the blocked pulls, dropped gradients and clock gap" \
   sh -c "grep -q '^pando_ps_blocked_pulls_total{job=\"$job\"} [1-9]' '$T_DIR/ps0.metrics' &&
          grep -q '^pando_ps_dropped_gradients_total{job=\"$job\"} 0' '$T_DIR/ps0.metrics' &&
          grep -q '^pando_ps_max_clock_gap{job=\"$job\"} 2' '$T_DIR/ps0.metrics'"
+t_check "/metrics has the job's SSP bound (pando_ps_staleness_bound 2), which the gap stays within" \
+  grep -qx "pando_ps_staleness_bound{job=\"$job\"} 2" "$T_DIR/ps0.metrics"
 
 # 2. staleness 0 is BSP, bit for bit
 pull() { # pull JOB FILE: the job's parameters
@@ -63,6 +65,9 @@ pull "$ssp0" "$T_DIR/ssp0.f32"
 t_check "SSP with staleness 0 ends with the BSP run's parameters, bit for bit" \
   cmp "$T_DIR/bsp.f32" "$T_DIR/ssp0.f32"
 "$BIN/pandoctl" -o json status "$ssp0" >"$T_DIR/ssp0.json"
+curl -s "http://127.0.0.1:$mport/metrics" >"$T_DIR/ps0.metrics"
+t_check "no SSP bound is exported for BSP or SSP 0 jobs" \
+  sh -c "! grep -Eq '^pando_ps_staleness_bound\\{job=\"($bsp|$ssp0)\"' '$T_DIR/ps0.metrics'"
 t_check "under SSP 0 every gradient has staleness 0 and the gap stays 0" \
   [ "$(t_json "$T_DIR/ssp0.json" 'j["stats"]["staleness"]["0"] == 256 and j["stats"]["max_clock_gap"] == 0')" = True ]
 t_done

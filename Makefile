@@ -109,8 +109,8 @@ endef
 $(foreach s,$(SERVICES),$(eval $(call SERVICE_RULES,$(s))))
 # pandoctl plot draws with cairo; only pandoctl (and the tests linking its
 # code) load it.
-CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null)
-CAIRO_LIBS   := $(shell pkg-config --libs cairo 2>/dev/null)
+CAIRO_CFLAGS := $(shell pkg-config --cflags cairo fontconfig 2>/dev/null)
+CAIRO_LIBS   := $(shell pkg-config --libs cairo fontconfig 2>/dev/null)
 $(BUILD)/services/ctl/plot.o: CFLAGS += $(CAIRO_CFLAGS)
 $(BUILD)/bin/pandoctl $(BUILD)/tests/unit/ctl/%: LDLIBS += $(CAIRO_LIBS)
 

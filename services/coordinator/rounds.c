@@ -3,7 +3,8 @@
  *   WAITING --(selectors report ceil(over_selection K) idle eligible devices, or
  *             >= min_reports of them for selection_timeout seconds)--> SELECTING
  *   SELECTING --(every Select answered)--> REPORTING (deadline = now + round_timeout),
- *              or CLOSING (abandon) when fewer than min_reports devices were chosen
+ *              or CLOSING (abandon) when fewer than min_reports devices were chosen, which
+ *              then goes back to WAITING without counting an attempt
  *   REPORTING --(the min_reports-th report, in pd_rounds_report)--> CLOSING (commit)
  *   REPORTING --(deadline, in cron)--> CLOSING (abandon)
  *   CLOSING --(every shard answered CommitRound)--> EVALUATING (every eval_every
@@ -79,6 +80,7 @@ struct pd_rounds {
   char **exclude;    /* devices chosen by abandoned attempts of this round */
   size_t nexclude;
   int abandoning;
+  int short_selection; /* the selectors chose fewer than min_reports (others took them) */
   int commit_failed;
   char message[512];
   char selector_error[600]; /* the last failed call to a selector, for the status */
@@ -508,6 +510,19 @@ static void after_commit(pd_rounds *r) {
 
 /* Every shard answered CommitRound: the attempt is over. */
 static void finish_close(pd_rounds *r) {
+  if (r->abandoning && r->short_selection) {
+    /* No round ran: between the population poll and Select, other jobs took
+     * the idle devices. Not an attempt: select again (cluster.wait_timeout
+     * still counts from the first wait). */
+    PD_INFO("job %s: round %d: only %zu of the %u devices it needs could be chosen (other jobs "
+            "took them): selecting again",
+            r->job, r->round, r->nchosen, r->need);
+    double since = r->wait_since;
+    r->short_selection = 0;
+    enter_waiting(r);
+    r->wait_since = since;
+    return;
+  }
   record_attempt(r, r->abandoning);
   const Pando__V1__RoundRecord *rec = &r->history[r->nhistory - 1];
   const int rounds = r->spec.training.federated.rounds;
@@ -663,7 +678,8 @@ static void on_select(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {
   }
   if (r->calls > 0)
     return;
-  start_reporting(r, r->nchosen >= r->need ? r->spec.training.federated.round_timeout_sec : 0);
+  r->short_selection = r->nchosen < r->need;
+  start_reporting(r, r->short_selection ? 0 : r->spec.training.federated.round_timeout_sec);
 }
 
 static void on_commit(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {

@@ -5,6 +5,7 @@
 
 #include <cairo-svg.h>
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,5 +284,9 @@ int pd_ctl_plot(const Pando__V1__JobStatus *const *jobs, size_t n, const char *p
 done:
   for (size_t k = 0; k < n; k++)
     series_close(&all[k]);
+  /* give back cairo's and fontconfig's caches: pandoctl draws once, and
+   * a leak checker should see nothing left */
+  cairo_debug_reset_static_data();
+  FcFini();
   return rc;
 }

@@ -165,6 +165,13 @@ bench-strategies: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tools/strategies.sh
 
+# Federated averaging in McMahan et al.'s setting, three partitions x two
+# aggregations, and 1,000 devices: a table and docs/federated.svg.
+.PHONY: bench-federated
+bench-federated: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tools/bench-federated.sh
+
 # `make test-container` builds the image and trains the example job with
 # docker-compose on a private Docker engine, then removes all it made (needs
 # root; installs docker.io, docker-compose, debootstrap; see docs/deploy.md).

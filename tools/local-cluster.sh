@@ -20,16 +20,11 @@ SPEC=${1:-examples/fashion-mlp.yaml}
 SERVERS=${SERVERS:-2}
 WORKERS=${WORKERS:-2}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/pando-cluster.XXXXXX")
-PIDS=""
 STATUS=1
+. "$(dirname "$0")/cluster-lib.sh"
 
 stop_all() {
-  for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in $PIDS; do
-    n=0
-    while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-    kill -KILL "$pid" 2>/dev/null
-  done
+  stop_daemons
   if [ "$STATUS" -ne 0 ] || [ -n "${KEEP_LOGS:-}" ]; then
     echo "local-cluster: daemon logs are in $DIR" >&2
   else
@@ -39,48 +34,13 @@ stop_all() {
 trap stop_all EXIT
 trap 'echo "local-cluster: interrupted, stopping the cluster" >&2; exit 130' INT TERM
 
-# tls_flags BINARY: the TLS and token flags of a daemon, with the certificate
-# of its role (the binary's name without pando-); none with TLS=0.
-tls_flags() {
-  [ "${TLS:-1}" = 0 ] && return 0
-  role=$(basename "$1"); role=${role#pando-}
-  echo "--tls-cert $DIR/certs/$role.pem --tls-key $DIR/certs/$role.key --tls-ca $DIR/certs/ca.pem" \
-    "--tls-client-auth require --token-file $DIR/certs/token"
-}
-
-start() { # start NAME BINARY ARGS...: a daemon on a free port; waits for its port file
-  name=$1; shift
-  # shellcheck disable=SC2046 # the TLS flags are words
-  "$@" --listen 127.0.0.1:0 --port-file "$DIR/$name.port" --name "$name" \
-    --metrics-listen 127.0.0.1:0 --metrics-port-file "$DIR/$name.metrics-port" \
-    --plugin-dir "${PLUGIN_DIR:-$BUILD/examples}" $(tls_flags "$1") >"$DIR/$name.log" 2>&1 &
-  PIDS="$PIDS $!"
-  n=0
-  while [ ! -s "$DIR/$name.port" ]; do
-    n=$((n + 1))
-    if [ $n -gt 100 ] || ! kill -0 "$!" 2>/dev/null; then
-      echo "local-cluster: $name did not start; its log:" >&2
-      cat "$DIR/$name.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-}
-
 [ -f "$SPEC" ] || { echo "local-cluster: no job spec $SPEC" >&2; exit 2; }
 # the value of a top-level `key: value` or a `  key: value` line of the spec
 spec_value() { sed -n "s/^[[:space:]]*$1:[[:space:]]*\([^#[:space:]]*\).*/\1/p" "$SPEC" | head -n 1; }
 spec_inline() { sed -n "s/.*[{ ,]$1:[[:space:]]*\([0-9.]*\).*/\1/p" "$SPEC" | head -n 1; }
 FEDERATED=""
 [ "$(spec_value update)" = fedavg ] && FEDERATED=1
-if [ "${TLS:-1}" != 0 ]; then
-  sh "$(dirname "$0")/certs.sh" "$DIR/certs" || { echo "local-cluster: cannot make certificates (openssl)" >&2; exit 1; }
-  PANDO_CA=$DIR/certs/ca.pem PANDO_CERT=$DIR/certs/admin.pem PANDO_KEY=$DIR/certs/admin.key
-  PANDO_TOKEN_FILE=$DIR/certs/token
-  export PANDO_CA PANDO_CERT PANDO_KEY PANDO_TOKEN_FILE
-fi
-SECURITY="mutual TLS and a cluster token"
-[ "${TLS:-1}" = 0 ] && SECURITY="plaintext (TLS=0)"
+make_certs
 start coordinator "$BIN/pando-coordinator" --dashboard true
 PANDO_COORDINATOR=127.0.0.1:$(cat "$DIR/coordinator.port")
 export PANDO_COORDINATOR
@@ -96,12 +56,7 @@ if [ -n "$FEDERATED" ]; then
   start selector "$BIN/pando-selector" --coordinator "$PANDO_COORDINATOR" --checkin-rate 400 \
     --min-reconnect-ms 100 --idle-reconnect-ms 1000
   SELECTOR=127.0.0.1:$(cat "$DIR/selector.port")
-  # the devices serve no gRPC: they need no port file
-  # shellcheck disable=SC2046 # the TLS flags are words
-  "$BIN/pando-worker" --role device --simulate "$DEVICES" --data "$SPEC" --selector "$SELECTOR" \
-    --device-threads 2 --metrics-listen "" --name devices --plugin-dir "${PLUGIN_DIR:-$BUILD/examples}" \
-    $(tls_flags pando-worker) >"$DIR/devices.log" 2>&1 &
-  PIDS="$PIDS $!"
+  start_devices devices "$SPEC" "$SELECTOR" "$DEVICES"
   echo "local-cluster: coordinator at $PANDO_COORDINATOR, $SERVERS servers, a selector at $SELECTOR, $DEVICES simulated devices, $SECURITY; submitting $SPEC" >&2
   "$BIN/pandoctl" submit "$SPEC" --wait
   STATUS=$?

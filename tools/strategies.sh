@@ -20,37 +20,10 @@ EPOCHS=${EPOCHS:-5}
 BATCH_DELAY_MS=${BATCH_DELAY_MS:-5}
 SVG=${SVG:-docs/strategies.svg}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/pando-strategies.XXXXXX")
-PIDS=""
-
-stop_all() {
-  for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in $PIDS; do
-    n=0
-    while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-    kill -KILL "$pid" 2>/dev/null
-  done
-  PIDS=""
-  rm -f "$DIR"/*.port
-}
-trap 'stop_all; rm -rf "$DIR"' EXIT
+TLS=0
+. "$(dirname "$0")/cluster-lib.sh"
+trap 'stop_daemons; rm -rf "$DIR"' EXIT
 trap 'exit 130' INT TERM
-
-start() { # start NAME BINARY ARGS...: a daemon on a free port; waits for its port file
-  name=$1; shift
-  "$@" --listen 127.0.0.1:0 --port-file "$DIR/$name.port" --name "$name" \
-    --metrics-listen 127.0.0.1:0 >"$DIR/$name.log" 2>&1 &
-  PIDS="$PIDS $!"
-  n=0
-  while [ ! -s "$DIR/$name.port" ]; do
-    n=$((n + 1))
-    if [ $n -gt 100 ] || ! kill -0 "$!" 2>/dev/null; then
-      echo "strategies: $name did not start; its log:" >&2
-      cat "$DIR/$name.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-}
 
 run() { # run LABEL WORKERS UPDATE-KEYS: one job on a fresh cluster; status in $DIR/LABEL.json
   label=$1 workers=$2 keys=$3
@@ -97,7 +70,7 @@ YAML
   done
   echo "strategies: $label: $state; the straggler was $(grep -o 'rank [0-9]* of [0-9]*' "$DIR/worker-0.log" | head -n 1)" >&2
   [ "$state" = SUCCEEDED ] || { echo "strategies: $label did not succeed; logs:" >&2; tail -n 5 "$DIR"/*.log >&2; exit 1; }
-  stop_all
+  stop_daemons
 }
 
 run bsp 3 "update: bsp"

@@ -1,7 +1,9 @@
 /* Federated rounds of one job; see rounds.h. The state machine:
  *
  *   WAITING --(selectors report ceil(over_selection K) idle eligible devices, or
- *             >= min_reports of them for selection_timeout seconds)--> SELECTING
+ *             >= min_reports of them for selection_timeout seconds; a fractional K
+ *             also waits, up to selection_timeout, while the eligible population
+ *             grows by more than 10% a poll)--> SELECTING
  *   SELECTING --(every Select answered)--> REPORTING (deadline = now + round_timeout),
  *              or CLOSING (abandon) when fewer than min_reports devices were chosen, which
  *              then goes back to WAITING without counting an attempt
@@ -32,6 +34,7 @@
 #define POLL_SEC 0.5      /* population polls while waiting for devices */
 #define COMMIT_ATTEMPTS 4 /* CommitRound is idempotent: retried on failure */
 #define MAX_SELECTORS 64
+#define SETTLE_GROWTH 0.1 /* a fractional K selects once the population grew by less a poll */
 
 enum phase { WAITING = 1, SELECTING, REPORTING, CLOSING, EVALUATING, DONE };
 enum call_kind { CALL_POPULATION = 1, CALL_SELECT, CALL_COMMIT };
@@ -71,6 +74,8 @@ struct pd_rounds {
   int calls_total;     /* every call in flight (for free) */
   /* population answers of the current poll */
   uint32_t idle[MAX_SELECTORS], eligible_sum, idle_sum;
+  uint32_t
+      prev_eligible; /* eligible_sum of the poll before (fractional K waits for it to settle) */
   /* the attempt's devices */
   selected *chosen;
   size_t nchosen, chosen_cap;
@@ -641,8 +646,22 @@ static void on_population(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) 
   }
   if (r->enough_since == 0)
     r->enough_since = now;
+  /* K = ceil(C n) of a fraction C is only as good as n: while the eligible
+   * population still grows by more than SETTLE_GROWTH a poll (devices checking
+   * in at the start of a job), select later, with the larger K. */
+  uint32_t prev = r->prev_eligible;
+  r->prev_eligible = r->eligible_sum;
+  int growing = r->spec.training.federated.clients_per_round < 1 &&
+                r->eligible_sum > prev + prev * SETTLE_GROWTH;
   /* Bonawitz et al. s2.2: selection waits for the round's goal count; with
    * fewer (but enough to commit) it goes on after selection_timeout. */
+  if (growing && now - r->enough_since < patience) {
+    snprintf(r->message, sizeof r->message,
+             "round %d/%d: waiting for the population to settle: %u eligible devices (%u a "
+             "poll ago) at %zu selectors",
+             r->round, r->spec.training.federated.rounds, r->eligible_sum, prev, r->nselectors);
+    return;
+  }
   if (r->idle_sum >= want || now - r->enough_since >= patience) {
     start_selecting(r);
     return;

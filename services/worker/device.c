@@ -151,13 +151,16 @@ static int load(devices *d, char *err, size_t errlen) {
 /* ---------------------------------------------------------------- one round of one device */
 
 /* The per-thread state reused from round to round. */
+#define FULL_BATCH_CHUNK 1024 /* rows of one model call when local_batch_size is 0 (all) */
+
 typedef struct trainer {
   devices *d;
   char *spec_yaml; /* the spec the model was made for */
   pd_job_spec spec;
   pd_model *model;
-  float *theta0, *theta, *grad;
+  float *theta0, *theta, *grad, *chunk_grad;
   uint64_t keys;
+  int max_batch; /* rows the model takes a call; larger batches go in chunks */
   pd_dataset batch;
   uint64_t *order;
   uint64_t order_cap;
@@ -169,6 +172,7 @@ static void trainer_close(trainer *t) {
   free(t->theta0);
   free(t->theta);
   free(t->grad);
+  free(t->chunk_grad);
   free(t->order);
   pd_dataset_close(&t->batch);
 }
@@ -184,7 +188,8 @@ static int trainer_prepare(trainer *t, const char *spec_yaml, char *err, size_t 
   if (pd_model_layout(&spec.model, NULL, 0, &keys, err, errlen) < 0)
     return -PD_EINVAL_SPEC;
   int batch = spec.training.federated.local_batch_size;
-  pd_model *model = pd_model_new(&spec.model, batch > 0 ? batch : 1024, err, errlen);
+  int max_batch = batch > 0 ? PD_MIN(batch, FULL_BATCH_CHUNK) : FULL_BATCH_CHUNK;
+  pd_model *model = pd_model_new(&spec.model, max_batch, err, errlen);
   if (!model)
     return -PD_EINVAL_SPEC;
   trainer_close(t);
@@ -196,11 +201,35 @@ static int trainer_prepare(trainer *t, const char *spec_yaml, char *err, size_t 
   /* training.lr_schedule runs over rounds: round r is its epoch r */
   t->spec.training.epochs = spec.training.federated.rounds;
   t->model = model;
+  t->max_batch = max_batch;
   t->keys = keys;
   t->theta0 = pd_xmalloc(keys * sizeof(float));
   t->theta = pd_xmalloc(keys * sizeof(float));
   t->grad = pd_xmalloc(keys * sizeof(float));
+  t->chunk_grad = pd_xmalloc(keys * sizeof(float));
   return 0;
+}
+
+/* The gradient (into t->grad) and mean loss of the mean loss over rows[0..m):
+ * one call of the model, or, past its max_batch (local_batch_size 0, the
+ * device's whole data), the chunks' gradients weighted by their rows, which
+ * is the same mean. */
+static double batch_gradient(trainer *t, const uint64_t *rows, uint64_t m) {
+  if (m <= (uint64_t)t->max_batch) {
+    pd_dataset_gather(&t->d->data, rows, m, &t->batch);
+    return pd_model_gradient(t->model, t->theta, &t->batch, t->grad);
+  }
+  memset(t->grad, 0, t->keys * sizeof(float));
+  double loss = 0;
+  for (uint64_t at = 0; at < m; at += (uint64_t)t->max_batch) {
+    uint64_t c = PD_MIN((uint64_t)t->max_batch, m - at);
+    pd_dataset_gather(&t->d->data, rows + at, c, &t->batch);
+    const float w = (float)((double)c / (double)m);
+    loss += w * pd_model_gradient(t->model, t->theta, &t->batch, t->chunk_grad);
+    for (uint64_t k = 0; k < t->keys; k++)
+      t->grad[k] += w * t->chunk_grad[k];
+  }
+  return loss;
 }
 
 /* E epochs of mini-batch steps with the job's local optimizer over the
@@ -233,8 +262,7 @@ static double local_train(trainer *t, const sim_device *v, uint64_t seed, uint32
     batches = 0;
     for (uint64_t at = 0; at < n; at += b) {
       uint64_t m = PD_MIN(b, n - at);
-      pd_dataset_gather(&t->d->data, t->order + at, m, &t->batch);
-      loss += pd_model_gradient(t->model, t->theta, &t->batch, t->grad);
+      loss += batch_gradient(t, t->order + at, m);
       batches++;
       if (fedprox)
         for (uint64_t k = 0; k < t->keys; k++)

@@ -22,7 +22,7 @@ tmp = tempfile.mkdtemp(prefix="pando-selector-")
 procs, logs = [], []
 
 
-def start(name):
+def start(name, extra=()):
     port_file = os.path.join(tmp, name + ".port")
     mport_file = os.path.join(tmp, name + ".mport")
     log = open(os.path.join(tmp, name + ".log"), "w")
@@ -31,9 +31,14 @@ def start(name):
                           "--port-file", port_file, "--metrics-listen", "127.0.0.1:0",
                           "--metrics-port-file", mport_file, "--coordinator", "",
                           "--min-reconnect-ms", "100", "--idle-reconnect-ms", "200",
-                          "--name", name], stdout=log, stderr=log)
+                          "--name", name] + list(extra), stdout=log, stderr=log)
     procs.append(p)
     return p, int(wait_file(port_file)), int(wait_file(mport_file))
+
+
+def rss_kib(proc):
+    with open("/proc/%d/status" % proc.pid) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
 def stubs(port):
@@ -145,10 +150,36 @@ try:
     check("after their round timed out they are forgotten too (%d online)" % pop.online,
           pop.online == 0)
 
+    # 10,000 devices online (windows of a minute) cost the selector about
+    # 2 MB (README: ~200 bytes a device); the bound leaves room for malloc's
+    # and gRPC's own growth, not for a per-device leak of a kilobyte
+    big, port_big, _ = start("sel-big", ["--min-reconnect-ms", "60000", "--max-reconnect-ms",
+                                         "60000", "--idle-reconnect-ms", "60000",
+                                         "--checkin-rate", "1000000"])
+    checkin_big, _, population_big, _ = stubs(port_big)
+
+    def check_in_all(ids):
+        for start_i in range(0, len(ids), 500):
+            futures = [checkin_big.future(pb.CheckInRequest(
+                device_id=d, num_samples=600, jobs=["fed"], attributes=["charging", "unmetered"]),
+                timeout=30) for d in ids[start_i:start_i + 500]]
+            for f in futures:
+                f.result()
+    check_in_all(["warm-%04d" % i for i in range(1000)])  # gRPC's buffers, malloc's arenas
+    before = rss_kib(big)
+    check_in_all(["device-%010d" % i for i in range(10000)])
+    grown = rss_kib(big) - before
+    pop = population_big(pb.PopulationRequest(job_name="fed"), timeout=10)
+    check("10,000 devices are online at one selector (%d online, %d eligible)"
+          % (pop.online, pop.eligible), pop.online == 11000 and pop.eligible == 11000)
+    check("they cost the selector %.1f MiB of resident memory (bound: 8 MiB)" % (grown / 1024),
+          grown < 8 * 1024)
+
     a.terminate()
     b.terminate()
+    big.terminate()
     check("SIGTERM stops the selectors cleanly (exit 0)",
-          a.wait(timeout=10) == 0 and b.wait(timeout=10) == 0)
+          a.wait(timeout=10) == 0 and b.wait(timeout=10) == 0 and big.wait(timeout=10) == 0)
 finally:
     for p in procs:
         if p.poll() is None:
@@ -156,6 +187,6 @@ finally:
     for log in logs:
         log.close()
     if fedlib.failed:
-        for name in ("sel-a", "sel-b"):
+        for name in ("sel-a", "sel-b", "sel-big"):
             print(open(os.path.join(tmp, name + ".log")).read(), file=sys.stderr)
 sys.exit(1 if fedlib.failed else 0)

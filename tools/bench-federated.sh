@@ -4,25 +4,31 @@
 # selected: over_selection 1.3), E = 5 local epochs, B = 10, MLP
 # 784-200-200-10 with local SGD (lr LR), for three partitions of the
 # training set (iid; dirichlet alpha 0.5, Hsu et al. 2019; shards, 2 per
-# device, McMahan's pathological non-IID) and two server aggregations
-# (fedavg; fedadam, Reddi et al. 2021, server_lr FEDADAM_LR). One cluster
+# device, McMahan's pathological non-IID) and three server aggregations
+# (fedavg; fedavgm, server momentum 0.9 and server_lr FEDAVGM_LR, Hsu et
+# al. 2019; fedadam, Reddi et al. 2021, server_lr FEDADAM_LR). One cluster
 # (coordinator, 2 servers, a selector, one process of 100 devices per
-# partition, each serving only its partition's jobs) runs the six jobs one
+# partition, each serving only its partition's jobs) runs the nine jobs one
 # after another. Prints a table of the rounds and seconds to test accuracy
-# 0.85 and the accuracy after ROUNDS rounds (centrally evaluated after every
-# round), writes the accuracy per round of all six with `pandoctl plot` to
+# 0.85, the accuracy after ROUNDS rounds (centrally evaluated after every
+# round) and its mean over the last 10 rounds (non-IID curves oscillate),
+# writes the curves of all nine with `pandoctl plot` to
 # SVG, then, on a fresh cluster, runs 1,000 devices with 100 reports a round
 # for BIG_ROUNDS rounds and reports the selector's and the devices'
 # process's peak memory and the rounds per minute.
 #   sh tools/bench-federated.sh
 #   ROUNDS=30 BIG_ROUNDS=5 SVG=/tmp/f.svg RESULTS=/tmp/runs sh tools/bench-federated.sh
+#   PARTITIONS="iid dirichlet" AGGREGATIONS=fedavg BIG_ROUNDS=0 LR=0.02 sh tools/bench-federated.sh
 set -u
 BUILD=${BUILD:-build}
 BIN=$BUILD/bin
 ROUNDS=${ROUNDS:-100}
-BIG_ROUNDS=${BIG_ROUNDS:-10}
+BIG_ROUNDS=${BIG_ROUNDS:-10} # 0: no 1,000-device run
+PARTITIONS=${PARTITIONS:-iid dirichlet shards}
+AGGREGATIONS=${AGGREGATIONS:-fedavg fedavgm fedadam}
 LR=${LR:-0.05}
 FEDADAM_LR=${FEDADAM_LR:-0.003}
+FEDAVGM_LR=${FEDAVGM_LR:-0.1} # with server_momentum 0.9: an effective server step of 1
 SVG=${SVG:-docs/federated.svg}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/pando-bench-fed.XXXXXX")
 TLS=0
@@ -41,6 +47,7 @@ spec() { # spec NAME PARTITION AGGREGATION CLIENTS ROUNDS: a job spec on stdout
   esac
   s_agg="aggregation: $3"
   [ "$3" = fedadam ] && s_agg="aggregation: fedadam, server_lr: $FEDADAM_LR"
+  [ "$3" = fedavgm ] && s_agg="aggregation: fedavgm, server_lr: $FEDAVGM_LR, server_momentum: 0.9"
   cat <<YAML
 name: $1
 model: {type: mlp, layers: [784, 200, 200, 10], activation: relu, seed: 42}
@@ -85,14 +92,14 @@ run() { # run NAME: submits $DIR/NAME.yaml, waits, keeps its status in $DIR/NAME
 
 JOBS=""
 cluster
-for part in iid dirichlet shards; do
+for part in $PARTITIONS; do
   spec "fb-$part" "$part" fedavg 0.1 1 >"$DIR/devices-$part.yaml"
   start_devices "devices-$part" "$DIR/devices-$part.yaml" "$SELECTOR" 100 --device-id "$part" \
-    --jobs "fb-$part-fedavg,fb-$part-fedadam"
+    --jobs "$(for agg in $AGGREGATIONS; do printf 'fb-%s-%s,' "$part" "$agg"; done)"
 done
 echo "bench-federated: $ROUNDS rounds each, 100 devices, C = 0.1, E = 5, B = 10, MLP 784-200-200-10, local lr $LR" >&2
-for part in iid dirichlet shards; do
-  for agg in fedavg fedadam; do
+for part in $PARTITIONS; do
+  for agg in $AGGREGATIONS; do
     spec "fb-$part-$agg" "$part" "$agg" 0.1 "$ROUNDS" >"$DIR/fb-$part-$agg.yaml"
     run "fb-$part-$agg"
   done
@@ -103,30 +110,34 @@ done
 stop_daemons
 
 # 1,000 devices, 100 reports a round, on a fresh cluster
-cluster
-spec fb-1000 iid fedavg 100 "$BIG_ROUNDS" >"$DIR/fb-1000.yaml"
-start_devices devices-1000 "$DIR/fb-1000.yaml" "$SELECTOR" 1000 --device-id big
-run fb-1000
-SELECTOR_KIB=$(peak_rss selector)
-DEVICES_KIB=$(peak_rss devices-1000)
+if [ "$BIG_ROUNDS" -gt 0 ]; then
+  cluster
+  spec fb-1000 iid fedavg 100 "$BIG_ROUNDS" >"$DIR/fb-1000.yaml"
+  start_devices devices-1000 "$DIR/fb-1000.yaml" "$SELECTOR" 1000 --device-id big
+  run fb-1000
+  SELECTOR_KIB=$(peak_rss selector)
+  DEVICES_KIB=$(peak_rss devices-1000)
+fi
 
 echo
-echo "| partition | aggregation | rounds to 0.85 | seconds to 0.85 | accuracy after $ROUNDS rounds |"
-echo "| --- | --- | ---: | ---: | ---: |"
-for part in iid dirichlet shards; do
-  for agg in fedavg fedadam; do
+echo "| partition | aggregation | rounds to 0.85 | seconds to 0.85 | accuracy after $ROUNDS rounds | mean of its last 10 rounds |"
+echo "| --- | --- | ---: | ---: | ---: | ---: |"
+for part in $PARTITIONS; do
+  for agg in $AGGREGATIONS; do
     $PY - "$DIR/fb-$part-$agg.json" "$part" "$agg" <<'PY'
 import json, sys
 st = json.load(open(sys.argv[1]))
 h = [r for r in st.get("round_history", []) if r.get("has_eval") and not r.get("abandoned")]
 hit = next((r for r in h if r["test_accuracy"] >= 0.85), None)
 label = {"dirichlet": "dirichlet alpha 0.5", "shards": "shards, 2 per device"}.get(sys.argv[2], sys.argv[2])
-print("| %s | %s | %s | %s | %.4f |" % (label, sys.argv[3],
+last = [r["test_accuracy"] for r in h[-10:]]
+print("| %s | %s | %s | %s | %.4f | %.4f |" % (label, sys.argv[3],
       hit["round"] if hit else "not reached", "%.0f" % hit["finished_sec"] if hit else "-",
-      h[-1]["test_accuracy"]))
+      h[-1]["test_accuracy"], sum(last) / len(last)))
 PY
   done
 done
+[ "$BIG_ROUNDS" -gt 0 ] || exit 0
 echo
 $PY - "$DIR/fb-1000.json" "$SELECTOR_KIB" "$DEVICES_KIB" <<'PY'
 import json, sys

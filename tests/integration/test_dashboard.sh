@@ -54,7 +54,8 @@ t_check "the accuracy curve has a point per finished epoch ($ep)" [ "$ep" -ge 1 
 first=$ep
 want=$((first + 2))
 i=0
-while [ "$(epochs)" -lt $want ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+# (up to 3 minutes: two epochs of a sanitized build take over one)
+while [ "$(epochs)" -lt $want ] && [ $i -lt 1800 ]; do sleep 0.1; i=$((i + 1)); done
 dump >"$T_DIR/dom2.html"
 /usr/bin/python3 - "$T_DIR/dom2.html" "$job" >"$T_DIR/dom2.txt" <<'PY'
 import re, sys

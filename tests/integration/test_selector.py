@@ -172,8 +172,12 @@ try:
     pop = population_big(pb.PopulationRequest(job_name="fed"), timeout=10)
     check("10,000 devices are online at one selector (%d online, %d eligible)"
           % (pop.online, pop.eligible), pop.online == 11000 and pop.eligible == 11000)
-    check("they cost the selector %.1f MiB of resident memory (bound: 8 MiB)" % (grown / 1024),
-          grown < 8 * 1024)
+    if os.environ.get("SANITIZE"):  # ASan's shadow memory and quarantine are not the selector's
+        print("# skipped under SANITIZE=%s: the memory bound (%.1f MiB grown)"
+              % (os.environ["SANITIZE"], grown / 1024))
+    else:
+        check("they cost the selector %.1f MiB of resident memory (bound: 8 MiB)"
+              % (grown / 1024), grown < 8 * 1024)
 
     a.terminate()
     b.terminate()

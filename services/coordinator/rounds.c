@@ -74,8 +74,7 @@ struct pd_rounds {
   int calls_total;     /* every call in flight (for free) */
   /* population answers of the current poll */
   uint32_t idle[MAX_SELECTORS], eligible_sum, idle_sum;
-  uint32_t
-      prev_eligible; /* eligible_sum of the poll before (fractional K waits for it to settle) */
+  uint32_t prev_eligible; /* eligible_sum of the poll before (see SETTLE_GROWTH) */
   /* the attempt's devices */
   selected *chosen;
   size_t nchosen, chosen_cap;

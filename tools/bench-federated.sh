@@ -25,10 +25,14 @@ BIN=$BUILD/bin
 ROUNDS=${ROUNDS:-100}
 BIG_ROUNDS=${BIG_ROUNDS:-10} # 0: no 1,000-device run
 PARTITIONS=${PARTITIONS:-iid dirichlet shards}
-AGGREGATIONS=${AGGREGATIONS:-fedavg fedavgm fedadam}
+AGGREGATIONS=${AGGREGATIONS:-fedavg fedavgm fedadam fedavg-swa fedadam-swa}
 LR=${LR:-0.05}
 FEDADAM_LR=${FEDADAM_LR:-0.003}
 FEDAVGM_LR=${FEDAVGM_LR:-0.1} # with server_momentum 0.9: an effective server step of 1
+FEDAVGM_MOMENTUM=${FEDAVGM_MOMENTUM:-0.9}
+FEDPROX_MU=${FEDPROX_MU:-0.1}
+SWA_FROM=${SWA_FROM:-$((ROUNDS / 2))} # AGGREGATION-swa: the served model averages rounds SWA_FROM..
+LR_SCHEDULE=${LR_SCHEDULE:-} # e.g. "{type: cosine, min_lr: 0.005}": the devices' lr over the rounds
 SVG=${SVG:-docs/federated.svg}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/pando-bench-fed.XXXXXX")
 TLS=0
@@ -45,9 +49,17 @@ spec() { # spec NAME PARTITION AGGREGATION CLIENTS ROUNDS: a job spec on stdout
   shards_per_device: 2" ;;
     *) s_part="partition: $2" ;;
   esac
-  s_agg="aggregation: $3"
-  [ "$3" = fedadam ] && s_agg="aggregation: fedadam, server_lr: $FEDADAM_LR"
-  [ "$3" = fedavgm ] && s_agg="aggregation: fedavgm, server_lr: $FEDAVGM_LR, server_momentum: 0.9"
+  s_agg="aggregation: ${3%-swa}"
+  case $3 in *-swa) s_swa=", swa_from: $SWA_FROM" ;; *) s_swa="" ;; esac
+  case $3 in
+    fedadam*) s_agg="aggregation: fedadam, server_lr: $FEDADAM_LR" ;;
+    fedavgm*) s_agg="aggregation: fedavgm, server_lr: $FEDAVGM_LR, server_momentum: $FEDAVGM_MOMENTUM" ;;
+    fedprox*) s_agg="aggregation: fedprox, mu: $FEDPROX_MU" ;;
+  esac
+  s_agg="$s_agg$s_swa"
+  s_sched=""
+  [ -n "$LR_SCHEDULE" ] && s_sched="
+  lr_schedule: $LR_SCHEDULE"
   cat <<YAML
 name: $1
 model: {type: mlp, layers: [784, 200, 200, 10], activation: relu, seed: 42}
@@ -62,7 +74,7 @@ data:
   seed: 1
 training:
   update: fedavg
-  optimizer: {type: sgd, lr: $LR}
+  optimizer: {type: sgd, lr: $LR}$s_sched
   federated: {rounds: $5, clients_per_round: $4, local_epochs: 5, local_batch_size: 10,
               round_timeout: 120, eval_every: 1, seed: 7, $s_agg}
 cluster: {servers: 2}

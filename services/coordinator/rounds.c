@@ -480,8 +480,9 @@ static void *eval_main(void *arg) {
   params = pd_xmalloc(r->keys * sizeof *params);
   client = pd_psclient_new(r->job, 0, r->ranges, (int)r->nservers, 0);
   pd_psclient_set_timeouts(client, 30, 30);
-  if (pd_psclient_pull(client, 0, r->keys, (int64_t)(r->id + 1), params, NULL, err, sizeof err) !=
-      0)
+  /* round 0: the model as last committed, or with training.federated.swa_from
+   * the servers' running average of the rounds' models */
+  if (pd_psclient_pull(client, 0, r->keys, 0, params, NULL, err, sizeof err) != 0)
     goto done;
   pd_eval ev;
   pd_model_evaluate(r->model, params, &r->test, &ev);

@@ -255,6 +255,19 @@ static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n
   }
 }
 
+/* Answers a pull with a copy of n values (which the shard may change before
+ * gRPC has sent them). */
+static void answer_copy(pd_rpc_call *call, pd_shard *s, const float *values, uint64_t n) {
+  Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
+  resp.version = pd_fedagg_stats_get(pd_shard_fed(s))->committed;
+  int64_t shape = (int64_t)n;
+  grpc_slice slices[2];
+  slices[0] = pd_wire_tensor_header(&resp.base, PD_WIRE_PULL_VALUES_FIELD, PD_DTYPE_FLOAT32, &shape,
+                                    1, n * sizeof(float));
+  slices[1] = grpc_slice_from_copied_buffer((const char *)values, n * sizeof(float));
+  pd_rpc_call_reply_slices(call, slices, 2);
+}
+
 /* Answers the parked pulls the shard's clock now allows. */
 static void answer_ready(pd_shard *s) {
   uint64_t off, n;
@@ -289,6 +302,12 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   struct pd_fedagg *fed = pd_shard_fed(j->shard);
   if (fed && pd_fedagg_pull_ok(fed, (uint64_t)req->clock, err, sizeof err) != 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
+    return;
+  }
+  const float *served = fed && req->clock == 0 ? pd_shard_fed_served(j->shard) : NULL;
+  if (served) { /* training.federated.swa_from: evaluation and export read the average */
+    answer_copy(call, j->shard, served + off, n);
+    export_metrics(j);
     return;
   }
   switch (
@@ -763,6 +782,7 @@ static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, 
     double lr;
     pd_fedagg_server_optimizer(pd_shard_spec(j->shard), &server, &lr);
     pd_shard_apply(j->shard, grad, lr);
+    pd_shard_fed_average(j->shard);
   }
   if (grad || r.abandoned) { /* not for a retried call */
     char labels[200];

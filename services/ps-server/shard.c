@@ -189,6 +189,9 @@ struct pd_shard {
   } lr_epoch;
   pd_clock *clock;
   struct pd_fedagg *fed;    /* training.update fedavg: the rounds (fedagg.c); else NULL */
+  float *swa;               /* training.federated.swa_from: the models' running average */
+  uint64_t swa_n;           /* rounds in it */
+  uint64_t swa_round;       /* the committed round added last */
   pd_shard_parked *waiting; /* pulls parked until the clock allows them */
   pd_shard_parked *ready;   /* parked pulls the clock now allows, to be answered */
 };
@@ -226,6 +229,8 @@ pd_shard *pd_shard_new(const pd_job_spec *spec, uint64_t begin, uint64_t end, ui
     pd_fedagg_server_optimizer(spec, &server, &lr);
     pd_optimizer_init(&s->optimizer, &server, keys);
     s->fed = pd_fedagg_new(spec, keys);
+    if (spec->training.federated.swa_from > 0)
+      s->swa = pd_xcalloc(keys, sizeof(float));
   } else {
     pd_optimizer_init(&s->optimizer, &spec->training.optimizer, keys);
   }
@@ -242,6 +247,7 @@ void pd_shard_free(pd_shard *s) {
   values_unref(s->values);
   free(s->accum);
   free(s->buffers);
+  free(s->swa);
   free(s);
 }
 
@@ -259,6 +265,25 @@ struct pd_fedagg *pd_shard_fed(pd_shard *s) {
 void pd_shard_apply(pd_shard *s, const float *grad, double lr) {
   values_step(s->values, &s->optimizer, grad, 0, s->end - s->begin, lr);
 }
+
+void pd_shard_fed_average(pd_shard *s) {
+  const uint64_t committed = s->swa ? pd_fedagg_stats_get(s->fed)->committed : 0;
+  if (!s->swa || committed < (uint64_t)s->spec.training.federated.swa_from ||
+      committed == s->swa_round)
+    return; /* off, too early, or this round is in already */
+  s->swa_round = committed;
+  s->swa_n++;
+  const float w = 1.0f / (float)s->swa_n;
+  float chunk[1024];
+  for (uint64_t at = 0, keys = s->end - s->begin; at < keys; at += PD_ARRAY_SIZE(chunk)) {
+    uint64_t n = PD_MIN((uint64_t)PD_ARRAY_SIZE(chunk), keys - at);
+    values_read(s->values, at, n, chunk);
+    for (uint64_t k = 0; k < n; k++)
+      s->swa[at + k] += (chunk[k] - s->swa[at + k]) * w;
+  }
+}
+
+const float *pd_shard_fed_served(const pd_shard *s) { return s->swa_n > 0 ? s->swa : NULL; }
 
 void pd_shard_read(const pd_shard *s, uint64_t off, uint64_t n, float *out) {
   values_read(s->values, off, n, out);

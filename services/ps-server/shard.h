@@ -68,6 +68,18 @@ struct pd_fedagg *pd_shard_fed(pd_shard *shard);
  * `grad` (end - begin values): a federated round's pseudo-gradient. Slices
  * handed out keep the values they borrow. */
 void pd_shard_apply(pd_shard *shard, const float *grad, double lr);
+/* training.federated.swa_from R > 0 (stochastic weight averaging, Izmailov
+ * et al., UAI 2018; in federated learning Caldarola et al., ECCV 2022):
+ * after a committed round whose count (pd_fedagg_stats committed) is R or
+ * more, adds the model as it now is to the running average of the models of
+ * rounds R, R + 1, ...: avg += (theta - avg) / n. Call it after
+ * pd_shard_apply of that round; a no-op without swa_from, before round R,
+ * and when the newest committed round is in the average already. */
+void pd_shard_fed_average(pd_shard *shard);
+/* The values a fedavg shard serves for evaluation and export (pulls of
+ * round 0): the running average once it holds a round, else NULL (the
+ * model itself). Rounds' pulls (clock > 0) always read the model. */
+const float *pd_shard_fed_served(const pd_shard *shard);
 
 /* Copies the current values of shard-relative keys [off, off + n) to `out`. */
 void pd_shard_read(const pd_shard *shard, uint64_t off, uint64_t n, float *out);

@@ -182,6 +182,9 @@ typedef struct pd_job_spec {
       double beta1, beta2, tau; /* fedadam/fedyogi (Reddi et al.: 0.9, 0.99, 1e-3) */
       double mu;                /* fedprox: (mu/2)||w - w_t||^2 in the local loss */
       int eval_every;           /* evaluate the global model every k committed rounds */
+      int swa_from;             /* > 0: from this committed round on the servers serve (for
+                                   evaluation and export) the running average of the global
+                                   models (SWA); devices still train from the last one */
       uint64_t seed;            /* seeds the selection of each round */
       char require[256];        /* comma-separated device attributes, e.g. "charging,unmetered" */
     } federated;

@@ -348,6 +348,10 @@ static int check_federated(const pd_job_spec *spec, struct problem *pb, char *pa
     return problem(pb, "training.federated is only used with training.update fedavg, got update %s",
                    enum_to_name(update_names, spec->training.update));
   }
+  snprintf(path, pathlen, "training.federated.swa_from");
+  if (spec->training.federated.swa_from > rounds)
+    return problem(pb, "must be <= training.federated.rounds (%d), got %d", rounds,
+                   spec->training.federated.swa_from);
   snprintf(path, pathlen, "training.federated.clients_per_round");
   if (k >= 1 && k != floor(k))
     return problem(pb, "a number of devices (an integer >= 1) or a fraction in (0, 1), got %g", k);
@@ -507,6 +511,8 @@ static const struct spec_key keys[] = {
      .min = 0, .min_exclusive = 1, .max = 10},
     {"training.federated.mu", K_DOUBLE, FIELD(training.federated.mu), .default_value = "0.01",
      .min = 0, .max = 1000},
+    {"training.federated.swa_from", K_INT, FIELD(training.federated.swa_from), .default_value = "0",
+     .min = 0, .max = 1000000},
     {"training.federated.eval_every", K_INT, FIELD(training.federated.eval_every),
      .default_value = "1", .min = 1, .max = 1000000},
     {"training.federated.seed", K_UINT64, FIELD(training.federated.seed), .default_value = "0"},

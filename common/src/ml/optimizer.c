@@ -18,6 +18,8 @@ uint64_t pd_optimizer_shard_bytes(const pd_job_spec *spec, uint64_t keys, uint32
       2 * sizeof(float) + pd_optimizer_state_bytes_per_key(spec->training.optimizer.type);
   if (update == PD_UPDATE_BSP)
     per_key += sizeof(float);
+  if (update == PD_UPDATE_FEDAVG && spec->training.federated.swa_from > 0)
+    per_key += sizeof(float); /* the served average (training.federated.swa_from) */
   if (update == PD_UPDATE_BSP && spec->training.backup_workers > 0)
     per_key += (uint64_t)num_workers * sizeof(float);
   if (keys > (UINT64_MAX - 64 * (uint64_t)num_workers) / per_key)

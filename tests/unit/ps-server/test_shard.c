@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../../services/ps-server/fedagg.h"
 #include "../../test.h"
 #include "pando/util.h"
 
@@ -356,6 +357,74 @@ static void test_bytes_needed(void) {
   }
 }
 
+/* training.federated.swa_from 3 of 5 rounds: rounds' pulls read the model;
+ * round 0 (evaluation, export) reads nothing else until round 3 has
+ * committed, then the mean of the models after rounds 3..t; an abandoned
+ * round adds nothing. swa_from past the rounds is refused by name. */
+static void test_fed_swa_serves_the_running_average(void) {
+  enum { KEYS = 2500 }; /* more than one chunk of the average's update */
+  char err[512] = "";
+  const char *yaml_fmt = "name: swa\nmodel: {type: softmax, layers: [1249, 2], seed: 3}\n"
+                         "data: {train: {features: /f, labels: /l}, partition: iid}\n"
+                         "training: {update: fedavg, optimizer: {type: sgd, lr: 0.1},\n"
+                         "  federated: {rounds: 5, swa_from: %d}}\n"
+                         "cluster: {servers: 1}\n";
+  char yaml[1024];
+  pd_job_spec spec;
+  snprintf(yaml, sizeof yaml, yaml_fmt, 6);
+  CHECK(pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err) < 0);
+  CHECK(strstr(err, "training.federated.swa_from") && strstr(err, "rounds (5)"));
+  snprintf(yaml, sizeof yaml, yaml_fmt, 3);
+  int rc = pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "  spec: %s\n", err);
+  CHECK_EQ_INT(rc, 0);
+  CHECK_EQ_INT(pd_shard_bytes(&spec, 0, 1000, 1), 1000 * 12 + 64); /* + the average */
+  pd_shard *s = pd_shard_new(&spec, 0, KEYS, 1, 0, err, sizeof err);
+  CHECK(s != NULL);
+  struct pd_fedagg *fed = pd_shard_fed(s);
+  static float delta[KEYS], model[6][KEYS];
+  pd_optimizer_spec server;
+  double lr;
+  pd_fedagg_server_optimizer(&spec, &server, &lr);
+  const char *set[1] = {"a"};
+  for (uint64_t round = 1, committed = 0; committed < 5; round++) {
+    uint64_t seed = round;
+    for (int k = 0; k < KEYS; k++)
+      delta[k] = (float)(pd_random_unit(&seed) - 0.5);
+    const int abandon = round == 4;
+    if (!abandon)
+      CHECK_EQ_INT(pd_fedagg_push(fed, "a", round, 10, 0, KEYS, delta, err, sizeof err),
+                   PD_FED_BUFFERED);
+    const float *grad;
+    pd_fedagg_result r;
+    CHECK_EQ_INT(
+        pd_fedagg_commit(fed, round, set, abandon ? 0 : 1, abandon, &grad, &r, err, sizeof err), 0);
+    if (grad) {
+      pd_shard_apply(s, grad, lr);
+      committed++;
+    }
+    pd_shard_fed_average(s);
+    pd_shard_read(s, 0, KEYS, model[committed]);
+    const float *served = pd_shard_fed_served(s);
+    if (committed < 3) {
+      CHECK(served == NULL);
+      continue;
+    }
+    CHECK(served != NULL);
+    double worst = 0;
+    for (int k = 0; k < KEYS; k++) {
+      double mean = 0;
+      for (uint64_t t = 3; t <= committed; t++)
+        mean += model[t][k];
+      mean /= (double)(committed - 2);
+      worst = fmax(worst, fabs(served[k] - mean));
+    }
+    CHECK(worst < 1e-6);
+  }
+  pd_shard_free(s);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_leased_block_keeps_old_values);
   PD_RUN(test_slices_follow_blocks);
@@ -364,5 +433,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_backup_workers_buffers);
   PD_RUN(test_lr_per_epoch);
   PD_RUN(test_bytes_needed);
+  PD_RUN(test_fed_swa_serves_the_running_average);
   PD_TEST_DONE();
 }

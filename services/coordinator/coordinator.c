@@ -674,6 +674,20 @@ static void handle_cancel(pd_rpc_call *call, const ProtobufCMessage *msg, void *
   }
 }
 
+static void handle_resume(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_coord *c = ctx;
+  const Pando__V1__JobRequest *req = (const Pando__V1__JobRequest *)msg;
+  pd_job *j = authorized_job(c, call, req->job);
+  char err[1400];
+  if (!j)
+    return;
+  if (pd_jobs_resume(c->jobs, j, pd_now(), err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
+    return;
+  }
+  reply_status(c, call, j);
+}
+
 static void handle_list(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   (void)msg;
@@ -770,6 +784,7 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
       {"/pando.v1.Coordinator/GetJob", &pando__v1__job_request__descriptor, handle_get_job},
       {"/pando.v1.Coordinator/ListJobs", &pando__v1__list_jobs_request__descriptor, handle_list},
       {"/pando.v1.Coordinator/CancelJob", &pando__v1__job_request__descriptor, handle_cancel},
+      {"/pando.v1.Coordinator/ResumeJob", &pando__v1__job_request__descriptor, handle_resume},
       {"/pando.v1.Coordinator/Cluster", &pando__v1__cluster_request__descriptor, handle_cluster},
       {"/pando.v1.Coordinator/ReportDevice", &pando__v1__device_report__descriptor,
        handle_report_device},
@@ -779,5 +794,6 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   /* a job's token may stand in for the cluster token (authorized_job checks it) */
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/GetJob");
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/CancelJob");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/ResumeJob");
   pd_rpc_health_register(srv, health_services);
 }

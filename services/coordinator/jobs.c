@@ -364,6 +364,7 @@ static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t o
  * workers learn of it through their assignment generation; until the roll
  * back their pulls and pushes fail or are aborted, and their reports are
  * answered with cancel. */
+static void begin_recovery(pd_jobs *jobs, pd_job *j, double now, const char *why);
 static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   if (!pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard) {
     pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
@@ -375,6 +376,12 @@ static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
                    "%s; the job recovered %u times already, the most it may", why, j->recoveries);
     return;
   }
+  begin_recovery(jobs, j, now, why);
+}
+
+/* Makes `j` RECOVERING because of `why`: recovering_cron then finds its
+ * replacements and rolls every shard back. */
+static void begin_recovery(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   j->state = PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING;
   j->recoveries++;
   j->recover_since = now;
@@ -839,5 +846,31 @@ int pd_jobs_reload(pd_jobs *jobs, pd_store *store, double now, char *err, size_t
     PD_INFO("job %s: reloaded, %s%s%s", j->id, pd_job_state_name(was),
             was == j->state ? "" : " -> ", was == j->state ? "" : pd_job_state_name(j->state));
   }
+  return 0;
+}
+
+int pd_jobs_resume(pd_jobs *jobs, pd_job *j, double now, char *err, size_t errlen) {
+  if (j->state != PANDO__V1__JOB_STATE__JOB_STATE_FAILED &&
+      j->state != PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED)
+    return pd_errf(err, errlen, -PD_ESTATE,
+                   "job %s is %s: only a FAILED or CANCELLED job can be resumed", j->id,
+                   pd_job_state_name(j->state));
+  if (pd_job_federated(j) || !pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard)
+    return pd_errf(err, errlen, -PD_ESTATE,
+                   "job %s takes no checkpoints (its spec has no checkpoint: key%s): there is "
+                   "nothing to resume it from; submit it again",
+                   j->id, pd_job_federated(j) ? ", and it is federated" : "");
+  if (!j->server_ids)
+    return pd_errf(err, errlen, -PD_ESTATE,
+                   "job %s never started (it ended before it had servers): submit it again", j->id);
+  char why[sizeof j->recover_why];
+  snprintf(why, sizeof why, "resumed by the user after it was %s%s%.300s%s",
+           pd_job_state_name(j->state), j->message[0] ? " (" : "", j->message,
+           j->message[0] ? ")" : "");
+  for (uint32_t s = 0; j->orphaned && s < j->nservers; s++)
+    j->orphaned[s] = 0; /* the roll back makes the shard again */
+  j->finished = 0;
+  j->recoveries = 0; /* a resume gives it its PD_RECOVERY_MAX again */
+  begin_recovery(jobs, j, now, why);
   return 0;
 }

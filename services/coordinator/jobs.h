@@ -197,6 +197,14 @@ void pd_jobs_shard_restored(pd_jobs *jobs, const char *job, uint32_t pass, uint3
  * already. */
 void pd_jobs_finish(pd_jobs *jobs, pd_job *job, double now, Pando__V1__JobState state,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* `pandoctl resume`: a FAILED or CANCELLED `job` that takes checkpoints
+ * and had its servers goes RECOVERING at `now`: once its servers (the same
+ * names) and a worker per rank are there, every shard is made again from
+ * the newest checkpoint all of them hold complete (or from the model's
+ * seed if there is none), and it runs on from that clock. Returns 0, or
+ * -PD_ESTATE with why it cannot in `err`. */
+int pd_jobs_resume(pd_jobs *jobs, pd_job *job, double now, char *err, size_t errlen);
+
 /* Records a progress report of a rank below job->nworkers at `now`: position
  * and loss, the epoch's evaluation in the history, the worker's error (the
  * job fails; or, for a failed pull or push of a job taking checkpoints, goes

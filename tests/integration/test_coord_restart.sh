@@ -7,7 +7,10 @@
 # coordinator restarted and a checkpoint: key would have let it continue,
 # and its shards are dropped from both servers; job and node ids are never
 # reused (a resubmitted job of the same name gets a new id, fresh shards
-# and trains every epoch). Every step waits on a state, a file or a log
+# and trains every epoch). pandoctl resume of a job cancelled after a
+# checkpoint (across one more restart) rolls it back and it SUCCEEDS with
+# the undisturbed run's parameters; resume refuses a job without
+# checkpoints and one that is not FAILED or CANCELLED. Every step waits on a state, a file or a log
 # line.
 . tests/integration/lib.sh
 t_small_data "$T_DIR" 512
@@ -159,4 +162,28 @@ t_check "its shard was dropped from ps0" t_wait_log "$T_DIR/ps0.log" "job $job: 
 t_check "its shard was dropped from ps1" t_wait_log "$T_DIR/ps1.log" "job $job: dropped"
 t_check "the jobs before are all still known" \
   sh -c "'$BIN/pandoctl' status '$ref' >/dev/null && '$BIN/pandoctl' status '$again' >/dev/null"
+t_check "pandoctl resume refuses the job without checkpoints, saying why" \
+  sh -c "! '$BIN/pandoctl' resume '$job' >'$T_DIR/resume-nock.txt' 2>&1 &&
+         grep -q 'takes no checkpoints' '$T_DIR/resume-nock.txt'"
+
+echo "# pandoctl resume of a cancelled job, across a restart of the coordinator"
+job=$(t_submit "$T_DIR/ck.yaml")
+t_check "job $job took checkpoint 8 on ps0" t_wait_ckpt "$T_DIR/data0" "$job" 8
+t_check "job $job took checkpoint 8 on ps1" t_wait_ckpt "$T_DIR/data1" "$job" 8
+"$BIN/pandoctl" cancel "$job" >/dev/null
+t_check "job $job is CANCELLED" [ "$(t_wait_job "$job")" = CANCELLED ]
+t_check "pandoctl resume refuses a job that is not FAILED or CANCELLED" \
+  sh -c "! '$BIN/pandoctl' resume '$ref' >'$T_DIR/resume-ref.txt' 2>&1 &&
+         grep -q 'only a FAILED or CANCELLED job can be resumed' '$T_DIR/resume-ref.txt'"
+t_restart_coord 4
+t_check "the restarted coordinator still has $job CANCELLED" [ "$(t_wait_job "$job")" = CANCELLED ]
+t_check "pandoctl resume $job answers RECOVERING" \
+  sh -c "'$BIN/pandoctl' resume '$job' | grep -q RECOVERING"
+t_check "job $job succeeded after its resume" [ "$(t_wait_job "$job")" = SUCCEEDED ]
+t_check "it was rolled back to a checkpoint of its own" \
+  grep -q "job $job: RUNNING again from checkpoint [1-9]" "$T_DIR/coord4.log"
+t_check "its history has every epoch" [ "$(t_epochs "$T_DIR/$job.json")" = "1 2 3" ]
+"$BIN/pandoctl" export "$job" -o "$T_DIR/resumed.safetensors" >/dev/null
+t_check "its final parameters equal the undisturbed run's, bit for bit" \
+  t_same "$T_DIR/ref.safetensors" "$T_DIR/resumed.safetensors"
 t_done

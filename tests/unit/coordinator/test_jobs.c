@@ -5,7 +5,8 @@
  * a failed CreateShard or a worker's error, CANCELLED, and what each of them
  * does to the workers and the shards; RECOVERING after a dead server or
  * worker of a job with checkpoints, its roll back passes and deadline; the
- * state kept in a store (store.c) across a restart of the coordinator. */
+ * state kept in a store (store.c) across a restart of the coordinator;
+ * resuming a FAILED or CANCELLED job. */
 #include "../../../services/coordinator/jobs.h"
 #include "../../../services/coordinator/store.h"
 
@@ -13,6 +14,7 @@
 
 #include "../../test.h"
 #include "nodes.h"
+#include "pando/error.h"
 #include "pando/util.h"
 
 enum { MAX_CALLS = 32 };
@@ -772,6 +774,44 @@ static void test_restart_from_store(void) {
   free(dir);
 }
 
+/* pandoctl resume: a CANCELLED job with checkpoints goes RECOVERING and
+ * rolls back on its servers with an idle worker per rank; a RUNNING job and
+ * one without checkpoints are refused, saying why. */
+static void test_resume(void) {
+  fixture f;
+  fixture_init(&f);
+  char err[1400] = "";
+  pd_job *j = running(&f, "checkpoint: {every_clocks: 4}");
+  CHECK(j != NULL);
+  CHECK_EQ_INT(pd_jobs_resume(f.jobs, j, 2.0, err, sizeof err), -PD_ESTATE);
+  CHECK_STR_CONTAINS(err, "only a FAILED or CANCELLED job can be resumed");
+  pd_jobs_finish(f.jobs, j, 3.0, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
+                 "cancelled by the user");
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  CHECK_EQ_INT(pd_jobs_resume(f.jobs, j, 4.0, err, sizeof err), 0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  CHECK_STR_CONTAINS(j->message,
+                     "resumed by the user after it was CANCELLED (cancelled by the user)");
+  pd_jobs_cron(f.jobs, 4.1); /* its servers are alive, the workers idle again */
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  uint32_t pass = f.rec.restore[0].pass;
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 0, 8, NULL, 4.2);
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 1, 8, NULL, 4.2);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(j->start_clock, 8);
+  CHECK_EQ_INT(pd_registry_find(f.reg, 3)->job[0] != '\0', 1);
+  fixture_close(&f);
+
+  fixture_init(&f);
+  j = running(&f, "");
+  CHECK(j != NULL);
+  pd_jobs_finish(f.jobs, j, 3.0, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "a worker failed");
+  CHECK_EQ_INT(pd_jobs_resume(f.jobs, j, 4.0, err, sizeof err), -PD_ESTATE);
+  CHECK_STR_CONTAINS(err, "takes no checkpoints");
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
+  fixture_close(&f);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_pending_until_wait_timeout);
   PD_RUN(test_assignment_and_running);
@@ -787,5 +827,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_retention);
   PD_RUN(test_admission);
   PD_RUN(test_restart_from_store);
+  PD_RUN(test_resume);
   PD_TEST_DONE();
 }

@@ -629,6 +629,8 @@ static void retain(pd_jobs *jobs) {
       const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[s]);
       if (server)
         jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, server);
+      else if (j->reloaded) /* a server of before the restart: once it registers again */
+        j->orphaned[s] = 1;
     }
     j->model_dropped = 1;
     size_t len = strlen(j->message);

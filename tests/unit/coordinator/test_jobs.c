@@ -770,6 +770,20 @@ static void test_restart_from_store(void) {
   CHECK_EQ_INT(f.rec.ndrop, 1); /* dropped once */
   fixture_close(&f);
   pd_store_close(store);
+  /* a damaged file is refused, naming it */
+  char path[1200];
+  snprintf(path, sizeof path, "%s/coordinator.db", dir);
+  FILE *file = fopen(path, "w");
+  CHECK(file != NULL);
+  fputs("not a database, but longer than its header of a hundred bytes would be, so that SQLite "
+        "reads it as one and finds out",
+        file);
+  fclose(file);
+  remove(strcat(strcpy(err, path), "-wal"));
+  err[0] = '\0';
+  CHECK(pd_store_open(dir, &store, err, sizeof err) < 0);
+  CHECK_STR_CONTAINS(err, path);
+  CHECK_STR_CONTAINS(err, "not a database");
   pd_test_rmtree(dir);
   free(dir);
 }

@@ -2,6 +2,7 @@
  * fan-out it asks for; see jobs.h. */
 #include "jobs.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -836,7 +837,7 @@ static void loaded(void *ctx, pd_job *j) { add_job(ctx, j); }
 int pd_jobs_reload(pd_jobs *jobs, pd_store *store, double now, char *err, size_t errlen) {
   jobs->store = store;
   if (pd_store_counter(store, PD_STORE_NEXT_JOB, &jobs->next_job) != 0)
-    return pd_errf(err, errlen, -PD_EFORMAT, "cannot read the job id counter (see the log)");
+    return pd_errf(err, errlen, -EIO, "cannot read the job id counter (see the log)");
   size_t before = jobs->njobs;
   int rc = pd_store_load_jobs(store, loaded, jobs, err, errlen);
   if (rc != 0)

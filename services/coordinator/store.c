@@ -93,15 +93,15 @@ struct pd_store {
   sqlite3_stmt *st[ST_COUNT];
 };
 
-/* Logs SQLite's error of `what` with the file's name; returns -PD_EFORMAT
- * (the database could not do it) and fills `err` when it is not NULL. */
+/* Logs SQLite's error of `what` with the file's name; returns -EIO (the
+ * database could not do it) and fills `err` when it is not NULL. */
 static int fail(pd_store *s, const char *what, char *err, size_t errlen) {
   char buf[1400];
   snprintf(buf, sizeof buf, "coordinator state %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
   PD_ERROR("%s", buf);
   if (err)
     pd_strlcpy(err, buf, errlen);
-  return -PD_EFORMAT;
+  return -EIO;
 }
 
 /* A statement ready for new bindings. */
@@ -201,7 +201,7 @@ static int delete_rows(pd_store *s, const char *id) {
     sqlite3_stmt *st = stmt(s, dels[i]);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     if (run(s, st, "deleting a job's rows") != 0)
-      return -PD_EFORMAT;
+      return -EIO;
   }
   return 0;
 }
@@ -209,7 +209,7 @@ static int delete_rows(pd_store *s, const char *id) {
 /* The rows of `j`, inside a transaction. */
 static int put_rows(pd_store *s, const pd_job *j, uint64_t seq) {
   if (delete_rows(s, j->id) != 0)
-    return -PD_EFORMAT;
+    return -EIO;
   sqlite3_stmt *st = stmt(s, ST_PUT_JOB);
   sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
@@ -232,7 +232,7 @@ static int put_rows(pd_store *s, const pd_job *j, uint64_t seq) {
   sqlite3_bind_int(st, 16, j->model_dropped);
   sqlite3_bind_int(st, 17, j->server_ids != NULL);
   if (run(s, st, "writing a job") != 0)
-    return -PD_EFORMAT;
+    return -EIO;
   for (uint32_t k = 0; j->server_ids && k < j->nservers; k++) {
     st = stmt(s, ST_PUT_SHARD);
     sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
@@ -244,7 +244,7 @@ static int put_rows(pd_store *s, const pd_job *j, uint64_t seq) {
     sqlite3_bind_int64(st, 7, j->restored ? (sqlite3_int64)j->restored[k] : 0);
     sqlite3_bind_int(st, 8, j->orphaned ? j->orphaned[k] : 0);
     if (run(s, st, "writing a job's shard") != 0)
-      return -PD_EFORMAT;
+      return -EIO;
   }
   for (uint32_t r = 0; r < j->nworkers; r++) {
     const pd_job_worker *w = &j->workers[r];
@@ -257,7 +257,7 @@ static int put_rows(pd_store *s, const pd_job *j, uint64_t seq) {
     sqlite3_bind_double(st, 6, w->loss);
     sqlite3_bind_int(st, 7, w->done);
     if (run(s, st, "writing a job's worker") != 0)
-      return -PD_EFORMAT;
+      return -EIO;
   }
   for (size_t h = 0; h < j->nhistory; h++) {
     const Pando__V1__EpochRecord *e = &j->history[h];
@@ -271,7 +271,7 @@ static int put_rows(pd_store *s, const pd_job *j, uint64_t seq) {
     sqlite3_bind_double(st, 7, e->test_rmse);
     sqlite3_bind_double(st, 8, e->seconds);
     if (run(s, st, "writing a job's epoch") != 0)
-      return -PD_EFORMAT;
+      return -EIO;
   }
   return 0;
 }
@@ -281,21 +281,22 @@ static int put_rows(pd_store *s, const pd_job *j, uint64_t seq) {
 static int begin(pd_store *s) { return run(s, stmt(s, ST_BEGIN), "BEGIN"); }
 
 static int end(pd_store *s, int rc) {
-  if (rc == 0)
-    return run(s, stmt(s, ST_COMMIT), "COMMIT");
-  run(s, stmt(s, ST_ROLLBACK), "ROLLBACK");
-  return rc;
+  if (rc == 0 && run(s, stmt(s, ST_COMMIT), "COMMIT") == 0)
+    return 0;
+  if (!sqlite3_get_autocommit(s->db)) /* still open (a failed COMMIT may leave it so) */
+    run(s, stmt(s, ST_ROLLBACK), "ROLLBACK");
+  return rc ? rc : -EIO;
 }
 
 int pd_store_put_job(pd_store *s, const pd_job *j, uint64_t seq) {
   if (begin(s) != 0)
-    return -PD_EFORMAT;
+    return -EIO;
   return end(s, put_rows(s, j, seq));
 }
 
 int pd_store_delete_job(pd_store *s, const char *id) {
   if (begin(s) != 0)
-    return -PD_EFORMAT;
+    return -EIO;
   return end(s, delete_rows(s, id));
 }
 
@@ -399,8 +400,8 @@ int pd_store_load_jobs(pd_store *s, void (*each)(void *ctx, pd_job *job), void *
     int placed = sqlite3_column_int(st, 15);
     pd_jobs_job_shape(j);
     if (load_arrays(s, j, placed) != 0) {
-      rc = pd_errf(err, errlen, -PD_EFORMAT, "coordinator state %s: cannot read job %s: %s",
-                   s->path, j->id, sqlite3_errmsg(s->db));
+      rc = pd_errf(err, errlen, -EIO, "coordinator state %s: cannot read job %s: %s", s->path,
+                   j->id, sqlite3_errmsg(s->db));
       pd_jobs_job_free(j);
       sqlite3_reset(st);
       return rc;

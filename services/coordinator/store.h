@@ -2,7 +2,8 @@
  * and every job (spec, state, message, epoch history, shard map, workers'
  * positions, recovery counters, token) in SQLite, DATA_DIR/coordinator.db.
  * The only place of the coordinator that speaks SQL. Each write is one
- * transaction; errors are logged with the file's name and returned. */
+ * transaction; errors are logged with the file's name and SQLite's message
+ * and returned as -EIO. */
 #ifndef PANDO_COORD_STORE_H
 #define PANDO_COORD_STORE_H
 

@@ -10,7 +10,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
-      libopenblas-dev libdnnl-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev libcairo2-dev grpc-proto \
+      libopenblas-dev libdnnl-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev libsqlite3-dev libcairo2-dev grpc-proto \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole tree but build folders and .git (.dockerignore).
@@ -18,7 +18,7 @@ COPY . .
 # The runtime packages are those of the shared libraries the binaries load
 # (ldd, dpkg -S), so a new library needs no edit here. Today: libgrpc29,
 # libprotobuf-c1, libopenblas0-pthread, libdnnl2, libgomp1, libyaml-0-2,
-# libmicrohttpd12, zlib1g and what they depend on.
+# libmicrohttpd12, zlib1g, libsqlite3-0 and what they depend on.
 RUN set -e; \
     make -j"$(nproc)" build/bin/pando-ps build/bin/pando-worker \
       build/bin/pando-coordinator build/bin/pandoctl; \

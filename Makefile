@@ -9,7 +9,7 @@ OPT      ?= -O2
 
 # Debian's -dev packages; pkg-config for the ones that ship .pc files.
 # gRPC is linked by hand: `pkg-config --libs grpc` drags ~100 abseil libraries.
-PKGS     := libprotobuf-c openblas liburing yaml-0.1 zlib libmicrohttpd
+PKGS     := libprotobuf-c openblas liburing yaml-0.1 zlib libmicrohttpd sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

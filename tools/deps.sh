@@ -5,7 +5,7 @@
 # for the baseline in tools/bench-train.sh).
 set -eu
 PKGS="build-essential pkg-config libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-libopenblas-dev libdnnl-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev dataset-fashion-mnist
+libopenblas-dev libdnnl-dev liburing-dev libyaml-dev zlib1g-dev libmicrohttpd-dev libsqlite3-dev dataset-fashion-mnist
 grpc-proto protobuf-compiler python3-grpcio python3-protobuf python3-numpy
 python3-yaml python3-prometheus-client iperf3"
 # libcrypto (PEM checks in common/src/net/security.c) and the openssl tool (test certificates).

@@ -27,6 +27,7 @@
 #include "pando/util.h"
 #include "registry.h"
 #include "rounds.h"
+#include "store.h"
 
 /* A SubmitJob whose data files are being checked by check_thread(). The
  * thread owns nothing but `rc`, `rows`, `err` and `done`; the loop reads
@@ -49,6 +50,7 @@ struct pd_coord {
   pd_registry *reg;
   pd_fanout *fanout;
   pd_jobs *jobs;
+  pd_store *store;      /* data_dir's state; NULL: in memory */
   double dashboard_at;  /* when the dashboard's snapshot was last published */
   submit_check *checks; /* submissions whose data is being checked */
   int nchecks;
@@ -162,7 +164,7 @@ static int rounds_forget(void *ctx, pd_job *j) {
   return 0;
 }
 
-pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
+pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options, char *err, size_t errlen) {
   pd_coord *c = pd_xcalloc(1, sizeof *c);
   c->loop = loop;
   c->opt = *options;
@@ -177,6 +179,20 @@ pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options) {
     pd_dashboard_publish_page();
   pd_jobs_set_federated(c->jobs, &fed);
   open_node_metrics(c);
+  if (options->data_dir && options->data_dir[0]) {
+    uint64_t next_node = 1;
+    if (pd_store_open(options->data_dir, &c->store, err, errlen) != 0 ||
+        pd_store_counter(c->store, PD_STORE_NEXT_NODE, &next_node) != 0 ||
+        pd_jobs_reload(c->jobs, c->store, pd_now(), err, errlen) != 0) {
+      if (c->store && !err[0])
+        snprintf(err, errlen, "cannot read the coordinator's state (see the log)");
+      pd_coord_free(c);
+      return NULL;
+    }
+    pd_registry_set_next_id(c->reg, next_node);
+    PD_INFO("state in %s/coordinator.db: %zu jobs, next node id %llu", options->data_dir,
+            pd_jobs_count(c->jobs), (unsigned long long)next_node);
+  }
   return c;
 }
 
@@ -201,6 +217,7 @@ void pd_coord_free(pd_coord *c) {
   }
   pd_fanout_free(c->fanout); /* its last results still reach the jobs */
   pd_jobs_free(c->jobs);
+  pd_store_close(c->store);
   pd_registry_free(c->reg);
   free(c);
 }
@@ -419,6 +436,9 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
                        "%s", err);
       return;
     }
+    /* the id counter is durable before the id is answered: never reissued */
+    if (c->store)
+      pd_store_set_counter(c->store, PD_STORE_NEXT_NODE, pd_registry_next_id(c->reg));
     pd_strlcpy(n->math, req->math, sizeof n->math);
     n->memory_bytes = req->role == PANDO__V1__ROLE__ROLE_SERVER ? req->memory_bytes : 0;
     PD_INFO("registered %s %s at %s as node %llu",
@@ -593,6 +613,7 @@ static pd_job *submit_checked(pd_coord *c, submit_check *chk) {
   pd_job *j = pd_jobs_submit(c->jobs, &chk->spec, chk->spec_yaml, keys, chk->rows, pd_now());
   pd_strlcpy(j->job_token, job_token, sizeof j->job_token);
   memset(job_token, 0, sizeof job_token);
+  pd_jobs_changed(c->jobs, j);
   PD_INFO("job %s submitted: %s, %llu parameters, %llu training rows, %u servers, %u workers",
           j->id, pd_model_type_name(chk->spec.model.type), (unsigned long long)keys,
           (unsigned long long)chk->rows, j->nservers, j->nworkers);
@@ -651,6 +672,20 @@ static void handle_cancel(pd_rpc_call *call, const ProtobufCMessage *msg, void *
                    "cancelled by the user");
     reply_status(c, call, j);
   }
+}
+
+static void handle_resume(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_coord *c = ctx;
+  const Pando__V1__JobRequest *req = (const Pando__V1__JobRequest *)msg;
+  pd_job *j = authorized_job(c, call, req->job);
+  char err[1400];
+  if (!j)
+    return;
+  if (pd_jobs_resume(c->jobs, j, pd_now(), err, sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
+    return;
+  }
+  reply_status(c, call, j);
 }
 
 static void handle_list(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
@@ -749,6 +784,7 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
       {"/pando.v1.Coordinator/GetJob", &pando__v1__job_request__descriptor, handle_get_job},
       {"/pando.v1.Coordinator/ListJobs", &pando__v1__list_jobs_request__descriptor, handle_list},
       {"/pando.v1.Coordinator/CancelJob", &pando__v1__job_request__descriptor, handle_cancel},
+      {"/pando.v1.Coordinator/ResumeJob", &pando__v1__job_request__descriptor, handle_resume},
       {"/pando.v1.Coordinator/Cluster", &pando__v1__cluster_request__descriptor, handle_cluster},
       {"/pando.v1.Coordinator/ReportDevice", &pando__v1__device_report__descriptor,
        handle_report_device},
@@ -758,5 +794,6 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   /* a job's token may stand in for the cluster token (authorized_job checks it) */
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/GetJob");
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/CancelJob");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/ResumeJob");
   pd_rpc_health_register(srv, health_services);
 }

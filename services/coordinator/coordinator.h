@@ -25,10 +25,13 @@ typedef struct pd_coord_options {
   uint32_t keep_models;    /* succeeded jobs whose shards stay on the servers */
   uint32_t keep_jobs;      /* finished jobs remembered (pd_jobs_set_retention) */
   int dashboard;           /* serve the web dashboard (dashboard.h) on the metrics port */
+  const char *data_dir;    /* its state in SQLite there (store.h); NULL or "": in memory */
 } pd_coord_options;
 
-/* The coordinator's client calls (CreateShard, DropShard) complete on `loop`. */
-pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options);
+/* The coordinator's client calls (CreateShard, DropShard) complete on `loop`.
+ * With options->data_dir it loads its state from there (pd_jobs_reload).
+ * Returns NULL when that fails, with why in `err`. */
+pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options, char *err, size_t errlen);
 /* Waits for its calls in flight and frees everything. */
 void pd_coord_free(pd_coord *coord);
 /* Registers the Coordinator methods (and health) on `srv`. */

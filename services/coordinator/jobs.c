@@ -2,6 +2,7 @@
  * fan-out it asks for; see jobs.h. */
 #include "jobs.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "pando/schedule.h"
 #include "pando/util.h"
 #include "recovery.h"
+#include "store.h"
 
 struct pd_jobs {
   pd_registry *reg;
@@ -24,8 +26,17 @@ struct pd_jobs {
   pd_job **jobs;
   size_t njobs, cap;
   uint64_t next_job;
+  uint64_t next_seq;
   uint32_t keep_models, keep_jobs;
+  pd_store *store; /* NULL: in memory only */
 };
+
+/* Writes `j` to the store, if there is one (an error is logged there; the
+ * job goes on in memory). */
+static void persist(pd_jobs *jobs, const pd_job *j) {
+  if (jobs->store)
+    pd_store_put_job(jobs->store, j, j->seq);
+}
 
 /* pando_jobs_finished_total of `state`. */
 static pd_metric *finished_counter(Pando__V1__JobState state) {
@@ -57,7 +68,8 @@ void pd_jobs_set_retention(pd_jobs *jobs, uint32_t keep_models, uint32_t keep_jo
   jobs->keep_jobs = keep_jobs;
 }
 
-static void job_free(pd_job *j) {
+void pd_jobs_job_free(pd_job *j) {
+  free(j->orphaned);
   free(j->spec_yaml);
   free(j->server_ids);
   free(j->shard_begin);
@@ -73,7 +85,7 @@ void pd_jobs_free(pd_jobs *jobs) {
   if (!jobs)
     return;
   for (size_t i = 0; i < jobs->njobs; i++)
-    job_free(jobs->jobs[i]);
+    pd_jobs_job_free(jobs->jobs[i]);
   free(jobs->jobs);
   free(jobs);
 }
@@ -142,30 +154,46 @@ int pd_jobs_admit(pd_jobs *jobs, const pd_job_spec *spec, uint64_t keys, char *e
   return -1;
 }
 
-pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_yaml, uint64_t keys,
-                       uint64_t rows, double now) {
+void pd_jobs_job_shape(pd_job *j) {
+  j->nservers = (uint32_t)j->spec.cluster.servers;
+  j->nworkers = job_workers(&j->spec);
+  j->shard_bytes = shard_bytes(&j->spec, j->keys);
+  j->workers = pd_xcalloc(j->nworkers + 1, sizeof *j->workers);
+}
+
+/* Appends `j` (taking ownership) to the jobs. */
+static void add_job(pd_jobs *jobs, pd_job *j) {
   if (jobs->njobs == jobs->cap) {
     jobs->cap = jobs->cap ? jobs->cap * 2 : 16;
     jobs->jobs = pd_xrealloc(jobs->jobs, jobs->cap * sizeof *jobs->jobs);
   }
+  j->seq = jobs->next_seq++;
+  jobs->jobs[jobs->njobs++] = j;
+}
+
+pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_yaml, uint64_t keys,
+                       uint64_t rows, double now) {
   pd_job *j = pd_xcalloc(1, sizeof *j);
   snprintf(j->id, sizeof j->id, "%s-%llu", spec->name, (unsigned long long)jobs->next_job++);
+  /* the counter first: even if the job's row were lost, its id is not
+   * issued again */
+  if (jobs->store)
+    pd_store_set_counter(jobs->store, PD_STORE_NEXT_JOB, jobs->next_job);
   j->spec = *spec;
   j->spec_yaml = pd_xstrdup(spec_yaml);
   j->state = PANDO__V1__JOB_STATE__JOB_STATE_PENDING;
   j->submitted = now;
   j->keys = keys;
   j->train_rows = rows;
-  j->nservers = (uint32_t)spec->cluster.servers;
-  j->nworkers = job_workers(spec);
-  j->shard_bytes = shard_bytes(spec, keys);
+  pd_jobs_job_shape(j);
   if (!pd_job_federated(j))
     j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec->data.partition,
                                                  pd_schedule_batch_size(spec, 1));
-  j->workers = pd_xcalloc(j->nworkers + 1, sizeof *j->workers);
-  jobs->jobs[jobs->njobs++] = j;
+  add_job(jobs, j);
   return j;
 }
+
+void pd_jobs_changed(pd_jobs *jobs, const pd_job *j) { persist(jobs, j); }
 
 void pd_jobs_finish(pd_jobs *jobs, pd_job *j, double now, Pando__V1__JobState state,
                     const char *fmt, ...) {
@@ -188,7 +216,10 @@ void pd_jobs_finish(pd_jobs *jobs, pd_job *j, double now, Pando__V1__JobState st
       const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[s]);
       if (server)
         jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, server);
+      else if (j->reloaded) /* a server of before the restart: once it registers again */
+        j->orphaned[s] = 1;
     }
+  persist(jobs, j);
   PD_INFO("job %s: %s%s%s", j->id, pd_job_state_name(state), j->message[0] ? ": " : "", j->message);
 }
 
@@ -284,6 +315,8 @@ static void start_job(pd_jobs *jobs, pd_job *j) {
     j->creating++;
     jobs->fanout.create_shard(jobs->fanout.ctx, j, s, pd_registry_find(reg, j->server_ids[s]));
   }
+  if (!pd_job_state_final(j->state))
+    persist(jobs, j);
 }
 
 /* Once every shard exists, the workers get their assignments. */
@@ -295,6 +328,7 @@ static void maybe_run(pd_jobs *jobs, pd_job *j, double now) {
   j->started = now;
   j->message[0] = '\0';
   pd_registry_reassign(jobs->reg, j->id, 0);
+  persist(jobs, j);
   if (pd_job_federated(j)) {
     if (jobs->federated.start)
       jobs->federated.start(jobs->federated.ctx, j);
@@ -331,6 +365,7 @@ static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t o
  * workers learn of it through their assignment generation; until the roll
  * back their pulls and pushes fail or are aborted, and their reports are
  * answered with cancel. */
+static void begin_recovery(pd_jobs *jobs, pd_job *j, double now, const char *why);
 static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   if (!pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard) {
     pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
@@ -342,6 +377,12 @@ static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
                    "%s; the job recovered %u times already, the most it may", why, j->recoveries);
     return;
   }
+  begin_recovery(jobs, j, now, why);
+}
+
+/* Makes `j` RECOVERING because of `why`: recovering_cron then finds its
+ * replacements and rolls every shard back. */
+static void begin_recovery(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   j->state = PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING;
   j->recoveries++;
   j->recover_since = now;
@@ -356,6 +397,7 @@ static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   pd_metric_add(pd_metric_counter("pando_job_recoveries_total",
                                   "Times a job went RECOVERING after a server or worker died.", ""),
                 1);
+  persist(jobs, j);
   PD_WARN("job %s: RECOVERING: %s", j->id, why);
 }
 
@@ -389,6 +431,16 @@ static void append_item(char *out, size_t outlen, const char *text) {
     snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", text);
 }
 
+/* The alive server named `name`, or NULL. */
+static pd_node *alive_server_named(pd_registry *reg, const char *name) {
+  for (size_t i = 0; i < pd_registry_count(reg); i++) {
+    pd_node *m = pd_registry_at(reg, i);
+    if (m->role == PANDO__V1__ROLE__ROLE_SERVER && m->alive && strcmp(m->name, name) == 0)
+      return m;
+  }
+  return NULL;
+}
+
 /* Fills the dead servers' and workers' places of RECOVERING `j` with the
  * nodes that registered: a server of the same name (a restarted pod keeps
  * its name and data_dir), an idle worker (in registration order) for a
@@ -402,13 +454,7 @@ static int fill_places(pd_jobs *jobs, pd_job *j, char *missing, size_t len) {
     pd_node *n = pd_registry_find(reg, j->server_ids[s]);
     if (n && n->alive)
       continue;
-    pd_node *same = NULL;
-    for (size_t i = 0; i < pd_registry_count(reg) && !same; i++) {
-      pd_node *m = pd_registry_at(reg, i);
-      if (m->role == PANDO__V1__ROLE__ROLE_SERVER && m->alive &&
-          strcmp(m->name, j->server_names[s]) == 0)
-        same = m;
-    }
+    pd_node *same = alive_server_named(reg, j->server_names[s]);
     if (same) {
       PD_INFO("job %s: server %s registered again at %s (node %llu): it takes shard %u", j->id,
               same->name, same->address, (unsigned long long)same->id, s);
@@ -541,6 +587,7 @@ void pd_jobs_shard_restored(pd_jobs *jobs, const char *id, uint32_t pass, uint32
     p->samples_per_sec = 0;
   }
   pd_registry_reassign(jobs->reg, j->id, 0);
+  persist(jobs, j);
   PD_INFO("job %s: RUNNING again from checkpoint %llu%s (attempt %u) after %.1f s of recovery "
           "from: %s",
           j->id, (unsigned long long)cut, cut ? "" : " (the start)", j->attempt,
@@ -583,6 +630,8 @@ static void retain(pd_jobs *jobs) {
       const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[s]);
       if (server)
         jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, server);
+      else if (j->reloaded) /* a server of before the restart: once it registers again */
+        j->orphaned[s] = 1;
     }
     j->model_dropped = 1;
     size_t len = strlen(j->message);
@@ -591,6 +640,7 @@ static void retain(pd_jobs *jobs) {
              models > jobs->keep_models ? "the coordinator's keep_models keeps the newest "
                                           "succeeded jobs' models"
                                         : "a job waiting for memory needed its room");
+    persist(jobs, j);
     PD_INFO("job %s: model dropped from its %u servers (%s)", j->id, j->nservers,
             models > jobs->keep_models ? "keep_models" : "a pending job needs the memory");
   }
@@ -606,16 +656,47 @@ static void retain(pd_jobs *jobs) {
           jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, server);
       }
     PD_DEBUG("job %s: forgotten (keep_jobs %u)", j->id, jobs->keep_jobs);
-    job_free(j);
+    if (jobs->store)
+      pd_store_delete_job(jobs->store, j->id);
+    pd_jobs_job_free(j);
     memmove(&jobs->jobs[k], &jobs->jobs[k + 1], (jobs->njobs - k - 1) * sizeof *jobs->jobs);
     jobs->njobs--;
   }
+}
+
+/* A finished job loaded at the restart, holding shards on servers of
+ * before it: each server of its shard's name that registers again gets the
+ * shard dropped (a failed or cancelled job's), or is its shard's server
+ * again (a succeeded job's kept model: status and export find it). */
+static void reloaded_cron(pd_jobs *jobs, pd_job *j) {
+  int changed = 0;
+  for (uint32_t s = 0; s < j->nservers; s++) {
+    const pd_node *n = pd_registry_find(jobs->reg, j->server_ids[s]);
+    if ((n && n->alive) || (!j->orphaned[s] && !holds_shards(j)))
+      continue;
+    pd_node *same = alive_server_named(jobs->reg, j->server_names[s]);
+    if (!same)
+      continue;
+    j->server_ids[s] = same->id;
+    changed = 1;
+    if (j->orphaned[s]) {
+      PD_INFO("job %s: dropping its shard %u from server %s, registered again after the "
+              "coordinator restarted",
+              j->id, s, same->name);
+      jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, same);
+      j->orphaned[s] = 0;
+    }
+  }
+  if (changed)
+    persist(jobs, j);
 }
 
 void pd_jobs_cron(pd_jobs *jobs, double now) {
   retain(jobs);
   for (size_t k = 0; k < jobs->njobs; k++) {
     pd_job *j = jobs->jobs[k];
+    if (j->reloaded && j->server_ids && pd_job_state_final(j->state))
+      reloaded_cron(jobs, j);
     if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING)
       recovering_cron(jobs, j, now);
     if (j->state != PANDO__V1__JOB_STATE__JOB_STATE_PENDING)
@@ -702,6 +783,7 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
       r->seconds = now - j->started;
       PD_INFO("job %s: epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f", j->id,
               req->epoch, req->loss, req->test_accuracy, req->test_loss);
+      persist(jobs, j);
     }
     if (req->error[0] && req->unreachable) { /* a server may have died */
       char why[400];
@@ -721,4 +803,77 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
     }
   }
   return cancel || j->state == PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED;
+}
+
+/* What a job that was placed says once the coordinator restarted. */
+#define RESTARTED "the coordinator restarted while the job was %s"
+
+/* A job just loaded from the store (see pd_jobs_reload). */
+static void restarted(pd_jobs *jobs, pd_job *j, double now) {
+  j->reloaded = 1;
+  if (pd_job_state_final(j->state))
+    return;
+  if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_PENDING && !j->server_ids) {
+    j->submitted = now; /* it waits its cluster.wait_timeout again */
+    return;
+  }
+  char why[400];
+  snprintf(why, sizeof why, RESTARTED, pd_job_state_name(j->state));
+  j->creating = 0;
+  if (!pd_job_federated(j) && pd_recovery_possible(&j->spec) && jobs->fanout.restore_shard) {
+    j->state = PANDO__V1__JOB_STATE__JOB_STATE_RUNNING; /* recover() starts from RUNNING */
+    recover(jobs, j, now, why);
+    return;
+  }
+  pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
+                 pd_job_federated(j) ? "; a federated job's rounds are not kept across it"
+                                     : "; a checkpoint: key in the job spec (e.g. checkpoint: "
+                                       "{every_clocks: 50}, BSP only) would have let it continue");
+}
+
+/* pd_store_load_jobs' callback. */
+static void loaded(void *ctx, pd_job *j) { add_job(ctx, j); }
+
+int pd_jobs_reload(pd_jobs *jobs, pd_store *store, double now, char *err, size_t errlen) {
+  jobs->store = store;
+  if (pd_store_counter(store, PD_STORE_NEXT_JOB, &jobs->next_job) != 0)
+    return pd_errf(err, errlen, -EIO, "cannot read the job id counter (see the log)");
+  size_t before = jobs->njobs;
+  int rc = pd_store_load_jobs(store, loaded, jobs, err, errlen);
+  if (rc != 0)
+    return rc;
+  for (size_t k = before; k < jobs->njobs; k++) {
+    pd_job *j = jobs->jobs[k];
+    Pando__V1__JobState was = j->state;
+    restarted(jobs, j, now);
+    PD_INFO("job %s: reloaded, %s%s%s", j->id, pd_job_state_name(was),
+            was == j->state ? "" : " -> ", was == j->state ? "" : pd_job_state_name(j->state));
+  }
+  return 0;
+}
+
+int pd_jobs_resume(pd_jobs *jobs, pd_job *j, double now, char *err, size_t errlen) {
+  if (j->state != PANDO__V1__JOB_STATE__JOB_STATE_FAILED &&
+      j->state != PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED)
+    return pd_errf(err, errlen, -PD_ESTATE,
+                   "job %s is %s: only a FAILED or CANCELLED job can be resumed", j->id,
+                   pd_job_state_name(j->state));
+  if (pd_job_federated(j) || !pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard)
+    return pd_errf(err, errlen, -PD_ESTATE,
+                   "job %s takes no checkpoints (its spec has no checkpoint: key%s): there is "
+                   "nothing to resume it from; submit it again",
+                   j->id, pd_job_federated(j) ? ", and it is federated" : "");
+  if (!j->server_ids)
+    return pd_errf(err, errlen, -PD_ESTATE,
+                   "job %s never started (it ended before it had servers): submit it again", j->id);
+  char why[sizeof j->recover_why];
+  snprintf(why, sizeof why, "resumed by the user after it was %s%s%.300s%s",
+           pd_job_state_name(j->state), j->message[0] ? " (" : "", j->message,
+           j->message[0] ? ")" : "");
+  for (uint32_t s = 0; j->orphaned && s < j->nservers; s++)
+    j->orphaned[s] = 0; /* the roll back makes the shard again */
+  j->finished = 0;
+  j->recoveries = 0; /* a resume gives it its PD_RECOVERY_MAX again */
+  begin_recovery(jobs, j, now, why);
+  return 0;
 }

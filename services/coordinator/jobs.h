@@ -74,6 +74,11 @@ typedef struct pd_job {
   uint64_t *restored;      /* nservers: the checkpoint each shard answered in its last pass */
   int model_dropped;       /* SUCCEEDED, and its shards were dropped (keep_models) */
   uint64_t shard_bytes;    /* the most memory one of its shards takes on its server */
+  /* the coordinator's state in its data_dir (store.c) */
+  uint64_t seq;      /* its place in submission order */
+  int reloaded;      /* loaded from the store at the coordinator's start */
+  uint8_t *orphaned; /* nservers, once started: 1 while the shard is still to be dropped from a
+                        server that has not registered again since the restart */
 } pd_job;
 
 /* Whether `job` is federated (training.update fedavg): it has no workers; a
@@ -125,6 +130,28 @@ void pd_jobs_free(pd_jobs *jobs);
 #define PD_JOBS_KEEP_JOBS 1000
 void pd_jobs_set_retention(pd_jobs *jobs, uint32_t keep_models, uint32_t keep_jobs);
 
+struct pd_store;
+/* Loads the coordinator's state from `store` (borrowed; kept, and written
+ * at every change of a job from then on): the job id counter and every
+ * job. Finished jobs are as they were; a PENDING job that had no servers
+ * yet waits again (its cluster.wait_timeout from `now`); a job that had its
+ * shards (being created, RUNNING, RECOVERING) goes RECOVERING when it
+ * takes checkpoints, rolling back to the newest complete one once its
+ * servers (by name) and workers have registered, else FAILS, saying that
+ * the coordinator restarted and that a checkpoint: key would have let it
+ * continue; its shards are dropped from each server when it registers
+ * again. Returns 0 or a negative error with why in `err`. */
+int pd_jobs_reload(pd_jobs *jobs, struct pd_store *store, double now, char *err, size_t errlen);
+/* For store.c: frees a job not (or no longer) in a pd_jobs. */
+void pd_jobs_job_free(pd_job *job);
+/* For store.c: sets the fields of `job` that follow from its spec and
+ * keys (servers, workers, shard size) and allocates its workers. */
+void pd_jobs_job_shape(pd_job *job);
+
+/* `job` changed outside this module (its token set after submit): writes
+ * it to the store, if there is one. */
+void pd_jobs_changed(pd_jobs *jobs, const pd_job *job);
+
 /* Adds a PENDING job of a valid `spec` (its text `spec_yaml`, copied) with
  * `keys` parameters and `rows` training rows, submitted at `now`. */
 pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_yaml, uint64_t keys,
@@ -170,6 +197,14 @@ void pd_jobs_shard_restored(pd_jobs *jobs, const char *job, uint32_t pass, uint3
  * already. */
 void pd_jobs_finish(pd_jobs *jobs, pd_job *job, double now, Pando__V1__JobState state,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* `pandoctl resume`: a FAILED or CANCELLED `job` that takes checkpoints
+ * and had its servers goes RECOVERING at `now`: once its servers (the same
+ * names) and a worker per rank are there, every shard is made again from
+ * the newest checkpoint all of them hold complete (or from the model's
+ * seed if there is none), and it runs on from that clock. Returns 0, or
+ * -PD_ESTATE with why it cannot in `err`. */
+int pd_jobs_resume(pd_jobs *jobs, pd_job *job, double now, char *err, size_t errlen);
+
 /* Records a progress report of a rank below job->nworkers at `now`: position
  * and loss, the epoch's evaluation in the history, the worker's error (the
  * job fails; or, for a failed pull or push of a job taking checkpoints, goes

@@ -19,6 +19,7 @@ typedef struct coord_config {
   double node_timeout;
   int keep_models, keep_jobs;
   int dashboard;
+  char data_dir[1024];
 } coord_config;
 
 #define S(field)                                                                                   \
@@ -39,6 +40,10 @@ static const pd_config_option options[] = {
      NULL},
     {"keep_jobs", PD_CFG_INT, offsetof(coord_config, keep_jobs), 0, 1, 1000000, "1000",
      "finished jobs the coordinator remembers (status, history)", NULL},
+    {"data_dir", S(data_dir), "",
+     "folder of the coordinator's state (coordinator.db, SQLite): jobs, their history and the "
+     "id counters survive a restart; empty: in memory only",
+     NULL},
     {"dashboard", PD_CFG_BOOL, offsetof(coord_config, dashboard), 0, 0, 1, "false",
      "serve a read-only web dashboard of the jobs and nodes at /dashboard on the metrics port",
      NULL},
@@ -62,8 +67,13 @@ int main(int argc, char **argv) {
   pd_loop *loop = pd_loop_new();
   pd_rpc_server *srv = pd_rpc_server_new(loop);
   pd_coord_options opt = {cfg.heartbeat_ms / 1000.0, cfg.node_timeout, (uint32_t)cfg.keep_models,
-                          (uint32_t)cfg.keep_jobs, cfg.dashboard};
-  pd_coord *coord = pd_coord_new(loop, &opt);
+                          (uint32_t)cfg.keep_jobs,   cfg.dashboard,    cfg.data_dir};
+  char err[1400] = "";
+  pd_coord *coord = pd_coord_new(loop, &opt, err, sizeof err);
+  if (!coord) {
+    PD_ERROR("%s", err);
+    return 1;
+  }
   pd_coord_register(coord, srv);
   if (pd_daemon_start(srv, &cfg.daemon, "", "Coordinator", addr, sizeof addr) != 0)
     return 1;

@@ -26,6 +26,10 @@ void pd_registry_free(pd_registry *reg) {
   free(reg);
 }
 
+uint64_t pd_registry_next_id(const pd_registry *reg) { return reg->next_id; }
+
+void pd_registry_set_next_id(pd_registry *reg, uint64_t next_id) { reg->next_id = next_id; }
+
 size_t pd_registry_forget(pd_registry *reg, double now, double after) {
   size_t kept = 0, forgotten = 0;
   for (size_t i = 0; i < reg->nnodes; i++) {

@@ -46,6 +46,11 @@ void pd_registry_free(pd_registry *reg);
  * are registered even after forgetting the dead ones. Messages in `err`. */
 int pd_registry_add(pd_registry *reg, Pando__V1__Role role, const char *address, const char *name,
                     double now, pd_node **out, char *err, size_t errlen);
+/* The id the next node gets; setting it (from the coordinator's store at
+ * its start) makes ids continue from there, never reissued. */
+uint64_t pd_registry_next_id(const pd_registry *reg);
+void pd_registry_set_next_id(pd_registry *reg, uint64_t next_id);
+
 /* Forgets the nodes dead for at least `after` seconds at `now` (their ids
  * are never reused; pd_registry_find returns NULL for them). Returns how
  * many. */

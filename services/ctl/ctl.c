@@ -90,6 +90,15 @@ static const command_info commands[] = {
      "Cancels a job and prints the state it is in afterwards.\n"
      "\n"
      "exit status: 0 the coordinator accepted the request, 1 RPC error or unknown job.\n"},
+    {"resume", PD_CTL_CMD_RESUME, "JOB",
+     "usage: pandoctl resume JOB\n"
+     "\n"
+     "Resumes a FAILED or CANCELLED job that takes checkpoints (a checkpoint: key):\n"
+     "it goes RECOVERING, is rolled back to its newest complete checkpoint once its\n"
+     "servers and workers are there, and runs on from it. Prints its state.\n"
+     "\n"
+     "exit status: 0 the coordinator accepted the request, 1 RPC error, unknown job,\n"
+     "or a job that cannot be resumed (the message says why).\n"},
     {"cluster", PD_CTL_CMD_CLUSTER, NULL,
      "usage: pandoctl cluster\n"
      "\n"
@@ -175,6 +184,7 @@ static const char global_usage[] =
     "  status JOB                a job's state, progress, shard map and epoch history\n"
     "  list                      the jobs\n"
     "  cancel JOB                cancel a job\n"
+    "  resume JOB                resume a FAILED or CANCELLED job from its checkpoint\n"
     "  cluster                   the registered servers and workers\n"
     "  health ADDRESS            check a Pando daemon's gRPC health service\n"
     "  export JOB -o FILE        write the job's model as a safetensors file\n"
@@ -886,9 +896,10 @@ static int cmd_status(ctl *c) {
   return PD_CTL_EXIT_OK;
 }
 
-static int cmd_cancel(ctl *c) {
+/* cancel, resume: a call on one job that answers its status, printed. */
+static int cmd_job_change(ctl *c, const char *method) {
   Pando__V1__JobStatus *status = NULL;
-  int code = job_call(c, "/pando.v1.Coordinator/CancelJob", c->args->operand, &status);
+  int code = job_call(c, method, c->args->operand, &status);
   if (code != 0)
     return code;
   if (c->args->output == PD_CTL_OUTPUT_JSON)
@@ -1090,7 +1101,10 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
     code = cmd_list(&c);
     break;
   case PD_CTL_CMD_CANCEL:
-    code = cmd_cancel(&c);
+    code = cmd_job_change(&c, "/pando.v1.Coordinator/CancelJob");
+    break;
+  case PD_CTL_CMD_RESUME:
+    code = cmd_job_change(&c, "/pando.v1.Coordinator/ResumeJob");
     break;
   case PD_CTL_CMD_CLUSTER:
     code = cmd_cluster(&c);

@@ -4,13 +4,18 @@
  * shard exists, SUCCEEDED when every worker is done, FAILED on a dead node,
  * a failed CreateShard or a worker's error, CANCELLED, and what each of them
  * does to the workers and the shards; RECOVERING after a dead server or
- * worker of a job with checkpoints, its roll back passes and deadline. */
+ * worker of a job with checkpoints, its roll back passes and deadline; the
+ * state kept in a store (store.c) across a restart of the coordinator;
+ * resuming a FAILED or CANCELLED job. */
 #include "../../../services/coordinator/jobs.h"
+#include "../../../services/coordinator/store.h"
 
 #include <string.h>
 
 #include "../../test.h"
 #include "nodes.h"
+#include "pando/error.h"
+#include "pando/util.h"
 
 enum { MAX_CALLS = 32 };
 
@@ -689,6 +694,138 @@ static void test_no_checkpoint_fails(void) {
   fixture_close(&f);
 }
 
+/* A restart with the state in a store: the counters continue, finished jobs
+ * come back as they were (history, shard map, token), a running job with
+ * checkpoints goes RECOVERING and rolls back once its servers (by name) and
+ * a worker per rank registered, one without checkpoints FAILS saying why
+ * and its shards are dropped when its server registers again. */
+static void test_restart_from_store(void) {
+  char *dir = pd_test_tmpdir("pando-store-test"), err[1400] = "";
+  CHECK(dir != NULL);
+  pd_store *store = NULL;
+  CHECK_EQ_INT(pd_store_open(dir, &store, err, sizeof err), 0);
+  fixture f;
+  fixture_init(&f);
+  CHECK_EQ_INT(pd_jobs_reload(f.jobs, store, 0.0, err, sizeof err), 0); /* empty */
+  pd_job *ck = running(&f, "checkpoint: {every_clocks: 4}");            /* rec-1: nodes 1-4 */
+  CHECK(ck != NULL);
+  Pando__V1__ProgressReport r = report(0, 1, 0);
+  r.has_eval = 1;
+  r.test_accuracy = 0.75;
+  CHECK_EQ_INT(pd_jobs_progress(f.jobs, ck, &r, 2.0), 0);
+  pd_strlcpy(ck->job_token, "abcd", sizeof ck->job_token);
+  pd_jobs_changed(f.jobs, ck);
+  pd_job *done = submit(&f, "plain", 1, 1, 3.0); /* plain-2 on a new server and worker */
+  CHECK(done != NULL);
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_SERVER, "s2:7000", "s2", 3.0);
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_WORKER, "w2:7001", "w2", 3.0);
+  pd_jobs_cron(f.jobs, 3.0);
+  pd_jobs_shard_created(f.jobs, done->id, NULL, 3.1);
+  pd_jobs_cron(f.jobs, 3.2);
+  CHECK_EQ_INT(done->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(pd_store_set_counter(store, PD_STORE_NEXT_NODE, pd_registry_next_id(f.reg)), 0);
+  fixture_close(&f); /* kill -9: nothing more is written */
+  pd_store_close(store);
+
+  CHECK_EQ_INT(pd_store_open(dir, &store, err, sizeof err), 0);
+  fixture_init(&f);
+  uint64_t next_node = 1;
+  CHECK_EQ_INT(pd_store_counter(store, PD_STORE_NEXT_NODE, &next_node), 0);
+  CHECK_EQ_INT(next_node, 7);
+  pd_registry_set_next_id(f.reg, next_node);
+  CHECK_EQ_INT(pd_jobs_reload(f.jobs, store, 10.0, err, sizeof err), 0);
+  CHECK_EQ_INT(pd_jobs_count(f.jobs), 2);
+  ck = pd_jobs_find(f.jobs, "rec-1");
+  done = pd_jobs_find(f.jobs, "plain-2");
+  CHECK(ck != NULL && done != NULL);
+  CHECK_EQ_INT(ck->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  CHECK_STR_CONTAINS(ck->message, "the coordinator restarted while the job was RUNNING");
+  CHECK_EQ_INT(ck->nhistory, 1);
+  CHECK(ck->history[0].test_accuracy == 0.75);
+  CHECK_STR_CONTAINS(ck->job_token, "abcd");
+  CHECK_EQ_INT(ck->shard_end[1], 7850);
+  CHECK_EQ_INT(done->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
+  CHECK_STR_CONTAINS(done->message, "a checkpoint: key in the job spec");
+  pd_job *again = submit(&f, "rec", 1, 1, 11.0); /* a new id, never rec-1 */
+  CHECK(again != NULL);
+  CHECK_STR_CONTAINS(again->id, "rec-3");
+  pd_node *s0 = add_node(f.reg, PANDO__V1__ROLE__ROLE_SERVER, "s0:7000", "s0", 11.0);
+  CHECK_EQ_INT(s0->id, 7); /* ids continue */
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_SERVER, "s1:7000", "s1", 11.0);
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_SERVER, "s2:7000", "s2", 11.0);
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_WORKER, "w0:7001", "w0", 11.0);
+  add_node(f.reg, PANDO__V1__ROLE__ROLE_WORKER, "w1:7001", "w1", 11.0);
+  pd_jobs_cron(f.jobs, 11.0);
+  CHECK_EQ_INT(f.rec.ndrop, 1); /* plain-2's orphan, on s2 (node 9) */
+  CHECK_STR_CONTAINS(f.rec.drop[0].job, "plain-2");
+  CHECK_EQ_INT(f.rec.drop[0].server, 9);
+  CHECK_EQ_INT(f.rec.nrestore, 2); /* rec-1 rolls back on s0 and s1 */
+  CHECK_EQ_INT(f.rec.restore[0].server, 7);
+  uint32_t pass = f.rec.restore[0].pass;
+  pd_jobs_shard_restored(f.jobs, ck->id, pass, 0, 4, NULL, 11.5);
+  pd_jobs_shard_restored(f.jobs, ck->id, pass, 1, 4, NULL, 11.5);
+  CHECK_EQ_INT(ck->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(ck->start_clock, 4);
+  pd_jobs_cron(f.jobs, 12.0);
+  CHECK_EQ_INT(f.rec.ndrop, 1); /* dropped once */
+  fixture_close(&f);
+  pd_store_close(store);
+  /* a damaged file is refused, naming it */
+  char path[1200];
+  snprintf(path, sizeof path, "%s/coordinator.db", dir);
+  FILE *file = fopen(path, "w");
+  CHECK(file != NULL);
+  fputs("not a database, but longer than its header of a hundred bytes would be, so that SQLite "
+        "reads it as one and finds out",
+        file);
+  fclose(file);
+  remove(strcat(strcpy(err, path), "-wal"));
+  err[0] = '\0';
+  CHECK(pd_store_open(dir, &store, err, sizeof err) < 0);
+  CHECK_STR_CONTAINS(err, path);
+  CHECK_STR_CONTAINS(err, "not a database");
+  pd_test_rmtree(dir);
+  free(dir);
+}
+
+/* pandoctl resume: a CANCELLED job with checkpoints goes RECOVERING and
+ * rolls back on its servers with an idle worker per rank; a RUNNING job and
+ * one without checkpoints are refused, saying why. */
+static void test_resume(void) {
+  fixture f;
+  fixture_init(&f);
+  char err[1400] = "";
+  pd_job *j = running(&f, "checkpoint: {every_clocks: 4}");
+  CHECK(j != NULL);
+  CHECK_EQ_INT(pd_jobs_resume(f.jobs, j, 2.0, err, sizeof err), -PD_ESTATE);
+  CHECK_STR_CONTAINS(err, "only a FAILED or CANCELLED job can be resumed");
+  pd_jobs_finish(f.jobs, j, 3.0, PANDO__V1__JOB_STATE__JOB_STATE_CANCELLED,
+                 "cancelled by the user");
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  CHECK_EQ_INT(pd_jobs_resume(f.jobs, j, 4.0, err, sizeof err), 0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  CHECK_STR_CONTAINS(j->message,
+                     "resumed by the user after it was CANCELLED (cancelled by the user)");
+  pd_jobs_cron(f.jobs, 4.1); /* its servers are alive, the workers idle again */
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  uint32_t pass = f.rec.restore[0].pass;
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 0, 8, NULL, 4.2);
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 1, 8, NULL, 4.2);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(j->start_clock, 8);
+  CHECK_EQ_INT(pd_registry_find(f.reg, 3)->job[0] != '\0', 1);
+  fixture_close(&f);
+
+  fixture_init(&f);
+  j = running(&f, "");
+  CHECK(j != NULL);
+  pd_jobs_finish(f.jobs, j, 3.0, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "a worker failed");
+  CHECK_EQ_INT(pd_jobs_resume(f.jobs, j, 4.0, err, sizeof err), -PD_ESTATE);
+  CHECK_STR_CONTAINS(err, "takes no checkpoints");
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
+  fixture_close(&f);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_pending_until_wait_timeout);
   PD_RUN(test_assignment_and_running);
@@ -703,5 +840,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_no_checkpoint_fails);
   PD_RUN(test_retention);
   PD_RUN(test_admission);
+  PD_RUN(test_restart_from_store);
+  PD_RUN(test_resume);
   PD_TEST_DONE();
 }

@@ -708,7 +708,7 @@ static void test_usage_errors(void) {
 
 static void test_help_texts(void) {
   CHECK_EQ_INT(run(NORMAL, "--help", NULL), 0);
-  const char *names[] = {"submit", "status", "list", "cancel", "cluster", "health"};
+  const char *names[] = {"submit", "status", "list", "cancel", "resume", "cluster", "health"};
   for (size_t i = 0; i < PD_ARRAY_SIZE(names); i++)
     CHECK_STR_CONTAINS(out_cap.text, names[i]);
   const char *options[] = {"--coordinator", "PANDO_COORDINATOR", "--output", "-o,", "--timeout",

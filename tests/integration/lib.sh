@@ -177,14 +177,6 @@ t_wait_job() {
   done
 }
 
-# t_skip_tls WHY: a test that is plaintext by nature ends here, passing, when
-# the suite runs with PANDO_TEST_TLS.
-t_skip_tls() {
-  [ -n "$T_TLS" ] || return 0
-  echo "ok - # SKIP under PANDO_TEST_TLS: $*"
-  t_done
-}
-
 case ${PANDO_TEST_TLS:-0} in
   0 | "") ;;
   mtls) t_tls mtls || { t_fail "test certificates made"; t_done; } ;;

@@ -140,6 +140,15 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/run.sh $(T)
 
+# `make test-tls` runs the integration tests (or T=name) with TLS and a
+# cluster token on every daemon (PANDO_TEST_TLS=1; PANDO_TEST_TLS=mtls also
+# demands client certificates): tests/integration/lib.sh and pdtls.py make
+# throw-away certificates with tools/certs.sh for each test.
+.PHONY: test-tls
+test-tls: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) PANDO_TEST_TLS=$${PANDO_TEST_TLS:-1} sh tests/run.sh $(T)
+
 # `make run JOB=examples/x.yaml` runs that job instead, with the daemons it
 # needs (a selector and simulated devices for a federated job).
 JOB ?= examples/fashion-mlp.yaml

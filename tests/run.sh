@@ -5,6 +5,10 @@
 # "FAIL - X" lines; the runner adds them up and ends with "N passed, N failed".
 #   sh tests/run.sh            everything
 #   sh tests/run.sh NAME...    only tests (binaries, cases or scripts) named NAME
+# With PANDO_TEST_TLS=1 (make test-tls) the integration tests run their
+# daemons with TLS and a cluster token (tests/integration/lib.sh, pdtls.py);
+# the layer check and the unit tests, which start no daemon, then run only
+# when named.
 BUILD=${BUILD:-build}
 export BUILD
 # The daemons read job data only under data_roots: the tests' scratch folders
@@ -35,7 +39,8 @@ count() { # count LOGFILE NAME: adds up ok/FAIL lines; a silent failure counts o
   passed=$((passed + p))
   failed=$((failed + f))
 }
-if selected check_layers "$@"; then # libpando's layers (tests/check_layers.sh)
+tls_only() { [ "${PANDO_TEST_TLS:-0}" != 0 ] && [ $# -eq 0 ]; }
+if ! tls_only "$@" && selected check_layers "$@"; then # libpando's layers (tests/check_layers.sh)
   echo "# check_layers"
   sh tests/check_layers.sh >"$out" 2>&1; rc=$?
   cat "$out"
@@ -44,6 +49,7 @@ fi
 for bin in "$BUILD"/tests/unit/*/test_*; do
   case $bin in *.o|*.d) continue ;; esac
   [ -x "$bin" ] || continue
+  tls_only "$@" && continue
   name=$(basename "$bin")
   if [ $# -gt 0 ] && ! selected "$name" "$@"; then
     # a case name selects the binary that has it

@@ -144,6 +144,7 @@ static void rounds_start(void *ctx, pd_job *j) {
   }
   pd_rounds_env env = {c->loop, live_selectors, rounds_finished, c};
   j->rounds = pd_rounds_new(&env, j->id, &j->spec, j->spec_yaml, ranges, j->nservers);
+  pd_rounds_set_job_token(j->rounds, j->job_token);
   free(ranges);
   PD_INFO("job %s: RUNNING federated on %u servers, %llu keys, %d rounds of %g devices", j->id,
           j->nservers, (unsigned long long)j->keys, j->spec.training.federated.rounds,
@@ -382,12 +383,8 @@ static void reply_status(pd_coord *c, pd_rpc_call *call, pd_job *j) {
  * exists is then not told), else NOT_FOUND. */
 static pd_job *authorized_job(pd_coord *c, pd_rpc_call *call, const char *id) {
   pd_job *j = pd_jobs_find(c->jobs, id);
-  if (!pd_rpc_call_authorized(call, j ? j->job_token : NULL)) {
-    pd_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
-                     "missing or wrong token: job '%s' needs its job token or the cluster token",
-                     id);
+  if (!pd_rpc_call_authorize_job(call, id, j ? j->job_token : NULL))
     return NULL;
-  }
   if (!j)
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", id);
   return j;
@@ -490,6 +487,7 @@ static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, vo
     a.steps_per_epoch = j->steps_per_epoch;
     a.attempt = j->attempt;
     a.start_clock = j->start_clock;
+    a.job_token = j->job_token; /* for its Pulls and Pushes on the job's servers */
     shards = pd_xcalloc(j->nservers, sizeof *shards);
     ptrs = pd_xcalloc(j->nservers, sizeof *ptrs);
     shard_map(c, j, &map, shards, ptrs);

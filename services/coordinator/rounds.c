@@ -56,6 +56,7 @@ struct pd_rounds {
   char job[96];
   pd_job_spec spec;
   char *spec_yaml;
+  char job_token[80]; /* RoundTask.job_token; "": none */
   endpoint *servers;
   pd_shard_range *ranges;
   uint32_t nservers;
@@ -137,6 +138,10 @@ static pd_metric *rounds_counter(const pd_rounds *r, int abandoned) {
                            labels);
 }
 
+void pd_rounds_set_job_token(pd_rounds *r, const char *token) {
+  pd_strlcpy(r->job_token, token ? token : "", sizeof r->job_token);
+}
+
 pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job_spec *spec,
                          const char *spec_yaml, const pd_shard_range *shards, uint32_t n) {
   pd_rounds *r = pd_xcalloc(1, sizeof *r);
@@ -203,6 +208,7 @@ void pd_rounds_free(pd_rounds *r) {
   free(r->history_ptrs);
   free(r->label_totals);
   free(r->spec_yaml);
+  memset(r->job_token, 0, sizeof r->job_token);
   free(r);
 }
 
@@ -368,6 +374,7 @@ static void start_selecting(pd_rounds *r) {
   task.deadline_ms = (uint32_t)(r->spec.training.federated.round_timeout_sec * 1000);
   task.seed = pd_mix64(r->spec.training.federated.seed ^ r->id);
   task.round_index = (uint32_t)r->round;
+  task.job_token = r->job_token;
   Pando__V1__SelectRequest req = PANDO__V1__SELECT_REQUEST__INIT;
   req.job = r->job;
   req.job_name = r->spec.name;

@@ -34,6 +34,9 @@ typedef struct pd_rounds_env {
  * eligible devices (cluster.wait_timeout). */
 pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job_spec *spec,
                          const char *spec_yaml, const pd_shard_range *shards, uint32_t n);
+/* The job's token (copied; "" or NULL: none), handed to the devices in
+ * their RoundTask for their Pulls and Pushes. */
+void pd_rounds_set_job_token(pd_rounds *rounds, const char *token);
 /* Waits for the calls and the evaluation in flight and frees everything. */
 void pd_rounds_free(pd_rounds *rounds);
 /* Whether calls or the evaluation of stopped `rounds` are still in flight

@@ -184,16 +184,12 @@ static void export_metrics(job *j) {
 }
 
 /* The job `id` held here, or NULL after failing the call with NOT_FOUND, or
- * UNAUTHENTICATED when the call carries neither the cluster token nor the
- * job's token (then whether the job exists is not told). */
+ * as pd_rpc_call_authorize_job does when the call may not touch the job
+ * (UNAUTHENTICATED: then whether the job exists is not told). */
 static job *held_job(pd_ps *ps, pd_rpc_call *call, const char *id, int *index) {
   int i = find(ps, id);
-  if (!pd_rpc_call_authorized(call, i >= 0 ? ps->jobs[i]->job_token : NULL)) {
-    pd_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
-                     "missing or wrong token: job '%s' needs its job token or the cluster token",
-                     id);
+  if (!pd_rpc_call_authorize_job(call, id, i >= 0 ? ps->jobs[i]->job_token : NULL))
     return NULL;
-  }
   if (i < 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' is not held by this server", id);
     return NULL;

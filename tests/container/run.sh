@@ -324,6 +324,13 @@ fi
 sed 's/\(epochs: *\)[0-9][0-9]*/\11/' examples/fashion-mlp.yaml >"$PANDO_TEST_JOB"
 if grep -Eq 'epochs: *1([^0-9]|$)' "$PANDO_TEST_JOB" && ! cmp -s examples/fashion-mlp.yaml "$PANDO_TEST_JOB"; then ok "the job: examples/fashion-mlp.yaml with epochs: 1"
 else fail "could not set epochs: 1 in a copy of examples/fashion-mlp.yaml"; exit 1; fi
+# the compose file's secrets: a throw-away CA, certificates for the service
+# names and a token, readable by the image's user only (as docker-compose.yml says)
+PANDO_SECRETS=$STATE/secrets
+export PANDO_SECRETS
+if PANDO_CERT_HOSTS="coordinator ps0 ps1 worker0 worker1" sh tools/certs.sh "$PANDO_SECRETS" &&
+  chown -R 10001:10001 "$PANDO_SECRETS"; then ok "secrets made with tools/certs.sh (mTLS and a cluster token)"
+else fail "tools/certs.sh $PANDO_SECRETS"; exit 1; fi
 t=$(date +%s)
 run "$STATE/compose.log" timeout 900 docker-compose up --exit-code-from submit
 rc=$?

@@ -16,6 +16,7 @@ os.environ.setdefault("PANDO_DATA_ROOTS", "/usr/share/datasets,%s,%s" % (
     os.environ.get("TMPDIR", "/tmp"), os.getcwd()))
 sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
 import pando_pb2 as pb  # noqa: E402
+import pdtls  # noqa: E402  (PANDO_TEST_TLS: TLS and the token)
 
 failed = 0
 
@@ -57,7 +58,7 @@ class Cluster:
             "selector", "pando-selector", "--coordinator", self.coordinator,
             "--min-reconnect-ms", "50", "--idle-reconnect-ms", "100", "--checkin-rate", "1000",
             *selector_args)
-        ch = grpc.insecure_channel(self.coordinator)
+        ch = pdtls.channel(self.coordinator)
         self.coord = {n: ch.unary_unary("/pando.v1.Coordinator/" + n,
                                         request_serializer=q.SerializeToString,
                                         response_deserializer=r.FromString)
@@ -65,7 +66,7 @@ class Cluster:
                                       ("GetJob", pb.JobRequest, pb.JobStatus),
                                       ("Cluster", pb.ClusterRequest, pb.ClusterResponse),
                                       ("ReportDevice", pb.DeviceReport, pb.DeviceReportAck)]}
-        sch = grpc.insecure_channel(self.selector)
+        sch = pdtls.channel(self.selector)
         self.checkin_rpc = sch.unary_unary("/pando.v1.Selector/CheckIn",
                                            request_serializer=pb.CheckInRequest.SerializeToString,
                                            response_deserializer=pb.CheckInResponse.FromString)
@@ -81,15 +82,16 @@ class Cluster:
         self.logs.append(log)
         self.procs.append(subprocess.Popen(
             [os.path.join(BUILD, "bin", binary), "--listen", "127.0.0.1:0", "--port-file",
-             port_file, "--metrics-listen", "", "--name", name, *args], stdout=log, stderr=log))
+             port_file, "--metrics-listen", "", "--name", name, *args] + pdtls.flags(binary),
+            stdout=log, stderr=log))
         return wait_file(port_file)
 
     def spawn(self, name, *argv):
         """a process without a port (the C devices)"""
         log = open(os.path.join(self.dir, name + ".log"), "w")
         self.logs.append(log)
-        p = subprocess.Popen([os.path.join(BUILD, "bin", argv[0]), *argv[1:]], stdout=log,
-                             stderr=log)
+        p = subprocess.Popen([os.path.join(BUILD, "bin", argv[0]), *argv[1:]] + pdtls.flags(argv[0]),
+                             stdout=log, stderr=log)
         self.procs.append(p)
         return p
 
@@ -110,7 +112,7 @@ class Cluster:
 
     def ps(self, address, method, req, resp):
         if address not in self.channels:
-            self.channels[address] = grpc.insecure_channel(address)
+            self.channels[address] = pdtls.channel(address)
         return self.channels[address].unary_unary(
             "/pando.v1.ParameterServer/" + method, request_serializer=req.SerializeToString,
             response_deserializer=resp.FromString)

@@ -21,6 +21,7 @@ import numpy as np
 BUILD = os.environ.get("BUILD", "build")
 sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
 import pando_pb2 as pb  # noqa: E402
+import pdtls  # noqa: E402  (PANDO_TEST_TLS: TLS and the token)
 import health_pb2  # noqa: E402
 
 failed = 0
@@ -63,7 +64,7 @@ class Daemon:
     def __init__(self, address, service):
         opts = [("grpc.max_send_message_length", 512 * MIB),
                 ("grpc.max_receive_message_length", 512 * MIB)]
-        self.ch = grpc.insecure_channel(address, options=opts)
+        self.ch = pdtls.channel(address, options=opts)
         self.service = service
 
     def raw(self, method, data, timeout=10):

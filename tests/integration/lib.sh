@@ -55,15 +55,18 @@ t_wait_file() {
 # token, with a throw-away CA and per-role certificates made in $T_CERTS
 # (tools/certs.sh); with "mtls" their servers also require client
 # certificates. Exports PANDO_CA, PANDO_CERT, PANDO_KEY (role admin) and
-# PANDO_TOKEN_FILE so that pandoctl talks to them.
+# PANDO_TOKEN_FILE so that pandoctl talks to them, and T_CERTS and
+# PANDO_TEST_TLS for the Python helpers (tests/integration/pdtls.py).
+# With PANDO_TEST_TLS=1 (make test-tls; mtls: with client certificates) every
+# test runs so from the start (at the end of this file).
 T_TLS=""
 t_tls() {
   T_CERTS=$T_DIR/certs
   sh tools/certs.sh "$T_CERTS" || return 1
   T_TLS=${1:-tls}
   PANDO_CA=$T_CERTS/ca.pem PANDO_CERT=$T_CERTS/admin.pem PANDO_KEY=$T_CERTS/admin.key
-  PANDO_TOKEN_FILE=$T_CERTS/token
-  export PANDO_CA PANDO_CERT PANDO_KEY PANDO_TOKEN_FILE
+  PANDO_TOKEN_FILE=$T_CERTS/token PANDO_TEST_TLS=$T_TLS
+  export PANDO_CA PANDO_CERT PANDO_KEY PANDO_TOKEN_FILE T_CERTS PANDO_TEST_TLS
 }
 # t_tls_flags PROGRAM: the TLS flags of a daemon (role from the program's name).
 t_tls_flags() {
@@ -173,3 +176,11 @@ t_wait_job() {
     sleep 0.2
   done
 }
+
+case ${PANDO_TEST_TLS:-0} in
+  0 | "") ;;
+  mtls) t_tls mtls || { t_fail "test certificates made"; t_done; } ;;
+  *) t_tls tls || { t_fail "test certificates made"; t_done; } ;;
+esac
+if [ -n "$T_TLS" ]; then echo "# PANDO_TEST_TLS: the daemons run with $T_TLS and a cluster token"; fi
+

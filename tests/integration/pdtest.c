@@ -6,7 +6,9 @@
  *     checks pull/push through pd_psclient against the shards of JOB
  *     (created by the caller with sgd lr=1, asp) key for key.
  *   pdtest pull JOB KEYS ADDR[,ADDR...] OUT.f32
- *     pulls keys [0, KEYS) of JOB (ASP-style clock 0) into OUT.f32. */
+ *     pulls keys [0, KEYS) of JOB (ASP-style clock 0) into OUT.f32.
+ * Like pandoctl it takes TLS and the token from PANDO_CA, PANDO_CERT,
+ * PANDO_KEY and PANDO_TOKEN_FILE (set by t_tls in lib.sh). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "pando/plan.h"
 #include "pando/psclient.h"
 #include "pando/rpc.h"
+#include "pando/security.h"
 #include "pando/spec.h"
 #include "pando/util.h"
 
@@ -229,7 +232,16 @@ static int pull(const char *job, uint64_t keys, const char *list, const char *ou
 int main(int argc, char **argv) {
   pd_rpc_init();
   int rc = 2;
-  if (argc == 5 && strcmp(argv[1], "reference") == 0)
+  pd_security_settings security = {getenv("PANDO_CERT"),
+                                   getenv("PANDO_KEY"),
+                                   getenv("PANDO_CA"),
+                                   getenv("PANDO_TOKEN_FILE"),
+                                   NULL,
+                                   0};
+  char err[512];
+  if (pd_security_configure(&security, err, sizeof err) != 0)
+    fprintf(stderr, "pdtest: %s\n", err);
+  else if (argc == 5 && strcmp(argv[1], "reference") == 0)
     rc = reference(argv[2], atoi(argv[3]), argv[4]);
   else if (argc == 5 && strcmp(argv[1], "roundtrip") == 0)
     rc = roundtrip(argv[2], argv[3], argv[4]);

@@ -4,7 +4,9 @@
 # Compose schema, no engine needed), and its services are wired as
 # docs/deploy.md says: every daemon health-checked with `pandoctl health` on
 # its listen port, servers and workers advertising SERVICE:PORT, `submit`
-# waiting for all of them to be healthy, one image. The real run is
+# waiting for all of them to be healthy, one image; mTLS and the cluster token
+# from Compose secrets (the CA, the token and each role's certificate and key
+# mounted under /run/secrets, the PANDO_TLS_* settings pointing there). The real run is
 # tests/container/run.sh (make test-container).
 set -u
 if ! command -v docker-compose >/dev/null 2>&1; then
@@ -79,6 +81,36 @@ named = set(c.get("volumes") or {})
 used = [v for s in services.values() for v in (s.get("volumes") or [])
         if (v.get("source") if isinstance(v, dict) else v.split(":")[0]) in named]
 ok &= check("a named volume for checkpoints and outputs", [] if used else ["no service mounts a named volume"])
+errors = []
+role_of = {"pando-coordinator": "coordinator", "pando-ps": "ps", "pando-worker": "worker",
+           "pandoctl": "admin"}
+for name, s in services.items():
+    role = role_of.get((s.get("command") or [""])[0])
+    if not role:
+        continue
+    env = s.get("environment") or {}
+    mounted = {m.get("source"): m.get("target") for m in s.get("secrets") or []}
+    want = {"pando-ca": "ca.pem", "pando-token": "token", f"pando-{role}-cert": f"{role}.pem",
+            f"pando-{role}-key": f"{role}.key"}
+    if mounted != want:
+        errors.append(f"{name}: secrets {mounted}, not {want}")
+    for key, value in [("PANDO_TLS_CERT", f"/run/secrets/{role}.pem"),
+                       ("PANDO_TLS_KEY", f"/run/secrets/{role}.key"),
+                       ("PANDO_TLS_CA", "/run/secrets/ca.pem"), ("PANDO_TLS_CLIENT_AUTH", "require"),
+                       ("PANDO_TOKEN_FILE", "/run/secrets/token"), ("PANDO_CA", "/run/secrets/ca.pem"),
+                       ("PANDO_CERT", f"/run/secrets/{role}.pem"), ("PANDO_KEY", f"/run/secrets/{role}.key")]:
+        if env.get(key) != value:
+            errors.append(f"{name}: {key} is {env.get(key)}, not {value}")
+    if "PANDO_TOKEN" in env:
+        errors.append(f"{name}: the token itself is in the environment (PANDO_TOKEN)")
+for key, secret in (c.get("secrets") or {}).items():
+    if not secret.get("file", "").startswith(os.path.abspath(os.environ.get("PANDO_SECRETS") or "secrets") + "/"):
+        errors.append(f"secret {key} is not a file of ./secrets: {secret}")
+if not (c.get("secrets") or {}):
+    errors.append("no secrets")
+ok &= check("mTLS and the token from secrets: each daemon and submit mount the CA, the token and "
+            "their role's certificate and key under /run/secrets, and their settings point there",
+            errors)
 sys.exit(0 if ok else 1)
 PY
 exit $failed

@@ -33,7 +33,7 @@ SEL=127.0.0.1:$(t_port sel)
 # ---- 30% dropout: rounds commit with the first min_reports reports
 job drop30 4 5 4 40
 "$BIN/pando-worker" --role device --simulate 40 --data "$T_DIR/drop30.yaml" --selector "$SEL" \
-  --device-id sim --metrics-listen "" >"$T_DIR/devices.log" 2>&1 &
+  --device-id sim --metrics-listen "" $(t_tls_flags pando-worker) >"$T_DIR/devices.log" 2>&1 &
 DEV=$!
 T_PIDS="$T_PIDS $DEV"
 id=$(t_submit "$T_DIR/drop30.yaml")
@@ -65,7 +65,8 @@ t_check "the simulated devices stop cleanly on SIGTERM" [ $? -eq 0 ]
 job pace 1000 10 10 1000
 id=$(t_submit "$T_DIR/pace.yaml")
 "$BIN/pando-worker" --role device --simulate 1000 --data "$T_DIR/pace.yaml" --selector "$SEL" \
-  --device-id many --dropout-rate 1 --metrics-listen "" >"$T_DIR/devices-1000.log" 2>&1 &
+  --device-id many --dropout-rate 1 --metrics-listen "" $(t_tls_flags pando-worker) \
+  >"$T_DIR/devices-1000.log" 2>&1 &
 T_PIDS="$T_PIDS $!"
 checkins() {
   curl -s "http://127.0.0.1:$(t_metrics_port sel)/metrics" |

@@ -27,13 +27,14 @@ t_cluster 2 0 || { t_fail "cluster started"; t_done; }
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 selector() {
   "$BIN/pando-selector" --coordinator "$PANDO_COORDINATOR" --listen "127.0.0.1:$port" --name sel \
-    --min-reconnect-ms 100 --idle-reconnect-ms 300 --metrics-listen "" >>"$T_DIR/sel.log" 2>&1 &
+    --min-reconnect-ms 100 --idle-reconnect-ms 300 --metrics-listen "" $(t_tls_flags pando-selector) \
+    >>"$T_DIR/sel.log" 2>&1 &
   SEL_PID=$!
   T_PIDS="$T_PIDS $SEL_PID"
 }
 selector
 "$BIN/pando-worker" --role device --simulate 30 --data "$T_DIR/fed.yaml" --selector "127.0.0.1:$port" \
-  --device-id sim --metrics-listen "" >"$T_DIR/devices.log" 2>&1 &
+  --device-id sim --metrics-listen "" $(t_tls_flags pando-worker) >"$T_DIR/devices.log" 2>&1 &
 T_PIDS="$T_PIDS $!"
 id=$(t_submit "$T_DIR/fed.yaml")
 status() { "$BIN/pandoctl" -o json status "$id" >"$T_DIR/st.json" 2>/dev/null; }

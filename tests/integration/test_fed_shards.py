@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 
 import fedlib
+import pdtls  # noqa: E402  (PANDO_TEST_TLS: TLS and the token)
 from fedlib import BUILD, check, code_of, pb, wait_file  # noqa: E402
 
 
@@ -39,9 +40,9 @@ try:
         logs.append(log)
         procs.append(subprocess.Popen([os.path.join(BUILD, "bin", "pando-ps"), "--listen",
                                        "127.0.0.1:0", "--metrics-listen", "", "--port-file",
-                                       port_file, "--name", "ps-%d" % i], stdout=log, stderr=log))
+                                       port_file, "--name", "ps-%d" % i] + pdtls.flags("pando-ps"), stdout=log, stderr=log))
     for i in range(3):
-        ch = grpc.insecure_channel("127.0.0.1:" + wait_file(os.path.join(tmp, "ps%d.port" % i)))
+        ch = pdtls.channel("127.0.0.1:" + wait_file(os.path.join(tmp, "ps%d.port" % i)))
 
         def rpc(name, req, resp, ch=ch):
             return ch.unary_unary("/pando.v1.ParameterServer/" + name,

@@ -39,7 +39,7 @@ job fedyogi ", server_lr: 0.01"
 job fedprox ", mu: 0.1"
 "$BIN/pando-worker" --role device --simulate 40 --data "$T_DIR/fedavg.yaml" \
   --selector "127.0.0.1:$(t_port sel)" --device-id dev --metrics-listen "" \
-  >"$T_DIR/devices.log" 2>&1 &
+  $(t_tls_flags pando-worker) >"$T_DIR/devices.log" 2>&1 &
 dev=$!
 T_PIDS="$T_PIDS $dev"
 for agg in fedavg fedavgm fedadam fedyogi fedprox; do

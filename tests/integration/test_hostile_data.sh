@@ -54,8 +54,10 @@ rm -f "$T_DIR/probe.stop"
 import os, sys, time
 import grpc
 sys.path.insert(0, os.path.join(os.environ.get("BUILD", "build"), "gen", "python"))
+sys.path.insert(0, "tests/integration")
 import health_pb2  # noqa: E402
-ch = grpc.insecure_channel(sys.argv[1])
+import pdtls  # noqa: E402
+ch = pdtls.channel(sys.argv[1])
 check = ch.unary_unary("/grpc.health.v1.Health/Check",
                        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
                        response_deserializer=health_pb2.HealthCheckResponse.FromString)
@@ -101,7 +103,9 @@ import os, sys
 import grpc
 sys.path.insert(0, os.path.join(os.environ.get("BUILD", "build"), "gen", "python"))
 import pando_pb2 as pb  # noqa: E402
-call = grpc.insecure_channel(sys.argv[1]).unary_unary(
+sys.path.insert(0, "tests/integration")
+import pdtls  # noqa: E402
+call = pdtls.channel(sys.argv[1]).unary_unary(
     "/pando.v1.Coordinator/SubmitJob",
     request_serializer=pb.SubmitJobRequest.SerializeToString,
     response_deserializer=pb.JobStatus.FromString)

@@ -17,6 +17,7 @@ import numpy as np
 BUILD = os.environ.get("BUILD", "build")
 sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
 import pando_pb2 as pb  # noqa: E402
+import pdtls  # noqa: E402  (PANDO_TEST_TLS: TLS and the token)
 
 failed = 0
 
@@ -43,13 +44,13 @@ port_file = os.path.join(tmp, "ps.port")
 log_path = os.path.join(tmp, "ps.log")
 log = open(log_path, "w")
 ps = subprocess.Popen([os.path.join(BUILD, "bin", "pando-ps"), "--listen", "127.0.0.1:0",
-                       "--metrics-listen", "", "--port-file", port_file], stdout=log, stderr=log)
+                       "--metrics-listen", "", "--port-file", port_file] + pdtls.flags("pando-ps"), stdout=log, stderr=log)
 try:
     for _ in range(100):
         if os.path.exists(port_file) and open(port_file).read().strip():
             break
         time.sleep(0.1)
-    ch = grpc.insecure_channel("127.0.0.1:" + open(port_file).read().strip())
+    ch = pdtls.channel("127.0.0.1:" + open(port_file).read().strip())
 
     def rpc(name, req, resp):
         return ch.unary_unary("/pando.v1.ParameterServer/" + name,

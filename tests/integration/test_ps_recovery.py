@@ -23,6 +23,7 @@ import numpy as np
 BUILD = os.environ.get("BUILD", "build")
 sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
 import pando_pb2 as pb  # noqa: E402
+import pdtls  # noqa: E402  (PANDO_TEST_TLS: TLS and the token)
 
 failed = 0
 
@@ -58,13 +59,13 @@ def start(name):
     log = open(os.path.join(tmp, name + ".log"), "a")
     proc = subprocess.Popen([os.path.join(BUILD, "bin", "pando-ps"), "--listen", "127.0.0.1:0",
                              "--metrics-listen", "", "--port-file", port_file,
-                             "--data-dir", os.path.join(tmp, "data-" + name)],
+                             "--data-dir", os.path.join(tmp, "data-" + name)] + pdtls.flags("pando-ps"),
                             stdout=log, stderr=log)
     for _ in range(200):
         if os.path.exists(port_file) and open(port_file).read().strip():
             break
         time.sleep(0.05)
-    ch = grpc.insecure_channel("127.0.0.1:" + open(port_file).read().strip())
+    ch = pdtls.channel("127.0.0.1:" + open(port_file).read().strip())
 
     def rpc(method, req, resp):
         return ch.unary_unary("/pando.v1.ParameterServer/" + method,

@@ -13,6 +13,7 @@ import numpy as np
 BUILD = os.environ.get("BUILD", "build")
 sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
 import pando_pb2 as pb  # noqa: E402
+import pdtls  # noqa: E402  (PANDO_TEST_TLS: TLS and the token)
 import health_pb2  # noqa: E402  (grpc.health.v1, generated from Debian's grpc-proto)
 
 failed = 0
@@ -46,14 +47,14 @@ port_file = os.path.join(tmp, "ps.port")
 log = open(os.path.join(tmp, "ps.log"), "w")
 ps = subprocess.Popen([os.path.join(BUILD, "bin", "pando-ps"), "--listen", "127.0.0.1:0",
                        "--metrics-listen", "",
-                       "--port-file", port_file], stdout=log, stderr=log)
+                       "--port-file", port_file] + pdtls.flags("pando-ps"), stdout=log, stderr=log)
 try:
     for _ in range(100):
         if os.path.exists(port_file) and open(port_file).read().strip():
             break
         time.sleep(0.1)
     addr = "127.0.0.1:" + open(port_file).read().strip()
-    ch = grpc.insecure_channel(addr)
+    ch = pdtls.channel(addr)
 
     def rpc(name, req, resp, service="pando.v1.ParameterServer"):
         return ch.unary_unary("/%s/%s" % (service, name), request_serializer=req.SerializeToString,

@@ -14,6 +14,7 @@ import urllib.request
 import grpc
 
 import fedlib
+import pdtls  # noqa: E402  (PANDO_TEST_TLS: TLS and the token)
 from fedlib import BUILD, check, code_of, pb, wait_file  # noqa: E402
 import health_pb2  # noqa: E402
 
@@ -31,7 +32,7 @@ def start(name, extra=()):
                           "--port-file", port_file, "--metrics-listen", "127.0.0.1:0",
                           "--metrics-port-file", mport_file, "--coordinator", "",
                           "--min-reconnect-ms", "100", "--idle-reconnect-ms", "200",
-                          "--name", name] + list(extra), stdout=log, stderr=log)
+                          "--name", name] + list(extra) + pdtls.flags("pando-selector"), stdout=log, stderr=log)
     procs.append(p)
     return p, int(wait_file(port_file)), int(wait_file(mport_file))
 
@@ -42,7 +43,7 @@ def rss_kib(proc):
 
 
 def stubs(port):
-    ch = grpc.insecure_channel("127.0.0.1:%d" % port)
+    ch = pdtls.channel("127.0.0.1:%d" % port)
 
     def rpc(name, req, resp, service="pando.v1.Selector"):
         return ch.unary_unary("/%s/%s" % (service, name), request_serializer=req.SerializeToString,
@@ -126,7 +127,7 @@ try:
     code, msg = code_of(select, pb.SelectRequest(job="fed-1", count=0, task=task))
     check("Select of 0 devices is INVALID_ARGUMENT (%s)" % msg,
           code == grpc.StatusCode.INVALID_ARGUMENT and "count" in msg)
-    raw = grpc.insecure_channel("127.0.0.1:%d" % port_a).unary_unary("/pando.v1.Selector/CheckIn")
+    raw = pdtls.channel("127.0.0.1:%d" % port_a).unary_unary("/pando.v1.Selector/CheckIn")
     code, msg = code_of(raw, b"\x0a\xff\xff\xff\x0f")
     check("a malformed check-in is INVALID_ARGUMENT", code == grpc.StatusCode.INVALID_ARGUMENT)
 

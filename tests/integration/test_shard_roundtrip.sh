@@ -18,10 +18,12 @@ done
 import os, sys, grpc
 sys.path.insert(0, os.path.join(os.environ.get("BUILD", "build"), "gen", "python"))
 import pando_pb2 as pb
+sys.path.insert(0, "tests/integration")
+import pdtls  # PANDO_TEST_TLS: TLS and the token
 spec = open(sys.argv[1]).read()
 bounds = [0, 2617, 5234, 7850]
 for i, addr in enumerate(sys.argv[2].split(",")):
-    ch = grpc.insecure_channel(addr)
+    ch = pdtls.channel(addr)
     create = ch.unary_unary("/pando.v1.ParameterServer/CreateShard",
                             request_serializer=pb.CreateShardRequest.SerializeToString,
                             response_deserializer=pb.CreateShardResponse.FromString)

@@ -6,8 +6,11 @@
 # UNAUTHENTICATED without the token with nothing changed; the token is in no
 # log and not in --check-config; unreadable or invalid PEM and token files
 # stop a daemon at start with exit 2 and a message naming the setting and
-# the file. With T_TLS_MODE=mtls (test_mtls.sh) the servers also require
-# client certificates and check the roles in them.
+# the file. Workers pull and push with their job's token from their
+# Assignment (assignprobe.py: a worker of one job cannot read another). With
+# T_TLS_MODE=mtls (test_mtls.sh) the servers also require client
+# certificates and check the roles in them (a worker's certificate with only
+# the cluster token cannot Pull or Push a job).
 . tests/integration/lib.sh
 mode=${T_TLS_MODE:-tls}
 t_small_data "$T_DIR" 512
@@ -71,6 +74,15 @@ sed -e "s/^name: tls/name: long/" -e "s/epochs: 1/epochs: 500/" "$T_DIR/job.yaml
 long=$(cat "$T_DIR/long.id")
 t_check "submit --token-out wrote job $long's token, mode 0600" \
   sh -c "grep -Eq '^[0-9a-f]{64}$' '$T_DIR/long.token' && [ \"\$(stat -c %a '$T_DIR/long.token')\" = 600 ]"
+i=0
+while [ "$("$BIN/pandoctl" -o json status "$long" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" != RUNNING ]; do
+  i=$((i + 1)); [ $i -gt 300 ] && break; sleep 0.1
+done
+"$BIN/pandoctl" -o json cluster >"$T_DIR/cluster.json"
+w0=$(t_json "$T_DIR/cluster.json" '[n["node_id"] for n in j["nodes"] if n["name"] == "w0"][0]')
+echo "# a worker of job $long (node $w0) holds job $long's token only"
+/usr/bin/python3 tests/integration/assignprobe.py "$PANDO_COORDINATOR" "127.0.0.1:$(t_port ps0)" \
+  "$T_CERTS" "$w0" "$long" "$T_DIR/long.token" "$job" || T_FAILED=1
 t_check "job $job's token cannot cancel job $long" \
   refused UNAUTHENTICATED as_job "$BIN/pandoctl" cancel "$long"
 t_check "job $job's token cannot ask about job $long" \

@@ -5,7 +5,9 @@ Plaintext, a wrong CA and (under mTLS) no client certificate are refused at
 the handshake; calls without the token or with a wrong one are UNAUTHENTICATED
 and change nothing (a refused Push leaves the parameters bit-for-bit the same);
 the health service answers without a token; under mTLS a worker's certificate
-cannot CreateShard nor register as a server. Prints ok/FAIL lines."""
+cannot CreateShard nor register as a server, and with only the cluster token
+cannot Pull or Push a job (it needs the job's token, as Assignment.job_token
+gives it). Prints ok/FAIL lines."""
 import os
 import sys
 
@@ -182,7 +184,16 @@ if mtls:
     check("a worker's certificate cannot DropShard (%s)" % code,
           code == grpc.StatusCode.PERMISSION_DENIED)
     code, msg = code_of(wpull, pb.PullRequest(job=JOB, begin=0, end=KEYS, worker=0, clock=0), GOOD)
-    check("a worker's certificate may Pull (%s)" % code, code == grpc.StatusCode.OK)
+    check("a worker's certificate with only the cluster token cannot Pull a job (%s: %s)"
+          % (code, msg), code == grpc.StatusCode.PERMISSION_DENIED and "job token" in msg)
+    code, msg = code_of(wpush, preq, GOOD)
+    check("... nor Push to it (%s)" % code, code == grpc.StatusCode.PERMISSION_DENIED)
+    v3, x3 = params()
+    check("... and the refused push changed nothing (version %d)" % v3, v3 == v2 and x3 == x2)
+    code, msg = code_of(wpull, pb.PullRequest(job=JOB, begin=0, end=KEYS, worker=0, clock=0),
+                        AS_JOB)
+    check("a worker's certificate with the job's token may Pull it (%s)" % code,
+          code == grpc.StatusCode.OK)
     code, msg = code_of(create, other_req, WRONG)
     check("the coordinator's certificate with a wrong token is UNAUTHENTICATED (%s)" % code,
           code == grpc.StatusCode.UNAUTHENTICATED)

@@ -44,6 +44,11 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
 int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock, const float *grad,
                      char *err, size_t errlen);
 
+/* Makes every pull and push carry the job's token `token` (Assignment or
+ * RoundTask job_token) instead of the cluster token; NULL or "": the
+ * cluster token. Copied. */
+void pd_psclient_set_token(pd_psclient *c, const char *token);
+
 /* Federated devices: pushes carry `device` (copied; NULL: none) and its
  * number of samples `weight` (PushRequest.device, weight), and `clock` is
  * the round id. */

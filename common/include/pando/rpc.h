@@ -105,7 +105,7 @@ void pd_rpc_server_add_unary(pd_rpc_server *srv, const char *path,
  * valid). Without mTLS it has no effect. Before pd_rpc_server_start only. */
 void pd_rpc_server_restrict(pd_rpc_server *srv, const char *path, const char *role);
 /* Lets calls of the registered method `path` that do not carry the cluster
- * token reach the handler, which must then call pd_rpc_call_authorized()
+ * token reach the handler, which must then call pd_rpc_call_authorize_job()
  * with the job token of the job the request names before it touches that
  * job (per-job tokens, pando/security.h). Before pd_rpc_server_start only. */
 void pd_rpc_server_job_scoped(pd_rpc_server *srv, const char *path);
@@ -128,10 +128,17 @@ const char *pd_rpc_call_method(const pd_rpc_call *call);
 /* Under mTLS, the role named by the client's verified certificate (a
  * PD_ROLE_* string); "" without mTLS. */
 const char *pd_rpc_call_peer_role(const pd_rpc_call *call);
-/* Whether the call carried the cluster token (always so when no token is
- * configured), or "Bearer `job_token`" when `job_token` is neither NULL nor
- * empty. Compared in constant time. */
-int pd_rpc_call_authorized(const pd_rpc_call *call, const char *job_token);
+/* Whether the call may touch job `job`, whose token is `job_token` (NULL
+ * or "": the job has none, or is unknown): it carried "authorization:
+ * Bearer `job_token`", or the cluster token (always so when no token is
+ * configured). Under mTLS the cluster token stands in for a job's token only
+ * from the roles coordinator and admin: a worker or device (which holds the
+ * cluster token to register) must show its job's token (Assignment or
+ * RoundTask job_token), so it reads and changes its own job only. Compared
+ * in constant time. Returns 1, or 0 after failing the call:
+ * PERMISSION_DENIED for the cluster token from another role, else
+ * UNAUTHENTICATED (not telling whether `job` exists). */
+int pd_rpc_call_authorize_job(pd_rpc_call *call, const char *job, const char *job_token);
 /* A free slot for the handler's state while the call stays open. */
 void **pd_rpc_call_user(pd_rpc_call *call);
 /* Sets the callback run if the client cancels (or the server shuts down)
@@ -163,6 +170,12 @@ typedef struct pd_rpc_channel pd_rpc_channel;
  * other channels to the same target. */
 pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection);
 void pd_rpc_channel_free(pd_rpc_channel *ch);
+/* Makes the calls of `ch` carry "authorization: Bearer `token`" instead of
+ * the cluster token: a job's token (pando/security.h), which a worker uses
+ * for the Pulls and Pushes of its job. NULL or "" goes back to the cluster
+ * token. The token is copied; set it before the channel's first call (not
+ * thread-safe against calls in flight). */
+void pd_rpc_channel_set_token(pd_rpc_channel *ch, const char *token);
 const char *pd_rpc_channel_target(const pd_rpc_channel *ch);
 
 /* What a finished client call hands to its callback. */

@@ -79,6 +79,11 @@ pd_psclient *pd_psclient_new(const char *job, uint32_t worker, const pd_shard_ra
   return c;
 }
 
+void pd_psclient_set_token(pd_psclient *c, const char *token) {
+  for (int i = 0; i < c->nservers; i++)
+    pd_rpc_channel_set_token(c->servers[i].channel, token);
+}
+
 void pd_psclient_set_device(pd_psclient *c, const char *device, double weight) {
   free(c->device);
   c->device = device ? pd_xstrdup(device) : NULL;

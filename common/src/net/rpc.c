@@ -478,8 +478,26 @@ void pd_rpc_server_job_scoped(pd_rpc_server *srv, const char *path) {
   find_method(srv, path)->job_scoped = 1;
 }
 
-int pd_rpc_call_authorized(const pd_rpc_call *call, const char *job_token) {
-  return call->cluster_token || pd__security_bearer_is(&call->metadata, job_token);
+int pd_rpc_call_authorize_job(pd_rpc_call *call, const char *job, const char *job_token) {
+  if (pd__security_bearer_is(&call->metadata, job_token))
+    return 1;
+  if (!call->cluster_token) {
+    pd_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
+                     "missing or wrong token: job '%s' needs its job token or the cluster token",
+                     job);
+    return 0;
+  }
+  /* every node holds the cluster token; only these roles act for any job */
+  if (job_token && job_token[0] && pd_security_client_auth() &&
+      strcmp(call->peer_role, PD_ROLE_COORDINATOR) != 0 &&
+      strcmp(call->peer_role, PD_ROLE_ADMIN) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_PERMISSION_DENIED,
+                     "job '%s' needs its job token: the cluster token stands in for it for "
+                     "roles coordinator and admin only, and the client certificate names role '%s'",
+                     job, call->peer_role[0] ? call->peer_role : "(none)");
+    return 0;
+  }
+  return 1;
 }
 
 int pd_rpc_server_listen(pd_rpc_server *srv, const char *address, char *err, size_t errlen) {
@@ -666,6 +684,8 @@ struct pd_rpc_channel {
   pthread_mutex_t lock; /* guards methods[]: a channel may serve several threads */
   method_metrics methods[CHANNEL_METHODS];
   int nmethods;
+  grpc_slice authorization; /* "Bearer JOB_TOKEN" (pd_rpc_channel_set_token) */
+  int has_authorization;    /* else the calls carry the cluster token, if any */
 };
 
 pd_rpc_channel *pd_rpc_channel_new(const char *target, int own_connection) {
@@ -688,6 +708,7 @@ void pd_rpc_channel_free(pd_rpc_channel *ch) {
   if (!ch)
     return;
   grpc_channel_destroy(ch->channel);
+  pd_rpc_channel_set_token(ch, NULL);
   for (int i = 0; i < ch->nmethods; i++)
     free((char *)ch->methods[i].path);
   pthread_mutex_destroy(&ch->lock);
@@ -696,6 +717,22 @@ void pd_rpc_channel_free(pd_rpc_channel *ch) {
 }
 
 const char *pd_rpc_channel_target(const pd_rpc_channel *ch) { return ch->target; }
+
+void pd_rpc_channel_set_token(pd_rpc_channel *ch, const char *token) {
+  if (ch->has_authorization) {
+    /* the slice holds its own copy: wipe it before letting go */
+    memset(GRPC_SLICE_START_PTR(ch->authorization), 0, GRPC_SLICE_LENGTH(ch->authorization));
+    grpc_slice_unref(ch->authorization);
+    ch->has_authorization = 0;
+  }
+  if (!token || !token[0])
+    return;
+  size_t len = strlen(token);
+  ch->authorization = grpc_slice_malloc(sizeof "Bearer " - 1 + len);
+  memcpy(GRPC_SLICE_START_PTR(ch->authorization), "Bearer ", sizeof "Bearer " - 1);
+  memcpy(GRPC_SLICE_START_PTR(ch->authorization) + sizeof "Bearer " - 1, token, len);
+  ch->has_authorization = 1;
+}
 
 /* The metrics of `method` on this channel (NULL past CHANNEL_METHODS). */
 static method_metrics *channel_metrics(pd_rpc_channel *ch, const char *method) {
@@ -777,7 +814,8 @@ int pd_rpc_start(pd_rpc_channel *ch, pd_loop *loop, const char *method, const gr
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  const grpc_slice *token = pd__security_authorization();
+  const grpc_slice *token =
+      ch->has_authorization ? &ch->authorization : pd__security_authorization();
   if (token) {
     cc->authorization.key = grpc_slice_from_static_string("authorization");
     cc->authorization.value = *token;

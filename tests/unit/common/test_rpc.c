@@ -2,7 +2,8 @@
  * (common/src/net/rpc.c): the tensor field numbers against the generated
  * descriptors, pack/unpack with their size limit, and a unary handler on a
  * real server on loopback that gets its request decoded, or never runs when
- * the request does not decode. */
+ * the request does not decode; per-job tokens: a channel that carries a
+ * job's token (pd_rpc_channel_set_token) reaches that job only. */
 #include "pando/rpc.h"
 
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include "../../test.h"
 #include "pando.pb-c.h"
 #include "pando/error.h"
+#include "pando/security.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 
@@ -104,7 +106,8 @@ static struct {
   pd_loop *loop;
   pd_rpc_server *srv;
   atomic_int stop;
-  int calls; /* handler runs (server thread) */
+  pthread_t thread; /* runs serve() */
+  int calls;        /* handler runs (server thread) */
   char last_job[64];
 } server;
 
@@ -130,6 +133,28 @@ static void *serve(void *arg) {
   return NULL;
 }
 
+/* Starts server.srv (its methods added) on a free loopback port, served by
+ * a thread; returns a channel to it. */
+static pd_rpc_channel *serve_start(void) {
+  char err[256] = "", target[64];
+  int port = pd_rpc_server_listen(server.srv, "127.0.0.1:0", err, sizeof err);
+  PD_ASSERT(port > 0);
+  pd_rpc_server_start(server.srv);
+  atomic_store(&server.stop, 0);
+  pthread_create(&server.thread, NULL, serve, NULL);
+  snprintf(target, sizeof target, "127.0.0.1:%d", port);
+  return pd_rpc_channel_new(target, 0);
+}
+
+/* Frees `ch`, stops the thread and frees the server and its loop. */
+static void serve_stop(pd_rpc_channel *ch) {
+  pd_rpc_channel_free(ch);
+  atomic_store(&server.stop, 1);
+  pthread_join(server.thread, NULL);
+  pd_rpc_server_free(server.srv);
+  pd_loop_free(server.loop);
+}
+
 typedef struct raw_result {
   int finished;
   grpc_status_code status;
@@ -150,15 +175,7 @@ static void test_unary_handler(void) {
   pd_rpc_server_add_unary(server.srv, "/pando.v1.ParameterServer/GetStats",
                           &pando__v1__stats_request__descriptor, stats_handler, NULL);
   char err[256] = "";
-  int port = pd_rpc_server_listen(server.srv, "127.0.0.1:0", err, sizeof err);
-  CHECK(port > 0);
-  pd_rpc_server_start(server.srv);
-  pthread_t thread;
-  atomic_store(&server.stop, 0);
-  pthread_create(&thread, NULL, serve, NULL);
-  char target[64];
-  snprintf(target, sizeof target, "127.0.0.1:%d", port);
-  pd_rpc_channel *ch = pd_rpc_channel_new(target, 0);
+  pd_rpc_channel *ch = serve_start();
 
   Pando__V1__StatsRequest req = PANDO__V1__STATS_REQUEST__INIT;
   req.job = "abcde";
@@ -191,11 +208,7 @@ static void test_unary_handler(void) {
     pd_loop_run_once(client, -1);
   pd_loop_free(client);
 
-  pd_rpc_channel_free(ch);
-  atomic_store(&server.stop, 1);
-  pthread_join(thread, NULL);
-  pd_rpc_server_free(server.srv);
-  pd_loop_free(server.loop);
+  serve_stop(ch);
   pd_rpc_shutdown();
 
   CHECK_EQ_INT(rc, 0);
@@ -212,10 +225,75 @@ static void test_unary_handler(void) {
   CHECK(strcmp(server.last_job, "missing") == 0);
 }
 
+/* GetStats of job "a" (token "token-of-a"); any other job has no token. */
+static void job_stats_handler(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  (void)ctx;
+  const Pando__V1__StatsRequest *req = (const Pando__V1__StatsRequest *)msg;
+  if (!pd_rpc_call_authorize_job(call, req->job, strcmp(req->job, "a") == 0 ? "token-of-a" : NULL))
+    return;
+  Pando__V1__StatsResponse resp = PANDO__V1__STATS_RESPONSE__INIT;
+  pd_rpc_call_reply_msg(call, &resp.base);
+}
+
+/* The status of GetStats(job) on `method` over `ch`. */
+static grpc_status_code stats_status(pd_rpc_channel *ch, const char *method, const char *job) {
+  Pando__V1__StatsRequest req = PANDO__V1__STATS_REQUEST__INIT;
+  req.job = (char *)job;
+  ProtobufCMessage *resp = NULL;
+  grpc_status_code status = GRPC_STATUS_OK;
+  char err[256];
+  if (pd_rpc_unary(ch, method, &req.base, &pando__v1__stats_response__descriptor, &resp, 10,
+                   &status, err, sizeof err) == 0)
+    protobuf_c_message_free_unpacked(resp, NULL);
+  return status;
+}
+
+static void test_job_token_channel(void) {
+  pd_rpc_init();
+  char err[256] = "";
+  pd_security_settings security = {NULL, NULL, NULL, NULL, "the-cluster-token", 0};
+  CHECK_EQ_INT(pd_security_configure(&security, err, sizeof err), 0);
+  server.loop = pd_loop_new();
+  server.srv = pd_rpc_server_new(server.loop);
+  const char *scoped = "/pando.v1.ParameterServer/GetStats";
+  const char *cluster_only = "/pando.v1.ParameterServer/Pull";
+  pd_rpc_server_add_unary(server.srv, scoped, &pando__v1__stats_request__descriptor,
+                          job_stats_handler, NULL);
+  pd_rpc_server_add_unary(server.srv, cluster_only, &pando__v1__stats_request__descriptor,
+                          job_stats_handler, NULL);
+  pd_rpc_server_job_scoped(server.srv, scoped);
+  pd_rpc_channel *ch = serve_start();
+
+  grpc_status_code cluster_a = stats_status(ch, scoped, "a");
+  grpc_status_code cluster_b = stats_status(ch, scoped, "b");
+  pd_rpc_channel_set_token(ch, "token-of-a");
+  grpc_status_code job_a = stats_status(ch, scoped, "a");
+  grpc_status_code job_b = stats_status(ch, scoped, "b");
+  grpc_status_code job_unscoped = stats_status(ch, cluster_only, "a");
+  pd_rpc_channel_set_token(ch, "token-of-b");
+  grpc_status_code wrong_a = stats_status(ch, scoped, "a");
+  pd_rpc_channel_set_token(ch, NULL);
+  grpc_status_code back_a = stats_status(ch, scoped, "a");
+
+  serve_stop(ch);
+  pd_security_settings none = {0};
+  pd_security_configure(&none, err, sizeof err);
+  pd_rpc_shutdown();
+
+  CHECK_EQ_INT(cluster_a, GRPC_STATUS_OK); /* the cluster token opens every job */
+  CHECK_EQ_INT(cluster_b, GRPC_STATUS_OK);
+  CHECK_EQ_INT(job_a, GRPC_STATUS_OK);                     /* the job's token opens that job */
+  CHECK_EQ_INT(job_b, GRPC_STATUS_UNAUTHENTICATED);        /* ... and no other */
+  CHECK_EQ_INT(job_unscoped, GRPC_STATUS_UNAUTHENTICATED); /* nor a method not job-scoped */
+  CHECK_EQ_INT(wrong_a, GRPC_STATUS_UNAUTHENTICATED);
+  CHECK_EQ_INT(back_a, GRPC_STATUS_OK); /* NULL: the cluster token again */
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_tensor_field_numbers);
   PD_RUN(test_pack_unpack);
   PD_RUN(test_unpack_refuses);
   PD_RUN(test_unary_handler);
+  PD_RUN(test_job_token_channel);
   PD_TEST_DONE();
 }

@@ -6,13 +6,15 @@
 # training set (iid; dirichlet alpha 0.5, Hsu et al. 2019; shards, 2 per
 # device, McMahan's pathological non-IID) and three server aggregations
 # (fedavg; fedavgm, server momentum 0.9 and server_lr FEDAVGM_LR, Hsu et
-# al. 2019; fedadam, Reddi et al. 2021, server_lr FEDADAM_LR). One cluster
+# al. 2019; fedadam, Reddi et al. 2021, server_lr FEDADAM_LR), and fedavg
+# and fedadam with "-swa": the servers evaluate the running average of the
+# global models from round SWA_FROM on (training.federated.swa_from). One cluster
 # (coordinator, 2 servers, a selector, one process of 100 devices per
-# partition, each serving only its partition's jobs) runs the nine jobs one
+# partition, each serving only its partition's jobs) runs the jobs one
 # after another. Prints a table of the rounds and seconds to test accuracy
 # 0.85, the accuracy after ROUNDS rounds (centrally evaluated after every
 # round) and its mean over the last 10 rounds (non-IID curves oscillate),
-# writes the curves of all nine with `pandoctl plot` to
+# writes the curves of all of them with `pandoctl plot` to
 # SVG, then, on a fresh cluster, runs 1,000 devices with 100 reports a round
 # for BIG_ROUNDS rounds and reports the selector's and the devices'
 # process's peak memory and the rounds per minute.

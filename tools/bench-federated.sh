@@ -14,7 +14,7 @@
 # after another. Prints a table of the rounds and seconds to test accuracy
 # 0.85, the accuracy after ROUNDS rounds (centrally evaluated after every
 # round) and its mean over the last 10 rounds (non-IID curves oscillate),
-# writes the curves of all of them with `pandoctl plot` to
+# writes the curves of the PLOT aggregations with `pandoctl plot` to
 # SVG, then, on a fresh cluster, runs 1,000 devices with 100 reports a round
 # for BIG_ROUNDS rounds and reports the selector's and the devices'
 # process's peak memory and the rounds per minute.
@@ -36,6 +36,7 @@ FEDPROX_MU=${FEDPROX_MU:-0.1}
 SWA_FROM=${SWA_FROM:-$((ROUNDS / 2))} # AGGREGATION-swa: the served model averages rounds SWA_FROM..
 LR_SCHEDULE=${LR_SCHEDULE:-} # e.g. "{type: cosine, min_lr: 0.005}": the devices' lr over the rounds
 SVG=${SVG:-docs/federated.svg}
+PLOT=${PLOT:-fedavg fedavg-swa fedadam-swa} # the aggregations drawn (pandoctl plot: at most 10 jobs)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/pando-bench-fed.XXXXXX")
 TLS=0
 . "$(dirname "$0")/cluster-lib.sh"
@@ -94,17 +95,17 @@ cluster() { # cluster: a coordinator, 2 servers and a selector
   SELECTOR=127.0.0.1:$(cat "$DIR/selector.port")
 }
 
-run() { # run NAME: submits $DIR/NAME.yaml, waits, keeps its status in $DIR/NAME.json
+run() { # run NAME AGGREGATION: submits $DIR/NAME.yaml, waits, keeps its status in $DIR/NAME.json
   "$BIN/pandoctl" -o json submit "$DIR/$1.yaml" --wait >"$DIR/$1.json" ||
     { echo "bench-federated: $1 was refused or failed: $(cat "$DIR/$1.json")" >&2; exit 1; }
   job=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["job"])' "$DIR/$1.json")
   state=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["state"])' "$DIR/$1.json")
   echo "bench-federated: $job: $state, test accuracy $($PY -c 'import json,sys; h=[r for r in json.load(open(sys.argv[1])).get("round_history", []) if r.get("has_eval")]; print(h[-1]["test_accuracy"] if h else "none")' "$DIR/$1.json")" >&2
   [ "$state" = SUCCEEDED ] || { echo "bench-federated: $job did not succeed; logs:" >&2; tail -n 5 "$DIR"/*.log >&2; exit 1; }
-  JOBS="$JOBS $job"
+  case " $PLOT " in *" $2 "*) PLOT_JOBS="$PLOT_JOBS $job" ;; esac
 }
 
-JOBS=""
+PLOT_JOBS=""
 cluster
 for part in $PARTITIONS; do
   spec "fb-$part" "$part" fedavg 0.1 1 >"$DIR/devices-$part.yaml"
@@ -115,11 +116,11 @@ echo "bench-federated: $ROUNDS rounds each, 100 devices, C = 0.1, E = 5, B = 10,
 for part in $PARTITIONS; do
   for agg in $AGGREGATIONS; do
     spec "fb-$part-$agg" "$part" "$agg" 0.1 "$ROUNDS" >"$DIR/fb-$part-$agg.yaml"
-    run "fb-$part-$agg"
+    run "fb-$part-$agg" "$agg"
   done
 done
 # shellcheck disable=SC2086 # the job ids are words
-"$BIN/pandoctl" plot $JOBS -o "$SVG" && echo "bench-federated: wrote $SVG" >&2
+"$BIN/pandoctl" plot $PLOT_JOBS -o "$SVG" && echo "bench-federated: wrote $SVG" >&2
 [ -n "${RESULTS:-}" ] && mkdir -p "$RESULTS" && cp "$DIR"/*.json "$RESULTS"/
 stop_daemons
 
@@ -128,7 +129,7 @@ if [ "$BIG_ROUNDS" -gt 0 ]; then
   cluster
   spec fb-1000 iid fedavg 100 "$BIG_ROUNDS" >"$DIR/fb-1000.yaml"
   start_devices devices-1000 "$DIR/fb-1000.yaml" "$SELECTOR" 1000 --device-id big
-  run fb-1000
+  run fb-1000 none
   SELECTOR_KIB=$(peak_rss selector)
   DEVICES_KIB=$(peak_rss devices-1000)
 fi

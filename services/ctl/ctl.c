@@ -423,6 +423,9 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
       args->jobs[args->njobs++] = arg;
     } else if (args->command == PD_CTL_CMD_PLOT && args->njobs < (int)PD_ARRAY_SIZE(args->jobs)) {
       args->jobs[args->njobs++] = arg;
+    } else if (args->command == PD_CTL_CMD_PLOT) {
+      return pd_errf(err, errlen, -EINVAL, "'plot' draws at most %d jobs, got more: '%s'",
+                     (int)PD_ARRAY_SIZE(args->jobs), arg);
     } else {
       return pd_errf(err, errlen, -EINVAL, "unexpected argument '%s' for '%s'", arg,
                      find_command(args->command)->name);

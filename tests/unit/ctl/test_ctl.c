@@ -614,7 +614,7 @@ static void test_parse_plot(void) {
   CHECK_EQ_INT(parse(&args, err, sizeof err, "plot", "1", "2", "3", "4", "5", "6", "7", "8", "9",
                      "10", "11", "-o", "x.svg", NULL),
                -EINVAL);
-  CHECK_STR_CONTAINS(err, "unexpected argument '11'");
+  CHECK_STR_CONTAINS(err, "'plot' draws at most 10 jobs, got more: '11'");
 }
 
 /* One block a value, lowest to highest over the values shown. */

@@ -350,7 +350,32 @@ static void reply_status_token(pd_coord *c, pd_rpc_call *call, pd_job *j, int wi
   job_status(c, j, &st, &map, shards, ptrs, hist);
   if (with_token)
     st.job_token = j->job_token;
+  /* the workers' phase counters (pandoctl stats): GetJob's answer only */
+  Pando__V1__WorkerPhases *wp = pd_xcalloc(j->nworkers + 1, sizeof *wp);
+  Pando__V1__WorkerPhases **wpp = pd_xcalloc(j->nworkers + 1, sizeof *wpp);
+  Pando__V1__PhaseStat **phase_ptrs =
+      pd_xcalloc((size_t)j->nworkers * PD_JOB_PHASES_MAX + 1, sizeof *phase_ptrs);
+  for (uint32_t w = 0; j->workers && w < j->nworkers; w++) {
+    pd_job_worker *p = &j->workers[w];
+    if (p->nphases == 0)
+      continue;
+    Pando__V1__WorkerPhases *one = &wp[st.n_worker_phases];
+    pando__v1__worker_phases__init(one);
+    one->rank = w;
+    one->wall_ns = p->wall_ns;
+    one->epoch = p->epoch;
+    one->step = p->step;
+    one->phases = &phase_ptrs[(size_t)w * PD_JOB_PHASES_MAX];
+    for (size_t i = 0; i < p->nphases; i++)
+      one->phases[i] = &p->phases[i];
+    one->n_phases = p->nphases;
+    wpp[st.n_worker_phases++] = one;
+  }
+  st.worker_phases = wpp;
   pd_rpc_call_reply_msg(call, &st.base);
+  free(phase_ptrs);
+  free(wpp);
+  free(wp);
   free(hist);
   free(ptrs);
   free(shards);

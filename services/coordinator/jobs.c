@@ -673,6 +673,20 @@ static void export_progress(const pd_job *j, const Pando__V1__ProgressReport *re
   }
 }
 
+/* Keeps the report's phase counters (pandoctl stats), the first
+ * PD_JOB_PHASES_MAX of them. */
+static void keep_phases(pd_job_worker *p, const Pando__V1__ProgressReport *req) {
+  p->nphases = PD_MIN(req->n_phases, (size_t)PD_JOB_PHASES_MAX);
+  p->wall_ns = req->wall_ns;
+  for (size_t i = 0; i < p->nphases; i++) {
+    pando__v1__phase_stat__init(&p->phases[i]);
+    pd_strlcpy(p->phase_names[i], req->phases[i]->phase, sizeof p->phase_names[i]);
+    p->phases[i].phase = p->phase_names[i];
+    p->phases[i].count = req->phases[i]->count;
+    p->phases[i].total_ns = req->phases[i]->total_ns;
+  }
+}
+
 int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *req, double now) {
   PD_ASSERT(req->rank < j->nworkers);
   /* cancel: the job had ended before this report (not because of it) */
@@ -689,6 +703,7 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
     p->step = req->step;
     p->loss = req->loss;
     p->samples_per_sec = req->samples_per_sec;
+    keep_phases(p, req);
     export_progress(j, req);
     if (req->has_eval && (j->nhistory == 0 || j->history[j->nhistory - 1].epoch < req->epoch)) {
       j->history = pd_xrealloc(j->history, (j->nhistory + 1) * sizeof *j->history);

@@ -29,6 +29,8 @@
 #include "pando/spec.h"
 #include "registry.h"
 
+#define PD_JOB_PHASES_MAX 16 /* phases kept per worker (ProgressReport.phases) */
+
 typedef struct pd_job_worker { /* one rank's last progress report */
   uint64_t node_id;
   uint32_t epoch;
@@ -36,6 +38,11 @@ typedef struct pd_job_worker { /* one rank's last progress report */
   double loss;
   double samples_per_sec;
   int done;
+  /* its phase counters (pandoctl stats): phases[i].phase points at names[i] */
+  Pando__V1__PhaseStat phases[PD_JOB_PHASES_MAX];
+  char phase_names[PD_JOB_PHASES_MAX][32];
+  size_t nphases;
+  uint64_t wall_ns;
 } pd_job_worker;
 
 typedef struct pd_job {

@@ -23,6 +23,7 @@
 #include "pando/security.h"
 #include "pando/util.h"
 #include "plot.h"
+#include "stats.h"
 
 /* ---------------------------------------------------------------- commands and options */
 
@@ -158,6 +159,20 @@ static const command_info commands[] = {
      "\n"
      "exit status: 0 written, 1 unknown job, nothing to draw yet, RPC or write\n"
      "error, 2 usage error.\n"},
+    {"stats", PD_CTL_CMD_STATS, "JOB",
+     "usage: pandoctl stats JOB\n"
+     "\n"
+     "Shows where a job's time went, during the job and after it: for each worker\n"
+     "(from its last progress report, sent about every 0.5 s) its wall time since\n"
+     "its training began and a table of phases (load, batch, pull, gradient,\n"
+     "local_update, delay, push, eval, report) with COUNT, TOTAL s, MEAN ms and\n"
+     "% WALL, sorted by time; for each server of the shard map (ParameterServer/\n"
+     "GetStats) the same table of its phases on the job's shard (pull, pull_wait,\n"
+     "broadcast, push, aggregate, optimizer, checkpoint). README \"pandoctl stats\"\n"
+     "says what each phase measures. With --output json: {\"workers\": [...],\n"
+     "\"servers\": [...]}, times in seconds (total_sec) and milliseconds (mean_ms).\n"
+     "\n"
+     "exit status: 0 shown, 1 RPC error or unknown job.\n"},
     {"help", PD_CTL_CMD_HELP, "COMMAND",
      "usage: pandoctl help [COMMAND]\n"
      "\n"
@@ -180,6 +195,7 @@ static const char global_usage[] =
     "  export JOB -o FILE        write the job's model as a safetensors file\n"
     "  plot JOB... -o FILE.svg   draw the jobs' learning curves (SVG or PNG)\n"
     "  explain JOB.yaml          what a job would do: shards, memory, wire bytes\n"
+    "  stats JOB                 where a job's time went, per worker and per server\n"
     "  help [COMMAND]            this help, or a command's\n"
     "\n"
     "options (before or after the command):\n"
@@ -842,29 +858,61 @@ done:
   return code;
 }
 
-/* Asks every server of the job's shard map for its statistics (GetStats);
- * servers that do not answer (the shard was dropped, the server is gone) are
- * left out. */
-static void gather_stats(ctl *c, const Pando__V1__JobStatus *status, pd_ctl_stats *stats) {
-  memset(stats, 0, sizeof *stats);
+/* Asks every server of the job's shard map for its statistics (GetStats):
+ * returns an array of one answer per shard (free with free_stats), NULL
+ * for a server that did not answer (the shard was dropped, the server is
+ * gone) or has no address; *asked receives how many were asked. */
+static Pando__V1__StatsResponse **fetch_stats(ctl *c, const Pando__V1__JobStatus *status,
+                                              uint32_t *asked) {
   const Pando__V1__ShardMap *map = status->shard_map;
-  for (size_t i = 0; map && i < map->n_shards; i++) {
+  size_t n = map ? map->n_shards : 0;
+  Pando__V1__StatsResponse **responses = pd_xcalloc(n + 1, sizeof *responses);
+  *asked = 0;
+  for (size_t i = 0; i < n; i++) {
     if (!map->shards[i]->address[0])
       continue;
-    stats->asked++;
+    (*asked)++;
     pd_rpc_channel *channel = pd_rpc_channel_new(map->shards[i]->address, 1);
     Pando__V1__StatsRequest request = PANDO__V1__STATS_REQUEST__INIT;
     request.job = status->job;
-    Pando__V1__StatsResponse *response = NULL;
     rpc_error error;
     if (call(channel, "/pando.v1.ParameterServer/GetStats", &request.base,
-             &pando__v1__stats_response__descriptor, (ProtobufCMessage **)&response,
-             PD_MIN(c->args->timeout_sec, 2.0), &error) == 0) {
-      pd_ctl_stats_merge(stats, response);
-      protobuf_c_message_free_unpacked(&response->base, NULL);
-    }
+             &pando__v1__stats_response__descriptor, (ProtobufCMessage **)&responses[i],
+             PD_MIN(c->args->timeout_sec, 2.0), &error) != 0)
+      responses[i] = NULL;
     pd_rpc_channel_free(channel);
   }
+  return responses;
+}
+
+static void free_stats(const Pando__V1__JobStatus *status, Pando__V1__StatsResponse **responses) {
+  for (size_t i = 0; status->shard_map && i < status->shard_map->n_shards; i++)
+    if (responses[i])
+      protobuf_c_message_free_unpacked(&responses[i]->base, NULL);
+  free(responses);
+}
+
+/* The servers' update-strategy counts, merged (pandoctl status). */
+static void gather_stats(ctl *c, const Pando__V1__JobStatus *status, pd_ctl_stats *stats) {
+  memset(stats, 0, sizeof *stats);
+  Pando__V1__StatsResponse **responses = fetch_stats(c, status, &stats->asked);
+  for (size_t i = 0; status->shard_map && i < status->shard_map->n_shards; i++)
+    if (responses[i])
+      pd_ctl_stats_merge(stats, responses[i]);
+  free_stats(status, responses);
+}
+
+static int cmd_stats(ctl *c) {
+  Pando__V1__JobStatus *status = NULL;
+  int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
+  if (code != 0)
+    return code;
+  uint32_t asked;
+  Pando__V1__StatsResponse **responses = fetch_stats(c, status, &asked);
+  pd_ctl_print_phase_stats(c->out, c->args->output == PD_CTL_OUTPUT_JSON, status, responses);
+  free_stats(status, responses);
+  protobuf_c_message_free_unpacked(&status->base, NULL);
+  return PD_CTL_EXIT_OK;
 }
 
 static int cmd_status(ctl *c) {
@@ -1097,6 +1145,9 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
     break;
   case PD_CTL_CMD_HEALTH:
     code = cmd_health(&c);
+    break;
+  case PD_CTL_CMD_STATS:
+    code = cmd_stats(&c);
     break;
   case PD_CTL_CMD_PLOT:
     code = cmd_plot(&c);

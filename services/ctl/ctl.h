@@ -31,6 +31,7 @@ enum pd_ctl_command {
   PD_CTL_CMD_EXPORT,
   PD_CTL_CMD_PLOT,
   PD_CTL_CMD_EXPLAIN,
+  PD_CTL_CMD_STATS,
   PD_CTL_CMD_HELP
 };
 

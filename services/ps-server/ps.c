@@ -18,6 +18,7 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
+#include "pando/phase.h"
 #include "pando/psclient.h"
 #include "pando/security.h"
 #include "pando/util.h"
@@ -25,6 +26,26 @@
 #include "shard.h"
 
 #define JOB_ID_MAX 96
+
+/* The phases of a server's time on a shard (pandoctl stats; README names them). */
+enum server_phase {
+  SP_PULL,       /* a Pull handled (checks, the consistency model's decision) */
+  SP_PULL_WAIT,  /* a parked Pull's wait for slower workers (BSP, SSP) */
+  SP_BROADCAST,  /* the model's slices put into a Pull's answer */
+  SP_PUSH,       /* a Push handled: decoded, copied, checked, answered */
+  SP_AGGREGATE,  /* a gradient summed into the round (the version did not move) */
+  SP_OPTIMIZER,  /* a gradient or a round's sum applied by the optimizer (version moved) */
+  SP_CHECKPOINT, /* a checkpoint's snapshot taken (the write is on its own thread) */
+  SP_COUNT
+};
+
+static const char *const server_phase_names[SP_COUNT] = {[SP_PULL] = "pull",
+                                                         [SP_PULL_WAIT] = "pull_wait",
+                                                         [SP_BROADCAST] = "broadcast",
+                                                         [SP_PUSH] = "push",
+                                                         [SP_AGGREGATE] = "aggregate",
+                                                         [SP_OPTIMIZER] = "optimizer",
+                                                         [SP_CHECKPOINT] = "checkpoint"};
 
 /* One job held by this server: its shard and what ps.c counts about it. */
 typedef struct job {
@@ -40,6 +61,7 @@ typedef struct job {
     pd_metric *staleness, *dropped, *blocked, *max_gap;
     uint64_t dropped_seen, blocked_seen;
   } metrics;
+  pd_phase_stat phases[SP_COUNT]; /* pandoctl stats */
 } job;
 
 struct pd_ps {
@@ -230,7 +252,9 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
 /* Answers a pull of shard-relative keys [off, off + n) with the values as
  * they are now: a PullResponse header, then slices borrowing the shard's
  * memory (released when gRPC has sent them). */
-static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n) {
+static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n,
+                        pd_phase_stat *phases) {
+  uint64_t start = pd_now_ns();
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
   resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
                                  : pd_clock_version(pd_shard_clock(s));
@@ -253,14 +277,17 @@ static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n
     free(parts);
     free(slices);
   }
+  pd_phase_end(&phases[SP_BROADCAST], start);
 }
 
 /* Answers the parked pulls the shard's clock now allows. */
-static void answer_ready(pd_shard *s) {
-  uint64_t off, n;
+static void answer_ready(pd_shard *s, pd_phase_stat *phases) {
+  uint64_t off, n, parked_ns;
   pd_rpc_call *call;
-  while ((call = pd_shard_next_ready(s, &off, &n)))
-    answer_pull(call, s, off, n);
+  while ((call = pd_shard_next_ready_since(s, &off, &n, &parked_ns))) {
+    pd_phase_end(&phases[SP_PULL_WAIT], parked_ns);
+    answer_pull(call, s, off, n, phases);
+  }
 }
 
 /* A negative clock is a bad argument whatever the job (INVALID_ARGUMENT);
@@ -283,6 +310,7 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
   if (!j)
     return;
+  uint64_t start = pd_now_ns();
   char err[256];
   uint64_t off = req->begin - pd_shard_begin(j->shard), n = req->end - req->begin;
   pd_shard_parked *parked = NULL;
@@ -297,11 +325,13 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     return;
   case PD_SHARD_PULL_READY:
-    answer_pull(call, j->shard, off, n);
+    pd_phase_end(&j->phases[SP_PULL], start);
+    answer_pull(call, j->shard, off, n, j->phases);
     break;
   case PD_SHARD_PULL_PARKED:
     *pd_rpc_call_user(call) = parked;
     pd_rpc_call_on_cancel(call, pull_cancelled);
+    pd_phase_end(&j->phases[SP_PULL], start);
     break;
   }
   export_metrics(j);
@@ -353,13 +383,14 @@ static void checkpoint_done(void *user, const pd_checkpoint_key *key, int rc, co
 }
 
 /* Under BSP, when the job's spec asks for a checkpoint at the shard's new
- * version, hands a snapshot (copy-on-write) to the writer thread. */
-static void maybe_checkpoint(pd_ps *ps, job *j) {
+ * version, hands a snapshot (copy-on-write) to the writer thread; returns 1
+ * when it did.  */
+static int maybe_checkpoint(pd_ps *ps, job *j) {
   const pd_job_spec *spec = pd_shard_spec(j->shard);
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
   if (!ps->writer || pd_shard_fed(j->shard) || !pd_clock_has_rounds(pd_shard_clock(j->shard)) ||
       !pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), version))
-    return;
+    return 0;
   pd_checkpoint_key key = {.id = version,
                            .begin = pd_shard_begin(j->shard),
                            .end = pd_shard_end(j->shard),
@@ -367,6 +398,7 @@ static void maybe_checkpoint(pd_ps *ps, job *j) {
   pd_strlcpy(key.job, j->id, sizeof key.job);
   pd_checkpoint_writer_submit(ps->writer, &key, pd_shard_snapshot_take(j->shard),
                               spec->checkpoint.keep, checkpoint_done, NULL);
+  return 1;
 }
 
 /* Checks a gradient for NaN and infinity (poison: one of them makes the
@@ -443,6 +475,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   ProtobufCMessage *msg = NULL;
   pd_wire_tensor t;
   char err[256];
+  uint64_t start = pd_now_ns();
   /* Deferred: the payload is copied only once the request is known good. */
   int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor,
                           PD_WIRE_PUSH_GRADIENT_FIELD, NULL, 0, NULL, &msg, &t, err, sizeof err);
@@ -481,12 +514,20 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
     goto done;
   }
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
+  uint64_t apply_start = pd_now_ns();
+  pd_phase_add(&j->phases[SP_PUSH], 1, apply_start - start);
   enum pd_push_verdict v = pd_shard_push(
       j->shard, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
       req->begin - pd_shard_begin(j->shard), n, ps->scratch.data, err, sizeof err);
-  answer_ready(j->shard);
-  if (pd_clock_version(pd_shard_clock(j->shard)) != version)
-    maybe_checkpoint(ps, j);
+  int moved = pd_clock_version(pd_shard_clock(j->shard)) != version;
+  pd_phase_end(&j->phases[moved ? SP_OPTIMIZER : SP_AGGREGATE], apply_start);
+  answer_ready(j->shard, j->phases);
+  if (moved) {
+    uint64_t checkpoint_start = pd_now_ns();
+    if (maybe_checkpoint(ps, j))
+      pd_phase_end(&j->phases[SP_CHECKPOINT], checkpoint_start);
+  }
+  uint64_t answer_start = pd_now_ns();
   count_push(j, v);
   int64_t staleness = pd_clock_last_staleness(pd_shard_clock(j->shard));
   if (staleness >= 0)
@@ -501,6 +542,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   resp.duplicate = v == PD_PUSH_DUPLICATE;
   resp.dropped = v == PD_PUSH_DROP;
   pd_rpc_call_reply_msg(call, &resp.base);
+  j->phases[SP_PUSH].ns += pd_now_ns() - answer_start;
 done:
   pd_buf_trim(&ps->scratch, SCRATCH_KEEP);
   protobuf_c_message_free_unpacked(msg, NULL);
@@ -727,6 +769,9 @@ static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   resp.blocked = st->blocked;
   resp.max_clock_gap = st->max_gap;
   resp.workers = pd_shard_num_workers(j->shard);
+  Pando__V1__PhaseStat phases[SP_COUNT], *phase_ptrs[SP_COUNT];
+  resp.phases = phase_ptrs;
+  resp.n_phases = pd_phase_fill(j->phases, server_phase_names, SP_COUNT, phases, phase_ptrs);
   if (ps->writer)
     resp.checkpoint =
         pd_checkpoint_newest(ps->data_dir, j->id, pd_shard_begin(j->shard), pd_shard_end(j->shard));

@@ -738,6 +738,32 @@ static void handle_cluster(pd_rpc_call *call, const ProtobufCMessage *msg, void 
   free(ns);
 }
 
+/* The workers' trace spans of a job, oldest first per worker. */
+static void handle_trace(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_coord *c = ctx;
+  const Pando__V1__TraceRequest *req = (const Pando__V1__TraceRequest *)msg;
+  pd_job *j = pd_jobs_find(c->jobs, req->job);
+  if (!j) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
+    return;
+  }
+  size_t total = 0;
+  Pando__V1__TraceResponse resp = PANDO__V1__TRACE_RESPONSE__INIT;
+  for (uint32_t w = 0; j->workers && w < j->nworkers; w++) {
+    total += j->workers[w].trace.count;
+    resp.dropped += j->workers[w].trace.dropped + j->workers[w].trace_dropped;
+  }
+  Pando__V1__TraceEvent *events = pd_xcalloc(total + 1, sizeof *events);
+  Pando__V1__TraceEvent **ptrs = pd_xcalloc(total + 1, sizeof *ptrs);
+  for (uint32_t w = 0; j->workers && w < j->nworkers; w++)
+    resp.n_events += pd_trace_fill(&j->workers[w].trace, req->from_clock, req->to_clock,
+                                   events + resp.n_events, ptrs + resp.n_events);
+  resp.events = ptrs;
+  pd_rpc_call_reply_msg(call, &resp.base);
+  free(ptrs);
+  free(events);
+}
+
 static void handle_report_device(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__DeviceReport *req = (const Pando__V1__DeviceReport *)msg;
@@ -772,6 +798,7 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
       {"/pando.v1.Coordinator/SubmitJob", &pando__v1__submit_job_request__descriptor,
        handle_submit},
       {"/pando.v1.Coordinator/GetJob", &pando__v1__job_request__descriptor, handle_get_job},
+      {"/pando.v1.Coordinator/GetTrace", &pando__v1__trace_request__descriptor, handle_trace},
       {"/pando.v1.Coordinator/ListJobs", &pando__v1__list_jobs_request__descriptor, handle_list},
       {"/pando.v1.Coordinator/CancelJob", &pando__v1__job_request__descriptor, handle_cancel},
       {"/pando.v1.Coordinator/Cluster", &pando__v1__cluster_request__descriptor, handle_cluster},
@@ -783,5 +810,6 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   /* a job's token may stand in for the cluster token (authorized_job checks it) */
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/GetJob");
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/CancelJob");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/GetTrace");
   pd_rpc_health_register(srv, health_services);
 }

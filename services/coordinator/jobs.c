@@ -62,6 +62,8 @@ static void job_free(pd_job *j) {
   free(j->server_ids);
   free(j->shard_begin);
   free(j->shard_end);
+  for (uint32_t w = 0; j->workers && w < j->nworkers; w++)
+    pd_trace_close(&j->workers[w].trace);
   free(j->workers);
   free(j->history);
   free(j->server_names);
@@ -674,7 +676,7 @@ static void export_progress(const pd_job *j, const Pando__V1__ProgressReport *re
 }
 
 /* Keeps the report's phase counters (pandoctl stats), the first
- * PD_JOB_PHASES_MAX of them. */
+ * PD_JOB_PHASES_MAX of them, and its trace spans (pandoctl trace). */
 static void keep_phases(pd_job_worker *p, const Pando__V1__ProgressReport *req) {
   p->nphases = PD_MIN(req->n_phases, (size_t)PD_JOB_PHASES_MAX);
   p->wall_ns = req->wall_ns;
@@ -685,6 +687,11 @@ static void keep_phases(pd_job_worker *p, const Pando__V1__ProgressReport *req) 
     p->phases[i].count = req->phases[i]->count;
     p->phases[i].total_ns = req->phases[i]->total_ns;
   }
+  if (req->n_trace && !pd_trace_on(&p->trace))
+    pd_trace_init(&p->trace, PD_JOB_TRACE_EVENTS);
+  for (size_t i = 0; i < req->n_trace; i++)
+    pd_trace_add(&p->trace, req->trace[i]);
+  p->trace_dropped += req->trace_dropped;
 }
 
 int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *req, double now) {

@@ -27,9 +27,11 @@
 
 #include "pando.pb-c.h"
 #include "pando/spec.h"
+#include "pando/trace.h"
 #include "registry.h"
 
-#define PD_JOB_PHASES_MAX 16 /* phases kept per worker (ProgressReport.phases) */
+#define PD_JOB_PHASES_MAX 16      /* phases kept per worker (ProgressReport.phases) */
+#define PD_JOB_TRACE_EVENTS 65536 /* trace spans kept per worker (ProgressReport.trace) */
 
 typedef struct pd_job_worker { /* one rank's last progress report */
   uint64_t node_id;
@@ -43,6 +45,8 @@ typedef struct pd_job_worker { /* one rank's last progress report */
   char phase_names[PD_JOB_PHASES_MAX][32];
   size_t nphases;
   uint64_t wall_ns;
+  pd_trace trace;         /* its spans, the newest PD_JOB_TRACE_EVENTS (pandoctl trace) */
+  uint64_t trace_dropped; /* spans it reported lost */
 } pd_job_worker;
 
 typedef struct pd_job {

@@ -24,6 +24,7 @@
 #include "pando/util.h"
 #include "plot.h"
 #include "stats.h"
+#include "trace.h"
 
 /* ---------------------------------------------------------------- commands and options */
 
@@ -173,6 +174,25 @@ static const command_info commands[] = {
      "\"servers\": [...]}, times in seconds (total_sec) and milliseconds (mean_ms).\n"
      "\n"
      "exit status: 0 shown, 1 RPC error or unknown job.\n"},
+    {"trace", PD_CTL_CMD_TRACE, "JOB",
+     "usage: pandoctl trace JOB -o FILE.json [--from-step A] [--to-step B]\n"
+     "\n"
+     "Writes a timeline of the job, during it or after it, in the Chrome trace\n"
+     "event format (open it in Perfetto or chrome://tracing): one process per\n"
+     "worker (its training loop's phases: load, batch, pull, gradient,\n"
+     "local_update, delay, push, eval, report) and per server (lane \"shard\":\n"
+     "aggregate, optimizer, checkpoint; lane \"calls of worker W\": its pull and\n"
+     "push calls, which nest inside the worker's pull and push spans). Each span's\n"
+     "args carry its worker, clock (step) and kind. The daemons keep the newest\n"
+     "spans only (65536 per server and job, and per worker on the coordinator).\n"
+     "\n"
+     "options:\n"
+     "  -o, --out FILE     the file to write\n"
+     "  --from-step A      only spans of clocks (steps, counted over the epochs\n"
+     "                     from 0) >= A\n"
+     "  --to-step B        only spans of clocks <= B\n"
+     "\n"
+     "exit status: 0 written, 1 unknown job, RPC or write error, 2 usage error.\n"},
     {"help", PD_CTL_CMD_HELP, "COMMAND",
      "usage: pandoctl help [COMMAND]\n"
      "\n"
@@ -196,6 +216,7 @@ static const char global_usage[] =
     "  plot JOB... -o FILE.svg   draw the jobs' learning curves (SVG or PNG)\n"
     "  explain JOB.yaml          what a job would do: shards, memory, wire bytes\n"
     "  stats JOB                 where a job's time went, per worker and per server\n"
+    "  trace JOB -o FILE.json    a timeline of the job (Chrome trace event format)\n"
     "  help [COMMAND]            this help, or a command's\n"
     "\n"
     "options (before or after the command):\n"
@@ -246,7 +267,9 @@ enum option_id {
   OPT_CERT,
   OPT_KEY,
   OPT_TOKEN_FILE,
-  OPT_TOKEN_OUT
+  OPT_TOKEN_OUT,
+  OPT_FROM_STEP,
+  OPT_TO_STEP
 };
 
 typedef struct option_info {
@@ -267,6 +290,9 @@ static const option_info options[] = {
     {"--service", 0, OPT_SERVICE, 1, PD_CTL_CMD_HEALTH},
     {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_EXPORT},
     {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_PLOT},
+    {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_TRACE},
+    {"--from-step", 0, OPT_FROM_STEP, 1, PD_CTL_CMD_TRACE},
+    {"--to-step", 0, OPT_TO_STEP, 1, PD_CTL_CMD_TRACE},
     {"--ca", 0, OPT_CA, 1, PD_CTL_CMD_NONE},
     {"--cert", 0, OPT_CERT, 1, PD_CTL_CMD_NONE},
     {"--key", 0, OPT_KEY, 1, PD_CTL_CMD_NONE},
@@ -335,6 +361,16 @@ static int apply_option(pd_ctl_args *args, const option_info *opt, const char *v
       return pd_errf(err, errlen, -EINVAL, "empty value for --out: expected a file name");
     args->out_path = value;
     return 0;
+  case OPT_FROM_STEP:
+  case OPT_TO_STEP: {
+    errno = 0;
+    long long step = strtoll(value, &end, 10);
+    if (errno || end == value || *end || step < 0)
+      return pd_errf(err, errlen, -EINVAL, "invalid value '%s' for %s: expected a step >= 0", value,
+                     opt->name);
+    *(opt->id == OPT_FROM_STEP ? &args->from_step : &args->to_step) = step;
+    return 0;
+  }
   case OPT_TOKEN_OUT:
     if (!value[0])
       return pd_errf(err, errlen, -EINVAL, "empty value for --token-out: expected a file name");
@@ -396,6 +432,7 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
   memset(args, 0, sizeof *args);
   args->output = PD_CTL_OUTPUT_TEXT;
   args->timeout_sec = 10;
+  args->to_step = -1;
   args->service = "";
   args->poll_sec = 0.5;
   args->retry_sec = 30;
@@ -446,6 +483,11 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
     return pd_errf(err, errlen, -EINVAL, "'export' needs -o FILE (the safetensors file to write)");
   if (args->command == PD_CTL_CMD_PLOT && !args->out_path)
     return pd_errf(err, errlen, -EINVAL, "'plot' needs -o FILE.svg or FILE.png");
+  if (args->command == PD_CTL_CMD_TRACE && !args->out_path)
+    return pd_errf(err, errlen, -EINVAL, "'trace' needs -o FILE.json");
+  if (args->command == PD_CTL_CMD_TRACE && args->to_step >= 0 && args->to_step < args->from_step)
+    return pd_errf(err, errlen, -EINVAL, "--to-step %lld is before --from-step %lld",
+                   (long long)args->to_step, (long long)args->from_step);
   return 0;
 }
 
@@ -858,38 +900,47 @@ done:
   return code;
 }
 
-/* Asks every server of the job's shard map for its statistics (GetStats):
- * returns an array of one answer per shard (free with free_stats), NULL
+/* Sends `request` to `method` of every server of the job's shard map:
+ * returns an array of one answer per shard (free with free_answers), NULL
  * for a server that did not answer (the shard was dropped, the server is
  * gone) or has no address; *asked receives how many were asked. */
-static Pando__V1__StatsResponse **fetch_stats(ctl *c, const Pando__V1__JobStatus *status,
-                                              uint32_t *asked) {
+static ProtobufCMessage **ask_servers(ctl *c, const Pando__V1__JobStatus *status,
+                                      const char *method, const ProtobufCMessage *request,
+                                      const ProtobufCMessageDescriptor *answer, uint32_t *asked) {
   const Pando__V1__ShardMap *map = status->shard_map;
   size_t n = map ? map->n_shards : 0;
-  Pando__V1__StatsResponse **responses = pd_xcalloc(n + 1, sizeof *responses);
+  ProtobufCMessage **responses = pd_xcalloc(n + 1, sizeof *responses);
   *asked = 0;
   for (size_t i = 0; i < n; i++) {
     if (!map->shards[i]->address[0])
       continue;
     (*asked)++;
     pd_rpc_channel *channel = pd_rpc_channel_new(map->shards[i]->address, 1);
-    Pando__V1__StatsRequest request = PANDO__V1__STATS_REQUEST__INIT;
-    request.job = status->job;
     rpc_error error;
-    if (call(channel, "/pando.v1.ParameterServer/GetStats", &request.base,
-             &pando__v1__stats_response__descriptor, (ProtobufCMessage **)&responses[i],
-             PD_MIN(c->args->timeout_sec, 2.0), &error) != 0)
+    if (call(channel, method, request, answer, &responses[i], PD_MIN(c->args->timeout_sec, 2.0),
+             &error) != 0)
       responses[i] = NULL;
     pd_rpc_channel_free(channel);
   }
   return responses;
 }
 
-static void free_stats(const Pando__V1__JobStatus *status, Pando__V1__StatsResponse **responses) {
+static void free_answers(const Pando__V1__JobStatus *status, void *answers) {
+  ProtobufCMessage **responses = answers;
   for (size_t i = 0; status->shard_map && i < status->shard_map->n_shards; i++)
     if (responses[i])
-      protobuf_c_message_free_unpacked(&responses[i]->base, NULL);
+      protobuf_c_message_free_unpacked(responses[i], NULL);
   free(responses);
+}
+
+/* Every server's statistics of the job (GetStats), as ask_servers. */
+static Pando__V1__StatsResponse **fetch_stats(ctl *c, const Pando__V1__JobStatus *status,
+                                              uint32_t *asked) {
+  Pando__V1__StatsRequest request = PANDO__V1__STATS_REQUEST__INIT;
+  request.job = status->job;
+  return (Pando__V1__StatsResponse **)ask_servers(c, status, "/pando.v1.ParameterServer/GetStats",
+                                                  &request.base,
+                                                  &pando__v1__stats_response__descriptor, asked);
 }
 
 /* The servers' update-strategy counts, merged (pandoctl status). */
@@ -899,7 +950,7 @@ static void gather_stats(ctl *c, const Pando__V1__JobStatus *status, pd_ctl_stat
   for (size_t i = 0; status->shard_map && i < status->shard_map->n_shards; i++)
     if (responses[i])
       pd_ctl_stats_merge(stats, responses[i]);
-  free_stats(status, responses);
+  free_answers(status, responses);
 }
 
 static int cmd_stats(ctl *c) {
@@ -910,7 +961,7 @@ static int cmd_stats(ctl *c) {
   uint32_t asked;
   Pando__V1__StatsResponse **responses = fetch_stats(c, status, &asked);
   pd_ctl_print_phase_stats(c->out, c->args->output == PD_CTL_OUTPUT_JSON, status, responses);
-  free_stats(status, responses);
+  free_answers(status, responses);
   protobuf_c_message_free_unpacked(&status->base, NULL);
   return PD_CTL_EXIT_OK;
 }
@@ -932,6 +983,42 @@ static int cmd_status(ctl *c) {
   }
   protobuf_c_message_free_unpacked(&status->base, NULL);
   return PD_CTL_EXIT_OK;
+}
+
+static int cmd_trace(ctl *c) {
+  Pando__V1__JobStatus *status = NULL;
+  int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
+  if (code != 0)
+    return code;
+  Pando__V1__TraceRequest request = PANDO__V1__TRACE_REQUEST__INIT;
+  request.job = status->job;
+  request.from_clock = c->args->from_step;
+  request.to_clock = c->args->to_step;
+  Pando__V1__TraceResponse *workers = NULL;
+  rpc_error error;
+  if (coordinator_call(c, "/pando.v1.Coordinator/GetTrace", &request.base,
+                       &pando__v1__trace_response__descriptor, (ProtobufCMessage **)&workers,
+                       &error) != 0) {
+    code = report_coordinator_error(c, &error);
+    goto done;
+  }
+  uint32_t asked;
+  Pando__V1__TraceResponse **servers = (Pando__V1__TraceResponse **)ask_servers(
+      c, status, "/pando.v1.ParameterServer/GetTrace", &request.base,
+      &pando__v1__trace_response__descriptor, &asked);
+  for (size_t i = 0; status->shard_map && i < status->shard_map->n_shards; i++)
+    if (!servers[i])
+      fprintf(c->errout,
+              "pandoctl: warning: server %zu (%s) did not answer: its spans are left out\n", i,
+              status->shard_map->shards[i]->address);
+  if (pd_ctl_write_trace(c->args->out_path, status, workers, servers, c->human, c->errout) != 0)
+    code = PD_CTL_EXIT_FAILURE;
+  free_answers(status, servers);
+done:
+  if (workers)
+    protobuf_c_message_free_unpacked(&workers->base, NULL);
+  protobuf_c_message_free_unpacked(&status->base, NULL);
+  return code;
 }
 
 static int cmd_cancel(ctl *c) {
@@ -1148,6 +1235,9 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
     break;
   case PD_CTL_CMD_STATS:
     code = cmd_stats(&c);
+    break;
+  case PD_CTL_CMD_TRACE:
+    code = cmd_trace(&c);
     break;
   case PD_CTL_CMD_PLOT:
     code = cmd_plot(&c);

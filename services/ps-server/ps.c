@@ -21,6 +21,7 @@
 #include "pando/phase.h"
 #include "pando/psclient.h"
 #include "pando/security.h"
+#include "pando/trace.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 #include "shard.h"
@@ -62,6 +63,7 @@ typedef struct job {
     uint64_t dropped_seen, blocked_seen;
   } metrics;
   pd_phase_stat phases[SP_COUNT]; /* pandoctl stats */
+  pd_trace trace;                 /* pandoctl trace: spans of the shard's calls */
 } job;
 
 struct pd_ps {
@@ -72,6 +74,7 @@ struct pd_ps {
   uint64_t memory_held;         /* their pd_shard_bytes */
   char data_dir[1024];          /* empty: no checkpoints */
   pd_checkpoint_writer *writer; /* writes checkpoints when data_dir is set */
+  uint32_t trace_events;        /* spans kept per job (pandoctl trace); 0: off */
 };
 
 /* Scratch kept between pushes: two psclient chunks. A larger push's buffer
@@ -83,6 +86,7 @@ static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
 pd_ps *pd_ps_new(void) {
   pd_ps *ps = pd_xcalloc(1, sizeof(pd_ps));
   pd_ps_set_memory_limit(ps, 0);
+  ps->trace_events = PD_PS_TRACE_EVENTS;
   return ps;
 }
 
@@ -103,6 +107,8 @@ void pd_ps_set_memory_limit(pd_ps *ps, uint64_t bytes) {
   ps->memory_limit = bytes ? bytes : default_memory_limit();
 }
 
+void pd_ps_set_trace_events(pd_ps *ps, uint32_t events) { ps->trace_events = events; }
+
 uint64_t pd_ps_memory_limit(const pd_ps *ps) { return ps->memory_limit; }
 
 /* Fails the job's parked pulls with `status` and frees it. */
@@ -111,6 +117,7 @@ static void job_free(job *j, grpc_status_code status, const char *why) {
   while ((call = pd_shard_next_parked(j->shard)))
     pd_rpc_call_fail(call, status, "%s", why);
   pd_shard_free(j->shard);
+  pd_trace_close(&j->trace);
   free(j->spec_yaml);
   free(j->job_token);
   free(j);
@@ -251,9 +258,10 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
 
 /* Answers a pull of shard-relative keys [off, off + n) with the values as
  * they are now: a PullResponse header, then slices borrowing the shard's
- * memory (released when gRPC has sent them). */
-static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n,
-                        pd_phase_stat *phases) {
+ * memory (released when gRPC has sent them). Counts the broadcast phase and
+ * returns when the answer was handed to gRPC (pd_now_ns). */
+static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n,
+                            pd_phase_stat *phases) {
   uint64_t start = pd_now_ns();
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
   resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
@@ -272,21 +280,25 @@ static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n
   for (size_t i = 0; i < count; i++)
     slices[1 + i] = grpc_slice_new_with_user_data((void *)parts[i].data, parts[i].n * sizeof(float),
                                                   parts[i].release, parts[i].user);
+  /* the worker may go on once the answer is handed over: the span ends here */
+  uint64_t handed = pd_phase_end(&phases[SP_BROADCAST], start);
   pd_rpc_call_reply_slices(call, slices, 1 + count);
   if (parts != local_parts) {
     free(parts);
     free(slices);
   }
-  pd_phase_end(&phases[SP_BROADCAST], start);
+  return handed;
 }
 
 /* Answers the parked pulls the shard's clock now allows. */
-static void answer_ready(pd_shard *s, pd_phase_stat *phases) {
-  uint64_t off, n, parked_ns;
+static void answer_ready(job *j) {
+  pd_shard_ready ready;
   pd_rpc_call *call;
-  while ((call = pd_shard_next_ready_since(s, &off, &n, &parked_ns))) {
-    pd_phase_end(&phases[SP_PULL_WAIT], parked_ns);
-    answer_pull(call, s, off, n, phases);
+  while ((call = pd_shard_next_ready_info(j->shard, &ready))) {
+    pd_phase_end(&j->phases[SP_PULL_WAIT], ready.parked_ns);
+    uint64_t handed = answer_pull(call, j->shard, ready.off, ready.n, j->phases);
+    pd_trace_span(&j->trace, "pull", ready.parked_ns, handed, ready.clock, ready.worker,
+                  1 + ready.worker);
   }
 }
 
@@ -326,7 +338,8 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
     return;
   case PD_SHARD_PULL_READY:
     pd_phase_end(&j->phases[SP_PULL], start);
-    answer_pull(call, j->shard, off, n, j->phases);
+    uint64_t handed = answer_pull(call, j->shard, off, n, j->phases);
+    pd_trace_span(&j->trace, "pull", start, handed, req->clock, req->worker, 1 + req->worker);
     break;
   case PD_SHARD_PULL_PARKED:
     *pd_rpc_call_user(call) = parked;
@@ -520,12 +533,18 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
       j->shard, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
       req->begin - pd_shard_begin(j->shard), n, ps->scratch.data, err, sizeof err);
   int moved = pd_clock_version(pd_shard_clock(j->shard)) != version;
-  pd_phase_end(&j->phases[moved ? SP_OPTIMIZER : SP_AGGREGATE], apply_start);
-  answer_ready(j->shard, j->phases);
+  enum server_phase applied = moved ? SP_OPTIMIZER : SP_AGGREGATE;
+  uint64_t apply_end = pd_phase_end(&j->phases[applied], apply_start);
+  pd_trace_span(&j->trace, server_phase_names[applied], apply_start, apply_end, req->clock,
+                req->worker, 0);
+  answer_ready(j);
   if (moved) {
     uint64_t checkpoint_start = pd_now_ns();
-    if (maybe_checkpoint(ps, j))
-      pd_phase_end(&j->phases[SP_CHECKPOINT], checkpoint_start);
+    if (maybe_checkpoint(ps, j)) {
+      uint64_t checkpoint_end = pd_phase_end(&j->phases[SP_CHECKPOINT], checkpoint_start);
+      pd_trace_span(&j->trace, server_phase_names[SP_CHECKPOINT], checkpoint_start, checkpoint_end,
+                    req->clock, req->worker, 0);
+    }
   }
   uint64_t answer_start = pd_now_ns();
   count_push(j, v);
@@ -541,8 +560,10 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   resp.version = pd_clock_version(pd_shard_clock(j->shard));
   resp.duplicate = v == PD_PUSH_DUPLICATE;
   resp.dropped = v == PD_PUSH_DROP;
+  uint64_t end = pd_now_ns(); /* before the answer: the worker may go on after it */
+  j->phases[SP_PUSH].ns += end - answer_start;
+  pd_trace_span(&j->trace, "push", start, end, req->clock, req->worker, 1 + req->worker);
   pd_rpc_call_reply_msg(call, &resp.base);
-  j->phases[SP_PUSH].ns += pd_now_ns() - answer_start;
 done:
   pd_buf_trim(&ps->scratch, SCRATCH_KEEP);
   protobuf_c_message_free_unpacked(msg, NULL);
@@ -712,6 +733,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
       ps->jobs = pd_xrealloc(ps->jobs, (size_t)ps->cap * sizeof *ps->jobs);
     }
     job *j = pd_xcalloc(1, sizeof *j);
+    pd_trace_init(&j->trace, ps->trace_events);
     pd_strlcpy(j->id, req->job, sizeof j->id);
     pd_metric_escape(j->id, j->label, sizeof j->label);
     j->shard = shard;
@@ -748,6 +770,24 @@ static void handle_drop(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   PD_INFO("job %s: dropped", req->job);
   Pando__V1__DropShardResponse resp = PANDO__V1__DROP_SHARD_RESPONSE__INIT;
   pd_rpc_call_reply_msg(call, &resp.base);
+}
+
+/* The job's recorded spans (pandoctl trace). */
+static void handle_trace(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_ps *ps = ctx;
+  const Pando__V1__TraceRequest *req = (const Pando__V1__TraceRequest *)msg;
+  job *j = held_job(ps, call, req->job, NULL);
+  if (!j)
+    return;
+  Pando__V1__TraceEvent *events = pd_xcalloc(j->trace.count + 1, sizeof *events);
+  Pando__V1__TraceEvent **ptrs = pd_xcalloc(j->trace.count + 1, sizeof *ptrs);
+  Pando__V1__TraceResponse resp = PANDO__V1__TRACE_RESPONSE__INIT;
+  resp.n_events = pd_trace_fill(&j->trace, req->from_clock, req->to_clock, events, ptrs);
+  resp.events = ptrs;
+  resp.dropped = j->trace.dropped;
+  pd_rpc_call_reply_msg(call, &resp.base);
+  free(ptrs);
+  free(events);
 }
 
 static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
@@ -841,12 +881,15 @@ void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
                           &pando__v1__drop_shard_request__descriptor, handle_drop, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/GetStats",
                           &pando__v1__stats_request__descriptor, handle_stats, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/GetTrace",
+                          &pando__v1__trace_request__descriptor, handle_trace, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CommitRound",
                           &pando__v1__commit_round_request__descriptor, handle_commit_round, ps);
   /* a job's token may stand in for the cluster token (held_job checks it) */
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/Pull");
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/Push");
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/GetStats");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/GetTrace");
   /* under mTLS, only the coordinator changes which shards exist and closes rounds */
   pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/CreateShard", PD_ROLE_COORDINATOR);
   pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/DropShard", PD_ROLE_COORDINATOR);

@@ -325,18 +325,23 @@ void pd_shard_unpark(pd_shard_parked *p) {
 }
 
 void *pd_shard_next_ready(pd_shard *s, uint64_t *off, uint64_t *n) {
-  return pd_shard_next_ready_since(s, off, n, NULL);
+  pd_shard_ready ready = {0};
+  void *tag = pd_shard_next_ready_info(s, &ready);
+  *off = ready.off;
+  *n = ready.n;
+  return tag;
 }
 
-void *pd_shard_next_ready_since(pd_shard *s, uint64_t *off, uint64_t *n, uint64_t *parked_ns) {
+void *pd_shard_next_ready_info(pd_shard *s, pd_shard_ready *out) {
   pd_shard_parked *p = s->ready;
   if (!p)
     return NULL;
   void *tag = p->tag;
-  *off = p->off;
-  *n = p->n;
-  if (parked_ns)
-    *parked_ns = p->parked_ns;
+  out->off = p->off;
+  out->n = p->n;
+  out->parked_ns = p->parked_ns;
+  out->worker = p->worker;
+  out->clock = p->clock;
   pd_shard_unpark(p);
   return tag;
 }

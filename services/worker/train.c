@@ -20,6 +20,7 @@
 #include "pando/phase.h"
 #include "pando/plan.h"
 #include "pando/schedule.h"
+#include "pando/trace.h"
 #include "pando/util.h"
 
 #define REPORT_EVERY_SEC 0.5
@@ -126,15 +127,14 @@ static int max_batch_rows(const pd_job_spec *spec, uint64_t partition_rows, uint
 
 /* The worker's testing slowdown after a gradient that took `seconds`: the
  * batch delay stands for more compute, and the slowdown stretches both. */
-static void straggle(const pd_train_job *tj, double seconds, pd_phase_stat *delay) {
+static int straggle(const pd_train_job *tj, double seconds) {
   double pause = (tj->slowdown - 1) * seconds + tj->slowdown * tj->batch_delay_sec;
   if (pause <= 0)
-    return;
-  uint64_t start = pd_now_ns();
+    return 0;
   struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
   while (nanosleep(&ts, &ts) != 0 && !pd_daemon_stopping())
     ;
-  pd_phase_end(delay, start);
+  return 1;
 }
 
 typedef struct throughput {
@@ -200,8 +200,9 @@ static void *compute(void *arg) {
     uint64_t local_start = pd_phase_end(&ct->phases[PH_GRADIENT], compute_start);
     cblas_saxpy((int)ct->keys, 1.0f, ct->grad, 1, ct->accum, 1);
     cblas_saxpy((int)ct->keys, (float)-ct->lr, ct->grad, 1, ct->local, 1);
-    pd_phase_end(&ct->phases[PH_LOCAL], local_start);
-    straggle(ct->tj, (double)(local_start - compute_start) * 1e-9, &ct->phases[PH_DELAY]);
+    uint64_t delay_start = pd_phase_end(&ct->phases[PH_LOCAL], local_start);
+    if (straggle(ct->tj, (double)(local_start - compute_start) * 1e-9))
+      pd_phase_end(&ct->phases[PH_DELAY], delay_start);
     ct->batches++;
     ct->samples += batch->rows;
   }
@@ -235,7 +236,17 @@ typedef struct trainer {
   uint64_t lost, skipped_clocks; /* backup workers: gradients dropped, clocks skipped */
   uint64_t start_ns;             /* pd_train began (pd_now_ns): the wall time's origin */
   pd_phase_stat phases[PH_COUNT];
+  pd_trace trace;         /* spans not yet reported (pandoctl trace) */
+  uint64_t trace_dropped; /* trace.dropped at the previous report */
 } trainer;
+
+/* Ends phase `phase` begun at `start` (pd_now_ns): counted, and traced at
+ * the present clock. Returns the time it ended. */
+static uint64_t phase_end(trainer *t, int phase, uint64_t start) {
+  uint64_t now = pd_phase_end(&t->phases[phase], start);
+  pd_trace_span(&t->trace, phase_names[phase], start, now, t->clock, t->tj->rank, 0);
+  return now;
+}
 
 /* Loads the data, makes the models (one per compute thread) and the
  * buffers. */
@@ -253,7 +264,7 @@ static int setup(trainer *t, char *err, size_t errlen) {
                        (rc = fit_columns(spec, &t->test, "test", err, errlen)) != 0 ||
                        (rc = check_labels(spec, &t->test, "test", err, errlen)) != 0))
     return rc;
-  pd_phase_end(&t->phases[PH_LOAD], load_start);
+  phase_end(t, PH_LOAD, load_start);
   PD_INFO("job %s: rank %u of %u, %llu of %llu training rows (%s) loaded in %.2f s", tj->job,
           tj->rank, tj->workers, (unsigned long long)t->train.rows, (unsigned long long)t->rows,
           pd_partition_name(spec->data.partition), pd_now() - t0);
@@ -324,7 +335,7 @@ static void begin_epoch(trainer *t, int epoch) {
     t->order[i] = i;
   if (spec->training.shuffle)
     pd_plan_shuffle(t->order, t->train.rows, spec->data.seed, t->tj->rank, (uint32_t)epoch);
-  pd_phase_end(&t->phases[PH_BATCH], start);
+  phase_end(t, PH_BATCH, start);
   t->loss_sum = 0;
   t->done_steps = 0;
 }
@@ -340,7 +351,7 @@ static int pull_clock(trainer *t, int *skipped, char *err, size_t errlen) {
   int rc = t->store->pull(t->store->ctx, t->clock, t->own, &version, err, errlen);
   if (rc != 0)
     return rc;
-  pd_phase_end(&t->phases[PH_PULL], start);
+  phase_end(t, PH_PULL, start);
   t->pulled = t->clock;
   if (t->skip_ahead && (int64_t)version > t->clock) {
     t->skipped_clocks += (uint64_t)(PD_MIN((int64_t)version, t->total) - t->clock);
@@ -360,10 +371,11 @@ static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
     uint64_t start = pd_now_ns();
     const pd_dataset *batch =
         batch_rows(t->spec, &t->train, t->order, t->steps, t->size, first, &view, &ct[0].gathered);
-    uint64_t compute_start = pd_phase_end(&t->phases[PH_BATCH], start);
+    uint64_t compute_start = phase_end(t, PH_BATCH, start);
     t->loss_sum += pd_model_gradient(ct[0].model, t->params, batch, ct[0].grad);
-    uint64_t compute_end = pd_phase_end(&t->phases[PH_GRADIENT], compute_start);
-    straggle(t->tj, (double)(compute_end - compute_start) * 1e-9, &t->phases[PH_DELAY]);
+    uint64_t compute_end = phase_end(t, PH_GRADIENT, compute_start);
+    if (straggle(t->tj, (double)(compute_end - compute_start) * 1e-9))
+      phase_end(t, PH_DELAY, compute_end);
     t->tp.window_samples += batch->rows;
     t->done_steps++;
     return ct[0].grad;
@@ -375,7 +387,7 @@ static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
     if (!ct[i].accum)
       ct[i].accum = pd_xmalloc_aligned(t->keys * sizeof(float));
   memcpy(t->local, t->params, t->keys * sizeof(float));
-  uint64_t threads_start = pd_phase_end(&t->phases[PH_LOCAL], start);
+  uint64_t threads_start = phase_end(t, PH_LOCAL, start);
   double lr = pd_schedule_lr(t->spec, t->epoch);
   for (uint32_t i = 0; i < t->nthreads; i++) {
     ct[i].local = t->local;
@@ -401,7 +413,10 @@ static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
       batches += ct[i].batches;
     pd_phase_add(&t->phases[PH_GRADIENT], batches, pd_now_ns() - threads_start);
   }
+  /* one span for the clock's batches (their phases are counted above) */
   start = pd_now_ns();
+  pd_trace_span(&t->trace, phase_names[PH_GRADIENT], threads_start, start, t->clock, t->tj->rank,
+                0);
   for (uint32_t i = 0; i < t->nthreads; i++) {
     if (i > 0)
       cblas_saxpy((int)t->keys, 1.0f, ct[i].accum, 1, ct[0].accum, 1);
@@ -409,7 +424,7 @@ static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
     t->done_steps += (uint32_t)ct[i].batches;
     t->tp.window_samples += ct[i].samples;
   }
-  pd_phase_end(&t->phases[PH_LOCAL], start);
+  phase_end(t, PH_LOCAL, start);
   return ct[0].accum;
 }
 
@@ -433,10 +448,20 @@ static int report(trainer *t, uint32_t step, const pd_eval *ev, int done, char *
   Pando__V1__PhaseStat phases[PH_COUNT], *phase_ptrs[PH_COUNT];
   r.phases = phase_ptrs;
   r.n_phases = pd_phase_fill(t->phases, phase_names, PH_COUNT, phases, phase_ptrs);
+  /* the spans since the previous report go with it */
+  Pando__V1__TraceEvent *events = pd_xcalloc(t->trace.count + 1, sizeof *events);
+  Pando__V1__TraceEvent **event_ptrs = pd_xcalloc(t->trace.count + 1, sizeof *event_ptrs);
+  r.trace = event_ptrs;
+  r.n_trace = pd_trace_fill(&t->trace, 0, -1, events, event_ptrs);
+  r.trace_dropped = t->trace.dropped - t->trace_dropped;
   uint64_t start = pd_now_ns();
   r.wall_ns = start - t->start_ns;
   int rc = t->sink->report(t->sink->ctx, &r);
-  pd_phase_end(&t->phases[PH_REPORT], start);
+  free(event_ptrs);
+  free(events);
+  pd_trace_clear(&t->trace);
+  t->trace_dropped = t->trace.dropped;
+  phase_end(t, PH_REPORT, start);
   if (rc != 0)
     pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", t->tj->job);
   return rc;
@@ -456,7 +481,7 @@ static int end_epoch(trainer *t, char *err, size_t errlen) {
   t->pulled = t->clock;
   pd_eval ev;
   pd_model_evaluate(t->ct[0].model, t->params, &t->test, &ev);
-  pd_phase_end(&t->phases[PH_EVAL], start);
+  phase_end(t, PH_EVAL, start);
   return report(t, t->steps, &ev, t->clock >= t->total, err, errlen);
 }
 
@@ -486,7 +511,7 @@ static int one_clock(trainer *t, char *err, size_t errlen) {
     uint64_t start = pd_now_ns();
     if ((rc = t->store->push(t->store->ctx, t->clock, update, &dropped, err, errlen)) != 0)
       return rc;
-    pd_phase_end(&t->phases[PH_PUSH], start);
+    phase_end(t, PH_PUSH, start);
     t->lost += dropped;
     t->clock++;
     double now = pd_now();
@@ -509,6 +534,7 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
   trainer t = {.tj = tj, .spec = tj->spec, .store = store, .sink = sink, .start_ns = pd_now_ns()};
   t.nthreads = (uint32_t)PD_MAX(tj->spec->training.threads, 1);
   t.ct = pd_xcalloc(t.nthreads, sizeof *t.ct);
+  pd_trace_init(&t.trace, tj->trace_events);
   double t0 = pd_now();
   int rc = setup(&t, err, errlen);
   if (rc == 0 && tj->start_clock > 0) {
@@ -526,6 +552,7 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
               tj->job, (unsigned long long)t.lost, (unsigned long long)t.skipped_clocks);
   }
   trainer_close(&t);
+  pd_trace_close(&t.trace);
   return rc;
 }
 
@@ -641,7 +668,7 @@ int pd_train_standalone(const char *path) {
   console con = {&spec,    pd_schedule_steps(&spec, min_rows, 1), pd_now(), 0,
                  pd_now(), PANDO__V1__PROGRESS_REPORT__INIT};
   pd_progress_sink sink = {console_report, &con};
-  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0, 0};
+  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0, 0, 0};
   double t0 = pd_now();
   rc = pd_train(&tj, &api, &sink, err, sizeof err);
   pd_local_store_free(store);

@@ -60,9 +60,10 @@ static const pd_config_option options[] = {
      NULL},
     {"batch_delay_ms", PD_CFG_INT, offsetof(worker_config, batch_delay_ms), 0, 0, 3600000, "0",
      "testing aid: sleep this many milliseconds after each batch (simulated compute time)", NULL},
-    {"trace_events", PD_CFG_INT, offsetof(worker_config, trace_events), 0, 0, 1048576, "8192",
+    {"trace_events", PD_CFG_INT, offsetof(worker_config, trace_events), 0, 0, 1000, "0",
      "pandoctl trace: the most spans of the worker loop sent with one progress report (about "
-     "every 0.5 s; the newest kept); 0 turns tracing off",
+     "every 0.5 s; the newest kept); 0 (the default) turns tracing off. At most 1000: a report "
+     "with more than 4096 repeated fields is refused by the coordinator",
      NULL},
     {"standalone", S(standalone), "",
      "train this job spec in this process, without servers or coordinator, and exit", NULL},

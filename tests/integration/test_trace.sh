@@ -7,6 +7,8 @@
 # a pull an evaluation made is inside its "eval" span); each server traced
 # one push per worker and step. --from-step/--to-step keep that window only.
 . tests/integration/lib.sh
+T_WORKER_ARGS_0="--trace-events 1000"
+T_WORKER_ARGS_1="--trace-events 1000"
 t_cluster 2 2 || { t_fail "cluster started"; t_done; }
 t_small_data "$T_DIR" 2048
 ctl="$BIN/pandoctl"

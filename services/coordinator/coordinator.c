@@ -738,7 +738,7 @@ static void handle_cluster(pd_rpc_call *call, const ProtobufCMessage *msg, void 
   free(ns);
 }
 
-/* The workers' trace spans of a job, oldest first per worker. */
+/* A page of the workers' trace spans of a job (pd_job_trace_page). */
 static void handle_trace(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__TraceRequest *req = (const Pando__V1__TraceRequest *)msg;
@@ -747,21 +747,15 @@ static void handle_trace(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
     return;
   }
-  size_t total = 0;
+  Pando__V1__TraceEvent events[PD_TRACE_MESSAGE_EVENTS], *ptrs[PD_TRACE_MESSAGE_EVENTS];
   Pando__V1__TraceResponse resp = PANDO__V1__TRACE_RESPONSE__INIT;
-  for (uint32_t w = 0; j->workers && w < j->nworkers; w++) {
-    total += j->workers[w].trace.count;
-    resp.dropped += j->workers[w].trace.dropped + j->workers[w].trace_dropped;
-  }
-  Pando__V1__TraceEvent *events = pd_xcalloc(total + 1, sizeof *events);
-  Pando__V1__TraceEvent **ptrs = pd_xcalloc(total + 1, sizeof *ptrs);
   for (uint32_t w = 0; j->workers && w < j->nworkers; w++)
-    resp.n_events += pd_trace_fill(&j->workers[w].trace, req->from_clock, req->to_clock,
-                                   events + resp.n_events, ptrs + resp.n_events);
+    resp.dropped += j->workers[w].trace.dropped + j->workers[w].trace_dropped;
+  resp.next_cursor = req->cursor;
+  resp.n_events = pd_job_trace_page(j, req->from_clock, req->to_clock, &resp.next_cursor,
+                                    pd_trace_page_size(req->max_events), events, ptrs);
   resp.events = ptrs;
   pd_rpc_call_reply_msg(call, &resp.base);
-  free(ptrs);
-  free(events);
 }
 
 static void handle_report_device(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {

@@ -694,6 +694,32 @@ static void keep_phases(pd_job_worker *p, const Pando__V1__ProgressReport *req) 
   p->trace_dropped += req->trace_dropped;
 }
 
+/* A GetTrace cursor: the worker (rank) in the high bits, the sequence number
+ * of its next span (pd_trace_fill) in the low TRACE_SEQ_BITS. */
+#define TRACE_SEQ_BITS 40
+#define TRACE_SEQ_MASK ((UINT64_C(1) << TRACE_SEQ_BITS) - 1)
+
+size_t pd_job_trace_page(const pd_job *j, int64_t from_clock, int64_t to_clock, uint64_t *cursor,
+                         size_t max, Pando__V1__TraceEvent *out, Pando__V1__TraceEvent **ptrs) {
+  uint64_t w = *cursor >> TRACE_SEQ_BITS, seq = *cursor & TRACE_SEQ_MASK;
+  size_t filled = 0;
+  *cursor = 0;
+  for (; j->workers && w < j->nworkers; w++, seq = 0) {
+    const pd_trace *trace = &j->workers[w].trace;
+    filled +=
+        pd_trace_fill(trace, from_clock, to_clock, &seq, max - filled, out + filled, ptrs + filled);
+    if (seq < trace->added) { /* the page is full before this worker's last span */
+      *cursor = w << TRACE_SEQ_BITS | (seq & TRACE_SEQ_MASK);
+      break;
+    }
+    if (filled == max) { /* full at this worker's last span: the next page starts at the next */
+      *cursor = w + 1 < j->nworkers ? (w + 1) << TRACE_SEQ_BITS : 0;
+      break;
+    }
+  }
+  return filled;
+}
+
 int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *req, double now) {
   PD_ASSERT(req->rank < j->nworkers);
   /* cancel: the job had ended before this report (not because of it) */

@@ -181,6 +181,14 @@ void pd_jobs_shard_restored(pd_jobs *jobs, const char *job, uint32_t pass, uint3
  * already. */
 void pd_jobs_finish(pd_jobs *jobs, pd_job *job, double now, Pando__V1__JobState state,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* A page of the workers' trace spans of `job` (Coordinator.GetTrace): at
+ * most `max` spans of clocks in [from_clock, to_clock] (to_clock < 0: no
+ * limit) into out[] and ptrs[] (caller storage, borrowing the job's names),
+ * worker by worker, each oldest first, from *cursor (0: the first; else what
+ * the previous page left in it). *cursor receives where the next page
+ * begins, 0 after the last. Returns how many were filled. */
+size_t pd_job_trace_page(const pd_job *job, int64_t from_clock, int64_t to_clock, uint64_t *cursor,
+                         size_t max, Pando__V1__TraceEvent *out, Pando__V1__TraceEvent **ptrs);
 /* Records a progress report of a rank below job->nworkers at `now`: position
  * and loss, the epoch's evaluation in the history, the worker's error (the
  * job fails; or, for a failed pull or push of a job taking checkpoints, goes

@@ -985,6 +985,57 @@ static int cmd_status(ctl *c) {
   return PD_CTL_EXIT_OK;
 }
 
+/* A trace gathered page by page (GetTrace): `all` lists the spans of every
+ * page, borrowed from `pages`. */
+typedef struct trace_pages {
+  Pando__V1__TraceResponse all;
+  Pando__V1__TraceResponse **pages;
+  size_t npages;
+} trace_pages;
+
+static void trace_pages_free(trace_pages *tp) {
+  for (size_t i = 0; i < tp->npages; i++)
+    protobuf_c_message_free_unpacked(&tp->pages[i]->base, NULL);
+  free(tp->pages);
+  free(tp->all.events);
+  memset(tp, 0, sizeof *tp);
+}
+
+/* Calls `method` on `channel` for every page of the trace `request` asks for
+ * (its cursor is overwritten), into *tp (free with trace_pages_free). On
+ * failure fills `error`, frees the pages fetched and returns -1. */
+static int fetch_trace(pd_rpc_channel *channel, const char *method,
+                       Pando__V1__TraceRequest *request, double timeout_sec, trace_pages *tp,
+                       rpc_error *error) {
+  memset(tp, 0, sizeof *tp);
+  pando__v1__trace_response__init(&tp->all);
+  size_t cap = 0;
+  request->cursor = 0;
+  for (;;) {
+    Pando__V1__TraceResponse *page = NULL;
+    if (call(channel, method, &request->base, &pando__v1__trace_response__descriptor,
+             (ProtobufCMessage **)&page, timeout_sec, error) != 0) {
+      trace_pages_free(tp);
+      return -1;
+    }
+    tp->pages = pd_xrealloc(tp->pages, (tp->npages + 1) * sizeof *tp->pages);
+    tp->pages[tp->npages++] = page;
+    if (tp->all.n_events + page->n_events > cap) {
+      cap = PD_MAX(2 * cap, tp->all.n_events + page->n_events);
+      tp->all.events = pd_xrealloc(tp->all.events, (cap + 1) * sizeof *tp->all.events);
+    }
+    if (page->n_events)
+      memcpy(tp->all.events + tp->all.n_events, page->events,
+             page->n_events * sizeof *page->events);
+    tp->all.n_events += page->n_events;
+    tp->all.dropped = page->dropped; /* the newest count */
+    /* the last page (a daemon that answers a cursor with itself is not paging) */
+    if (page->next_cursor == 0 || page->next_cursor == request->cursor)
+      return 0;
+    request->cursor = page->next_cursor;
+  }
+}
+
 static int cmd_trace(ctl *c) {
   Pando__V1__JobStatus *status = NULL;
   int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
@@ -994,29 +1045,39 @@ static int cmd_trace(ctl *c) {
   request.job = status->job;
   request.from_clock = c->args->from_step;
   request.to_clock = c->args->to_step;
-  Pando__V1__TraceResponse *workers = NULL;
+  const Pando__V1__ShardMap *map = status->shard_map;
+  size_t nshards = map ? map->n_shards : 0;
+  trace_pages workers, *shards = pd_xcalloc(nshards + 1, sizeof *shards);
+  Pando__V1__TraceResponse **servers = pd_xcalloc(nshards + 1, sizeof *servers);
   rpc_error error;
-  if (coordinator_call(c, "/pando.v1.Coordinator/GetTrace", &request.base,
-                       &pando__v1__trace_response__descriptor, (ProtobufCMessage **)&workers,
-                       &error) != 0) {
+  if (fetch_trace(c->channel, "/pando.v1.Coordinator/GetTrace", &request, c->args->timeout_sec,
+                  &workers, &error) != 0) {
     code = report_coordinator_error(c, &error);
     goto done;
   }
-  uint32_t asked;
-  Pando__V1__TraceResponse **servers = (Pando__V1__TraceResponse **)ask_servers(
-      c, status, "/pando.v1.ParameterServer/GetTrace", &request.base,
-      &pando__v1__trace_response__descriptor, &asked);
-  for (size_t i = 0; status->shard_map && i < status->shard_map->n_shards; i++)
-    if (!servers[i])
+  for (size_t i = 0; i < nshards; i++) {
+    if (!map->shards[i]->address[0])
+      continue;
+    pd_rpc_channel *channel = pd_rpc_channel_new(map->shards[i]->address, 1);
+    if (fetch_trace(channel, "/pando.v1.ParameterServer/GetTrace", &request,
+                    PD_MIN(c->args->timeout_sec, 2.0), &shards[i], &error) == 0)
+      servers[i] = &shards[i].all;
+    else
       fprintf(c->errout,
-              "pandoctl: warning: server %zu (%s) did not answer: its spans are left out\n", i,
-              status->shard_map->shards[i]->address);
-  if (pd_ctl_write_trace(c->args->out_path, status, workers, servers, c->human, c->errout) != 0)
+              "pandoctl: warning: server %zu (%s) did not answer (%s: %s): its spans "
+              "are left out\n",
+              i, map->shards[i]->address, pd_rpc_status_name(error.status), error.details);
+    pd_rpc_channel_free(channel);
+  }
+  if (pd_ctl_write_trace(c->args->out_path, status, &workers.all, servers, c->human, c->errout) !=
+      0)
     code = PD_CTL_EXIT_FAILURE;
-  free_answers(status, servers);
+  trace_pages_free(&workers);
 done:
-  if (workers)
-    protobuf_c_message_free_unpacked(&workers->base, NULL);
+  for (size_t i = 0; i < nshards; i++)
+    trace_pages_free(&shards[i]);
+  free(servers);
+  free(shards);
   protobuf_c_message_free_unpacked(&status->base, NULL);
   return code;
 }

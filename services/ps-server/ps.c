@@ -779,15 +779,15 @@ static void handle_trace(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   job *j = held_job(ps, call, req->job, NULL);
   if (!j)
     return;
-  Pando__V1__TraceEvent *events = pd_xcalloc(j->trace.count + 1, sizeof *events);
-  Pando__V1__TraceEvent **ptrs = pd_xcalloc(j->trace.count + 1, sizeof *ptrs);
+  Pando__V1__TraceEvent events[PD_TRACE_MESSAGE_EVENTS], *ptrs[PD_TRACE_MESSAGE_EVENTS];
   Pando__V1__TraceResponse resp = PANDO__V1__TRACE_RESPONSE__INIT;
-  resp.n_events = pd_trace_fill(&j->trace, req->from_clock, req->to_clock, events, ptrs);
+  uint64_t seq = req->cursor; /* a server's cursor is a span's sequence number */
+  resp.n_events = pd_trace_fill(&j->trace, req->from_clock, req->to_clock, &seq,
+                                pd_trace_page_size(req->max_events), events, ptrs);
   resp.events = ptrs;
   resp.dropped = j->trace.dropped;
+  resp.next_cursor = seq < j->trace.added ? seq : 0;
   pd_rpc_call_reply_msg(call, &resp.base);
-  free(ptrs);
-  free(events);
 }
 
 static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {

@@ -60,10 +60,10 @@ static const pd_config_option options[] = {
      NULL},
     {"batch_delay_ms", PD_CFG_INT, offsetof(worker_config, batch_delay_ms), 0, 0, 3600000, "0",
      "testing aid: sleep this many milliseconds after each batch (simulated compute time)", NULL},
-    {"trace_events", PD_CFG_INT, offsetof(worker_config, trace_events), 0, 0, 1000, "0",
-     "pandoctl trace: the most spans of the worker loop sent with one progress report (about "
-     "every 0.5 s; the newest kept); 0 (the default) turns tracing off. At most 1000: a report "
-     "with more than 4096 repeated fields is refused by the coordinator",
+    {"trace_events", PD_CFG_INT, offsetof(worker_config, trace_events), 0, 0, 1 << 20, "8192",
+     "pandoctl trace: the spans of the worker loop kept until they are reported (512 a "
+     "progress report, every 0.5 s or as soon as 512 wait; about 56 bytes each; the oldest "
+     "overwritten and counted when the ring is full); 0 turns tracing off",
      NULL},
     {"standalone", S(standalone), "",
      "train this job spec in this process, without servers or coordinator, and exit", NULL},

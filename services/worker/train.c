@@ -238,6 +238,9 @@ typedef struct trainer {
   pd_phase_stat phases[PH_COUNT];
   pd_trace trace;         /* spans not yet reported (pandoctl trace) */
   uint64_t trace_dropped; /* trace.dropped at the previous report */
+  /* a report's batch of spans, [PD_TRACE_MESSAGE_EVENTS] (when tracing) */
+  Pando__V1__TraceEvent *batch;
+  Pando__V1__TraceEvent **batch_ptrs;
 } trainer;
 
 /* Ends phase `phase` begun at `start` (pd_now_ns): counted, and traced at
@@ -429,8 +432,10 @@ static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
 }
 
 /* Sends a progress report of the epoch in progress at `step` (with the
- * evaluation `ev` when not NULL, and `done` after the last epoch). A sink
- * that refuses it stopped the job. */
+ * evaluation `ev` when not NULL, and `done` after the last epoch), and the
+ * spans recorded since the previous one: PD_TRACE_MESSAGE_EVENTS at most a
+ * report, so when more wait, as many reports in a row as they need, only the
+ * last with `ev` and `done`. A sink that refuses one stopped the job. */
 static int report(trainer *t, uint32_t step, const pd_eval *ev, int done, char *err,
                   size_t errlen) {
   Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
@@ -438,29 +443,30 @@ static int report(trainer *t, uint32_t step, const pd_eval *ev, int done, char *
   r.step = step;
   r.loss = t->done_steps ? t->loss_sum / t->done_steps : 0;
   r.samples_per_sec = t->tp.samples_per_sec;
-  if (ev) {
-    r.has_eval = 1;
-    r.test_loss = ev->loss;
-    r.test_accuracy = ev->accuracy;
-    r.test_rmse = ev->rmse;
-  }
-  r.done = done;
   Pando__V1__PhaseStat phases[PH_COUNT], *phase_ptrs[PH_COUNT];
   r.phases = phase_ptrs;
   r.n_phases = pd_phase_fill(t->phases, phase_names, PH_COUNT, phases, phase_ptrs);
-  /* the spans since the previous report go with it */
-  Pando__V1__TraceEvent *events = pd_xcalloc(t->trace.count + 1, sizeof *events);
-  Pando__V1__TraceEvent **event_ptrs = pd_xcalloc(t->trace.count + 1, sizeof *event_ptrs);
-  r.trace = event_ptrs;
-  r.n_trace = pd_trace_fill(&t->trace, 0, -1, events, event_ptrs);
-  r.trace_dropped = t->trace.dropped - t->trace_dropped;
+  r.trace = t->batch_ptrs;
   uint64_t start = pd_now_ns();
   r.wall_ns = start - t->start_ns;
-  int rc = t->sink->report(t->sink->ctx, &r);
-  free(event_ptrs);
-  free(events);
-  pd_trace_clear(&t->trace);
-  t->trace_dropped = t->trace.dropped;
+  int rc, last;
+  do {
+    uint64_t seq = 0; /* the oldest span not reported */
+    r.n_trace =
+        pd_trace_fill(&t->trace, 0, -1, &seq, PD_TRACE_MESSAGE_EVENTS, t->batch, t->batch_ptrs);
+    last = r.n_trace == t->trace.count;
+    r.trace_dropped = t->trace.dropped - t->trace_dropped;
+    t->trace_dropped = t->trace.dropped;
+    r.done = last && done;
+    if (last && ev) {
+      r.has_eval = 1;
+      r.test_loss = ev->loss;
+      r.test_accuracy = ev->accuracy;
+      r.test_rmse = ev->rmse;
+    }
+    rc = t->sink->report(t->sink->ctx, &r);
+    pd_trace_pop(&t->trace, r.n_trace);
+  } while (rc == 0 && !last);
   phase_end(t, PH_REPORT, start);
   if (rc != 0)
     pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", t->tj->job);
@@ -521,6 +527,9 @@ static int one_clock(trainer *t, char *err, size_t errlen) {
       t->tp.window_samples = 0;
       if ((rc = report(t, last, NULL, 0, err, errlen)) != 0)
         return rc;
+    } else if (t->trace.count >= PD_TRACE_MESSAGE_EVENTS) { /* a report's worth of spans waits */
+      if ((rc = report(t, last, NULL, 0, err, errlen)) != 0)
+        return rc;
     }
   }
   if (t->clock < t->total &&
@@ -535,6 +544,10 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
   t.nthreads = (uint32_t)PD_MAX(tj->spec->training.threads, 1);
   t.ct = pd_xcalloc(t.nthreads, sizeof *t.ct);
   pd_trace_init(&t.trace, tj->trace_events);
+  if (pd_trace_on(&t.trace)) {
+    t.batch = pd_xcalloc(PD_TRACE_MESSAGE_EVENTS, sizeof *t.batch);
+    t.batch_ptrs = pd_xcalloc(PD_TRACE_MESSAGE_EVENTS, sizeof *t.batch_ptrs);
+  }
   double t0 = pd_now();
   int rc = setup(&t, err, errlen);
   if (rc == 0 && tj->start_clock > 0) {
@@ -552,6 +565,8 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
               tj->job, (unsigned long long)t.lost, (unsigned long long)t.skipped_clocks);
   }
   trainer_close(&t);
+  free(t.batch_ptrs);
+  free(t.batch);
   pd_trace_close(&t.trace);
   return rc;
 }

@@ -5,10 +5,13 @@
 # (pid, tid) never overlap; every server span of a pull or push nests inside
 # the span of the worker's call it answers (same worker, clock and kind;
 # a pull an evaluation made is inside its "eval" span); each server traced
-# one push per worker and step. --from-step/--to-step keep that window only.
+# one push per worker and step, and every worker a gradient and a push span
+# per step: tracing is on by default and the workers ship all their spans
+# (512 a report, in several reports when more wait). --from-step/--to-step
+# keep that window only; the window asked for (steps 10..100) holds more
+# spans than a GetTrace page (512) on the coordinator and on each server, so
+# pandoctl pages, and every span of it is there once.
 . tests/integration/lib.sh
-T_WORKER_ARGS_0="--trace-events 1000"
-T_WORKER_ARGS_1="--trace-events 1000"
 t_cluster 2 2 || { t_fail "cluster started"; t_done; }
 t_small_data "$T_DIR" 2048
 ctl="$BIN/pandoctl"
@@ -18,15 +21,15 @@ model: {type: mlp, layers: [784, 32, 10], seed: 4}
 data:
   train: {features: $T_DIR/train-images.gz, labels: $T_DIR/train-labels.gz}
   test: {features: $T_DIR/test-images.gz, labels: $T_DIR/test-labels.gz}
-training: {epochs: 2, batch_size: 32, update: bsp, optimizer: {type: sgd, lr: 0.05}}
+training: {epochs: 4, batch_size: 32, update: bsp, optimizer: {type: sgd, lr: 0.05}}
 cluster: {servers: 2, workers: 2}
 YAML
 job=$(t_submit "$T_DIR/job.yaml")
 t_check "the job SUCCEEDS" [ "$(t_wait_job "$job" 180)" = SUCCEEDED ]
 "$ctl" trace "$job" -o "$T_DIR/trace.json" >"$T_DIR/trace.out" 2>&1
 t_check "trace writes the file ($(cat "$T_DIR/trace.out"))" [ $? -eq 0 ]
-"$ctl" trace "$job" -o "$T_DIR/window.json" --from-step 10 --to-step 20 >"$T_DIR/window.out" 2>&1
-t_check "trace --from-step 10 --to-step 20 writes the file ($(cat "$T_DIR/window.out"))" [ $? -eq 0 ]
+"$ctl" trace "$job" -o "$T_DIR/window.json" --from-step 10 --to-step 100 >"$T_DIR/window.out" 2>&1
+t_check "trace --from-step 10 --to-step 100 writes the file ($(cat "$T_DIR/window.out"))" [ $? -eq 0 ]
 "$ctl" trace "$job" >"$T_DIR/usage.out" 2>&1
 t_check "trace without -o is a usage error ($(cat "$T_DIR/usage.out"))" [ $? -eq 2 ]
 /usr/bin/python3 - "$T_DIR/trace.json" "$T_DIR/window.json" "$T_DIR/$job.json" <<'PY' || T_FAILED=1
@@ -95,9 +98,33 @@ for pid in sorted(workers):
     check("%s: a gradient and a push span per step (%d, %d of %d)" % (proc[pid], names["gradient"], names["push"], steps),
           names["gradient"] == steps and names["push"] == steps)
 wspans = [e for e in window["traceEvents"] if e.get("ph") == "X"]
+wproc = {e["pid"]: e["args"]["name"] for e in window["traceEvents"]
+         if e.get("ph") == "M" and e.get("name") == "process_name"}
 clocks = sorted({e["args"]["clock"] for e in wspans})
-check("the window has spans of clocks 10..20 only (%s)" % (clocks[:1] + clocks[-1:]),
-      wspans and clocks[0] >= 10 and clocks[-1] <= 20)
+check("the window has spans of clocks 10..100 only (%s)" % (clocks[:1] + clocks[-1:]),
+      wspans and clocks[0] >= 10 and clocks[-1] <= 100)
+# the window is the full trace's spans of clocks 10..100, each as often (a
+# page twice or a lost one would show here and in the counts below; two
+# spans of one lane cannot be alike but for zero-length ones, the overlap
+# check above sees the rest)
+full = collections.Counter(json.dumps({k: e[k] for k in ("name", "pid", "tid", "dur", "args")}, sort_keys=True)
+                           for e in spans if 10 <= e["args"]["clock"] <= 100)
+part = collections.Counter(json.dumps({k: e[k] for k in ("name", "pid", "tid", "dur", "args")}, sort_keys=True)
+                           for e in wspans)
+check("the window holds the full trace's %d spans of clocks 10..100 (%d)" % (sum(full.values()), len(wspans)),
+      full == part)
+wcount = collections.Counter(wproc[e["pid"]].split(" (")[0] for e in wspans)
+wworkers = sum(n for p, n in wcount.items() if p.startswith("worker "))
+check("the window is more than a page (512) of the coordinator's spans (%d) and of each server's (%s)"
+      % (wworkers, sorted(wcount.items())),
+      wworkers > 512 and all(n > 512 for p, n in wcount.items() if p.startswith("server ")))
+for name in sorted(set(wproc.values())):
+    kinds = collections.Counter(e["name"] for e in wspans if wproc[e["pid"]] == name)
+    if name.startswith("worker "):
+        check("window, %s: a gradient and a push span per step (%d, %d of 91)" % (name, kinds["gradient"], kinds["push"]),
+              kinds["gradient"] == 91 and kinds["push"] == 91)
+    else:
+        check("window, %s: 2 workers x 91 steps of push spans (%d)" % (name, kinds["push"]), kinds["push"] == 182)
 sys.exit(1 if failed else 0)
 PY
 t_done

@@ -12,6 +12,13 @@
 
 #define PD_TRACE_NAME_MAX 16
 
+/* The most spans one message carries (ProgressReport.trace, a page of
+ * TraceResponse.events). A TraceEvent takes at most 7 field occurrences of
+ * a received message's PD_WIRE_MAX_FIELDS (4096, pando/wire.h): 512 take
+ * 3584 and leave the rest of a ProgressReport room (test_trace_ring checks
+ * a full one passes pd_wire_check). */
+#define PD_TRACE_MESSAGE_EVENTS 512
+
 /* One span. */
 typedef struct pd_trace_event {
   char name[PD_TRACE_NAME_MAX]; /* the phase */
@@ -26,6 +33,7 @@ typedef struct pd_trace_event {
 typedef struct pd_trace {
   pd_trace_event *events; /* [capacity], allocated on the first span */
   size_t capacity, next, count;
+  uint64_t added;            /* spans ever recorded: the newest one's sequence number + 1 */
   uint64_t dropped;          /* spans overwritten */
   int64_t realtime_minus_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC, read at init */
 } pd_trace;
@@ -41,13 +49,25 @@ void pd_trace_span(pd_trace *trace, const char *name, uint64_t start_ns, uint64_
                    int64_t clock, uint32_t worker, uint32_t tid);
 /* Records a TraceEvent as it came (the coordinator keeping a worker's). */
 void pd_trace_add(pd_trace *trace, const Pando__V1__TraceEvent *event);
-/* Forgets every span (dropped stays). */
-void pd_trace_clear(pd_trace *trace);
+/* Forgets the oldest `n` spans (all of them when there are fewer); they
+ * were shipped, they are not counted as dropped. */
+void pd_trace_pop(pd_trace *trace, size_t n);
 
-/* Fills out[] and ptrs[] (trace->count entries each, caller storage) with the
- * spans of clocks in [from_clock, to_clock] (to_clock < 0: no limit), oldest
- * first; names borrow from the ring. Returns how many were filled. */
-size_t pd_trace_fill(const pd_trace *trace, int64_t from_clock, int64_t to_clock,
-                     Pando__V1__TraceEvent *out, Pando__V1__TraceEvent **ptrs);
+/* The page size a TraceRequest.max_events asks for: PD_TRACE_MESSAGE_EVENTS
+ * when it is 0 or more. */
+static inline size_t pd_trace_page_size(uint32_t max_events) {
+  return max_events && max_events < PD_TRACE_MESSAGE_EVENTS ? max_events : PD_TRACE_MESSAGE_EVENTS;
+}
+
+/* Fills out[] and ptrs[] (`max` entries each, caller storage) with the spans
+ * of clocks in [from_clock, to_clock] (to_clock < 0: no limit), oldest
+ * first, beginning with the span of sequence number *seq (0 for the first
+ * one recorded; the oldest kept when that one was overwritten), at most
+ * `max` of them; names borrow from the ring. *seq receives the sequence
+ * number of the first span it did not look at: trace->added when it looked
+ * at all of them, so a caller pages through a ring by passing it back.
+ * Returns how many were filled. */
+size_t pd_trace_fill(const pd_trace *trace, int64_t from_clock, int64_t to_clock, uint64_t *seq,
+                     size_t max, Pando__V1__TraceEvent *out, Pando__V1__TraceEvent **ptrs);
 
 #endif

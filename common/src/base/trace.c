@@ -28,7 +28,8 @@ static pd_trace_event *slot(pd_trace *t) {
   if (!t->events)
     t->events = pd_xmalloc(t->capacity * sizeof *t->events);
   pd_trace_event *e = &t->events[t->next];
-  t->next = (t->next + 1) % t->capacity;
+  t->next = t->next + 1 == t->capacity ? 0 : t->next + 1;
+  t->added++;
   if (t->count < t->capacity)
     t->count++;
   else
@@ -64,13 +65,18 @@ void pd_trace_add(pd_trace *t, const Pando__V1__TraceEvent *in) {
   e->tid = in->tid;
 }
 
-void pd_trace_clear(pd_trace *t) { t->count = t->next = 0; }
+void pd_trace_pop(pd_trace *t, size_t n) { t->count -= PD_MIN(n, t->count); }
 
-size_t pd_trace_fill(const pd_trace *t, int64_t from_clock, int64_t to_clock,
-                     Pando__V1__TraceEvent *out, Pando__V1__TraceEvent **ptrs) {
+size_t pd_trace_fill(const pd_trace *t, int64_t from_clock, int64_t to_clock, uint64_t *seq,
+                     size_t max, Pando__V1__TraceEvent *out, Pando__V1__TraceEvent **ptrs) {
+  uint64_t oldest = t->added - t->count;
+  if (*seq < oldest)
+    *seq = oldest;
+  if (*seq > t->added)
+    *seq = t->added;
   size_t filled = 0, first = (t->next + t->capacity - t->count) % (t->capacity ? t->capacity : 1);
-  for (size_t i = 0; i < t->count; i++) {
-    const pd_trace_event *e = &t->events[(first + i) % t->capacity];
+  for (; *seq < t->added && filled < max; (*seq)++) {
+    const pd_trace_event *e = &t->events[(first + (size_t)(*seq - oldest)) % t->capacity];
     if (e->clock < from_clock || (to_clock >= 0 && e->clock > to_clock))
       continue;
     Pando__V1__TraceEvent *m = &out[filled];

@@ -10,7 +10,8 @@
 #   data  fileio and the readers; pd_dataset_load() takes a job spec, so
 #         data sits above job
 #   ml    model, plugin, layers, optimizer: models of a job's data
-#   net   rpc, wire, psclient, session, metrics, daemon (ml and net are
+#   net   rpc, wire, psclient, session, metrics, daemon, and the phase
+#         counters and trace rings that fill protocol messages (ml and net are
 #         independent today; net is put last because it is what the daemons
 #         are made of)
 #

@@ -368,7 +368,32 @@ static void reply_status_token(pd_coord *c, pd_rpc_call *call, pd_job *j, int wi
   job_status(c, j, &st, &map, shards, ptrs, hist);
   if (with_token)
     st.job_token = j->job_token;
+  /* the workers' phase counters (pandoctl stats): GetJob's answer only */
+  Pando__V1__WorkerPhases *wp = pd_xcalloc(j->nworkers + 1, sizeof *wp);
+  Pando__V1__WorkerPhases **wpp = pd_xcalloc(j->nworkers + 1, sizeof *wpp);
+  Pando__V1__PhaseStat **phase_ptrs =
+      pd_xcalloc((size_t)j->nworkers * PD_JOB_PHASES_MAX + 1, sizeof *phase_ptrs);
+  for (uint32_t w = 0; j->workers && w < j->nworkers; w++) {
+    pd_job_worker *p = &j->workers[w];
+    if (p->nphases == 0)
+      continue;
+    Pando__V1__WorkerPhases *one = &wp[st.n_worker_phases];
+    pando__v1__worker_phases__init(one);
+    one->rank = w;
+    one->wall_ns = p->wall_ns;
+    one->epoch = p->epoch;
+    one->step = p->step;
+    one->phases = &phase_ptrs[(size_t)w * PD_JOB_PHASES_MAX];
+    for (size_t i = 0; i < p->nphases; i++)
+      one->phases[i] = &p->phases[i];
+    one->n_phases = p->nphases;
+    wpp[st.n_worker_phases++] = one;
+  }
+  st.worker_phases = wpp;
   pd_rpc_call_reply_msg(call, &st.base);
+  free(phase_ptrs);
+  free(wpp);
+  free(wp);
   free(hist);
   free(ptrs);
   free(shards);
@@ -746,6 +771,26 @@ static void handle_cluster(pd_rpc_call *call, const ProtobufCMessage *msg, void 
   free(ns);
 }
 
+/* A page of the workers' trace spans of a job (pd_job_trace_page). */
+static void handle_trace(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_coord *c = ctx;
+  const Pando__V1__TraceRequest *req = (const Pando__V1__TraceRequest *)msg;
+  pd_job *j = pd_jobs_find(c->jobs, req->job);
+  if (!j) {
+    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
+    return;
+  }
+  Pando__V1__TraceEvent events[PD_TRACE_MESSAGE_EVENTS], *ptrs[PD_TRACE_MESSAGE_EVENTS];
+  Pando__V1__TraceResponse resp = PANDO__V1__TRACE_RESPONSE__INIT;
+  for (uint32_t w = 0; j->workers && w < j->nworkers; w++)
+    resp.dropped += j->workers[w].trace.dropped + j->workers[w].trace_dropped;
+  resp.next_cursor = req->cursor;
+  resp.n_events = pd_job_trace_page(j, req->from_clock, req->to_clock, &resp.next_cursor,
+                                    pd_trace_page_size(req->max_events), events, ptrs);
+  resp.events = ptrs;
+  pd_rpc_call_reply_msg(call, &resp.base);
+}
+
 static void handle_report_device(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__DeviceReport *req = (const Pando__V1__DeviceReport *)msg;
@@ -780,6 +825,7 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
       {"/pando.v1.Coordinator/SubmitJob", &pando__v1__submit_job_request__descriptor,
        handle_submit},
       {"/pando.v1.Coordinator/GetJob", &pando__v1__job_request__descriptor, handle_get_job},
+      {"/pando.v1.Coordinator/GetTrace", &pando__v1__trace_request__descriptor, handle_trace},
       {"/pando.v1.Coordinator/ListJobs", &pando__v1__list_jobs_request__descriptor, handle_list},
       {"/pando.v1.Coordinator/CancelJob", &pando__v1__job_request__descriptor, handle_cancel},
       {"/pando.v1.Coordinator/ResumeJob", &pando__v1__job_request__descriptor, handle_resume},
@@ -793,5 +839,6 @@ void pd_coord_register(pd_coord *c, pd_rpc_server *srv) {
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/GetJob");
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/CancelJob");
   pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/ResumeJob");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.Coordinator/GetTrace");
   pd_rpc_health_register(srv, health_services);
 }

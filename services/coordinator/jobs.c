@@ -74,6 +74,8 @@ void pd_jobs_job_free(pd_job *j) {
   free(j->server_ids);
   free(j->shard_begin);
   free(j->shard_end);
+  for (uint32_t w = 0; j->workers && w < j->nworkers; w++)
+    pd_trace_close(&j->workers[w].trace);
   free(j->workers);
   free(j->history);
   free(j->server_names);
@@ -754,6 +756,51 @@ static void export_progress(const pd_job *j, const Pando__V1__ProgressReport *re
   }
 }
 
+/* Keeps the report's phase counters (pandoctl stats), the first
+ * PD_JOB_PHASES_MAX of them, and its trace spans (pandoctl trace). */
+static void keep_phases(pd_job_worker *p, const Pando__V1__ProgressReport *req) {
+  p->nphases = PD_MIN(req->n_phases, (size_t)PD_JOB_PHASES_MAX);
+  p->wall_ns = req->wall_ns;
+  for (size_t i = 0; i < p->nphases; i++) {
+    pando__v1__phase_stat__init(&p->phases[i]);
+    pd_strlcpy(p->phase_names[i], req->phases[i]->phase, sizeof p->phase_names[i]);
+    p->phases[i].phase = p->phase_names[i];
+    p->phases[i].count = req->phases[i]->count;
+    p->phases[i].total_ns = req->phases[i]->total_ns;
+  }
+  if (req->n_trace && !pd_trace_on(&p->trace))
+    pd_trace_init(&p->trace, PD_JOB_TRACE_EVENTS);
+  for (size_t i = 0; i < req->n_trace; i++)
+    pd_trace_add(&p->trace, req->trace[i]);
+  p->trace_dropped += req->trace_dropped;
+}
+
+/* A GetTrace cursor: the worker (rank) in the high bits, the sequence number
+ * of its next span (pd_trace_fill) in the low TRACE_SEQ_BITS. */
+#define TRACE_SEQ_BITS 40
+#define TRACE_SEQ_MASK ((UINT64_C(1) << TRACE_SEQ_BITS) - 1)
+
+size_t pd_job_trace_page(const pd_job *j, int64_t from_clock, int64_t to_clock, uint64_t *cursor,
+                         size_t max, Pando__V1__TraceEvent *out, Pando__V1__TraceEvent **ptrs) {
+  uint64_t w = *cursor >> TRACE_SEQ_BITS, seq = *cursor & TRACE_SEQ_MASK;
+  size_t filled = 0;
+  *cursor = 0;
+  for (; j->workers && w < j->nworkers; w++, seq = 0) {
+    const pd_trace *trace = &j->workers[w].trace;
+    filled +=
+        pd_trace_fill(trace, from_clock, to_clock, &seq, max - filled, out + filled, ptrs + filled);
+    if (seq < trace->added) { /* the page is full before this worker's last span */
+      *cursor = w << TRACE_SEQ_BITS | (seq & TRACE_SEQ_MASK);
+      break;
+    }
+    if (filled == max) { /* full at this worker's last span: the next page starts at the next */
+      *cursor = w + 1 < j->nworkers ? (w + 1) << TRACE_SEQ_BITS : 0;
+      break;
+    }
+  }
+  return filled;
+}
+
 int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *req, double now) {
   PD_ASSERT(req->rank < j->nworkers);
   /* cancel: the job had ended before this report (not because of it) */
@@ -770,6 +817,7 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
     p->step = req->step;
     p->loss = req->loss;
     p->samples_per_sec = req->samples_per_sec;
+    keep_phases(p, req);
     export_progress(j, req);
     if (req->has_eval && (j->nhistory == 0 || j->history[j->nhistory - 1].epoch < req->epoch)) {
       j->history = pd_xrealloc(j->history, (j->nhistory + 1) * sizeof *j->history);

@@ -27,7 +27,11 @@
 
 #include "pando.pb-c.h"
 #include "pando/spec.h"
+#include "pando/trace.h"
 #include "registry.h"
+
+#define PD_JOB_PHASES_MAX 16      /* phases kept per worker (ProgressReport.phases) */
+#define PD_JOB_TRACE_EVENTS 65536 /* trace spans kept per worker (ProgressReport.trace) */
 
 typedef struct pd_job_worker { /* one rank's last progress report */
   uint64_t node_id;
@@ -36,6 +40,13 @@ typedef struct pd_job_worker { /* one rank's last progress report */
   double loss;
   double samples_per_sec;
   int done;
+  /* its phase counters (pandoctl stats): phases[i].phase points at names[i] */
+  Pando__V1__PhaseStat phases[PD_JOB_PHASES_MAX];
+  char phase_names[PD_JOB_PHASES_MAX][32];
+  size_t nphases;
+  uint64_t wall_ns;
+  pd_trace trace;         /* its spans, the newest PD_JOB_TRACE_EVENTS (pandoctl trace) */
+  uint64_t trace_dropped; /* spans it reported lost */
 } pd_job_worker;
 
 typedef struct pd_job {
@@ -205,6 +216,14 @@ void pd_jobs_finish(pd_jobs *jobs, pd_job *job, double now, Pando__V1__JobState 
  * -PD_ESTATE with why it cannot in `err`. */
 int pd_jobs_resume(pd_jobs *jobs, pd_job *job, double now, char *err, size_t errlen);
 
+/* A page of the workers' trace spans of `job` (Coordinator.GetTrace): at
+ * most `max` spans of clocks in [from_clock, to_clock] (to_clock < 0: no
+ * limit) into out[] and ptrs[] (caller storage, borrowing the job's names),
+ * worker by worker, each oldest first, from *cursor (0: the first; else what
+ * the previous page left in it). *cursor receives where the next page
+ * begins, 0 after the last. Returns how many were filled. */
+size_t pd_job_trace_page(const pd_job *job, int64_t from_clock, int64_t to_clock, uint64_t *cursor,
+                         size_t max, Pando__V1__TraceEvent *out, Pando__V1__TraceEvent **ptrs);
 /* Records a progress report of a rank below job->nworkers at `now`: position
  * and loss, the epoch's evaluation in the history, the worker's error (the
  * job fails; or, for a failed pull or push of a job taking checkpoints, goes

@@ -23,6 +23,8 @@
 #include "pando/security.h"
 #include "pando/util.h"
 #include "plot.h"
+#include "stats.h"
+#include "trace.h"
 
 /* ---------------------------------------------------------------- commands and options */
 
@@ -167,6 +169,39 @@ static const command_info commands[] = {
      "\n"
      "exit status: 0 written, 1 unknown job, nothing to draw yet, RPC or write\n"
      "error, 2 usage error.\n"},
+    {"stats", PD_CTL_CMD_STATS, "JOB",
+     "usage: pandoctl stats JOB\n"
+     "\n"
+     "Shows where a job's time went, during the job and after it: for each worker\n"
+     "(from its last progress report, sent about every 0.5 s) its wall time since\n"
+     "its training began and a table of phases (load, batch, pull, gradient,\n"
+     "local_update, delay, push, eval, report) with COUNT, TOTAL s, MEAN ms and\n"
+     "% WALL, sorted by time; for each server of the shard map (ParameterServer/\n"
+     "GetStats) the same table of its phases on the job's shard (pull, pull_wait,\n"
+     "broadcast, push, aggregate, optimizer, checkpoint). README \"pandoctl stats\"\n"
+     "says what each phase measures. With --output json: {\"workers\": [...],\n"
+     "\"servers\": [...]}, times in seconds (total_sec) and milliseconds (mean_ms).\n"
+     "\n"
+     "exit status: 0 shown, 1 RPC error or unknown job.\n"},
+    {"trace", PD_CTL_CMD_TRACE, "JOB",
+     "usage: pandoctl trace JOB -o FILE.json [--from-step A] [--to-step B]\n"
+     "\n"
+     "Writes a timeline of the job, during it or after it, in the Chrome trace\n"
+     "event format (open it in Perfetto or chrome://tracing): one process per\n"
+     "worker (its training loop's phases: load, batch, pull, gradient,\n"
+     "local_update, delay, push, eval, report) and per server (lane \"shard\":\n"
+     "aggregate, optimizer, checkpoint; lane \"calls of worker W\": its pull and\n"
+     "push calls, which nest inside the worker's pull and push spans). Each span's\n"
+     "args carry its worker, clock (step) and kind. The daemons keep the newest\n"
+     "spans only (65536 per server and job, and per worker on the coordinator).\n"
+     "\n"
+     "options:\n"
+     "  -o, --out FILE     the file to write\n"
+     "  --from-step A      only spans of clocks (steps, counted over the epochs\n"
+     "                     from 0) >= A\n"
+     "  --to-step B        only spans of clocks <= B\n"
+     "\n"
+     "exit status: 0 written, 1 unknown job, RPC or write error, 2 usage error.\n"},
     {"help", PD_CTL_CMD_HELP, "COMMAND",
      "usage: pandoctl help [COMMAND]\n"
      "\n"
@@ -190,6 +225,8 @@ static const char global_usage[] =
     "  export JOB -o FILE        write the job's model as a safetensors file\n"
     "  plot JOB... -o FILE.svg   draw the jobs' learning curves (SVG or PNG)\n"
     "  explain JOB.yaml          what a job would do: shards, memory, wire bytes\n"
+    "  stats JOB                 where a job's time went, per worker and per server\n"
+    "  trace JOB -o FILE.json    a timeline of the job (Chrome trace event format)\n"
     "  help [COMMAND]            this help, or a command's\n"
     "\n"
     "options (before or after the command):\n"
@@ -240,7 +277,9 @@ enum option_id {
   OPT_CERT,
   OPT_KEY,
   OPT_TOKEN_FILE,
-  OPT_TOKEN_OUT
+  OPT_TOKEN_OUT,
+  OPT_FROM_STEP,
+  OPT_TO_STEP
 };
 
 typedef struct option_info {
@@ -261,6 +300,9 @@ static const option_info options[] = {
     {"--service", 0, OPT_SERVICE, 1, PD_CTL_CMD_HEALTH},
     {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_EXPORT},
     {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_PLOT},
+    {"--out", 'o', OPT_OUT, 1, PD_CTL_CMD_TRACE},
+    {"--from-step", 0, OPT_FROM_STEP, 1, PD_CTL_CMD_TRACE},
+    {"--to-step", 0, OPT_TO_STEP, 1, PD_CTL_CMD_TRACE},
     {"--ca", 0, OPT_CA, 1, PD_CTL_CMD_NONE},
     {"--cert", 0, OPT_CERT, 1, PD_CTL_CMD_NONE},
     {"--key", 0, OPT_KEY, 1, PD_CTL_CMD_NONE},
@@ -329,6 +371,16 @@ static int apply_option(pd_ctl_args *args, const option_info *opt, const char *v
       return pd_errf(err, errlen, -EINVAL, "empty value for --out: expected a file name");
     args->out_path = value;
     return 0;
+  case OPT_FROM_STEP:
+  case OPT_TO_STEP: {
+    errno = 0;
+    long long step = strtoll(value, &end, 10);
+    if (errno || end == value || *end || step < 0)
+      return pd_errf(err, errlen, -EINVAL, "invalid value '%s' for %s: expected a step >= 0", value,
+                     opt->name);
+    *(opt->id == OPT_FROM_STEP ? &args->from_step : &args->to_step) = step;
+    return 0;
+  }
   case OPT_TOKEN_OUT:
     if (!value[0])
       return pd_errf(err, errlen, -EINVAL, "empty value for --token-out: expected a file name");
@@ -390,6 +442,7 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
   memset(args, 0, sizeof *args);
   args->output = PD_CTL_OUTPUT_TEXT;
   args->timeout_sec = 10;
+  args->to_step = -1;
   args->service = "";
   args->poll_sec = 0.5;
   args->retry_sec = 30;
@@ -443,6 +496,11 @@ int pd_ctl_parse(int argc, char **argv, pd_ctl_args *args, char *err, size_t err
     return pd_errf(err, errlen, -EINVAL, "'export' needs -o FILE (the safetensors file to write)");
   if (args->command == PD_CTL_CMD_PLOT && !args->out_path)
     return pd_errf(err, errlen, -EINVAL, "'plot' needs -o FILE.svg or FILE.png");
+  if (args->command == PD_CTL_CMD_TRACE && !args->out_path)
+    return pd_errf(err, errlen, -EINVAL, "'trace' needs -o FILE.json");
+  if (args->command == PD_CTL_CMD_TRACE && args->to_step >= 0 && args->to_step < args->from_step)
+    return pd_errf(err, errlen, -EINVAL, "--to-step %lld is before --from-step %lld",
+                   (long long)args->to_step, (long long)args->from_step);
   return 0;
 }
 
@@ -855,29 +913,70 @@ done:
   return code;
 }
 
-/* Asks every server of the job's shard map for its statistics (GetStats);
- * servers that do not answer (the shard was dropped, the server is gone) are
- * left out. */
-static void gather_stats(ctl *c, const Pando__V1__JobStatus *status, pd_ctl_stats *stats) {
-  memset(stats, 0, sizeof *stats);
+/* Sends `request` to `method` of every server of the job's shard map:
+ * returns an array of one answer per shard (free with free_answers), NULL
+ * for a server that did not answer (the shard was dropped, the server is
+ * gone) or has no address; *asked receives how many were asked. */
+static ProtobufCMessage **ask_servers(ctl *c, const Pando__V1__JobStatus *status,
+                                      const char *method, const ProtobufCMessage *request,
+                                      const ProtobufCMessageDescriptor *answer, uint32_t *asked) {
   const Pando__V1__ShardMap *map = status->shard_map;
-  for (size_t i = 0; map && i < map->n_shards; i++) {
+  size_t n = map ? map->n_shards : 0;
+  ProtobufCMessage **responses = pd_xcalloc(n + 1, sizeof *responses);
+  *asked = 0;
+  for (size_t i = 0; i < n; i++) {
     if (!map->shards[i]->address[0])
       continue;
-    stats->asked++;
+    (*asked)++;
     pd_rpc_channel *channel = pd_rpc_channel_new(map->shards[i]->address, 1);
-    Pando__V1__StatsRequest request = PANDO__V1__STATS_REQUEST__INIT;
-    request.job = status->job;
-    Pando__V1__StatsResponse *response = NULL;
     rpc_error error;
-    if (call(channel, "/pando.v1.ParameterServer/GetStats", &request.base,
-             &pando__v1__stats_response__descriptor, (ProtobufCMessage **)&response,
-             PD_MIN(c->args->timeout_sec, 2.0), &error) == 0) {
-      pd_ctl_stats_merge(stats, response);
-      protobuf_c_message_free_unpacked(&response->base, NULL);
-    }
+    if (call(channel, method, request, answer, &responses[i], PD_MIN(c->args->timeout_sec, 2.0),
+             &error) != 0)
+      responses[i] = NULL;
     pd_rpc_channel_free(channel);
   }
+  return responses;
+}
+
+static void free_answers(const Pando__V1__JobStatus *status, void *answers) {
+  ProtobufCMessage **responses = answers;
+  for (size_t i = 0; status->shard_map && i < status->shard_map->n_shards; i++)
+    if (responses[i])
+      protobuf_c_message_free_unpacked(responses[i], NULL);
+  free(responses);
+}
+
+/* Every server's statistics of the job (GetStats), as ask_servers. */
+static Pando__V1__StatsResponse **fetch_stats(ctl *c, const Pando__V1__JobStatus *status,
+                                              uint32_t *asked) {
+  Pando__V1__StatsRequest request = PANDO__V1__STATS_REQUEST__INIT;
+  request.job = status->job;
+  return (Pando__V1__StatsResponse **)ask_servers(c, status, "/pando.v1.ParameterServer/GetStats",
+                                                  &request.base,
+                                                  &pando__v1__stats_response__descriptor, asked);
+}
+
+/* The servers' update-strategy counts, merged (pandoctl status). */
+static void gather_stats(ctl *c, const Pando__V1__JobStatus *status, pd_ctl_stats *stats) {
+  memset(stats, 0, sizeof *stats);
+  Pando__V1__StatsResponse **responses = fetch_stats(c, status, &stats->asked);
+  for (size_t i = 0; status->shard_map && i < status->shard_map->n_shards; i++)
+    if (responses[i])
+      pd_ctl_stats_merge(stats, responses[i]);
+  free_answers(status, responses);
+}
+
+static int cmd_stats(ctl *c) {
+  Pando__V1__JobStatus *status = NULL;
+  int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
+  if (code != 0)
+    return code;
+  uint32_t asked;
+  Pando__V1__StatsResponse **responses = fetch_stats(c, status, &asked);
+  pd_ctl_print_phase_stats(c->out, c->args->output == PD_CTL_OUTPUT_JSON, status, responses);
+  free_answers(status, responses);
+  protobuf_c_message_free_unpacked(&status->base, NULL);
+  return PD_CTL_EXIT_OK;
 }
 
 static int cmd_status(ctl *c) {
@@ -897,6 +996,103 @@ static int cmd_status(ctl *c) {
   }
   protobuf_c_message_free_unpacked(&status->base, NULL);
   return PD_CTL_EXIT_OK;
+}
+
+/* A trace gathered page by page (GetTrace): `all` lists the spans of every
+ * page, borrowed from `pages`. */
+typedef struct trace_pages {
+  Pando__V1__TraceResponse all;
+  Pando__V1__TraceResponse **pages;
+  size_t npages;
+} trace_pages;
+
+static void trace_pages_free(trace_pages *tp) {
+  for (size_t i = 0; i < tp->npages; i++)
+    protobuf_c_message_free_unpacked(&tp->pages[i]->base, NULL);
+  free(tp->pages);
+  free(tp->all.events);
+  memset(tp, 0, sizeof *tp);
+}
+
+/* Calls `method` on `channel` for every page of the trace `request` asks for
+ * (its cursor is overwritten), into *tp (free with trace_pages_free). On
+ * failure fills `error`, frees the pages fetched and returns -1. */
+static int fetch_trace(pd_rpc_channel *channel, const char *method,
+                       Pando__V1__TraceRequest *request, double timeout_sec, trace_pages *tp,
+                       rpc_error *error) {
+  memset(tp, 0, sizeof *tp);
+  pando__v1__trace_response__init(&tp->all);
+  size_t cap = 0;
+  request->cursor = 0;
+  for (;;) {
+    Pando__V1__TraceResponse *page = NULL;
+    if (call(channel, method, &request->base, &pando__v1__trace_response__descriptor,
+             (ProtobufCMessage **)&page, timeout_sec, error) != 0) {
+      trace_pages_free(tp);
+      return -1;
+    }
+    tp->pages = pd_xrealloc(tp->pages, (tp->npages + 1) * sizeof *tp->pages);
+    tp->pages[tp->npages++] = page;
+    if (tp->all.n_events + page->n_events > cap) {
+      cap = PD_MAX(2 * cap, tp->all.n_events + page->n_events);
+      tp->all.events = pd_xrealloc(tp->all.events, (cap + 1) * sizeof *tp->all.events);
+    }
+    if (page->n_events)
+      memcpy(tp->all.events + tp->all.n_events, page->events,
+             page->n_events * sizeof *page->events);
+    tp->all.n_events += page->n_events;
+    tp->all.dropped = page->dropped; /* the newest count */
+    /* the last page (a daemon that answers a cursor with itself is not paging) */
+    if (page->next_cursor == 0 || page->next_cursor == request->cursor)
+      return 0;
+    request->cursor = page->next_cursor;
+  }
+}
+
+static int cmd_trace(ctl *c) {
+  Pando__V1__JobStatus *status = NULL;
+  int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
+  if (code != 0)
+    return code;
+  Pando__V1__TraceRequest request = PANDO__V1__TRACE_REQUEST__INIT;
+  request.job = status->job;
+  request.from_clock = c->args->from_step;
+  request.to_clock = c->args->to_step;
+  const Pando__V1__ShardMap *map = status->shard_map;
+  size_t nshards = map ? map->n_shards : 0;
+  trace_pages workers, *shards = pd_xcalloc(nshards + 1, sizeof *shards);
+  Pando__V1__TraceResponse **servers = pd_xcalloc(nshards + 1, sizeof *servers);
+  rpc_error error;
+  if (fetch_trace(c->channel, "/pando.v1.Coordinator/GetTrace", &request, c->args->timeout_sec,
+                  &workers, &error) != 0) {
+    code = report_coordinator_error(c, &error);
+    goto done;
+  }
+  for (size_t i = 0; i < nshards; i++) {
+    if (!map->shards[i]->address[0])
+      continue;
+    pd_rpc_channel *channel = pd_rpc_channel_new(map->shards[i]->address, 1);
+    if (fetch_trace(channel, "/pando.v1.ParameterServer/GetTrace", &request,
+                    PD_MIN(c->args->timeout_sec, 2.0), &shards[i], &error) == 0)
+      servers[i] = &shards[i].all;
+    else
+      fprintf(c->errout,
+              "pandoctl: warning: server %zu (%s) did not answer (%s: %s): its spans "
+              "are left out\n",
+              i, map->shards[i]->address, pd_rpc_status_name(error.status), error.details);
+    pd_rpc_channel_free(channel);
+  }
+  if (pd_ctl_write_trace(c->args->out_path, status, &workers.all, servers, c->human, c->errout) !=
+      0)
+    code = PD_CTL_EXIT_FAILURE;
+  trace_pages_free(&workers);
+done:
+  for (size_t i = 0; i < nshards; i++)
+    trace_pages_free(&shards[i]);
+  free(servers);
+  free(shards);
+  protobuf_c_message_free_unpacked(&status->base, NULL);
+  return code;
 }
 
 /* cancel, resume: a call on one job that answers its status, printed. */
@@ -1114,6 +1310,12 @@ int pd_ctl_run(const pd_ctl_args *args, FILE *out, FILE *errout) {
     break;
   case PD_CTL_CMD_HEALTH:
     code = cmd_health(&c);
+    break;
+  case PD_CTL_CMD_STATS:
+    code = cmd_stats(&c);
+    break;
+  case PD_CTL_CMD_TRACE:
+    code = cmd_trace(&c);
     break;
   case PD_CTL_CMD_PLOT:
     code = cmd_plot(&c);

@@ -5,6 +5,7 @@
 #define PANDO_CTL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define PD_CTL_VERSION "0.1.0"
@@ -32,6 +33,8 @@ enum pd_ctl_command {
   PD_CTL_CMD_EXPORT,
   PD_CTL_CMD_PLOT,
   PD_CTL_CMD_EXPLAIN,
+  PD_CTL_CMD_STATS,
+  PD_CTL_CMD_TRACE,
   PD_CTL_CMD_HELP
 };
 
@@ -48,7 +51,9 @@ typedef struct pd_ctl_args {
   int njobs;
   int wait;               /* submit --wait */
   const char *service;    /* health --service (default "": the whole daemon) */
-  const char *out_path;   /* export and plot: -o / --out FILE */
+  const char *out_path;   /* export, plot and trace: -o / --out FILE */
+  int64_t from_step;      /* trace --from-step (default 0) */
+  int64_t to_step;        /* trace --to-step (default -1: the last) */
   const char *token_out;  /* submit --token-out FILE: where the job's token goes */
   double poll_sec;        /* --wait: interval between GetJob calls (0.5) */
   double retry_sec;       /* --wait: how long an unreachable coordinator is retried (30) */

@@ -21,6 +21,7 @@ typedef struct ps_config {
   char coordinator[256];
   char data_dir[1024];
   int memory_limit;
+  int trace_events;
 } ps_config;
 
 #define S(field) PD_CFG_STRING, offsetof(ps_config, field), sizeof(((ps_config *)0)->field), 0, 0
@@ -34,6 +35,10 @@ static const pd_config_option options[] = {
      NULL},
     {"memory_limit", PD_CFG_INT, offsetof(ps_config, memory_limit), 0, 0, 1 << 30, "0",
      "MiB the shards of all jobs may take (0: 3/4 of the machine's or the cgroup's memory)", NULL},
+    {"trace_events", PD_CFG_INT, offsetof(ps_config, trace_events), 0, 0, 1 << 24, "65536",
+     "pandoctl trace: the spans of calls each job's shard keeps (the oldest overwritten; about "
+     "56 bytes each); 0 turns tracing off",
+     NULL},
 };
 
 static void cron(void *user) {
@@ -64,6 +69,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   pd_ps_set_memory_limit(ps, (uint64_t)cfg.memory_limit << 20);
+  pd_ps_set_trace_events(ps, (uint32_t)cfg.trace_events);
   pd_ps_register(ps, srv);
   if (pd_daemon_start(srv, &cfg.daemon, cfg.advertise, "ParameterServer", addr, sizeof addr) != 0)
     return 1;

@@ -18,13 +18,35 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
+#include "pando/phase.h"
 #include "pando/psclient.h"
 #include "pando/security.h"
+#include "pando/trace.h"
 #include "pando/util.h"
 #include "pando/wire.h"
 #include "shard.h"
 
 #define JOB_ID_MAX 96
+
+/* The phases of a server's time on a shard (pandoctl stats; README names them). */
+enum server_phase {
+  SP_PULL,       /* a Pull handled (checks, the consistency model's decision) */
+  SP_PULL_WAIT,  /* a parked Pull's wait for slower workers (BSP, SSP) */
+  SP_BROADCAST,  /* the model's slices put into a Pull's answer */
+  SP_PUSH,       /* a Push handled: decoded, copied, checked, answered */
+  SP_AGGREGATE,  /* a gradient summed into the round (the version did not move) */
+  SP_OPTIMIZER,  /* a gradient or a round's sum applied by the optimizer (version moved) */
+  SP_CHECKPOINT, /* a checkpoint's snapshot taken (the write is on its own thread) */
+  SP_COUNT
+};
+
+static const char *const server_phase_names[SP_COUNT] = {[SP_PULL] = "pull",
+                                                         [SP_PULL_WAIT] = "pull_wait",
+                                                         [SP_BROADCAST] = "broadcast",
+                                                         [SP_PUSH] = "push",
+                                                         [SP_AGGREGATE] = "aggregate",
+                                                         [SP_OPTIMIZER] = "optimizer",
+                                                         [SP_CHECKPOINT] = "checkpoint"};
 
 /* One job held by this server: its shard and what ps.c counts about it. */
 typedef struct job {
@@ -40,6 +62,8 @@ typedef struct job {
     pd_metric *staleness, *dropped, *blocked, *max_gap;
     uint64_t dropped_seen, blocked_seen;
   } metrics;
+  pd_phase_stat phases[SP_COUNT]; /* pandoctl stats */
+  pd_trace trace;                 /* pandoctl trace: spans of the shard's calls */
 } job;
 
 struct pd_ps {
@@ -50,6 +74,7 @@ struct pd_ps {
   uint64_t memory_held;         /* their pd_shard_bytes */
   char data_dir[1024];          /* empty: no checkpoints */
   pd_checkpoint_writer *writer; /* writes checkpoints when data_dir is set */
+  uint32_t trace_events;        /* spans kept per job (pandoctl trace); 0: off */
 };
 
 /* Scratch kept between pushes: two psclient chunks. A larger push's buffer
@@ -61,6 +86,7 @@ static const char *const health_services[] = {"pando.v1.ParameterServer", NULL};
 pd_ps *pd_ps_new(void) {
   pd_ps *ps = pd_xcalloc(1, sizeof(pd_ps));
   pd_ps_set_memory_limit(ps, 0);
+  ps->trace_events = PD_PS_TRACE_EVENTS;
   return ps;
 }
 
@@ -81,6 +107,8 @@ void pd_ps_set_memory_limit(pd_ps *ps, uint64_t bytes) {
   ps->memory_limit = bytes ? bytes : default_memory_limit();
 }
 
+void pd_ps_set_trace_events(pd_ps *ps, uint32_t events) { ps->trace_events = events; }
+
 uint64_t pd_ps_memory_limit(const pd_ps *ps) { return ps->memory_limit; }
 
 /* Fails the job's parked pulls with `status` and frees it. */
@@ -89,6 +117,7 @@ static void job_free(job *j, grpc_status_code status, const char *why) {
   while ((call = pd_shard_next_parked(j->shard)))
     pd_rpc_call_fail(call, status, "%s", why);
   pd_shard_free(j->shard);
+  pd_trace_close(&j->trace);
   free(j->spec_yaml);
   free(j->job_token);
   free(j);
@@ -225,8 +254,11 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
 
 /* Answers a pull of shard-relative keys [off, off + n) with the values as
  * they are now: a PullResponse header, then slices borrowing the shard's
- * memory (released when gRPC has sent them). */
-static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n) {
+ * memory (released when gRPC has sent them). Counts the broadcast phase and
+ * returns when the answer was handed to gRPC (pd_now_ns). */
+static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n,
+                            pd_phase_stat *phases) {
+  uint64_t start = pd_now_ns();
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
   resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
                                  : pd_clock_version(pd_shard_clock(s));
@@ -244,11 +276,14 @@ static void answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n
   for (size_t i = 0; i < count; i++)
     slices[1 + i] = grpc_slice_new_with_user_data((void *)parts[i].data, parts[i].n * sizeof(float),
                                                   parts[i].release, parts[i].user);
+  /* the worker may go on once the answer is handed over: the span ends here */
+  uint64_t handed = pd_phase_end(&phases[SP_BROADCAST], start);
   pd_rpc_call_reply_slices(call, slices, 1 + count);
   if (parts != local_parts) {
     free(parts);
     free(slices);
   }
+  return handed;
 }
 
 /* Answers a pull with a copy of n values (which the shard may change before
@@ -265,11 +300,15 @@ static void answer_copy(pd_rpc_call *call, pd_shard *s, const float *values, uin
 }
 
 /* Answers the parked pulls the shard's clock now allows. */
-static void answer_ready(pd_shard *s) {
-  uint64_t off, n;
+static void answer_ready(job *j) {
+  pd_shard_ready ready;
   pd_rpc_call *call;
-  while ((call = pd_shard_next_ready(s, &off, &n)))
-    answer_pull(call, s, off, n);
+  while ((call = pd_shard_next_ready_info(j->shard, &ready))) {
+    pd_phase_end(&j->phases[SP_PULL_WAIT], ready.parked_ns);
+    uint64_t handed = answer_pull(call, j->shard, ready.off, ready.n, j->phases);
+    pd_trace_span(&j->trace, "pull", ready.parked_ns, handed, ready.clock, ready.worker,
+                  1 + ready.worker);
+  }
 }
 
 /* A negative clock is a bad argument whatever the job (INVALID_ARGUMENT);
@@ -292,6 +331,7 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
   if (!j)
     return;
+  uint64_t start = pd_now_ns();
   char err[256];
   uint64_t off = req->begin - pd_shard_begin(j->shard), n = req->end - req->begin;
   pd_shard_parked *parked = NULL;
@@ -312,11 +352,14 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     return;
   case PD_SHARD_PULL_READY:
-    answer_pull(call, j->shard, off, n);
+    pd_phase_end(&j->phases[SP_PULL], start);
+    uint64_t handed = answer_pull(call, j->shard, off, n, j->phases);
+    pd_trace_span(&j->trace, "pull", start, handed, req->clock, req->worker, 1 + req->worker);
     break;
   case PD_SHARD_PULL_PARKED:
     *pd_rpc_call_user(call) = parked;
     pd_rpc_call_on_cancel(call, pull_cancelled);
+    pd_phase_end(&j->phases[SP_PULL], start);
     break;
   }
   export_metrics(j);
@@ -368,13 +411,14 @@ static void checkpoint_done(void *user, const pd_checkpoint_key *key, int rc, co
 }
 
 /* Under BSP, when the job's spec asks for a checkpoint at the shard's new
- * version, hands a snapshot (copy-on-write) to the writer thread. */
-static void maybe_checkpoint(pd_ps *ps, job *j) {
+ * version, hands a snapshot (copy-on-write) to the writer thread; returns 1
+ * when it did.  */
+static int maybe_checkpoint(pd_ps *ps, job *j) {
   const pd_job_spec *spec = pd_shard_spec(j->shard);
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
   if (!ps->writer || pd_shard_fed(j->shard) || !pd_clock_has_rounds(pd_shard_clock(j->shard)) ||
       !pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), version))
-    return;
+    return 0;
   pd_checkpoint_key key = {.id = version,
                            .begin = pd_shard_begin(j->shard),
                            .end = pd_shard_end(j->shard),
@@ -382,6 +426,7 @@ static void maybe_checkpoint(pd_ps *ps, job *j) {
   pd_strlcpy(key.job, j->id, sizeof key.job);
   pd_checkpoint_writer_submit(ps->writer, &key, pd_shard_snapshot_take(j->shard),
                               spec->checkpoint.keep, checkpoint_done, NULL);
+  return 1;
 }
 
 /* Checks a gradient for NaN and infinity (poison: one of them makes the
@@ -458,6 +503,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   ProtobufCMessage *msg = NULL;
   pd_wire_tensor t;
   char err[256];
+  uint64_t start = pd_now_ns();
   /* Deferred: the payload is copied only once the request is known good. */
   int rc = pd_wire_decode(pd_rpc_call_payload(call), &pando__v1__push_request__descriptor,
                           PD_WIRE_PUSH_GRADIENT_FIELD, NULL, 0, NULL, &msg, &t, err, sizeof err);
@@ -496,12 +542,26 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
     goto done;
   }
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
+  uint64_t apply_start = pd_now_ns();
+  pd_phase_add(&j->phases[SP_PUSH], 1, apply_start - start);
   enum pd_push_verdict v = pd_shard_push(
       j->shard, req->worker, req->clock, (int64_t)PD_MIN(req->model_version, INT64_MAX),
       req->begin - pd_shard_begin(j->shard), n, ps->scratch.data, err, sizeof err);
-  answer_ready(j->shard);
-  if (pd_clock_version(pd_shard_clock(j->shard)) != version)
-    maybe_checkpoint(ps, j);
+  int moved = pd_clock_version(pd_shard_clock(j->shard)) != version;
+  enum server_phase applied = moved ? SP_OPTIMIZER : SP_AGGREGATE;
+  uint64_t apply_end = pd_phase_end(&j->phases[applied], apply_start);
+  pd_trace_span(&j->trace, server_phase_names[applied], apply_start, apply_end, req->clock,
+                req->worker, 0);
+  answer_ready(j);
+  if (moved) {
+    uint64_t checkpoint_start = pd_now_ns();
+    if (maybe_checkpoint(ps, j)) {
+      uint64_t checkpoint_end = pd_phase_end(&j->phases[SP_CHECKPOINT], checkpoint_start);
+      pd_trace_span(&j->trace, server_phase_names[SP_CHECKPOINT], checkpoint_start, checkpoint_end,
+                    req->clock, req->worker, 0);
+    }
+  }
+  uint64_t answer_start = pd_now_ns();
   count_push(j, v);
   int64_t staleness = pd_clock_last_staleness(pd_shard_clock(j->shard));
   if (staleness >= 0)
@@ -515,6 +575,9 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   resp.version = pd_clock_version(pd_shard_clock(j->shard));
   resp.duplicate = v == PD_PUSH_DUPLICATE;
   resp.dropped = v == PD_PUSH_DROP;
+  uint64_t end = pd_now_ns(); /* before the answer: the worker may go on after it */
+  j->phases[SP_PUSH].ns += end - answer_start;
+  pd_trace_span(&j->trace, "push", start, end, req->clock, req->worker, 1 + req->worker);
   pd_rpc_call_reply_msg(call, &resp.base);
 done:
   pd_buf_trim(&ps->scratch, SCRATCH_KEEP);
@@ -685,6 +748,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
       ps->jobs = pd_xrealloc(ps->jobs, (size_t)ps->cap * sizeof *ps->jobs);
     }
     job *j = pd_xcalloc(1, sizeof *j);
+    pd_trace_init(&j->trace, ps->trace_events);
     pd_strlcpy(j->id, req->job, sizeof j->id);
     pd_metric_escape(j->id, j->label, sizeof j->label);
     j->shard = shard;
@@ -723,6 +787,24 @@ static void handle_drop(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 
+/* The job's recorded spans (pandoctl trace). */
+static void handle_trace(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_ps *ps = ctx;
+  const Pando__V1__TraceRequest *req = (const Pando__V1__TraceRequest *)msg;
+  job *j = held_job(ps, call, req->job, NULL);
+  if (!j)
+    return;
+  Pando__V1__TraceEvent events[PD_TRACE_MESSAGE_EVENTS], *ptrs[PD_TRACE_MESSAGE_EVENTS];
+  Pando__V1__TraceResponse resp = PANDO__V1__TRACE_RESPONSE__INIT;
+  uint64_t seq = req->cursor; /* a server's cursor is a span's sequence number */
+  resp.n_events = pd_trace_fill(&j->trace, req->from_clock, req->to_clock, &seq,
+                                pd_trace_page_size(req->max_events), events, ptrs);
+  resp.events = ptrs;
+  resp.dropped = j->trace.dropped;
+  resp.next_cursor = seq < j->trace.added ? seq : 0;
+  pd_rpc_call_reply_msg(call, &resp.base);
+}
+
 static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
   const Pando__V1__StatsRequest *req = (const Pando__V1__StatsRequest *)msg;
@@ -742,6 +824,9 @@ static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   resp.blocked = st->blocked;
   resp.max_clock_gap = st->max_gap;
   resp.workers = pd_shard_num_workers(j->shard);
+  Pando__V1__PhaseStat phases[SP_COUNT], *phase_ptrs[SP_COUNT];
+  resp.phases = phase_ptrs;
+  resp.n_phases = pd_phase_fill(j->phases, server_phase_names, SP_COUNT, phases, phase_ptrs);
   if (ps->writer)
     resp.checkpoint =
         pd_checkpoint_newest(ps->data_dir, j->id, pd_shard_begin(j->shard), pd_shard_end(j->shard));
@@ -812,12 +897,15 @@ void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
                           &pando__v1__drop_shard_request__descriptor, handle_drop, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/GetStats",
                           &pando__v1__stats_request__descriptor, handle_stats, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/GetTrace",
+                          &pando__v1__trace_request__descriptor, handle_trace, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CommitRound",
                           &pando__v1__commit_round_request__descriptor, handle_commit_round, ps);
   /* a job's token may stand in for the cluster token (held_job checks it) */
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/Pull");
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/Push");
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/GetStats");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/GetTrace");
   /* under mTLS, only the coordinator changes which shards exist and closes rounds */
   pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/CreateShard", PD_ROLE_COORDINATOR);
   pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/DropShard", PD_ROLE_COORDINATOR);

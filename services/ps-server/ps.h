@@ -31,6 +31,10 @@ int pd_ps_set_data_dir(pd_ps *ps, const char *data_dir, char *err, size_t errlen
  * 3/4 of the machine's memory or of the cgroup's limit, whichever is lower. */
 void pd_ps_set_memory_limit(pd_ps *ps, uint64_t bytes);
 uint64_t pd_ps_memory_limit(const pd_ps *ps);
+/* How many trace spans (pandoctl trace) each job's shard keeps, the oldest
+ * overwritten; 0 records none. Applies to shards created afterwards. */
+#define PD_PS_TRACE_EVENTS 65536 /* the default */
+void pd_ps_set_trace_events(pd_ps *ps, uint32_t events);
 /* Finishes the checkpoints being written, fails pulls still waiting and
  * frees every shard. */
 void pd_ps_free(pd_ps *ps);

@@ -172,6 +172,7 @@ struct pd_shard_parked {
   uint32_t worker;
   int64_t clock;
   uint64_t off, n;
+  uint64_t parked_ns; /* when it was parked (pd_now_ns) */
 };
 
 struct pd_shard {
@@ -337,6 +338,7 @@ enum pd_shard_pull_state pd_shard_pull(pd_shard *s, void *tag, uint32_t worker, 
   p->clock = clock;
   p->off = off;
   p->n = n;
+  p->parked_ns = pd_now_ns();
   link_pull(&s->waiting, p);
   *parked = p;
   return PD_SHARD_PULL_PARKED;
@@ -348,12 +350,23 @@ void pd_shard_unpark(pd_shard_parked *p) {
 }
 
 void *pd_shard_next_ready(pd_shard *s, uint64_t *off, uint64_t *n) {
+  pd_shard_ready ready = {0};
+  void *tag = pd_shard_next_ready_info(s, &ready);
+  *off = ready.off;
+  *n = ready.n;
+  return tag;
+}
+
+void *pd_shard_next_ready_info(pd_shard *s, pd_shard_ready *out) {
   pd_shard_parked *p = s->ready;
   if (!p)
     return NULL;
   void *tag = p->tag;
-  *off = p->off;
-  *n = p->n;
+  out->off = p->off;
+  out->n = p->n;
+  out->parked_ns = p->parked_ns;
+  out->worker = p->worker;
+  out->clock = p->clock;
   pd_shard_unpark(p);
   return tag;
 }

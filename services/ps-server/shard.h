@@ -120,6 +120,15 @@ void pd_shard_unpark(pd_shard_parked *parked);
 /* A parked pull the clock now allows (its handle is freed): returns its tag
  * and its keys in *off, *n, or NULL when there is none. Answer it at once. */
 void *pd_shard_next_ready(pd_shard *shard, uint64_t *off, uint64_t *n);
+/* What pd_shard_next_ready_info says of a parked pull. */
+typedef struct pd_shard_ready {
+  uint64_t off, n;    /* its shard-relative keys */
+  uint64_t parked_ns; /* when it was parked (pd_now_ns): its wait is now minus that */
+  uint32_t worker;    /* whose pull it is, and at which clock */
+  int64_t clock;
+} pd_shard_ready;
+/* The same as pd_shard_next_ready, all of it in *ready. */
+void *pd_shard_next_ready_info(pd_shard *shard, pd_shard_ready *ready);
 /* Takes out any parked pull (to fail it before pd_shard_free) and returns
  * its tag, or NULL when none is left. */
 void *pd_shard_next_parked(pd_shard *shard);

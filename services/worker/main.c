@@ -24,6 +24,7 @@ typedef struct worker_config {
   int threads;
   double slowdown;
   int batch_delay_ms;
+  int trace_events;
   char standalone[1024];
   char role[16];
   char selector[1024];
@@ -59,6 +60,11 @@ static const pd_config_option options[] = {
      NULL},
     {"batch_delay_ms", PD_CFG_INT, offsetof(worker_config, batch_delay_ms), 0, 0, 3600000, "0",
      "testing aid: sleep this many milliseconds after each batch (simulated compute time)", NULL},
+    {"trace_events", PD_CFG_INT, offsetof(worker_config, trace_events), 0, 0, 1 << 20, "8192",
+     "pandoctl trace: the spans of the worker loop kept until they are reported (512 a "
+     "progress report, every 0.5 s or as soon as 512 wait; about 56 bytes each; the oldest "
+     "overwritten and counted when the ring is full); 0 turns tracing off",
+     NULL},
     {"standalone", S(standalone), "",
      "train this job spec in this process, without servers or coordinator, and exit", NULL},
     {"role", S(role), "worker",
@@ -123,7 +129,8 @@ int main(int argc, char **argv) {
                            cfg.daemon.name,
                            cfg.daemon.port_file,
                            cfg.slowdown,
-                           cfg.batch_delay_ms / 1000.0};
+                           cfg.batch_delay_ms / 1000.0,
+                           (uint32_t)cfg.trace_events};
   if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
     return 1;
   rc = pd_worker_main(&opt);

@@ -17,11 +17,32 @@
 #include "pando/log.h"
 #include "pando/model.h"
 #include "pando/optimizer.h"
+#include "pando/phase.h"
 #include "pando/plan.h"
 #include "pando/schedule.h"
+#include "pando/trace.h"
 #include "pando/util.h"
 
 #define REPORT_EVERY_SEC 0.5
+
+/* The phases of a worker's time (pandoctl stats; README names them). */
+enum worker_phase {
+  PH_LOAD,     /* data loading: the partition and the test split */
+  PH_BATCH,    /* batch indexing: the epoch's row order, a batch's rows gathered */
+  PH_PULL,     /* pull: waiting for the servers (consistency model) and the transfer */
+  PH_GRADIENT, /* gradient computation: forward and backward pass */
+  PH_LOCAL,    /* local update: SGD steps on the local copy, the clock's sum */
+  PH_DELAY,    /* testing straggler delay (--batch-delay, --slowdown) */
+  PH_PUSH,     /* push of the gradient */
+  PH_EVAL,     /* evaluation after an epoch (with its pull of the model) */
+  PH_REPORT,   /* progress reports to the coordinator */
+  PH_COUNT
+};
+
+static const char *const phase_names[PH_COUNT] = {
+    [PH_LOAD] = "load",         [PH_BATCH] = "batch",        [PH_PULL] = "pull",
+    [PH_GRADIENT] = "gradient", [PH_LOCAL] = "local_update", [PH_DELAY] = "delay",
+    [PH_PUSH] = "push",         [PH_EVAL] = "eval",          [PH_REPORT] = "report"};
 
 static int is_synthetic(const pd_job_spec *spec) {
   return strcmp(spec->data.format, "synthetic") == 0;
@@ -106,13 +127,14 @@ static int max_batch_rows(const pd_job_spec *spec, uint64_t partition_rows, uint
 
 /* The worker's testing slowdown after a gradient that took `seconds`: the
  * batch delay stands for more compute, and the slowdown stretches both. */
-static void straggle(const pd_train_job *tj, double seconds) {
+static int straggle(const pd_train_job *tj, double seconds) {
   double pause = (tj->slowdown - 1) * seconds + tj->slowdown * tj->batch_delay_sec;
   if (pause <= 0)
-    return;
+    return 0;
   struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
   while (nanosleep(&ts, &ts) != 0 && !pd_daemon_stopping())
     ;
+  return 1;
 }
 
 typedef struct throughput {
@@ -143,6 +165,7 @@ typedef struct compute_thread {
   double lr;       /* of the local SGD steps: the epoch's scheduled lr */
   double loss_sum; /* out: of the thread's batches */
   uint64_t batches, samples;
+  pd_phase_stat phases[PH_COUNT]; /* out: of the thread's batches (merged when single) */
   pthread_t tid;
 } compute_thread;
 
@@ -164,17 +187,22 @@ static void *compute(void *arg) {
   ct->loss_sum = 0;
   ct->batches = ct->samples = 0;
   memset(ct->accum, 0, ct->keys * sizeof(float));
+  memset(ct->phases, 0, sizeof ct->phases);
   for (uint32_t j = ct->first + ct->index; j < ct->last; j += ct->nthreads) {
     if (pd_daemon_stopping())
       break;
     pd_dataset view;
+    uint64_t start = pd_now_ns();
     const pd_dataset *batch = batch_rows(ct->tj->spec, ct->train, ct->order, ct->steps, ct->size, j,
                                          &view, &ct->gathered);
-    double compute_start = pd_now();
+    uint64_t compute_start = pd_phase_end(&ct->phases[PH_BATCH], start);
     ct->loss_sum += pd_model_gradient(ct->model, ct->local, batch, ct->grad);
+    uint64_t local_start = pd_phase_end(&ct->phases[PH_GRADIENT], compute_start);
     cblas_saxpy((int)ct->keys, 1.0f, ct->grad, 1, ct->accum, 1);
     cblas_saxpy((int)ct->keys, (float)-ct->lr, ct->grad, 1, ct->local, 1);
-    straggle(ct->tj, pd_now() - compute_start);
+    uint64_t delay_start = pd_phase_end(&ct->phases[PH_LOCAL], local_start);
+    if (straggle(ct->tj, (double)(local_start - compute_start) * 1e-9))
+      pd_phase_end(&ct->phases[PH_DELAY], delay_start);
     ct->batches++;
     ct->samples += batch->rows;
   }
@@ -206,7 +234,22 @@ typedef struct trainer {
   uint32_t steps, size, per_clock, done_steps;
   double loss_sum;
   uint64_t lost, skipped_clocks; /* backup workers: gradients dropped, clocks skipped */
+  uint64_t start_ns;             /* pd_train began (pd_now_ns): the wall time's origin */
+  pd_phase_stat phases[PH_COUNT];
+  pd_trace trace;         /* spans not yet reported (pandoctl trace) */
+  uint64_t trace_dropped; /* trace.dropped at the previous report */
+  /* a report's batch of spans, [PD_TRACE_MESSAGE_EVENTS] (when tracing) */
+  Pando__V1__TraceEvent *batch;
+  Pando__V1__TraceEvent **batch_ptrs;
 } trainer;
+
+/* Ends phase `phase` begun at `start` (pd_now_ns): counted, and traced at
+ * the present clock. Returns the time it ended. */
+static uint64_t phase_end(trainer *t, int phase, uint64_t start) {
+  uint64_t now = pd_phase_end(&t->phases[phase], start);
+  pd_trace_span(&t->trace, phase_names[phase], start, now, t->clock, t->tj->rank, 0);
+  return now;
+}
 
 /* Loads the data, makes the models (one per compute thread) and the
  * buffers. */
@@ -214,6 +257,7 @@ static int setup(trainer *t, char *err, size_t errlen) {
   const pd_train_job *tj = t->tj;
   const pd_job_spec *spec = t->spec;
   double t0 = pd_now();
+  uint64_t load_start = pd_now_ns();
   int rc;
   if ((rc = load_partition(tj, &t->train, &t->rows, err, errlen)) != 0 ||
       (rc = fit_columns(spec, &t->train, "train", err, errlen)) != 0 ||
@@ -223,6 +267,7 @@ static int setup(trainer *t, char *err, size_t errlen) {
                        (rc = fit_columns(spec, &t->test, "test", err, errlen)) != 0 ||
                        (rc = check_labels(spec, &t->test, "test", err, errlen)) != 0))
     return rc;
+  phase_end(t, PH_LOAD, load_start);
   PD_INFO("job %s: rank %u of %u, %llu of %llu training rows (%s) loaded in %.2f s", tj->job,
           tj->rank, tj->workers, (unsigned long long)t->train.rows, (unsigned long long)t->rows,
           pd_partition_name(spec->data.partition), pd_now() - t0);
@@ -284,6 +329,7 @@ static void trainer_close(trainer *t) {
 /* Epoch `epoch` begins: its schedule, its row order, fresh loss sums. */
 static void begin_epoch(trainer *t, int epoch) {
   const pd_job_spec *spec = t->spec;
+  uint64_t start = pd_now_ns();
   t->epoch = epoch;
   t->steps = pd_schedule_steps(spec, t->min_rows, epoch);
   t->size = pd_schedule_batch_size(spec, epoch);
@@ -292,6 +338,7 @@ static void begin_epoch(trainer *t, int epoch) {
     t->order[i] = i;
   if (spec->training.shuffle)
     pd_plan_shuffle(t->order, t->train.rows, spec->data.seed, t->tj->rank, (uint32_t)epoch);
+  phase_end(t, PH_BATCH, start);
   t->loss_sum = 0;
   t->done_steps = 0;
 }
@@ -303,10 +350,11 @@ static int pull_clock(trainer *t, int *skipped, char *err, size_t errlen) {
   *skipped = 0;
   if (!t->own || t->pulled == t->clock)
     return 0;
-  uint64_t version = 0;
+  uint64_t version = 0, start = pd_now_ns();
   int rc = t->store->pull(t->store->ctx, t->clock, t->own, &version, err, errlen);
   if (rc != 0)
     return rc;
+  phase_end(t, PH_PULL, start);
   t->pulled = t->clock;
   if (t->skip_ahead && (int64_t)version > t->clock) {
     t->skipped_clocks += (uint64_t)(PD_MIN((int64_t)version, t->total) - t->clock);
@@ -323,21 +371,26 @@ static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
   compute_thread *ct = t->ct;
   if (last - first == 1 && t->nthreads == 1) {
     pd_dataset view;
+    uint64_t start = pd_now_ns();
     const pd_dataset *batch =
         batch_rows(t->spec, &t->train, t->order, t->steps, t->size, first, &view, &ct[0].gathered);
-    double compute_start = pd_now();
+    uint64_t compute_start = phase_end(t, PH_BATCH, start);
     t->loss_sum += pd_model_gradient(ct[0].model, t->params, batch, ct[0].grad);
-    straggle(t->tj, pd_now() - compute_start);
+    uint64_t compute_end = phase_end(t, PH_GRADIENT, compute_start);
+    if (straggle(t->tj, (double)(compute_end - compute_start) * 1e-9))
+      phase_end(t, PH_DELAY, compute_end);
     t->tp.window_samples += batch->rows;
     t->done_steps++;
     return ct[0].grad;
   }
+  uint64_t start = pd_now_ns();
   if (!t->local)
     t->local = pd_xmalloc_aligned(t->keys * sizeof(float));
   for (uint32_t i = 0; i < t->nthreads; i++)
     if (!ct[i].accum)
       ct[i].accum = pd_xmalloc_aligned(t->keys * sizeof(float));
   memcpy(t->local, t->params, t->keys * sizeof(float));
+  uint64_t threads_start = phase_end(t, PH_LOCAL, start);
   double lr = pd_schedule_lr(t->spec, t->epoch);
   for (uint32_t i = 0; i < t->nthreads; i++) {
     ct[i].local = t->local;
@@ -354,6 +407,19 @@ static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
   compute(&ct[0]);
   for (uint32_t i = 1; i < t->nthreads; i++)
     pthread_join(ct[i].tid, NULL);
+  if (t->nthreads == 1) { /* the thread's phases are this worker's time */
+    for (int p = 0; p < PH_COUNT; p++)
+      pd_phase_add(&t->phases[p], ct[0].phases[p].count, ct[0].phases[p].ns);
+  } else { /* concurrent threads: their wall time, as gradient computation */
+    uint64_t batches = 0;
+    for (uint32_t i = 0; i < t->nthreads; i++)
+      batches += ct[i].batches;
+    pd_phase_add(&t->phases[PH_GRADIENT], batches, pd_now_ns() - threads_start);
+  }
+  /* one span for the clock's batches (their phases are counted above) */
+  start = pd_now_ns();
+  pd_trace_span(&t->trace, phase_names[PH_GRADIENT], threads_start, start, t->clock, t->tj->rank,
+                0);
   for (uint32_t i = 0; i < t->nthreads; i++) {
     if (i > 0)
       cblas_saxpy((int)t->keys, 1.0f, ct[i].accum, 1, ct[0].accum, 1);
@@ -361,12 +427,15 @@ static const float *compute_clock(trainer *t, uint32_t first, uint32_t last) {
     t->done_steps += (uint32_t)ct[i].batches;
     t->tp.window_samples += ct[i].samples;
   }
+  phase_end(t, PH_LOCAL, start);
   return ct[0].accum;
 }
 
 /* Sends a progress report of the epoch in progress at `step` (with the
- * evaluation `ev` when not NULL, and `done` after the last epoch). A sink
- * that refuses it stopped the job. */
+ * evaluation `ev` when not NULL, and `done` after the last epoch), and the
+ * spans recorded since the previous one: PD_TRACE_MESSAGE_EVENTS at most a
+ * report, so when more wait, as many reports in a row as they need, only the
+ * last with `ev` and `done`. A sink that refuses one stopped the job. */
 static int report(trainer *t, uint32_t step, const pd_eval *ev, int done, char *err,
                   size_t errlen) {
   Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
@@ -374,14 +443,31 @@ static int report(trainer *t, uint32_t step, const pd_eval *ev, int done, char *
   r.step = step;
   r.loss = t->done_steps ? t->loss_sum / t->done_steps : 0;
   r.samples_per_sec = t->tp.samples_per_sec;
-  if (ev) {
-    r.has_eval = 1;
-    r.test_loss = ev->loss;
-    r.test_accuracy = ev->accuracy;
-    r.test_rmse = ev->rmse;
-  }
-  r.done = done;
-  int rc = t->sink->report(t->sink->ctx, &r);
+  Pando__V1__PhaseStat phases[PH_COUNT], *phase_ptrs[PH_COUNT];
+  r.phases = phase_ptrs;
+  r.n_phases = pd_phase_fill(t->phases, phase_names, PH_COUNT, phases, phase_ptrs);
+  r.trace = t->batch_ptrs;
+  uint64_t start = pd_now_ns();
+  r.wall_ns = start - t->start_ns;
+  int rc, last;
+  do {
+    uint64_t seq = 0; /* the oldest span not reported */
+    r.n_trace =
+        pd_trace_fill(&t->trace, 0, -1, &seq, PD_TRACE_MESSAGE_EVENTS, t->batch, t->batch_ptrs);
+    last = r.n_trace == t->trace.count;
+    r.trace_dropped = t->trace.dropped - t->trace_dropped;
+    t->trace_dropped = t->trace.dropped;
+    r.done = last && done;
+    if (last && ev) {
+      r.has_eval = 1;
+      r.test_loss = ev->loss;
+      r.test_accuracy = ev->accuracy;
+      r.test_rmse = ev->rmse;
+    }
+    rc = t->sink->report(t->sink->ctx, &r);
+    pd_trace_pop(&t->trace, r.n_trace);
+  } while (rc == 0 && !last);
+  phase_end(t, PH_REPORT, start);
   if (rc != 0)
     pd_errf(err, errlen, rc, "job %s was stopped by the coordinator", t->tj->job);
   return rc;
@@ -392,6 +478,7 @@ static int report(trainer *t, uint32_t step, const pd_eval *ev, int done, char *
 static int end_epoch(trainer *t, char *err, size_t errlen) {
   if (!t->tj->evaluate || t->test.rows == 0)
     return report(t, t->steps, NULL, t->clock >= t->total, err, errlen);
+  uint64_t start = pd_now_ns();
   if (t->own && t->pulled != t->clock) {
     int rc = t->store->pull(t->store->ctx, t->clock, t->own, NULL, err, errlen);
     if (rc != 0)
@@ -400,6 +487,7 @@ static int end_epoch(trainer *t, char *err, size_t errlen) {
   t->pulled = t->clock;
   pd_eval ev;
   pd_model_evaluate(t->ct[0].model, t->params, &t->test, &ev);
+  phase_end(t, PH_EVAL, start);
   return report(t, t->steps, &ev, t->clock >= t->total, err, errlen);
 }
 
@@ -426,8 +514,10 @@ static int one_clock(trainer *t, char *err, size_t errlen) {
     if (pd_daemon_stopping())
       return shutting_down(err, errlen);
     int dropped = 0;
+    uint64_t start = pd_now_ns();
     if ((rc = t->store->push(t->store->ctx, t->clock, update, &dropped, err, errlen)) != 0)
       return rc;
+    phase_end(t, PH_PUSH, start);
     t->lost += dropped;
     t->clock++;
     double now = pd_now();
@@ -435,6 +525,9 @@ static int one_clock(trainer *t, char *err, size_t errlen) {
       t->tp.samples_per_sec = t->tp.window_samples / (now - t->tp.window_start);
       t->tp.window_start = t->tp.last_report = now;
       t->tp.window_samples = 0;
+      if ((rc = report(t, last, NULL, 0, err, errlen)) != 0)
+        return rc;
+    } else if (t->trace.count >= PD_TRACE_MESSAGE_EVENTS) { /* a report's worth of spans waits */
       if ((rc = report(t, last, NULL, 0, err, errlen)) != 0)
         return rc;
     }
@@ -447,9 +540,14 @@ static int one_clock(trainer *t, char *err, size_t errlen) {
 
 int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progress_sink *sink,
              char *err, size_t errlen) {
-  trainer t = {.tj = tj, .spec = tj->spec, .store = store, .sink = sink};
+  trainer t = {.tj = tj, .spec = tj->spec, .store = store, .sink = sink, .start_ns = pd_now_ns()};
   t.nthreads = (uint32_t)PD_MAX(tj->spec->training.threads, 1);
   t.ct = pd_xcalloc(t.nthreads, sizeof *t.ct);
+  pd_trace_init(&t.trace, tj->trace_events);
+  if (pd_trace_on(&t.trace)) {
+    t.batch = pd_xcalloc(PD_TRACE_MESSAGE_EVENTS, sizeof *t.batch);
+    t.batch_ptrs = pd_xcalloc(PD_TRACE_MESSAGE_EVENTS, sizeof *t.batch_ptrs);
+  }
   double t0 = pd_now();
   int rc = setup(&t, err, errlen);
   if (rc == 0 && tj->start_clock > 0) {
@@ -467,6 +565,9 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
               tj->job, (unsigned long long)t.lost, (unsigned long long)t.skipped_clocks);
   }
   trainer_close(&t);
+  free(t.batch_ptrs);
+  free(t.batch);
+  pd_trace_close(&t.trace);
   return rc;
 }
 
@@ -582,7 +683,7 @@ int pd_train_standalone(const char *path) {
   console con = {&spec,    pd_schedule_steps(&spec, min_rows, 1), pd_now(), 0,
                  pd_now(), PANDO__V1__PROGRESS_REPORT__INIT};
   pd_progress_sink sink = {console_report, &con};
-  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0, 0};
+  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0, 0, 0};
   double t0 = pd_now();
   rc = pd_train(&tj, &api, &sink, err, sizeof err);
   pd_local_store_free(store);

@@ -57,6 +57,9 @@ typedef struct pd_train_job {
    * skipped; the epoch and batches of every later clock are those of an
    * undisturbed run (they are functions of the seeds and the clock). */
   int64_t start_clock;
+  /* pandoctl trace: the spans kept until they are reported (a ring, the
+   * oldest overwritten and counted when it is full); 0: no tracing */
+  uint32_t trace_events;
 } pd_train_job;
 
 /* Trains `job` to the end. Returns 0; -PD_ESHUTDOWN when the daemon was

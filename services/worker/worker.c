@@ -125,7 +125,8 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
                      a->rank == 0,
                      opt ? opt->slowdown : 1.0,
                      opt ? opt->batch_delay_sec : 0.0,
-                     (int64_t)a->start_clock};
+                     (int64_t)a->start_clock,
+                     opt ? opt->trace_events : 0};
   rc = pd_train(&tj, &store, &sink, err, errlen);
   pd_psclient_free(remote.client);
   return rc;

@@ -17,6 +17,7 @@ typedef struct pd_worker_options {
   const char *port_file;   /* write the health port here ("" = no) */
   double slowdown;         /* testing aid: sleep (slowdown - 1) x the compute time per batch */
   double batch_delay_sec;  /* testing aid: and this long */
+  uint32_t trace_events;   /* spans kept until reported (pandoctl trace); 0: off */
 } pd_worker_options;
 
 /* Runs the worker daemon until SIGTERM/SIGINT. Returns the exit code. */

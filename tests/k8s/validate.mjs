@@ -1,4 +1,5 @@
-// Validates Pando's Kubernetes manifests (k8s/) offline, for
+// Validates Pando's Kubernetes manifests (k8s/, and Prometheus's RBAC in
+// deploy/prometheus/rbac-k8s.yaml) offline, for
 // tests/integration/test_k8s_manifests.sh, which runs it from a folder whose
 // node_modules has the versions pinned in tests/k8s/package.json:
 //   node validate.mjs --root REPO [--bin REPO/build/bin]
@@ -41,6 +42,8 @@ const arg = (name) => {
 const ROOT = arg("--root") ?? ".";
 const BIN = arg("--bin");
 const K8S = join(ROOT, "k8s");
+const PROMETHEUS = join(ROOT, "deploy", "prometheus");
+const RBAC_FILE = "deploy/prometheus/rbac-k8s.yaml";
 
 // ---------------------------------------------------------------- loading
 
@@ -64,7 +67,10 @@ function load() {
     for (const obj of loadYamlDocs(join(K8S, file))) objects.push({ file, obj });
   }
   const example = readFileSync(join(ROOT, "examples", "fashion-mlp.yaml"), "utf8");
-  return { kustomization, files, objects, example };
+  // Prometheus's service discovery: its namespaces, and its RBAC objects
+  const monitoring = loadYamlDocs(join(PROMETHEUS, "rbac-k8s.yaml")).map((obj) => ({ file: RBAC_FILE, obj }));
+  const prometheus = loadYamlDocs(join(PROMETHEUS, "prometheus-k8s.yml"))[0];
+  return { kustomization, files, objects, example, monitoring, prometheus };
 }
 
 // ---------------------------------------------------------------- schema + unknown fields
@@ -573,6 +579,42 @@ function checkDaemonConfigs({ objects }) {
   return errors;
 }
 
+// Prometheus's kubernetes_sd_configs (role pod) in each namespace it names
+// needs get, list and watch on pods, endpoints and services, granted to the
+// ServiceAccount of rbac-k8s.yaml by a (Cluster)Role and a binding there.
+const SD_RESOURCES = ["pods", "endpoints", "services"];
+const SD_VERBS = ["get", "list", "watch"];
+function checkPrometheusRbac({ monitoring, prometheus }) {
+  const errors = [];
+  const of = (kind) => monitoring.filter((o) => o.obj?.kind === kind).map((o) => o.obj);
+  const accounts = of("ServiceAccount");
+  if (accounts.length !== 1) return [`${RBAC_FILE}: must have one ServiceAccount, has ${accounts.length}`];
+  const sa = accounts[0];
+  const namespaces = new Set();
+  for (const job of prometheus?.scrape_configs ?? [])
+    for (const sd of job.kubernetes_sd_configs ?? []) for (const n of sd.namespaces?.names ?? []) namespaces.add(n);
+  if (namespaces.size === 0) errors.push("prometheus-k8s.yml: no kubernetes_sd_configs namespaces");
+  const roles = [...of("Role"), ...of("ClusterRole")];
+  const grants = (role) =>
+    SD_RESOURCES.every((r) => SD_VERBS.every((v) => (role.rules ?? []).some((rule) =>
+      (rule.apiGroups ?? []).includes("") && ((rule.resources ?? []).includes(r) || (rule.resources ?? []).includes("*")) &&
+      ((rule.verbs ?? []).includes(v) || (rule.verbs ?? []).includes("*")))));
+  for (const ns of namespaces) {
+    const bound = [...of("RoleBinding").filter((b) => b.metadata?.namespace === ns), ...of("ClusterRoleBinding")].filter((b) =>
+      (b.subjects ?? []).some((s) => s.kind === "ServiceAccount" && s.name === sa.metadata?.name && s.namespace === sa.metadata?.namespace));
+    const ok = bound.some((b) => {
+      const role = roles.find((r) => r.kind === b.roleRef?.kind && r.metadata?.name === b.roleRef?.name &&
+        (r.kind === "ClusterRole" || r.metadata?.namespace === ns));
+      return b.roleRef?.apiGroup === "rbac.authorization.k8s.io" && role && grants(role);
+    });
+    if (!ok)
+      errors.push(`namespace ${ns}: no binding gives ServiceAccount ${sa.metadata?.namespace}/${sa.metadata?.name} ${SD_VERBS.join(", ")} on ${SD_RESOURCES.join(", ")}`);
+  }
+  for (const o of monitoring)
+    if (!isSubdomain(o.obj?.metadata?.name)) errors.push(`${where(o)}: name is not DNS-1123`);
+  return errors;
+}
+
 const CHECKS = [
   ["kustomization.yaml lists every file of k8s/, and only those", checkKustomization],
   ["names are DNS-1123 (objects, containers, volumes), ports IANA names, labels valid", checkNames],
@@ -584,11 +626,13 @@ const CHECKS = [
   ["references: ConfigMaps and keys, volumes and mounts, PANDO_CONFIG, $(VAR), headless serviceName", checkReferences],
   ["security: non-root, read-only root fs, no privilege escalation, caps dropped, requests and limits, grpc probes", checkSecurity],
   ["the ConfigMap's fashion-mlp.yaml is examples/fashion-mlp.yaml", checkExampleJob],
+  ["prometheus RBAC: its ServiceAccount may get, list and watch pods, endpoints and services where it discovers", checkPrometheusRbac],
 ];
 
 async function runChecks(model) {
   const results = [];
-  for (const o of model.objects) results.push([`schema: ${where(o)} (unknown fields rejected)`, await checkSchema(o)]);
+  for (const o of [...model.objects, ...model.monitoring])
+    results.push([`schema: ${where(o)} (unknown fields rejected)`, await checkSchema(o)]);
   for (const [name, fn] of CHECKS) results.push([name, fn(model)]);
   return results;
 }
@@ -620,6 +664,11 @@ const FAULTS = [
   ["a missing ConfigMap", "references", (m) => { find(m, "Deployment", "pando-worker").spec.template.spec.volumes[0].configMap.name = "pando-conf"; }],
   ["a writable root file system", "security", (m) => { container(m, "Deployment", "pando-worker").securityContext.readOnlyRootFilesystem = false; }],
   ["a missing memory limit", "security", (m) => { delete container(m, "Deployment", "pando-coordinator").resources.limits.memory; }],
+  ["a Role without watch", "prometheus RBAC", (m) => { m.monitoring.find((o) => o.obj.kind === "Role").obj.rules[0].verbs = ["get", "list"]; }],
+  ["a Role without endpoints", "prometheus RBAC", (m) => { m.monitoring.find((o) => o.obj.kind === "Role").obj.rules[0].resources = ["pods", "services"]; }],
+  ["a binding to another ServiceAccount", "prometheus RBAC", (m) => { m.monitoring.find((o) => o.obj.kind === "RoleBinding").obj.subjects[0].namespace = "default"; }],
+  ["a Role in another namespace", "prometheus RBAC", (m) => { m.monitoring.find((o) => o.obj.kind === "Role").obj.metadata.namespace = "default"; }],
+  ["an unknown field in the RoleBinding", "schema:", (m) => { m.monitoring.find((o) => o.obj.kind === "RoleBinding").obj.roleRef.namespace = "pando"; }],
   ["a job that differs from the example", "the ConfigMap's", (m) => { const cm = find(m, "ConfigMap", "pando-config"); cm.data["fashion-mlp.yaml"] = cm.data["fashion-mlp.yaml"].replace("epochs: 3", "epochs: 1"); }],
 ];
 

@@ -826,6 +826,61 @@ static void test_resume(void) {
   fixture_close(&f);
 }
 
+/* The workers' spans of the reports are kept and paged through worker by
+ * worker (Coordinator.GetTrace): every span of the window once, pages of at
+ * most `max`, the cursor 0 after the last, also when a page ends exactly at
+ * a worker's last span. */
+static void test_trace_pages(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_job *j = running(&f, "");
+  CHECK(j != NULL);
+  Pando__V1__TraceEvent events[10], *ptrs[10];
+  for (uint32_t w = 0; w < 2; w++) {
+    for (int i = 0; i < 10; i++) {
+      pando__v1__trace_event__init(&events[i]);
+      events[i].name = "push";
+      events[i].clock = i;
+      events[i].worker = w;
+      ptrs[i] = &events[i];
+    }
+    Pando__V1__ProgressReport r = report(w, 1, 0);
+    r.trace = ptrs;
+    r.n_trace = w == 0 ? 10 : 6; /* worker 1: clocks 0..5 */
+    CHECK_EQ_INT(pd_jobs_progress(f.jobs, j, &r, 2.0), 0);
+  }
+  /* pages of 4 over clocks >= 2: worker 0's 8 (two full pages, the second
+   * ends at its last span), worker 1's 4 */
+  Pando__V1__TraceEvent out[5], *optrs[5];
+  uint64_t cursor = 0;
+  int seen[2] = {0, 0}, pages = 0;
+  int64_t next_clock[2] = {2, 2};
+  do {
+    size_t n = pd_job_trace_page(j, 2, -1, &cursor, 4, out, optrs);
+    CHECK(n <= 4);
+    for (size_t i = 0; i < n; i++) {
+      uint32_t w = optrs[i]->worker;
+      CHECK(w < 2);
+      CHECK_EQ_INT(optrs[i]->clock, next_clock[w]++);
+      seen[w]++;
+    }
+    pages++;
+  } while (cursor != 0 && pages < 100);
+  CHECK_EQ_INT(seen[0], 8);
+  CHECK_EQ_INT(seen[1], 4);
+  CHECK_EQ_INT(pages, 3);
+  /* a window of clocks 3..4: a full page, then an empty last one (worker
+   * 1's clock 5 was not looked at) */
+  cursor = 0;
+  CHECK_EQ_INT(pd_job_trace_page(j, 3, 4, &cursor, 4, out, optrs), 4);
+  CHECK(cursor != 0);
+  CHECK_EQ_INT(pd_job_trace_page(j, 3, 4, &cursor, 4, out, optrs), 0);
+  CHECK_EQ_INT(cursor, 0);
+  CHECK_EQ_INT(pd_job_trace_page(j, 3, 4, &cursor, 5, out, optrs), 4); /* room for all */
+  CHECK_EQ_INT(cursor, 0);
+  fixture_close(&f);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_pending_until_wait_timeout);
   PD_RUN(test_assignment_and_running);
@@ -842,5 +897,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_admission);
   PD_RUN(test_restart_from_store);
   PD_RUN(test_resume);
+  PD_RUN(test_trace_pages);
   PD_TEST_DONE();
 }

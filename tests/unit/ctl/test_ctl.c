@@ -617,6 +617,34 @@ static void test_parse_plot(void) {
   CHECK_STR_CONTAINS(err, "'plot' draws at most 10 jobs, got more: '11'");
 }
 
+/* trace: -o FILE, and a window of steps that must be in order. */
+static void test_parse_trace(void) {
+  pd_ctl_args args;
+  char err[256];
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "trace", "a-1", "-o", "t.json", NULL), 0);
+  CHECK_EQ_INT(args.command, PD_CTL_CMD_TRACE);
+  CHECK(strcmp(args.out_path, "t.json") == 0);
+  CHECK_EQ_INT(args.from_step, 0);
+  CHECK_EQ_INT(args.to_step, -1);
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "trace", "a-1", "-o", "t.json", "--from-step", "5",
+                     "--to-step=9", NULL),
+               0);
+  CHECK_EQ_INT(args.from_step, 5);
+  CHECK_EQ_INT(args.to_step, 9);
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "trace", "a-1", NULL), -EINVAL);
+  CHECK_STR_CONTAINS(err, "'trace' needs -o FILE.json");
+  CHECK_EQ_INT(
+      parse(&args, err, sizeof err, "trace", "a-1", "-o", "t.json", "--from-step", "x", NULL),
+      -EINVAL);
+  CHECK_STR_CONTAINS(err, "invalid value 'x' for --from-step");
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "trace", "a-1", "-o", "t.json", "--from-step", "9",
+                     "--to-step", "5", NULL),
+               -EINVAL);
+  CHECK_STR_CONTAINS(err, "--to-step 5 is before --from-step 9");
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "stats", "a-1", NULL), 0);
+  CHECK_EQ_INT(args.command, PD_CTL_CMD_STATS);
+}
+
 /* One block a value, lowest to highest over the values shown. */
 static void test_sparkline(void) {
   char s[128];
@@ -1347,6 +1375,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_parse_errors);
   PD_RUN(test_parse_export);
   PD_RUN(test_parse_plot);
+  PD_RUN(test_parse_trace);
   PD_RUN(test_sparkline);
   PD_RUN(test_usage_errors);
   PD_RUN(test_help_texts);

@@ -44,9 +44,11 @@ t_restart_coord() {
   kill -KILL "$(t_pid coord)"
   while kill -0 "$(t_pid coord)" 2>/dev/null; do sleep 0.1; done
   rm -f "$T_DIR/coord.port"
+  # shellcheck disable=SC2046 # the TLS flags are words
   "$BIN/pando-coordinator" --heartbeat-ms 100 --node-timeout 2 --data-dir "$T_DIR/coord" \
     --listen "127.0.0.1:$COORD_PORT" --port-file "$T_DIR/coord.port" \
-    --metrics-listen 127.0.0.1:0 --plugin-dir "$PWD/$BUILD" >"$T_DIR/coord$1.log" 2>&1 &
+    --metrics-listen 127.0.0.1:0 --plugin-dir "$PWD/$BUILD" $(t_tls_flags pando-coordinator) \
+    >"$T_DIR/coord$1.log" 2>&1 &
   T_PIDS="$T_PIDS $!"
   PID_coord=$!
   t_wait_file "$T_DIR/coord.port"

@@ -70,7 +70,11 @@ function load() {
   // Prometheus's service discovery: its namespaces, and its RBAC objects
   const monitoring = loadYamlDocs(join(PROMETHEUS, "rbac-k8s.yaml")).map((obj) => ({ file: RBAC_FILE, obj }));
   const prometheus = loadYamlDocs(join(PROMETHEUS, "prometheus-k8s.yml"))[0];
-  return { kustomization, files, objects, example, monitoring, prometheus };
+  const gitignore = existsSync(join(ROOT, ".gitignore")) ? readFileSync(join(ROOT, ".gitignore"), "utf8") : "";
+  // committed files holding a private key (none may)
+  const git = spawnSync("git", ["-C", ROOT, "grep", "-l", "-I", "-e", "PRIVATE KEY-----", "--", "."], { encoding: "utf8" });
+  const keyFiles = git.status === 0 ? git.stdout.split("\n").filter((f) => f && !f.startsWith("tests/k8s/")) : [];
+  return { kustomization, files, objects, example, monitoring, prometheus, gitignore, keyFiles };
 }
 
 // ---------------------------------------------------------------- schema + unknown fields
@@ -243,6 +247,16 @@ function daemonSettings(template, c, configMaps) {
 }
 const portOf = (address) => Number(String(address).split(":").pop());
 
+// The port of 127.0.0.1 an exec probe `pandoctl health ... 127.0.0.1:PORT` checks.
+function probeTarget(p) {
+  const cmd = p?.exec?.command ?? [];
+  if (cmd[0] !== "pandoctl" || cmd[1] !== "health") return undefined;
+  const last = String(cmd[cmd.length - 1]);
+  return last.startsWith("127.0.0.1:") ? portOf(last) : undefined;
+}
+// The value of --flag in a command line.
+const flagOf = (cmd, flag) => { const i = (cmd ?? []).indexOf(flag); return i >= 0 ? cmd[i + 1] : undefined; };
+
 // ---------------------------------------------------------------- the checks
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -384,7 +398,7 @@ function checkPorts({ objects }) {
     for (const c of t.containers) {
       for (const probe of ["readinessProbe", "livenessProbe", "startupProbe"]) {
         const p = c[probe];
-        const port = p?.grpc?.port ?? p?.httpGet?.port ?? p?.tcpSocket?.port;
+        const port = p?.grpc?.port ?? p?.httpGet?.port ?? p?.tcpSocket?.port ?? probeTarget(p);
         if (p && !hasPort([c], port)) errors.push(`${where(t.owner)}: ${c.name}: ${probe} port ${port} is not one of its ports`);
       }
       const d = daemonSettings(t, c, configMaps);
@@ -393,7 +407,7 @@ function checkPorts({ objects }) {
       if (!listen) errors.push(`${where(t.owner)}: ${c.name}: listens on port 0 (a free port): fix its port (listen) for the probes`);
       else if (!hasPort([c], listen)) errors.push(`${where(t.owner)}: ${c.name}: listens on ${d.settings.listen}, which is not one of its ports`);
       for (const probe of ["readinessProbe", "livenessProbe"])
-        if (c[probe]?.grpc?.port !== listen) errors.push(`${where(t.owner)}: ${c.name}: ${probe} is not a grpc probe of its listen port ${listen}`);
+        if (probeTarget(c[probe]) !== listen) errors.push(`${where(t.owner)}: ${c.name}: ${probe} is not a pandoctl health probe of its listen port ${listen}`);
       if (d.settings.advertise && portOf(d.settings.advertise) !== listen)
         errors.push(`${where(t.owner)}: ${c.name}: advertises ${d.settings.advertise}, but listens on ${listen}`);
       if (d.settings.metrics_listen) {
@@ -535,9 +549,58 @@ function checkSecurity({ objects }) {
           if (c.resources?.[kind]?.[r] === undefined) errors.push(`${at}: no resources.${kind}.${r}`);
       if (DAEMONS[(c.command ?? [])[0]])
         for (const probe of ["readinessProbe", "livenessProbe"])
-          if (!c[probe]?.grpc) errors.push(`${at}: no grpc ${probe}`);
+          if (probeTarget(c[probe]) === undefined) errors.push(`${at}: no exec probe pandoctl health 127.0.0.1:PORT as ${probe}`);
     }
   }
+  return errors;
+}
+
+// TLS and the token from the kustomization's Secrets: every Pando container
+// mounts its role's Secret read-only; a daemon's tls_cert, tls_key, tls_ca and
+// token_file (pandoctl's PANDO_CA, PANDO_CERT, PANDO_KEY, PANDO_TOKEN_FILE) are
+// keys of it; client certificates are required; the probes pass the same files;
+// no key material is committed (k8s/secrets/ is git-ignored).
+const SECRET_DIR = "/run/secrets/pando";
+function checkSecrets({ objects, kustomization, gitignore, keyFiles }) {
+  const errors = [];
+  const configMaps = configMapsOf(objects);
+  const generated = new Map((kustomization?.secretGenerator ?? []).map((g) =>
+    [g.name, new Set((g.files ?? []).map((f) => String(f).split("=")[0]))]));
+  for (const t of podTemplates(objects)) {
+    for (const c of t.containers) {
+      const cmd = c.command ?? [];
+      const d = daemonSettings(t, c, configMaps);
+      const usesCtl = cmd[0] === "pandoctl" || (cmd[0] === "sh" && cmd.join(" ").includes("pandoctl"));
+      if (!d && !usesCtl) continue;
+      const at = `${where(t.owner)}: ${c.name}`;
+      const m = (c.volumeMounts ?? []).find((v) => v.mountPath === SECRET_DIR);
+      const vol = m && (t.spec.volumes ?? []).find((v) => v.name === m.name);
+      if (!m || !vol?.secret) { errors.push(`${at}: mounts no Secret at ${SECRET_DIR}`); continue; }
+      if (m.readOnly !== true) errors.push(`${at}: the Secret at ${SECRET_DIR} is not mounted readOnly`);
+      const keys = generated.get(vol.secret.secretName);
+      if (!keys) { errors.push(`${at}: Secret ${vol.secret.secretName} is not made by the kustomization's secretGenerator`); continue; }
+      const env = containerEnv(c);
+      const files = d
+        ? { tls_cert: d.settings.tls_cert, tls_key: d.settings.tls_key, tls_ca: d.settings.tls_ca, token_file: d.settings.token_file }
+        : { PANDO_CERT: env.PANDO_CERT, PANDO_KEY: env.PANDO_KEY, PANDO_CA: env.PANDO_CA, PANDO_TOKEN_FILE: env.PANDO_TOKEN_FILE };
+      for (const [k, f] of Object.entries(files)) {
+        if (!f) errors.push(`${at}: no ${k}`);
+        else if (!String(f).startsWith(SECRET_DIR + "/") || !keys.has(String(f).slice(SECRET_DIR.length + 1)))
+          errors.push(`${at}: ${k} ${f} is not a file of its Secret ${vol.secret.secretName}`);
+      }
+      if (!d) continue;
+      if (d.settings.tls_client_auth !== "require") errors.push(`${at}: tls_client_auth is not require`);
+      for (const probe of ["readinessProbe", "livenessProbe"]) {
+        const pc = c[probe]?.exec?.command;
+        const want = { "--ca": d.settings.tls_ca, "--cert": d.settings.tls_cert, "--key": d.settings.tls_key, "--token-file": d.settings.token_file };
+        for (const [flag, f] of Object.entries(want))
+          if (flagOf(pc, flag) !== f) errors.push(`${at}: ${probe}: ${flag} is not ${f}`);
+      }
+    }
+  }
+  if (!(gitignore ?? "").split("\n").some((l) => ["/k8s/secrets/", "k8s/secrets/", "/k8s/secrets"].includes(l.trim())))
+    errors.push(".gitignore does not ignore k8s/secrets/");
+  for (const f of keyFiles ?? []) errors.push(`${f}: key material is committed`);
   return errors;
 }
 
@@ -555,7 +618,12 @@ function checkDaemonConfigs({ objects }) {
   const errors = [];
   const configMaps = configMapsOf(objects);
   const dir = mkdtempSync(join(tmpdir(), "pando-k8s-"));
+  // throw-away certificates and token in place of the Secrets' files
+  const certs = join(dir, "secrets");
+  const local = (s) => String(s).split(SECRET_DIR + "/").join(certs + "/");
   try {
+    const made = spawnSync("sh", [join(ROOT, "tools", "certs.sh"), certs], { encoding: "utf8" });
+    if (made.status !== 0) return [`tools/certs.sh: ${(made.stderr || made.error?.message || "").trim()}`];
     for (const t of podTemplates(objects)) {
       for (const c of t.containers) {
         const d = daemonSettings(t, c, configMaps);
@@ -563,10 +631,10 @@ function checkDaemonConfigs({ objects }) {
         const env = { PATH: process.env.PATH };
         for (const k of ["ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"])
           if (process.env[k] !== undefined) env[k] = process.env[k];
-        for (const [k, v] of Object.entries(d.env)) if (k.startsWith("PANDO_")) env[k] = v;
+        for (const [k, v] of Object.entries(d.env)) if (k.startsWith("PANDO_")) env[k] = local(v);
         if (d.file) {
           env.PANDO_CONFIG = join(dir, d.file.key);
-          writeFileSync(env.PANDO_CONFIG, d.file.text);
+          writeFileSync(env.PANDO_CONFIG, local(d.file.text));
         }
         const r = spawnSync(join(BIN, c.command[0]), ["--check-config"], { env, encoding: "utf8" });
         if (r.status !== 0)
@@ -625,6 +693,7 @@ const CHECKS = [
   ["the same image everywhere, named in kustomization.yaml's images:", checkImage],
   ["references: ConfigMaps and keys, volumes and mounts, PANDO_CONFIG, $(VAR), headless serviceName", checkReferences],
   ["security: non-root, read-only root fs, no privilege escalation, caps dropped, requests and limits, grpc probes", checkSecurity],
+  ["secrets: every Pando container mounts its Secret read-only, its settings and probes name its files, no keys in git", checkSecrets],
   ["the ConfigMap's fashion-mlp.yaml is examples/fashion-mlp.yaml", checkExampleJob],
   ["prometheus RBAC: its ServiceAccount may get, list and watch pods, endpoints and services where it discovers", checkPrometheusRbac],
 ];
@@ -653,7 +722,15 @@ const FAULTS = [
   ["an object in another namespace", "every object", (m) => { find(m, "ConfigMap", "pando-config").metadata.namespace = "default"; }],
   ["a selector that misses its pods", "selectors", (m) => { find(m, "StatefulSet", "pando-ps").spec.template.metadata.labels["app.kubernetes.io/component"] = "server"; }],
   ["a Service port that is not a container port", "ports", (m) => { find(m, "Service", "pando-coordinator").spec.ports[0].targetPort = 7071; }],
-  ["a probe on the wrong port", "ports", (m) => { container(m, "StatefulSet", "pando-ps").readinessProbe.grpc.port = 7001; }],
+  ["a probe on the wrong port", "ports", (m) => { container(m, "StatefulSet", "pando-ps").readinessProbe.exec.command.splice(-1, 1, "127.0.0.1:7001"); }],
+  ["a daemon without the Secret mounted", "secrets", (m) => { const c = container(m, "StatefulSet", "pando-ps"); c.volumeMounts = c.volumeMounts.filter((v) => v.mountPath !== SECRET_DIR); }],
+  ["a Secret mounted writable", "secrets", (m) => { container(m, "Deployment", "pando-worker").volumeMounts.find((v) => v.mountPath === SECRET_DIR).readOnly = false; }],
+  ["a config naming a file the Secret lacks", "secrets", (m) => { const cm = find(m, "ConfigMap", "pando-config"); cm.data["ps.yaml"] = cm.data["ps.yaml"].replace("ps.key", "server.key"); }],
+  ["a daemon without the token", "secrets", (m) => { const cm = find(m, "ConfigMap", "pando-config"); cm.data["coordinator.yaml"] = cm.data["coordinator.yaml"].replace(/\n *token_file:.*/, ""); }],
+  ["a probe without the client certificate", "secrets", (m) => { const c = container(m, "Deployment", "pando-coordinator").livenessProbe.exec.command; c.splice(c.indexOf("--cert"), 2); }],
+  ["pandoctl of the Job without the CA", "secrets", (m) => { const c = container(m, "Job", "pando-submit"); c.env = c.env.filter((e) => e.name !== "PANDO_CA"); }],
+  ["k8s/secrets/ not git-ignored", "secrets", (m) => { m.gitignore = ""; }],
+  ["a committed key", "secrets", (m) => { m.keyFiles = ["k8s/secrets/ps.key"]; }],
   ["a listen port that is not a container port", "ports", (m) => { find(m, "ConfigMap", "pando-config").data["ps.yaml"] = "listen: 0.0.0.0:7001\ncoordinator: pando-coordinator:7070\n"; }],
   ["a metrics port that is not a container port", "ports", (m) => { const cm = find(m, "ConfigMap", "pando-config"); cm.data["coordinator.yaml"] = cm.data["coordinator.yaml"].replace("9070", "9071"); }],
   ["a worker without a fixed health port", "ports", (m) => { find(m, "ConfigMap", "pando-config").data["worker.yaml"] = "coordinator: pando-coordinator:7070\n"; }],
@@ -661,7 +738,7 @@ const FAULTS = [
   ["a wrong coordinator address", "addresses", (m) => { container(m, "Job", "pando-submit").env[0].value = "coordinator:7070"; }],
   ["another image", "the same image", (m) => { container(m, "Deployment", "pando-worker").image = "pando:v2"; }],
   ["an undefined $(VAR)", "references", (m) => { container(m, "Deployment", "pando-worker").env.find((e) => e.name === "PANDO_NAME").value = "$(POD_NAM)"; }],
-  ["a missing ConfigMap", "references", (m) => { find(m, "Deployment", "pando-worker").spec.template.spec.volumes[0].configMap.name = "pando-conf"; }],
+  ["a missing ConfigMap", "references", (m) => { find(m, "Deployment", "pando-worker").spec.template.spec.volumes.find((v) => v.configMap).configMap.name = "pando-conf"; }],
   ["a writable root file system", "security", (m) => { container(m, "Deployment", "pando-worker").securityContext.readOnlyRootFilesystem = false; }],
   ["a missing memory limit", "security", (m) => { delete container(m, "Deployment", "pando-coordinator").resources.limits.memory; }],
   ["a Role without watch", "prometheus RBAC", (m) => { m.monitoring.find((o) => o.obj.kind === "Role").obj.rules[0].verbs = ["get", "list"]; }],

@@ -489,6 +489,11 @@ int pd__read_content(const char *path, uint8_t **data, size_t *len, char *err, s
   size_t isize = raw_len >= 18
                      ? (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24
                      : 0;
+  /* deflate inflates at most 1032:1, so a larger ISIZE is a lie: a 33-byte
+   * file claiming 4 GiB made this reserve 4 GiB before inflating a byte
+   * (found by fuzz_csv) */
+  if (isize / 1032 > raw_len)
+    isize = 0;
   size_t cap = PD_MAX(isize + 1, 2 * raw_len);
   cap = (size_t)PD_MIN((uint64_t)cap, limits.max_inflated + 1); /* ISIZE may lie */
   content = pd_xmalloc(cap);

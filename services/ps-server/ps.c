@@ -254,10 +254,12 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
 
 /* Answers a pull of shard-relative keys [off, off + n) with the values as
  * they are now: a PullResponse header, then slices borrowing the shard's
- * memory (released when gRPC has sent them). Counts the broadcast phase and
- * returns when the answer was handed to gRPC (pd_now_ns). */
+ * memory (released when gRPC has sent them), or with `copy` (not NULL) a copy
+ * of its n values (training.federated.swa_from's average, which the next
+ * round changes). Counts the broadcast phase and returns when the answer was
+ * handed to gRPC (pd_now_ns). */
 static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n,
-                            pd_phase_stat *phases) {
+                            pd_phase_stat *phases, const float *copy) {
   uint64_t start = pd_now_ns();
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
   resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
@@ -272,8 +274,10 @@ static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64
   }
   slices[0] = pd_wire_tensor_header(&resp.base, PD_WIRE_PULL_VALUES_FIELD, PD_DTYPE_FLOAT32, &shape,
                                     1, n * sizeof(float));
-  size_t count = pd_shard_slices(s, off, n, parts);
-  for (size_t i = 0; i < count; i++)
+  size_t count = copy ? 1 : pd_shard_slices(s, off, n, parts);
+  if (copy)
+    slices[1] = grpc_slice_from_copied_buffer((const char *)copy, n * sizeof(float));
+  for (size_t i = 0; !copy && i < count; i++)
     slices[1 + i] = grpc_slice_new_with_user_data((void *)parts[i].data, parts[i].n * sizeof(float),
                                                   parts[i].release, parts[i].user);
   /* the worker may go on once the answer is handed over: the span ends here */
@@ -286,26 +290,13 @@ static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64
   return handed;
 }
 
-/* Answers a pull with a copy of n values (which the shard may change before
- * gRPC has sent them). */
-static void answer_copy(pd_rpc_call *call, pd_shard *s, const float *values, uint64_t n) {
-  Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
-  resp.version = pd_fedagg_stats_get(pd_shard_fed(s))->committed;
-  int64_t shape = (int64_t)n;
-  grpc_slice slices[2];
-  slices[0] = pd_wire_tensor_header(&resp.base, PD_WIRE_PULL_VALUES_FIELD, PD_DTYPE_FLOAT32, &shape,
-                                    1, n * sizeof(float));
-  slices[1] = grpc_slice_from_copied_buffer((const char *)values, n * sizeof(float));
-  pd_rpc_call_reply_slices(call, slices, 2);
-}
-
 /* Answers the parked pulls the shard's clock now allows. */
 static void answer_ready(job *j) {
   pd_shard_ready ready;
   pd_rpc_call *call;
   while ((call = pd_shard_next_ready_info(j->shard, &ready))) {
     pd_phase_end(&j->phases[SP_PULL_WAIT], ready.parked_ns);
-    uint64_t handed = answer_pull(call, j->shard, ready.off, ready.n, j->phases);
+    uint64_t handed = answer_pull(call, j->shard, ready.off, ready.n, j->phases, NULL);
     pd_trace_span(&j->trace, "pull", ready.parked_ns, handed, ready.clock, ready.worker,
                   1 + ready.worker);
   }
@@ -340,20 +331,17 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     return;
   }
+  /* training.federated.swa_from: evaluation and export (round 0) read the average */
   const float *served = fed && req->clock == 0 ? pd_shard_fed_served(j->shard) : NULL;
-  if (served) { /* training.federated.swa_from: evaluation and export read the average */
-    answer_copy(call, j->shard, served + off, n);
-    export_metrics(j);
-    return;
-  }
-  switch (
-      pd_shard_pull(j->shard, call, req->worker, req->clock, off, n, &parked, err, sizeof err)) {
+  switch (served ? PD_SHARD_PULL_READY
+                 : pd_shard_pull(j->shard, call, req->worker, req->clock, off, n, &parked, err,
+                                 sizeof err)) {
   case PD_SHARD_PULL_INVALID:
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     return;
   case PD_SHARD_PULL_READY:
     pd_phase_end(&j->phases[SP_PULL], start);
-    uint64_t handed = answer_pull(call, j->shard, off, n, j->phases);
+    uint64_t handed = answer_pull(call, j->shard, off, n, j->phases, served ? served + off : NULL);
     pd_trace_span(&j->trace, "pull", start, handed, req->clock, req->worker, 1 + req->worker);
     break;
   case PD_SHARD_PULL_PARKED:

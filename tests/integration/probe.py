@@ -31,11 +31,9 @@ BUILD = os.environ.get("BUILD", "build")
 sys.path.insert(0, os.path.join(BUILD, "gen", "python"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pando_pb2 as pb  # noqa: E402
-import pdtls  # noqa: E402  (PANDO_TEST_TLS: TLS and the token)
-import health_pb2  # noqa: E402
+import hostile  # noqa: E402  (its Daemon: a raw channel and the health check)
 from google.protobuf import descriptor as D  # noqa: E402
 
-MIB = 1 << 20
 SERVICES = {"ps": "ParameterServer", "coordinator": "Coordinator", "selector": "Selector"}
 # What a daemon may answer a request it refuses; anything else is a defect.
 REFUSALS = {
@@ -162,30 +160,12 @@ def mutate(rng, data):
     return bytes(b)
 
 
-class Daemon:
+class Daemon(hostile.Daemon):
+    """hostile.py's raw channel to one daemon, with its role and process."""
+
     def __init__(self, name, address, pid):
-        self.name, self.address, self.pid = name, address, pid
-        opts = [("grpc.max_send_message_length", 512 * MIB),
-                ("grpc.max_receive_message_length", 512 * MIB)]
-        self.ch = pdtls.channel(address, options=opts)
-
-    def raw(self, path, data):
-        fn = self.ch.unary_unary(path)
-        try:
-            fn(data, timeout=DEADLINE)
-            return grpc.StatusCode.OK, ""
-        except grpc.RpcError as e:
-            return e.code(), e.details() or ""
-
-    def healthy(self):
-        fn = self.ch.unary_unary("/grpc.health.v1.Health/Check",
-                                 request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-                                 response_deserializer=health_pb2.HealthCheckResponse.FromString)
-        try:
-            return fn(health_pb2.HealthCheckRequest(service=""), timeout=1).status == \
-                health_pb2.HealthCheckResponse.SERVING
-        except grpc.RpcError:
-            return False
+        super().__init__(address, "pando.v1." + SERVICES[name])
+        self.name, self.pid = name, pid
 
     def alive(self):
         try:
@@ -208,30 +188,26 @@ def main():
     # busy), their names in the pool of strings.
     by = {d.name: d for d in daemons}
     if "ps" in by:
-        code, details = by["ps"].raw("/pando.v1.ParameterServer/CreateShard", pb.CreateShardRequest(
-            job="victim-1", spec_yaml=VICTIM_SPEC, begin=0, end=21, num_workers=1)
-            .SerializeToString())
+        code, details, _ = by["ps"].call("CreateShard", pb.CreateShardRequest(
+            job="victim-1", spec_yaml=VICTIM_SPEC, begin=0, end=21, num_workers=1),
+            pb.CreateShardResponse, DEADLINE)
         check("a victim shard for the probe (%s %s)" % (code.name, details[:80]),
               code == grpc.StatusCode.OK)
         STRINGS.append("victim-1")
     if "coordinator" in by:
-        fn = by["coordinator"].ch.unary_unary("/pando.v1.Coordinator/SubmitJob",
-                                              request_serializer=lambda m: m.SerializeToString(),
-                                              response_deserializer=pb.JobStatus.FromString)
-        try:
-            spec = VICTIM_SPEC.replace("cluster: {", "cluster: {wait_timeout: 3600, ").replace(
-                "{features: x, labels: y}", "{features: %s/train-images.gz, labels: %s/train-labels.gz}"
-                % (out_dir, out_dir)).replace("layers: [6, 3]", "layers: [784, 10]")
-            st = fn(pb.SubmitJobRequest(spec_yaml=spec), timeout=DEADLINE)
+        spec = VICTIM_SPEC.replace("cluster: {", "cluster: {wait_timeout: 3600, ").replace(
+            "{features: x, labels: y}", "{features: %s/train-images.gz, labels: %s/train-labels.gz}"
+            % (out_dir, out_dir)).replace("layers: [6, 3]", "layers: [784, 10]")
+        code, details, st = by["coordinator"].call("SubmitJob", pb.SubmitJobRequest(spec_yaml=spec),
+                                                   pb.JobStatus, DEADLINE)
+        check("a victim job on the coordinator (%s %s %s)"
+              % (code.name, st.job if st else "", details[:80]), code == grpc.StatusCode.OK)
+        if st:
             STRINGS.append(st.job)
-            check("a victim job on the coordinator (%s)" % st.job, True)
-        except grpc.RpcError as e:
-            check("a victim job on the coordinator (%s %s)" % (e.code().name, e.details()), False)
     print("# probe: seed %d, %d cases a method" % (seed, cases), flush=True)
     for d in daemons:
         service = pb.DESCRIPTOR.services_by_name[SERVICES[d.name]]
         for method in service.methods:
-            path = "/pando.v1.%s/%s" % (service.name, method.name)
             cls = getattr(pb, method.input_type.name)
             bad, stalls, sent, worst = [], 0, 0, None
             start = time.monotonic()
@@ -240,7 +216,7 @@ def main():
                 if i % 2:
                     data = mutate(rng, data)
                 t0 = time.monotonic()
-                code, details = d.raw(path, data)
+                code, details, _ = d.raw(method.name, data, DEADLINE)
                 sent += 1
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     stalls += 1

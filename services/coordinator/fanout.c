@@ -172,6 +172,8 @@ static void send_create(pd_fanout *f, struct shard_call *sc, const pd_job *j, ui
         pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
   }
   req.restore_checkpoint = restore;
+  /* a roll back makes the shard of the attempt that runs once it is over */
+  req.attempt = sc->restore ? j->attempt + 1 : j->attempt;
   send_call(f, sc, server, "/pando.v1.ParameterServer/CreateShard", &req.base);
 }
 

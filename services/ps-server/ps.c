@@ -57,6 +57,7 @@ typedef struct job {
   char *spec_yaml;             /* as CreateShard sent it: a repeat must match */
   char *job_token;             /* CreateShard's job_token: may stand in for the cluster token */
   uint64_t min_partition_rows; /* likewise */
+  uint32_t attempt;            /* CreateShard's attempt: older pulls and pushes are ABORTED */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series, and the clock's counts exported so far */
     pd_metric *staleness, *dropped, *blocked, *max_gap;
@@ -228,12 +229,21 @@ static job *held_job(pd_ps *ps, pd_rpc_call *call, const char *id, int *index) {
   return ps->jobs[i];
 }
 
-/* Finds the job holding [begin, end) for `worker`, or fails the call. */
+/* Finds the job holding [begin, end) for `worker` of attempt `attempt`, or
+ * fails the call. A push (`push`) of an older attempt than the shard's, or a
+ * pull of one (a pull of attempt 0 reads, as an export does), is ABORTED:
+ * its worker trains an attempt the job was rolled back from. */
 static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin, uint64_t end,
-                    uint32_t worker) {
+                    uint32_t worker, uint32_t attempt, int push) {
   job *j = held_job(ps, call, id, NULL);
   if (!j)
     return NULL;
+  if (attempt < j->attempt && (push || attempt > 0)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_ABORTED,
+                     "job '%s': attempt %u is over: the job was rolled back and runs attempt %u",
+                     id, attempt, j->attempt);
+    return NULL;
+  }
   uint64_t shard_begin = pd_shard_begin(j->shard), shard_end = pd_shard_end(j->shard);
   if (begin >= end || begin < shard_begin || end > shard_end) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
@@ -319,7 +329,7 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   const Pando__V1__PullRequest *req = (const Pando__V1__PullRequest *)msg;
   if (refuse_clock(call, req->clock))
     return;
-  job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
+  job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker, req->attempt, 0);
   if (!j)
     return;
   uint64_t start = pd_now_ns();
@@ -504,7 +514,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   Pando__V1__PushRequest *req = (Pando__V1__PushRequest *)msg;
   if (refuse_clock(call, req->clock))
     goto done;
-  job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker);
+  job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker, req->attempt, 1);
   if (!j)
     goto done;
   uint64_t n = req->end - req->begin;
@@ -715,6 +725,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
                        req->job, (unsigned long long)restored);
     pd_shard_free(j->shard);
     j->shard = shard;
+    j->attempt = req->attempt;
   } else if (i < 0) { /* a retried CreateShard of the same request is a no-op */
     uint64_t need = pd_shard_bytes(&spec, req->begin, req->end, req->num_workers);
     uint64_t left = ps->memory_limit - PD_MIN(ps->memory_held, ps->memory_limit);
@@ -746,6 +757,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     j->spec_yaml = pd_xstrdup(req->spec_yaml);
     j->job_token = pd_xstrdup(req->job_token);
     j->min_partition_rows = req->min_partition_rows;
+    j->attempt = req->attempt;
     open_metrics(j, &spec);
     ps->jobs[ps->njobs++] = j;
     PD_INFO("job %s: holding keys [%llu, %llu) for %u workers (%s, %s lr=%g)", req->job,

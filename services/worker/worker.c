@@ -115,6 +115,7 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
                          map->keys};
   free(ranges);
   pd_psclient_set_token(remote.client, a->job_token);
+  pd_psclient_set_attempt(remote.client, a->attempt);
   pd_param_store store = {remote_pull, remote_push, &remote, NULL};
   progress p = {coordinator, a->job, a->rank, a->attempt};
   pd_progress_sink sink = {report, &p};

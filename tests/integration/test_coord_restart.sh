@@ -181,7 +181,10 @@ t_restart_coord 4
 t_check "the restarted coordinator still has $job CANCELLED" [ "$(t_wait_job "$job")" = CANCELLED ]
 t_check "pandoctl resume $job answers RECOVERING" \
   sh -c "'$BIN/pandoctl' resume '$job' | grep -q RECOVERING"
-t_check "job $job succeeded after its resume" [ "$(t_wait_job "$job")" = SUCCEEDED ]
+state=$(t_wait_job "$job")
+[ "$state" = SUCCEEDED ] || # what to look at when it did not
+  echo "# $job: $state: $(t_json "$T_DIR/$job.json" 'j.get("message","")' 2>/dev/null)"
+t_check "job $job succeeded after its resume" [ "$state" = SUCCEEDED ]
 t_check "it was rolled back to a checkpoint of its own" \
   grep -q "job $job: RUNNING again from checkpoint [1-9]" "$T_DIR/coord4.log"
 t_check "its history has every epoch" [ "$(t_epochs "$T_DIR/$job.json")" = "1 2 3" ]

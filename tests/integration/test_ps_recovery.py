@@ -4,8 +4,10 @@ M = 2 shards on two servers and N = 2 (simulated) workers checkpoints every
 2 clocks; one server is killed with SIGKILL in the middle of a round after a
 worker's push was acknowledged, restarted on the same data_dir, and both
 shards roll back to the last checkpoint both hold (CreateShard
-restore_checkpoint). The workers redo the clocks since then and the final
-parameters equal those of an undisturbed run of the same job bit for bit.
+restore_checkpoint, for attempt 1). A straggler of attempt 0 that pushes
+after the roll back is ABORTED and changes nothing (the attempt fence); the
+workers redo the clocks since then as attempt 1 and the final parameters
+equal those of an undisturbed run of the same job bit for bit.
 Then a flipped byte in the newest checkpoint is refused by its checksum (the
 log says so) and the older one is used."""
 import glob
@@ -83,13 +85,13 @@ def start(name):
 RANGES = {"a": (0, SPLIT), "b": (SPLIT, KEYS)}
 
 
-def create(job, restore=0):
+def create(job, restore=0, attempt=0):
     """CreateShard of `job` on both servers; returns the checkpoints restored."""
     out = {}
     for name, (begin, end) in RANGES.items():
         r = servers[name]["create"](pb.CreateShardRequest(
             job=job, spec_yaml=SPEC, begin=begin, end=end, num_workers=WORKERS,
-            min_partition_rows=4, restore_checkpoint=restore), timeout=10)
+            min_partition_rows=4, restore_checkpoint=restore, attempt=attempt), timeout=10)
         out[name] = r.checkpoint
     return out
 
@@ -99,14 +101,18 @@ def gradient(worker, clock):
     return (rng.standard_normal(KEYS) * 0.1).astype("<f4")
 
 
-def push(job, worker, clock):
-    """Pushes the worker's gradient of `clock` to both shards; returns the responses."""
+def push(job, worker, clock, attempt=0, only=None):
+    """Pushes the worker's gradient of `clock` to both shards (or server
+    `only`); returns the responses."""
     g = gradient(worker, clock)
     out = []
     for name, (begin, end) in RANGES.items():
+        if only and name != only:
+            continue
         t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[end - begin], data=g[begin:end].tobytes())
         out.append(servers[name]["push"](pb.PushRequest(
-            job=job, begin=begin, end=end, worker=worker, clock=clock, gradient=t), timeout=10))
+            job=job, begin=begin, end=end, worker=worker, clock=clock, gradient=t,
+            attempt=attempt), timeout=10))
     return out
 
 
@@ -170,16 +176,26 @@ try:
 
     start("a")  # the same name and data_dir, as a StatefulSet pod comes back
     cut = min(newest_checkpoint("rec-1", "b"), 4)  # what b holds and a had durable
-    restored = create("rec-1", restore=cut)
+    restored = create("rec-1", restore=cut, attempt=1)
     check("both shards roll back to checkpoint 4 (%s)" % restored,
           restored == {"a": 4, "b": 4})
+    # worker 1 of attempt 0 had not heard of the roll back: its push of
+    # clock 4 to server b (rolled back in place) must not land
+    try:
+        push("rec-1", 1, 4, attempt=0, only="b")
+        code, msg = grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        code, msg = e.code(), e.details()
+    check("a straggler's push of attempt 0 after the roll back is ABORTED, naming the attempts "
+          "(%s)" % msg, code == grpc.StatusCode.ABORTED and "attempt 0 is over" in msg
+          and "runs attempt 1" in msg)
     check("the rolled back model is the undisturbed run's model of clock 4, bit for bit",
           values("rec-1", 4).tobytes() == ref4.tobytes() and not np.array_equal(ref4, ref_final))
     check("a retried push of clock 3 (in the checkpoint) is a duplicate",
-          all(r.duplicate for r in push("rec-1", 1, 3)))
+          all(r.duplicate for r in push("rec-1", 1, 3, attempt=1)))
     for c in range(4, CLOCKS):  # the workers redo the clocks since the checkpoint
         for w in range(WORKERS):
-            push("rec-1", w, c)
+            push("rec-1", w, c, attempt=1)
     final = values("rec-1", CLOCKS)
     check("after the crash and roll back the parameters equal the undisturbed run bit for bit",
           final.tobytes() == ref_final.tobytes())
@@ -195,7 +211,7 @@ try:
         f.seek(200)
         f.write(bytes([b[0] ^ 0x10]))
     start("a")
-    restored = create("rec-1", restore=10)
+    restored = create("rec-1", restore=10, attempt=2)
     log = open(os.path.join(tmp, "a.log")).read()
     check("the damaged checkpoint is refused by its checksum and named in the log",
           "checkpoint 10 of job rec-1 refused" in log and "checksum mismatch" in log)

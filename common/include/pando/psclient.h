@@ -49,6 +49,12 @@ int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
  * cluster token. Copied. */
 void pd_psclient_set_token(pd_psclient *c, const char *token);
 
+/* Makes every pull and push carry the job's attempt (Assignment.attempt):
+ * a server whose shard was rolled back to a later attempt refuses them
+ * (ABORTED), so a straggler of an old attempt cannot touch the new model.
+ * 0 (the default): a reader outside a training, or the first attempt. */
+void pd_psclient_set_attempt(pd_psclient *c, uint32_t attempt);
+
 /* Federated devices: pushes carry `device` (copied; NULL: none) and its
  * number of samples `weight` (PushRequest.device, weight), and `clock` is
  * the round id. */

@@ -46,7 +46,8 @@ struct pd_psclient {
   pd_loop *loop;
   chunk *chunks;
   size_t nchunks, cap;
-  int64_t clock; /* of the operation in progress */
+  int64_t clock;    /* of the operation in progress */
+  uint32_t attempt; /* the job's attempt (pd_psclient_set_attempt) */
   int pending;   /* chunks not finished (waiting for a retry included) */
   int retrying;  /* chunks waiting for their retry_at */
   int failed;
@@ -83,6 +84,8 @@ void pd_psclient_set_token(pd_psclient *c, const char *token) {
   for (int i = 0; i < c->nservers; i++)
     pd_rpc_channel_set_token(c->servers[i].channel, token);
 }
+
+void pd_psclient_set_attempt(pd_psclient *c, uint32_t attempt) { c->attempt = attempt; }
 
 void pd_psclient_set_device(pd_psclient *c, const char *device, double weight) {
   free(c->device);
@@ -229,6 +232,7 @@ static void start_chunk(chunk *ch, int push) {
       req.end = ch->end;
       req.worker = c->worker;
       req.clock = c->clock;
+      req.attempt = c->attempt;
       req.model_version = ch->srv->model_version;
       if (c->device) {
         req.device = c->device;
@@ -247,6 +251,7 @@ static void start_chunk(chunk *ch, int push) {
       req.end = ch->end;
       req.worker = c->worker;
       req.clock = c->clock;
+      req.attempt = c->attempt;
       ch->slices[0] = pd_rpc_pack(&req.base);
       ch->nslices = 1;
     }

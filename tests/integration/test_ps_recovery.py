@@ -9,7 +9,20 @@ after the roll back is ABORTED and changes nothing (the attempt fence); the
 workers redo the clocks since then as attempt 1 and the final parameters
 equal those of an undisturbed run of the same job bit for bit.
 Then a flipped byte in the newest checkpoint is refused by its checksum (the
-log says so) and the older one is used."""
+log says so) and the older one is used.
+
+Then exactly once, as a ledger (issue "Durability"): an SGD job (lr 1)
+whose worker w pushes at clock c a gradient that is zero but at coordinate
+w * LEDGER_CLOCKS + c, so the final parameters minus the initial ones show
+which updates were applied, and how often. Over LEDGER_TRIALS jobs, one
+or two servers are killed with SIGKILL at random points between pushes
+(half of the time once the clock's checkpoint is durable), restarted on their data_dir, and the shards roll back as the coordinator
+does (a pass to each shard's newest checkpoint, then to the smallest
+answer; none: anew from the seed), for the next attempt; a straggler's push
+of the old attempt is ABORTED, retried pushes of acknowledged updates inside
+the checkpoint are duplicates, and the workers redo the clocks since. Every
+update ends up applied exactly once. PANDO_LEDGER_SEED replays a run."""
+import random
 import glob
 import os
 import shutil
@@ -79,18 +92,22 @@ def start(name):
         "pull": rpc("Pull", pb.PullRequest, pb.PullResponse),
         "push": rpc("Push", pb.PushRequest, pb.PushResponse),
         "stats": rpc("GetStats", pb.StatsRequest, pb.StatsResponse),
+        "drop": rpc("DropShard", pb.DropShardRequest, pb.DropShardResponse),
     }
 
 
 RANGES = {"a": (0, SPLIT), "b": (SPLIT, KEYS)}
 
 
-def create(job, restore=0, attempt=0):
-    """CreateShard of `job` on both servers; returns the checkpoints restored."""
+def create(job, restore=0, attempt=0, spec=SPEC, only=None):
+    """CreateShard of `job` on both servers (or those in `only`); returns
+    the checkpoints restored."""
     out = {}
     for name, (begin, end) in RANGES.items():
+        if only is not None and name not in only:
+            continue
         r = servers[name]["create"](pb.CreateShardRequest(
-            job=job, spec_yaml=SPEC, begin=begin, end=end, num_workers=WORKERS,
+            job=job, spec_yaml=spec, begin=begin, end=end, num_workers=WORKERS,
             min_partition_rows=4, restore_checkpoint=restore, attempt=attempt), timeout=10)
         out[name] = r.checkpoint
     return out
@@ -101,10 +118,10 @@ def gradient(worker, clock):
     return (rng.standard_normal(KEYS) * 0.1).astype("<f4")
 
 
-def push(job, worker, clock, attempt=0, only=None):
-    """Pushes the worker's gradient of `clock` to both shards (or server
-    `only`); returns the responses."""
-    g = gradient(worker, clock)
+def push(job, worker, clock, attempt=0, only=None, g=None):
+    """Pushes the worker's gradient of `clock` (or `g`) to both shards (or
+    server `only`); returns the responses."""
+    g = gradient(worker, clock) if g is None else g
     out = []
     for name, (begin, end) in RANGES.items():
         if only and name != only:
@@ -143,6 +160,129 @@ def kill9(name):
     servers[name]["proc"].send_signal(signal.SIGKILL)
     servers[name]["proc"].wait(timeout=10)
     servers[name]["ch"].close()
+
+
+LEDGER_SPEC = SPEC.replace("{type: adam, lr: 0.05}", "{type: sgd, lr: 1.0}")
+LEDGER_CLOCKS = 10  # W * LEDGER_CLOCKS coordinates of the KEYS are the ledger
+LEDGER_TRIALS = 20
+NEWEST = (1 << 64) - 1  # restore_checkpoint: each shard's newest (PD_RECOVERY_NEWEST)
+
+
+def ledger_gradient(worker, clock):
+    """Zero but at the update's own coordinate: -W there, so that the
+    server's mean over the W workers times -lr adds exactly 1."""
+    g = np.zeros(KEYS, dtype="<f4")
+    g[worker * LEDGER_CLOCKS + clock] = -WORKERS
+    return g
+
+
+def roll_back(job, attempt):
+    """The coordinator's restore passes (recovery.c) for `attempt`: every
+    shard to its newest checkpoint, then the shards above the smallest
+    answer to it, until all agree; a shard with none <= the target answers
+    0, and 0 is DropShard and anew from the seed. Returns the clock the
+    workers redo from."""
+    target, todo, restored = NEWEST, list(RANGES), {}
+    while True:
+        for name in todo:
+            try:
+                restored.update(create(job, target, attempt, LEDGER_SPEC, [name]))
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                restored[name] = 0  # none <= target on its disk (or keep: pruned it)
+        cut = min(restored.values())
+        if cut == 0:
+            for name in RANGES:
+                try:
+                    servers[name]["drop"](pb.DropShardRequest(job=job), timeout=10)
+                except grpc.RpcError:
+                    pass  # NOT_FOUND: not held
+            create(job, 0, attempt, LEDGER_SPEC)
+            return 0
+        if all(v == cut for v in restored.values()):
+            return cut
+        target, todo = cut, [n for n in restored if restored[n] != cut]
+
+
+def ledger_trial(trial, rng, stats):
+    """One job with 1 or 2 kills; returns (applied-count vector, init)."""
+    job = "ledger-%d" % trial
+    create(job, spec=LEDGER_SPEC)
+    init = values(job, 0)
+    plan = sorted(rng.sample(range(1, LEDGER_CLOCKS * WORKERS * len(RANGES)), rng.choice([1, 2])))
+    kills = {p: rng.choice(sorted(RANGES)) for p in plan}
+    acked, attempt, step, clock = set(), 0, 0, 0
+    while clock < LEDGER_CLOCKS:
+        redo = None
+        for w in range(WORKERS):
+            for name in sorted(RANGES):
+                step += 1
+                if step in kills:
+                    if rng.random() < 0.5 and clock >= 2:  # once a checkpoint is durable
+                        wait_checkpoint(job, clock - clock % 2)
+                    kill9(kills.pop(step))
+                    redo = True
+                    break
+                r = push(job, w, clock, attempt, name, ledger_gradient(w, clock))
+                if r[0].duplicate:
+                    stats["unexpected_duplicates"] += 1
+                acked.add((name, w, clock))
+            if redo:
+                break
+        if not redo:
+            clock += 1
+            continue
+        for name in RANGES:  # the killed one comes back (same name and data_dir)
+            if servers[name]["proc"].poll() is not None:
+                start(name)
+        attempt += 1
+        cut = roll_back(job, attempt)
+        stats["kills"] += 1
+        stats["cuts"].append(cut)
+        w = rng.randrange(WORKERS)  # a straggler of the old attempt
+        try:
+            push(job, w, cut, attempt - 1, None, ledger_gradient(w, cut))
+            stats["straggler_applied"] += 1
+        except grpc.RpcError as e:
+            stats["straggler_aborted"] += e.code() == grpc.StatusCode.ABORTED
+        inside = [a for a in acked if a[2] < cut]
+        for name, w, c in rng.sample(inside, min(3, len(inside))):  # retried across the crash
+            stats["retried"] += 1
+            stats["retried_dup"] += push(job, w, c, attempt, name, ledger_gradient(w, c))[0].duplicate
+        clock = cut
+    final = values(job, LEDGER_CLOCKS)
+    for name in RANGES:
+        servers[name]["drop"](pb.DropShardRequest(job=job), timeout=10)
+    return final.astype(np.float64) - init.astype(np.float64)
+
+
+def ledger():
+    seed = int(os.environ.get("PANDO_LEDGER_SEED", str(int(time.time()) % 100000)))
+    print("# ledger: %d trials, seed %d (PANDO_LEDGER_SEED)" % (LEDGER_TRIALS, seed), flush=True)
+    rng = random.Random(seed)
+    stats = {"kills": 0, "cuts": [], "unexpected_duplicates": 0, "straggler_applied": 0,
+             "straggler_aborted": 0, "retried": 0, "retried_dup": 0}
+    want = np.zeros(KEYS)
+    want[:WORKERS * LEDGER_CLOCKS] = 1
+    counts = []
+    for trial in range(1, LEDGER_TRIALS + 1):
+        delta = ledger_trial(trial, rng, stats)
+        counts.append(np.round(delta, 3))
+    wrong = [(t + 1, [(k, c[k]) for k in range(KEYS) if c[k] != want[k]])
+             for t, c in enumerate(counts) if not np.array_equal(c, want)]
+    check("ledger: %d kills -9 over %d jobs, rolled back to clocks %s" %
+          (stats["kills"], LEDGER_TRIALS, stats["cuts"]),
+          stats["kills"] >= LEDGER_TRIALS)
+    check("ledger: every update is applied exactly once after the roll backs%s" %
+          ("" if not wrong else " (job, [(coordinate, times)]: %s)" % wrong[:3]), not wrong)
+    check("ledger: no first push of an update was taken for a duplicate (%d)" %
+          stats["unexpected_duplicates"], stats["unexpected_duplicates"] == 0)
+    check("ledger: every straggler's push of the old attempt was ABORTED (%d of %d)" %
+          (stats["straggler_aborted"], stats["kills"]),
+          stats["straggler_aborted"] == stats["kills"] and stats["straggler_applied"] == 0)
+    check("ledger: acknowledged pushes inside the checkpoint, retried, are duplicates (%d of %d)" %
+          (stats["retried_dup"], stats["retried"]), stats["retried_dup"] == stats["retried"])
 
 
 try:
@@ -228,6 +368,8 @@ try:
     check("a job id with '..' and '/' is refused when it would be a checkpoint folder (%s)" % msg,
           code == grpc.StatusCode.INVALID_ARGUMENT and "cannot name a checkpoint folder" in msg
           and not os.path.exists(os.path.join(tmp, "escape")))
+
+    ledger()
 finally:
     for s in servers.values():
         if s["proc"].poll() is None:

@@ -376,7 +376,9 @@ static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   }
   if (j->recoveries >= PD_RECOVERY_MAX) {
     pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
-                   "%s; the job recovered %u times already, the most it may", why, j->recoveries);
+                   "%s; the job recovered %u times in a row without getting past checkpoint "
+                   "%llu, the most it may",
+                   why, j->recoveries, (unsigned long long)j->start_clock);
     return;
   }
   begin_recovery(jobs, j, now, why);
@@ -578,6 +580,8 @@ void pd_jobs_shard_restored(pd_jobs *jobs, const char *id, uint32_t pass, uint32
     return;
   }
   /* every shard is at checkpoint `cut`: the workers redo their clocks from it */
+  if (cut > j->start_clock) /* it got past the last roll back's checkpoint: count anew */
+    j->recoveries = 1;
   j->state = PANDO__V1__JOB_STATE__JOB_STATE_RUNNING;
   j->attempt++;
   j->start_clock = cut;

@@ -73,7 +73,7 @@ typedef struct pd_job {
   /* recovery (docs/architecture.md "Recovery") */
   uint32_t attempt;        /* 0, + 1 at every recovery; workers report it back */
   uint64_t start_clock;    /* the clock the workers start at (the checkpoint rolled back to) */
-  uint32_t recoveries;     /* how many times it went RECOVERING */
+  uint32_t recoveries;     /* RECOVERING in a row without passing start_clock (PD_RECOVERY_MAX) */
   double recover_since;    /* when the present recovery began */
   double retry_at;         /* a failed restore pass is retried from then */
   char recover_why[400];   /* what died */

@@ -13,8 +13,11 @@
  * CreateShard with restore_checkpoint = this (the newest id <= it). */
 #define PD_RECOVERY_NEWEST UINT64_MAX
 
-/* Recoveries a job may go through; one more fails it (a death that comes
- * back after each roll back is not worth retrying for ever). */
+/* Recoveries in a row a job may go through without getting past the
+ * checkpoint the one before rolled it back to; one more fails it (a death
+ * that comes back after each roll back is not worth retrying for ever). A
+ * roll back to a newer checkpoint than the last one starts the count
+ * again: a long job survives any number of deaths while it progresses. */
 #define PD_RECOVERY_MAX 10
 
 /* Whether a job of `spec` can recover from a dead server or worker: it takes

@@ -38,80 +38,11 @@ T_WORKER_ARGS_0="--batch-delay-ms 100" T_WORKER_ARGS_1="--batch-delay-ms 100" \
   { t_fail "cluster started"; t_done; }
 COORD_PORT=$(t_port coord)
 
-# t_restart_coord N: kill -9 of the coordinator, started again (log coordN.log)
-# on its port with its data_dir.
-t_restart_coord() {
-  kill -KILL "$(t_pid coord)"
-  while kill -0 "$(t_pid coord)" 2>/dev/null; do sleep 0.1; done
-  rm -f "$T_DIR/coord.port"
-  # shellcheck disable=SC2046 # the TLS flags are words
-  "$BIN/pando-coordinator" --heartbeat-ms 100 --node-timeout 2 --data-dir "$T_DIR/coord" \
-    --listen "127.0.0.1:$COORD_PORT" --port-file "$T_DIR/coord.port" \
-    --metrics-listen 127.0.0.1:0 --plugin-dir "$PWD/$BUILD" $(t_tls_flags pando-coordinator) \
-    >"$T_DIR/coord$1.log" 2>&1 &
-  T_PIDS="$T_PIDS $!"
-  PID_coord=$!
-  t_wait_file "$T_DIR/coord.port"
-}
-# t_wait_state JOB STATE [SECONDS]: waits until JOB is in STATE (0) or ended in another (1).
-t_wait_state() {
-  local i=0 state
-  while :; do
-    state=$("$BIN/pandoctl" -o json status "$1" 2>/dev/null |
-      /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("state",""))' 2>/dev/null)
-    [ "$state" = "$2" ] && return 0
-    case $state in SUCCEEDED|FAILED|CANCELLED) echo "# $1 ended $state" >&2; return 1 ;; esac
-    i=$((i + 1))
-    [ $i -gt $((${3:-60} * 10)) ] && { echo "# $1 never $2" >&2; return 1; }
-    sleep 0.1
-  done
-}
-# t_wait_ckpt DIR JOB ID: waits until DIR holds a durable manifest of checkpoint ID of JOB.
-t_wait_ckpt() {
-  local i=0
-  while ! ls "$1/jobs/$2/ckpt-$(printf %08d "$3")/"*.manifest >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ $i -gt 600 ] && { echo "# no checkpoint $3 of $2 in $1" >&2; return 1; }
-    sleep 0.1
-  done
-}
-# t_wait_log FILE TEXT: waits until FILE has a line matching TEXT (grep).
-t_wait_log() {
-  local i=0
-  until grep -q "$2" "$1" 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -gt 600 ] && { echo "# $1 never said: $2" >&2; return 1; }
-    sleep 0.1
-  done
-}
-# t_epochs FILE: the epochs of the history in a job's status JSON, e.g. "1 2 3".
-t_epochs() { t_json "$1" '" ".join(str(h["epoch"]) for h in j.get("history", []))'; }
+. tests/integration/recovery.sh
 # t_node_ids: the ids of the registered nodes, one a line.
 t_node_ids() {
   "$BIN/pandoctl" cluster -o json |
     /usr/bin/python3 -c 'import json,sys; [print(n["node_id"]) for n in json.load(sys.stdin)["nodes"]]'
-}
-# t_same A.safetensors B.safetensors: the same tensors, names, shapes and float32 bits.
-t_same() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-import numpy as np
-def load(path):
-    raw = open(path, "rb").read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    return {k: (d["dtype"], d["shape"], np.frombuffer(raw[8 + n + d["data_offsets"][0]:
-                                                        8 + n + d["data_offsets"][1]], dtype="<u4"))
-            for k, d in header.items()}
-a, b = load(sys.argv[1]), load(sys.argv[2])
-ok = a.keys() == b.keys() and all(
-    a[k][0] == b[k][0] and a[k][1] == b[k][1] and np.array_equal(a[k][2], b[k][2]) for k in a)
-for k in a:
-    if k in b and a[k][2].size == b[k][2].size:
-        print("# %s: %d of %d values differ" % (k, int(np.sum(a[k][2] != b[k][2])), a[k][2].size))
-sys.exit(0 if ok else 1)
-PY
 }
 
 echo "# the undisturbed run"

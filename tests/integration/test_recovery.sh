@@ -35,61 +35,7 @@ T_WORKER_ARGS_0="--batch-delay-ms 100" T_WORKER_ARGS_1="--batch-delay-ms 100" \
   T_PS_ARGS_0="--data-dir $T_DIR/data0" T_PS_ARGS_1="--data-dir $T_DIR/data1" t_cluster 2 2 ||
   { t_fail "cluster started"; t_done; }
 
-# t_wait_state JOB STATE [SECONDS]: waits until JOB is in STATE (0) or ended in another (1).
-t_wait_state() {
-  local i=0 state
-  while :; do
-    state=$("$BIN/pandoctl" -o json status "$1" 2>/dev/null |
-      /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("state",""))' 2>/dev/null)
-    [ "$state" = "$2" ] && return 0
-    case $state in SUCCEEDED|FAILED|CANCELLED) echo "# $1 ended $state" >&2; return 1 ;; esac
-    i=$((i + 1))
-    [ $i -gt $((${3:-60} * 10)) ] && { echo "# $1 never $2" >&2; return 1; }
-    sleep 0.1
-  done
-}
-# t_wait_message JOB TEXT: waits until JOB's status message contains TEXT.
-t_wait_message() {
-  local i=0
-  until "$BIN/pandoctl" -o json status "$1" 2>/dev/null | grep -q "$2"; do
-    i=$((i + 1))
-    [ $i -gt 600 ] && { echo "# the message of $1 never said: $2" >&2; return 1; }
-    sleep 0.1
-  done
-}
-# t_wait_ckpt DIR JOB ID: waits until DIR holds a durable manifest of checkpoint ID of JOB.
-t_wait_ckpt() {
-  local i=0
-  while ! ls "$1/jobs/$2/ckpt-$(printf %08d "$3")/"*.manifest >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ $i -gt 600 ] && { echo "# no checkpoint $3 of $2 in $1" >&2; return 1; }
-    sleep 0.1
-  done
-}
-# t_same A.safetensors B.safetensors: the same tensors, names, shapes and float32 bits.
-t_same() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-import numpy as np
-def load(path):
-    raw = open(path, "rb").read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    out = {}
-    for name, d in header.items():
-        b, e = d["data_offsets"]
-        out[name] = (d["dtype"], d["shape"], np.frombuffer(raw[8 + n + b:8 + n + e], dtype="<u4"))
-    return out
-a, b = load(sys.argv[1]), load(sys.argv[2])
-ok = a.keys() == b.keys() and all(
-    a[k][0] == b[k][0] and a[k][1] == b[k][1] and np.array_equal(a[k][2], b[k][2]) for k in a)
-for k in a:
-    if k in b and a[k][2].size == b[k][2].size:
-        print("# %s: %d of %d values differ" % (k, int(np.sum(a[k][2] != b[k][2])), a[k][2].size))
-sys.exit(0 if ok else 1)
-PY
-}
+. tests/integration/recovery.sh
 
 echo "# the undisturbed run"
 ref=$(t_submit "$T_DIR/ref.yaml")

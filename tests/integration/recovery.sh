@@ -30,32 +30,43 @@ t_wait_state() {
     sleep 0.1
   done
 }
-# t_wait_message JOB TEXT: waits until JOB's status message contains TEXT.
-t_wait_message() {
-  local i=0
-  until "$BIN/pandoctl" -o json status "$1" 2>/dev/null | grep -q "$2"; do
+# t_wait_until WHAT COMMAND...: waits (60 s at most) until COMMAND succeeds;
+# else says "# WHAT" and fails.
+t_wait_until() {
+  local i=0 what=$1
+  shift
+  until "$@"; do
     i=$((i + 1))
-    [ $i -gt 600 ] && { echo "# the message of $1 never said: $2" >&2; return 1; }
+    [ $i -gt 600 ] && { echo "# $what" >&2; return 1; }
     sleep 0.1
   done
+}
+# t_wait_message JOB TEXT: waits until JOB's status message contains TEXT.
+t_wait_message() {
+  t_wait_until "the message of $1 never said: $2" \
+    sh -c '"$0" -o json status "$1" 2>/dev/null | grep -q "$2"' "$BIN/pandoctl" "$1" "$2"
 }
 # t_wait_ckpt DIR JOB ID: waits until DIR holds a durable manifest of checkpoint ID of JOB.
 t_wait_ckpt() {
-  local i=0
-  while ! ls "$1/jobs/$2/ckpt-$(printf %08d "$3")/"*.manifest >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ $i -gt 600 ] && { echo "# no checkpoint $3 of $2 in $1" >&2; return 1; }
-    sleep 0.1
-  done
+  t_wait_until "no checkpoint $3 of $2 in $1" \
+    sh -c 'ls "$0"/*.manifest >/dev/null 2>&1' "$1/jobs/$2/ckpt-$(printf %08d "$3")"
 }
 # t_wait_log FILE TEXT: waits until FILE has a line matching TEXT (grep).
-t_wait_log() {
-  local i=0
-  until grep -q "$2" "$1" 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -gt 600 ] && { echo "# $1 never said: $2" >&2; return 1; }
-    sleep 0.1
-  done
+t_wait_log() { t_wait_until "$1 never said: $2" grep -q "$2" "$1"; }
+# t_recovery_spec NAME EXTRA [EPOCHS BATCH]: the recovery tests' BSP job of
+# softmax on t_small_data's rows (fixed seeds: deterministic), M = N = 2,
+# with the lines EXTRA (e.g. its checkpoint: key).
+t_recovery_spec() {
+  cat <<YAML
+name: $1
+model: {type: softmax, layers: [784, 10], seed: 11}
+data:
+  train: {features: $T_DIR/train-images.gz, labels: $T_DIR/train-labels.gz}
+  test: {features: $T_DIR/test-images.gz, labels: $T_DIR/test-labels.gz}
+training: {epochs: ${3:-3}, batch_size: ${4:-16}, update: bsp, shuffle: true, optimizer: {type: adam, lr: 0.002}}
+cluster: {servers: 2, workers: 2, wait_timeout: 60}
+$2
+YAML
 }
 # t_epochs FILE: the epochs of the history in a job's status JSON, e.g. "1 2 3".
 t_epochs() { t_json "$1" '" ".join(str(h["epoch"]) for h in j.get("history", []))'; }

@@ -14,20 +14,9 @@ t_small_data "$T_DIR" 512
 KILLS=${PANDO_CHAOS_KILLS:-20}
 SEED=${PANDO_CHAOS_SEED:-$(($(date +%s) % 100000))}
 echo "# $KILLS kills, seed $SEED (PANDO_CHAOS_SEED)"
-spec() { # spec NAME
-  cat <<YAML
-name: $1
-model: {type: softmax, layers: [784, 10], seed: 11}
-data:
-  train: {features: $T_DIR/train-images.gz, labels: $T_DIR/train-labels.gz}
-  test: {features: $T_DIR/test-images.gz, labels: $T_DIR/test-labels.gz}
-training: {epochs: 10, batch_size: 8, update: bsp, shuffle: true, optimizer: {type: adam, lr: 0.002}}
-cluster: {servers: 2, workers: 2, wait_timeout: 60}
-checkpoint: {every_clocks: 4, keep: 3}
-YAML
-}
-spec ref >"$T_DIR/ref.yaml"
-spec chaos >"$T_DIR/chaos.yaml"
+CK="checkpoint: {every_clocks: 4, keep: 3}"
+t_recovery_spec ref "$CK" 10 8 >"$T_DIR/ref.yaml"
+t_recovery_spec chaos "$CK" 10 8 >"$T_DIR/chaos.yaml"
 
 # 320 clocks of >= 0.05 s: the kills, a random 0.2-0.8 s of training apart,
 # land before its end

@@ -13,22 +13,11 @@
 # checkpoints and one that is not FAILED or CANCELLED. Every step waits on a state, a file or a log
 # line.
 . tests/integration/lib.sh
+. tests/integration/recovery.sh
 t_small_data "$T_DIR" 512
-spec() { # spec NAME CHECKPOINT-LINE
-  cat <<YAML
-name: $1
-model: {type: softmax, layers: [784, 10], seed: 11}
-data:
-  train: {features: $T_DIR/train-images.gz, labels: $T_DIR/train-labels.gz}
-  test: {features: $T_DIR/test-images.gz, labels: $T_DIR/test-labels.gz}
-training: {epochs: 3, batch_size: 16, update: bsp, shuffle: true, optimizer: {type: adam, lr: 0.002}}
-cluster: {servers: 2, workers: 2, wait_timeout: 60}
-$2
-YAML
-}
-spec ref "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/ref.yaml"
-spec ck "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/ck.yaml"
-spec nock "" >"$T_DIR/nock.yaml"
+t_recovery_spec ref "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/ref.yaml"
+t_recovery_spec ck "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/ck.yaml"
+t_recovery_spec nock "" >"$T_DIR/nock.yaml"
 
 # the workers take >= 0.1 s a batch: 48 clocks, the kills land mid-job
 T_NODE_TIMEOUT=2
@@ -38,7 +27,6 @@ T_WORKER_ARGS_0="--batch-delay-ms 100" T_WORKER_ARGS_1="--batch-delay-ms 100" \
   { t_fail "cluster started"; t_done; }
 COORD_PORT=$(t_port coord)
 
-. tests/integration/recovery.sh
 # t_node_ids: the ids of the registered nodes, one a line.
 t_node_ids() {
   "$BIN/pandoctl" cluster -o json |

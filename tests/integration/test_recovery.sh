@@ -10,24 +10,13 @@
 # job start again from the seed. Every step waits on a state, a file or a
 # log line.
 . tests/integration/lib.sh
+. tests/integration/recovery.sh
 t_small_data "$T_DIR" 512
-spec() { # spec NAME CHECKPOINT-LINE
-  cat <<YAML
-name: $1
-model: {type: softmax, layers: [784, 10], seed: 11}
-data:
-  train: {features: $T_DIR/train-images.gz, labels: $T_DIR/train-labels.gz}
-  test: {features: $T_DIR/test-images.gz, labels: $T_DIR/test-labels.gz}
-training: {epochs: 3, batch_size: 16, update: bsp, shuffle: true, optimizer: {type: adam, lr: 0.002}}
-cluster: {servers: 2, workers: 2, wait_timeout: 60}
-$2
-YAML
-}
-spec ref "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/ref.yaml"
-spec psk "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/psk.yaml"
-spec wk "checkpoint: {every_epochs: 1}" >"$T_DIR/wk.yaml"
-spec early "checkpoint: {every_clocks: 40}" >"$T_DIR/early.yaml"
-spec nock "" >"$T_DIR/nock.yaml"
+t_recovery_spec ref "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/ref.yaml"
+t_recovery_spec psk "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/psk.yaml"
+t_recovery_spec wk "checkpoint: {every_epochs: 1}" >"$T_DIR/wk.yaml"
+t_recovery_spec early "checkpoint: {every_clocks: 40}" >"$T_DIR/early.yaml"
+t_recovery_spec nock "" >"$T_DIR/nock.yaml"
 
 # the workers take >= 0.1 s a batch: 48 clocks, the kills land mid-job
 T_NODE_TIMEOUT=2
@@ -35,7 +24,6 @@ T_WORKER_ARGS_0="--batch-delay-ms 100" T_WORKER_ARGS_1="--batch-delay-ms 100" \
   T_PS_ARGS_0="--data-dir $T_DIR/data0" T_PS_ARGS_1="--data-dir $T_DIR/data1" t_cluster 2 2 ||
   { t_fail "cluster started"; t_done; }
 
-. tests/integration/recovery.sh
 
 echo "# the undisturbed run"
 ref=$(t_submit "$T_DIR/ref.yaml")

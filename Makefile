@@ -123,6 +123,9 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(LIBPANDO)
 $(BUILD)/tools/%: $(BUILD)/tools/%.o $(LIBPANDO)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# ckptbench writes checkpoints with pando-ps's own code
+$(BUILD)/tools/ckptbench: $(call svc_lib,ps-server)
+$(BUILD)/tools/ckptbench: LDLIBS := $(call svc_lib,ps-server) $(LIBPANDO) $(LDLIBS)
 
 # ---- model plugins: shared objects that need only pando/plugin.h
 $(EXAMPLE_PLUGIN): examples/plugin/fm.c
@@ -180,6 +183,13 @@ bench-strategies: deps
 bench-federated: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tools/bench-federated.sh
+
+# What durability costs: checkpoint bandwidth next to a plain write, training
+# with a checkpoint every epoch next to without, and kill -9 to training again.
+.PHONY: bench-recovery
+bench-recovery: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tools/bench-recovery.sh
 
 # `make test-container` builds the image and trains the example job with
 # docker-compose on a private Docker engine, then removes all it made (needs

@@ -19,34 +19,23 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 EPOCHS=${EPOCHS:-8}
 sed "s/epochs: [0-9]*/epochs: $EPOCHS/" "$SPEC" >"$TMP/job.yaml"
-rows=$(/usr/bin/python3 - "$TMP/job.yaml" <<'PY'
-import gzip, re, struct, sys
-path = re.search(r"train:\s*\{?\s*features:\s*([^,}\s]+)", open(sys.argv[1]).read()).group(1)
-print(struct.unpack(">I", gzip.open(path).read(8)[4:8])[0])
-PY
-)
-# sps OUT: samples/s of the epochs after the first (the warm-up, with the
-# data loading): their rows over the sum of their "epoch N: ... (S s)" lines
-sps() {
-  sed -n 's/^epoch [0-9]*: .*(\([0-9.]*\) s)$/\1/p' "$1" | sed 1d |
-    awk -v rows="$rows" '{ s += $1; n++ } END { printf "%.0f", n * rows / s }'
-}
-median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+. "$(dirname "$0")/bench-lib.sh"
+rows=$(train_rows "$TMP/job.yaml")
 on="" off=""
 i=0
 while [ $i -lt "$RUNS" ]; do
   i=$((i + 1))
   echo "bench-trace: run $i of $RUNS, tracing on" >&2
   TLS=0 TMPDIR=$TMP BUILD=$BUILD sh tools/local-cluster.sh "$TMP/job.yaml" >"$TMP/on" 2>/dev/null
-  on="$on $(sps "$TMP/on")"
+  on="$on $(sps "$TMP/on" "$rows")"
   echo "bench-trace: $(tail -n 1 "$TMP/on")" >&2
   echo "bench-trace: run $i of $RUNS, tracing off" >&2
   PANDO_TRACE_EVENTS=0 TLS=0 TMPDIR=$TMP BUILD=$BUILD sh tools/local-cluster.sh "$TMP/job.yaml" \
     >"$TMP/off" 2>/dev/null
-  off="$off $(sps "$TMP/off")"
+  off="$off $(sps "$TMP/off" "$rows")"
 done
 m_on=$(echo "$on" | median) m_off=$(echo "$off" | median)
-cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
+cpu=$(cpu_name)
 echo "### Tracing cost, $(basename "$SPEC") ($EPOCHS epochs) on a cluster (M=2, N=2, BSP), $cpu, $(nproc) cores"
 echo
 echo "| samples/s (epochs 2..$EPOCHS), median of $RUNS | tracing off | tracing on | on / off |"

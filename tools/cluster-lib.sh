@@ -15,11 +15,11 @@ SECURITY="mutual TLS and a cluster token"
 [ "${TLS:-1}" = 0 ] && SECURITY="plaintext (TLS=0)"
 
 stop_daemons() {
-  for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in $PIDS; do
     n=0
     while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-    kill -KILL "$pid" 2>/dev/null
+    kill -KILL "$pid" 2>/dev/null || true # under set -e too: most are gone by now
   done
   PIDS=""
   rm -f "$DIR"/*.port "$DIR"/*.pid

@@ -25,6 +25,7 @@
 #include "pando/security.h"
 #include "pando/spec.h"
 #include "pando/util.h"
+#include "probe.h"
 #include "registry.h"
 #include "rounds.h"
 #include "store.h"
@@ -49,6 +50,7 @@ struct pd_coord {
   pd_coord_options opt;
   pd_registry *reg;
   pd_fanout *fanout;
+  pd_probes *probes; /* health probes of nodes whose name a newcomer takes */
   pd_jobs *jobs;
   pd_store *store;      /* data_dir's state; NULL: in memory */
   double dashboard_at;  /* when the dashboard's snapshot was last published */
@@ -171,6 +173,7 @@ pd_coord *pd_coord_new(pd_loop *loop, const pd_coord_options *options, char *err
   c->opt = *options;
   c->reg = pd_registry_new();
   c->fanout = pd_fanout_new(loop);
+  c->probes = pd_probes_new(loop, c->reg);
   pd_jobs_fanout ops = pd_fanout_ops(c->fanout);
   c->jobs = pd_jobs_new(c->reg, &ops);
   pd_fanout_attach(c->fanout, c->jobs);
@@ -217,6 +220,7 @@ void pd_coord_free(pd_coord *c) {
     j->rounds = NULL;
   }
   pd_fanout_free(c->fanout); /* its last results still reach the jobs */
+  pd_probes_free(c->probes);
   pd_jobs_free(c->jobs);
   pd_store_close(c->store);
   pd_registry_free(c->reg);
@@ -254,9 +258,13 @@ void pd_coord_cron(pd_coord *c) {
     started[k++] = submit_checked(c, chk);
   double now = pd_now();
   pd_node *n;
+  pd_probes_reap(c->probes);
   while ((n = pd_registry_next_dead(c->reg, now, c->opt.node_timeout_sec))) {
-    PD_WARN("node %llu (%s at %s) missed heartbeats for %.1f s: marked dead",
-            (unsigned long long)n->id, n->name, n->address, now - n->last_seen);
+    PD_WARN("node %llu (%s at %s) %s for %.1f s: marked dead", (unsigned long long)n->id, n->name,
+            n->address,
+            n->unreachable ? "was replaced by a node of its name, and not heard from"
+                           : "missed heartbeats",
+            now - n->last_seen);
     int r = role_index(n->role);
     if (r >= 0)
       pd_metric_add(c->nodes_died[r], 1);
@@ -429,6 +437,19 @@ static const char *cert_role(int role) {
   }
 }
 
+/* A node registers from `address` under the name of alive node `old` (a
+ * restarted process, most likely): from the same address, `old` is gone if
+ * it missed REPLACED_HEARTBEATS heartbeats (the newcomer holds its port);
+ * from another, if its health service does not answer (probe.h). Then the
+ * next cron declares `old` dead and the newcomer's next try registers. */
+#define REPLACED_HEARTBEATS 3
+static void replaced(pd_coord *c, const pd_node *old, const char *address) {
+  if (strcmp(old->address, address) != 0)
+    pd_probes_check(c->probes, old);
+  else if (pd_now() - old->last_seen >= REPLACED_HEARTBEATS * c->opt.heartbeat_sec)
+    pd_registry_unreachable(c->reg, old->id);
+}
+
 static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__RegisterRequest *req = (const Pando__V1__RegisterRequest *)msg;
@@ -453,6 +474,8 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
     int rc =
         pd_registry_add(c->reg, req->role, req->address, req->name, pd_now(), &n, err, sizeof err);
     if (rc != 0) {
+      if (rc == -PD_EDUP)
+        replaced(c, n, req->address);
       pd_rpc_call_fail(call,
                        rc == -PD_EDUP ? GRPC_STATUS_ALREADY_EXISTS : GRPC_STATUS_RESOURCE_EXHAUSTED,
                        "%s", err);

@@ -49,8 +49,8 @@ int pd_registry_add(pd_registry *reg, Pando__V1__Role role, const char *address,
   pd_strlcpy(full, name[0] ? name : address, sizeof full);
   *out = NULL;
   for (size_t i = 0; i < reg->nnodes; i++) {
-    const pd_node *n = &reg->nodes[i];
-    if (n->alive && strcmp(n->name, full) == 0)
+    pd_node *n = &reg->nodes[i];
+    if (n->alive && strcmp(n->name, full) == 0 && (*out = n))
       return pd_errf(err, errlen, -PD_EDUP,
                      "name: a node named '%s' is registered and alive (node %llu, heard from "
                      "%.1f s ago); a node of that name registers once it is declared dead",
@@ -91,19 +91,26 @@ pd_node *pd_registry_heard(pd_registry *reg, uint64_t id, double now) {
   if (!n || !n->alive)
     return NULL;
   n->last_seen = now;
+  n->unreachable = 0; /* it answers after all */
   return n;
 }
 
 pd_node *pd_registry_next_dead(pd_registry *reg, double now, double timeout) {
   for (size_t i = 0; i < reg->nnodes; i++) {
     pd_node *n = &reg->nodes[i];
-    if (n->alive && now - n->last_seen >= timeout) {
+    if (n->alive && (n->unreachable || now - n->last_seen >= timeout)) {
       n->alive = 0;
       n->dead_since = now;
       return n;
     }
   }
   return NULL;
+}
+
+void pd_registry_unreachable(pd_registry *reg, uint64_t id) {
+  pd_node *n = pd_registry_find(reg, id);
+  if (n && n->alive)
+    n->unreachable = 1;
 }
 
 int pd_node_idle_worker(const pd_node *n) {

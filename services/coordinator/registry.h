@@ -22,6 +22,7 @@ typedef struct pd_node {
   uint64_t memory_bytes;   /* servers: RegisterRequest.memory_bytes (0: unsaid, no limit) */
   double last_seen;        /* when it was last heard from */
   int alive;               /* 0 once it missed heartbeats for the node timeout */
+  int unreachable;         /* its health service refused a probe (pd_registry_unreachable) */
   double dead_since;       /* when it was declared dead (alive 0) */
   char job[PD_JOB_ID_MAX]; /* worker: the job it runs; "" when idle */
   uint32_t rank;           /* worker: its rank in that job */
@@ -41,9 +42,10 @@ void pd_registry_free(pd_registry *reg);
 /* Registers a node seen at `now`, alive and idle, into *out (borrowed: valid
  * until the next pd_registry_add or pd_registry_forget). An empty `name`
  * becomes the address. Returns 0; -PD_EDUP when an alive node already has
- * that name (a node cannot take the name of one that is alive: it registers
- * once the old one is declared dead); -PD_ETOOBIG when PD_REGISTRY_MAX nodes
- * are registered even after forgetting the dead ones. Messages in `err`. */
+ * that name, with that node in *out (a node cannot take the name of one
+ * that is alive: it registers once the old one is declared dead, which a
+ * failed probe of the old one's health makes quick: probe.h); -PD_ETOOBIG when PD_REGISTRY_MAX
+ * nodes are registered even after forgetting the dead ones. Messages in `err`. */
 int pd_registry_add(pd_registry *reg, Pando__V1__Role role, const char *address, const char *name,
                     double now, pd_node **out, char *err, size_t errlen);
 /* The id the next node gets; setting it (from the coordinator's store at
@@ -68,6 +70,10 @@ pd_node *pd_registry_heard(pd_registry *reg, uint64_t id, double now);
  * seconds at `now`, now marked dead; NULL when there is none. Call it until
  * it returns NULL. */
 pd_node *pd_registry_next_dead(pd_registry *reg, double now, double timeout);
+/* Node `id` could not be reached at its address (probe.h): the next
+ * pd_registry_next_dead declares it dead without waiting for the timeout,
+ * unless a heartbeat comes first (then it is alive after all). */
+void pd_registry_unreachable(pd_registry *reg, uint64_t id);
 
 /* Whether `n` is an alive worker without a job. */
 int pd_node_idle_worker(const pd_node *n);

@@ -53,6 +53,15 @@ t_wait_ckpt() {
 }
 # t_wait_log FILE TEXT: waits until FILE has a line matching TEXT (grep).
 t_wait_log() { t_wait_until "$1 never said: $2" grep -q "$2" "$1"; }
+# t_recovery_cluster [DELAY-MS]: t_cluster 2 2 for the recovery tests: the
+# servers with data_dirs $T_DIR/data0 and data1, the workers taking >= DELAY
+# ms a batch (default 100: the kills land mid-job); T_NODE_TIMEOUT and
+# T_COORD_ARGS as t_cluster has them. Fails the test if it does not start.
+t_recovery_cluster() {
+  T_WORKER_ARGS_0="--batch-delay-ms ${1:-100}" T_WORKER_ARGS_1="--batch-delay-ms ${1:-100}" \
+    T_PS_ARGS_0="--data-dir $T_DIR/data0" T_PS_ARGS_1="--data-dir $T_DIR/data1" t_cluster 2 2 ||
+    { t_fail "cluster started"; t_done; }
+}
 # t_recovery_spec NAME EXTRA [EPOCHS BATCH]: the recovery tests' BSP job of
 # softmax on t_small_data's rows (fixed seeds: deterministic), M = N = 2,
 # with the lines EXTRA (e.g. its checkpoint: key).

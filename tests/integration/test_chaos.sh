@@ -22,9 +22,7 @@ t_recovery_spec chaos "$CK" 10 8 >"$T_DIR/chaos.yaml"
 # land before its end
 T_NODE_TIMEOUT=2
 T_COORD_ARGS="--data-dir $T_DIR/coord"
-T_WORKER_ARGS_0="--batch-delay-ms 50" T_WORKER_ARGS_1="--batch-delay-ms 50" \
-  T_PS_ARGS_0="--data-dir $T_DIR/data0" T_PS_ARGS_1="--data-dir $T_DIR/data1" t_cluster 2 2 ||
-  { t_fail "cluster started"; t_done; }
+t_recovery_cluster 50
 COORD_PORT=$(t_port coord)
 
 # the number of roll backs the coordinator logged, over all its lives

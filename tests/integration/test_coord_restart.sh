@@ -22,9 +22,7 @@ t_recovery_spec nock "" >"$T_DIR/nock.yaml"
 # the workers take >= 0.1 s a batch: 48 clocks, the kills land mid-job
 T_NODE_TIMEOUT=2
 T_COORD_ARGS="--data-dir $T_DIR/coord"
-T_WORKER_ARGS_0="--batch-delay-ms 100" T_WORKER_ARGS_1="--batch-delay-ms 100" \
-  T_PS_ARGS_0="--data-dir $T_DIR/data0" T_PS_ARGS_1="--data-dir $T_DIR/data1" t_cluster 2 2 ||
-  { t_fail "cluster started"; t_done; }
+t_recovery_cluster
 COORD_PORT=$(t_port coord)
 
 # t_node_ids: the ids of the registered nodes, one a line.

@@ -60,6 +60,12 @@ int pd_security_has_token(void);
  * bytes. Returns 0 or -EIO. */
 int pd_security_new_token(char *out, size_t outlen);
 
+/* Whether the secret a client sent (`got`, NUL-terminated; NULL is "") is
+ * `want`, compared in constant time over `want`. An empty `want` matches
+ * nothing. For node and session secrets (RegisterResponse.node_secret,
+ * CheckInResponse.session_secret). */
+int pd_security_secret_is(const char *got, const char *want);
+
 /* Whether `role` is one pd_security accepts in a certificate. */
 int pd_security_role_known(const char *role);
 

@@ -48,8 +48,8 @@ struct pd_psclient {
   size_t nchunks, cap;
   int64_t clock;    /* of the operation in progress */
   uint32_t attempt; /* the job's attempt (pd_psclient_set_attempt) */
-  int pending;   /* chunks not finished (waiting for a retry included) */
-  int retrying;  /* chunks waiting for their retry_at */
+  int pending;      /* chunks not finished (waiting for a retry included) */
+  int retrying;     /* chunks waiting for their retry_at */
   int failed;
   int failed_status; /* the gRPC status of the first failed call; -1: an answer that did not decode
                       */

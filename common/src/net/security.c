@@ -268,6 +268,23 @@ const grpc_slice *pd__security_authorization(void) {
   return state.authorization ? &state.authorization_slice : NULL;
 }
 
+/* Whether `got` (`got_len` bytes) is `want` (`want_len` bytes), in constant
+ * time over the expected value, whatever was sent. */
+static int bytes_equal(const unsigned char *got, size_t got_len, const unsigned char *want,
+                       size_t want_len) {
+  volatile unsigned diff = got_len != want_len;
+  for (size_t k = 0; k < want_len; k++)
+    diff |= (unsigned)(want[k] ^ (k < got_len ? got[k] : 0));
+  return diff == 0;
+}
+
+int pd_security_secret_is(const char *got, const char *want) {
+  if (!want || !want[0])
+    return 0;
+  return bytes_equal((const unsigned char *)(got ? got : ""), got ? strlen(got) : 0,
+                     (const unsigned char *)want, strlen(want));
+}
+
 /* Whether an "authorization" entry of `metadata` is `want` (`want_len`
  * bytes), in constant time over `want`. */
 static int authorization_is(const grpc_metadata_array *metadata, const char *want_text,
@@ -276,14 +293,8 @@ static int authorization_is(const grpc_metadata_array *metadata, const char *wan
   for (size_t i = 0; i < metadata->count; i++) {
     const grpc_metadata *md = &metadata->metadata[i];
     if (!grpc_slice_str_cmp(md->key, "authorization")) {
-      const unsigned char *got = GRPC_SLICE_START_PTR(md->value);
-      size_t got_len = GRPC_SLICE_LENGTH(md->value);
-      const unsigned char *want = (const unsigned char *)want_text;
-      /* constant time over the expected value, whatever was sent */
-      volatile unsigned diff = got_len != want_len;
-      for (size_t k = 0; k < want_len; k++)
-        diff |= (unsigned)(want[k] ^ (k < got_len ? got[k] : 0));
-      found |= diff == 0;
+      found |= bytes_equal(GRPC_SLICE_START_PTR(md->value), GRPC_SLICE_LENGTH(md->value),
+                           (const unsigned char *)want_text, want_len);
     }
   }
   return found;

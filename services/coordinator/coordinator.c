@@ -6,6 +6,7 @@
  * heartbeats); cron collects its result and answers the SubmitJob. */
 #include "coordinator.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -822,14 +823,17 @@ static void handle_report_device(pd_rpc_call *call, const ProtobufCMessage *msg,
   const Pando__V1__DeviceReport *req = (const Pando__V1__DeviceReport *)msg;
   pd_job *j = pd_jobs_find(c->jobs, req->job);
   char err[512];
+  int rc;
   Pando__V1__DeviceReportAck ack = PANDO__V1__DEVICE_REPORT_ACK__INIT;
   if (!j)
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
   else if (!j->rounds)
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
                      "job '%s' is not running federated rounds", req->job);
-  else if (pd_rounds_report(j->rounds, req, &ack, err, sizeof err) != 0)
-    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
+  else if ((rc = pd_rounds_report(j->rounds, req, &ack, err, sizeof err)) != 0)
+    pd_rpc_call_fail(call,
+                     rc == -EACCES ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_FAILED_PRECONDITION,
+                     "%s", err);
   else
     pd_rpc_call_reply_msg(call, &ack.base);
 }

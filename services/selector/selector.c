@@ -252,6 +252,7 @@ static void handle_checkin(pd_rpc_call *call, const ProtobufCMessage *msg, void 
   d->expires = now + 2 * told + s->opt.grace_sec;
   Pando__V1__CheckInResponse resp = PANDO__V1__CHECK_IN_RESPONSE__INIT;
   Pando__V1__RoundTask task;
+  char report_secret[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1] = "";
   pd_task *t = d->task;
   d->task = NULL;
   if (t && t->deadline > now) {
@@ -259,6 +260,11 @@ static void handle_checkin(pd_rpc_call *call, const ProtobufCMessage *msg, void 
     task.deadline_ms = (uint32_t)((t->deadline - now) * 1000);
     if (!task.coordinator[0])
       task.coordinator = s->coordinator;
+    /* this device's own secret for the round (none without a report key) */
+    if (t->req->report_key[0])
+      pd_security_report_secret(t->req->report_key, task.round, d->id, report_secret,
+                                sizeof report_secret);
+    task.report_secret = report_secret;
     resp.task = &task;
     d->busy = 1;
     /* it need not check in while it works on the round */
@@ -272,6 +278,7 @@ static void handle_checkin(pd_rpc_call *call, const ProtobufCMessage *msg, void 
     resp.session_secret = d->secret;
   s->stats.checkins++;
   pd_rpc_call_reply_msg(call, &resp.base);
+  memset(report_secret, 0, sizeof report_secret);
   if (t)
     task_release(t);
   if (created)

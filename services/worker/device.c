@@ -296,6 +296,7 @@ static int report(devices *d, const Pando__V1__RoundTask *task, const sim_device
   rep.num_samples = (double)v->nrows;
   rep.loss = loss;
   rep.error = (char *)(error ? error : "");
+  rep.report_secret = task->report_secret; /* only the chosen device holds it */
   uint64_t counts[256] = {0}; /* how many of its rows have each label (classes 0..255) */
   size_t nlabels = 0;
   for (uint64_t r = 0; d->data.labels && r < v->nrows; r++) {

@@ -149,7 +149,7 @@ class Cluster:
     def report(self, task, device, samples, error=""):
         return self.coord["ReportDevice"](pb.DeviceReport(
             job=task.job, round=task.round, device_id=device, num_samples=samples,
-            error=error), timeout=5)
+            error=error, report_secret=task.report_secret), timeout=5)
 
     def tasks(self, devices, want, seconds=20):
         """checks `devices` ({id: n_k}) in until `want` of them hold a task"""

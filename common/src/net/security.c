@@ -9,6 +9,8 @@
 #include <grpc/grpc_security_constants.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -324,6 +326,24 @@ int pd_security_new_token(char *out, size_t outlen) {
   for (size_t i = 0; i < sizeof bytes; i++)
     snprintf(out + 2 * i, 3, "%02x", bytes[i]);
   memset(bytes, 0, sizeof bytes);
+  return 0;
+}
+
+int pd_security_report_secret(const char *key, uint64_t round, const char *device_id, char *out,
+                              size_t outlen) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  char message[32 + 256];
+  PD_ASSERT(outlen >= 2 * PD_SECURITY_JOB_TOKEN_BYTES + 1);
+  snprintf(message, sizeof message, "%llu:%s", (unsigned long long)round, device_id);
+  if (!key || !key[0] ||
+      !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)message, strlen(message),
+            mac, &len) ||
+      len != PD_SECURITY_JOB_TOKEN_BYTES)
+    return -EIO;
+  for (unsigned int i = 0; i < len; i++)
+    snprintf(out + 2 * i, 3, "%02x", mac[i]);
+  memset(mac, 0, sizeof mac);
   return 0;
 }
 

@@ -79,7 +79,8 @@ cluster = coord_rpc("Cluster", pb.ClusterRequest, pb.ClusterResponse)
 
 
 def job_a_now():
-    st = get_job(pb.JobRequest(job=job_a), timeout=10, metadata=cluster_md)
+    # (under mTLS a worker's certificate needs the job's own token for GetJob)
+    st = get_job(pb.JobRequest(job=job_a), timeout=10, metadata=bearer(token_a))
     # the newest epoch recorded (a spoofed `done` of epoch 500 would record 500)
     return st.state, (st.epoch, st.step), max([h.epoch for h in st.history] + [0])
 

@@ -6,6 +6,7 @@
  * heartbeats); cron collects its result and answers the SubmitJob. */
 #include "coordinator.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -425,6 +426,18 @@ static pd_job *authorized_job(pd_coord *c, pd_rpc_call *call, const char *id) {
 
 /* ---------------------------------------------------------------- handlers */
 
+/* The registered node `id` whose secret is `secret`, or NULL after failing
+ * the call UNAUTHENTICATED, with the same message whether the id exists or
+ * not. */
+static pd_node *authorized_node(pd_coord *c, pd_rpc_call *call, uint64_t id, const char *secret) {
+  pd_node *n = pd_registry_find(c->reg, id);
+  if (n && pd_security_secret_is(secret, n->secret))
+    return n;
+  pd_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
+                   "node_id and node_secret do not match a registered node (register again)");
+  return NULL;
+}
+
 /* The certificate role (pando/security.h) of a node that registers as `role`. */
 static const char *cert_role(int role) {
   switch (role) {
@@ -470,9 +483,16 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
                      cert_role(req->role), pd_rpc_call_peer_role(call));
   } else {
     pd_node *n = NULL;
-    char err[256];
+    char err[256], secret[sizeof n->secret];
+    if (pd_security_new_token(secret, sizeof secret) != 0) {
+      pd_rpc_call_fail(call, GRPC_STATUS_INTERNAL, "cannot draw a random node secret");
+      return;
+    }
     int rc =
         pd_registry_add(c->reg, req->role, req->address, req->name, pd_now(), &n, err, sizeof err);
+    if (rc == 0)
+      pd_strlcpy(n->secret, secret, sizeof n->secret);
+    memset(secret, 0, sizeof secret);
     if (rc != 0) {
       if (rc == -PD_EDUP)
         replaced(c, n, req->address);
@@ -494,6 +514,7 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
     Pando__V1__RegisterResponse resp = PANDO__V1__REGISTER_RESPONSE__INIT;
     resp.node_id = n->id;
     resp.heartbeat_ms = (uint32_t)(c->opt.heartbeat_sec * 1000);
+    resp.node_secret = n->secret;
     pd_rpc_call_reply_msg(call, &resp.base);
   }
 }
@@ -501,6 +522,8 @@ static void handle_register(pd_rpc_call *call, const ProtobufCMessage *msg, void
 static void handle_heartbeat(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__HeartbeatRequest *req = (const Pando__V1__HeartbeatRequest *)msg;
+  if (!authorized_node(c, call, req->node_id, req->node_secret))
+    return;
   pd_node *n = pd_registry_heard(c->reg, req->node_id, pd_now());
   Pando__V1__HeartbeatResponse resp = PANDO__V1__HEARTBEAT_RESPONSE__INIT;
   if (n) {
@@ -513,16 +536,13 @@ static void handle_heartbeat(pd_rpc_call *call, const ProtobufCMessage *msg, voi
 static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__AssignmentRequest *req = (const Pando__V1__AssignmentRequest *)msg;
-  pd_node *n = pd_registry_find(c->reg, req->node_id);
-  pd_job *j = n && n->job[0] ? pd_jobs_find(c->jobs, n->job) : NULL;
+  pd_node *n = authorized_node(c, call, req->node_id, req->node_secret);
+  if (!n)
+    return;
+  pd_job *j = n->job[0] ? pd_jobs_find(c->jobs, n->job) : NULL;
   Pando__V1__Assignment a = PANDO__V1__ASSIGNMENT__INIT;
   Pando__V1__ShardMap map = PANDO__V1__SHARD_MAP__INIT;
   Pando__V1__Shard *shards = NULL, **ptrs = NULL;
-  if (!n) {
-    pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "node %llu is not registered",
-                     (unsigned long long)req->node_id);
-    return;
-  }
   if (j && j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
     a.job = j->id;
     a.spec_yaml = j->spec_yaml;
@@ -549,6 +569,9 @@ static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, vo
 static void handle_progress(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__ProgressReport *req = (const Pando__V1__ProgressReport *)msg;
+  pd_node *n = authorized_node(c, call, req->node_id, req->node_secret);
+  if (!n)
+    return;
   pd_job *j = pd_jobs_find(c->jobs, req->job);
   if (!j) {
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
@@ -560,7 +583,11 @@ static void handle_progress(pd_rpc_call *call, const ProtobufCMessage *msg, void
                      j->nworkers);
     return;
   }
-  int cancel = pd_jobs_progress(c->jobs, j, req, pd_now());
+  /* only the worker of that rank speaks for it; another node (or this one,
+   * once its rank went to another) is told to stop and changes nothing */
+  int cancel = !j->workers || j->workers[req->rank].node_id != n->id
+                   ? 1
+                   : pd_jobs_progress(c->jobs, j, req, pd_now());
   Pando__V1__ProgressAck ack = PANDO__V1__PROGRESS_ACK__INIT;
   ack.cancel = cancel;
   pd_rpc_call_reply_msg(call, &ack.base);
@@ -819,14 +846,17 @@ static void handle_report_device(pd_rpc_call *call, const ProtobufCMessage *msg,
   const Pando__V1__DeviceReport *req = (const Pando__V1__DeviceReport *)msg;
   pd_job *j = pd_jobs_find(c->jobs, req->job);
   char err[512];
+  int rc;
   Pando__V1__DeviceReportAck ack = PANDO__V1__DEVICE_REPORT_ACK__INIT;
   if (!j)
     pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND, "job '%s' not found", req->job);
   else if (!j->rounds)
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
                      "job '%s' is not running federated rounds", req->job);
-  else if (pd_rounds_report(j->rounds, req, &ack, err, sizeof err) != 0)
-    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
+  else if ((rc = pd_rounds_report(j->rounds, req, &ack, err, sizeof err)) != 0)
+    pd_rpc_call_fail(call,
+                     rc == -EACCES ? GRPC_STATUS_UNAUTHENTICATED : GRPC_STATUS_FAILED_PRECONDITION,
+                     "%s", err);
   else
     pd_rpc_call_reply_msg(call, &ack.base);
 }

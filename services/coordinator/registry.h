@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "pando.pb-c.h"
+#include "pando/security.h"
 
 /* Longest job id, with its NUL. */
 #define PD_JOB_ID_MAX 96
@@ -27,6 +28,9 @@ typedef struct pd_node {
   char job[PD_JOB_ID_MAX]; /* worker: the job it runs; "" when idle */
   uint32_t rank;           /* worker: its rank in that job */
   uint64_t generation;     /* changes whenever its assignment changes */
+  /* RegisterResponse.node_secret (hex, "" until set): later calls naming
+   * the node's id must carry it. In memory only; never logged. */
+  char secret[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1];
 } pd_node;
 
 typedef struct pd_registry pd_registry;

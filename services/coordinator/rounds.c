@@ -16,6 +16,7 @@
  */
 #include "rounds.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,9 +26,11 @@
 #include <string.h>
 
 #include "pando/dataset.h"
+#include "pando/error.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
+#include "pando/security.h"
 #include "pando/util.h"
 
 #define CALL_TIMEOUT_SEC 10.0
@@ -57,6 +60,8 @@ struct pd_rounds {
   pd_job_spec spec;
   char *spec_yaml;
   char job_token[80]; /* RoundTask.job_token; "": none */
+  /* SelectRequest.report_key: the devices' report secrets derive from it */
+  char report_key[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1];
   endpoint *servers;
   pd_shard_range *ranges;
   uint32_t nservers;
@@ -149,6 +154,9 @@ pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job
   pd_strlcpy(r->job, job, sizeof r->job);
   r->spec = *spec;
   r->spec_yaml = pd_xstrdup(spec_yaml);
+  /* the devices' report secrets derive from it (a failing CSPRNG is no state to run in) */
+  int drawn = pd_security_new_token(r->report_key, sizeof r->report_key);
+  PD_ASSERT(drawn == 0);
   r->nservers = n;
   r->servers = pd_xcalloc(n, sizeof *r->servers);
   r->ranges = pd_xcalloc(n, sizeof *r->ranges);
@@ -209,6 +217,7 @@ void pd_rounds_free(pd_rounds *r) {
   free(r->label_totals);
   free(r->spec_yaml);
   memset(r->job_token, 0, sizeof r->job_token);
+  memset(r->report_key, 0, sizeof r->report_key);
   free(r);
 }
 
@@ -385,6 +394,7 @@ static void start_selecting(pd_rounds *r) {
   req.n_exclude = r->nexclude;
   req.exclude = r->exclude;
   req.task = &task;
+  req.report_key = r->report_key;
   for (size_t i = 0; i < r->nselectors; i++) {
     if (share[i] == 0)
       continue;
@@ -865,8 +875,24 @@ static void add_labels(pd_rounds *r, const Pando__V1__DeviceReport *rep) {
   r->label_reports++;
 }
 
+/* Whether `rep` carries its device's report secret for its round. */
+static int report_secret_ok(const pd_rounds *r, const Pando__V1__DeviceReport *rep) {
+  char want[sizeof r->report_key];
+  int ok = pd_security_report_secret(r->report_key, rep->round, rep->device_id, want,
+                                     sizeof want) == 0 &&
+           pd_security_secret_is(rep->report_secret, want);
+  memset(want, 0, sizeof want);
+  return ok;
+}
+
 int pd_rounds_report(pd_rounds *r, const Pando__V1__DeviceReport *rep,
                      Pando__V1__DeviceReportAck *ack, char *err, size_t errlen) {
+  /* only the device the task was handed to can report it */
+  if (!report_secret_ok(r, rep))
+    return pd_errf(err, errlen, -EACCES,
+                   "device_id, round and report_secret do not match a task of job %s (send the "
+                   "RoundTask.report_secret of the task)",
+                   r->job);
   if (rep->round == r->id && r->nchosen > 0) {
     selected *s = NULL;
     for (size_t i = 0; i < r->nchosen && !s; i++)

@@ -47,8 +47,10 @@ void pd_rounds_stop(pd_rounds *rounds);
 /* Periodic work: population polls, deadlines, the evaluation's end. */
 void pd_rounds_cron(pd_rounds *rounds);
 /* A device's report. Fills `ack`; the round closes (commits) from here as
- * soon as it has min_reports reports. Returns 0, or -1 with a message for a
- * report that is not for this job's rounds (an unknown device). */
+ * soon as it has min_reports reports. Returns 0; -EACCES with a message when
+ * its report_secret is not its device's for its round (nothing changes); or
+ * -1 with a message for a report that is not for this job's rounds (an
+ * unknown device). */
 int pd_rounds_report(pd_rounds *rounds, const Pando__V1__DeviceReport *report,
                      Pando__V1__DeviceReportAck *ack, char *err, size_t errlen);
 /* Sets the rounds fields of `st` (round_history borrows from `rounds` until

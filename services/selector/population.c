@@ -47,6 +47,7 @@ static void device_free(pd_device *d, void (*release)(pd_task *task)) {
   free(d->id);
   free(d->jobs);
   free(d->attributes);
+  memset(d->secret, 0, sizeof d->secret);
   free(d);
 }
 

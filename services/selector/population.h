@@ -1,14 +1,16 @@
 /* The selector's online population: every device with a live session (it
  * checked in and its reconnect window has not run out), found by id. Memory
- * is bounded by the devices online: one pd_device (~120 bytes) plus its
+ * is bounded by the devices online: one pd_device (~190 bytes) plus its
  * strings (id, job names, attributes: at most 128 + 2 x 1024 bytes; a
  * typical device with a 16-byte id, one job and two attributes uses ~60)
- * and 8 bytes of index, so 10,000 devices cost about 2 MB. */
+ * and 8 bytes of index, so 10,000 devices cost about 3 MB. */
 #ifndef PANDO_SELECTOR_POPULATION_H
 #define PANDO_SELECTOR_POPULATION_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "pando/security.h"
 
 /* A task waiting for a device (owned by the selector, reference counted). */
 typedef struct pd_task pd_task;
@@ -22,6 +24,8 @@ typedef struct pd_device {
   double expires;       /* forgotten after this pd_now() */
   int busy;             /* working on a task: not selectable */
   pd_task *task;        /* selected: handed out at its next check-in (a reference), or NULL */
+  char secret[2 * PD_SECURITY_JOB_TOKEN_BYTES +
+              1]; /* CheckInResponse.session_secret; never logged */
 } pd_device;
 
 typedef struct pd_population pd_population;

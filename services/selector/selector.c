@@ -10,6 +10,7 @@
 #include "pando/error.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
+#include "pando/security.h"
 #include "pando/util.h"
 #include "population.h"
 
@@ -211,16 +212,35 @@ static void handle_checkin(pd_rpc_call *call, const ProtobufCMessage *msg, void 
       join_names(call, "attributes", req->attributes, req->n_attributes, attributes,
                  sizeof attributes) != 0)
     goto done;
-  if (!pd_population_find(s->population, req->device_id) &&
-      pd_population_size(s->population) >= s->opt.max_devices) {
+  pd_device *live = pd_population_find(s->population, req->device_id);
+  if (live && live->expires < now) { /* its session ran out (cron had not seen it yet) */
+    s->stats.expired += pd_population_expire(s->population, now, task_release);
+    live = NULL;
+  }
+  /* a live session is its device's: only the device's secret continues it */
+  if (live && !pd_security_secret_is(req->session_secret, live->secret)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_UNAUTHENTICATED,
+                     "device_id and session_secret do not match the device's session (a live "
+                     "session needs the session_secret its first check-in was given)");
+    goto done;
+  }
+  if (!live && pd_population_size(s->population) >= s->opt.max_devices) {
     pd_rpc_call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                      "this selector holds its maximum of %zu devices; check in with another "
                      "selector or later",
                      s->opt.max_devices);
     goto done;
   }
+  char secret[sizeof live->secret] = "";
+  if (!live && pd_security_new_token(secret, sizeof secret) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INTERNAL, "cannot draw a random session secret");
+    goto done;
+  }
   int created;
   pd_device *d = pd_population_upsert(s->population, req->device_id, &created);
+  if (created) /* a new session: the answer gives the device its secret */
+    pd_strlcpy(d->secret, secret, sizeof d->secret);
+  memset(secret, 0, sizeof secret);
   pd_device_set(&d->jobs, jobs);
   pd_device_set(&d->attributes, attributes);
   d->num_samples = req->num_samples;
@@ -232,6 +252,7 @@ static void handle_checkin(pd_rpc_call *call, const ProtobufCMessage *msg, void 
   d->expires = now + 2 * told + s->opt.grace_sec;
   Pando__V1__CheckInResponse resp = PANDO__V1__CHECK_IN_RESPONSE__INIT;
   Pando__V1__RoundTask task;
+  char report_secret[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1] = "";
   pd_task *t = d->task;
   d->task = NULL;
   if (t && t->deadline > now) {
@@ -239,6 +260,11 @@ static void handle_checkin(pd_rpc_call *call, const ProtobufCMessage *msg, void 
     task.deadline_ms = (uint32_t)((t->deadline - now) * 1000);
     if (!task.coordinator[0])
       task.coordinator = s->coordinator;
+    /* this device's own secret for the round (none without a report key) */
+    if (t->req->report_key[0])
+      pd_security_report_secret(t->req->report_key, task.round, d->id, report_secret,
+                                sizeof report_secret);
+    task.report_secret = report_secret;
     resp.task = &task;
     d->busy = 1;
     /* it need not check in while it works on the round */
@@ -248,8 +274,11 @@ static void handle_checkin(pd_rpc_call *call, const ProtobufCMessage *msg, void 
     s->stats.tasks_expired++;
   }
   resp.reconnect_ms = (uint32_t)(told * 1000 + 0.5);
+  if (created)
+    resp.session_secret = d->secret;
   s->stats.checkins++;
   pd_rpc_call_reply_msg(call, &resp.base);
+  memset(report_secret, 0, sizeof report_secret);
   if (t)
     task_release(t);
   if (created)

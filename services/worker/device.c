@@ -26,6 +26,7 @@
 #include "pando/psclient.h"
 #include "pando/rpc.h"
 #include "pando/schedule.h"
+#include "pando/security.h"
 #include "pando/spec.h"
 #include "pando/util.h"
 
@@ -43,6 +44,9 @@ typedef struct sim_device {
   double next_checkin;
   atomic_int busy;
   Pando__V1__CheckInResponse *task; /* the answer that carried its task (owned) */
+  /* CheckInResponse.session_secret of its session at the selector ("" before
+   * the first check-in; check-in thread only; never logged) */
+  char session_secret[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1];
 } sim_device;
 
 typedef struct devices {
@@ -292,6 +296,7 @@ static int report(devices *d, const Pando__V1__RoundTask *task, const sim_device
   rep.num_samples = (double)v->nrows;
   rep.loss = loss;
   rep.error = (char *)(error ? error : "");
+  rep.report_secret = task->report_secret; /* only the chosen device holds it */
   uint64_t counts[256] = {0}; /* how many of its rows have each label (classes 0..255) */
   size_t nlabels = 0;
   for (uint64_t r = 0; d->data.labels && r < v->nrows; r++) {
@@ -414,6 +419,7 @@ static void check_in(devices *d, uint32_t i) {
   req.n_attributes = d->nattributes;
   req.attributes = d->attributes;
   req.busy = atomic_load(&v->busy);
+  req.session_secret = v->session_secret;
   ProtobufCMessage *resp = NULL;
   char err[512];
   double now = pd_now();
@@ -426,6 +432,8 @@ static void check_in(devices *d, uint32_t i) {
     return;
   }
   Pando__V1__CheckInResponse *r = (Pando__V1__CheckInResponse *)resp;
+  if (r->session_secret[0]) /* this check-in opened a session: its secret from now on */
+    pd_strlcpy(v->session_secret, r->session_secret, sizeof v->session_secret);
   v->next_checkin = now + r->reconnect_ms / 1000.0;
   if (!r->task || atomic_load(&v->busy)) {
     pando__v1__check_in_response__free_unpacked(r, NULL);

@@ -24,6 +24,7 @@
 
 typedef struct progress {
   pd_rpc_channel *coordinator;
+  pd_worker_node *node; /* in whose name it reports (may be NULL) */
   const char *job;
   uint32_t rank;
   uint32_t attempt; /* Assignment.attempt */
@@ -38,11 +39,22 @@ static int report(void *ctx, Pando__V1__ProgressReport *r) {
   r->job = (char *)p->job;
   r->rank = p->rank;
   r->attempt = p->attempt;
+  char secret[sizeof p->node->secret] = "";
+  if (p->node) {
+    pthread_mutex_lock(&p->node->lock);
+    r->node_id = p->node->id;
+    pd_strlcpy(secret, p->node->secret, sizeof secret);
+    pthread_mutex_unlock(&p->node->lock);
+  }
+  r->node_secret = secret;
   ProtobufCMessage *resp = NULL;
   char err[512];
-  if (pd_rpc_unary(p->coordinator, "/pando.v1.Coordinator/ReportProgress", &r->base,
-                   &pando__v1__progress_ack__descriptor, &resp, CONTROL_TIMEOUT_SEC, NULL, err,
-                   sizeof err) != 0) {
+  int rc = pd_rpc_unary(p->coordinator, "/pando.v1.Coordinator/ReportProgress", &r->base,
+                        &pando__v1__progress_ack__descriptor, &resp, CONTROL_TIMEOUT_SEC, NULL, err,
+                        sizeof err);
+  memset(secret, 0, sizeof secret);
+  r->node_secret = (char *)"";
+  if (rc != 0) {
     PD_WARN("progress report failed: %s", err);
     return 0;
   }
@@ -96,7 +108,7 @@ static int remote_push(void *ctx, int64_t clock, const float *grad, int *dropped
 }
 
 int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
-                    const pd_worker_options *opt, char *err, size_t errlen) {
+                    pd_worker_node *node, const pd_worker_options *opt, char *err, size_t errlen) {
   pd_job_spec spec;
   int rc = pd_job_spec_parse(a->spec_yaml, strlen(a->spec_yaml), &spec, err, errlen);
   if (rc != 0)
@@ -117,7 +129,7 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
   pd_psclient_set_token(remote.client, a->job_token);
   pd_psclient_set_attempt(remote.client, a->attempt);
   pd_param_store store = {remote_pull, remote_push, &remote, NULL};
-  progress p = {coordinator, a->job, a->rank, a->attempt};
+  progress p = {coordinator, node, a->job, a->rank, a->attempt};
   pd_progress_sink sink = {report, &p};
   pd_train_job tj = {&spec,
                      a->job,
@@ -141,7 +153,7 @@ typedef struct worker_daemon {
   pd_loop *loop;
   pd_rpc_server *server;
   pd_session *session;
-  atomic_uint_fast64_t node_id;
+  pd_worker_node node;             /* the session's id and secret, for the training thread */
   atomic_uint_fast64_t generation; /* latest assignment generation seen */
   atomic_int stop;
 } worker_daemon;
@@ -155,7 +167,10 @@ static void assignment_changed(pd_session *s, uint64_t generation, void *user) {
 static void session_cron(void *user) {
   worker_daemon *d = user;
   pd_session_tick(d->session);
-  atomic_store(&d->node_id, pd_session_node_id(d->session));
+  pthread_mutex_lock(&d->node.lock);
+  d->node.id = pd_session_node_id(d->session);
+  pd_strlcpy(d->node.secret, pd_session_node_secret(d->session), sizeof d->node.secret);
+  pthread_mutex_unlock(&d->node.lock);
 }
 
 static void *session_thread(void *arg) {
@@ -167,10 +182,21 @@ static void *session_thread(void *arg) {
   return NULL;
 }
 
+/* The node id (0 while not registered), its secret into `secret`. */
+static uint64_t node_get(pd_worker_node *node, char *secret, size_t secretlen) {
+  pthread_mutex_lock(&node->lock);
+  uint64_t id = node->id;
+  pd_strlcpy(secret, node->secret, secretlen);
+  pthread_mutex_unlock(&node->lock);
+  return id;
+}
+
 /* Asks the coordinator for this node's assignment. */
-static Pando__V1__Assignment *fetch_assignment(pd_rpc_channel *coord, uint64_t node_id) {
+static Pando__V1__Assignment *fetch_assignment(pd_rpc_channel *coord, uint64_t node_id,
+                                               const char *secret) {
   Pando__V1__AssignmentRequest req = PANDO__V1__ASSIGNMENT_REQUEST__INIT;
   req.node_id = node_id;
+  req.node_secret = (char *)secret;
   ProtobufCMessage *resp = NULL;
   char err[512];
   if (pd_rpc_unary(coord, "/pando.v1.Coordinator/GetAssignment", &req.base,
@@ -186,6 +212,7 @@ int pd_worker_main(const pd_worker_options *opt) {
   worker_daemon d;
   char err[512], addr[300];
   memset(&d, 0, sizeof d);
+  pthread_mutex_init(&d.node.lock, NULL);
   d.opt = opt;
   d.loop = pd_loop_new();
   d.server = pd_rpc_server_new(d.loop);
@@ -212,12 +239,14 @@ int pd_worker_main(const pd_worker_options *opt) {
   uint64_t seen = 0;
   while (!pd_daemon_stopping()) {
     uint64_t generation = atomic_load(&d.generation);
-    uint64_t node_id = atomic_load(&d.node_id);
+    char secret[sizeof d.node.secret];
+    uint64_t node_id = node_get(&d.node, secret, sizeof secret);
     if (generation == seen || node_id == 0) {
       usleep(20000);
       continue;
     }
-    Pando__V1__Assignment *a = fetch_assignment(coord, node_id);
+    Pando__V1__Assignment *a = fetch_assignment(coord, node_id, secret);
+    memset(secret, 0, sizeof secret);
     if (!a) {
       usleep(200000);
       continue;
@@ -226,12 +255,12 @@ int pd_worker_main(const pd_worker_options *opt) {
     if (a->job[0]) {
       PD_INFO("assigned to job %s as rank %u (attempt %u, from clock %llu)", a->job, a->rank,
               a->attempt, (unsigned long long)a->start_clock);
-      int rc = pd_worker_train(a, coord, opt, err, sizeof err);
+      int rc = pd_worker_train(a, coord, &d.node, opt, err, sizeof err);
       if (rc != 0 && rc != -PD_ECANCELLED) {
         /* Tell the coordinator; if the job had already ended (cancelled, or
          * failed elsewhere, which drops its shards) this is no error of ours. */
         Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
-        progress p = {coord, a->job, a->rank, a->attempt};
+        progress p = {coord, &d.node, a->job, a->rank, a->attempt};
         r.error = err;
         r.unreachable = rc == -PD_ERPC; /* a pull or push: a job with checkpoints recovers */
         if (report(&p, &r) == -PD_ECANCELLED)
@@ -249,6 +278,8 @@ int pd_worker_main(const pd_worker_options *opt) {
   pthread_join(tid, NULL);
   pd_rpc_channel_free(coord);
   pd_session_free(d.session);
+  memset(d.node.secret, 0, sizeof d.node.secret);
+  pthread_mutex_destroy(&d.node.lock);
   pd_rpc_server_free(d.server);
   pd_loop_free(d.loop);
   return 0;

@@ -50,6 +50,7 @@ class Cluster:
     def __init__(self, servers, selector_args=()):
         self.dir = tempfile.mkdtemp(prefix="pando-fed-")
         self.procs, self.logs = [], []
+        self.secrets = {}  # device id -> CheckInResponse.session_secret
         self.coordinator = "127.0.0.1:%s" % self.start("coord", "pando-coordinator",
                                                        "--heartbeat-ms", "100")
         for i in range(servers):
@@ -137,13 +138,18 @@ class Cluster:
         return dropped
 
     def checkin(self, device, samples, busy=False):
-        return self.checkin_rpc(pb.CheckInRequest(device_id=device, num_samples=samples,
-                                                  busy=busy), timeout=5)
+        """checks `device` in, sending the session secret its first check-in got"""
+        r = self.checkin_rpc(pb.CheckInRequest(device_id=device, num_samples=samples, busy=busy,
+                                               session_secret=self.secrets.get(device, "")),
+                             timeout=5)
+        if r.session_secret:
+            self.secrets[device] = r.session_secret
+        return r
 
     def report(self, task, device, samples, error=""):
         return self.coord["ReportDevice"](pb.DeviceReport(
             job=task.job, round=task.round, device_id=device, num_samples=samples,
-            error=error), timeout=5)
+            error=error, report_secret=task.report_secret), timeout=5)
 
     def tasks(self, devices, want, seconds=20):
         """checks `devices` ({id: n_k}) in until `want` of them hold a task"""

@@ -4,6 +4,9 @@ selector, with devices written in Python (grpcio, messages from proto/):
    with plain SGD: one round equals one full-batch gradient step on the
    union of the devices' data (relative error <= 1e-5), with Python devices
    and with Pando's own (C) devices holding CSV files of their own;
+ - only the chosen device can report its task: a report in its name
+   without its report_secret (none, a wrong one, another device's) is
+   UNAUTHENTICATED and counts for nothing;
  - a round closes as soon as min_reports reports are in: 13 selected,
    min_reports 10, 3 stragglers; their later reports and pushes are late,
    discarded and counted, and the model is the average of the first 10;
@@ -12,12 +15,15 @@ selector, with devices written in Python (grpcio, messages from proto/):
    and after max_attempts the job fails with a message saying so;
  - selection waits for ceil(over_selection K) idle devices, and after
    selection_timeout selects the fewer there are (at least min_reports)."""
+import re
 import sys
 import time
 
+import grpc
+
 import numpy as np
 
-from fedlib import Cluster, check, pb, softmax_grad
+from fedlib import Cluster, check, code_of, pb, softmax_grad
 import fedlib
 
 INPUTS, CLASSES = 8, 3
@@ -59,6 +65,18 @@ try:
     theta0 = c.pull(task.shard_map, job, task.round)
     check("the task names the job's 3 shards and the round", task.job == job and
           len(task.shard_map.shards) == 3 and task.shard_map.keys == KEYS)
+    secrets = {d: t.report_secret for d, t in tasks.items()}
+    check("each task carries its device's own report secret (64 hex digits)",
+          all(re.fullmatch("[0-9a-f]{64}", v) for v in secrets.values()) and
+          len(set(secrets.values())) == 3)
+    victim, other = "py-a", "py-b"
+    for secret, how in [("", "without a report secret"), ("0" * 64, "with a wrong one"),
+                        (secrets[other], "with device %s's" % other)]:
+        code, msg = code_of(c.coord["ReportDevice"], pb.DeviceReport(
+            job=job, round=tasks[victim].round, device_id=victim, num_samples=5,
+            error="spoofed drop", report_secret=secret))
+        check("a report in device %s's name %s is UNAUTHENTICATED (%s)" % (victim, how, msg),
+              code == grpc.StatusCode.UNAUTHENTICATED and "report_secret" in msg)
     for d, t in tasks.items():
         x, y = data[d]
         theta = c.pull(t.shard_map, job, t.round).astype(np.float64)

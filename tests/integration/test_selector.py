@@ -2,8 +2,11 @@
 devices check in, the population counts eligible devices, Select chooses the
 same devices for the same seed on two selectors, a chosen device gets its
 task at its next check-in (the others do not), bad check-ins are refused
-naming the field, devices that stop checking in are forgotten, /metrics and
-health answer, SIGTERM stops it cleanly."""
+naming the field, a check-in under a live device's id without its session
+secret is UNAUTHENTICATED and changes nothing (the device still gets its
+task), devices that stop checking in are forgotten (their ids may then open
+new sessions), /metrics and health answer, SIGTERM stops it cleanly."""
+import re
 import os
 import subprocess
 import sys
@@ -37,6 +40,20 @@ def start(name, extra=()):
     return p, int(wait_file(port_file)), int(wait_file(mport_file))
 
 
+secrets = {}  # (selector port, device id) -> CheckInResponse.session_secret
+
+
+def session(port, rpc):
+    """a CheckIn stub of selector `port` that keeps and sends each device's secret"""
+    def call(req, timeout=5):
+        req.session_secret = secrets.get((port, req.device_id), "")
+        r = rpc(req, timeout=timeout)
+        if r.session_secret:
+            secrets[(port, req.device_id)] = r.session_secret
+        return r
+    return call
+
+
 def rss_kib(proc):
     with open("/proc/%d/status" % proc.pid) as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
@@ -58,8 +75,9 @@ def stubs(port):
 try:
     a, port_a, mport_a = start("sel-a")
     b, port_b, _ = start("sel-b")
-    checkin, select, population, health = stubs(port_a)
+    raw_checkin, select, population, health = stubs(port_a)
     checkin_b, select_b, _, _ = stubs(port_b)
+    checkin, checkin_b = session(port_a, raw_checkin), session(port_b, checkin_b)
 
     h = health(health_pb2.HealthCheckRequest(service="pando.v1.Selector"), timeout=5)
     check("health of the Selector service answers SERVING",
@@ -74,6 +92,11 @@ try:
         if i == 0:
             check("a check-in is answered with a reconnect window and no task (%d ms)"
                   % r.reconnect_ms, r.reconnect_ms > 0 and not r.HasField("task"))
+            check("the first check-in opens a session: a secret of 64 hex digits",
+                  re.fullmatch("[0-9a-f]{64}", r.session_secret) is not None)
+            r = checkin(req, timeout=5)
+            check("a later check-in with the secret is answered without a new one",
+                  r.reconnect_ms > 0 and r.session_secret == "")
     checkin(pb.CheckInRequest(device_id="other-job", num_samples=5, jobs=["else"]), timeout=5)
 
     pop = population(pb.PopulationRequest(job_name="fed", require=["charging"], demand=5), timeout=5)
@@ -103,6 +126,18 @@ try:
     check("a second Select does not choose devices holding a task (%d)" % len(again.devices),
           len(again.devices) == 15 and not set(again.devices) & set(chosen))
 
+    # another client checks in under chosen[0]'s id (as in a stolen task):
+    # without the secret, with a wrong one, with the other selector's one
+    wrong = [("", "without a session secret"), ("0" * 64, "with a wrong session secret"),
+             (secrets[(port_b, chosen[0])], "with its session secret of another selector")]
+    for secret, how in wrong:
+        code, msg = code_of(raw_checkin, pb.CheckInRequest(
+            device_id=chosen[0], num_samples=1, jobs=["else"], busy=True, session_secret=secret))
+        check("a check-in under live device %s's id %s is UNAUTHENTICATED (%s)"
+              % (chosen[0], how, msg), code == grpc.StatusCode.UNAUTHENTICATED and
+              "session_secret" in msg)
+    pop = population(pb.PopulationRequest(job_name="fed"), timeout=5)
+    check("... and changed nothing (20 still serve fed: %d)" % pop.eligible, pop.eligible == 20)
     r = checkin(pb.CheckInRequest(device_id=chosen[0], num_samples=1, jobs=["fed"]), timeout=5)
     check("a chosen device gets its task at its next check-in",
           r.HasField("task") and r.task.job == "fed-1" and r.task.round == 1 and
@@ -150,6 +185,11 @@ try:
     pop = population(pb.PopulationRequest(), timeout=5)
     check("after their round timed out they are forgotten too (%d online)" % pop.online,
           pop.online == 0)
+    r = raw_checkin(pb.CheckInRequest(device_id=chosen[1], num_samples=1, jobs=["fed"]),
+                    timeout=5)
+    check("once its session expired, a device id opens a new session without a secret",
+          re.fullmatch("[0-9a-f]{64}", r.session_secret) is not None and
+          r.session_secret != secrets[(port_a, chosen[1])])
 
     # 10,000 devices online (windows of a minute) cost the selector about
     # 2 MB (README: ~200 bytes a device); the bound leaves room for malloc's

@@ -7,7 +7,9 @@
 # log and not in --check-config; unreadable or invalid PEM and token files
 # stop a daemon at start with exit 2 and a message naming the setting and
 # the file. Workers pull and push with their job's token from their
-# Assignment (assignprobe.py: a worker of one job cannot read another). With
+# Assignment (assignprobe.py: a worker of one job cannot read another; a
+# holder of the cluster token cannot get another node's Assignment, nor
+# heartbeat or report progress in its name, without its node secret). With
 # T_TLS_MODE=mtls (test_mtls.sh) the servers also require client
 # certificates and check the roles in them (a worker's certificate with only
 # the cluster token cannot Pull or Push a job).
@@ -80,9 +82,9 @@ while [ "$("$BIN/pandoctl" -o json status "$long" | /usr/bin/python3 -c 'import 
 done
 "$BIN/pandoctl" -o json cluster >"$T_DIR/cluster.json"
 w0=$(t_json "$T_DIR/cluster.json" '[n["node_id"] for n in j["nodes"] if n["name"] == "w0"][0]')
-echo "# a worker of job $long (node $w0) holds job $long's token only"
+echo "# node $w0 (a worker of job $long) is bound to its secret; job $long's token reads job $long only"
 /usr/bin/python3 tests/integration/assignprobe.py "$PANDO_COORDINATOR" "127.0.0.1:$(t_port ps0)" \
-  "$T_CERTS" "$w0" "$long" "$T_DIR/long.token" "$job" || T_FAILED=1
+  "$T_CERTS" "$w0" "$long" "$T_DIR/long.token" "$job" "$T_DIR/probe.secret" || T_FAILED=1
 t_check "job $job's token cannot cancel job $long" \
   refused UNAUTHENTICATED as_job "$BIN/pandoctl" cancel "$long"
 t_check "job $job's token cannot ask about job $long" \
@@ -98,8 +100,9 @@ echo "# an independent client (grpcio)"
 
 echo "# the token is never shown"
 for d in coord ps0 ps1 w0 w1; do
-  t_check "the tokens (cluster, jobs) are not in $d's log" \
-    sh -c "! grep -qF -e '$token' -e '$jt' -e '$(cat "$T_DIR/long.token")' '$T_DIR/$d.log'"
+  t_check "the tokens (cluster, jobs) and node secrets are not in $d's log" \
+    sh -c "! grep -qF -e '$token' -e '$jt' -e '$(cat "$T_DIR/long.token")' \
+      -e '$(cat "$T_DIR/probe.secret")' '$T_DIR/$d.log'"
 done
 "$BIN/pando-ps" $(t_tls_flags pando-ps) --check-config >"$T_DIR/check.out" 2>&1
 t_check "--check-config shows token_file as (set), not the token" \

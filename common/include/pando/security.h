@@ -11,6 +11,7 @@
 #define PANDO_SECURITY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* What to configure; every string may be NULL or "" (not set). The names in
  * error messages are the settings' keys (tls_cert, ...). */
@@ -59,6 +60,21 @@ int pd_security_has_token(void);
  * CSPRNG, as hex) into `out` of at least 2 * PD_SECURITY_JOB_TOKEN_BYTES + 1
  * bytes. Returns 0 or -EIO. */
 int pd_security_new_token(char *out, size_t outlen);
+
+/* Writes a device's report secret for round id `round` (RoundTask.report_secret)
+ * into `out` (at least 2 * PD_SECURITY_JOB_TOKEN_BYTES + 1 bytes): the
+ * lowercase hex of HMAC-SHA256(key = `key`, message = "ROUND:DEVICE_ID", the
+ * round id in decimal), `key` being the job's SelectRequest.report_key. The
+ * selector hands it to the chosen device, the coordinator checks it in
+ * DeviceReport. Returns 0, or -EIO (an empty key included). */
+int pd_security_report_secret(const char *key, uint64_t round, const char *device_id, char *out,
+                              size_t outlen);
+
+/* Whether the secret a client sent (`got`, NUL-terminated; NULL is "") is
+ * `want`, compared in constant time over `want`. An empty `want` matches
+ * nothing. For node and session secrets (RegisterResponse.node_secret,
+ * CheckInResponse.session_secret). */
+int pd_security_secret_is(const char *got, const char *want);
 
 /* Whether `role` is one pd_security accepts in a certificate. */
 int pd_security_role_known(const char *role);

@@ -25,6 +25,10 @@ void pd_session_set_memory(pd_session *session, uint64_t bytes);
 void pd_session_tick(pd_session *session);
 /* The node id, or 0 while not registered. */
 uint64_t pd_session_node_id(const pd_session *session);
+/* The node's secret (RegisterResponse.node_secret), "" while not registered:
+ * every later call naming the node id must carry it. Borrowed, changed by
+ * pd_session_tick; never log it. */
+const char *pd_session_node_secret(const pd_session *session);
 /* The channel to the coordinator (for other calls of the node). */
 pd_rpc_channel *pd_session_channel(pd_session *session);
 

@@ -9,6 +9,8 @@
 #include <grpc/grpc_security_constants.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -268,6 +270,23 @@ const grpc_slice *pd__security_authorization(void) {
   return state.authorization ? &state.authorization_slice : NULL;
 }
 
+/* Whether `got` (`got_len` bytes) is `want` (`want_len` bytes), in constant
+ * time over the expected value, whatever was sent. */
+static int bytes_equal(const unsigned char *got, size_t got_len, const unsigned char *want,
+                       size_t want_len) {
+  volatile unsigned diff = got_len != want_len;
+  for (size_t k = 0; k < want_len; k++)
+    diff |= (unsigned)(want[k] ^ (k < got_len ? got[k] : 0));
+  return diff == 0;
+}
+
+int pd_security_secret_is(const char *got, const char *want) {
+  if (!want || !want[0])
+    return 0;
+  return bytes_equal((const unsigned char *)(got ? got : ""), got ? strlen(got) : 0,
+                     (const unsigned char *)want, strlen(want));
+}
+
 /* Whether an "authorization" entry of `metadata` is `want` (`want_len`
  * bytes), in constant time over `want`. */
 static int authorization_is(const grpc_metadata_array *metadata, const char *want_text,
@@ -276,14 +295,8 @@ static int authorization_is(const grpc_metadata_array *metadata, const char *wan
   for (size_t i = 0; i < metadata->count; i++) {
     const grpc_metadata *md = &metadata->metadata[i];
     if (!grpc_slice_str_cmp(md->key, "authorization")) {
-      const unsigned char *got = GRPC_SLICE_START_PTR(md->value);
-      size_t got_len = GRPC_SLICE_LENGTH(md->value);
-      const unsigned char *want = (const unsigned char *)want_text;
-      /* constant time over the expected value, whatever was sent */
-      volatile unsigned diff = got_len != want_len;
-      for (size_t k = 0; k < want_len; k++)
-        diff |= (unsigned)(want[k] ^ (k < got_len ? got[k] : 0));
-      found |= diff == 0;
+      found |= bytes_equal(GRPC_SLICE_START_PTR(md->value), GRPC_SLICE_LENGTH(md->value),
+                           (const unsigned char *)want_text, want_len);
     }
   }
   return found;
@@ -313,6 +326,24 @@ int pd_security_new_token(char *out, size_t outlen) {
   for (size_t i = 0; i < sizeof bytes; i++)
     snprintf(out + 2 * i, 3, "%02x", bytes[i]);
   memset(bytes, 0, sizeof bytes);
+  return 0;
+}
+
+int pd_security_report_secret(const char *key, uint64_t round, const char *device_id, char *out,
+                              size_t outlen) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  char message[32 + 256];
+  PD_ASSERT(outlen >= 2 * PD_SECURITY_JOB_TOKEN_BYTES + 1);
+  snprintf(message, sizeof message, "%llu:%s", (unsigned long long)round, device_id);
+  if (!key || !key[0] ||
+      !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)message, strlen(message),
+            mac, &len) ||
+      len != PD_SECURITY_JOB_TOKEN_BYTES)
+    return -EIO;
+  for (unsigned int i = 0; i < len; i++)
+    snprintf(out + 2 * i, 3, "%02x", mac[i]);
+  memset(mac, 0, sizeof mac);
   return 0;
 }
 

@@ -8,6 +8,7 @@
 #include "pando/error.h"
 #include "pando/kernels.h"
 #include "pando/log.h"
+#include "pando/security.h"
 #include "pando/util.h"
 
 #define RPC_TIMEOUT_SEC 2.0
@@ -21,7 +22,8 @@ struct pd_session {
   pd_session_changed changed;
   void *user;
   uint64_t node_id;
-  uint64_t memory_bytes; /* RegisterRequest.memory_bytes */
+  char node_secret[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1]; /* RegisterResponse.node_secret */
+  uint64_t memory_bytes;                                 /* RegisterRequest.memory_bytes */
   uint64_t generation;
   double heartbeat_sec;
   double next_due;
@@ -49,12 +51,14 @@ void pd_session_free(pd_session *s) {
   while (s->in_flight)
     pd_loop_run_once(s->loop, 1.0);
   pd_rpc_channel_free(s->channel);
+  memset(s->node_secret, 0, sizeof s->node_secret);
   free(s->address);
   free(s->name);
   free(s);
 }
 
 uint64_t pd_session_node_id(const pd_session *s) { return s->node_id; }
+const char *pd_session_node_secret(const pd_session *s) { return s->node_secret; }
 pd_rpc_channel *pd_session_channel(pd_session *s) { return s->channel; }
 
 static void call_failed(pd_session *s, const char *what, const pd_rpc_result *r) {
@@ -82,6 +86,7 @@ static void register_done(const pd_rpc_result *r, void *user) {
   }
   Pando__V1__RegisterResponse *resp = (Pando__V1__RegisterResponse *)msg;
   s->node_id = resp->node_id;
+  pd_strlcpy(s->node_secret, resp->node_secret, sizeof s->node_secret);
   if (resp->heartbeat_ms > 0)
     s->heartbeat_sec = resp->heartbeat_ms / 1000.0;
   s->warned = 0;
@@ -91,9 +96,24 @@ static void register_done(const pd_rpc_result *r, void *user) {
   pando__v1__register_response__free_unpacked(resp, NULL);
 }
 
+/* Drops the node id and secret: the next tick registers again. */
+static void forget_node(pd_session *s) {
+  s->node_id = 0;
+  memset(s->node_secret, 0, sizeof s->node_secret);
+  s->next_due = pd_now();
+}
+
 static void heartbeat_done(const pd_rpc_result *r, void *user) {
   pd_session *s = user;
   s->in_flight = 0;
+  if (r->status == GRPC_STATUS_UNAUTHENTICATED && s->node_id != 0) {
+    /* the coordinator does not know this id and secret (it restarted): a
+     * new registration; a wrong cluster token fails that one too */
+    PD_WARN("coordinator %s refused node %llu's heartbeat (%s): registering again",
+            pd_rpc_channel_target(s->channel), (unsigned long long)s->node_id, r->details);
+    forget_node(s);
+    return;
+  }
   if (r->status != GRPC_STATUS_OK) {
     call_failed(s, "Heartbeat", r);
     return;
@@ -112,8 +132,7 @@ static void heartbeat_done(const pd_rpc_result *r, void *user) {
   if (!resp->known) {
     PD_WARN("coordinator does not know node %llu any more: registering again",
             (unsigned long long)s->node_id);
-    s->node_id = 0;
-    s->next_due = pd_now();
+    forget_node(s);
   } else if (resp->assignment != s->generation) {
     s->generation = resp->assignment;
     if (s->changed)
@@ -148,6 +167,7 @@ void pd_session_tick(pd_session *s) {
   } else {
     Pando__V1__HeartbeatRequest req = PANDO__V1__HEARTBEAT_REQUEST__INIT;
     req.node_id = s->node_id;
+    req.node_secret = s->node_secret;
     session_send(s, "/pando.v1.Coordinator/Heartbeat", &req.base, heartbeat_done);
   }
 }

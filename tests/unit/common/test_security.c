@@ -116,6 +116,31 @@ static void test_new_tokens_are_random_hex(void) {
   CHECK(strcmp(a, b) != 0);
 }
 
+static void test_secrets_compare_whole(void) {
+  CHECK(pd_security_secret_is("abc", "abc"));
+  CHECK(!pd_security_secret_is("abd", "abc"));
+  CHECK(!pd_security_secret_is("ab", "abc"));   /* a prefix */
+  CHECK(!pd_security_secret_is("abcd", "abc")); /* longer */
+  CHECK(!pd_security_secret_is("", "abc"));
+  CHECK(!pd_security_secret_is(NULL, "abc"));
+  CHECK(!pd_security_secret_is("", "")); /* no secret set matches nothing */
+  CHECK(!pd_security_secret_is(NULL, NULL));
+}
+
+static void test_report_secret_is_hmac_of_round_and_device(void) {
+  char key[65], a[65], b[65];
+  memset(key, 'k', 64);
+  key[64] = '\0';
+  CHECK_EQ_INT(pd_security_report_secret(key, 7, "phone-1", a, sizeof a), 0);
+  /* Python: hmac.new(b"k" * 64, b"7:phone-1", hashlib.sha256).hexdigest() */
+  CHECK(strcmp(a, "51a26cff25cd8f394782468f2f1b874038d6761c1a69cc859d92c732d9e30afc") == 0);
+  CHECK_EQ_INT(pd_security_report_secret(key, 8, "phone-1", b, sizeof b), 0);
+  CHECK(strcmp(a, b) != 0);
+  CHECK_EQ_INT(pd_security_report_secret(key, 7, "phone-2", b, sizeof b), 0);
+  CHECK(strcmp(a, b) != 0);
+  CHECK_EQ_INT(pd_security_report_secret("", 7, "phone-1", b, sizeof b), -EIO);
+}
+
 static void test_roles(void) {
   CHECK(pd_security_role_known("coordinator"));
   CHECK(pd_security_role_known("ps"));
@@ -139,6 +164,8 @@ int main(int argc, char **argv) {
   PD_RUN(test_failed_configure_keeps_the_previous);
   PD_RUN(test_settings_that_need_each_other);
   PD_RUN(test_new_tokens_are_random_hex);
+  PD_RUN(test_secrets_compare_whole);
+  PD_RUN(test_report_secret_is_hmac_of_round_and_device);
   PD_RUN(test_roles);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -22,8 +22,8 @@ YAML
 spec live 120 >"$T_DIR/live.yaml"
 spec gives-up 2 >"$T_DIR/gives-up.yaml"
 spec waits 300 >"$T_DIR/waits.yaml"
-# t_wait_message JOB TEXT: waits until JOB is PENDING and its message contains TEXT.
-t_wait_message() {
+# wait_pending_message JOB TEXT: waits until JOB is PENDING and its message contains TEXT.
+wait_pending_message() {
   local i=0
   while :; do
     "$BIN/pandoctl" -o json status "$1" >"$T_DIR/$1.json" 2>/dev/null
@@ -79,7 +79,7 @@ t_check "and names the placement it tried on qs0 and why it failed" \
 
 job=$(t_submit "$T_DIR/waits.yaml")
 t_check "job $job waits, PENDING, naming qs0 as unreachable" \
-  t_wait_message "$job" "not placed on server qs0 at 127.0.0.1:$(t_port qs0) (its CreateShard found it unreachable"
+  wait_pending_message "$job" "not placed on server qs0 at 127.0.0.1:$(t_port qs0) (its CreateShard found it unreachable"
 rm -f "$T_DIR/qs0.port"
 t_start qs0b "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR" --name qs0
 state=$(t_wait_job "$job" 300)

@@ -10,7 +10,7 @@
 # job's model was dropped from the servers (keep_models 1); a checkpoint the
 # servers do not hold is an error naming the ids they hold.
 . tests/integration/lib.sh
-. tests/integration/recovery.sh # t_same
+. tests/integration/recovery.sh # t_same, t_wait_log
 t_small_data "$T_DIR" 1024
 spec() { # spec NAME EPOCHS
   cat <<YAML
@@ -35,6 +35,10 @@ keys=$(t_json "$T_DIR/$job.json" 'j["shard_map"]["keys"]')
 addrs=$(t_json "$T_DIR/$job.json" '",".join(s["address"] for s in j["shard_map"]["shards"])')
 "$BUILD/tests/integration/pdtest" pull "$job" "$keys" "$addrs" "$T_DIR/final.f32" >/dev/null
 # 512 rows per worker, batches of 32: 16 clocks an epoch; keep 2 leaves 32 and 48
+# (the last write may end after the job: its log line comes after the pruning)
+for s in 0 1; do
+  t_wait_log "$T_DIR/ps$s.log" "job $job: checkpoint 48 of keys .* is durable"
+done
 for s in 0 1; do
   t_check "server $s keeps checkpoints 32 and 48 of $job" \
     [ "$(ls "$T_DIR/data$s/jobs/$job" | tr '\n' ' ')" = "ckpt-00000032 ckpt-00000048 " ]

@@ -427,6 +427,7 @@ static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t o
  * back their pulls and pushes fail or are aborted, and their reports are
  * answered with cancel. */
 static void begin_recovery(pd_jobs *jobs, pd_job *j, double now, const char *why);
+static void undo_placement(pd_jobs *jobs, pd_job *j);
 static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   if (!pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard) {
     pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
@@ -478,9 +479,15 @@ void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *n, double now) {
     snprintf(why, sizeof why, "%s %s at %s stopped sending heartbeats (last seen %.1f s ago)",
              n->role == PANDO__V1__ROLE__ROLE_SERVER ? "server" : "worker", n->name, n->address,
              now - n->last_seen);
-    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING && !pd_job_federated(j))
+    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING && !pd_job_federated(j)) {
       recover(jobs, j, now, why);
-    else if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING)
+    } else if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_PENDING && j->server_ids) {
+      /* it has not run yet: placed again without the dead node */
+      snprintf(j->misplaced_why, sizeof j->misplaced_why, "%s before the job ran", why);
+      j->misplaced = 1;
+      if (j->creating == 0)
+        undo_placement(jobs, j);
+    } else if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING)
       PD_WARN("job %s: while recovering, %s", j->id, why); /* the cron replaces it too */
     else
       pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s", why);
@@ -791,7 +798,7 @@ static void undo_placement(pd_jobs *jobs, pd_job *j) {
   for (uint32_t s = 0; s < j->nservers; s++) {
     const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[s]);
     append_item(names, sizeof names, j->server_names[s]);
-    if (!server)
+    if (!server || !server->alive) /* declared dead: it holds nothing after its restart */
       continue;
     j->undoing++; /* first: the answer may come at once */
     jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, server);
@@ -811,8 +818,7 @@ static void undo_placement(pd_jobs *jobs, pd_job *j) {
   j->misplaced = 0;
   describe_missing(jobs, j, j->message, sizeof j->message);
   persist(jobs, j);
-  PD_WARN("job %s: placement on %s undone (%s): PENDING again", j->id, names,
-          j->ntried ? j->tried[j->ntried - 1].why : "");
+  PD_WARN("job %s: placement on %s undone (%s): PENDING again", j->id, names, j->misplaced_why);
 }
 
 void pd_jobs_shard_misplaced(pd_jobs *jobs, const char *id, uint64_t server_id, int unreachable,
@@ -846,6 +852,7 @@ void pd_jobs_shard_misplaced(pd_jobs *jobs, const char *id, uint64_t server_id, 
     return;
   }
   PD_WARN("job %s: %s; placing it again without server %s", j->id, why, a->name);
+  pd_strlcpy(j->misplaced_why, why, sizeof j->misplaced_why);
   j->misplaced = 1;
   if (j->creating == 0 && !j->create_failed)
     undo_placement(jobs, j);

@@ -5,10 +5,11 @@
  *   RUNNING --(every worker reported done)-------------> SUCCEEDED
  *   shards being created --(a CreateShard UNAVAILABLE or DEADLINE_EXCEEDED:
  *           a server dead but not declared so yet; or RESOURCE_EXHAUSTED and
- *           another server has room)--> its shards dropped, PENDING again,
- *           placed anew without that server (pd_jobs_shard_misplaced)
- *   any non-final state --(a node of the job died, a CreateShard was
- *           refused or a worker failed, cluster.wait_timeout expired)--> FAILED
+ *           another server has room; or a node of the placement declared
+ *           dead)--> its shards dropped, PENDING again, placed anew without
+ *           that server (pd_jobs_shard_misplaced)
+ *   any non-final state --(a node of the running job died, a CreateShard
+ *           was refused or a worker failed, cluster.wait_timeout expired)--> FAILED
  *   any non-final state --(CancelJob)------------------> CANCELLED
  *   RUNNING --(a server or worker died, or a worker's pull or push failed,
  *           and the job takes checkpoints)-------------> RECOVERING
@@ -78,9 +79,11 @@ typedef struct pd_job {
   pd_job_worker *workers;            /* nworkers, by rank */
   int creating;                      /* CreateShard calls in flight */
   int create_failed;                 /* a CreateShard was refused: the job FAILS */
-  int misplaced;       /* a CreateShard failed so that another placement may do: undone */
-  uint32_t undoing;    /* DropShard calls of an undone placement in flight */
-  pd_job_avoid *tried; /* servers whose CreateShard failed so (pd_jobs_shard_misplaced) */
+  int misplaced;           /* a CreateShard failed so that another placement may do, or a node of
+                              the placement died before the job ran: undone */
+  char misplaced_why[512]; /* why (logged at the undo) */
+  uint32_t undoing;        /* DropShard calls of an undone placement in flight */
+  pd_job_avoid *tried;     /* servers whose CreateShard failed so (pd_jobs_shard_misplaced) */
   size_t ntried;
   Pando__V1__EpochRecord *history; /* one per evaluated epoch */
   size_t nhistory;
@@ -205,7 +208,10 @@ const char *pd_job_state_name(Pando__V1__JobState state);
  * that registered and, once complete, start their shards' roll back. */
 void pd_jobs_cron(pd_jobs *jobs, double now);
 /* `node` was declared dead at `now`: every unfinished job it serves fails,
- * or, when RUNNING and taking checkpoints, goes RECOVERING. */
+ * or, when RUNNING and taking checkpoints, goes RECOVERING; a PENDING job
+ * whose shards were being created on it (or that had it as a worker) has
+ * its placement undone and is placed again, as after
+ * pd_jobs_shard_misplaced. */
 void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *node, double now);
 /* A CreateShard of `job` finished: `failure` is NULL on success, else why
  * (the job fails with it). Unknown jobs are ignored. */

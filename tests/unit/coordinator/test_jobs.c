@@ -365,6 +365,48 @@ static void test_misplaced_placed_again(void) {
   fixture_close(&f);
 }
 
+/* A worker of a job whose shards are being created is declared dead: once
+ * the CreateShards answered, the placement is undone and the job placed
+ * again with the other worker; a server declared dead the same, without a
+ * DropShard to it. */
+static void test_dead_before_running(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 3, 2, 0.0); /* servers 1-3, workers 4-5 */
+  pd_job *j = submit(&f, "early", 2, 1, 0.0);
+  pd_jobs_cron(f.jobs, 0.0);
+  CHECK_EQ_INT(j->workers[0].node_id, 4);
+  pd_node *w = pd_registry_find(f.reg, 4);
+  w->alive = 0;
+  pd_jobs_node_dead(f.jobs, w, 1.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_PENDING);
+  CHECK(j->server_ids != NULL); /* the CreateShards are in flight */
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.1);
+  CHECK(j->server_ids == NULL);
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  pd_jobs_shard_dropped(f.jobs, j->id);
+  pd_jobs_shard_dropped(f.jobs, j->id);
+  pd_jobs_cron(f.jobs, 2.0);
+  CHECK_EQ_INT(f.rec.ncreate, 4);
+  CHECK_EQ_INT(j->workers[0].node_id, 5);
+  pd_node *s = pd_registry_find(f.reg, j->server_ids[0]);
+  s->alive = 0;
+  pd_jobs_node_dead(f.jobs, s, 3.0);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 3.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 3.1);
+  CHECK_EQ_INT(f.rec.ndrop, 3); /* to the live one only */
+  pd_jobs_shard_dropped(f.jobs, j->id);
+  pd_jobs_cron(f.jobs, 4.0);
+  CHECK_EQ_INT(f.rec.ncreate, 6);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 4.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 4.1);
+  pd_jobs_cron(f.jobs, 5.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK(j->server_ids[0] != s->id && j->server_ids[1] != s->id);
+  fixture_close(&f);
+}
+
 /* With no other server, the job waits naming the avoided server; it is
  * placed on it again once it heartbeats after the failure; or, when it never
  * does, FAILS at cluster.wait_timeout naming the placement it tried. No room
@@ -978,6 +1020,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_create_failure);
   PD_RUN(test_misplaced_placed_again);
   PD_RUN(test_misplaced_waits);
+  PD_RUN(test_dead_before_running);
   PD_RUN(test_worker_error_and_cancel);
   PD_RUN(test_federated_job);
   PD_RUN(test_server_death_recovers);

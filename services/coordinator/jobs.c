@@ -298,8 +298,9 @@ static size_t server_load(pd_jobs *jobs, uint64_t id) {
 }
 
 /* Gives `j` the least loaded alive servers (the first registered on a tie)
- * it may be placed on (placeable: not avoided for it) and idle workers in registration order, then
- * creates its shards. The caller has checked that there are enough. */
+ * it may be placed on (placeable: not avoided for it) and idle workers in
+ * registration order, then creates its shards. The caller has checked that
+ * there are enough. */
 static void start_job(pd_jobs *jobs, pd_job *j) {
   pd_registry *reg = jobs->reg;
   j->server_ids = pd_xcalloc(j->nservers, sizeof *j->server_ids);

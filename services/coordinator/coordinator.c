@@ -299,19 +299,44 @@ void pd_coord_cron(pd_coord *c) {
 
 /* Fills `map` with the servers of `j` once it has them; pointers borrow from
  * `j`, the registry and `shards`/`shard_ptrs` (j->nservers entries each). */
+static void fill_map(pd_coord *c, const pd_job *j, Pando__V1__ShardMap *map,
+                     Pando__V1__Shard *shards, Pando__V1__Shard **shard_ptrs, int placement);
 static void shard_map(pd_coord *c, const pd_job *j, Pando__V1__ShardMap *map,
                       Pando__V1__Shard *shards, Pando__V1__Shard **shard_ptrs) {
+  fill_map(c, j, map, shards, shard_ptrs, 0);
+}
+
+/* The server named `name` for JobStatus.placement: the live one of that
+ * name (a restarted server has its data_dir), else `n` (its last address),
+ * else NULL. */
+static const pd_node *placement_server(pd_coord *c, const pd_node *n, const char *name) {
+  if (n && n->alive)
+    return n;
+  for (size_t i = 0; i < pd_registry_count(c->reg); i++) {
+    const pd_node *m = pd_registry_at(c->reg, i);
+    if (m->role == PANDO__V1__ROLE__ROLE_SERVER && m->alive && strcmp(m->name, name) == 0)
+      return m;
+  }
+  return n;
+}
+
+/* shard_map, or with `placement` JobStatus.placement: also after the model
+ * was dropped, each server named by placement_server. */
+static void fill_map(pd_coord *c, const pd_job *j, Pando__V1__ShardMap *map,
+                     Pando__V1__Shard *shards, Pando__V1__Shard **shard_ptrs, int placement) {
   pando__v1__shard_map__init(map);
-  if (!j->server_ids || j->model_dropped)
+  if (!j->server_ids || (j->model_dropped && !placement))
     return;
   map->version = 1;
   map->keys = j->keys;
   for (uint32_t s = 0; s < j->nservers; s++) {
     pando__v1__shard__init(&shards[s]);
-    pd_node *n = pd_registry_find(c->reg, j->server_ids[s]);
+    const pd_node *n = pd_registry_find(c->reg, j->server_ids[s]);
+    if (placement)
+      n = placement_server(c, n, j->server_names[s]);
     shards[s].begin = j->shard_begin[s];
     shards[s].end = j->shard_end[s];
-    shards[s].address = n ? n->address : (char *)"";
+    shards[s].address = n ? (char *)n->address : (char *)"";
     shard_ptrs[s] = &shards[s];
   }
   map->n_shards = j->nservers;
@@ -377,6 +402,11 @@ static void reply_status_token(pd_coord *c, pd_rpc_call *call, pd_job *j, int wi
   job_status(c, j, &st, &map, shards, ptrs, hist);
   if (with_token)
     st.job_token = j->job_token;
+  Pando__V1__ShardMap placement;
+  Pando__V1__Shard *placed = pd_xcalloc(j->nservers + 1, sizeof *placed);
+  Pando__V1__Shard **placed_ptrs = pd_xcalloc(j->nservers + 1, sizeof *placed_ptrs);
+  fill_map(c, j, &placement, placed, placed_ptrs, 1);
+  st.placement = &placement;
   /* the workers' phase counters (pandoctl stats): GetJob's answer only */
   Pando__V1__WorkerPhases *wp = pd_xcalloc(j->nworkers + 1, sizeof *wp);
   Pando__V1__WorkerPhases **wpp = pd_xcalloc(j->nworkers + 1, sizeof *wpp);
@@ -404,6 +434,8 @@ static void reply_status_token(pd_coord *c, pd_rpc_call *call, pd_job *j, int wi
   free(wpp);
   free(wp);
   free(hist);
+  free(placed_ptrs);
+  free(placed);
   free(ptrs);
   free(shards);
 }

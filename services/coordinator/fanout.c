@@ -32,7 +32,8 @@ typedef struct shard_call {
   int restore;      /* a roll back of pass `pass`, for `shard`, to `checkpoint` (0: anew) */
   uint32_t pass, shard;
   uint64_t checkpoint;
-  pd_node node; /* restore: the server (its id and address), for the CreateShard after a drop */
+  uint64_t node_id; /* the server's registration */
+  pd_node node;     /* restore: the server (its id and address), for the CreateShard after a drop */
 } shard_call;
 
 pd_fanout *pd_fanout_new(pd_loop *loop) {
@@ -120,11 +121,19 @@ static void shard_call_done(const pd_rpc_result *r, void *user) {
   if (!sc->create) {
     if (r->status != GRPC_STATUS_OK && r->status != GRPC_STATUS_NOT_FOUND)
       PD_WARN("job %s: DropShard on %s failed: %s", sc->job, sc->server, r->details);
+    pd_jobs_shard_dropped(f->jobs, sc->job);
   } else if (r->status != GRPC_STATUS_OK) {
     char failure[512];
     snprintf(failure, sizeof failure, "creating the shard on server %s failed: %s: %s", sc->server,
              pd_rpc_status_name(r->status), r->details);
-    pd_jobs_shard_created(f->jobs, sc->job, failure, pd_now());
+    /* a server killed but not declared dead yet, or one without room: the
+     * job is placed again without it; any other refusal fails the job */
+    if (r->status == GRPC_STATUS_UNAVAILABLE || r->status == GRPC_STATUS_DEADLINE_EXCEEDED ||
+        r->status == GRPC_STATUS_RESOURCE_EXHAUSTED)
+      pd_jobs_shard_misplaced(f->jobs, sc->job, sc->node_id,
+                              r->status != GRPC_STATUS_RESOURCE_EXHAUSTED, failure, pd_now());
+    else
+      pd_jobs_shard_created(f->jobs, sc->job, failure, pd_now());
   } else {
     pd_jobs_shard_created(f->jobs, sc->job, NULL, pd_now());
   }
@@ -150,6 +159,7 @@ static shard_call *call_new(pd_fanout *f, const pd_job *j, const pd_node *server
   sc->fanout = f;
   pd_strlcpy(sc->job, j->id, sizeof sc->job);
   snprintf(sc->server, sizeof sc->server, "%s at %s", server->name, server->address);
+  sc->node_id = server->id;
   sc->create = create;
   return sc;
 }

@@ -70,6 +70,7 @@ void pd_jobs_set_retention(pd_jobs *jobs, uint32_t keep_models, uint32_t keep_jo
 
 void pd_jobs_job_free(pd_job *j) {
   free(j->orphaned);
+  free(j->tried);
   free(j->spec_yaml);
   free(j->server_ids);
   free(j->shard_begin);
@@ -249,12 +250,35 @@ static int has_room(pd_jobs *jobs, const pd_node *n, const pd_job *j) {
   return held <= n->memory_bytes && j->shard_bytes <= n->memory_bytes - held;
 }
 
-/* Live servers with room for a shard of `j`. */
-static size_t servers_with_room(pd_jobs *jobs, const pd_job *j) {
+/* The rule of avoided servers: a server a CreateShard of `j` failed on is
+ * not used for `j` again while it is the same registration (node id) and,
+ * when it was unreachable, has not heartbeated since the failure; a server
+ * without room stays avoided. One declared dead is no candidate anyway, and
+ * a server registering again under its name is a new node: both end it. */
+static const pd_job_avoid *avoided(const pd_job *j, const pd_node *n) {
+  for (size_t t = 0; t < j->ntried; t++) {
+    const pd_job_avoid *a = &j->tried[t];
+    if (a->node_id == n->id && (!a->unreachable || n->last_seen <= a->since))
+      return a;
+  }
+  return NULL;
+}
+
+/* Whether a shard of `j` can go to node `n`: a live server with room, not
+ * avoided for `j`. */
+static int placeable(pd_jobs *jobs, const pd_node *n, const pd_job *j) {
+  return n->role == PANDO__V1__ROLE__ROLE_SERVER && n->alive && has_room(jobs, n, j) &&
+         !avoided(j, n);
+}
+
+/* Live servers with room for a shard of `j` (not avoided for it, if `avoid`). */
+static size_t servers_with_room(pd_jobs *jobs, const pd_job *j, int avoid) {
   size_t n = 0;
   for (size_t i = 0; i < pd_registry_count(jobs->reg); i++) {
     const pd_node *node = pd_registry_at(jobs->reg, i);
-    n += node->role == PANDO__V1__ROLE__ROLE_SERVER && node->alive && has_room(jobs, node, j);
+    n += avoid
+             ? placeable(jobs, node, j)
+             : node->role == PANDO__V1__ROLE__ROLE_SERVER && node->alive && has_room(jobs, node, j);
   }
   return n;
 }
@@ -274,8 +298,9 @@ static size_t server_load(pd_jobs *jobs, uint64_t id) {
 }
 
 /* Gives `j` the least loaded alive servers (the first registered on a tie)
- * and idle workers in registration order, then creates its shards. The
- * caller has checked that there are enough. */
+ * it may be placed on (placeable: not avoided for it) and idle workers in
+ * registration order, then creates its shards. The caller has checked that
+ * there are enough. */
 static void start_job(pd_jobs *jobs, pd_job *j) {
   pd_registry *reg = jobs->reg;
   j->server_ids = pd_xcalloc(j->nservers, sizeof *j->server_ids);
@@ -290,7 +315,7 @@ static void start_job(pd_jobs *jobs, pd_job *j) {
       int taken = 0;
       for (uint32_t k = 0; k < s; k++)
         taken |= j->server_ids[k] == n->id;
-      if (n->role != PANDO__V1__ROLE__ROLE_SERVER || !n->alive || taken || !has_room(jobs, n, j))
+      if (taken || !placeable(jobs, n, j))
         continue;
       size_t load = server_load(jobs, n->id);
       if (load < best_load) {
@@ -324,7 +349,7 @@ static void start_job(pd_jobs *jobs, pd_job *j) {
 /* Once every shard exists, the workers get their assignments. */
 static void maybe_run(pd_jobs *jobs, pd_job *j, double now) {
   if (j->state != PANDO__V1__JOB_STATE__JOB_STATE_PENDING || !j->server_ids || j->creating > 0 ||
-      j->create_failed)
+      j->create_failed || j->misplaced)
     return;
   j->state = PANDO__V1__JOB_STATE__JOB_STATE_RUNNING;
   j->started = now;
@@ -340,10 +365,45 @@ static void maybe_run(pd_jobs *jobs, pd_job *j, double now) {
           j->nservers, j->nworkers, (unsigned long long)j->keys, j->steps_per_epoch);
 }
 
+/* Appends `text` to the list in `out` (", " between items). */
+static void append_item(char *out, size_t outlen, const char *text) {
+  size_t used = strlen(out);
+  if (used < outlen)
+    snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", text);
+}
+
+/* What PENDING `j`, not placed, waits for (in `out`). */
 static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t outlen) {
   size_t servers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_SERVER, 0);
   size_t workers = pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_WORKER, 1);
-  size_t room = servers_with_room(jobs, j);
+  size_t room = servers_with_room(jobs, j, 1);
+  char avoid[700] = "";
+  for (size_t i = 0; i < pd_registry_count(jobs->reg); i++) {
+    const pd_node *n = pd_registry_at(jobs->reg, i);
+    const pd_job_avoid *a = n->alive ? avoided(j, n) : NULL;
+    if (!a)
+      continue;
+    char item[512];
+    snprintf(item, sizeof item, "server %s at %s (%s)", n->name, n->address,
+             a->unreachable ? "its CreateShard found it unreachable; until it heartbeats again "
+                              "or is declared dead"
+                            : "no room there");
+    append_item(avoid, sizeof avoid, item);
+  }
+  if (j->undoing > 0) {
+    snprintf(out, outlen,
+             "its placement is being undone (%u DropShard calls in flight) to place it again "
+             "without %s",
+             j->undoing, avoid[0] ? avoid : "the servers it failed on");
+    return;
+  }
+  if (avoid[0]) {
+    snprintf(out, outlen,
+             "waiting for %u servers it can be placed on and %u idle workers; %zu of the %zu live "
+             "servers can take a shard and %zu idle workers are registered; not placed on %s",
+             j->nservers, j->nworkers, room, servers, workers, avoid);
+    return;
+  }
   if (servers >= j->nservers && room < j->nservers && workers >= j->nworkers) {
     snprintf(out, outlen,
              "waiting for memory: each of its %u servers needs %.1f MiB free for its shard; %zu "
@@ -368,6 +428,7 @@ static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t o
  * back their pulls and pushes fail or are aborted, and their reports are
  * answered with cancel. */
 static void begin_recovery(pd_jobs *jobs, pd_job *j, double now, const char *why);
+static void undo_placement(pd_jobs *jobs, pd_job *j);
 static void recover(pd_jobs *jobs, pd_job *j, double now, const char *why) {
   if (!pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard) {
     pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
@@ -419,20 +480,19 @@ void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *n, double now) {
     snprintf(why, sizeof why, "%s %s at %s stopped sending heartbeats (last seen %.1f s ago)",
              n->role == PANDO__V1__ROLE__ROLE_SERVER ? "server" : "worker", n->name, n->address,
              now - n->last_seen);
-    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING && !pd_job_federated(j))
+    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING && !pd_job_federated(j)) {
       recover(jobs, j, now, why);
-    else if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING)
+    } else if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_PENDING && j->server_ids) {
+      /* it has not run yet: placed again without the dead node */
+      snprintf(j->misplaced_why, sizeof j->misplaced_why, "%s before the job ran", why);
+      j->misplaced = 1;
+      if (j->creating == 0)
+        undo_placement(jobs, j);
+    } else if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING)
       PD_WARN("job %s: while recovering, %s", j->id, why); /* the cron replaces it too */
     else
       pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s", why);
   }
-}
-
-/* Appends `text` to the list in `out` (", " between items). */
-static void append_item(char *out, size_t outlen, const char *text) {
-  size_t used = strlen(out);
-  if (used < outlen)
-    snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", text);
 }
 
 /* The alive server named `name`, or NULL. */
@@ -628,7 +688,7 @@ static void retain(pd_jobs *jobs) {
         j->state == PANDO__V1__JOB_STATE__JOB_STATE_SUCCEEDED && j->server_ids && !j->model_dropped;
     /* a job waiting for memory that finished models hold gets it: one model a cron */
     starved |= j->state == PANDO__V1__JOB_STATE__JOB_STATE_PENDING && !j->server_ids &&
-               servers >= j->nservers && servers_with_room(jobs, j) < j->nservers;
+               servers >= j->nservers && servers_with_room(jobs, j, 0) < j->nservers;
   }
   for (; models > jobs->keep_models || (starved && models > 0); models--, starved = 0) {
     pd_job *j = jobs->jobs[oldest_finished(jobs, 1)];
@@ -711,20 +771,98 @@ void pd_jobs_cron(pd_jobs *jobs, double now) {
       maybe_run(jobs, j, now);
       continue;
     }
-    if (servers_with_room(jobs, j) >= j->nservers &&
+    if (j->undoing == 0 && servers_with_room(jobs, j, 1) >= j->nservers &&
         pd_registry_alive(jobs->reg, PANDO__V1__ROLE__ROLE_WORKER, 1) >= j->nworkers) {
       start_job(jobs, j);
       continue;
     }
     describe_missing(jobs, j, j->message, sizeof j->message);
     if (now - j->submitted > j->spec.cluster.wait_timeout_sec) {
-      char why[400];
+      char why[sizeof j->message], tried[sizeof j->message] = "";
       describe_missing(jobs, j, why, sizeof why);
+      for (size_t t = 0; t < j->ntried; t++)
+        append_item(tried, sizeof tried, j->tried[t].why);
       pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
-                     "cluster.wait_timeout (%g s) expired %s", j->spec.cluster.wait_timeout_sec,
-                     why);
+                     "cluster.wait_timeout (%g s) expired %s%s%s", j->spec.cluster.wait_timeout_sec,
+                     why, tried[0] ? "; the placements it tried failed: " : "", tried);
     }
   }
+}
+
+/* Undoes the placement of `j`, misplaced and with every CreateShard
+ * answered: DropShard to each of its servers (the failed one too: a
+ * DEADLINE_EXCEEDED shard may exist), its workers released, its servers
+ * forgotten; PENDING again, pd_jobs_cron places it anew once the drops are
+ * answered (pd_jobs_shard_dropped). */
+static void undo_placement(pd_jobs *jobs, pd_job *j) {
+  char names[400] = "";
+  for (uint32_t s = 0; s < j->nservers; s++) {
+    const pd_node *server = pd_registry_find(jobs->reg, j->server_ids[s]);
+    append_item(names, sizeof names, j->server_names[s]);
+    if (!server || !server->alive) /* declared dead: it holds nothing after its restart */
+      continue;
+    j->undoing++; /* first: the answer may come at once */
+    jobs->fanout.drop_shard(jobs->fanout.ctx, j, s, server);
+  }
+  pd_registry_reassign(jobs->reg, j->id, 1);
+  for (uint32_t w = 0; w < j->nworkers; w++)
+    j->workers[w].node_id = 0;
+  free(j->server_ids);
+  free(j->server_names);
+  free(j->shard_begin);
+  free(j->shard_end);
+  free(j->orphaned);
+  j->server_ids = NULL;
+  j->server_names = NULL;
+  j->orphaned = NULL;
+  j->shard_begin = j->shard_end = NULL;
+  j->misplaced = 0;
+  describe_missing(jobs, j, j->message, sizeof j->message);
+  persist(jobs, j);
+  PD_WARN("job %s: placement on %s undone (%s): PENDING again", j->id, names, j->misplaced_why);
+}
+
+void pd_jobs_shard_misplaced(pd_jobs *jobs, const char *id, uint64_t server_id, int unreachable,
+                             const char *why, double now) {
+  pd_job *j = pd_jobs_find(jobs, id);
+  if (!j)
+    return;
+  j->creating--;
+  if (pd_job_state_final(j->state))
+    return;
+  const pd_node *n = pd_registry_find(jobs->reg, server_id);
+  pd_job_avoid *a = NULL;
+  for (size_t t = 0; t < j->ntried && !a; t++)
+    if (j->tried[t].node_id == server_id)
+      a = &j->tried[t];
+  if (!a) {
+    j->tried = pd_xrealloc(j->tried, (j->ntried + 1) * sizeof *j->tried);
+    a = &j->tried[j->ntried++];
+  }
+  memset(a, 0, sizeof *a);
+  a->node_id = server_id;
+  pd_strlcpy(a->name, n ? n->name : "?", sizeof a->name);
+  pd_strlcpy(a->address, n ? n->address : "?", sizeof a->address);
+  a->since = now;
+  a->unreachable = unreachable;
+  pd_strlcpy(a->why, why, sizeof a->why);
+  if (!unreachable && servers_with_room(jobs, j, 1) < j->nservers) {
+    j->create_failed = 1;
+    pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED,
+                   "%s; no other live server has room for the shard", why);
+    return;
+  }
+  PD_WARN("job %s: %s; placing it again without server %s", j->id, why, a->name);
+  pd_strlcpy(j->misplaced_why, why, sizeof j->misplaced_why);
+  j->misplaced = 1;
+  if (j->creating == 0 && !j->create_failed)
+    undo_placement(jobs, j);
+}
+
+void pd_jobs_shard_dropped(pd_jobs *jobs, const char *id) {
+  pd_job *j = pd_jobs_find(jobs, id);
+  if (j && j->undoing > 0)
+    j->undoing--;
 }
 
 void pd_jobs_shard_created(pd_jobs *jobs, const char *id, const char *failure, double now) {
@@ -735,6 +873,8 @@ void pd_jobs_shard_created(pd_jobs *jobs, const char *id, const char *failure, d
   if (failure && !pd_job_state_final(j->state)) {
     j->create_failed = 1;
     pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s", failure);
+  } else if (j->misplaced && j->creating == 0 && !pd_job_state_final(j->state)) {
+    undo_placement(jobs, j);
   }
 }
 

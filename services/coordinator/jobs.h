@@ -3,8 +3,13 @@
  *   PENDING --(enough alive servers and idle workers)--> shards being created
  *           --(every CreateShard answered OK)----------> RUNNING
  *   RUNNING --(every worker reported done)-------------> SUCCEEDED
- *   any non-final state --(a node of the job died, a CreateShard or a worker
- *           failed, cluster.wait_timeout expired)------> FAILED
+ *   shards being created --(a CreateShard UNAVAILABLE or DEADLINE_EXCEEDED:
+ *           a server dead but not declared so yet; or RESOURCE_EXHAUSTED and
+ *           another server has room; or a node of the placement declared
+ *           dead)--> its shards dropped, PENDING again, placed anew without
+ *           that server (pd_jobs_shard_misplaced)
+ *   any non-final state --(a node of the running job died, a CreateShard
+ *           was refused or a worker failed, cluster.wait_timeout expired)--> FAILED
  *   any non-final state --(CancelJob)------------------> CANCELLED
  *   RUNNING --(a server or worker died, or a worker's pull or push failed,
  *           and the job takes checkpoints)-------------> RECOVERING
@@ -49,6 +54,14 @@ typedef struct pd_job_worker { /* one rank's last progress report */
   uint64_t trace_dropped; /* spans it reported lost */
 } pd_job_worker;
 
+typedef struct pd_job_avoid {  /* a server a placement of the job failed on */
+  uint64_t node_id;            /* the registration it was (a new one is another node) */
+  char name[64], address[256]; /* for messages */
+  double since;                /* when its CreateShard failed */
+  int unreachable;             /* 1: UNAVAILABLE or DEADLINE_EXCEEDED; 0: no room there */
+  char why[400];               /* the failure */
+} pd_job_avoid;
+
 typedef struct pd_job {
   char id[PD_JOB_ID_MAX]; /* "<name>-<n>" */
   pd_job_spec spec;
@@ -65,7 +78,13 @@ typedef struct pd_job {
   uint64_t *shard_begin, *shard_end; /* the key range of each server */
   pd_job_worker *workers;            /* nworkers, by rank */
   int creating;                      /* CreateShard calls in flight */
-  int create_failed;
+  int create_failed;                 /* a CreateShard was refused: the job FAILS */
+  int misplaced;           /* a CreateShard failed so that another placement may do, or a node of
+                              the placement died before the job ran: undone */
+  char misplaced_why[512]; /* why (logged at the undo) */
+  uint32_t undoing;        /* DropShard calls of an undone placement in flight */
+  pd_job_avoid *tried;     /* servers whose CreateShard failed so (pd_jobs_shard_misplaced) */
+  size_t ntried;
   Pando__V1__EpochRecord *history; /* one per evaluated epoch */
   size_t nhistory;
   struct pd_rounds *rounds; /* training.update fedavg, once RUNNING: its rounds (rounds.c) */
@@ -189,11 +208,29 @@ const char *pd_job_state_name(Pando__V1__JobState state);
  * that registered and, once complete, start their shards' roll back. */
 void pd_jobs_cron(pd_jobs *jobs, double now);
 /* `node` was declared dead at `now`: every unfinished job it serves fails,
- * or, when RUNNING and taking checkpoints, goes RECOVERING. */
+ * or, when RUNNING and taking checkpoints, goes RECOVERING; a PENDING job
+ * whose shards were being created on it (or that had it as a worker) has
+ * its placement undone and is placed again, as after
+ * pd_jobs_shard_misplaced. */
 void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *node, double now);
 /* A CreateShard of `job` finished: `failure` is NULL on success, else why
  * (the job fails with it). Unknown jobs are ignored. */
 void pd_jobs_shard_created(pd_jobs *jobs, const char *job, const char *failure, double now);
+/* A CreateShard of `job` on server `server_id` failed (`why`) for a reason
+ * another placement may not have: `unreachable` (UNAVAILABLE, DEADLINE_
+ * EXCEEDED: a server killed but not declared dead yet) or, with 0, no room
+ * there (RESOURCE_EXHAUSTED). Once its other CreateShards have answered, the
+ * placement is undone (its shards dropped, its workers released) and the job
+ * is PENDING again, placed anew without that server: an unreachable one until
+ * it heartbeats again after `now` or is declared dead (a new registration of
+ * its name is another node), a full one for good. When no other server with
+ * room is there for a full one, the job FAILS with `why` at once. */
+void pd_jobs_shard_misplaced(pd_jobs *jobs, const char *job, uint64_t server_id, int unreachable,
+                             const char *why, double now);
+/* A DropShard of `job` was answered (whatever it said): the undoing of a
+ * misplaced placement waits for these before it places the job again (a
+ * CreateShard of the same job overtaking its DropShard would be refused). */
+void pd_jobs_shard_dropped(pd_jobs *jobs, const char *job);
 /* A restore CreateShard of `job`'s restore pass `pass` for `shard` finished:
  * `failure` NULL and the checkpoint the shard was rolled back to (0: it has
  * none <= the pass's target; or it was made anew for target 0), or why it

@@ -124,10 +124,12 @@ static const command_info commands[] = {
      "exit status: 0 SERVING, 1 anything else (not serving, unknown service,\n"
      "unreachable).\n"},
     {"export", PD_CTL_CMD_EXPORT, "JOB",
-     "usage: pandoctl export JOB -o FILE.safetensors\n"
+     "usage: pandoctl export JOB [--checkpoint N] -o FILE.safetensors\n"
      "\n"
      "Pulls the job's model from its servers (a running job's current model, a\n"
-     "SUCCEEDED job's final one) and writes it to FILE in the safetensors format:\n"
+     "SUCCEEDED job's final one), or with --checkpoint N reads it as it was at\n"
+     "checkpoint N from the data_dirs of the servers that held its shards, and\n"
+     "writes it to FILE in the safetensors format:\n"
      "an 8-byte little-endian header length, a JSON header giving each tensor's\n"
      "dtype (F32), shape and data_offsets, then the raw little-endian float32\n"
      "data. Tensors are named and shaped as the model's layout (layer0.weight\n"
@@ -136,9 +138,15 @@ static const command_info commands[] = {
      "options:\n"
      "  -o, --out FILE   the file to write (after the command, -o is this option;\n"
      "                   the output format is then --output)\n"
+     "  --checkpoint N   the parameters of checkpoint N (its id: the clock it was\n"
+     "                   taken at, as `pandoctl stats` and the servers' logs show)\n"
+     "                   instead of the live shards: exactly N, not the newest\n"
+     "                   before it; works for a finished, failed or cancelled job\n"
+     "                   whose checkpoints are still on disk (checkpoint.keep)\n"
      "\n"
      "exit status: 0 written, 1 unknown job, no shards (a FAILED or CANCELLED job's\n"
-     "are dropped), RPC or write error, 2 usage error.\n"},
+     "are dropped; --checkpoint reads them from disk), no checkpoint N on a server\n"
+     "(the message names the ids it holds), RPC or write error, 2 usage error.\n"},
     {"explain", PD_CTL_CMD_EXPLAIN, "JOB.yaml",
      "usage: pandoctl explain JOB.yaml\n"
      "\n"
@@ -279,7 +287,8 @@ enum option_id {
   OPT_TOKEN_FILE,
   OPT_TOKEN_OUT,
   OPT_FROM_STEP,
-  OPT_TO_STEP
+  OPT_TO_STEP,
+  OPT_CHECKPOINT
 };
 
 typedef struct option_info {
@@ -308,6 +317,7 @@ static const option_info options[] = {
     {"--key", 0, OPT_KEY, 1, PD_CTL_CMD_NONE},
     {"--token-file", 0, OPT_TOKEN_FILE, 1, PD_CTL_CMD_NONE},
     {"--token-out", 0, OPT_TOKEN_OUT, 1, PD_CTL_CMD_SUBMIT},
+    {"--checkpoint", 0, OPT_CHECKPOINT, 1, PD_CTL_CMD_EXPORT},
 };
 
 /* Finds "--name" (possibly "--name=value": `len` bytes of it name the
@@ -379,6 +389,17 @@ static int apply_option(pd_ctl_args *args, const option_info *opt, const char *v
       return pd_errf(err, errlen, -EINVAL, "invalid value '%s' for %s: expected a step >= 0", value,
                      opt->name);
     *(opt->id == OPT_FROM_STEP ? &args->from_step : &args->to_step) = step;
+    return 0;
+  }
+  case OPT_CHECKPOINT: {
+    errno = 0;
+    unsigned long long id = strtoull(value, &end, 10);
+    if (errno || end == value || *end || id == 0 || value[0] == '-')
+      return pd_errf(err, errlen, -EINVAL,
+                     "invalid value '%s' for --checkpoint: expected a checkpoint id > 0 (the "
+                     "clock it was taken at)",
+                     value);
+    args->checkpoint = id;
     return 0;
   }
   case OPT_TOKEN_OUT:
@@ -1200,7 +1221,8 @@ static int cmd_export(ctl *c) {
   int code = job_call(c, "/pando.v1.Coordinator/GetJob", c->args->operand, &status);
   if (code != 0)
     return code;
-  int rc = pd_ctl_export(status, c->args->out_path, c->args->timeout_sec, c->human, c->errout);
+  int rc = pd_ctl_export(status, c->args->checkpoint, c->args->out_path, c->args->timeout_sec,
+                         c->human, c->errout);
   protobuf_c_message_free_unpacked(&status->base, NULL);
   return rc == 0 ? PD_CTL_EXIT_OK : PD_CTL_EXIT_FAILURE;
 }

@@ -54,6 +54,7 @@ typedef struct pd_ctl_args {
   const char *out_path;   /* export, plot and trace: -o / --out FILE */
   int64_t from_step;      /* trace --from-step (default 0) */
   int64_t to_step;        /* trace --to-step (default -1: the last) */
+  uint64_t checkpoint;    /* export --checkpoint N (0: the live model) */
   const char *token_out;  /* submit --token-out FILE: where the job's token goes */
   double poll_sec;        /* --wait: interval between GetJob calls (0.5) */
   double retry_sec;       /* --wait: how long an unreachable coordinator is retried (30) */

@@ -221,7 +221,7 @@ int pd_checkpoint_read(const char *data_dir, const pd_checkpoint_key *key, pd_ch
     goto done;
   }
   if (strcmp(job, key->job) != 0 || id != key->id || begin != key->begin || end != key->end ||
-      workers != key->num_workers || strchr(data_name, '/')) {
+      (key->num_workers && workers != key->num_workers) || strchr(data_name, '/')) {
     rc = pd_errf(err, errlen, -PD_EFORMAT,
                  "%s: holds job %s checkpoint %" PRIu64 " keys [%" PRIu64 ", %" PRIu64
                  ") of %" PRIu64 " workers, expected %s %" PRIu64 " [%" PRIu64 ", %" PRIu64
@@ -272,6 +272,7 @@ int pd_checkpoint_read(const char *data_dir, const pd_checkpoint_key *key, pd_ch
     out->sections[i] = (pd_shard_section){out->names[i], &out->pieces[i], 1, size};
   }
   out->key = *key;
+  out->key.num_workers = (uint32_t)workers;
   out->version = version;
   out->nsections = count;
   out->file = file;

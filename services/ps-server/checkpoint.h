@@ -65,7 +65,8 @@ typedef struct pd_checkpoint_data {
 } pd_checkpoint_data;
 
 /* Reads the shard's part of checkpoint `key` (job, id, begin, end and
- * num_workers must match the manifest) into `out`, verifying the manifest's
+ * num_workers must match the manifest; num_workers 0 matches any, and
+ * out->key then has the manifest's) into `out`, verifying the manifest's
  * checksum, the data file's size and checksum and each section's checksum.
  * Returns 0, -ENOENT (no manifest: the checkpoint is not complete here) or
  * -PD_EFORMAT with a message naming the file and what is wrong ("checksum

@@ -833,6 +833,93 @@ static void handle_stats(pd_rpc_call *call, const ProtobufCMessage *msg, void *c
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 
+/* Keys the ReadCheckpoint answers at most: Tensor's 64 MiB of float32. */
+#define READ_CHECKPOINT_MAX_KEYS (PD_WIRE_MAX_TENSOR_BYTES / sizeof(float))
+
+/* Fails `call` NOT_FOUND for checkpoint `id` of the shard [begin, end) of
+ * job `id_of_job`, naming the ids this server holds for it. */
+static void checkpoint_not_found(pd_ps *ps, pd_rpc_call *call, const char *id_of_job,
+                                 uint64_t begin, uint64_t end, uint64_t id) {
+  uint64_t ids[32];
+  size_t n = pd_checkpoint_list(ps->data_dir, id_of_job, begin, end, ids, PD_ARRAY_SIZE(ids));
+  char held[400] = "";
+  for (size_t i = 0, used = 0; i < PD_MIN(n, PD_ARRAY_SIZE(ids)) && used < sizeof held; i++)
+    used += (size_t)snprintf(held + used, sizeof held - used, "%s%" PRIu64, i ? ", " : "", ids[i]);
+  pd_rpc_call_fail(call, GRPC_STATUS_NOT_FOUND,
+                   "job '%s': this server holds no checkpoint %" PRIu64 " of keys [%" PRIu64
+                   ", %" PRIu64 ") (only that id is read, not an older one); it holds %s%s%s",
+                   id_of_job, id, begin, end, n ? "checkpoints " : "none of that shard", held,
+                   n > PD_ARRAY_SIZE(ids) ? ", ..." : "");
+}
+
+/* A job's parameters at one checkpoint, from the data_dir, whether or not
+ * its shard is held (pandoctl export --checkpoint). */
+static void handle_read_checkpoint(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  pd_ps *ps = ctx;
+  const Pando__V1__ReadCheckpointRequest *req = (const Pando__V1__ReadCheckpointRequest *)msg;
+  int i = find(ps, req->job);
+  /* a dropped job's token is forgotten with its shard: then the cluster token only */
+  if (!pd_rpc_call_authorize_job(call, req->job, i >= 0 ? ps->jobs[i]->job_token : NULL))
+    return;
+  if (!ps->data_dir[0]) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+                     "this server has no data_dir: it holds no checkpoints");
+    return;
+  }
+  if (!pd_checkpoint_job_ok(req->job) || req->checkpoint == 0 || req->begin >= req->end ||
+      req->begin < req->shard_begin || req->end > req->shard_end ||
+      req->end - req->begin > READ_CHECKPOINT_MAX_KEYS) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "ReadCheckpoint of job '%s': checkpoint %" PRIu64 " (> 0), keys [%" PRIu64
+                     ", %" PRIu64 ") must be a valid job id and a non-empty range of at most %zu "
+                     "keys inside the shard [%" PRIu64 ", %" PRIu64 ")",
+                     req->job, req->checkpoint, req->begin, req->end,
+                     (size_t)READ_CHECKPOINT_MAX_KEYS, req->shard_begin, req->shard_end);
+    return;
+  }
+  pd_checkpoint_key key = {.id = req->checkpoint, .begin = req->shard_begin, .end = req->shard_end};
+  pd_strlcpy(key.job, req->job, sizeof key.job);
+  pd_checkpoint_data data;
+  char err[1400];
+  int rc = pd_checkpoint_read(ps->data_dir, &key, &data, err, sizeof err);
+  if (rc == -ENOENT) {
+    checkpoint_not_found(ps, call, req->job, req->shard_begin, req->shard_end, req->checkpoint);
+    return;
+  }
+  if (rc != 0) {
+    pd_rpc_call_fail(call, rc == -PD_EFORMAT ? GRPC_STATUS_DATA_LOSS : GRPC_STATUS_INTERNAL,
+                     "checkpoint %" PRIu64 " of job '%s': %s", req->checkpoint, req->job, err);
+    return;
+  }
+  const pd_shard_section *values = NULL;
+  for (size_t k = 0; k < data.nsections && !values; k++)
+    if (strcmp(data.sections[k].name, "values") == 0)
+      values = &data.sections[k];
+  uint64_t keys = req->shard_end - req->shard_begin;
+  if (!values || values->bytes != keys * sizeof(float)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_DATA_LOSS,
+                     "checkpoint %" PRIu64 " of job '%s' keys [%" PRIu64 ", %" PRIu64
+                     "): its 'values' section is missing or not %" PRIu64 " float32",
+                     req->checkpoint, req->job, req->shard_begin, req->shard_end, keys);
+    pd_checkpoint_data_close(&data);
+    return;
+  }
+  int64_t shape = (int64_t)(req->end - req->begin);
+  Pando__V1__Tensor tensor = PANDO__V1__TENSOR__INIT;
+  tensor.dtype = PANDO__V1__DTYPE__DTYPE_FLOAT32;
+  tensor.n_shape = 1;
+  tensor.shape = &shape;
+  tensor.data.data =
+      (uint8_t *)values->pieces[0].data + (req->begin - req->shard_begin) * sizeof(float);
+  tensor.data.len = (size_t)shape * sizeof(float);
+  Pando__V1__ReadCheckpointResponse resp = PANDO__V1__READ_CHECKPOINT_RESPONSE__INIT;
+  resp.checkpoint = req->checkpoint;
+  resp.version = data.version;
+  resp.values = &tensor;
+  pd_rpc_call_reply_msg(call, &resp.base);
+  pd_checkpoint_data_close(&data);
+}
+
 /* Closes a federated round with the coordinator's set of devices. */
 static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_ps *ps = ctx;
@@ -901,11 +988,15 @@ void pd_ps_register(pd_ps *ps, pd_rpc_server *srv) {
                           &pando__v1__trace_request__descriptor, handle_trace, ps);
   pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/CommitRound",
                           &pando__v1__commit_round_request__descriptor, handle_commit_round, ps);
+  pd_rpc_server_add_unary(srv, "/pando.v1.ParameterServer/ReadCheckpoint",
+                          &pando__v1__read_checkpoint_request__descriptor, handle_read_checkpoint,
+                          ps);
   /* a job's token may stand in for the cluster token (held_job checks it) */
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/Pull");
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/Push");
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/GetStats");
   pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/GetTrace");
+  pd_rpc_server_job_scoped(srv, "/pando.v1.ParameterServer/ReadCheckpoint");
   /* under mTLS, only the coordinator changes which shards exist and closes rounds */
   pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/CreateShard", PD_ROLE_COORDINATOR);
   pd_rpc_server_restrict(srv, "/pando.v1.ParameterServer/DropShard", PD_ROLE_COORDINATOR);

@@ -3,7 +3,8 @@
 # through pandoctl and exports it; pandoctl without the CA, with another CA or
 # with a wrong token is refused; an independent grpcio client
 # (tlsprobe.py) is refused in plaintext or with another CA, and gets
-# UNAUTHENTICATED without the token with nothing changed; the token is in no
+# UNAUTHENTICATED without the token with nothing changed (ReadCheckpoint
+# takes the job's token only while the shard is held); the token is in no
 # log and not in --check-config; unreadable or invalid PEM and token files
 # stop a daemon at start with exit 2 and a message naming the setting and
 # the file. Workers pull and push with their job's token from their

@@ -204,7 +204,37 @@ if mtls:
     check("a worker's certificate cannot register as a server (%s: %s)" % (code, msg),
           code == grpc.StatusCode.PERMISSION_DENIED and "role ps" in msg)
 
+# ReadCheckpoint (pandoctl export --checkpoint) is authorized as Pull; past the
+# authorization this server, without a data_dir, answers FAILED_PRECONDITION
+read_ckpt = stub(channel(ps_addr, role=client), "pando.v1.ParameterServer", "ReadCheckpoint",
+                 pb.ReadCheckpointRequest, pb.ReadCheckpointResponse)
+rreq = pb.ReadCheckpointRequest(job=JOB, shard_begin=0, shard_end=KEYS, checkpoint=1, begin=0,
+                                end=KEYS)
+PAST_AUTH = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+code, msg = code_of(read_ckpt, rreq)
+check("a ReadCheckpoint without the token is UNAUTHENTICATED (%s)" % code,
+      code == grpc.StatusCode.UNAUTHENTICATED)
+code, msg = code_of(read_ckpt, rreq, AS_JOB)
+check("a ReadCheckpoint with the job's own token passes, the shard held (%s: %s)" % (code, msg),
+      code in PAST_AUTH)
+code, msg = code_of(read_ckpt, pb.ReadCheckpointRequest(job="other", shard_begin=0,
+                                                        shard_end=KEYS, checkpoint=1, begin=0,
+                                                        end=KEYS), AS_JOB)
+check("the job token of one job cannot ReadCheckpoint another (%s)" % code,
+      code == grpc.StatusCode.UNAUTHENTICATED)
+if mtls:
+    wread = stub(channel(ps_addr, role="worker"), "pando.v1.ParameterServer", "ReadCheckpoint",
+                 pb.ReadCheckpointRequest, pb.ReadCheckpointResponse)
+    code, msg = code_of(wread, rreq, GOOD)
+    check("a worker's certificate with only the cluster token cannot ReadCheckpoint (%s)" % code,
+          code == grpc.StatusCode.PERMISSION_DENIED)
+
 drop(pb.DropShardRequest(job=JOB), timeout=10, metadata=GOOD)
 code, msg = code_of(pull, pb.PullRequest(job=JOB, begin=0, end=KEYS), GOOD)
 check("DropShard with the token dropped the probe's shard", code == grpc.StatusCode.NOT_FOUND)
+code, msg = code_of(read_ckpt, rreq, AS_JOB)
+check("once dropped, the job's token is forgotten: ReadCheckpoint is UNAUTHENTICATED (%s)" % code,
+      code == grpc.StatusCode.UNAUTHENTICATED)
+code, msg = code_of(read_ckpt, rreq, GOOD)
+check("... and the cluster token passes (%s: %s)" % (code, msg), code in PAST_AUTH)
 sys.exit(1 if failed else 0)

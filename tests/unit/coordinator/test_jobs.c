@@ -2,7 +2,9 @@
  * jobs.c) with a fan-out that records the shard calls: waiting and
  * wait_timeout, server and worker assignment, PENDING -> RUNNING once every
  * shard exists, SUCCEEDED when every worker is done, FAILED on a dead node,
- * a failed CreateShard or a worker's error, CANCELLED, and what each of them
+ * a refused CreateShard or a worker's error, CANCELLED; a CreateShard that
+ * did not reach its server (or found no room) undoes the placement and
+ * places the job again without that server, or makes it wait; and what each of them
  * does to the workers and the shards; RECOVERING after a dead server or
  * worker of a job with checkpoints, its roll back passes and deadline; the
  * state kept in a store (store.c) across a restart of the coordinator;
@@ -321,6 +323,135 @@ static void test_create_failure(void) {
   CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK_EQ_INT(j->creating, 0);
   pd_jobs_shard_created(f.jobs, "no-such-job", "x", 3.0); /* ignored */
+  fixture_close(&f);
+}
+
+/* A CreateShard that does not reach its server (killed, not declared dead
+ * yet): once the other one answered, both shards are dropped, the worker
+ * released, and after the drops' answers the job is placed again on the
+ * two other servers and runs. */
+static void test_misplaced_placed_again(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 3, 1, 0.0); /* servers 1-3, worker 4 */
+  pd_job *j = submit(&f, "replace", 2, 1, 0.0);
+  CHECK(j != NULL);
+  pd_jobs_cron(f.jobs, 0.0);
+  CHECK_EQ_INT(f.rec.ncreate, 2);
+  CHECK_EQ_INT(f.rec.create[0].server, 1);
+  pd_jobs_shard_misplaced(f.jobs, j->id, 1, 1,
+                          "creating the shard on server s0:7000 failed: UNAVAILABLE: down", 1.0);
+  CHECK_EQ_INT(f.rec.ndrop, 0); /* the other CreateShard is still in flight */
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_PENDING);
+  CHECK(j->server_ids == NULL);
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  CHECK_EQ_INT(pd_registry_find(f.reg, 4)->job[0], '\0');
+  pd_jobs_cron(f.jobs, 1.5); /* the drops are not answered yet */
+  CHECK_EQ_INT(f.rec.ncreate, 2);
+  CHECK_STR_CONTAINS(j->message, "placement is being undone");
+  pd_jobs_shard_dropped(f.jobs, j->id);
+  pd_jobs_shard_dropped(f.jobs, j->id);
+  pd_jobs_cron(f.jobs, 2.0);
+  CHECK_EQ_INT(f.rec.ncreate, 4);
+  CHECK_EQ_INT(f.rec.create[2].server, 2);
+  CHECK_EQ_INT(f.rec.create[3].server, 3);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 2.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 2.1);
+  pd_jobs_cron(f.jobs, 2.5);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(j->server_ids[0], 2);
+  CHECK_EQ_INT(j->server_ids[1], 3);
+  fixture_close(&f);
+}
+
+/* A worker of a job whose shards are being created is declared dead: once
+ * the CreateShards answered, the placement is undone and the job placed
+ * again with the other worker; a server declared dead the same, without a
+ * DropShard to it. */
+static void test_dead_before_running(void) {
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 3, 2, 0.0); /* servers 1-3, workers 4-5 */
+  pd_job *j = submit(&f, "early", 2, 1, 0.0);
+  pd_jobs_cron(f.jobs, 0.0);
+  CHECK_EQ_INT(j->workers[0].node_id, 4);
+  pd_node *w = pd_registry_find(f.reg, 4);
+  w->alive = 0;
+  pd_jobs_node_dead(f.jobs, w, 1.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_PENDING);
+  CHECK(j->server_ids != NULL); /* the CreateShards are in flight */
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.1);
+  CHECK(j->server_ids == NULL);
+  CHECK_EQ_INT(f.rec.ndrop, 2);
+  pd_jobs_shard_dropped(f.jobs, j->id);
+  pd_jobs_shard_dropped(f.jobs, j->id);
+  pd_jobs_cron(f.jobs, 2.0);
+  CHECK_EQ_INT(f.rec.ncreate, 4);
+  CHECK_EQ_INT(j->workers[0].node_id, 5);
+  pd_node *s = pd_registry_find(f.reg, j->server_ids[0]);
+  s->alive = 0;
+  pd_jobs_node_dead(f.jobs, s, 3.0);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 3.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 3.1);
+  CHECK_EQ_INT(f.rec.ndrop, 3); /* to the live one only */
+  pd_jobs_shard_dropped(f.jobs, j->id);
+  pd_jobs_cron(f.jobs, 4.0);
+  CHECK_EQ_INT(f.rec.ncreate, 6);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 4.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 4.1);
+  pd_jobs_cron(f.jobs, 5.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK(j->server_ids[0] != s->id && j->server_ids[1] != s->id);
+  fixture_close(&f);
+}
+
+/* With no other server, the job waits naming the avoided server; it is
+ * placed on it again once it heartbeats after the failure; or, when it never
+ * does, FAILS at cluster.wait_timeout naming the placement it tried. No room
+ * on a server and no other server with room fails the job at once. */
+static void test_misplaced_waits(void) {
+  for (int heartbeat = 0; heartbeat < 2; heartbeat++) {
+    fixture f;
+    fixture_init(&f);
+    add_nodes(&f, 2, 1, 0.0);
+    pd_job *j = submit(&f, "wait", 2, 1, 0.0);
+    pd_jobs_cron(f.jobs, 0.0);
+    pd_jobs_shard_created(f.jobs, j->id, NULL, 1.0);
+    pd_jobs_shard_misplaced(f.jobs, j->id, 2, 1,
+                            "creating the shard on server s1:7000 failed: UNAVAILABLE: down", 1.0);
+    pd_jobs_shard_dropped(f.jobs, j->id);
+    pd_jobs_shard_dropped(f.jobs, j->id);
+    pd_jobs_cron(f.jobs, 2.0);
+    CHECK_EQ_INT(f.rec.ncreate, 2);
+    CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_PENDING);
+    CHECK_STR_CONTAINS(j->message,
+                       "not placed on server s1:7000 at s1:7000 (its CreateShard found it "
+                       "unreachable; until it heartbeats again");
+    if (heartbeat) {
+      pd_registry_heard(f.reg, 2, 3.0);
+      pd_jobs_cron(f.jobs, 3.0);
+      CHECK_EQ_INT(f.rec.ncreate, 4);
+    } else {
+      pd_jobs_cron(f.jobs, 31.0);
+      CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
+      CHECK_STR_CONTAINS(j->message, "cluster.wait_timeout (30 s) expired waiting for 2 servers");
+      CHECK_STR_CONTAINS(j->message, "the placements it tried failed: creating the shard on "
+                                     "server s1:7000 failed: UNAVAILABLE: down");
+    }
+    fixture_close(&f);
+  }
+  fixture f;
+  fixture_init(&f);
+  add_nodes(&f, 2, 1, 0.0);
+  pd_job *j = submit(&f, "full", 2, 1, 0.0);
+  pd_jobs_cron(f.jobs, 0.0);
+  pd_jobs_shard_misplaced(f.jobs, j->id, 1, 0,
+                          "creating the shard on server s0:7000 failed: RESOURCE_EXHAUSTED: full",
+                          1.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
+  CHECK_STR_CONTAINS(j->message, "RESOURCE_EXHAUSTED: full; no other live server has room");
   fixture_close(&f);
 }
 
@@ -887,6 +1018,9 @@ int main(int argc, char **argv) {
   PD_RUN(test_progress_and_success);
   PD_RUN(test_dead_node_fails_job);
   PD_RUN(test_create_failure);
+  PD_RUN(test_misplaced_placed_again);
+  PD_RUN(test_misplaced_waits);
+  PD_RUN(test_dead_before_running);
   PD_RUN(test_worker_error_and_cancel);
   PD_RUN(test_federated_job);
   PD_RUN(test_server_death_recovers);

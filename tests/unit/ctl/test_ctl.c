@@ -575,7 +575,7 @@ static void test_parse_options(void) {
 }
 
 /* export: after the command -o is the file; before it, and as --output,
- * the output format. The file is required. */
+ * the output format. The file is required; --checkpoint takes an id > 0. */
 static void test_parse_export(void) {
   pd_ctl_args args;
   char err[256];
@@ -589,6 +589,19 @@ static void test_parse_export(void) {
       parse(&args, err, sizeof err, "export", "job-3", "--out=a.st", "--output", "json", NULL), 0);
   CHECK(strcmp(args.out_path, "a.st") == 0);
   CHECK_EQ_INT(args.output, PD_CTL_OUTPUT_JSON);
+  CHECK_EQ_INT(args.checkpoint, 0); /* the live model */
+  CHECK_EQ_INT(
+      parse(&args, err, sizeof err, "export", "job-3", "--checkpoint", "48", "-o", "c.st", NULL),
+      0);
+  CHECK_EQ_INT(args.checkpoint, 48);
+  CHECK_EQ_INT(
+      parse(&args, err, sizeof err, "export", "job-3", "--checkpoint", "0", "-o", "c.st", NULL),
+      -EINVAL);
+  CHECK_STR_CONTAINS(err, "invalid value '0' for --checkpoint: expected a checkpoint id > 0");
+  CHECK_EQ_INT(
+      parse(&args, err, sizeof err, "export", "job-3", "--checkpoint", "-2", "-o", "c.st", NULL),
+      -EINVAL);
+  CHECK_EQ_INT(parse(&args, err, sizeof err, "status", "j", "--checkpoint", "4", NULL), -EINVAL);
   CHECK_EQ_INT(parse(&args, err, sizeof err, "export", "job-3", NULL), -EINVAL);
   CHECK_STR_CONTAINS(err, "'export' needs -o FILE");
   CHECK_EQ_INT(parse(&args, err, sizeof err, "status", "j", "--out", "x", NULL), -EINVAL);

@@ -153,15 +153,20 @@ typedef struct worker_daemon {
   pd_loop *loop;
   pd_rpc_server *server;
   pd_session *session;
-  pd_worker_node node;             /* the session's id and secret, for the training thread */
-  atomic_uint_fast64_t generation; /* latest assignment generation seen */
+  pd_worker_node node; /* the session's id and secret, for the training thread */
+  /* under node.lock: the latest assignment generation heard, and the node
+   * it is of (after registering again, e.g. with a restarted coordinator,
+   * the new node's generations may repeat the old one's numbers) */
+  uint64_t generation, generation_node;
   atomic_int stop;
 } worker_daemon;
 
 static void assignment_changed(pd_session *s, uint64_t generation, void *user) {
   worker_daemon *d = user;
-  (void)s;
-  atomic_store(&d->generation, generation);
+  pthread_mutex_lock(&d->node.lock);
+  d->generation = generation;
+  d->generation_node = pd_session_node_id(s);
+  pthread_mutex_unlock(&d->node.lock);
 }
 
 static void session_cron(void *user) {
@@ -236,12 +241,16 @@ int pd_worker_main(const pd_worker_options *opt) {
   pthread_create(&tid, NULL, session_thread, &d);
 
   pd_rpc_channel *coord = pd_rpc_channel_new(opt->coordinator, 0);
-  uint64_t seen = 0;
+  uint64_t seen = 0, seen_node = 0; /* the generation last fetched, and its node */
   while (!pd_daemon_stopping()) {
-    uint64_t generation = atomic_load(&d.generation);
     char secret[sizeof d.node.secret];
     uint64_t node_id = node_get(&d.node, secret, sizeof secret);
-    if (generation == seen || node_id == 0) {
+    pthread_mutex_lock(&d.node.lock);
+    uint64_t generation = d.generation, generation_node = d.generation_node;
+    pthread_mutex_unlock(&d.node.lock);
+    /* fetch once a heartbeat of this node says something new */
+    if (node_id == 0 || generation_node != node_id ||
+        (generation == seen && node_id == seen_node)) {
       usleep(20000);
       continue;
     }
@@ -252,6 +261,7 @@ int pd_worker_main(const pd_worker_options *opt) {
       continue;
     }
     seen = generation;
+    seen_node = node_id;
     if (a->job[0]) {
       PD_INFO("assigned to job %s as rank %u (attempt %u, from clock %llu)", a->job, a->rank,
               a->attempt, (unsigned long long)a->start_clock);

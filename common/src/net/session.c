@@ -87,6 +87,9 @@ static void register_done(const pd_rpc_result *r, void *user) {
   Pando__V1__RegisterResponse *resp = (Pando__V1__RegisterResponse *)msg;
   s->node_id = resp->node_id;
   pd_strlcpy(s->node_secret, resp->node_secret, sizeof s->node_secret);
+  /* a new node's generations count from scratch: whatever the first
+   * heartbeat says is a change (the old node's last value may recur) */
+  s->generation = UINT64_MAX;
   if (resp->heartbeat_ms > 0)
     s->heartbeat_sec = resp->heartbeat_ms / 1000.0;
   s->warned = 0;

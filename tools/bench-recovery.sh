@@ -8,7 +8,10 @@
 #    RUNS times each, alternating, on one cluster (a coordinator, M=2
 #    servers with a data_dir, N=2 workers, plaintext): the median samples/s
 #    of the epochs after the first (EPOCHS=6 of examples/fashion-mlp.yaml);
-# 3. from a kill -9 of a server to training again: a job checkpointing every
+# 3. the same for a model of 100M parameters on M=4 servers (softmax of
+#    784 x 127551, Adam; 1,280 training rows, 4 epochs, one run each; BIG=0
+#    skips it);
+# 4. from a kill -9 of a server to training again: a job checkpointing every
 #    20 clocks, one server killed and started again at once with its name
 #    and data_dir; when the coordinator logs the job RECOVERING and RUNNING
 #    again, KILLS times, at the default heartbeat (200 ms) and node_timeout
@@ -49,13 +52,16 @@ echo "| checkpoint / plain bandwidth | | $(val ratio) |"
 echo "| read back, every checksum verified, restored | $(val restore_s) | $(gbs "$(val restore_s)") |"
 echo
 
-# cluster NODE_TIMEOUT: a coordinator, ps-0 and ps-1 with data_dirs, two workers
+# cluster NODE_TIMEOUT [SERVERS]: a coordinator, ps-0.. (2) with data_dirs, two workers
 cluster() {
   stop_daemons
+  rm -rf "$DIR"/data-ps-*
   start coordinator "$BIN/pando-coordinator" --node-timeout "$1"
   PANDO_COORDINATOR=127.0.0.1:$(cat "$DIR/coordinator.port")
   export PANDO_COORDINATOR
-  for i in 0 1; do start "ps-$i" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR" --data-dir "$DIR/data-ps-$i"; done
+  for i in $(seq 0 $((${2:-2} - 1))); do
+    start "ps-$i" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR" --data-dir "$DIR/data-ps-$i"
+  done
   for i in 0 1; do start "worker-$i" "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR"; done
 }
 cluster 10
@@ -80,6 +86,38 @@ echo "| samples/s (epochs 2..$EPOCHS), median of $RUNS | without | with | with /
 echo "| --- | --- | --- | --- |"
 echo "| runs:$without / $with | $m_without | $m_with | $(awk -v a="$m_with" -v b="$m_without" 'BEGIN { printf "%.3f", a / b }') |"
 echo
+
+if [ "${BIG:-1}" != 0 ]; then
+  /usr/bin/python3 tools/fmnist-cut.py "$TMP" 1280
+  big() { # big NAME EXTRA: the 100M-parameter job
+    cat <<YAML
+name: $1
+model: {type: softmax, layers: [784, 127551], seed: 3}
+data:
+  train: {features: $TMP/train-images.gz, labels: $TMP/train-labels.gz}
+  test: {features: $TMP/test-images.gz, labels: $TMP/test-labels.gz}
+training: {epochs: 4, batch_size: 64, update: bsp, optimizer: {type: adam, lr: 0.001}}
+cluster: {servers: 4, workers: 2}
+$2
+YAML
+  }
+  big big-plain "" >"$TMP/big-plain.yaml"
+  big big-ckpt "checkpoint: {every_epochs: 1}" >"$TMP/big-ckpt.yaml"
+  cluster 10 4
+  echo "bench-recovery: 100M parameters on 4 servers without checkpoints" >&2
+  "$BIN/pandoctl" submit "$TMP/big-plain.yaml" --wait >"$TMP/out" 2>&1
+  b_without=$(sps "$TMP/out" 1280)
+  echo "bench-recovery: 100M parameters on 4 servers with a checkpoint every epoch" >&2
+  "$BIN/pandoctl" submit "$TMP/big-ckpt.yaml" --wait >"$TMP/out" 2>&1
+  b_with=$(sps "$TMP/out" 1280)
+  state=$(du -sb "$DIR"/data-ps-* | awk '{ s += $1 } END { printf "%.2f", s / 2^30 }')
+  echo "### A checkpoint every epoch, 100M parameters (softmax 784 x 127551, Adam) on M=4 servers, N=2 workers, BSP, $cpu"
+  echo
+  echo "| samples/s (epochs 2..4), one run each | without | with | with / without | checkpoint files on disk at the end |"
+  echo "| --- | --- | --- | --- | --- |"
+  echo "| 1,280 rows, batch 64 | $b_without | $b_with | $(awk -v a="$b_with" -v b="$b_without" 'BEGIN { printf "%.3f", a / b }') | $state GiB |"
+  echo
+fi
 
 # now: seconds since the epoch, with ms
 now() { date +%s.%N | cut -c1-14; }

@@ -134,28 +134,7 @@ t_json() {
 
 # t_small_data DIR ROWS: writes the first ROWS Fashion-MNIST training rows and
 # the first ROWS/4 test rows as gzipped IDX files into DIR.
-t_small_data() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
-import gzip, struct, sys
-out, rows = sys.argv[1], int(sys.argv[2])
-src = "/usr/share/datasets/fashion-mnist/"
-def cut(name, dst, n):
-    data = gzip.open(src + name).read()
-    magic, count = struct.unpack(">II", data[:8])
-    ndim = magic & 0xff
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    per = 1
-    for d in dims[1:]:
-        per *= d
-    head = struct.pack(">I", magic) + struct.pack(">" + "I" * ndim, n, *dims[1:])
-    off = 4 + 4 * ndim
-    gzip.open(out + "/" + dst, "wb").write(head + data[off:off + n * per])
-cut("train-images-idx3-ubyte.gz", "train-images.gz", rows)
-cut("train-labels-idx1-ubyte.gz", "train-labels.gz", rows)
-cut("t10k-images-idx3-ubyte.gz", "test-images.gz", rows // 4)
-cut("t10k-labels-idx1-ubyte.gz", "test-labels.gz", rows // 4)
-PY
-}
+t_small_data() { /usr/bin/python3 tools/fmnist-cut.py "$1" "$2"; }
 
 # t_submit SPEC: submits with pandoctl; prints the job id.
 t_submit() {

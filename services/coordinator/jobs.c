@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -957,9 +958,13 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
     pd_node *n = pd_registry_find(jobs->reg, p->node_id);
     if (n)
       n->last_seen = now;
+    /* a replayed epoch end (NaN: its batches' losses are gone) keeps the
+     * loss this rank last reported in that epoch, when there is one */
+    double known = p->epoch == req->epoch ? p->loss : NAN;
     p->epoch = req->epoch;
     p->step = req->step;
-    p->loss = req->loss;
+    if (!isnan(req->loss))
+      p->loss = req->loss;
     p->samples_per_sec = req->samples_per_sec;
     keep_phases(p, req);
     export_progress(j, req);
@@ -968,13 +973,13 @@ int pd_jobs_progress(pd_jobs *jobs, pd_job *j, const Pando__V1__ProgressReport *
       Pando__V1__EpochRecord *r = &j->history[j->nhistory++];
       pando__v1__epoch_record__init(r);
       r->epoch = req->epoch;
-      r->train_loss = req->loss;
+      r->train_loss = isnan(req->loss) ? known : req->loss;
       r->test_accuracy = req->test_accuracy;
       r->test_loss = req->test_loss;
       r->test_rmse = req->test_rmse;
       r->seconds = now - j->started;
       PD_INFO("job %s: epoch %u: train loss %.4f, test accuracy %.4f, test loss %.4f", j->id,
-              req->epoch, req->loss, req->test_accuracy, req->test_loss);
+              req->epoch, r->train_loss, req->test_accuracy, req->test_loss);
       persist(jobs, j);
     }
     if (req->error[0] && req->unreachable) { /* a server may have died */

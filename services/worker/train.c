@@ -3,6 +3,7 @@
 #include "train.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +233,7 @@ typedef struct trainer {
   /* the epoch in progress */
   int epoch;
   uint32_t steps, size, per_clock, done_steps;
+  int replay; /* redoing the end of an epoch after a roll back: its train loss is unknown */
   double loss_sum;
   uint64_t lost, skipped_clocks; /* backup workers: gradients dropped, clocks skipped */
   uint64_t start_ns;             /* pd_train began (pd_now_ns): the wall time's origin */
@@ -441,7 +443,7 @@ static int report(trainer *t, uint32_t step, const pd_eval *ev, int done, char *
   Pando__V1__ProgressReport r = PANDO__V1__PROGRESS_REPORT__INIT;
   r.epoch = (uint32_t)t->epoch;
   r.step = step;
-  r.loss = t->done_steps ? t->loss_sum / t->done_steps : 0;
+  r.loss = t->done_steps ? t->loss_sum / t->done_steps : (t->replay ? NAN : 0);
   r.samples_per_sec = t->tp.samples_per_sec;
   Pando__V1__PhaseStat phases[PH_COUNT], *phase_ptrs[PH_COUNT];
   r.phases = phase_ptrs;
@@ -489,6 +491,27 @@ static int end_epoch(trainer *t, char *err, size_t errlen) {
   pd_model_evaluate(t->ct[0].model, t->params, &t->test, &ev);
   phase_end(t, PH_EVAL, start);
   return report(t, t->steps, &ev, t->clock >= t->total, err, errlen);
+}
+
+/* After a roll back to the first clock of an epoch, or to the job's last
+ * clock, the end of the epoch before (its evaluation, its report, the job's
+ * last report) may never have reached the coordinator: the coordinator
+ * that recorded it was killed, or this rank's worker died between the
+ * checkpoint and its report. Redoes it from the checkpoint's model, which
+ * is that epoch's end; the coordinator records what it lacks and ignores
+ * the rest. The batches' losses are gone: the report's train loss is NaN. */
+static int replay_epoch_end(trainer *t, char *err, size_t errlen) {
+  uint32_t step = 0;
+  int epoch = t->clock >= t->total
+                  ? t->spec->training.epochs + 1
+                  : pd_schedule_epoch_of_clock(t->spec, t->min_rows, t->clock, &step);
+  if (step != 0 || epoch <= 1)
+    return 0;
+  begin_epoch(t, epoch - 1);
+  t->replay = 1;
+  int rc = end_epoch(t, err, errlen);
+  t->replay = 0;
+  return rc;
 }
 
 static int shutting_down(char *err, size_t errlen) {
@@ -554,6 +577,7 @@ int pd_train(const pd_train_job *tj, const pd_param_store *store, const pd_progr
     t.clock = PD_MIN(tj->start_clock, t.total);
     PD_INFO("job %s: resuming at clock %lld of %lld (the checkpoint rolled back to)", tj->job,
             (long long)t.clock, (long long)t.total);
+    rc = replay_epoch_end(&t, err, errlen);
   }
   while (rc == 0 && t.clock < t.total)
     rc = one_clock(&t, err, errlen);

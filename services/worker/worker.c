@@ -19,6 +19,9 @@
 #include "pando/util.h"
 
 #define CONTROL_TIMEOUT_SEC 10.0
+/* Tries of a report that holds an epoch's evaluation, 0.5 s apart: a
+ * coordinator restarts well within them (10 minutes). */
+#define REPORT_RETRIES 1200
 
 /* ---------------------------------------------------------------- training */
 
@@ -49,9 +52,26 @@ static int report(void *ctx, Pando__V1__ProgressReport *r) {
   r->node_secret = secret;
   ProtobufCMessage *resp = NULL;
   char err[512];
-  int rc = pd_rpc_unary(p->coordinator, "/pando.v1.Coordinator/ReportProgress", &r->base,
-                        &pando__v1__progress_ack__descriptor, &resp, CONTROL_TIMEOUT_SEC, NULL, err,
-                        sizeof err);
+  /* an epoch's evaluation and the last report are the job's history: they
+   * wait for an answer (a restarted coordinator's, which may say stop) */
+  int must = r->has_eval || r->done, rc, tries = 0;
+  grpc_status_code status = GRPC_STATUS_OK;
+  while ((rc = pd_rpc_unary(p->coordinator, "/pando.v1.Coordinator/ReportProgress", &r->base,
+                            &pando__v1__progress_ack__descriptor, &resp, CONTROL_TIMEOUT_SEC,
+                            &status, err, sizeof err)) != 0 &&
+         must && ++tries <= REPORT_RETRIES && !pd_daemon_stopping() &&
+         (status == GRPC_STATUS_UNAVAILABLE || status == GRPC_STATUS_DEADLINE_EXCEEDED ||
+          status == GRPC_STATUS_UNAUTHENTICATED)) { /* down, or it forgot this node: again */
+    PD_WARN("progress report of epoch %u failed (retrying: it holds the epoch's evaluation): %s",
+            r->epoch, err);
+    usleep(500000);
+    if (p->node) { /* the session may have registered again meanwhile */
+      pthread_mutex_lock(&p->node->lock);
+      r->node_id = p->node->id;
+      pd_strlcpy(secret, p->node->secret, sizeof secret);
+      pthread_mutex_unlock(&p->node->lock);
+    }
+  }
   memset(secret, 0, sizeof secret);
   r->node_secret = (char *)"";
   if (rc != 0) {

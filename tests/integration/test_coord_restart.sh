@@ -10,8 +10,12 @@
 # and trains every epoch). pandoctl resume of a job cancelled after a
 # checkpoint (across one more restart) rolls it back and it SUCCEEDS with
 # the undisturbed run's parameters; resume refuses a job without
-# checkpoints and one that is not FAILED or CANCELLED. Every step waits on a state, a file or a log
-# line.
+# checkpoints and one that is not FAILED or CANCELLED. A coordinator frozen
+# (SIGSTOP) over the end of epoch 1 and then killed loses no epoch: worker 0
+# keeps retrying the report that holds the evaluation, so the job cannot
+# pass checkpoint 16, and after the roll back to it the workers replay the
+# epoch's end from the checkpoint (services/worker/train.c). Every step
+# waits on a state, a file or a log line.
 . tests/integration/lib.sh
 . tests/integration/recovery.sh
 t_small_data "$T_DIR" 512
@@ -108,4 +112,22 @@ t_check "its history has every epoch" [ "$(t_epochs "$T_DIR/$job.json")" = "1 2 
 "$BIN/pandoctl" export "$job" -o "$T_DIR/resumed.safetensors" >/dev/null
 t_check "its final parameters equal the undisturbed run's, bit for bit" \
   t_same "$T_DIR/ref.safetensors" "$T_DIR/resumed.safetensors"
+echo "# the coordinator frozen over the end of epoch 1, then killed: the epoch's evaluation is not lost"
+job=$(t_submit "$T_DIR/ck.yaml")
+t_check "job $job took checkpoint 8 on ps0" t_wait_ckpt "$T_DIR/data0" "$job" 8
+kill -STOP "$(t_pid coord)"
+# the workers train on; worker 0's report of epoch 1 (clock 16) waits for an answer
+t_check "checkpoint 16, the end of epoch 1, is durable on ps0 while the coordinator is frozen" \
+  t_wait_ckpt "$T_DIR/data0" "$job" 16
+t_check "and on ps1" t_wait_ckpt "$T_DIR/data1" "$job" 16
+t_restart_coord 5
+t_check "job $job succeeded" [ "$(t_wait_job "$job")" = SUCCEEDED ]
+t_check "it was rolled back to checkpoint 16, the end of epoch 1" \
+  grep -q "job $job: RUNNING again from checkpoint 16 " "$T_DIR/coord5.log"
+t_check "the restarted coordinator recorded epoch 1, evaluated again from the checkpoint" \
+  grep -q "job $job: epoch 1: train loss" "$T_DIR/coord5.log"
+t_check "its history has every epoch" [ "$(t_epochs "$T_DIR/$job.json")" = "1 2 3" ]
+"$BIN/pandoctl" export "$job" -o "$T_DIR/frozen.safetensors" >/dev/null
+t_check "its final parameters equal the undisturbed run's, bit for bit" \
+  t_same "$T_DIR/ref.safetensors" "$T_DIR/frozen.safetensors"
 t_done

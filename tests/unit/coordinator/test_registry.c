@@ -96,7 +96,7 @@ static void test_name_taken_while_alive(void) {
   CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__ROLE_WORKER, "10.6.6.6:1", "w0", 1.0, &n, err,
                                sizeof err),
                -PD_EDUP);
-  CHECK(n == NULL);
+  CHECK(n != NULL && n->id == 1 && n->alive); /* the alive node of that name, for probe.h */
   CHECK_STR_CONTAINS(err, "a node named 'w0' is registered and alive (node 1");
   /* another role may not take it either, and an unnamed node is named by
    * its address */
@@ -115,6 +115,30 @@ static void test_name_taken_while_alive(void) {
                                err, sizeof err),
                0);
   CHECK(n != NULL && n->id == 3 && n->alive);
+  pd_registry_free(reg);
+}
+
+/* A node found gone (probe.h) is declared dead by the next failure
+ * detection without waiting for the timeout, unless it heartbeats first;
+ * then its name is free. */
+static void test_unreachable(void) {
+  pd_registry *reg = pd_registry_new();
+  char err[256] = "";
+  pd_node *n = NULL;
+  add_node(reg, PANDO__V1__ROLE__ROLE_SERVER, "10.0.0.1:7000", "ps0", 0.0);
+  add_node(reg, PANDO__V1__ROLE__ROLE_SERVER, "10.0.0.1:7001", "ps1", 0.0);
+  pd_registry_unreachable(reg, 2);
+  CHECK(pd_registry_heard(reg, 2, 0.5) != NULL); /* it answered after all */
+  CHECK(pd_registry_next_dead(reg, 1.0, 10.0) == NULL);
+  pd_registry_unreachable(reg, 1);
+  pd_registry_unreachable(reg, 99); /* unknown: nothing */
+  n = pd_registry_next_dead(reg, 1.0, 10.0);
+  CHECK(n != NULL && n->id == 1 && !n->alive);
+  CHECK(pd_registry_next_dead(reg, 1.0, 10.0) == NULL); /* ps1 stays alive */
+  CHECK_EQ_INT(pd_registry_add(reg, PANDO__V1__ROLE__ROLE_SERVER, "10.0.0.1:7100", "ps0", 1.0, &n,
+                               err, sizeof err),
+               0);
+  CHECK(n != NULL && n->id == 3);
   pd_registry_free(reg);
 }
 
@@ -160,6 +184,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_failure_detection);
   PD_RUN(test_alive_idle_and_reassign);
   PD_RUN(test_name_taken_while_alive);
+  PD_RUN(test_unreachable);
   PD_RUN(test_forget_and_bound);
   PD_TEST_DONE();
 }

@@ -3,8 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sqlite3.h>
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,8 +361,7 @@ static int load_arrays(pd_store *s, pd_job *j, int placed) {
     pando__v1__epoch_record__init(e);
     e->epoch = (uint32_t)col_u64(st, 0);
     /* SQLite stores NaN (a replayed epoch end's unknown loss) as NULL */
-    e->train_loss =
-        sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
+    e->train_loss = sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
     e->test_accuracy = sqlite3_column_double(st, 2);
     e->test_loss = sqlite3_column_double(st, 3);
     e->test_rmse = sqlite3_column_double(st, 4);

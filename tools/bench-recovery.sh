@@ -9,14 +9,14 @@
 #    servers with a data_dir, N=2 workers, plaintext): the median samples/s
 #    of the epochs after the first (EPOCHS=6 of examples/fashion-mlp.yaml);
 # 3. the same for a model of 100M parameters on M=4 servers (softmax of
-#    784 x 127551, Adam; 1,280 training rows, 4 epochs, one run each; BIG=0
-#    skips it);
+#    784 x 127551, Adam; 1,280 training rows, 4 epochs, one run each);
 # 4. from a kill -9 of a server to training again: a job checkpointing every
 #    20 clocks, one server killed and started again at once with its name
 #    and data_dir; when the coordinator logs the job RECOVERING and RUNNING
 #    again, KILLS times, at the default heartbeat (200 ms) and node_timeout
 #    (10 s) and at node_timeout 3 s.
 #   BUILD=build sh tools/bench-recovery.sh      (RUNS=3, KILLS=3)
+# PARTS picks the parts (default "ckpt epoch big kill": 1, 2, 3, 4).
 set -eu
 BUILD=${BUILD:-build}
 BIN=$BUILD/bin
@@ -27,6 +27,9 @@ SPEC=examples/fashion-mlp.yaml
 TLS=0
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/pando-bench-recovery.XXXXXX")
 DIR=$TMP
+# the daemons read data under these folders only (the 100M job's cut is in $TMP)
+PANDO_DATA_ROOTS=/usr/share/datasets,$TMP
+export PANDO_DATA_ROOTS
 . "$(dirname "$0")/cluster-lib.sh"
 . "$(dirname "$0")/bench-lib.sh"
 trap 'stop_daemons; rm -rf "$TMP"' EXIT
@@ -37,6 +40,9 @@ for bin in "$BIN/pando-coordinator" "$BIN/pando-ps" "$BIN/pando-worker" "$BUILD/
 done
 cpu=$(cpu_name)
 
+PARTS=${PARTS:-ckpt epoch big kill}
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+if part ckpt; then
 echo "bench-recovery: checkpoint bandwidth (ckptbench, 1 GiB)" >&2
 TMPDIR=$TMP "$BUILD/tools/ckptbench" --reps "$RUNS" >"$TMP/ckpt" 2>/dev/null
 line=$(grep '^BENCH' "$TMP/ckpt")
@@ -51,6 +57,7 @@ echo "| plain sequential write + fsync, same bytes | $(val plain_s) | $(gbs "$(v
 echo "| checkpoint / plain bandwidth | | $(val ratio) |"
 echo "| read back, every checksum verified, restored | $(val restore_s) | $(gbs "$(val restore_s)") |"
 echo
+fi
 
 # cluster NODE_TIMEOUT [SERVERS]: a coordinator, ps-0.. (2) with data_dirs, two workers
 cluster() {
@@ -64,6 +71,7 @@ cluster() {
   done
   for i in 0 1; do start "worker-$i" "$BIN/pando-worker" --coordinator "$PANDO_COORDINATOR"; done
 }
+if part epoch; then
 cluster 10
 sed "s/epochs: [0-9]*/epochs: $EPOCHS/" "$SPEC" >"$TMP/plain.yaml"
 { cat "$TMP/plain.yaml"; echo "checkpoint: {every_epochs: 1}"; } >"$TMP/ckpt.yaml"
@@ -73,10 +81,10 @@ i=0
 while [ $i -lt "$RUNS" ]; do
   i=$((i + 1))
   echo "bench-recovery: run $i of $RUNS without checkpoints" >&2
-  "$BIN/pandoctl" submit "$TMP/plain.yaml" --wait >"$TMP/out" 2>&1
+  "$BIN/pandoctl" submit "$TMP/plain.yaml" --wait >"$TMP/out" 2>&1 || { cat "$TMP/out" >&2; exit 1; }
   without="$without $(sps "$TMP/out" "$rows")"
   echo "bench-recovery: run $i of $RUNS with a checkpoint every epoch" >&2
-  "$BIN/pandoctl" submit "$TMP/ckpt.yaml" --wait >"$TMP/out" 2>&1
+  "$BIN/pandoctl" submit "$TMP/ckpt.yaml" --wait >"$TMP/out" 2>&1 || { cat "$TMP/out" >&2; exit 1; }
   with="$with $(sps "$TMP/out" "$rows")"
 done
 m_with=$(echo "$with" | median) m_without=$(echo "$without" | median)
@@ -86,8 +94,9 @@ echo "| samples/s (epochs 2..$EPOCHS), median of $RUNS | without | with | with /
 echo "| --- | --- | --- | --- |"
 echo "| runs:$without / $with | $m_without | $m_with | $(awk -v a="$m_with" -v b="$m_without" 'BEGIN { printf "%.3f", a / b }') |"
 echo
+fi
 
-if [ "${BIG:-1}" != 0 ]; then
+if part big; then
   /usr/bin/python3 tools/fmnist-cut.py "$TMP" 1280
   big() { # big NAME EXTRA: the 100M-parameter job
     cat <<YAML
@@ -105,10 +114,10 @@ YAML
   big big-ckpt "checkpoint: {every_epochs: 1}" >"$TMP/big-ckpt.yaml"
   cluster 10 4
   echo "bench-recovery: 100M parameters on 4 servers without checkpoints" >&2
-  "$BIN/pandoctl" submit "$TMP/big-plain.yaml" --wait >"$TMP/out" 2>&1
+  "$BIN/pandoctl" submit "$TMP/big-plain.yaml" --wait >"$TMP/out" 2>&1 || { cat "$TMP/out" >&2; exit 1; }
   b_without=$(sps "$TMP/out" 1280)
   echo "bench-recovery: 100M parameters on 4 servers with a checkpoint every epoch" >&2
-  "$BIN/pandoctl" submit "$TMP/big-ckpt.yaml" --wait >"$TMP/out" 2>&1
+  "$BIN/pandoctl" submit "$TMP/big-ckpt.yaml" --wait >"$TMP/out" 2>&1 || { cat "$TMP/out" >&2; exit 1; }
   b_with=$(sps "$TMP/out" 1280)
   state=$(du -sb "$DIR"/data-ps-* | awk '{ s += $1 } END { printf "%.2f", s / 2^30 }')
   echo "### A checkpoint every epoch, 100M parameters (softmax 784 x 127551, Adam) on M=4 servers, N=2 workers, BSP, $cpu"
@@ -126,6 +135,7 @@ wait_log() {
   while [ "$(grep -c "$2" "$1" 2>/dev/null || true)" -lt "$3" ]; do sleep 0.05; done
   now
 }
+part kill || exit 0
 { sed "s/epochs: [0-9]*/epochs: 50/" "$SPEC"; echo "checkpoint: {every_clocks: 20, keep: 2}"; } >"$TMP/kill.yaml"
 echo "### From a kill -9 of a server to training again, $(basename "$SPEC"), $cpu"
 echo

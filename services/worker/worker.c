@@ -105,6 +105,10 @@ static int remote_failure(const remote_store *r, int rc) {
   case GRPC_STATUS_DEADLINE_EXCEEDED:
   case GRPC_STATUS_CANCELLED:
   case GRPC_STATUS_UNKNOWN:
+  /* a server that does not hold the job answers a job token with this, not
+   * NOT_FOUND (it does not tell which jobs exist): e.g. a server restarted
+   * on the same address before the roll back made its shard again */
+  case GRPC_STATUS_UNAUTHENTICATED:
     return rc;
   default:
     return -PD_ESTATE;

@@ -70,7 +70,7 @@ import os, sys
 sys.path.insert(0, os.path.join(os.environ.get("BUILD", "build"), "gen", "python"))
 sys.path.insert(0, "tests/integration")
 import grpc, pando_pb2 as pb, pdtls
-ch = pdtls.channel(sys.argv[1], role="server")
+ch = pdtls.channel(sys.argv[1], role="ps")
 reg = ch.unary_unary("/pando.v1.Coordinator/RegisterNode",
                      request_serializer=pb.RegisterRequest.SerializeToString,
                      response_deserializer=pb.RegisterResponse.FromString)

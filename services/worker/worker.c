@@ -33,6 +33,15 @@ typedef struct progress {
   uint32_t attempt; /* Assignment.attempt */
 } progress;
 
+/* The node id (0 while not registered), its secret into `secret`. */
+static uint64_t node_get(pd_worker_node *node, char *secret, size_t secretlen) {
+  pthread_mutex_lock(&node->lock);
+  uint64_t id = node->id;
+  pd_strlcpy(secret, node->secret, secretlen);
+  pthread_mutex_unlock(&node->lock);
+  return id;
+}
+
 /* Sends a progress report; returns -PD_ECANCELLED if the job must stop. A
  * coordinator that cannot be reached is logged, not fatal. */
 static int report(void *ctx, Pando__V1__ProgressReport *r) {
@@ -43,12 +52,8 @@ static int report(void *ctx, Pando__V1__ProgressReport *r) {
   r->rank = p->rank;
   r->attempt = p->attempt;
   char secret[sizeof p->node->secret] = "";
-  if (p->node) {
-    pthread_mutex_lock(&p->node->lock);
-    r->node_id = p->node->id;
-    pd_strlcpy(secret, p->node->secret, sizeof secret);
-    pthread_mutex_unlock(&p->node->lock);
-  }
+  if (p->node)
+    r->node_id = node_get(p->node, secret, sizeof secret);
   r->node_secret = secret;
   ProtobufCMessage *resp = NULL;
   char err[512];
@@ -65,12 +70,8 @@ static int report(void *ctx, Pando__V1__ProgressReport *r) {
     PD_WARN("progress report of epoch %u failed (retrying: it holds the epoch's evaluation): %s",
             r->epoch, err);
     usleep(500000);
-    if (p->node) { /* the session may have registered again meanwhile */
-      pthread_mutex_lock(&p->node->lock);
-      r->node_id = p->node->id;
-      pd_strlcpy(secret, p->node->secret, sizeof secret);
-      pthread_mutex_unlock(&p->node->lock);
-    }
+    if (p->node) /* the session may have registered again meanwhile */
+      r->node_id = node_get(p->node, secret, sizeof secret);
   }
   memset(secret, 0, sizeof secret);
   r->node_secret = (char *)"";
@@ -209,15 +210,6 @@ static void *session_thread(void *arg) {
     pd_loop_run_once(d->loop, 0.05);
   }
   return NULL;
-}
-
-/* The node id (0 while not registered), its secret into `secret`. */
-static uint64_t node_get(pd_worker_node *node, char *secret, size_t secretlen) {
-  pthread_mutex_lock(&node->lock);
-  uint64_t id = node->id;
-  pd_strlcpy(secret, node->secret, secretlen);
-  pthread_mutex_unlock(&node->lock);
-  return id;
 }
 
 /* Asks the coordinator for this node's assignment. */

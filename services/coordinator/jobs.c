@@ -420,7 +420,7 @@ static void describe_missing(pd_jobs *jobs, const pd_job *j, char *out, size_t o
 
 /* What a job that cannot recover says after what killed it. */
 #define NO_CHECKPOINT_HINT                                                                         \
-  "; a checkpoint: key in the job spec (e.g. checkpoint: {every_clocks: 50}, BSP only) would "     \
+  "; a checkpoint: key in the job spec (e.g. checkpoint: {every_clocks: 50}) would "               \
   "have let the job recover from this"
 
 /* Something of RUNNING job `j` died (`why`): RECOVERING when the job can

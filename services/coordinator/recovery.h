@@ -21,7 +21,7 @@
 #define PD_RECOVERY_MAX 10
 
 /* Whether a job of `spec` can recover from a dead server or worker: it takes
- * checkpoints (checkpoint.every_*, which the spec allows under BSP only)
+ * checkpoints (checkpoint.every_*, under any consistency model)
  * and is not federated. */
 int pd_recovery_possible(const pd_job_spec *spec);
 

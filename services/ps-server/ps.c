@@ -408,16 +408,35 @@ static void checkpoint_done(void *user, const pd_checkpoint_key *key, int rc, co
              key->job, key->id, err);
 }
 
-/* Under BSP, when the job's spec asks for a checkpoint at the shard's new
- * version, hands a snapshot (copy-on-write) to the writer thread; returns 1
- * when it did.  */
-static int maybe_checkpoint(pd_ps *ps, job *j) {
+/* When the job's spec asks for a checkpoint now, hands a snapshot
+ * (copy-on-write) to the writer thread; returns 1 when it did. Called after
+ * a push that made a gradient whole, with the slowest worker's clock before
+ * it. The checkpoint's id is a clock every shard of the job reaches, so that
+ * the coordinator can restore all M at the same id (a consistent cut):
+ * - BSP: the shard's new version, a round boundary: the model of exactly
+ *   the clocks before it.
+ * - ASP, SSP: the slowest worker's clock c, when this push moved it to a
+ *   clock that is due: the shard holds every worker's gradients of the
+ *   clocks before c, and the later ones faster workers had pushed, which
+ *   its clock state records per worker (the snapshot holds it). Restored,
+ *   the workers redo from c and the shard takes each (worker, clock, keys)
+ *   it holds already for a duplicate, so every gradient is in the model
+ *   exactly once. */
+static int maybe_checkpoint(pd_ps *ps, job *j, int64_t slowest_before) {
   const pd_job_spec *spec = pd_shard_spec(j->shard);
-  uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
-  if (!ps->writer || pd_shard_fed(j->shard) || !pd_clock_has_rounds(pd_shard_clock(j->shard)) ||
-      !pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), version))
+  const pd_clock *clock = pd_shard_clock(j->shard);
+  if (!ps->writer || pd_shard_fed(j->shard))
     return 0;
-  pd_checkpoint_key key = {.id = version,
+  uint64_t id = pd_clock_version(clock);
+  if (!pd_clock_has_rounds(clock)) {
+    int64_t slowest = pd_clock_slowest(clock);
+    if (slowest <= slowest_before)
+      return 0;
+    id = (uint64_t)slowest;
+  }
+  if (!pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), id))
+    return 0;
+  pd_checkpoint_key key = {.id = id,
                            .begin = pd_shard_begin(j->shard),
                            .end = pd_shard_end(j->shard),
                            .num_workers = pd_shard_num_workers(j->shard)};
@@ -540,6 +559,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
     goto done;
   }
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
+  int64_t slowest = pd_clock_slowest(pd_shard_clock(j->shard));
   uint64_t apply_start = pd_now_ns();
   pd_phase_add(&j->phases[SP_PUSH], 1, apply_start - start);
   enum pd_push_verdict v = pd_shard_push(
@@ -553,7 +573,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   answer_ready(j);
   if (moved) {
     uint64_t checkpoint_start = pd_now_ns();
-    if (maybe_checkpoint(ps, j)) {
+    if (maybe_checkpoint(ps, j, slowest)) {
       uint64_t checkpoint_end = pd_phase_end(&j->phases[SP_CHECKPOINT], checkpoint_start);
       pd_trace_span(&j->trace, server_phase_names[SP_CHECKPOINT], checkpoint_start, checkpoint_end,
                     req->clock, req->worker, 0);

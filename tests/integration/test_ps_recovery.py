@@ -184,7 +184,7 @@ def ledger_gradient(worker, clock):
     return g
 
 
-def roll_back(job, attempt):
+def roll_back(job, attempt, spec=LEDGER_SPEC):
     """The coordinator's restore passes (recovery.c) for `attempt`: every
     shard to its newest checkpoint, then the shards above the smallest
     answer to it, until all agree; a shard with none <= the target answers
@@ -194,7 +194,7 @@ def roll_back(job, attempt):
     while True:
         for name in todo:
             try:
-                restored.update(create(job, target, attempt, LEDGER_SPEC, [name]))
+                restored.update(create(job, target, attempt, spec, [name]))
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
@@ -206,7 +206,7 @@ def roll_back(job, attempt):
                     servers[name]["drop"](pb.DropShardRequest(job=job), timeout=10)
                 except grpc.RpcError:
                     pass  # NOT_FOUND: not held
-            create(job, 0, attempt, LEDGER_SPEC)
+            create(job, 0, attempt, spec)
             return 0
         if all(v == cut for v in restored.values()):
             return cut
@@ -263,6 +263,119 @@ def ledger_trial(trial, rng, stats):
     for name in RANGES:
         servers[name]["drop"](pb.DropShardRequest(job=job), timeout=10)
     return final.astype(np.float64) - init.astype(np.float64)
+
+
+ASYNC_CLOCKS = 5  # per shard, coordinate w * ASYNC_CLOCKS + c of its keys is the ledger
+ASYNC_TRIALS = 10
+ASYNC_SPECS = {
+    "asp": LEDGER_SPEC.replace("update: bsp", "update: asp")
+                      .replace("every_clocks: 2, keep: 2", "every_clocks: 1, keep: 2"),
+    "ssp": LEDGER_SPEC.replace("update: bsp", "update: ssp, staleness: 2")
+                      .replace("every_clocks: 2, keep: 2", "every_clocks: 1, keep: 2"),
+}
+
+
+def async_gradient(worker, clock):
+    """-1 at coordinate w * ASYNC_CLOCKS + c of each shard's keys and zero
+    elsewhere: ASP and SSP apply each gradient as it comes (sgd, lr 1), so
+    each shard's ledger counts the applications of its own (worker, clock)."""
+    g = np.zeros(KEYS, dtype="<f4")
+    for begin, _ in RANGES.values():
+        g[begin + worker * ASYNC_CLOCKS + clock] = -1
+    return g
+
+
+def async_trial(mode, trial, rng, stats):
+    """One ASP or SSP job with 1 or 2 kills -9 of a server at random points.
+    The workers run at their own pace (a random one pushes next; under SSP
+    one may be at most `staleness` clocks ahead of the slowest, as its pull
+    would wait), each pushing its clock to both shards in a random order
+    before the next. A roll back restores every shard to a checkpoint taken
+    at the slowest worker's clock c, with the later gradients of faster
+    workers it held; the workers redo from c. Returns the applied counts."""
+    job, spec = "%s-ledger-%d" % (mode, trial), ASYNC_SPECS[mode]
+    create(job, spec=spec)
+    init = values(job, 0)
+    total = WORKERS * ASYNC_CLOCKS * len(RANGES)
+    kills = set(rng.sample(range(1, total), rng.choice([1, 2])))
+    acked, attempt, step = set(), 0, 0
+    at = [0] * WORKERS  # each worker's clock
+    todo = [[] for _ in range(WORKERS)]  # the shards it still pushes its clock to
+    while min(at) < ASYNC_CLOCKS:
+        ready = [w for w in range(WORKERS) if at[w] < ASYNC_CLOCKS and
+                 (mode == "asp" or at[w] - min(at) <= 2)]
+        w = rng.choice(ready)
+        if not todo[w]:
+            todo[w] = rng.sample(sorted(RANGES), len(RANGES))
+        step += 1
+        if step in kills:
+            kills.discard(step)
+            slowest = min(at)
+            if rng.random() < 0.5 and slowest >= 1:  # once the slowest clock's checkpoint is durable
+                wait_checkpoint(job, slowest)
+            kill9(rng.choice(sorted(RANGES)))
+            start([n for n in RANGES if servers[n]["proc"].poll() is not None][0])
+            attempt += 1
+            cut = roll_back(job, attempt, spec)
+            stats["kills"] += 1
+            stats["cuts"].append((cut, tuple(at)))
+            try:  # a straggler of the old attempt
+                push(job, w, at[w], attempt - 1, None, async_gradient(w, at[w]))
+                stats["straggler_applied"] += 1
+            except grpc.RpcError as e:
+                stats["straggler_aborted"] += e.code() == grpc.StatusCode.ABORTED
+            inside = sorted(a for a in acked if a[2] < cut)
+            for name, v, c in rng.sample(inside, min(3, len(inside))):  # retried across the crash
+                stats["retried"] += 1
+                stats["retried_dup"] += push(job, v, c, attempt, name,
+                                             async_gradient(v, c))[0].duplicate
+            at = [cut] * WORKERS  # every worker redoes from the checkpoint's clock
+            todo = [[] for _ in range(WORKERS)]
+            continue
+        name = todo[w].pop()
+        r = push(job, w, at[w], attempt, name, async_gradient(w, at[w]))[0]
+        if r.duplicate:
+            # only what a shard took before, and kept in its checkpoint
+            stats["redo_dup"] += 1
+            stats["unexpected_duplicates"] += (name, w, at[w]) not in acked
+        acked.add((name, w, at[w]))
+        if not todo[w]:
+            at[w] += 1
+    final = values(job, ASYNC_CLOCKS)
+    for name in RANGES:
+        servers[name]["drop"](pb.DropShardRequest(job=job), timeout=10)
+    return final.astype(np.float64) - init.astype(np.float64)
+
+
+def async_ledger(mode):
+    seed = int(os.environ.get("PANDO_LEDGER_SEED", str(int(time.time()) % 100000)))
+    print("# %s ledger: %d trials, seed %d (PANDO_LEDGER_SEED)" % (mode, ASYNC_TRIALS, seed),
+          flush=True)
+    rng = random.Random(seed + (2 if mode == "asp" else 3))
+    stats = {"kills": 0, "cuts": [], "unexpected_duplicates": 0, "straggler_applied": 0,
+             "straggler_aborted": 0, "retried": 0, "retried_dup": 0, "redo_dup": 0}
+    want = np.zeros(KEYS)
+    for begin, _ in RANGES.values():
+        want[begin:begin + WORKERS * ASYNC_CLOCKS] = 1
+    wrong = []
+    for trial in range(1, ASYNC_TRIALS + 1):
+        c = np.round(async_trial(mode, trial, rng, stats), 3)
+        if not np.array_equal(c, want):
+            wrong.append((trial, [(k, c[k]) for k in range(KEYS) if c[k] != want[k]]))
+    check("%s ledger: %d kills -9 over %d jobs, rolled back to clocks (cut, workers' clocks) %s" %
+          (mode, stats["kills"], ASYNC_TRIALS, stats["cuts"]), stats["kills"] >= ASYNC_TRIALS)
+    check("%s ledger: every (shard, worker, clock) update is applied exactly once after the roll "
+          "backs, %d redone pushes a shard held already taken for duplicates%s" %
+          (mode, stats["redo_dup"],
+           "" if not wrong else " (job, [(coordinate, times)]: %s)" % wrong[:3]), not wrong)
+    check("%s ledger: no push a shard had not taken before was a duplicate (%d)" %
+          (mode, stats["unexpected_duplicates"]), stats["unexpected_duplicates"] == 0)
+    check("%s ledger: every straggler's push of the old attempt was ABORTED (%d of %d)" %
+          (mode, stats["straggler_aborted"], stats["kills"]),
+          stats["straggler_aborted"] == stats["kills"] and stats["straggler_applied"] == 0)
+    check("%s ledger: acknowledged pushes inside the checkpoint, retried, are duplicates (%d of %d)"
+          % (mode, stats["retried_dup"], stats["retried"]),
+          stats["retried_dup"] == stats["retried"])
 
 
 TORN_SPEC = """
@@ -457,6 +570,8 @@ try:
           and not os.path.exists(os.path.join(tmp, "escape")))
 
     ledger()
+    async_ledger("asp")
+    async_ledger("ssp")
     torn()
 finally:
     for s in servers.values():

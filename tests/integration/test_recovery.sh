@@ -17,6 +17,13 @@ t_recovery_spec psk "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/psk.yaml"
 t_recovery_spec wk "checkpoint: {every_epochs: 1}" >"$T_DIR/wk.yaml"
 t_recovery_spec early "checkpoint: {every_clocks: 40}" >"$T_DIR/early.yaml"
 t_recovery_spec nock "" >"$T_DIR/nock.yaml"
+for mode in asp ssp; do
+  for kind in ref kill; do
+    t_recovery_spec "$mode-$kind" "checkpoint: {every_clocks: 4, keep: 3}" |
+      sed "s/update: bsp/update: $mode$([ $mode = ssp ] && echo ', staleness: 2')/" \
+        >"$T_DIR/$mode-$kind.yaml"
+  done
+done
 
 # the workers take >= 0.1 s a batch: 48 clocks, the kills land mid-job
 T_NODE_TIMEOUT=2
@@ -80,6 +87,30 @@ fi
 "$BIN/pandoctl" export "$job" -o "$T_DIR/early.safetensors" >/dev/null
 t_check "its final parameters equal the undisturbed run's, bit for bit" \
   t_same "$T_DIR/ref.safetensors" "$T_DIR/early.safetensors"
+
+# accuracy JSON: the last epoch's test accuracy
+accuracy() { t_json "$1" 'j["history"][-1]["test_accuracy"]'; }
+for mode in asp ssp; do
+  echo "# $mode: kill -9 of a server after the first checkpoint (taken at the slowest worker's clock)"
+  ref=$(t_submit "$T_DIR/$mode-ref.yaml")
+  t_check "undisturbed $mode job $ref succeeded" [ "$(t_wait_job "$ref")" = SUCCEEDED ]
+  job=$(t_submit "$T_DIR/$mode-kill.yaml")
+  t_check "$mode job $job took its first checkpoint on ps0" t_wait_ckpt "$T_DIR/data0" "$job" 4
+  kill -KILL "$(t_pid ps0)"
+  t_check "$mode job $job went RECOVERING" t_wait_state "$job" RECOVERING
+  t_start "ps0$mode" "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR" --name ps0 \
+    --data-dir "$T_DIR/data0"
+  PID_ps0=$(t_pid "ps0$mode")
+  t_check "$mode job $job succeeded after the server's restart" \
+    [ "$(t_wait_job "$job")" = SUCCEEDED ]
+  t_check "the coordinator rolled $job back to a checkpoint after clock 0" \
+    grep -q "job $job: RUNNING again from checkpoint [1-9]" "$T_DIR/coord.log"
+  t_check "$job's history has every epoch ($(t_epochs "$T_DIR/$job.json"))" \
+    [ "$(t_epochs "$T_DIR/$job.json")" = "1 2 3" ]
+  ra=$(accuracy "$T_DIR/$ref.json") ka=$(accuracy "$T_DIR/$job.json")
+  t_check "its test accuracy $ka is within 0.05 of the undisturbed $mode run's $ra" \
+    /usr/bin/python3 -c "import sys; sys.exit(abs($ka - $ra) > 0.05)"
+done
 
 echo "# a job without checkpoints"
 job=$(t_submit "$T_DIR/nock.yaml")

@@ -842,14 +842,6 @@ static int check_checkpoint(const pd_job_spec *spec, struct problem *pb, char *p
     return problem(pb, "not supported yet (the coordinator would have to choose the clock of "
                        "each checkpoint); use every_epochs or every_clocks");
   }
-  if (spec->training.update == PD_UPDATE_ASP ||
-      (spec->training.update == PD_UPDATE_SSP && spec->training.staleness > 0)) {
-    snprintf(path, pathlen, "checkpoint.%s", set[0]);
-    return problem(pb,
-                   "needs training.update bsp (a round boundary is the consistent cut of all "
-                   "shards), got %s",
-                   enum_to_name(update_names, spec->training.update));
-  }
   if (spec->checkpoint.every_epochs > spec->training.epochs) {
     snprintf(path, pathlen, "checkpoint.every_epochs");
     return problem(pb, "must be <= training.epochs (%d), got %d: no checkpoint would be taken",

@@ -288,7 +288,7 @@ static void test_dead_node_fails_job(void) {
   CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_FAILED);
   CHECK(strcmp(j->message, "worker w1:7001 at w1:7001 stopped sending heartbeats (last seen "
                            "12.0 s ago); a checkpoint: key in the job spec (e.g. checkpoint: "
-                           "{every_clocks: 50}, BSP only) would have let the job recover from "
+                           "{every_clocks: 50}) would have let the job recover from "
                            "this") == 0);
   CHECK_EQ_INT(f.rec.ndrop, 2);
   CHECK_EQ_INT(f.rec.drop[0].server, 1);

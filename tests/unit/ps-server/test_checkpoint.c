@@ -1,7 +1,9 @@
 /* Unit tests of a shard's checkpoints (services/ps-server/checkpoint.c and
  * the snapshot/restore of shard.c): a shard restored from a checkpoint goes
  * on bit for bit as the original does, under BSP (also in the middle of a
- * round), backup workers and ASP, with adam and momentum state; a snapshot
+ * round), backup workers and ASP, with adam and momentum state; under ASP
+ * and SSP the redo from the slowest worker's clock takes what a faster
+ * worker had pushed for duplicates; a snapshot
  * keeps the values of its moment while pushes go on (copy-on-write); a
  * damaged or torn checkpoint is refused with a message and the previous one
  * is used; a failed write (file size limit, a full tmpfs) leaves the
@@ -183,6 +185,73 @@ static void test_resume_backup_workers(void) {
 }
 static void test_resume_asp_rmsprop(void) {
   check_resume("update: asp, optimizer: {type: rmsprop, lr: 0.01}", 3, 1);
+}
+
+/* Pushes worker w's whole gradient of clock c in two chunks; returns the
+ * first chunk's verdict (-1 when the two differ). */
+static int push_one(pd_shard *s, uint32_t w, int64_t c) {
+  uint64_t n = keys_of(s), half = n / 2;
+  float *g = malloc(n * sizeof(float));
+  char err[256];
+  gradient(w, c, n, g);
+  int a = (int)pd_shard_push(s, w, c, -1, 0, half, g, err, sizeof err);
+  int b = (int)pd_shard_push(s, w, c, -1, half, n - half, g + half, err, sizeof err);
+  free(g);
+  return a == b ? a : -1;
+}
+
+/* ASP and SSP checkpoint at the slowest worker's clock c (ps.c): the
+ * shard then holds every gradient of the clocks before c and the later ones
+ * of a faster worker. Restored, both workers redo from c: the faster one's
+ * gradients the shard holds are duplicates, the rest apply, and the model
+ * is bit for bit that of a shard that took each gradient once, in the same
+ * order. */
+static void check_redo_from_slowest(const char *training) {
+  enum { INPUTS = 300000, FAST = 5, SLOW = 2, TOTAL = 7 };
+  char *dir = pd_test_tmpdir("pando-ckpt-test"), err[512] = "";
+  CHECK(dir != NULL);
+  pd_shard *whole = make_shard(INPUTS, training, 2);
+  pd_shard *first = make_shard(INPUTS, training, 2);
+  pd_shard *resumed = make_shard(INPUTS, training, 2);
+  CHECK(whole && first && resumed);
+  for (int64_t c = 0; c < FAST; c++) { /* worker 0 runs ahead */
+    CHECK_EQ_INT(push_one(whole, 0, c), PD_PUSH_APPLY);
+    CHECK_EQ_INT(push_one(first, 0, c), PD_PUSH_APPLY);
+  }
+  for (int64_t c = 0; c < SLOW; c++) {
+    CHECK_EQ_INT(push_one(whole, 1, c), PD_PUSH_APPLY);
+    CHECK_EQ_INT(push_one(first, 1, c), PD_PUSH_APPLY);
+  }
+  CHECK_EQ_INT(pd_clock_slowest(pd_shard_clock(first)), SLOW);
+  CHECK_EQ_INT(write_now(dir, first, SLOW), 0);
+  CHECK_EQ_INT(restore(dir, resumed, SLOW, err, sizeof err), 0);
+  CHECK_EQ_INT(pd_clock_slowest(pd_shard_clock(resumed)), SLOW);
+  /* the redo from the checkpoint's clock */
+  for (int64_t c = SLOW; c < FAST; c++)
+    CHECK_EQ_INT(push_one(resumed, 0, c), PD_PUSH_DUPLICATE);
+  for (int64_t c = SLOW; c < TOTAL; c++) {
+    CHECK_EQ_INT(push_one(resumed, 1, c), PD_PUSH_APPLY);
+    CHECK_EQ_INT(push_one(whole, 1, c), PD_PUSH_APPLY);
+  }
+  for (int64_t c = FAST; c < TOTAL; c++) {
+    CHECK_EQ_INT(push_one(resumed, 0, c), PD_PUSH_APPLY);
+    CHECK_EQ_INT(push_one(whole, 0, c), PD_PUSH_APPLY);
+  }
+  CHECK_EQ_INT(pd_clock_version(pd_shard_clock(resumed)), 2 * TOTAL);
+  CHECK_EQ_INT(pd_clock_version(pd_shard_clock(whole)), 2 * TOTAL);
+  CHECK(same_values(whole, resumed));
+  pd_shard_free(whole);
+  pd_shard_free(first);
+  pd_shard_free(resumed);
+  pd_test_rmtree(dir);
+  free(dir);
+}
+
+static void test_asp_redo_from_slowest(void) {
+  check_redo_from_slowest("update: asp, optimizer: {type: adam, lr: 0.01}");
+}
+static void test_ssp_redo_from_slowest(void) {
+  check_redo_from_slowest("update: ssp, staleness: 3, optimizer: {type: momentum, lr: 0.1}");
 }
 
 /* A snapshot written by the writer thread while pushes go on holds the
@@ -525,6 +594,8 @@ int main(int argc, char **argv) {
   PD_RUN(test_resume_bsp_mid_round_momentum);
   PD_RUN(test_resume_backup_workers);
   PD_RUN(test_resume_asp_rmsprop);
+  PD_RUN(test_asp_redo_from_slowest);
+  PD_RUN(test_ssp_redo_from_slowest);
   PD_RUN(test_snapshot_is_copy_on_write);
   PD_RUN(test_flipped_byte_refused);
   PD_RUN(test_torn_checkpoint_ignored);

@@ -1025,7 +1025,7 @@ static void restarted(pd_jobs *jobs, pd_job *j, double now) {
   pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
                  pd_job_federated(j) ? "; a federated job's rounds are not kept across it"
                                      : "; a checkpoint: key in the job spec (e.g. checkpoint: "
-                                       "{every_clocks: 50}, BSP only) would have let it continue");
+                                       "{every_clocks: 50}) would have let it continue");
 }
 
 /* pd_store_load_jobs' callback. */

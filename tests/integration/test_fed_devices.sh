@@ -47,12 +47,15 @@ t_check "selected = reported + dropped + late in every round" \
 t_check "the global model was evaluated centrally after each round (accuracy > 0.1)" \
   [ "$(t_json "$T_DIR/$id.json" 'all(r["has_eval"] and r["test_accuracy"] > 0.1 for r in j["round_history"] if not r["abandoned"])')" = True ]
 labels=$(t_json "$T_DIR/$id.json" '(j["labels"]["reports"], round(j["labels"]["mean_labels_90"], 2), len(j["labels"]["totals"]), sum(j["labels"]["totals"])) if j["labels"] else None')
-echo "# label summary (reports, labels for 90% of a device's rows, labels, rows): $labels"
-t_check "the devices' label histograms are summarised: every counted report, 10 labels, Dirichlet(0.5) skew (fewer than 8 labels hold 90% of a device's rows on average: $labels)" \
-  /usr/bin/python3 -c "import sys; r, m, n, rows = eval(sys.argv[1]); sys.exit(not (r == 16 and n == 10 and rows > 0 and 1 <= m < 8))" "$labels"
+# every report that arrived in time counts: 4 per committed round, and
+# those of an attempt abandoned at round_timeout (a slow, sanitized build)
+in_time=$(t_json "$T_DIR/$id.json" 'sum(r["reported"] for r in j["round_history"])')
+echo "# label summary (reports, labels for 90% of a device's rows, labels, rows): $labels; reports in time: $in_time"
+t_check "the devices' label histograms are summarised: every report in time ($in_time), 10 labels, Dirichlet(0.5) skew (fewer than 8 labels hold 90% of a device's rows on average: $labels)" \
+  /usr/bin/python3 -c "import sys; r, m, n, rows = eval(sys.argv[1]); sys.exit(not (r == int(sys.argv[2]) >= 16 and n == 10 and rows > 0 and 1 <= m < 8))" "$labels" "$in_time"
 "$BIN/pandoctl" status "$id" >"$T_DIR/status.txt"
 t_check "pandoctl status shows the summary ($(grep '^labels:' "$T_DIR/status.txt"))" \
-  grep -q "^labels:    16 device reports; 90% of a device's rows lie in" "$T_DIR/status.txt"
+  grep -q "^labels: *$in_time device reports; 90% of a device's rows lie in" "$T_DIR/status.txt"
 abandoned=$(t_json "$T_DIR/$id.json" 'sum(1 for r in j["round_history"] if r["abandoned"])')
 curl -s "http://127.0.0.1:$(t_metrics_port coord)/metrics" >"$T_DIR/coord.metrics"
 t_check "pando_fed_rounds_abandoned_total is exported (even at 0) and equals the abandoned attempts ($abandoned)" \

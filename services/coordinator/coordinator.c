@@ -136,6 +136,19 @@ static void rounds_finished(void *user, const char *id, int state, const char *m
     pd_jobs_finish(c->jobs, j, pd_now(), (Pando__V1__JobState)state, "%s", message);
 }
 
+static void rounds_changed(void *user, const char *id) {
+  pd_coord *c = user;
+  pd_job *j = pd_jobs_find(c->jobs, id);
+  if (!j || !j->rounds)
+    return;
+  const Pando__V1__RoundRecord *records;
+  size_t n = pd_rounds_history(j->rounds, &records);
+  pd_jobs_round_history(c->jobs, j, records, n);
+}
+
+/* Starts the rounds of RUNNING federated job `j`: at round 1, or after a
+ * roll back (j->attempt > 0) from round j->start_clock + 1, the rounds that
+ * the checkpoint restored holds (pd_rounds_resume). */
 static void rounds_start(void *ctx, pd_job *j) {
   pd_coord *c = ctx;
   pd_shard_range *ranges = pd_xcalloc(j->nservers, sizeof *ranges);
@@ -145,13 +158,20 @@ static void rounds_start(void *ctx, pd_job *j) {
     ranges[s].end = j->shard_end[s];
     pd_strlcpy(ranges[s].address, n ? n->address : "", sizeof ranges[s].address);
   }
-  pd_rounds_env env = {c->loop, live_selectors, rounds_finished, c};
-  j->rounds = pd_rounds_new(&env, j->id, &j->spec, j->spec_yaml, ranges, j->nservers);
-  pd_rounds_set_job_token(j->rounds, j->job_token);
+  if (!j->rounds) {
+    pd_rounds_env env = {c->loop, live_selectors, rounds_finished, rounds_changed, c};
+    j->rounds = pd_rounds_new(&env, j->id, &j->spec, j->spec_yaml, ranges, j->nservers);
+    pd_rounds_set_job_token(j->rounds, j->job_token);
+    if (j->attempt > 0) /* a restarted coordinator: the stored history */
+      pd_rounds_set_history(j->rounds, j->round_history, j->nround_history);
+  }
+  if (j->attempt > 0)
+    pd_rounds_resume(j->rounds, ranges, j->nservers, (uint32_t)j->start_clock, j->attempt);
   free(ranges);
-  PD_INFO("job %s: RUNNING federated on %u servers, %llu keys, %d rounds of %g devices", j->id,
+  PD_INFO("job %s: RUNNING federated on %u servers, %llu keys, %d rounds of %g devices%s", j->id,
           j->nservers, (unsigned long long)j->keys, j->spec.training.federated.rounds,
-          j->spec.training.federated.clients_per_round);
+          j->spec.training.federated.clients_per_round,
+          j->attempt > 0 ? ", after a roll back" : "");
 }
 
 static void rounds_stop(void *ctx, pd_job *j) {

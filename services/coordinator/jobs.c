@@ -80,6 +80,7 @@ void pd_jobs_job_free(pd_job *j) {
     pd_trace_close(&j->workers[w].trace);
   free(j->workers);
   free(j->history);
+  free(j->round_history);
   free(j->server_names);
   free(j->restored);
   free(j);
@@ -198,6 +199,14 @@ pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_
 }
 
 void pd_jobs_changed(pd_jobs *jobs, const pd_job *j) { persist(jobs, j); }
+
+void pd_jobs_round_history(pd_jobs *jobs, pd_job *j, const Pando__V1__RoundRecord *records,
+                           size_t n) {
+  j->round_history = pd_xrealloc(j->round_history, (n + 1) * sizeof *records);
+  memcpy(j->round_history, records, n * sizeof *records);
+  j->nround_history = n;
+  persist(jobs, j);
+}
 
 void pd_jobs_finish(pd_jobs *jobs, pd_job *j, double now, Pando__V1__JobState state,
                     const char *fmt, ...) {
@@ -460,6 +469,8 @@ static void begin_recovery(pd_jobs *jobs, pd_job *j, double now, const char *why
   if (!j->restored)
     j->restored = pd_xcalloc(j->nservers, sizeof *j->restored);
   pd_registry_reassign(jobs->reg, j->id, 0);
+  if (j->rounds && jobs->federated.stop) /* resumed from the checkpoint once it is restored */
+    jobs->federated.stop(jobs->federated.ctx, j);
   pd_metric_add(pd_metric_counter("pando_job_recoveries_total",
                                   "Times a job went RECOVERING after a server or worker died.", ""),
                 1);
@@ -481,7 +492,7 @@ void pd_jobs_node_dead(pd_jobs *jobs, const pd_node *n, double now) {
     snprintf(why, sizeof why, "%s %s at %s stopped sending heartbeats (last seen %.1f s ago)",
              n->role == PANDO__V1__ROLE__ROLE_SERVER ? "server" : "worker", n->name, n->address,
              now - n->last_seen);
-    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING && !pd_job_federated(j)) {
+    if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_RUNNING) {
       recover(jobs, j, now, why);
     } else if (j->state == PANDO__V1__JOB_STATE__JOB_STATE_PENDING && j->server_ids) {
       /* it has not run yet: placed again without the dead node */
@@ -655,6 +666,8 @@ void pd_jobs_shard_restored(pd_jobs *jobs, const char *id, uint32_t pass, uint32
   }
   pd_registry_reassign(jobs->reg, j->id, 0);
   persist(jobs, j);
+  if (pd_job_federated(j) && jobs->federated.start) /* the rounds go on from the checkpoint's */
+    jobs->federated.start(jobs->federated.ctx, j);
   PD_INFO("job %s: RUNNING again from checkpoint %llu%s (attempt %u) after %.1f s of recovery "
           "from: %s",
           j->id, (unsigned long long)cut, cut ? "" : " (the start)", j->attempt,
@@ -1017,15 +1030,14 @@ static void restarted(pd_jobs *jobs, pd_job *j, double now) {
   char why[400];
   snprintf(why, sizeof why, RESTARTED, pd_job_state_name(j->state));
   j->creating = 0;
-  if (!pd_job_federated(j) && pd_recovery_possible(&j->spec) && jobs->fanout.restore_shard) {
+  if (pd_recovery_possible(&j->spec) && jobs->fanout.restore_shard) {
     j->state = PANDO__V1__JOB_STATE__JOB_STATE_RUNNING; /* recover() starts from RUNNING */
     recover(jobs, j, now, why);
     return;
   }
   pd_jobs_finish(jobs, j, now, PANDO__V1__JOB_STATE__JOB_STATE_FAILED, "%s%s", why,
-                 pd_job_federated(j) ? "; a federated job's rounds are not kept across it"
-                                     : "; a checkpoint: key in the job spec (e.g. checkpoint: "
-                                       "{every_clocks: 50}) would have let it continue");
+                 "; a checkpoint: key in the job spec (e.g. checkpoint: {every_clocks: 50}) "
+                 "would have let it continue");
 }
 
 /* pd_store_load_jobs' callback. */
@@ -1055,11 +1067,11 @@ int pd_jobs_resume(pd_jobs *jobs, pd_job *j, double now, char *err, size_t errle
     return pd_errf(err, errlen, -PD_ESTATE,
                    "job %s is %s: only a FAILED or CANCELLED job can be resumed", j->id,
                    pd_job_state_name(j->state));
-  if (pd_job_federated(j) || !pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard)
+  if (!pd_recovery_possible(&j->spec) || !jobs->fanout.restore_shard)
     return pd_errf(err, errlen, -PD_ESTATE,
-                   "job %s takes no checkpoints (its spec has no checkpoint: key%s): there is "
+                   "job %s takes no checkpoints (its spec has no checkpoint: key): there is "
                    "nothing to resume it from; submit it again",
-                   j->id, pd_job_federated(j) ? ", and it is federated" : "");
+                   j->id);
   if (!j->server_ids)
     return pd_errf(err, errlen, -PD_ESTATE,
                    "job %s never started (it ended before it had servers): submit it again", j->id);

@@ -88,6 +88,10 @@ typedef struct pd_job {
   Pando__V1__EpochRecord *history; /* one per evaluated epoch */
   size_t nhistory;
   struct pd_rounds *rounds; /* training.update fedavg, once RUNNING: its rounds (rounds.c) */
+  /* fedavg: the rounds' history as last stored (pd_jobs_round_history), which a
+   * restarted coordinator gives its new rounds */
+  Pando__V1__RoundRecord *round_history;
+  size_t nround_history;
   char (*server_names)[64]; /* nservers, once started: a dead server's replacement has its name */
   /* recovery (docs/architecture.md "Recovery") */
   uint32_t attempt;        /* 0, + 1 at every recovery; workers report it back */
@@ -181,6 +185,10 @@ void pd_jobs_job_shape(pd_job *job);
 /* `job` changed outside this module (its token set after submit): writes
  * it to the store, if there is one. */
 void pd_jobs_changed(pd_jobs *jobs, const pd_job *job);
+/* Federated job `job`'s rounds have a new history (`n` records, copied):
+ * kept in job->round_history and stored. */
+void pd_jobs_round_history(pd_jobs *jobs, pd_job *job, const Pando__V1__RoundRecord *records,
+                           size_t n);
 
 /* Adds a PENDING job of a valid `spec` (its text `spec_yaml`, copied) with
  * `keys` parameters and `rows` training rows, submitted at `now`. */

@@ -1,9 +1,7 @@
 /* The decisions of a job's recovery; see recovery.h. */
 #include "recovery.h"
 
-int pd_recovery_possible(const pd_job_spec *spec) {
-  return spec->training.update != PD_UPDATE_FEDAVG && pd_job_spec_checkpoints(spec);
-}
+int pd_recovery_possible(const pd_job_spec *spec) { return pd_job_spec_checkpoints(spec); }
 
 uint64_t pd_recovery_cut(const uint64_t *answers, size_t n, uint64_t target, int *agreed) {
   *agreed = 0;

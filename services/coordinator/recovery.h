@@ -21,8 +21,8 @@
 #define PD_RECOVERY_MAX 10
 
 /* Whether a job of `spec` can recover from a dead server or worker: it takes
- * checkpoints (checkpoint.every_*, under any consistency model)
- * and is not federated. */
+ * checkpoints (checkpoint.every_*, under any consistency model, federated
+ * too: at committed rounds). */
 int pd_recovery_possible(const pd_job_spec *spec);
 
 /* The roll back's checkpoint, decided from one restore pass to `target`

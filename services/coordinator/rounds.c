@@ -13,6 +13,9 @@
  *              rounds and after the last), else WAITING; an abandoned round is
  *              retried with devices not chosen before, max_attempts times
  *   EVALUATING --(the evaluation thread is done)--> WAITING, or DONE after the last round
+ *   CLOSING, EVALUATING --(a server failed the call, and the job takes checkpoints)--> STALLED:
+ *              the coordinator's recovery stops the rounds and resumes them from the
+ *              checkpoint (pd_rounds_resume --> WAITING); failed after cluster.wait_timeout
  */
 #include "rounds.h"
 
@@ -39,7 +42,7 @@
 #define MAX_SELECTORS 64
 #define SETTLE_GROWTH 0.1 /* a fractional K selects once the population grew by less a poll */
 
-enum phase { WAITING = 1, SELECTING, REPORTING, CLOSING, EVALUATING, DONE };
+enum phase { WAITING = 1, SELECTING, REPORTING, CLOSING, EVALUATING, STALLED, DONE };
 enum call_kind { CALL_POPULATION = 1, CALL_SELECT, CALL_COMMIT };
 
 typedef struct selected {
@@ -69,6 +72,15 @@ struct pd_rounds {
   endpoint selectors[MAX_SELECTORS];
   size_t nselectors;
   int stopped;
+  uint32_t attempt_of_job; /* RoundTask.attempt: the job's, after pd_rounds_resume */
+  struct {                 /* pd_rounds_resume: once nothing is in flight */
+    int pending;
+    uint32_t committed;
+    uint64_t id_base;
+    uint32_t attempt;
+    pd_shard_range *ranges;
+    uint32_t n;
+  } resume;
   enum phase phase;
   int round;   /* 1-based index of the round being run */
   int attempt; /* 1-based attempt of that round */
@@ -147,6 +159,25 @@ void pd_rounds_set_job_token(pd_rounds *r, const char *token) {
   pd_strlcpy(r->job_token, token ? token : "", sizeof r->job_token);
 }
 
+/* The shards' ranges and channels (the old ones freed: nothing may be in
+ * flight). */
+static void set_servers(pd_rounds *r, const pd_shard_range *shards, uint32_t n) {
+  for (uint32_t i = 0; i < r->nservers; i++)
+    pd_rpc_channel_free(r->servers[i].channel);
+  free(r->servers);
+  free(r->ranges);
+  r->nservers = n;
+  r->servers = pd_xcalloc(n, sizeof *r->servers);
+  r->ranges = pd_xcalloc(n, sizeof *r->ranges);
+  r->keys = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    r->ranges[i] = shards[i];
+    pd_strlcpy(r->servers[i].address, shards[i].address, sizeof r->servers[i].address);
+    r->servers[i].channel = pd_rpc_channel_new(shards[i].address, 0);
+    r->keys = PD_MAX(r->keys, shards[i].end);
+  }
+}
+
 pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job_spec *spec,
                          const char *spec_yaml, const pd_shard_range *shards, uint32_t n) {
   pd_rounds *r = pd_xcalloc(1, sizeof *r);
@@ -157,15 +188,7 @@ pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job
   /* the devices' report secrets derive from it (a failing CSPRNG is no state to run in) */
   int drawn = pd_security_new_token(r->report_key, sizeof r->report_key);
   PD_ASSERT(drawn == 0);
-  r->nservers = n;
-  r->servers = pd_xcalloc(n, sizeof *r->servers);
-  r->ranges = pd_xcalloc(n, sizeof *r->ranges);
-  for (uint32_t i = 0; i < n; i++) {
-    r->ranges[i] = shards[i];
-    pd_strlcpy(r->servers[i].address, shards[i].address, sizeof r->servers[i].address);
-    r->servers[i].channel = pd_rpc_channel_new(shards[i].address, 0);
-    r->keys = PD_MAX(r->keys, shards[i].end);
-  }
+  set_servers(r, shards, n);
   r->round = 1;
   r->attempt = 1;
   r->phase = WAITING;
@@ -211,6 +234,7 @@ void pd_rounds_free(pd_rounds *r) {
   pd_dataset_close(&r->test);
   free(r->servers);
   free(r->ranges);
+  free(r->resume.ranges);
   free(r->history);
   free(r->history_ids);
   free(r->history_ptrs);
@@ -249,6 +273,22 @@ static void set_phase(pd_rounds *r, enum phase p) {
   r->phase_since = pd_now();
   r->gen++;
   r->calls = 0;
+}
+
+/* A server failed a call: with checkpoints the job waits (STALLED) for the
+ * coordinator to notice the dead server and roll every shard back, else it
+ * fails with `why`. */
+static void server_failed(pd_rounds *r, const char *why) {
+  if (!pd_job_spec_checkpoints(&r->spec)) {
+    fail(r, "%s", why);
+    return;
+  }
+  set_phase(r, STALLED);
+  PD_WARN("job %s: %s; waiting for the recovery from the checkpoint", r->job, why);
+  snprintf(r->message, sizeof r->message,
+           "%.400s; waiting for the server to be declared dead and the job rolled back to its "
+           "checkpoint",
+           why);
 }
 
 /* The selectors to talk to now, with their channels (kept across calls). */
@@ -383,6 +423,7 @@ static void start_selecting(pd_rounds *r) {
   task.deadline_ms = (uint32_t)(r->spec.training.federated.round_timeout_sec * 1000);
   task.seed = pd_mix64(r->spec.training.federated.seed ^ r->id);
   task.round_index = (uint32_t)r->round;
+  task.attempt = r->attempt_of_job;
   task.job_token = r->job_token;
   Pando__V1__SelectRequest req = PANDO__V1__SELECT_REQUEST__INIT;
   req.job = r->job;
@@ -472,6 +513,8 @@ static void record_attempt(pd_rounds *r, int abandoned) {
   pd_metric_set(
       pd_metric_gauge("pando_fed_rounds_done", "Federated rounds committed so far.", labels),
       abandoned ? r->round - 1 : r->round);
+  if (r->env.changed)
+    r->env.changed(r->env.user, r->job);
 }
 
 static int has_test_set(const pd_job_spec *spec) {
@@ -729,7 +772,7 @@ static void on_commit(pd_rounds *r, call_ctx *cc, const pd_rpc_result *res) {
   if (r->calls > 0)
     return;
   if (r->commit_failed)
-    fail(r, "%s", r->message);
+    server_failed(r, r->message);
   else
     finish_close(r);
 }
@@ -766,7 +809,80 @@ static void call_done(const pd_rpc_result *res, void *user) {
 
 /* ---------------------------------------------------------------- cron, reports, status */
 
+void pd_rounds_resume(pd_rounds *r, const pd_shard_range *shards, uint32_t n, uint32_t committed,
+                      uint32_t attempt) {
+  r->stopped = 1;
+  r->phase = DONE;
+  free(r->resume.ranges);
+  r->resume.ranges = pd_xmalloc(n * sizeof *shards);
+  memcpy(r->resume.ranges, shards, n * sizeof *shards);
+  r->resume.n = n;
+  r->resume.committed = committed;
+  r->resume.id_base = (uint64_t)attempt << 32;
+  r->resume.attempt = attempt;
+  r->resume.pending = 1;
+}
+
+/* pd_rounds_resume's work, once nothing of the stopped rounds is in flight. */
+static void finish_resume(pd_rounds *r) {
+  if (r->eval_running) {
+    pthread_join(r->eval_thread, NULL);
+    r->eval_running = 0;
+  }
+  set_servers(r, r->resume.ranges, r->resume.n);
+  free(r->resume.ranges);
+  r->resume.ranges = NULL;
+  r->resume.pending = 0;
+  size_t kept = 0; /* the records of rounds the restored model holds */
+  while (kept < r->nhistory && r->history[kept].round <= r->resume.committed)
+    kept++;
+  r->nhistory = kept;
+  r->last_accuracy = NAN;
+  for (size_t i = kept; i > 0; i--)
+    if (r->history[i - 1].has_eval) {
+      r->last_accuracy = r->history[i - 1].test_accuracy;
+      break;
+    }
+  clear_chosen(r);
+  for (size_t i = 0; i < r->nexclude; i++)
+    free(r->exclude[i]);
+  r->nexclude = 0;
+  r->short_selection = 0;
+  r->round = (int)r->resume.committed + 1;
+  r->attempt = 1;
+  r->id = PD_MAX(r->id, r->resume.id_base);
+  r->attempt_of_job = r->resume.attempt;
+  r->stopped = 0;
+  PD_INFO("job %s: rounds go on from round %d (round ids from %llu)", r->job, r->round,
+          (unsigned long long)r->id + 1);
+  if (r->env.changed)
+    r->env.changed(r->env.user, r->job);
+  if (r->round > r->spec.training.federated.rounds) {
+    after_commit(r); /* the checkpoint is of the last round: done */
+    return;
+  }
+  enter_waiting(r);
+}
+
+size_t pd_rounds_history(const pd_rounds *r, const Pando__V1__RoundRecord **out) {
+  *out = r->history;
+  return r->nhistory;
+}
+
+void pd_rounds_set_history(pd_rounds *r, const Pando__V1__RoundRecord *records, size_t n) {
+  r->history = pd_xrealloc(r->history, (n + 1) * sizeof *r->history);
+  r->history_ids = pd_xrealloc(r->history_ids, (n + 1) * sizeof *r->history_ids);
+  r->history_ptrs = pd_xrealloc(r->history_ptrs, (n + 1) * sizeof *r->history_ptrs);
+  for (size_t i = 0; i < n; i++) {
+    r->history[i] = records[i];
+    r->history_ids[i] = 0; /* ids of before the restart: no report can match them */
+  }
+  r->nhistory = n;
+}
+
 void pd_rounds_cron(pd_rounds *r) {
+  if (r->resume.pending && !pd_rounds_busy(r))
+    finish_resume(r);
   if (r->stopped)
     return;
   double now = pd_now();
@@ -790,7 +906,10 @@ void pd_rounds_cron(pd_rounds *r) {
     pthread_join(r->eval_thread, NULL);
     r->eval_running = 0;
     if (r->eval_error[0]) {
-      fail(r, "evaluating the global model after round %d failed: %s", r->round - 1, r->eval_error);
+      char why[700];
+      snprintf(why, sizeof why, "evaluating the global model after round %d failed: %s",
+               r->round - 1, r->eval_error);
+      server_failed(r, why);
       return;
     }
     for (size_t i = r->nhistory; i > 0; i--)
@@ -809,7 +928,14 @@ void pd_rounds_cron(pd_rounds *r) {
                   r->eval_accuracy);
     PD_INFO("job %s: round %d/%d: test accuracy %.4f, test loss %.4f", r->job, r->round - 1,
             r->spec.training.federated.rounds, r->eval_accuracy, r->eval_loss);
+    if (r->env.changed)
+      r->env.changed(r->env.user, r->job);
     after_commit(r);
+    return;
+  case STALLED:
+    if (now - r->phase_since > r->spec.cluster.wait_timeout_sec)
+      fail(r, "cluster.wait_timeout (%g s) expired: %s", r->spec.cluster.wait_timeout_sec,
+           r->message);
     return;
   case SELECTING:
   case CLOSING:

@@ -26,6 +26,9 @@ typedef struct pd_rounds_env {
   size_t (*selectors)(void *user, const char **out, size_t max);
   /* The job ends: `state` is a Pando__V1__JobState. */
   void (*finish)(void *user, const char *job, int state, const char *message);
+  /* The history changed (an attempt closed, an evaluation ended): the job is
+   * to be stored again. May be NULL. */
+  void (*changed)(void *user, const char *job);
   void *user;
 } pd_rounds_env;
 
@@ -44,6 +47,24 @@ void pd_rounds_free(pd_rounds *rounds);
 int pd_rounds_busy(const pd_rounds *rounds);
 /* The job ended (failed, cancelled): start nothing more. */
 void pd_rounds_stop(pd_rounds *rounds);
+/* After a roll back of every shard to the checkpoint of `committed` rounds
+ * (a recovery from a dead server, or a restarted coordinator) for the job's
+ * `attempt` (> 0, each roll back's one more: the devices' pulls and pushes
+ * carry it, RoundTask.attempt): run the rounds on from round committed + 1,
+ * on the shards `shards` (`n` of them, copied: a replacement server may have
+ * a new address). Round ids must only grow across roll backs (a device of a
+ * rolled back round may still push under its id): attempt a's are
+ * a * 2^32 + 1, 2, ... The history keeps the records of rounds <= committed.
+ * Takes effect at the next pd_rounds_cron once no call and no evaluation of
+ * the stopped rounds is in flight; the state is WAITING then. */
+void pd_rounds_resume(pd_rounds *rounds, const pd_shard_range *shards, uint32_t n,
+                      uint32_t committed, uint32_t attempt);
+/* The records of every attempt so far (borrowed until the rounds change),
+ * for the coordinator's store; returns their number. */
+size_t pd_rounds_history(const pd_rounds *rounds, const Pando__V1__RoundRecord **out);
+/* Sets the history to the `n` records `records` (copied; the store's, after
+ * a coordinator restart), before pd_rounds_resume. */
+void pd_rounds_set_history(pd_rounds *rounds, const Pando__V1__RoundRecord *records, size_t n);
 /* Periodic work: population polls, deadlines, the evaluation's end. */
 void pd_rounds_cron(pd_rounds *rounds);
 /* A device's report. Fills `ack`; the round closes (commits) from here as

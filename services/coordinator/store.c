@@ -33,7 +33,10 @@ static const char schema[] =
     " PRIMARY KEY (job, rank));"
     "CREATE TABLE IF NOT EXISTS history (job TEXT NOT NULL, i INTEGER NOT NULL,"
     " epoch INTEGER, train_loss REAL, test_accuracy REAL, test_loss REAL, test_rmse REAL,"
-    " seconds REAL, PRIMARY KEY (job, i));";
+    " seconds REAL, PRIMARY KEY (job, i));"
+    /* a federated job's rounds: each RoundRecord as protobuf bytes */
+    "CREATE TABLE IF NOT EXISTS rounds (job TEXT NOT NULL, i INTEGER NOT NULL,"
+    " record BLOB NOT NULL, PRIMARY KEY (job, i));";
 
 /* The prepared statements, by index. */
 enum {
@@ -47,13 +50,16 @@ enum {
   ST_DEL_SHARDS,
   ST_DEL_WORKERS,
   ST_DEL_HISTORY,
+  ST_DEL_ROUNDS,
   ST_PUT_SHARD,
   ST_PUT_WORKER,
   ST_PUT_HISTORY,
+  ST_PUT_ROUND,
   ST_LOAD_JOBS,
   ST_LOAD_SHARDS,
   ST_LOAD_WORKERS,
   ST_LOAD_HISTORY,
+  ST_LOAD_ROUNDS,
   ST_COUNT
 };
 
@@ -71,6 +77,9 @@ static const char *const statements[ST_COUNT] = {
     [ST_DEL_SHARDS] = "DELETE FROM shards WHERE job = ?1",
     [ST_DEL_WORKERS] = "DELETE FROM workers WHERE job = ?1",
     [ST_DEL_HISTORY] = "DELETE FROM history WHERE job = ?1",
+    [ST_DEL_ROUNDS] = "DELETE FROM rounds WHERE job = ?1",
+    [ST_PUT_ROUND] = "INSERT INTO rounds (job, i, record) VALUES (?1, ?2, ?3)",
+    [ST_LOAD_ROUNDS] = "SELECT record FROM rounds WHERE job = ?1 ORDER BY i",
     [ST_PUT_SHARD] = "INSERT INTO shards (job, shard, server_id, server_name, key_begin, key_end,"
                      " restored, orphaned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_PUT_WORKER] = "INSERT INTO workers (job, rank, node_id, epoch, step, loss, done)"
@@ -197,7 +206,8 @@ int pd_store_set_counter(pd_store *s, const char *name, uint64_t value) {
 
 /* Deletes every row of job `id` in the job tables. */
 static int delete_rows(pd_store *s, const char *id) {
-  static const int dels[] = {ST_DEL_JOB, ST_DEL_SHARDS, ST_DEL_WORKERS, ST_DEL_HISTORY};
+  static const int dels[] = {ST_DEL_JOB, ST_DEL_SHARDS, ST_DEL_WORKERS, ST_DEL_HISTORY,
+                             ST_DEL_ROUNDS};
   for (size_t i = 0; i < PD_ARRAY_SIZE(dels); i++) {
     sqlite3_stmt *st = stmt(s, dels[i]);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -272,6 +282,18 @@ static int put_rows(pd_store *s, const pd_job *j, uint64_t seq) {
     sqlite3_bind_double(st, 7, e->test_rmse);
     sqlite3_bind_double(st, 8, e->seconds);
     if (run(s, st, "writing a job's epoch") != 0)
+      return -EIO;
+  }
+  for (size_t h = 0; h < j->nround_history; h++) {
+    uint8_t buf[256]; /* a RoundRecord: 12 scalars */
+    size_t len = pando__v1__round_record__get_packed_size(&j->round_history[h]);
+    PD_ASSERT(len <= sizeof buf);
+    pando__v1__round_record__pack(&j->round_history[h], buf);
+    st = stmt(s, ST_PUT_ROUND);
+    sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)h);
+    sqlite3_bind_blob(st, 3, buf, (int)len, SQLITE_TRANSIENT);
+    if (run(s, st, "writing a job's round") != 0)
       return -EIO;
   }
   return 0;
@@ -368,7 +390,28 @@ static int load_arrays(pd_store *s, pd_job *j, int placed) {
     e->seconds = sqlite3_column_double(st, 5);
   }
   sqlite3_reset(st);
-  return rc == SQLITE_DONE ? 0 : fail(s, "reading a job's history", NULL, 0);
+  if (rc != SQLITE_DONE)
+    return fail(s, "reading a job's history", NULL, 0);
+  st = stmt(s, ST_LOAD_ROUNDS);
+  sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    Pando__V1__RoundRecord *rec = pando__v1__round_record__unpack(
+        NULL, (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_blob(st, 0));
+    if (!rec) {
+      PD_WARN("coordinator state %s: job %s: a round record does not parse; skipped", s->path,
+              j->id);
+      continue;
+    }
+    j->round_history =
+        pd_xrealloc(j->round_history, (j->nround_history + 1) * sizeof *j->round_history);
+    Pando__V1__RoundRecord *copy = &j->round_history[j->nround_history++];
+    *copy = *rec; /* scalars only: a shallow copy is whole, but for unknown fields */
+    copy->base.n_unknown_fields = 0;
+    copy->base.unknown_fields = NULL;
+    pando__v1__round_record__free_unpacked(rec, NULL);
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? 0 : fail(s, "reading a job's rounds", NULL, 0);
 }
 
 int pd_store_load_jobs(pd_store *s, void (*each)(void *ctx, pd_job *job), void *ctx, char *err,

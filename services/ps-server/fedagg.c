@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pando/error.h"
 #include "pando/util.h"
 
 typedef struct chunk {
@@ -269,5 +270,81 @@ int pd_fedagg_commit(pd_fedagg *f, uint64_t round, const char *const *devices, s
   f->closed = round;
   f->last = *result;
   free(set);
+  return 0;
+}
+
+/* ---- checkpoints: fixed-width little-endian fields */
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoints are little-endian");
+
+#define FEDAGG_MAGIC 0x44454646u /* "FFED" */
+/* magic, keys, closed, 5 counts, last: round, committed, discarded, weight, abandoned */
+#define FEDAGG_BYTES (4 + 8 + 8 + 5 * 8 + 8 + 4 + 4 + 8 + 4)
+
+size_t pd_fedagg_save_size(const pd_fedagg *f) {
+  (void)f;
+  return FEDAGG_BYTES;
+}
+
+static unsigned char *put(unsigned char *out, const void *v, size_t n) {
+  memcpy(out, v, n);
+  return out + n;
+}
+
+void pd_fedagg_save(const pd_fedagg *f, unsigned char *out) {
+  uint32_t magic = FEDAGG_MAGIC, abandoned = (uint32_t)f->last.abandoned;
+  const pd_fedagg_stats *st = &f->stats;
+  out = put(out, &magic, 4);
+  out = put(out, &f->keys, 8);
+  out = put(out, &f->closed, 8);
+  out = put(out, &st->committed, 8);
+  out = put(out, &st->abandoned, 8);
+  out = put(out, &st->updates, 8);
+  out = put(out, &st->late_pushes, 8);
+  out = put(out, &st->discarded, 8);
+  out = put(out, &f->last.round, 8);
+  out = put(out, &f->last.committed, 4);
+  out = put(out, &f->last.discarded, 4);
+  out = put(out, &f->last.weight, 8);
+  put(out, &abandoned, 4);
+}
+
+int pd_fedagg_restore(pd_fedagg *f, const unsigned char *bytes, size_t n, char *err,
+                      size_t errlen) {
+  if (n != FEDAGG_BYTES)
+    return pd_errf(err, errlen, -PD_EFORMAT, "rounds state: %zu bytes, not %d", n, FEDAGG_BYTES);
+  uint32_t magic, abandoned;
+  uint64_t keys, closed;
+  pd_fedagg_stats st;
+  pd_fedagg_result last;
+  const unsigned char *at = bytes;
+#define TAKE(v, k) (memcpy((v), at, (k)), at += (k))
+  TAKE(&magic, 4);
+  TAKE(&keys, 8);
+  TAKE(&closed, 8);
+  TAKE(&st.committed, 8);
+  TAKE(&st.abandoned, 8);
+  TAKE(&st.updates, 8);
+  TAKE(&st.late_pushes, 8);
+  TAKE(&st.discarded, 8);
+  TAKE(&last.round, 8);
+  TAKE(&last.committed, 4);
+  TAKE(&last.discarded, 4);
+  TAKE(&last.weight, 8);
+  TAKE(&abandoned, 4);
+#undef TAKE
+  if (magic != FEDAGG_MAGIC)
+    return pd_errf(err, errlen, -PD_EFORMAT, "rounds state: not saved rounds");
+  if (keys != f->keys)
+    return pd_errf(err, errlen, -PD_EFORMAT,
+                   "rounds state: saved for %llu keys, the shard has %llu",
+                   (unsigned long long)keys, (unsigned long long)f->keys);
+  if (last.round > closed || abandoned > 1 || st.committed + st.abandoned > closed)
+    return pd_errf(err, errlen, -PD_EFORMAT, "rounds state: inconsistent counts");
+  last.abandoned = (int)abandoned;
+  drop_through(f, UINT64_MAX, 0);
+  f->closed = closed;
+  f->stats = st;
+  f->last = last;
   return 0;
 }

@@ -86,6 +86,20 @@ int pd_fedagg_commit(pd_fedagg *fed, uint64_t round, const char *const *devices,
                      int abandon, const float **grad, pd_fedagg_result *result, char *err,
                      size_t errlen);
 
+/* A checkpoint of the rounds: the highest closed round id, the counts and
+ * the last result (so a retried CommitRound of it answers the same), as
+ * little-endian bytes; not the buffered updates of a round still open (after
+ * a restore the coordinator runs that round again under a new id).
+ * pd_fedagg_save_size() is how many bytes pd_fedagg_save() writes. */
+size_t pd_fedagg_save_size(const pd_fedagg *fed);
+void pd_fedagg_save(const pd_fedagg *fed, unsigned char *out);
+/* Sets `fed` (of the same keys) to the state saved in `bytes` (`n` bytes),
+ * dropping every buffered update. Returns 0, or -PD_EFORMAT with a message in
+ * `err` when the bytes are not saved rounds of as many keys; `fed` is then
+ * unchanged. */
+int pd_fedagg_restore(pd_fedagg *fed, const unsigned char *bytes, size_t n, char *err,
+                      size_t errlen);
+
 /* Updates buffered at most: min(4096, max(16, 1 GiB / (4 keys))). */
 size_t pd_fedagg_max_updates(const pd_fedagg *fed);
 const pd_fedagg_stats *pd_fedagg_stats_get(const pd_fedagg *fed);

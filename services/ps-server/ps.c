@@ -421,14 +421,18 @@ static void checkpoint_done(void *user, const pd_checkpoint_key *key, int rc, co
  *   its clock state records per worker (the snapshot holds it). Restored,
  *   the workers redo from c and the shard takes each (worker, clock, keys)
  *   it holds already for a duplicate, so every gradient is in the model
- *   exactly once. */
+ *   exactly once.
+ * - Federated: the rounds committed, after the CommitRound that committed
+ *   the due one (every shard commits the same rounds in the same order). */
 static int maybe_checkpoint(pd_ps *ps, job *j, int64_t slowest_before) {
   const pd_job_spec *spec = pd_shard_spec(j->shard);
   const pd_clock *clock = pd_shard_clock(j->shard);
-  if (!ps->writer || pd_shard_fed(j->shard))
+  if (!ps->writer)
     return 0;
   uint64_t id = pd_clock_version(clock);
-  if (!pd_clock_has_rounds(clock)) {
+  if (pd_shard_fed(j->shard)) {
+    id = pd_fedagg_stats_get(pd_shard_fed(j->shard))->committed;
+  } else if (!pd_clock_has_rounds(clock)) {
     int64_t slowest = pd_clock_slowest(clock);
     if (slowest <= slowest_before)
       return 0;
@@ -660,12 +664,6 @@ static pd_shard *new_shard(pd_ps *ps, pd_rpc_call *call, const Pando__V1__Create
   }
   if (req->restore_checkpoint == 0)
     return shard;
-  if (pd_shard_fed(shard)) {
-    pd_shard_free(shard);
-    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
-                     "restore_checkpoint: federated shards have no checkpoints yet");
-    return NULL;
-  }
   pd_checkpoint_key key = {.begin = req->begin, .end = req->end, .num_workers = req->num_workers};
   pd_strlcpy(key.job, req->job, sizeof key.job);
   pd_checkpoint_data data;
@@ -971,6 +969,12 @@ static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, 
     pd_fedagg_server_optimizer(pd_shard_spec(j->shard), &server, &lr);
     pd_shard_apply(j->shard, grad, lr);
     pd_shard_fed_average(j->shard);
+    uint64_t checkpoint_start = pd_now_ns();
+    if (maybe_checkpoint(ps, j, 0)) {
+      uint64_t checkpoint_end = pd_phase_end(&j->phases[SP_CHECKPOINT], checkpoint_start);
+      pd_trace_span(&j->trace, server_phase_names[SP_CHECKPOINT], checkpoint_start, checkpoint_end,
+                    (int64_t)req->round, 0, 0);
+    }
   }
   if (grad || r.abandoned) { /* not for a retried call */
     char labels[200];

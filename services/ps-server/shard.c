@@ -488,6 +488,22 @@ pd_shard_snapshot *pd_shard_snapshot_take(pd_shard *s) {
   pd_clock_save(s->clock, clock);
   add_copy(snap, "clock", clock, clock_bytes);
   free(clock);
+  if (s->fed) { /* federated: the rounds closed, and the running average */
+    size_t fed_bytes = pd_fedagg_save_size(s->fed);
+    unsigned char *fed = pd_xmalloc(fed_bytes);
+    pd_fedagg_save(s->fed, fed);
+    add_copy(snap, "fedagg", fed, fed_bytes);
+    free(fed);
+  }
+  if (s->swa) { /* the average's values, then swa_n and swa_round */
+    size_t bytes = keys * sizeof(float) + 16;
+    unsigned char *swa = pd_xmalloc(bytes);
+    memcpy(swa, s->swa, keys * sizeof(float));
+    memcpy(swa + keys * sizeof(float), &s->swa_n, 8);
+    memcpy(swa + keys * sizeof(float) + 8, &s->swa_round, 8);
+    add_copy(snap, "swa", swa, bytes);
+    free(swa);
+  }
   return snap;
 }
 
@@ -562,6 +578,11 @@ int pd_shard_restore(pd_shard *s, const pd_shard_section *sections, size_t n, ch
     want[nwant++] = (struct expect){"buffers", s->buffers,
                                     (uint64_t)s->num_workers * keys * sizeof(float), NULL};
   want[nwant++] = (struct expect){"clock", NULL, 0, NULL};
+  const size_t clock_at = nwant - 1, fed_at = nwant, swa_at = nwant + (s->fed != NULL);
+  if (s->fed)
+    want[nwant++] = (struct expect){"fedagg", NULL, 0, NULL};
+  if (s->swa)
+    want[nwant++] = (struct expect){"swa", NULL, keys * sizeof(float) + 16, NULL};
   for (size_t i = 0; i < n; i++) {
     size_t w = 0;
     while (w < nwant && strcmp(want[w].name, sections[i].name) != 0)
@@ -570,7 +591,7 @@ int pd_shard_restore(pd_shard *s, const pd_shard_section *sections, size_t n, ch
       return pd_errf(err, errlen, -PD_EFORMAT,
                      "section '%s' %s (the shard's optimizer or update strategy differs?)",
                      sections[i].name, w == nwant ? "is not part of this shard" : "appears twice");
-    if (want[w].dst || w == 0) {
+    if (want[w].dst || w == 0 || (s->swa && w == swa_at)) {
       if (sections[i].bytes != want[w].bytes)
         return pd_errf(err, errlen, -PD_EFORMAT,
                        "section '%s' has %llu bytes, the shard's %llu keys need %llu",
@@ -582,12 +603,19 @@ int pd_shard_restore(pd_shard *s, const pd_shard_section *sections, size_t n, ch
   for (size_t w = 0; w < nwant; w++)
     if (!want[w].found)
       return pd_errf(err, errlen, -PD_EFORMAT, "section '%s' is missing", want[w].name);
-  /* the clock first: the only part that can still be refused */
-  const pd_shard_section *clock = want[nwant - 1].found;
+  /* the clock and the rounds first: the only parts that can still be refused */
+  const pd_shard_section *clock = want[clock_at].found;
   unsigned char *clock_bytes = pd_xmalloc(clock->bytes ? clock->bytes : 1);
   read_section(clock, clock_bytes);
   int rc = pd_clock_restore(s->clock, clock_bytes, clock->bytes, err, errlen);
   free(clock_bytes);
+  if (rc == 0 && s->fed) {
+    const pd_shard_section *fed = want[fed_at].found;
+    unsigned char *fed_bytes = pd_xmalloc(fed->bytes ? fed->bytes : 1);
+    read_section(fed, fed_bytes);
+    rc = pd_fedagg_restore(s->fed, fed_bytes, fed->bytes, err, errlen);
+    free(fed_bytes);
+  }
   if (rc != 0)
     return rc;
   piece_reader values = {want[0].found, 0, 0};
@@ -596,8 +624,14 @@ int pd_shard_restore(pd_shard *s, const pd_shard_section *sections, size_t n, ch
     read_pieces(&values, block_for_write(s->values, b) + lo,
                 (block_end(s->values, b) - lo) * sizeof(float));
   }
-  for (size_t w = 1; w + 1 < nwant; w++)
+  for (size_t w = 1; w < clock_at; w++)
     read_section(want[w].found, want[w].dst);
+  if (s->swa) {
+    piece_reader swa = {want[swa_at].found, 0, 0};
+    read_pieces(&swa, s->swa, keys * sizeof(float));
+    read_pieces(&swa, &s->swa_n, 8);
+    read_pieces(&swa, &s->swa_round, 8);
+  }
   s->lr_epoch.begin = s->lr_epoch.end = -1;
   return 0;
 }

@@ -139,7 +139,9 @@ void *pd_shard_next_parked(pd_shard *shard);
  * pieces. The parts are "values" (float32 parameters), the optimizer's
  * "velocity", "second" (float32) and "steps" (uint32) when it has them,
  * "accum" (BSP: float32 sum of the round), "buffers" (backup workers: float32
- * per worker) and "clock" (pd_clock_save). */
+ * per worker), "clock" (pd_clock_save) and, for federated shards, "fedagg"
+ * (pd_fedagg_save) and "swa" (float32 average, then uint64 rounds in it and
+ * the round added last). */
 typedef struct pd_shard_section {
   const char *name;
   const pd_durable_piece *pieces;
@@ -147,7 +149,7 @@ typedef struct pd_shard_section {
   uint64_t bytes;
 } pd_shard_section;
 
-#define PD_SHARD_MAX_SECTIONS 7
+#define PD_SHARD_MAX_SECTIONS 8
 
 /* A frozen copy of a shard's whole state, taken between two pushes. */
 typedef struct pd_shard_snapshot pd_shard_snapshot;

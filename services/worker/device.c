@@ -344,6 +344,7 @@ static void run_round(trainer *t, sim_device *v) {
   client = pd_psclient_new(task->job, 0, ranges, (int)ns, 0);
   free(ranges);
   pd_psclient_set_token(client, task->job_token);
+  pd_psclient_set_attempt(client, task->attempt);
   pd_psclient_set_timeouts(client, 30, 30);
   pd_psclient_set_device(client, v->id, (double)v->nrows);
   double started = pd_now(), loss = 0;

@@ -842,6 +842,18 @@ static int check_checkpoint(const pd_job_spec *spec, struct problem *pb, char *p
     return problem(pb, "not supported yet (the coordinator would have to choose the clock of "
                        "each checkpoint); use every_epochs or every_clocks");
   }
+  if (federated(spec) && spec->checkpoint.every_epochs > 0) {
+    snprintf(path, pathlen, "checkpoint.every_epochs");
+    return problem(pb, "a federated job has rounds, not epochs: use checkpoint.every_clocks, "
+                       "a checkpoint after every N-th committed round");
+  }
+  if (federated(spec) && spec->checkpoint.every_clocks > spec->training.federated.rounds) {
+    snprintf(path, pathlen, "checkpoint.every_clocks");
+    return problem(pb,
+                   "must be <= training.federated.rounds (%d), got %d: no checkpoint would be "
+                   "taken",
+                   spec->training.federated.rounds, spec->checkpoint.every_clocks);
+  }
   if (spec->checkpoint.every_epochs > spec->training.epochs) {
     snprintf(path, pathlen, "checkpoint.every_epochs");
     return problem(pb, "must be <= training.epochs (%d), got %d: no checkpoint would be taken",

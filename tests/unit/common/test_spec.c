@@ -763,6 +763,20 @@ static void test_checkpoint_keys(void) {
   CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), 0);
   spec.training.staleness = 0; /* bsp */
   CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), 0);
+  /* federated: a checkpoint after every N-th committed round */
+  static const char fed[] = "name: f\nmodel: {type: softmax, layers: [4, 2]}\n"
+                            "data: {train: {features: /x, labels: /y}, partition: iid}\n"
+                            "training: {update: fedavg, optimizer: {lr: 0.1},\n"
+                            "  federated: {rounds: 6}}\ncluster: {servers: 2}\n"
+                            "checkpoint: {every_clocks: 2}\n";
+  CHECK_EQ_INT(parse(fed, &spec, err, sizeof err), 0);
+  spec.checkpoint.every_clocks = 7;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "checkpoint.every_clocks: must be <= training.federated.rounds (6)");
+  spec.checkpoint.every_clocks = 0;
+  spec.checkpoint.every_epochs = 1;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "checkpoint.every_epochs: a federated job has rounds, not epochs");
 }
 
 /* Issue 14: a 160 KB spec of nested brackets stalled the coordinator for

@@ -509,29 +509,41 @@ static void fed_stop(void *ctx, pd_job *j) {
   fed_stopped++;
 }
 
+/* Submits a fedavg job of `rounds` rounds on 2 servers (with the YAML line
+ * `extra`) to a fixture whose federated hooks count their calls. */
+static pd_job *submit_federated(fixture *f, int rounds, const char *extra) {
+  pd_jobs_federated fed = {fed_start, fed_stop, NULL, NULL};
+  pd_jobs_set_federated(f->jobs, &fed);
+  fed_started = fed_stopped = 0;
+  add_nodes(f, 2, 0, 0.0);
+  char yaml[600], err[512] = "";
+  snprintf(yaml, sizeof yaml,
+           "name: fed\n"
+           "model: {type: softmax, layers: [784, 10]}\n"
+           "data: {train: {features: /f, labels: /l}}\n"
+           "training:\n"
+           "  update: fedavg\n"
+           "  optimizer: {lr: 0.1}\n"
+           "  federated: {rounds: %d, clients_per_round: 3}\n"
+           "cluster: {servers: 2}\n%s",
+           rounds, extra);
+  pd_job_spec spec;
+  if (pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err) != 0) {
+    fprintf(stderr, "  spec: %s\n", err);
+    return NULL;
+  }
+  return pd_jobs_submit(f->jobs, &spec, yaml, 7850, 0, 0.0);
+}
+
 /* A fedavg job takes servers and no workers (devices come through the
  * selectors), starts its rounds once its shards exist, and stops them when
  * it is cancelled; its shards are then dropped. */
 static void test_federated_job(void) {
   fixture f;
   fixture_init(&f);
-  pd_jobs_federated fed = {fed_start, fed_stop, NULL, NULL};
-  pd_jobs_set_federated(f.jobs, &fed);
-  fed_started = fed_stopped = 0;
-  add_nodes(&f, 2, 0, 0.0);
+  pd_job *j = submit_federated(&f, 5, "");
+  CHECK(j != NULL);
   add_node(f.reg, PANDO__V1__ROLE__ROLE_SELECTOR, "sel:7080", "", 0.0);
-  static const char yaml[] = "name: fed\n"
-                             "model: {type: softmax, layers: [784, 10]}\n"
-                             "data: {train: {features: /f, labels: /l}}\n"
-                             "training:\n"
-                             "  update: fedavg\n"
-                             "  optimizer: {lr: 0.1}\n"
-                             "  federated: {rounds: 5, clients_per_round: 3}\n"
-                             "cluster: {servers: 2}\n";
-  pd_job_spec spec;
-  char err[512] = "";
-  CHECK_EQ_INT(pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err), 0);
-  pd_job *j = pd_jobs_submit(f.jobs, &spec, yaml, 7850, 0, 0.0);
   CHECK(pd_job_federated(j));
   CHECK_EQ_INT(j->nworkers, 0);
   pd_jobs_cron(f.jobs, 1.0);
@@ -549,6 +561,44 @@ static void test_federated_job(void) {
                  "cancelled by the user");
   CHECK_EQ_INT(fed_stopped, 1);
   CHECK_EQ_INT(f.rec.ndrop, 2);
+  j->rounds = NULL;
+  fixture_close(&f);
+}
+
+/* A fedavg job with checkpoints whose server dies: RECOVERING (not FAILED),
+ * its rounds stopped; the restarted server takes its shard, both shards
+ * roll back to checkpoint 4 (committed rounds) and the rounds start again
+ * for attempt 1 from there (coordinator.c resumes them from start_clock). */
+static void test_federated_job_recovers(void) {
+  fixture f;
+  fixture_init(&f);
+  pd_job *j = submit_federated(&f, 10, "checkpoint: {every_clocks: 2}\n");
+  CHECK(j != NULL);
+  pd_jobs_cron(f.jobs, 1.0);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.1);
+  pd_jobs_shard_created(f.jobs, j->id, NULL, 1.2);
+  pd_jobs_cron(f.jobs, 1.3);
+  CHECK_EQ_INT(fed_started, 1);
+  CHECK(pd_registry_heard(f.reg, 1, 9.0));
+  pd_node *dead = pd_registry_next_dead(f.reg, 12.0, 10.0);
+  CHECK(dead != NULL && dead->id == 2);
+  pd_jobs_node_dead(f.jobs, dead, 12.0);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RECOVERING);
+  CHECK_EQ_INT(fed_stopped, 1); /* the rounds wait for the roll back */
+  CHECK_EQ_INT(f.rec.ndrop, 0);
+  pd_node *again =
+      add_node(f.reg, PANDO__V1__ROLE__ROLE_SERVER, "s1b:7000", j->server_names[1], 14.0);
+  pd_jobs_cron(f.jobs, 14.0);
+  CHECK_EQ_INT(j->server_ids[1], again->id);
+  CHECK_EQ_INT(f.rec.nrestore, 2);
+  uint32_t pass = f.rec.restore[0].pass;
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 0, 4, NULL, 14.2);
+  CHECK_EQ_INT(fed_started, 1);
+  pd_jobs_shard_restored(f.jobs, j->id, pass, 1, 4, NULL, 14.3);
+  CHECK_EQ_INT(j->state, PANDO__V1__JOB_STATE__JOB_STATE_RUNNING);
+  CHECK_EQ_INT(j->attempt, 1);
+  CHECK_EQ_INT(j->start_clock, 4);
+  CHECK_EQ_INT(fed_started, 2); /* resumed from the 4 committed rounds */
   j->rounds = NULL;
   fixture_close(&f);
 }
@@ -1023,6 +1073,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_dead_before_running);
   PD_RUN(test_worker_error_and_cancel);
   PD_RUN(test_federated_job);
+  PD_RUN(test_federated_job_recovers);
   PD_RUN(test_server_death_recovers);
   PD_RUN(test_worker_death_and_deadline);
   PD_RUN(test_no_common_checkpoint_restarts);

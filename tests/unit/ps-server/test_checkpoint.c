@@ -3,12 +3,14 @@
  * on bit for bit as the original does, under BSP (also in the middle of a
  * round), backup workers and ASP, with adam and momentum state; under ASP
  * and SSP the redo from the slowest worker's clock takes what a faster
- * worker had pushed for duplicates; a snapshot
+ * worker had pushed for duplicates; a federated shard resumes bit for bit
+ * (server optimizer, running average, closed rounds); a snapshot
  * keeps the values of its moment while pushes go on (copy-on-write); a
  * damaged or torn checkpoint is refused with a message and the previous one
  * is used; a failed write (file size limit, a full tmpfs) leaves the
  * previous checkpoint intact. */
 #include "../../../services/ps-server/checkpoint.h"
+#include "../../../services/ps-server/fedagg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -252,6 +254,80 @@ static void test_asp_redo_from_slowest(void) {
 }
 static void test_ssp_redo_from_slowest(void) {
   check_redo_from_slowest("update: ssp, staleness: 3, optimizer: {type: momentum, lr: 0.1}");
+}
+
+/* A federated shard (fedadam's moments, the swa_from running average)
+ * with round `round` committed from two devices' updates, as CommitRound
+ * does (ps.c). */
+static void fed_round(pd_shard *s, uint64_t round) {
+  uint64_t n = keys_of(s);
+  float *d = malloc(n * sizeof(float));
+  char err[256];
+  const char *devices[2] = {"d0", "d1"};
+  for (uint32_t k = 0; k < 2; k++) {
+    gradient(k, (int64_t)round, n, d);
+    CHECK_EQ_INT(
+        pd_fedagg_push(pd_shard_fed(s), devices[k], round, 10.0 + k, 0, n, d, err, sizeof err),
+        PD_FED_BUFFERED);
+  }
+  const float *grad;
+  pd_fedagg_result r;
+  CHECK_EQ_INT(pd_fedagg_commit(pd_shard_fed(s), round, devices, 2, 0, &grad, &r, err, sizeof err),
+               0);
+  pd_optimizer_spec server;
+  double lr;
+  pd_fedagg_server_optimizer(pd_shard_spec(s), &server, &lr);
+  pd_shard_apply(s, grad, lr);
+  pd_shard_fed_average(s);
+  free(d);
+}
+
+/* A federated shard checkpointed after round 3 (ps.c takes it after the
+ * CommitRound of a due round) and restored goes on bit for bit: the model,
+ * the server optimizer's moments, the running average and the closed round
+ * id (an older round's push is late) all come back. */
+static void test_resume_federated(void) {
+  const char *yaml = "name: ckpt-test\n"
+                     "model: {type: softmax, layers: [300000, 2], seed: 7}\n"
+                     "data: {train: {features: /f, labels: /l}, partition: iid}\n"
+                     "training: {update: fedavg, optimizer: {lr: 0.1}, federated: {rounds: 8, "
+                     "aggregation: fedadam, "
+                     "server_lr: 0.01, swa_from: 2}}\n"
+                     "cluster: {servers: 1}\n";
+  char *dir = pd_test_tmpdir("pando-ckpt-test"), err[512] = "";
+  CHECK(dir != NULL);
+  pd_job_spec spec;
+  if (pd_job_spec_parse(yaml, strlen(yaml), &spec, err, sizeof err) != 0) {
+    fprintf(stderr, "  spec: %s\n", err);
+    CHECK(0);
+    return;
+  }
+  pd_shard *shards[3];
+  for (int i = 0; i < 3; i++) {
+    shards[i] = pd_shard_new(&spec, 0, 600002, 1, 0, err, sizeof err);
+    CHECK(shards[i] != NULL);
+  }
+  pd_shard *whole = shards[0], *first = shards[1], *resumed = shards[2];
+  for (uint64_t round = 1; round <= 6; round++)
+    fed_round(whole, round);
+  for (uint64_t round = 1; round <= 3; round++)
+    fed_round(first, round);
+  CHECK_EQ_INT(write_now(dir, first, 3), 0);
+  CHECK_EQ_INT(restore(dir, resumed, 3, err, sizeof err), 0);
+  CHECK(same_values(first, resumed));
+  CHECK_EQ_INT(pd_fedagg_stats_get(pd_shard_fed(resumed))->committed, 3);
+  float one = 0;
+  CHECK_EQ_INT(pd_fedagg_push(pd_shard_fed(resumed), "late", 3, 1, 0, 1, &one, err, sizeof err),
+               PD_FED_LATE);
+  for (uint64_t round = 4; round <= 6; round++)
+    fed_round(resumed, round);
+  CHECK(same_values(whole, resumed));
+  const float *a = pd_shard_fed_served(whole), *b = pd_shard_fed_served(resumed);
+  CHECK(a && b && memcmp(a, b, 600002 * sizeof(float)) == 0);
+  for (int i = 0; i < 3; i++)
+    pd_shard_free(shards[i]);
+  pd_test_rmtree(dir);
+  free(dir);
 }
 
 /* A snapshot written by the writer thread while pushes go on holds the
@@ -596,6 +672,7 @@ int main(int argc, char **argv) {
   PD_RUN(test_resume_asp_rmsprop);
   PD_RUN(test_asp_redo_from_slowest);
   PD_RUN(test_ssp_redo_from_slowest);
+  PD_RUN(test_resume_federated);
   PD_RUN(test_snapshot_is_copy_on_write);
   PD_RUN(test_flipped_byte_refused);
   PD_RUN(test_torn_checkpoint_ignored);

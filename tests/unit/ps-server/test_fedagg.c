@@ -1,10 +1,13 @@
 /* Unit tests of a shard's federated rounds (services/ps-server/fedagg.c):
- * per-device buffers, commit-by-set, late and duplicate pushes, abandon. */
+ * per-device buffers, commit-by-set, late and duplicate pushes, abandon,
+ * checkpoints of the rounds. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../../services/ps-server/fedagg.h"
 #include "../../test.h"
+#include "pando/error.h"
 #include "pando/util.h"
 
 #define KEYS 1000
@@ -217,6 +220,58 @@ static void test_server_optimizers(void) {
   CHECK(o.type == PD_OPT_YOGI && o.beta1 == 0.9 && lr == 0.1);
 }
 
+/* A checkpoint of the rounds (pd_fedagg_save/restore): the closed round id,
+ * the counts and the last result come back; buffered updates of a round
+ * still open do not (the coordinator runs it again under a new id); a
+ * retried commit of the last round answers the same; damaged bytes are
+ * refused and change nothing. */
+static void test_save_and_restore(void) {
+  pd_job_spec spec = fed_spec();
+  pd_fedagg *f = pd_fedagg_new(&spec, KEYS), *g = pd_fedagg_new(&spec, KEYS);
+  static float d[KEYS];
+  fill(d, 3);
+  const char *set[1] = {"a"};
+  const float *grad;
+  pd_fedagg_result r, again;
+  char err[256];
+  CHECK_EQ_INT(push_all(f, "a", 4, 10, d, 0), 0);
+  CHECK_EQ_INT(pd_fedagg_commit(f, 4, set, 1, 0, &grad, &r, err, sizeof err), 0);
+  CHECK_EQ_INT(pd_fedagg_commit(f, 6, NULL, 0, 1, &grad, &r, err, sizeof err), 0); /* abandon */
+  CHECK_EQ_INT(push_all(f, "b", 7, 5, d, 1), 0); /* open: not in the checkpoint */
+  size_t n = pd_fedagg_save_size(f);
+  unsigned char *bytes = malloc(n);
+  pd_fedagg_save(f, bytes);
+  CHECK_EQ_INT(push_all(g, "c", 9, 5, d, 2), 0); /* dropped by the restore */
+  CHECK_EQ_INT(pd_fedagg_restore(g, bytes, n, err, sizeof err), 0);
+  CHECK_EQ_INT(pd_fedagg_stats_get(g)->committed, 1);
+  CHECK_EQ_INT(pd_fedagg_stats_get(g)->abandoned, 1);
+  CHECK_EQ_INT(pd_fedagg_stats_get(g)->updates, 1);
+  CHECK_EQ_INT(pd_fedagg_pull_ok(g, 6, err, sizeof err), -1); /* closed */
+  CHECK_EQ_INT(pd_fedagg_pull_ok(g, 7, err, sizeof err), 0);
+  CHECK_EQ_INT(pd_fedagg_commit(g, 6, NULL, 0, 1, &grad, &again, err, sizeof err), 0);
+  CHECK(grad == NULL && again.round == 6 && again.abandoned); /* the retry's answer */
+  const char *set_b[1] = {"b"}, *set_c[1] = {"c"};
+  CHECK_EQ_INT(pd_fedagg_commit(g, 7, set_b, 1, 0, &grad, &r, err, sizeof err), -1);
+  CHECK_STR_CONTAINS(err, "has pushed 0 of the 1000 keys"); /* b's update is not restored */
+  CHECK_EQ_INT(pd_fedagg_commit(g, 9, set_c, 1, 0, &grad, &r, err, sizeof err), -1);
+  CHECK_EQ_INT(push_all(g, "b", 7, 5, d, 1), 0);
+  CHECK_EQ_INT(pd_fedagg_commit(g, 7, set_b, 1, 0, &grad, &r, err, sizeof err), 0);
+  CHECK(grad != NULL);
+  bytes[0] ^= 1; /* not saved rounds */
+  CHECK_EQ_INT(pd_fedagg_restore(g, bytes, n, err, sizeof err), -PD_EFORMAT);
+  CHECK_STR_CONTAINS(err, "not saved rounds");
+  bytes[0] ^= 1;
+  CHECK_EQ_INT(pd_fedagg_restore(g, bytes, n - 1, err, sizeof err), -PD_EFORMAT);
+  CHECK_EQ_INT(pd_fedagg_stats_get(g)->committed, 2); /* unchanged by the refusals */
+  pd_fedagg *other = pd_fedagg_new(&spec, KEYS + 1);
+  CHECK_EQ_INT(pd_fedagg_restore(other, bytes, n, err, sizeof err), -PD_EFORMAT);
+  CHECK_STR_CONTAINS(err, "saved for 1000 keys, the shard has 1001");
+  pd_fedagg_free(other);
+  free(bytes);
+  pd_fedagg_free(f);
+  pd_fedagg_free(g);
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_commit_weighted_average_of_the_set);
   PD_RUN(test_same_set_same_bits_whatever_the_arrival_order);
@@ -224,5 +279,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_abandon_retry_and_old_rounds);
   PD_RUN(test_buffered_updates_are_bounded);
   PD_RUN(test_server_optimizers);
+  PD_RUN(test_save_and_restore);
   PD_TEST_DONE();
 }

@@ -6,7 +6,8 @@
 # training set (iid; dirichlet alpha 0.5, Hsu et al. 2019; shards, 2 per
 # device, McMahan's pathological non-IID) and three server aggregations
 # (fedavg; fedavgm, server momentum 0.9 and server_lr FEDAVGM_LR, Hsu et
-# al. 2019; fedadam, Reddi et al. 2021, server_lr FEDADAM_LR), and fedavg
+# al. 2019; fedadam, Reddi et al. 2021, server_lr FEDADAM_LR; scaffold,
+# Karimireddy et al. 2020, control variates, server_lr SCAFFOLD_LR), and fedavg
 # and fedadam with "-swa": the servers evaluate the running average of the
 # global models from round SWA_FROM on (training.federated.swa_from). One cluster
 # (coordinator, 2 servers, a selector, one process of 100 devices per
@@ -27,12 +28,13 @@ BIN=$BUILD/bin
 ROUNDS=${ROUNDS:-100}
 BIG_ROUNDS=${BIG_ROUNDS:-10} # 0: no 1,000-device run
 PARTITIONS=${PARTITIONS:-iid dirichlet shards}
-AGGREGATIONS=${AGGREGATIONS:-fedavg fedavgm fedadam fedavg-swa fedadam-swa}
+AGGREGATIONS=${AGGREGATIONS:-fedavg fedavgm fedadam fedavg-swa fedadam-swa scaffold scaffold-swa}
 LR=${LR:-0.05}
 FEDADAM_LR=${FEDADAM_LR:-0.003}
 FEDAVGM_LR=${FEDAVGM_LR:-0.1} # with server_momentum 0.9: an effective server step of 1
 FEDAVGM_MOMENTUM=${FEDAVGM_MOMENTUM:-0.9}
 FEDPROX_MU=${FEDPROX_MU:-0.1}
+SCAFFOLD_LR=${SCAFFOLD_LR:-1} # eta_g (Karimireddy et al.: 1 with local steps of eta_l)
 SWA_FROM=${SWA_FROM:-$((ROUNDS / 2))} # AGGREGATION-swa: the served model averages rounds SWA_FROM..
 LR_SCHEDULE=${LR_SCHEDULE:-} # e.g. "{type: cosine, min_lr: 0.005}": the devices' lr over the rounds
 SVG=${SVG:-docs/federated.svg}
@@ -58,6 +60,7 @@ spec() { # spec NAME PARTITION AGGREGATION CLIENTS ROUNDS: a job spec on stdout
     fedadam*) s_agg="aggregation: fedadam, server_lr: $FEDADAM_LR" ;;
     fedavgm*) s_agg="aggregation: fedavgm, server_lr: $FEDAVGM_LR, server_momentum: $FEDAVGM_MOMENTUM" ;;
     fedprox*) s_agg="aggregation: fedprox, mu: $FEDPROX_MU" ;;
+    scaffold*) s_agg="aggregation: scaffold, server_lr: $SCAFFOLD_LR" ;;
   esac
   s_agg="$s_agg$s_swa"
   s_sched=""

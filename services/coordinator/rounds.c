@@ -93,6 +93,7 @@ struct pd_rounds {
   /* population answers of the current poll */
   uint32_t idle[MAX_SELECTORS], eligible_sum, idle_sum;
   uint32_t prev_eligible; /* eligible_sum of the poll before (see SETTLE_GROWTH) */
+  uint32_t population;    /* eligible_sum when the attempt was selected: scaffold's N */
   /* the attempt's devices */
   selected *chosen;
   size_t nchosen, chosen_cap;
@@ -370,6 +371,7 @@ static void start_selecting(pd_rounds *r) {
   r->late_now = 0;
   r->goal = pd_spec_round_goal(&r->spec, r->eligible_sum);
   r->need = pd_spec_round_min_reports(&r->spec, r->eligible_sum);
+  r->population = r->eligible_sum;
   uint32_t want = pd_spec_round_selected(&r->spec, r->eligible_sum);
   set_phase(r, SELECTING);
   r->select_started = pd_now();
@@ -466,6 +468,7 @@ static void close_attempt(pd_rounds *r, int abandon) {
   req.job = r->job;
   req.round = r->id;
   req.abandon = abandon;
+  req.population = r->population;
   if (!abandon) {
     req.n_devices = r->nreported;
     req.devices = r->order;

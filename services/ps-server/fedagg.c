@@ -18,6 +18,7 @@ typedef struct update {
   uint64_t round;
   double weight;
   float *delta;     /* keys values */
+  float *control;   /* scaffold: keys values of Delta c_i; else NULL */
   uint64_t covered; /* keys received */
   chunk *chunks;    /* received ranges */
   size_t nchunks, chunks_cap;
@@ -28,16 +29,20 @@ struct pd_fedagg {
   uint64_t closed; /* highest round id closed; 0: none yet (round ids start at 1) */
   update **updates;
   size_t nupdates, cap, max_updates;
-  double *sum; /* keys: the weighted sum of a commit */
-  float *grad; /* keys: the pseudo-gradient of the last commit */
+  double *sum;    /* keys: the weighted sum of a commit */
+  float *grad;    /* keys: the pseudo-gradient of the last commit */
+  int scaffold;   /* training.federated.aggregation scaffold */
+  float *control; /* scaffold: keys, the server control variate c (0 at the start); else NULL */
   pd_fedagg_result last;
   pd_fedagg_stats stats;
 };
 
 pd_fedagg *pd_fedagg_new(const pd_job_spec *spec, uint64_t keys) {
-  (void)spec;
   pd_fedagg *f = pd_xcalloc(1, sizeof *f);
   f->keys = keys;
+  f->scaffold = spec->training.federated.aggregation == PD_AGG_SCAFFOLD;
+  if (f->scaffold)
+    f->control = pd_xcalloc(keys, sizeof *f->control);
   uint64_t by_memory = ((uint64_t)1 << 30) / (keys * sizeof(float));
   f->max_updates = (size_t)PD_MIN(4096, PD_MAX(16, by_memory));
   return f;
@@ -45,6 +50,7 @@ pd_fedagg *pd_fedagg_new(const pd_job_spec *spec, uint64_t keys) {
 
 static void update_free(update *u) {
   free(u->delta);
+  free(u->control);
   free(u->chunks);
   free(u);
 }
@@ -57,10 +63,13 @@ void pd_fedagg_free(pd_fedagg *f) {
   free(f->updates);
   free(f->sum);
   free(f->grad);
+  free(f->control);
   free(f);
 }
 
 size_t pd_fedagg_max_updates(const pd_fedagg *f) { return f->max_updates; }
+
+const float *pd_fedagg_control(const pd_fedagg *f) { return f->control; }
 
 const pd_fedagg_stats *pd_fedagg_stats_get(const pd_fedagg *f) { return &f->stats; }
 
@@ -72,6 +81,9 @@ void pd_fedagg_server_optimizer(const pd_job_spec *spec, pd_optimizer_spec *out,
   switch (fed->aggregation) {
   case PD_AGG_FEDAVG:
   case PD_AGG_FEDPROX:
+    break;
+  case PD_AGG_SCAFFOLD: /* x = x + eta_g mean(Delta y) */
+    *lr = fed->server_lr;
     break;
   case PD_AGG_FEDAVGM:
     out->type = PD_OPT_MOMENTUM;
@@ -100,8 +112,8 @@ static update *find_update(pd_fedagg *f, const char *device, uint64_t round) {
 }
 
 enum pd_fed_push pd_fedagg_push(pd_fedagg *f, const char *device, uint64_t round, double weight,
-                                uint64_t off, uint64_t n, const float *delta, char *err,
-                                size_t errlen) {
+                                uint64_t off, uint64_t n, const float *delta,
+                                const float *control_delta, char *err, size_t errlen) {
   size_t len = strlen(device);
   if (len == 0 || len > PD_FEDAGG_DEVICE_MAX) {
     pd_errf(err, errlen, 0, "device: a federated push needs a device id of 1 to %d bytes",
@@ -119,6 +131,12 @@ enum pd_fed_push pd_fedagg_push(pd_fedagg *f, const char *device, uint64_t round
   if (n == 0 || off + n > f->keys) {
     pd_errf(err, errlen, 0, "keys [%llu, %llu) are outside the shard's %llu keys",
             (unsigned long long)off, (unsigned long long)(off + n), (unsigned long long)f->keys);
+    return PD_FED_REJECT;
+  }
+  if (f->scaffold != (control_delta != NULL)) {
+    pd_errf(err, errlen, 0,
+            f->scaffold ? "control_delta: a scaffold job's update carries Delta c_i with Delta y"
+                        : "control_delta: only a scaffold job's update carries one");
     return PD_FED_REJECT;
   }
   if (round <= f->closed) {
@@ -163,6 +181,8 @@ enum pd_fed_push pd_fedagg_push(pd_fedagg *f, const char *device, uint64_t round
     u->round = round;
     u->weight = weight;
     u->delta = pd_xmalloc(f->keys * sizeof(float));
+    if (f->scaffold)
+      u->control = pd_xmalloc(f->keys * sizeof(float));
     f->updates[f->nupdates++] = u;
   }
   if (u->nchunks == u->chunks_cap) {
@@ -171,6 +191,8 @@ enum pd_fed_push pd_fedagg_push(pd_fedagg *f, const char *device, uint64_t round
   }
   u->chunks[u->nchunks++] = (chunk){off, n};
   memcpy(u->delta + off, delta, n * sizeof(float));
+  if (control_delta)
+    memcpy(u->control + off, control_delta, n * sizeof(float));
   u->covered += n;
   return PD_FED_BUFFERED;
 }
@@ -201,8 +223,8 @@ static uint32_t drop_through(pd_fedagg *f, uint64_t round, size_t counted) {
 }
 
 int pd_fedagg_commit(pd_fedagg *f, uint64_t round, const char *const *devices, size_t n,
-                     int abandon, const float **grad, pd_fedagg_result *result, char *err,
-                     size_t errlen) {
+                     int abandon, uint32_t population, const float **grad, pd_fedagg_result *result,
+                     char *err, size_t errlen) {
   *grad = NULL;
   if (round == 0)
     return pd_errf(err, errlen, -1, "round: must be >= 1");
@@ -247,18 +269,28 @@ int pd_fedagg_commit(pd_fedagg *f, uint64_t round, const char *const *devices, s
       f->sum = pd_xmalloc(f->keys * sizeof *f->sum);
       f->grad = pd_xmalloc(f->keys * sizeof *f->grad);
     }
-    double weight = 0;
+    double weight = 0, total = 0;
     for (size_t i = 0; i < n; i++)
       weight += set[i]->weight;
     memset(f->sum, 0, f->keys * sizeof *f->sum);
     for (size_t i = 0; i < n; i++) {
       const float *d = set[i]->delta;
-      double w = set[i]->weight;
+      double w = f->scaffold ? 1 : set[i]->weight; /* scaffold: 1/|S| sum, as Algorithm 1 */
+      total += w;
       for (uint64_t k = 0; k < f->keys; k++)
         f->sum[k] += w * (double)d[k];
     }
     for (uint64_t k = 0; k < f->keys; k++)
-      f->grad[k] = (float)(-f->sum[k] / weight);
+      f->grad[k] = (float)(-f->sum[k] / total);
+    if (f->scaffold) { /* c = c + (1/N) sum_{i in S} Delta c_i */
+      double N = (double)PD_MAX((size_t)population, n);
+      memset(f->sum, 0, f->keys * sizeof *f->sum);
+      for (size_t i = 0; i < n; i++)
+        for (uint64_t k = 0; k < f->keys; k++)
+          f->sum[k] += (double)set[i]->control[k];
+      for (uint64_t k = 0; k < f->keys; k++)
+        f->control[k] = (float)((double)f->control[k] + f->sum[k] / N);
+    }
     *grad = f->grad;
     result->committed = (uint32_t)n;
     result->weight = weight;
@@ -282,8 +314,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoints are littl
 #define FEDAGG_BYTES (4 + 8 + 8 + 5 * 8 + 8 + 4 + 4 + 8 + 4)
 
 size_t pd_fedagg_save_size(const pd_fedagg *f) {
-  (void)f;
-  return FEDAGG_BYTES;
+  return FEDAGG_BYTES + (f->control ? f->keys * sizeof(float) : 0);
 }
 
 static unsigned char *put(unsigned char *out, const void *v, size_t n) {
@@ -306,13 +337,16 @@ void pd_fedagg_save(const pd_fedagg *f, unsigned char *out) {
   out = put(out, &f->last.committed, 4);
   out = put(out, &f->last.discarded, 4);
   out = put(out, &f->last.weight, 8);
-  put(out, &abandoned, 4);
+  out = put(out, &abandoned, 4);
+  if (f->control) /* scaffold: the server control variate */
+    put(out, f->control, f->keys * sizeof(float));
 }
 
 int pd_fedagg_restore(pd_fedagg *f, const unsigned char *bytes, size_t n, char *err,
                       size_t errlen) {
-  if (n != FEDAGG_BYTES)
-    return pd_errf(err, errlen, -PD_EFORMAT, "rounds state: %zu bytes, not %d", n, FEDAGG_BYTES);
+  if (n != pd_fedagg_save_size(f))
+    return pd_errf(err, errlen, -PD_EFORMAT, "rounds state: %zu bytes, not %zu", n,
+                   pd_fedagg_save_size(f));
   uint32_t magic, abandoned;
   uint64_t keys, closed;
   pd_fedagg_stats st;
@@ -342,6 +376,8 @@ int pd_fedagg_restore(pd_fedagg *f, const unsigned char *bytes, size_t n, char *
   if (last.round > closed || abandoned > 1 || st.committed + st.abandoned > closed)
     return pd_errf(err, errlen, -PD_EFORMAT, "rounds state: inconsistent counts");
   last.abandoned = (int)abandoned;
+  if (f->control)
+    memcpy(f->control, at, f->keys * sizeof(float));
   drop_through(f, UINT64_MAX, 0);
   f->closed = closed;
   f->stats = st;

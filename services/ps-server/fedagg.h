@@ -60,12 +60,13 @@ void pd_fedagg_server_optimizer(const pd_job_spec *spec, pd_optimizer_spec *out,
 
 /* Takes a chunk of keys [off, off + n) of `device`'s update for round
  * `round`: delta = theta_k - theta_t, `weight` its n_k (> 0, the same in
- * every chunk). A device's update is whole when its chunks cover every key;
- * chunks may come in any order but not overlap. At most
- * pd_fedagg_max_updates() updates are buffered. */
+ * every chunk); `control_delta` (n floats) its Delta c_i of the same keys,
+ * required by a scaffold job, NULL for any other. A device's update is whole when its chunks cover
+ * every key; chunks may come in any order but not overlap. At most pd_fedagg_max_updates() updates
+ * are buffered. */
 enum pd_fed_push pd_fedagg_push(pd_fedagg *fed, const char *device, uint64_t round, double weight,
-                                uint64_t off, uint64_t n, const float *delta, char *err,
-                                size_t errlen);
+                                uint64_t off, uint64_t n, const float *delta,
+                                const float *control_delta, char *err, size_t errlen);
 
 /* Whether a pull for round `round` may be answered: 0, or -1 with err when
  * the round is closed. Round 0 reads the model as last committed (pandoctl
@@ -75,7 +76,9 @@ int pd_fedagg_pull_ok(const pd_fedagg *fed, uint64_t round, char *err, size_t er
 /* Closes round `round` with exactly the `n` devices `devices`, in that order
  * (abandon: with none, the model unchanged). On success writes the
  * pseudo-gradient -(sum_k n_k delta_k / sum_k n_k) (accumulated in double,
- * in the order given) to *grad (keys floats, borrowed from `fed` until the
+ * in the order given; scaffold: -(1/n) sum_k delta_k, and c becomes
+ * c + (1/N) sum_k Delta c_k with N = max(population, n), Karimireddy et al.,
+ * Algorithm 1) to *grad (keys floats, borrowed from `fed` until the
  * next call; NULL when abandoned or an old round's retry), fills *result and
  * returns 0; the caller applies *grad with pd_fedagg_server_optimizer's rule.
  * Every buffered update of this round or an older one is discarded. A retry
@@ -83,11 +86,16 @@ int pd_fedagg_pull_ok(const pd_fedagg *fed, uint64_t round, char *err, size_t er
  * -1 with err naming the problem (a device of the set without a whole update
  * here, a device twice, an older round) and changes nothing. */
 int pd_fedagg_commit(pd_fedagg *fed, uint64_t round, const char *const *devices, size_t n,
-                     int abandon, const float **grad, pd_fedagg_result *result, char *err,
-                     size_t errlen);
+                     int abandon, uint32_t population, const float **grad, pd_fedagg_result *result,
+                     char *err, size_t errlen);
 
-/* A checkpoint of the rounds: the highest closed round id, the counts and
- * the last result (so a retried CommitRound of it answers the same), as
+/* scaffold: the shard's slice of the server control variate c (keys
+ * floats, borrowed, changed by each commit); NULL for any other job. */
+const float *pd_fedagg_control(const pd_fedagg *fed);
+
+/* A checkpoint of the rounds: the highest closed round id, the counts, the
+ * last result (so a retried CommitRound of it answers the same) and, for
+ * scaffold, the server control variate c, as
  * little-endian bytes; not the buffered updates of a round still open (after
  * a restore the coordinator runs that round again under a new id).
  * pd_fedagg_save_size() is how many bytes pd_fedagg_save() writes. */

@@ -269,12 +269,21 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
  * round changes). Counts the broadcast phase and returns when the answer was
  * handed to gRPC (pd_now_ns). */
 static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n,
-                            pd_phase_stat *phases, const float *copy) {
+                            pd_phase_stat *phases, const float *copy, const float *control) {
   uint64_t start = pd_now_ns();
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
   resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
                                  : pd_clock_version(pd_shard_clock(s));
   int64_t shape = (int64_t)n;
+  Pando__V1__Tensor control_tensor = PANDO__V1__TENSOR__INIT;
+  if (control) { /* scaffold: c rides in the header, packed (copied) by protobuf-c */
+    control_tensor.dtype = PANDO__V1__DTYPE__DTYPE_FLOAT32;
+    control_tensor.n_shape = 1;
+    control_tensor.shape = &shape;
+    control_tensor.data.data = (uint8_t *)control;
+    control_tensor.data.len = n * sizeof(float);
+    resp.control = &control_tensor;
+  }
   size_t max = pd_shard_max_slices(n);
   pd_shard_slice local_parts[8], *parts = local_parts;
   grpc_slice local[PD_ARRAY_SIZE(local_parts) + 1], *slices = local;
@@ -306,7 +315,7 @@ static void answer_ready(job *j) {
   pd_rpc_call *call;
   while ((call = pd_shard_next_ready_info(j->shard, &ready))) {
     pd_phase_end(&j->phases[SP_PULL_WAIT], ready.parked_ns);
-    uint64_t handed = answer_pull(call, j->shard, ready.off, ready.n, j->phases, NULL);
+    uint64_t handed = answer_pull(call, j->shard, ready.off, ready.n, j->phases, NULL, NULL);
     pd_trace_span(&j->trace, "pull", ready.parked_ns, handed, ready.clock, ready.worker,
                   1 + ready.worker);
   }
@@ -341,6 +350,14 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     return;
   }
+  const float *control = fed ? pd_fedagg_control(fed) : NULL;
+  if (req->control && !control) {
+    pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+                     "job '%s': control: only a scaffold job has a control variate to pull",
+                     req->job);
+    return;
+  }
+  control = req->control ? control + off : NULL;
   /* training.federated.swa_from: evaluation and export (round 0) read the average */
   const float *served = fed && req->clock == 0 ? pd_shard_fed_served(j->shard) : NULL;
   switch (served ? PD_SHARD_PULL_READY
@@ -351,7 +368,8 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
     return;
   case PD_SHARD_PULL_READY:
     pd_phase_end(&j->phases[SP_PULL], start);
-    uint64_t handed = answer_pull(call, j->shard, off, n, j->phases, served ? served + off : NULL);
+    uint64_t handed =
+        answer_pull(call, j->shard, off, n, j->phases, served ? served + off : NULL, control);
     pd_trace_span(&j->trace, "pull", start, handed, req->clock, req->worker, 1 + req->worker);
     break;
   case PD_SHARD_PULL_PARKED:
@@ -483,14 +501,47 @@ static int refuse_nonfinite(pd_rpc_call *call, job *j, uint64_t begin, float *gr
   return 1;
 }
 
+/* A scaffold update's Delta c_i (PushRequest.control_delta) as n floats
+ * (malloc'd, the caller frees), or NULL when absent; returns -1 when the
+ * call was failed (a bad shape or a non-finite value). */
+static int control_delta(job *j, pd_rpc_call *call, const Pando__V1__PushRequest *req,
+                         float **out) {
+  *out = NULL;
+  const Pando__V1__Tensor *t = req->control_delta;
+  if (!t)
+    return 0;
+  uint64_t n = req->end - req->begin;
+  if (t->dtype != PANDO__V1__DTYPE__DTYPE_FLOAT32 || t->data.len != n * sizeof(float) ||
+      (t->n_shape > 0 && (t->n_shape != 1 || (uint64_t)t->shape[0] != n))) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "control_delta must be a FLOAT32 tensor of shape [%llu] (%llu bytes) for "
+                     "keys [%llu, %llu); got %zu bytes",
+                     (unsigned long long)n, (unsigned long long)(n * sizeof(float)),
+                     (unsigned long long)req->begin, (unsigned long long)req->end, t->data.len);
+    return -1;
+  }
+  *out = pd_xmalloc(t->data.len + 1);
+  memcpy(*out, t->data.data, t->data.len);
+  if (refuse_nonfinite(call, j, req->begin, *out, n)) {
+    free(*out);
+    *out = NULL;
+    return -1;
+  }
+  return 0;
+}
+
 /* A device's update chunk for a federated round (fedagg.c decides). */
 static void fed_push(job *j, pd_rpc_call *call, const Pando__V1__PushRequest *req,
                      const float *delta) {
   char err[256];
   struct pd_fedagg *fed = pd_shard_fed(j->shard);
+  float *control = NULL;
+  if (control_delta(j, call, req, &control) != 0)
+    return;
   enum pd_fed_push v = pd_fedagg_push(fed, req->device, (uint64_t)req->clock, req->weight,
                                       req->begin - pd_shard_begin(j->shard), req->end - req->begin,
-                                      delta, err, sizeof err);
+                                      delta, control, err, sizeof err);
+  free(control);
   static const char *const results[] = {[PD_FED_BUFFERED] = "buffered",
                                         [PD_FED_DUPLICATE] = "duplicate",
                                         [PD_FED_LATE] = "late",
@@ -560,6 +611,11 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
     goto done;
   if (pd_shard_fed(j->shard)) {
     fed_push(j, call, req, ps->scratch.data);
+    goto done;
+  }
+  if (req->control_delta) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "job '%s': control_delta: only a scaffold job's update carries one", j->id);
     goto done;
   }
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
@@ -959,7 +1015,7 @@ static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, 
   const float *grad;
   pd_fedagg_result r;
   if (pd_fedagg_commit(fed, req->round, (const char *const *)req->devices, req->n_devices,
-                       req->abandon, &grad, &r, err, sizeof err) != 0) {
+                       req->abandon, req->population, &grad, &r, err, sizeof err) != 0) {
     pd_rpc_call_fail(call, GRPC_STATUS_FAILED_PRECONDITION, "job '%s': %s", req->job, err);
     return;
   }

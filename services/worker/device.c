@@ -34,6 +34,17 @@
 #define MAX_SELECTORS 16
 #define DROPOUT_STREAM 0x64726f706f757400ull /* "dropout" */
 #define SLOW_STREAM 0x736c6f7700000000ull    /* "slow" */
+#define CONTROL_JOBS 4 /* scaffold jobs a device keeps its control variate c_i of */
+
+/* A device's SCAFFOLD control variate c_i for one job (Karimireddy et al.,
+ * ICML 2020): 0 before its first round of the job, then c_i+ of its last
+ * round that counted. */
+typedef struct control_variate {
+  char job[128];
+  float *c_i;    /* keys floats; NULL: this slot is free */
+  uint64_t keys; /* of the job's model */
+  double used;   /* pd_now() of its last round (the oldest slot is reused) */
+} control_variate;
 
 typedef struct sim_device {
   char id[136];
@@ -43,7 +54,8 @@ typedef struct sim_device {
   int selector;
   double next_checkin;
   atomic_int busy;
-  Pando__V1__CheckInResponse *task; /* the answer that carried its task (owned) */
+  control_variate control[CONTROL_JOBS]; /* scaffold jobs (training thread of its round only) */
+  Pando__V1__CheckInResponse *task;      /* the answer that carried its task (owned) */
   /* CheckInResponse.session_secret of its session at the selector ("" before
    * the first check-in; check-in thread only; never logged) */
   char session_secret[2 * PD_SECURITY_JOB_TOKEN_BYTES + 1];
@@ -163,8 +175,11 @@ typedef struct trainer {
   pd_job_spec spec;
   pd_model *model;
   float *theta0, *theta, *grad, *chunk_grad;
+  float *control, *control_delta; /* scaffold: c as pulled; Delta c_i of the round */
   uint64_t keys;
-  int max_batch; /* rows the model takes a call; larger batches go in chunks */
+  uint64_t steps; /* local steps of the last local_train (K) */
+  double lr;      /* their learning rate (eta_l) */
+  int max_batch;  /* rows the model takes a call; larger batches go in chunks */
   pd_dataset batch;
   uint64_t *order;
   uint64_t order_cap;
@@ -177,6 +192,8 @@ static void trainer_close(trainer *t) {
   free(t->theta);
   free(t->grad);
   free(t->chunk_grad);
+  free(t->control);
+  free(t->control_delta);
   free(t->order);
   pd_dataset_close(&t->batch);
 }
@@ -211,6 +228,12 @@ static int trainer_prepare(trainer *t, const char *spec_yaml, char *err, size_t 
   t->theta = pd_xmalloc(keys * sizeof(float));
   t->grad = pd_xmalloc(keys * sizeof(float));
   t->chunk_grad = pd_xmalloc(keys * sizeof(float));
+  t->control = NULL;
+  t->control_delta = NULL;
+  if (spec.training.federated.aggregation == PD_AGG_SCAFFOLD) {
+    t->control = pd_xmalloc(keys * sizeof(float));
+    t->control_delta = pd_xmalloc(keys * sizeof(float));
+  }
   return 0;
 }
 
@@ -238,8 +261,10 @@ static double batch_gradient(trainer *t, const uint64_t *rows, uint64_t m) {
 
 /* E epochs of mini-batch steps with the job's local optimizer over the
  * device's rows, from theta0 into theta; FedProx adds mu (w - w_t) to each
- * gradient. Returns the mean loss of the last epoch. */
-static double local_train(trainer *t, const sim_device *v, uint64_t seed, uint32_t round) {
+ * gradient, SCAFFOLD c - c_i (`c_i` non-NULL; t->control holds c). Sets
+ * t->steps and t->lr. Returns the mean loss of the last epoch. */
+static double local_train(trainer *t, const sim_device *v, uint64_t seed, uint32_t round,
+                          const float *c_i) {
   const pd_job_spec *s = &t->spec;
   const int fedprox = s->training.federated.aggregation == PD_AGG_FEDPROX;
   const float mu = (float)s->training.federated.mu;
@@ -271,10 +296,15 @@ static double local_train(trainer *t, const sim_device *v, uint64_t seed, uint32
       if (fedprox)
         for (uint64_t k = 0; k < t->keys; k++)
           t->grad[k] += mu * (t->theta[k] - t->theta0[k]);
+      if (c_i) /* y = y - eta_l (g(y) + c - c_i) */
+        for (uint64_t k = 0; k < t->keys; k++)
+          t->grad[k] += t->control[k] - c_i[k];
       pd_optimizer_step(&opt, t->theta, t->grad, 0, t->keys, lr);
     }
   }
   pd_optimizer_close(&opt);
+  t->steps = b > 0 ? (uint64_t)s->training.federated.local_epochs * ((n + b - 1) / b) : 0;
+  t->lr = lr;
   return batches ? loss / batches : 0;
 }
 
@@ -316,6 +346,41 @@ static int report(devices *d, const Pando__V1__RoundTask *task, const sim_device
   return rc;
 }
 
+/* The device's c_i for `job` of `keys` keys: the slot that holds it, or a
+ * free one, or the one used longest ago, reset to 0 (a device serving more
+ * than CONTROL_JOBS scaffold jobs at once starts one of them over). */
+static float *control_of(sim_device *v, const char *job, uint64_t keys) {
+  control_variate *slot = NULL;
+  for (int i = 0; i < CONTROL_JOBS; i++) {
+    control_variate *cv = &v->control[i];
+    if (cv->c_i && cv->keys == keys && strcmp(cv->job, job) == 0) {
+      slot = cv;
+      break;
+    }
+    if (!slot || (slot->c_i && (!cv->c_i || cv->used < slot->used)))
+      slot = cv;
+  }
+  if (!slot->c_i || slot->keys != keys || strcmp(slot->job, job) != 0) {
+    free(slot->c_i);
+    slot->c_i = pd_xcalloc(keys, sizeof(float));
+    slot->keys = keys;
+    pd_strlcpy(slot->job, job, sizeof slot->job);
+  }
+  slot->used = pd_now();
+  return slot->c_i;
+}
+
+/* SCAFFOLD, Algorithm 1 option II, after local_train: theta = y - x (Delta
+ * y), t->control_delta = c_i+ - c_i with c_i+ = c_i - c + (x - y) / (K eta_l). */
+static void scaffold_deltas(trainer *t) {
+  const double scale = t->steps > 0 && t->lr > 0 ? 1.0 / ((double)t->steps * t->lr) : 0;
+  for (uint64_t k = 0; k < t->keys; k++) {
+    const float dy = t->theta[k] - t->theta0[k];
+    t->theta[k] = dy;
+    t->control_delta[k] = scale > 0 ? (float)(-(double)t->control[k] - scale * dy) : 0.0f;
+  }
+}
+
 static void run_round(trainer *t, sim_device *v) {
   devices *d = t->d;
   const Pando__V1__RoundTask *task = v->task->task;
@@ -347,19 +412,24 @@ static void run_round(trainer *t, sim_device *v) {
   pd_psclient_set_attempt(client, task->attempt);
   pd_psclient_set_timeouts(client, 30, 30);
   pd_psclient_set_device(client, v->id, (double)v->nrows);
+  float *c_i = t->control ? control_of(v, task->job, t->keys) : NULL;
+  pd_psclient_set_control(client, t->control, t->control_delta);
   double started = pd_now(), loss = 0;
   int rc =
       pd_psclient_pull(client, 0, t->keys, (int64_t)task->round, t->theta0, NULL, err, sizeof err);
   if (rc == 0) {
-    loss = local_train(t, v, task->seed ^ pd_mix64((uint64_t)(v - d->dev)), task->round_index);
+    loss = local_train(t, v, task->seed ^ pd_mix64((uint64_t)(v - d->dev)), task->round_index, c_i);
     if (v->slow) { /* a slow device: its round takes slowdown x as long */
       double spent = pd_now() - started;
       double nap = (d->slowdown - 1) * spent;
       struct timespec ts = {(time_t)nap, (long)((nap - floor(nap)) * 1e9)};
       nanosleep(&ts, NULL);
     }
-    for (uint64_t k = 0; k < t->keys; k++)
-      t->theta[k] -= t->theta0[k];
+    if (c_i)
+      scaffold_deltas(t);
+    else
+      for (uint64_t k = 0; k < t->keys; k++)
+        t->theta[k] -= t->theta0[k];
     rc = pd_psclient_push(client, 0, t->keys, (int64_t)task->round, t->theta, err, sizeof err);
     if (rc == 0 && pd_psclient_push_dropped(client))
       late = 1;
@@ -374,11 +444,15 @@ static void run_round(trainer *t, sim_device *v) {
     pd_metric_add(d->m_late, 1);
     return;
   }
-  if (report(d, task, v, loss, NULL, &late, err, sizeof err) != 0)
+  if (report(d, task, v, loss, NULL, &late, err, sizeof err) != 0) {
     PD_WARN("device %s: reporting round %llu failed: %s", v->id, (unsigned long long)task->round,
             err);
-  else
-    pd_metric_add(late ? d->m_late : d->m_rounds, 1);
+    return;
+  }
+  pd_metric_add(late ? d->m_late : d->m_rounds, 1);
+  /* scaffold: c_i = c_i+ once its update counts (the servers add Delta c_i / N to c) */
+  for (uint64_t k = 0; c_i && !late && k < t->keys; k++)
+    c_i[k] += t->control_delta[k];
 }
 
 static void *train_main(void *arg) {
@@ -527,6 +601,9 @@ int pd_device_main(const pd_device_options *o) {
   free_list(d.attributes, d.nattributes);
   free(d.queue);
   free(d.threads);
+  for (uint32_t i = 0; d.dev && i < d.ndev; i++)
+    for (int k = 0; k < CONTROL_JOBS; k++)
+      free(d.dev[i].control[k].c_i);
   free(d.dev);
   pd_device_partition_close(&d.partition);
   pd_dataset_close(&d.data);

@@ -60,6 +60,13 @@ void pd_psclient_set_attempt(pd_psclient *c, uint32_t attempt);
  * the round id. */
 void pd_psclient_set_device(pd_psclient *c, const char *device, double weight);
 
+/* Federated devices of a scaffold job (Karimireddy et al., ICML 2020): the
+ * following pulls also read the server control variate c of their keys into
+ * pull_dst (indexed as their dst; PullRequest.control), and the following
+ * pushes also carry Delta c_i from push_src (indexed as their grad;
+ * PushRequest.control_delta). Both borrowed; NULL turns either off. */
+void pd_psclient_set_control(pd_psclient *c, float *pull_dst, const float *push_src);
+
 /* Whether a server dropped part of the last push because it came too late
  * for its round (BSP with backup workers; PushResponse.dropped). */
 int pd_psclient_push_dropped(const pd_psclient *c);

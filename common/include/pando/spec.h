@@ -38,13 +38,15 @@ enum pd_update { PD_UPDATE_BSP = 1, PD_UPDATE_ASP, PD_UPDATE_SSP, PD_UPDATE_FEDA
  * fedavg and fedprox take it (fedprox adds the proximal term to the
  * devices' loss, Li et al., MLSys 2020); fedavgm, fedadam and fedyogi apply
  * a server optimizer to the pseudo-gradient theta_t - average (Reddi et al.,
- * ICLR 2021). */
+ * ICLR 2021); scaffold corrects the devices' local steps with control
+ * variates (Karimireddy et al., ICML 2020, Algorithm 1, option II). */
 enum pd_aggregation {
   PD_AGG_FEDAVG = 1,
   PD_AGG_FEDAVGM,
   PD_AGG_FEDADAM,
   PD_AGG_FEDYOGI,
   PD_AGG_FEDPROX,
+  PD_AGG_SCAFFOLD,
 };
 /* How often a worker talks to the servers (SystemDS paramserv's `freq`):
  * pull and push every batch, every training.nbatches batches (the "nfetch"
@@ -177,7 +179,8 @@ typedef struct pd_job_spec {
       int local_epochs;             /* E: epochs over its own data each device runs per round */
       int local_batch_size;         /* B; 0: the whole local data set (FedSGD with E = 1) */
       enum pd_aggregation aggregation;
-      double server_lr;         /* eta of fedavgm/fedadam/fedyogi (fedavg, fedprox: 1) */
+      double server_lr;         /* eta of fedavgm/fedadam/fedyogi, eta_g of scaffold (fedavg,
+                                   fedprox: 1) */
       double server_momentum;   /* fedavgm's beta */
       double beta1, beta2, tau; /* fedadam/fedyogi (Reddi et al.: 0.9, 0.99, 1e-3) */
       double mu;                /* fedprox: (mu/2)||w - w_t||^2 in the local loss */

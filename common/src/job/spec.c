@@ -38,9 +38,13 @@ static const struct enum_name update_names[] = {{PD_UPDATE_BSP, "bsp"},
                                                 {PD_UPDATE_SSP, "ssp"},
                                                 {PD_UPDATE_FEDAVG, "fedavg"},
                                                 {0, NULL}};
-static const struct enum_name aggregation_names[] = {
-    {PD_AGG_FEDAVG, "fedavg"},   {PD_AGG_FEDAVGM, "fedavgm"}, {PD_AGG_FEDADAM, "fedadam"},
-    {PD_AGG_FEDYOGI, "fedyogi"}, {PD_AGG_FEDPROX, "fedprox"}, {0, NULL}};
+static const struct enum_name aggregation_names[] = {{PD_AGG_FEDAVG, "fedavg"},
+                                                     {PD_AGG_FEDAVGM, "fedavgm"},
+                                                     {PD_AGG_FEDADAM, "fedadam"},
+                                                     {PD_AGG_FEDYOGI, "fedyogi"},
+                                                     {PD_AGG_FEDPROX, "fedprox"},
+                                                     {PD_AGG_SCAFFOLD, "scaffold"},
+                                                     {0, NULL}};
 static const struct enum_name frequency_names[] = {
     {PD_FREQ_BATCH, "batch"}, {PD_FREQ_EPOCH, "epoch"}, {PD_FREQ_NBATCHES, "nbatches"}, {0, NULL}};
 static const struct enum_name nonfinite_names[] = {
@@ -352,6 +356,13 @@ static int check_federated(const pd_job_spec *spec, struct problem *pb, char *pa
   if (spec->training.federated.swa_from > rounds)
     return problem(pb, "must be <= training.federated.rounds (%d), got %d", rounds,
                    spec->training.federated.swa_from);
+  snprintf(path, pathlen, "training.optimizer.type");
+  if (spec->training.federated.aggregation == PD_AGG_SCAFFOLD &&
+      spec->training.optimizer.type != PD_OPT_SGD)
+    return problem(pb,
+                   "training.federated.aggregation scaffold needs the devices' local optimizer "
+                   "sgd (its control variates correct plain SGD steps), got %s",
+                   pd_optimizer_name(spec->training.optimizer.type));
   snprintf(path, pathlen, "training.federated.clients_per_round");
   if (k >= 1 && k != floor(k))
     return problem(pb, "a number of devices (an integer >= 1) or a fraction in (0, 1), got %g", k);

@@ -57,6 +57,9 @@ struct pd_psclient {
   int dropped;  /* a server dropped the last push (too late for its round) */
   char *device; /* federated: the device id and n_k sent with pushes, or NULL */
   double weight;
+  float *control_dst;       /* scaffold: pulls also read c here (indexed as dst), or NULL */
+  const float *control_src; /* scaffold: pushes also carry Delta c_i from here, or NULL */
+  uint64_t begin;           /* of the operation in progress */
   char err[512];
 };
 
@@ -91,6 +94,11 @@ void pd_psclient_set_device(pd_psclient *c, const char *device, double weight) {
   free(c->device);
   c->device = device ? pd_xstrdup(device) : NULL;
   c->weight = weight;
+}
+
+void pd_psclient_set_control(pd_psclient *c, float *pull_dst, const float *push_src) {
+  c->control_dst = pull_dst;
+  c->control_src = push_src;
 }
 
 void pd_psclient_free(pd_psclient *c) {
@@ -198,6 +206,15 @@ static void pull_done(const pd_rpc_result *r, void *user) {
     snprintf(err, sizeof err, "pull answered %zu bytes for %zu expected", t.data_len, bytes);
     chunk_fail(ch, NULL, err);
   }
+  const Pando__V1__Tensor *control = ((Pando__V1__PullResponse *)msg)->control;
+  pd_psclient *c = ch->client;
+  if (c->control_dst && (!control || control->data.len != bytes)) {
+    snprintf(err, sizeof err, "pull answered %zu bytes of control variate for %zu expected",
+             control ? control->data.len : 0, bytes);
+    chunk_fail(ch, NULL, err);
+  } else if (c->control_dst) {
+    memcpy(c->control_dst + (ch->begin - c->begin), control->data.data, bytes);
+  }
   uint64_t version = ((Pando__V1__PullResponse *)msg)->version;
   ch->client->min_version = PD_MIN(ch->client->min_version, version);
   ch->srv->pulling = PD_MIN(ch->srv->pulling, version);
@@ -240,6 +257,15 @@ static void start_chunk(chunk *ch, int push) {
       }
       int64_t shape = (int64_t)(ch->end - ch->begin);
       size_t bytes = (size_t)shape * sizeof(float);
+      Pando__V1__Tensor control = PANDO__V1__TENSOR__INIT;
+      if (c->control_src) { /* packed into the header with the other fields */
+        control.dtype = PANDO__V1__DTYPE__DTYPE_FLOAT32;
+        control.n_shape = 1;
+        control.shape = &shape;
+        control.data.data = (uint8_t *)(c->control_src + (ch->begin - c->begin));
+        control.data.len = bytes;
+        req.control_delta = &control;
+      }
       ch->slices[0] = pd_wire_tensor_header(&req.base, PD_WIRE_PUSH_GRADIENT_FIELD,
                                             PD_DTYPE_FLOAT32, &shape, 1, bytes);
       ch->slices[1] = pd_wire_borrow(ch->src, bytes);
@@ -252,6 +278,7 @@ static void start_chunk(chunk *ch, int push) {
       req.worker = c->worker;
       req.clock = c->clock;
       req.attempt = c->attempt;
+      req.control = c->control_dst != NULL;
       ch->slices[0] = pd_rpc_pack(&req.base);
       ch->nslices = 1;
     }
@@ -310,6 +337,7 @@ int pd_psclient_pull(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
   if (rc != 0)
     return rc;
   c->clock = clock;
+  c->begin = begin;
   for (size_t i = 0; i < c->nchunks; i++)
     c->chunks[i].dst = dst + (c->chunks[i].begin - begin);
   rc = run(c, 0, err, errlen);
@@ -333,6 +361,7 @@ int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
   if (rc != 0)
     return rc;
   c->clock = clock;
+  c->begin = begin;
   for (size_t i = 0; i < c->nchunks; i++)
     c->chunks[i].src = grad + (c->chunks[i].begin - begin);
   return run(c, 1, err, errlen);

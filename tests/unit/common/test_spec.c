@@ -511,7 +511,14 @@ static void test_federated_errors(void) {
       {7,
        "  federated: {rounds: 5, aggregation: fedsgd}",
        {"training.federated.aggregation: unknown value 'fedsgd' (line 7)",
-        "fedavg, fedavgm, fedadam, fedyogi, fedprox"}},
+        "fedavg, fedavgm, fedadam, fedyogi, fedprox, scaffold"}},
+      {3,
+       "data: {train: {features: /f, labels: /l}}\ntraining:\n  update: fedavg\n  optimizer: "
+       "{type: momentum, lr: 0.1}\n  federated: {rounds: 5, aggregation: scaffold}\ncluster: "
+       "{servers: 1}",
+       {"training.optimizer.type: training.federated.aggregation scaffold needs the devices' "
+        "local optimizer sgd",
+        "got momentum"}},
       {7,
        "  federated: {rounds: 5, require: 'charging; wifi'}",
        {"training.federated.require: comma-separated attribute names"}},

@@ -266,14 +266,14 @@ static void fed_round(pd_shard *s, uint64_t round) {
   const char *devices[2] = {"d0", "d1"};
   for (uint32_t k = 0; k < 2; k++) {
     gradient(k, (int64_t)round, n, d);
-    CHECK_EQ_INT(
-        pd_fedagg_push(pd_shard_fed(s), devices[k], round, 10.0 + k, 0, n, d, err, sizeof err),
-        PD_FED_BUFFERED);
+    CHECK_EQ_INT(pd_fedagg_push(pd_shard_fed(s), devices[k], round, 10.0 + k, 0, n, d, NULL, err,
+                                sizeof err),
+                 PD_FED_BUFFERED);
   }
   const float *grad;
   pd_fedagg_result r;
-  CHECK_EQ_INT(pd_fedagg_commit(pd_shard_fed(s), round, devices, 2, 0, &grad, &r, err, sizeof err),
-               0);
+  CHECK_EQ_INT(
+      pd_fedagg_commit(pd_shard_fed(s), round, devices, 2, 0, 0, &grad, &r, err, sizeof err), 0);
   pd_optimizer_spec server;
   double lr;
   pd_fedagg_server_optimizer(pd_shard_spec(s), &server, &lr);
@@ -317,8 +317,9 @@ static void test_resume_federated(void) {
   CHECK(same_values(first, resumed));
   CHECK_EQ_INT(pd_fedagg_stats_get(pd_shard_fed(resumed))->committed, 3);
   float one = 0;
-  CHECK_EQ_INT(pd_fedagg_push(pd_shard_fed(resumed), "late", 3, 1, 0, 1, &one, err, sizeof err),
-               PD_FED_LATE);
+  CHECK_EQ_INT(
+      pd_fedagg_push(pd_shard_fed(resumed), "late", 3, 1, 0, 1, &one, NULL, err, sizeof err),
+      PD_FED_LATE);
   for (uint64_t round = 4; round <= 6; round++)
     fed_round(resumed, round);
   CHECK(same_values(whole, resumed));

@@ -394,12 +394,13 @@ static void test_fed_swa_serves_the_running_average(void) {
       delta[k] = (float)(pd_random_unit(&seed) - 0.5);
     const int abandon = round == 4;
     if (!abandon)
-      CHECK_EQ_INT(pd_fedagg_push(fed, "a", round, 10, 0, KEYS, delta, err, sizeof err),
+      CHECK_EQ_INT(pd_fedagg_push(fed, "a", round, 10, 0, KEYS, delta, NULL, err, sizeof err),
                    PD_FED_BUFFERED);
     const float *grad;
     pd_fedagg_result r;
     CHECK_EQ_INT(
-        pd_fedagg_commit(fed, round, set, abandon ? 0 : 1, abandon, &grad, &r, err, sizeof err), 0);
+        pd_fedagg_commit(fed, round, set, abandon ? 0 : 1, abandon, 0, &grad, &r, err, sizeof err),
+        0);
     if (grad) {
       pd_shard_apply(s, grad, lr);
       committed++;

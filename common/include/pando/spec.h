@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pando/codec.h"
+
 #define PD_MAX_LAYERS 16
 #define PD_NAME_MAX 64
 /* Bounds of a job spec document, checked by a streaming pass before the
@@ -165,6 +167,16 @@ typedef struct pd_job_spec {
       double factor;      /* by this factor (Smith et al., ICLR 2018) */
       int max_batch_size; /* up to this size */
     } batch_schedule;
+    /* Gradient codecs per direction (README "Compression"): what a
+     * worker's pushes and the answers to its pulls are encoded with. */
+    struct {
+      enum pd_codec push, pull;   /* PD_CODEC_NONE: float32 as is */
+      int block;                  /* int8, onebit: values per block; 0: the method's default */
+      double ratio;               /* topk, randomk: the fraction of the values sent */
+      double threshold;           /* threshold: tau, the |v| a value must exceed */
+      int error_feedback;         /* lossy pushes keep the residual and add it to the next */
+      double momentum_correction; /* topk: DGC's momentum m (0: off) */
+    } compression;
     /* training.update fedavg: the rounds (README "Federated learning"). */
     struct {
       int rounds;                   /* rounds to commit */

@@ -45,16 +45,6 @@ void pd_buf_trim(pd_buf *buf, size_t keep) {
     pd_buf_free(buf);
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  p[n++] = (uint8_t)v;
-  return n;
-}
-
 static size_t varint_size(uint64_t v) {
   size_t n = 1;
   while (v >= 0x80) {
@@ -74,16 +64,16 @@ grpc_slice pd_wire_tensor_header(const ProtobufCMessage *rest, uint32_t tensor_f
   for (int i = 0; i < ndim; i++)
     shape_len += varint_size((uint64_t)shape[i]);
   tensor_head[t++] = (TENSOR_DTYPE << 3) | WT_VARINT;
-  t += put_varint(tensor_head + t, (uint64_t)dtype);
+  t += pd_put_varint(tensor_head + t, (uint64_t)dtype);
   if (ndim > 0) {
     tensor_head[t++] = (TENSOR_SHAPE << 3) | WT_LEN;
-    t += put_varint(tensor_head + t, shape_len);
+    t += pd_put_varint(tensor_head + t, shape_len);
     for (int i = 0; i < ndim; i++)
-      t += put_varint(tensor_head + t, (uint64_t)shape[i]);
+      t += pd_put_varint(tensor_head + t, (uint64_t)shape[i]);
   }
   if (payload_len > 0) { /* proto3 leaves empty bytes out, as protobuf-c does */
     tensor_head[t++] = (TENSOR_DATA << 3) | WT_LEN;
-    t += put_varint(tensor_head + t, payload_len);
+    t += pd_put_varint(tensor_head + t, payload_len);
   }
 
   size_t rest_len = protobuf_c_message_get_packed_size(rest);
@@ -91,8 +81,8 @@ grpc_slice pd_wire_tensor_header(const ProtobufCMessage *rest, uint32_t tensor_f
   grpc_slice slice = grpc_slice_malloc(rest_len + 10 + 10 + t);
   uint8_t *p = GRPC_SLICE_START_PTR(slice);
   size_t n = protobuf_c_message_pack(rest, p);
-  n += put_varint(p + n, ((uint64_t)tensor_field << 3) | WT_LEN);
-  n += put_varint(p + n, tensor_len);
+  n += pd_put_varint(p + n, ((uint64_t)tensor_field << 3) | WT_LEN);
+  n += pd_put_varint(p + n, tensor_len);
   memcpy(p + n, tensor_head, t);
   n += t;
   return grpc_slice_sub_no_ref(slice, 0, n);

@@ -241,6 +241,10 @@ int pd_job_spec_parse(const char *text, size_t len, pd_job_spec *spec, char *err
 int pd_job_spec_validate(const pd_job_spec *spec, char *err, size_t errlen);
 
 /* Names used in YAML and in status output for the enums above. */
+/* The codecs of training.compression: for the pushes (*push) and for the
+ * answers to pulls (*pull; no error feedback). */
+void pd_job_spec_compression(const pd_job_spec *spec, pd_codec_params *push, pd_codec_params *pull);
+
 const char *pd_update_name(enum pd_update update);
 const char *pd_frequency_name(enum pd_frequency frequency);
 const char *pd_model_type_name(enum pd_model_type type);

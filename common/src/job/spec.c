@@ -1306,3 +1306,15 @@ const char *pd_frequency_name(enum pd_frequency frequency) {
   const char *name = enum_to_name(frequency_names, (int)frequency);
   return name ? name : "unknown";
 }
+
+void pd_job_spec_compression(const pd_job_spec *spec, pd_codec_params *push,
+                             pd_codec_params *pull) {
+  uint32_t block = (uint32_t)spec->training.compression.block;
+  *push = (pd_codec_params){.method = spec->training.compression.push,
+                            .block = block,
+                            .ratio = spec->training.compression.ratio,
+                            .threshold = spec->training.compression.threshold,
+                            .momentum_correction = spec->training.compression.momentum_correction,
+                            .error_feedback = spec->training.compression.error_feedback};
+  *pull = (pd_codec_params){.method = spec->training.compression.pull, .block = block};
+}

@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "fedagg.h"
 #include "pando.pb-c.h"
+#include "pando/codec.h"
 #include "pando/error.h"
 #include "pando/log.h"
 #include "pando/metrics.h"
@@ -65,12 +66,17 @@ typedef struct job {
   } metrics;
   pd_phase_stat phases[SP_COUNT]; /* pandoctl stats */
   pd_trace trace;                 /* pandoctl trace: spans of the shard's calls */
+  /* per worker: the codec its pulls asked for (PullRequest.codec), kept for
+   * the answers to its parked pulls; NULL until a pull asks for one */
+  pd_codec_params *pull_codec;
 } job;
 
 struct pd_ps {
   job **jobs;
   int njobs, cap;
   pd_buf scratch;               /* receives push payloads */
+  pd_buf coded;                 /* a compressed push's payload, or a pull's encoded answer */
+  pd_buf values;                /* the values of a compressed pull answer, before encoding */
   uint64_t memory_limit;        /* bytes all shards may take */
   uint64_t memory_held;         /* their pd_shard_bytes */
   char data_dir[1024];          /* empty: no checkpoints */
@@ -121,6 +127,7 @@ static void job_free(job *j, grpc_status_code status, const char *why) {
   pd_trace_close(&j->trace);
   free(j->spec_yaml);
   free(j->job_token);
+  free(j->pull_codec);
   free(j);
 }
 
@@ -146,6 +153,8 @@ void pd_ps_free(pd_ps *ps) {
     job_free(ps->jobs[i], GRPC_STATUS_UNAVAILABLE, "the parameter server is shutting down");
   free(ps->jobs);
   pd_buf_free(&ps->scratch);
+  pd_buf_free(&ps->coded);
+  pd_buf_free(&ps->values);
   free(ps);
 }
 
@@ -262,15 +271,75 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
   return j;
 }
 
+/* Counts a tensor's bytes as float32 and on the wire in
+ * pando_ps_tensor_bytes_total{job, direction, codec, stage}. */
+static void count_bytes(job *j, const char *direction, int method, uint64_t raw, uint64_t wire) {
+  static const char help[] = "Tensor bytes of pulls and pushes, by job, direction and codec "
+                             "(training.compression): as float32 (stage raw) and on the wire.";
+  const char *codec = pd_codec_name((enum pd_codec)method);
+  char labels[400];
+  snprintf(labels, sizeof labels, "job=\"%s\",direction=\"%s\",codec=\"%s\",stage=\"raw\"",
+           j->label, direction, codec ? codec : "unknown");
+  pd_metric_add(pd_metric_counter("pando_ps_tensor_bytes_total", help, labels), (double)raw);
+  snprintf(labels, sizeof labels, "job=\"%s\",direction=\"%s\",codec=\"%s\",stage=\"wire\"",
+           j->label, direction, codec ? codec : "unknown");
+  pd_metric_add(pd_metric_counter("pando_ps_tensor_bytes_total", help, labels), (double)wire);
+}
+
+/* The answer to a pull that asked for a codec: the n values gathered from
+ * the shard (or `copy`) and encoded into ps->coded, sent as one copied
+ * slice after the header. */
+static size_t encode_pull(pd_ps *ps, pd_shard *s, uint64_t off, uint64_t n, const float *copy,
+                          const pd_codec_params *codec, grpc_slice *slices) {
+  Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
+  resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
+                                 : pd_clock_version(pd_shard_clock(s));
+  int64_t shape = (int64_t)n;
+  if (!copy) {
+    size_t max = pd_shard_max_slices(n), at = 0;
+    pd_shard_slice *parts = pd_xmalloc(max * sizeof *parts);
+    size_t count = pd_shard_slices(s, off, n, parts);
+    pd_buf_reserve(&ps->values, n * sizeof(float));
+    for (size_t i = 0; i < count; i++) {
+      memcpy((float *)ps->values.data + at, parts[i].data, parts[i].n * sizeof(float));
+      at += parts[i].n;
+      parts[i].release(parts[i].user);
+    }
+    free(parts);
+    copy = ps->values.data;
+  }
+  pd_buf_reserve(&ps->coded, pd_codec_max_bytes(codec->method, codec->block, n));
+  size_t len = pd_codec_encode(codec, copy, n, ps->coded.data, NULL, NULL);
+  slices[0] = pd_wire_tensor_header_codec(&resp.base, PD_WIRE_PULL_VALUES_FIELD, PD_DTYPE_FLOAT32,
+                                          &shape, 1, len, (int)codec->method, codec->block);
+  slices[1] = grpc_slice_from_copied_buffer(ps->coded.data, len);
+  return len;
+}
+
 /* Answers a pull of shard-relative keys [off, off + n) with the values as
  * they are now: a PullResponse header, then slices borrowing the shard's
  * memory (released when gRPC has sent them), or with `copy` (not NULL) a copy
  * of its n values (training.federated.swa_from's average, which the next
- * round changes). Counts the broadcast phase and returns when the answer was
- * handed to gRPC (pd_now_ns). */
-static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64_t n,
-                            pd_phase_stat *phases, const float *copy, const float *control) {
+ * round changes). A pull that asked for a codec (`codec` not NULL) is
+ * answered encoded, copied, unless it reads scaffold's control variate
+ * `control` too (then float32, as PullResponse.values.codec says). Counts
+ * the broadcast phase and returns when the answer was handed to gRPC
+ * (pd_now_ns). */
+static uint64_t answer_pull(pd_ps *ps, pd_rpc_call *call, job *j, uint64_t off, uint64_t n,
+                            const pd_codec_params *codec, const float *copy, const float *control) {
   uint64_t start = pd_now_ns();
+  pd_shard *s = j->shard;
+  pd_phase_stat *phases = j->phases;
+  if (codec && codec->method != PD_CODEC_NONE && !control) {
+    grpc_slice slices[2];
+    size_t len = encode_pull(ps, s, off, n, copy, codec, slices);
+    uint64_t handed = pd_phase_end(&phases[SP_BROADCAST], start);
+    pd_rpc_call_reply_slices(call, slices, 2);
+    count_bytes(j, "pull", (int)codec->method, n * sizeof(float), len);
+    pd_buf_trim(&ps->values, SCRATCH_KEEP);
+    pd_buf_trim(&ps->coded, SCRATCH_KEEP);
+    return handed;
+  }
   Pando__V1__PullResponse resp = PANDO__V1__PULL_RESPONSE__INIT;
   resp.version = pd_shard_fed(s) ? pd_fedagg_stats_get(pd_shard_fed(s))->committed
                                  : pd_clock_version(pd_shard_clock(s));
@@ -301,6 +370,7 @@ static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64
                                                   parts[i].release, parts[i].user);
   /* the worker may go on once the answer is handed over: the span ends here */
   uint64_t handed = pd_phase_end(&phases[SP_BROADCAST], start);
+  count_bytes(j, "pull", PD_CODEC_NONE, n * sizeof(float), n * sizeof(float));
   pd_rpc_call_reply_slices(call, slices, 1 + count);
   if (parts != local_parts) {
     free(parts);
@@ -310,12 +380,13 @@ static uint64_t answer_pull(pd_rpc_call *call, pd_shard *s, uint64_t off, uint64
 }
 
 /* Answers the parked pulls the shard's clock now allows. */
-static void answer_ready(job *j) {
+static void answer_ready(pd_ps *ps, job *j) {
   pd_shard_ready ready;
   pd_rpc_call *call;
   while ((call = pd_shard_next_ready_info(j->shard, &ready))) {
     pd_phase_end(&j->phases[SP_PULL_WAIT], ready.parked_ns);
-    uint64_t handed = answer_pull(call, j->shard, ready.off, ready.n, j->phases, NULL, NULL);
+    const pd_codec_params *codec = j->pull_codec ? &j->pull_codec[ready.worker] : NULL;
+    uint64_t handed = answer_pull(ps, call, j, ready.off, ready.n, codec, NULL, NULL);
     pd_trace_span(&j->trace, "pull", ready.parked_ns, handed, ready.clock, ready.worker,
                   1 + ready.worker);
   }
@@ -331,6 +402,33 @@ static int refuse_clock(pd_rpc_call *call, int64_t clock) {
   return 1;
 }
 
+/* Checks the codec a pull asks for (PullRequest.codec) and keeps it as its
+ * worker's, for the answer (parked or not). Returns 1 when the call was
+ * failed (INVALID_ARGUMENT: a codec a pull may not use). */
+static int remember_pull_codec(pd_rpc_call *call, job *j, const Pando__V1__PullRequest *req) {
+  int method = req->codec ? (int)req->codec->method : PD_CODEC_NONE;
+  uint32_t block = req->codec ? req->codec->block : 0;
+  if (method != PD_CODEC_NONE && method != PD_CODEC_FP16 && method != PD_CODEC_BF16 &&
+      method != PD_CODEC_INT8) {
+    const char *name = pd_codec_name((enum pd_codec)method);
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "codec: a pull may be encoded with fp16, bf16 or int8 only, got %s (%d)",
+                     name ? name : "unknown", method);
+    return 1;
+  }
+  if (block > (1u << 24)) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "codec.block: must be at most 16777216, got %u", block);
+    return 1;
+  }
+  if (method == PD_CODEC_NONE && !j->pull_codec)
+    return 0;
+  if (!j->pull_codec)
+    j->pull_codec = pd_xcalloc(pd_shard_num_workers(j->shard), sizeof *j->pull_codec);
+  j->pull_codec[req->worker] = (pd_codec_params){.method = (enum pd_codec)method, .block = block};
+  return 0;
+}
+
 static void pull_cancelled(pd_rpc_call *call) { pd_shard_unpark(*pd_rpc_call_user(call)); }
 
 static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
@@ -340,6 +438,8 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
     return;
   job *j = job_for(ps, call, req->job, req->begin, req->end, req->worker, req->attempt, 0);
   if (!j)
+    return;
+  if (remember_pull_codec(call, j, req))
     return;
   uint64_t start = pd_now_ns();
   char err[256];
@@ -369,7 +469,8 @@ static void handle_pull(pd_rpc_call *call, const ProtobufCMessage *msg, void *ct
   case PD_SHARD_PULL_READY:
     pd_phase_end(&j->phases[SP_PULL], start);
     uint64_t handed =
-        answer_pull(call, j->shard, off, n, j->phases, served ? served + off : NULL, control);
+        answer_pull(ps, call, j, off, n, j->pull_codec ? &j->pull_codec[req->worker] : NULL,
+                    served ? served + off : NULL, control);
     pd_trace_span(&j->trace, "pull", start, handed, req->clock, req->worker, 1 + req->worker);
     break;
   case PD_SHARD_PULL_PARKED:
@@ -570,6 +671,57 @@ static void fed_push(job *j, pd_rpc_call *call, const Pando__V1__PushRequest *re
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 
+/* Copies an uncompressed push's gradient to ps->scratch; returns 0, or -1
+ * after failing the call. */
+static int copy_push(pd_ps *ps, pd_rpc_call *call, const pd_wire_tensor *t) {
+  pd_buf_reserve(&ps->scratch, t->data_len);
+  if (pd_wire_tensor_copy(pd_rpc_call_payload(call), t, ps->scratch.data) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PushRequest gradient");
+    return -1;
+  }
+  return 0;
+}
+
+/* Decodes a compressed push's gradient (Tensor.codec) into ps->scratch;
+ * returns 0, or -1 after failing the call with INVALID_ARGUMENT naming what
+ * does not match (method, lengths, counts, indices). Nothing is allocated
+ * for a payload longer than its method allows for the keys. */
+static int decode_push(pd_ps *ps, pd_rpc_call *call, const Pando__V1__PushRequest *req,
+                       const pd_wire_tensor *t) {
+  uint64_t n = req->end - req->begin;
+  enum pd_codec method = (enum pd_codec)t->codec;
+  const char *name = pd_codec_name(method);
+  uint32_t block = (uint32_t)PD_MIN(t->codec_block, UINT32_MAX);
+  char err[256];
+  if (!name || method == PD_CODEC_NONE) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "gradient.codec: unknown method %d",
+                     t->codec);
+    return -1;
+  }
+  size_t max = pd_codec_max_bytes(method, block, n);
+  if (t->codec_block > (1u << 24) || t->data_len > max) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                     "gradient: %s data of %zu bytes (block %llu) does not fit %llu keys [%llu, "
+                     "%llu) (at most %zu bytes, block at most 16777216)",
+                     name, t->data_len, (unsigned long long)t->codec_block, (unsigned long long)n,
+                     (unsigned long long)req->begin, (unsigned long long)req->end, max);
+    return -1;
+  }
+  pd_buf_reserve(&ps->coded, PD_MAX(t->data_len, 1));
+  pd_buf_reserve(&ps->scratch, n * sizeof(float));
+  if (pd_wire_tensor_copy(pd_rpc_call_payload(call), t, ps->coded.data) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PushRequest gradient");
+    return -1;
+  }
+  if (pd_codec_decode(method, block, ps->coded.data, t->data_len, ps->scratch.data, n, err,
+                      sizeof err) != 0) {
+    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "gradient for keys [%llu, %llu): %s",
+                     (unsigned long long)req->begin, (unsigned long long)req->end, err);
+    return -1;
+  }
+  return 0;
+}
+
 static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_ps *ps = ctx;
   ProtobufCMessage *msg = NULL;
@@ -592,7 +744,9 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   if (!j)
     goto done;
   uint64_t n = req->end - req->begin;
-  if (!t.present || t.dtype != PANDO__V1__DTYPE__DTYPE_FLOAT32 || t.data_len != n * sizeof(float) ||
+  int coded = t.codec != PD_CODEC_NONE;
+  if (!t.present || t.dtype != PANDO__V1__DTYPE__DTYPE_FLOAT32 ||
+      (!coded && t.data_len != n * sizeof(float)) ||
       (t.ndim > 0 && (t.ndim != 1 || (uint64_t)t.shape[0] != n))) {
     pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
                      "gradient must be a FLOAT32 tensor of shape [%llu] (%llu bytes) for keys "
@@ -602,11 +756,9 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
                      pd_rpc_enum_name(&pando__v1__dtype__descriptor, t.dtype), t.dtype, t.data_len);
     goto done;
   }
-  pd_buf_reserve(&ps->scratch, t.data_len);
-  if (pd_wire_tensor_copy(pd_rpc_call_payload(call), &t, ps->scratch.data) != 0) {
-    pd_rpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PushRequest gradient");
+  if (coded ? decode_push(ps, call, req, &t) != 0 : copy_push(ps, call, &t) != 0)
     goto done;
-  }
+  count_bytes(j, "push", t.codec, n * sizeof(float), t.data_len);
   if (refuse_nonfinite(call, j, req->begin, ps->scratch.data, n))
     goto done;
   if (pd_shard_fed(j->shard)) {
@@ -630,7 +782,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   uint64_t apply_end = pd_phase_end(&j->phases[applied], apply_start);
   pd_trace_span(&j->trace, server_phase_names[applied], apply_start, apply_end, req->clock,
                 req->worker, 0);
-  answer_ready(j);
+  answer_ready(ps, j);
   if (moved) {
     uint64_t checkpoint_start = pd_now_ns();
     if (maybe_checkpoint(ps, j, slowest)) {
@@ -659,6 +811,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   pd_rpc_call_reply_msg(call, &resp.base);
 done:
   pd_buf_trim(&ps->scratch, SCRATCH_KEEP);
+  pd_buf_trim(&ps->coded, SCRATCH_KEEP);
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 

@@ -153,6 +153,9 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
   free(ranges);
   pd_psclient_set_token(remote.client, a->job_token);
   pd_psclient_set_attempt(remote.client, a->attempt);
+  pd_codec_params push_codec, pull_codec;
+  pd_job_spec_compression(&spec, &push_codec, &pull_codec);
+  pd_psclient_set_compression(remote.client, &push_codec, &pull_codec);
   pd_param_store store = {remote_pull, remote_push, &remote, NULL};
   progress p = {coordinator, node, a->job, a->rank, a->attempt};
   pd_progress_sink sink = {report, &p};

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pando/codec.h"
+
 /* One entry of a shard map: keys [begin, end) are held by `address`. */
 typedef struct pd_shard_range {
   uint64_t begin, end;
@@ -66,6 +68,18 @@ void pd_psclient_set_device(pd_psclient *c, const char *device, double weight);
  * pushes also carry Delta c_i from push_src (indexed as their grad;
  * PushRequest.control_delta). Both borrowed; NULL turns either off. */
 void pd_psclient_set_control(pd_psclient *c, float *pull_dst, const float *push_src);
+
+/* Encodes every later push with `push` and asks for pulls encoded with
+ * `pull` (training.compression; NULL or method PD_CODEC_NONE: float32, sent
+ * and received without a copy). Pushes keep the error-feedback residual of
+ * every key in the client (push->error_feedback): each chunk of a push is
+ * encoded once, retries resend the same bytes. Copied. */
+void pd_psclient_set_compression(pd_psclient *c, const pd_codec_params *push,
+                                 const pd_codec_params *pull);
+
+/* Bytes of tensor data pushed (`push`) or pulled so far: as float32 (*raw)
+ * and as sent on the wire (*wire). */
+void pd_psclient_codec_bytes(const pd_psclient *c, int push, uint64_t *raw, uint64_t *wire);
 
 /* Whether a server dropped part of the last push because it came too late
  * for its round (BSP with backup workers; PushResponse.dropped). */

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pando/codec.h"
+
 #define PD_MAX_LAYERS 16
 #define PD_NAME_MAX 64
 /* Bounds of a job spec document, checked by a streaming pass before the
@@ -167,6 +169,16 @@ typedef struct pd_job_spec {
       double factor;      /* by this factor (Smith et al., ICLR 2018) */
       int max_batch_size; /* up to this size */
     } batch_schedule;
+    /* Gradient codecs per direction (README "Compression"): what a
+     * worker's pushes and the answers to its pulls are encoded with. */
+    struct {
+      enum pd_codec push, pull;   /* PD_CODEC_NONE: float32 as is */
+      int block;                  /* int8, onebit: values per block; 0: the method's default */
+      double ratio;               /* topk, randomk: the fraction of the values sent */
+      double threshold;           /* threshold: tau, the |v| a value must exceed */
+      int error_feedback;         /* lossy pushes keep the residual and add it to the next */
+      double momentum_correction; /* topk: DGC's momentum m (0: off) */
+    } compression;
     /* training.update fedavg: the rounds (README "Federated learning"). */
     struct {
       int rounds;                   /* rounds to commit */
@@ -232,6 +244,10 @@ int pd_job_spec_parse(const char *text, size_t len, pd_job_spec *spec, char *err
 int pd_job_spec_validate(const pd_job_spec *spec, char *err, size_t errlen);
 
 /* Names used in YAML and in status output for the enums above. */
+/* The codecs of training.compression: for the pushes (*push) and for the
+ * answers to pulls (*pull; no error feedback). */
+void pd_job_spec_compression(const pd_job_spec *spec, pd_codec_params *push, pd_codec_params *pull);
+
 const char *pd_update_name(enum pd_update update);
 const char *pd_frequency_name(enum pd_frequency frequency);
 const char *pd_model_type_name(enum pd_model_type type);

@@ -52,6 +52,10 @@ static inline double pd_random_unit(uint64_t *state) {
   return (double)(pd_splitmix64(state) >> 11) * 0x1.0p-53;
 }
 
+/* Writes v as a protobuf varint (7 bits a byte, low first, high bit: more
+ * follow) at p, which has room for 10 bytes; returns the bytes written. */
+size_t pd_put_varint(uint8_t *p, uint64_t v);
+
 /* Seconds on the monotonic clock. */
 double pd_now(void);
 /* Nanoseconds on the monotonic clock. */

@@ -77,6 +77,14 @@ grpc_slice pd_wire_tensor_header(const ProtobufCMessage *rest, uint32_t tensor_f
                                  enum pd_dtype dtype, const int64_t *shape, int ndim,
                                  size_t payload_len);
 
+/* As pd_wire_tensor_header, for a payload encoded with codec `method`
+ * (pando.v1.Codec, pando/codec.h) of block `block`: the Tensor also holds
+ * its TensorCodec (field 190). Method 0 makes what pd_wire_tensor_header
+ * makes. */
+grpc_slice pd_wire_tensor_header_codec(const ProtobufCMessage *rest, uint32_t tensor_field,
+                                       enum pd_dtype dtype, const int64_t *shape, int ndim,
+                                       size_t payload_len, int method, uint32_t block);
+
 /* What a decoded message's Tensor field held, apart from the data. */
 typedef struct pd_wire_tensor {
   int present;                       /* the tensor field was in the message */
@@ -86,6 +94,8 @@ typedef struct pd_wire_tensor {
   void *data;                        /* where the payload was written; NULL if deferred */
   size_t data_len;                   /* payload bytes */
   size_t data_offset;                /* where the payload starts in the message */
+  int codec;                         /* Tensor.codec.method (pando.v1.Codec); 0: none */
+  uint64_t codec_block;              /* Tensor.codec.block */
 } pd_wire_tensor;
 
 /* Decodes message `desc` from `bb`. The payload of field `tensor_field`

@@ -81,3 +81,13 @@ int pd_errf(char *err, size_t errlen, int code, const char *fmt, ...) {
   }
   return code;
 }
+
+size_t pd_put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}

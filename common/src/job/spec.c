@@ -78,6 +78,10 @@ static const struct enum_name batch_schedule_names[] = {
     {PD_BATCH_CONSTANT, "constant"}, {PD_BATCH_INCREASE, "increase"}, {0, NULL}};
 static const struct enum_name bool_names[] = {
     {0, "false"}, {1, "true"}, {0, "no"}, {1, "yes"}, {0, NULL}};
+static const struct enum_name codec_names[] = {
+    {PD_CODEC_NONE, "none"},       {PD_CODEC_FP16, "fp16"},           {PD_CODEC_BF16, "bf16"},
+    {PD_CODEC_INT8, "int8"},       {PD_CODEC_ONEBIT, "onebit"},       {PD_CODEC_TOPK, "topk"},
+    {PD_CODEC_RANDOMK, "randomk"}, {PD_CODEC_THRESHOLD, "threshold"}, {0, NULL}};
 /* data.format is a string; these are the values it may take. */
 static const struct enum_name format_names[] = {
     {1, "idx"}, {2, "csv"}, {3, "libsvm"}, {4, "synthetic"}, {0, NULL}};
@@ -94,6 +98,7 @@ _Static_assert(sizeof(enum pd_normalize) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_lr_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_batch_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum pd_aggregation) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum pd_codec) == sizeof(int), "enum size");
 
 /* What is wrong with one key: `what` goes right after "path: ", `hint` (may
  * be empty) after the line number, as in
@@ -319,6 +324,31 @@ static int check_threads(const pd_job_spec *spec, struct problem *pb, char *path
 
 static int federated(const pd_job_spec *spec) { return spec->training.update == PD_UPDATE_FEDAVG; }
 
+/* training.compression: a pull has no error feedback, so only the dense
+ * codecs that keep every value may encode it; momentum correction belongs
+ * to topk; federated devices push model deltas uncompressed. */
+static int check_compression(const pd_job_spec *spec, struct problem *pb, char *path,
+                             size_t pathlen) {
+  enum pd_codec push = spec->training.compression.push, pull = spec->training.compression.pull;
+  if (push == PD_CODEC_NONE && pull == PD_CODEC_NONE)
+    return 0;
+  snprintf(path, pathlen, "training.compression");
+  if (federated(spec))
+    return problem(pb, "not used with training.update fedavg, got push %s, pull %s",
+                   enum_to_name(codec_names, push), enum_to_name(codec_names, pull));
+  snprintf(path, pathlen, "training.compression.pull");
+  if (pull != PD_CODEC_NONE && pull != PD_CODEC_FP16 && pull != PD_CODEC_BF16 &&
+      pull != PD_CODEC_INT8)
+    return problem(pb,
+                   "must be none, fp16, bf16 or int8 (a pulled model has no error feedback), "
+                   "got %s",
+                   enum_to_name(codec_names, pull));
+  snprintf(path, pathlen, "training.compression.momentum_correction");
+  if (spec->training.compression.momentum_correction > 0 && push != PD_CODEC_TOPK)
+    return problem(pb, "only used with push topk, got push %s", enum_to_name(codec_names, push));
+  return 0;
+}
+
 /* The device partitions are for simulated federated devices; the data-centre
  * schemes split rows over workers. */
 static int check_partition(const pd_job_spec *spec, struct problem *pb, char *path,
@@ -488,6 +518,21 @@ static const struct spec_key keys[] = {
      .default_value = "0", .min = 0, .max = INFINITY},
     {"training.optimizer.decay_rate", K_DOUBLE, FIELD(training.optimizer.decay_rate),
      .default_value = "0.9", .min = 0, .max = 0.999999999},
+    {"training.compression", K_MAP, .required = 0},
+    {"training.compression.push", K_ENUM, FIELD(training.compression.push), .default_value = "none",
+     .names = codec_names},
+    {"training.compression.pull", K_ENUM, FIELD(training.compression.pull), .default_value = "none",
+     .names = codec_names},
+    {"training.compression.block", K_INT, FIELD(training.compression.block), .default_value = "0",
+     .min = 0, .max = 16777216},
+    {"training.compression.ratio", K_DOUBLE, FIELD(training.compression.ratio),
+     .default_value = "0.01", .min = 0, .min_exclusive = 1, .max = 1},
+    {"training.compression.threshold", K_DOUBLE, FIELD(training.compression.threshold),
+     .default_value = "0.001", .min = 0, .min_exclusive = 1, .max = INFINITY},
+    {"training.compression.error_feedback", K_ENUM, FIELD(training.compression.error_feedback),
+     .default_value = "true", .names = bool_names},
+    {"training.compression.momentum_correction", K_DOUBLE,
+     FIELD(training.compression.momentum_correction), .default_value = "0", .min = 0, .max = 0.999},
     {"training.federated", K_MAP, .required = 0},
     {"training.federated.rounds", K_INT, FIELD(training.federated.rounds), .default_value = "0",
      .min = 0, .max = 1000000},
@@ -890,7 +935,8 @@ static int validate(const pd_job_spec *spec, const int *line, char *err, size_t 
         (key->check && key->check(spec, &pb, path, sizeof path) != 0))
       return fail(err, errlen, path, line ? line_of(path, line, i) : 0, &pb);
   }
-  if (check_checkpoint(spec, &pb, path, sizeof path) != 0)
+  if (check_checkpoint(spec, &pb, path, sizeof path) != 0 ||
+      check_compression(spec, &pb, path, sizeof path) != 0)
     return fail(err, errlen, path, line ? line_of(path, line, 0) : 0, &pb);
   return 0;
 }
@@ -1274,4 +1320,16 @@ uint32_t pd_spec_round_min_reports(const pd_job_spec *spec, uint32_t eligible) {
 const char *pd_frequency_name(enum pd_frequency frequency) {
   const char *name = enum_to_name(frequency_names, (int)frequency);
   return name ? name : "unknown";
+}
+
+void pd_job_spec_compression(const pd_job_spec *spec, pd_codec_params *push,
+                             pd_codec_params *pull) {
+  uint32_t block = (uint32_t)spec->training.compression.block;
+  *push = (pd_codec_params){.method = spec->training.compression.push,
+                            .block = block,
+                            .ratio = spec->training.compression.ratio,
+                            .threshold = spec->training.compression.threshold,
+                            .momentum_correction = spec->training.compression.momentum_correction,
+                            .error_feedback = spec->training.compression.error_feedback};
+  *pull = (pd_codec_params){.method = spec->training.compression.pull, .block = block};
 }

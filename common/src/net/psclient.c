@@ -27,8 +27,10 @@ typedef struct chunk {
   pd_psclient *client;
   server *srv;
   uint64_t begin, end;
-  float *dst;       /* pull: where the values go */
-  const float *src; /* push: the gradient */
+  float *dst;          /* pull: where the values go */
+  const float *src;    /* push: the gradient */
+  const void *payload; /* push: the bytes sent (src, or its encoding) */
+  size_t payload_len;
   int attempts;
   double retry_at; /* > 0: UNAVAILABLE; start it again at this pd_now() */
   grpc_slice slices[2];
@@ -60,6 +62,12 @@ struct pd_psclient {
   float *control_dst;       /* scaffold: pulls also read c here (indexed as dst), or NULL */
   const float *control_src; /* scaffold: pushes also carry Delta c_i from here, or NULL */
   uint64_t begin;           /* of the operation in progress */
+  pd_codec_params push_codec, pull_codec; /* training.compression */
+  pd_codec_feedback feedback;             /* the pushes' residual */
+  pd_buf *encoded;                        /* per chunk: its encoded push */
+  size_t nencoded;
+  pd_buf pulled;                        /* a compressed pull answer, before decoding */
+  uint64_t raw_bytes[2], wire_bytes[2]; /* [push]: float32 and wire bytes of the tensors */
   char err[512];
 };
 
@@ -108,10 +116,27 @@ void pd_psclient_free(pd_psclient *c) {
     pd_rpc_channel_free(c->servers[i].channel);
   pd_loop_free(c->loop);
   free(c->chunks);
+  for (size_t i = 0; i < c->nencoded; i++)
+    pd_buf_free(&c->encoded[i]);
+  free(c->encoded);
+  pd_buf_free(&c->pulled);
+  pd_codec_feedback_free(&c->feedback);
   free(c->servers);
   free(c->device);
   free(c->job);
   free(c);
+}
+
+void pd_psclient_set_compression(pd_psclient *c, const pd_codec_params *push,
+                                 const pd_codec_params *pull) {
+  pd_codec_params none = {.method = PD_CODEC_NONE};
+  c->push_codec = push ? *push : none;
+  c->pull_codec = pull ? *pull : none;
+}
+
+void pd_psclient_codec_bytes(const pd_psclient *c, int push, uint64_t *raw, uint64_t *wire) {
+  *raw = c->raw_bytes[push != 0];
+  *wire = c->wire_bytes[push != 0];
 }
 
 uint64_t pd_psclient_keys(const pd_psclient *c) { return c->servers[c->nservers - 1].range.end; }
@@ -196,18 +221,27 @@ static void pull_done(const pd_rpc_result *r, void *user) {
   ProtobufCMessage *msg = NULL;
   pd_wire_tensor t;
   char err[256];
-  size_t bytes = (ch->end - ch->begin) * sizeof(float);
+  pd_psclient *c = ch->client;
+  size_t n = ch->end - ch->begin, bytes = n * sizeof(float);
+  /* compressed: the answer goes to c->pulled first, then decodes into place */
+  int coded = c->pull_codec.method != PD_CODEC_NONE;
   if (pd_wire_decode(r->response, &pando__v1__pull_response__descriptor, PD_WIRE_PULL_VALUES_FIELD,
-                     ch->dst, bytes, NULL, &msg, &t, err, sizeof err) != 0) {
+                     coded ? NULL : ch->dst, bytes, coded ? &c->pulled : NULL, &msg, &t, err,
+                     sizeof err) != 0) {
     chunk_fail(ch, NULL, err);
     return;
   }
-  if (t.data_len != bytes) {
+  c->raw_bytes[0] += bytes;
+  c->wire_bytes[0] += t.data_len;
+  if (t.codec != PD_CODEC_NONE || coded) {
+    if (pd_codec_decode((enum pd_codec)t.codec, (uint32_t)PD_MIN(t.codec_block, UINT32_MAX), t.data,
+                        t.data_len, ch->dst, n, err, sizeof err) != 0)
+      chunk_fail(ch, NULL, err);
+  } else if (t.data_len != bytes) {
     snprintf(err, sizeof err, "pull answered %zu bytes for %zu expected", t.data_len, bytes);
     chunk_fail(ch, NULL, err);
   }
   const Pando__V1__Tensor *control = ((Pando__V1__PullResponse *)msg)->control;
-  pd_psclient *c = ch->client;
   if (c->control_dst && (!control || control->data.len != bytes)) {
     snprintf(err, sizeof err, "pull answered %zu bytes of control variate for %zu expected",
              control ? control->data.len : 0, bytes);
@@ -266,9 +300,10 @@ static void start_chunk(chunk *ch, int push) {
         control.data.len = bytes;
         req.control_delta = &control;
       }
-      ch->slices[0] = pd_wire_tensor_header(&req.base, PD_WIRE_PUSH_GRADIENT_FIELD,
-                                            PD_DTYPE_FLOAT32, &shape, 1, bytes);
-      ch->slices[1] = pd_wire_borrow(ch->src, bytes);
+      ch->slices[0] = pd_wire_tensor_header_codec(&req.base, PD_WIRE_PUSH_GRADIENT_FIELD,
+                                                  PD_DTYPE_FLOAT32, &shape, 1, ch->payload_len,
+                                                  (int)c->push_codec.method, c->push_codec.block);
+      ch->slices[1] = pd_wire_borrow(ch->payload, ch->payload_len);
       ch->nslices = 2;
     } else {
       Pando__V1__PullRequest req = PANDO__V1__PULL_REQUEST__INIT;
@@ -279,6 +314,12 @@ static void start_chunk(chunk *ch, int push) {
       req.clock = c->clock;
       req.attempt = c->attempt;
       req.control = c->control_dst != NULL;
+      Pando__V1__TensorCodec codec = PANDO__V1__TENSOR_CODEC__INIT;
+      if (c->pull_codec.method != PD_CODEC_NONE) {
+        codec.method = (Pando__V1__Codec)c->pull_codec.method;
+        codec.block = c->pull_codec.block;
+        req.codec = &codec;
+      }
       ch->slices[0] = pd_rpc_pack(&req.base);
       ch->nslices = 1;
     }
@@ -362,7 +403,29 @@ int pd_psclient_push(pd_psclient *c, uint64_t begin, uint64_t end, int64_t clock
     return rc;
   c->clock = clock;
   c->begin = begin;
-  for (size_t i = 0; i < c->nchunks; i++)
-    c->chunks[i].src = grad + (c->chunks[i].begin - begin);
+  if (c->push_codec.method != PD_CODEC_NONE) {
+    pd_codec_feedback_reserve(&c->feedback, pd_psclient_keys(c));
+    if (c->nencoded < c->nchunks) {
+      c->encoded = pd_xrealloc(c->encoded, c->nchunks * sizeof *c->encoded);
+      memset(c->encoded + c->nencoded, 0, (c->nchunks - c->nencoded) * sizeof *c->encoded);
+      c->nencoded = c->nchunks;
+    }
+  }
+  for (size_t i = 0; i < c->nchunks; i++) {
+    chunk *ch = &c->chunks[i];
+    size_t n = ch->end - ch->begin;
+    ch->src = grad + (ch->begin - begin);
+    ch->payload = ch->src;
+    ch->payload_len = n * sizeof(float);
+    if (c->push_codec.method != PD_CODEC_NONE) { /* encoded once: retries resend it */
+      pd_buf *buf = &c->encoded[i];
+      pd_buf_reserve(buf, pd_codec_max_bytes(c->push_codec.method, c->push_codec.block, n));
+      ch->payload = buf->data;
+      ch->payload_len =
+          pd_codec_feedback_encode(&c->push_codec, &c->feedback, ch->begin, ch->src, n, buf->data);
+    }
+    c->raw_bytes[1] += n * sizeof(float);
+    c->wire_bytes[1] += ch->payload_len;
+  }
   return run(c, 1, err, errlen);
 }

@@ -11,7 +11,8 @@
 #include "pando/util.h"
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
-enum { TENSOR_DTYPE = 1, TENSOR_SHAPE = 2, TENSOR_DATA = 3 };
+enum { TENSOR_DTYPE = 1, TENSOR_SHAPE = 2, TENSOR_DATA = 3, TENSOR_CODEC = 190 };
+enum { CODEC_METHOD = 1, CODEC_BLOCK = 2 };
 
 void pd_buf_free(pd_buf *buf) {
   if (buf->mapped)
@@ -45,16 +46,6 @@ void pd_buf_trim(pd_buf *buf, size_t keep) {
     pd_buf_free(buf);
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  p[n++] = (uint8_t)v;
-  return n;
-}
-
 static size_t varint_size(uint64_t v) {
   size_t n = 1;
   while (v >= 0x80) {
@@ -67,23 +58,44 @@ static size_t varint_size(uint64_t v) {
 grpc_slice pd_wire_tensor_header(const ProtobufCMessage *rest, uint32_t tensor_field,
                                  enum pd_dtype dtype, const int64_t *shape, int ndim,
                                  size_t payload_len) {
+  return pd_wire_tensor_header_codec(rest, tensor_field, dtype, shape, ndim, payload_len, 0, 0);
+}
+
+grpc_slice pd_wire_tensor_header_codec(const ProtobufCMessage *rest, uint32_t tensor_field,
+                                       enum pd_dtype dtype, const int64_t *shape, int ndim,
+                                       size_t payload_len, int method, uint32_t block) {
   PD_ASSERT(ndim >= 0 && ndim <= PD_TENSOR_MAX_DIMS);
-  /* Tensor body before the payload: dtype, packed shape, data tag + length. */
-  uint8_t tensor_head[8 + 2 + 10 * PD_TENSOR_MAX_DIMS + 11];
+  /* Tensor body before the payload: dtype, packed shape, codec, data tag +
+   * length. */
+  uint8_t tensor_head[8 + 2 + 10 * PD_TENSOR_MAX_DIMS + 2 + 1 + 11 + 6 + 11];
   size_t shape_len = 0, t = 0;
   for (int i = 0; i < ndim; i++)
     shape_len += varint_size((uint64_t)shape[i]);
   tensor_head[t++] = (TENSOR_DTYPE << 3) | WT_VARINT;
-  t += put_varint(tensor_head + t, (uint64_t)dtype);
+  t += pd_put_varint(tensor_head + t, (uint64_t)dtype);
   if (ndim > 0) {
     tensor_head[t++] = (TENSOR_SHAPE << 3) | WT_LEN;
-    t += put_varint(tensor_head + t, shape_len);
+    t += pd_put_varint(tensor_head + t, shape_len);
     for (int i = 0; i < ndim; i++)
-      t += put_varint(tensor_head + t, (uint64_t)shape[i]);
+      t += pd_put_varint(tensor_head + t, (uint64_t)shape[i]);
+  }
+  if (method != 0) { /* TensorCodec{method, block} */
+    uint8_t codec[2 + 10 + 1 + 5];
+    size_t k = 0;
+    codec[k++] = (CODEC_METHOD << 3) | WT_VARINT;
+    k += pd_put_varint(codec + k, (uint64_t)method);
+    if (block) {
+      codec[k++] = (CODEC_BLOCK << 3) | WT_VARINT;
+      k += pd_put_varint(codec + k, block);
+    }
+    t += pd_put_varint(tensor_head + t, (TENSOR_CODEC << 3) | WT_LEN);
+    t += pd_put_varint(tensor_head + t, k);
+    memcpy(tensor_head + t, codec, k);
+    t += k;
   }
   if (payload_len > 0) { /* proto3 leaves empty bytes out, as protobuf-c does */
     tensor_head[t++] = (TENSOR_DATA << 3) | WT_LEN;
-    t += put_varint(tensor_head + t, payload_len);
+    t += pd_put_varint(tensor_head + t, payload_len);
   }
 
   size_t rest_len = protobuf_c_message_get_packed_size(rest);
@@ -91,8 +103,8 @@ grpc_slice pd_wire_tensor_header(const ProtobufCMessage *rest, uint32_t tensor_f
   grpc_slice slice = grpc_slice_malloc(rest_len + 10 + 10 + t);
   uint8_t *p = GRPC_SLICE_START_PTR(slice);
   size_t n = protobuf_c_message_pack(rest, p);
-  n += put_varint(p + n, ((uint64_t)tensor_field << 3) | WT_LEN);
-  n += put_varint(p + n, tensor_len);
+  n += pd_put_varint(p + n, ((uint64_t)tensor_field << 3) | WT_LEN);
+  n += pd_put_varint(p + n, tensor_len);
   memcpy(p + n, tensor_head, t);
   n += t;
   return grpc_slice_sub_no_ref(slice, 0, n);
@@ -281,6 +293,27 @@ static int decode_tensor(cursor *c, size_t len, void *dst, size_t dst_cap, pd_bu
           break;
       }
       if (packed && cur_leave(c, shape_outer) != 0)
+        goto truncated;
+    } else if (field == TENSOR_CODEC && wt == WT_LEN) {
+      if (cur_length(c, &v, NULL, NULL) != 0)
+        goto truncated;
+      size_t codec_outer = cur_enter(c, (size_t)v);
+      while (cur_avail(c) > 0) {
+        uint64_t ctag, cv;
+        if (cur_varint(c, &ctag, NULL, NULL) != 0)
+          goto truncated;
+        if ((ctag >> 3) == CODEC_METHOD && (ctag & 7) == WT_VARINT) {
+          if (cur_varint(c, &cv, NULL, NULL) != 0)
+            goto truncated;
+          t->codec = (int)PD_MIN(cv, (uint64_t)INT32_MAX);
+        } else if ((ctag >> 3) == CODEC_BLOCK && (ctag & 7) == WT_VARINT) {
+          if (cur_varint(c, &t->codec_block, NULL, NULL) != 0)
+            goto truncated;
+        } else if (cur_field_value(c, (int)(ctag & 7), NULL) != 0) {
+          goto truncated;
+        }
+      }
+      if (cur_leave(c, codec_outer) != 0)
         goto truncated;
     } else if (field == TENSOR_DATA && wt == WT_LEN) {
       if (have_data++)

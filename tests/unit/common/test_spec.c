@@ -715,6 +715,68 @@ static void test_names(void) {
 
 /* checkpoint: parsed with keep's default; one every_* at a time, each error
  * naming the key and the line. */
+/* training.compression: defaults, a full setting, and bad values refused
+ * naming the field and the line. */
+static void test_compression_keys(void) {
+  char text[4096], err[512] = "";
+  pd_job_spec spec;
+  static const struct error_case none = {.line = 99};
+  build(&none, text, sizeof text);
+  CHECK_EQ_INT(parse(text, &spec, err, sizeof err), 0);
+  CHECK_EQ_INT(spec.training.compression.push, PD_CODEC_NONE);
+  CHECK_EQ_INT(spec.training.compression.pull, PD_CODEC_NONE);
+  CHECK_EQ_INT(spec.training.compression.error_feedback, 1);
+  CHECK_NEAR(spec.training.compression.ratio, 0.01, 1e-12);
+  static const struct error_case full = {
+      12,
+      "  optimizer: {type: sgd, lr: 0.1}\n"
+      "  compression: {push: topk, pull: bf16, ratio: 0.05, momentum_correction: 0.9,\n"
+      "                error_feedback: false, block: 64, threshold: 0.5}",
+      {NULL}};
+  build(&full, text, sizeof text);
+  CHECK_EQ_INT(parse(text, &spec, err, sizeof err), 0);
+  CHECK_EQ_INT(spec.training.compression.push, PD_CODEC_TOPK);
+  CHECK_EQ_INT(spec.training.compression.pull, PD_CODEC_BF16);
+  CHECK_EQ_INT(spec.training.compression.block, 64);
+  CHECK_EQ_INT(spec.training.compression.error_feedback, 0);
+  CHECK_NEAR(spec.training.compression.ratio, 0.05, 1e-12);
+  CHECK_NEAR(spec.training.compression.threshold, 0.5, 1e-12);
+  CHECK_NEAR(spec.training.compression.momentum_correction, 0.9, 1e-12);
+  static const struct error_case cases[] = {
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression: {push: twobit}",
+       {"training.compression.push: unknown value 'twobit' (line 13); expected one of: none, fp16, "
+        "bf16, int8, onebit, topk, randomk, threshold"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression:\n    pull: onebit",
+       {"training.compression.pull: must be none, fp16, bf16 or int8", "got onebit (line 14)"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression: {push: topk, ratio: 0}",
+       {"training.compression.ratio: must be", "got 0 (line 13)"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression: {push: topk, ratio: 1.5}",
+       {"training.compression.ratio: must be", "got 1.5 (line 13)"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression: {push: threshold, threshold: -1}",
+       {"training.compression.threshold: must be", "got -1 (line 13)"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression: {push: int8, block: -3}",
+       {"training.compression.block: must be between 0 and 16777216, got -3 (line 13)"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression:\n    push: onebit\n"
+       "    momentum_correction: 0.9",
+       {"training.compression.momentum_correction: only used with push topk, got push onebit",
+        "(line 15)"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression: {push: fp16, error_feedback: maybe}",
+       {"training.compression.error_feedback: unknown value 'maybe' (line 13)"}},
+      {12,
+       "  optimizer: {type: sgd, lr: 0.1}\n  compression: {push: fp16, level: 3}",
+       {"training.compression: unknown key 'level' (line 13)"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
 static void test_checkpoint_keys(void) {
   static const struct error_case ok_case = {13,
                                             "cluster: {servers: 2, workers: 2}\n"
@@ -848,5 +910,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_validate_test_set);
   PD_RUN(test_names);
   PD_RUN(test_checkpoint_keys);
+  PD_RUN(test_compression_keys);
   PD_TEST_DONE();
 }

@@ -1205,11 +1205,61 @@ static void test_check_agrees_with_protobuf_c(void) {
   free(msg.data);
 }
 
+/* A header with a TensorCodec: protobuf-c reads the same message (codec
+ * included), and pd_wire_decode reports the codec, over any slicing. */
+static void test_header_codec(void) {
+  const size_t len = 1000;
+  uint8_t *payload = pattern(len, 3);
+  const int64_t shape[1] = {31000};
+  for (uint32_t block = 0; block <= 70000; block += 70000) {
+    Pando__V1__PushRequest req = push_rest();
+    grpc_slice header =
+        pd_wire_tensor_header_codec(&req.base, 6, PD_DTYPE_FLOAT32, shape, 1, len, 4, block);
+    bytes ours = {0};
+    bytes_put(&ours, GRPC_SLICE_START_PTR(header), GRPC_SLICE_LENGTH(header));
+    bytes_put(&ours, payload, len);
+    grpc_slice_unref(header);
+    Pando__V1__PushRequest *theirs = pando__v1__push_request__unpack(NULL, ours.len, ours.data);
+    CHECK(theirs && theirs->gradient && theirs->gradient->codec);
+    CHECK_EQ_INT(theirs->gradient->codec->method, PANDO__V1__CODEC__CODEC_ONEBIT);
+    CHECK_EQ_INT(theirs->gradient->codec->block, block);
+    CHECK_EQ_INT(theirs->gradient->data.len, len);
+    CHECK(memcmp(theirs->gradient->data.data, payload, len) == 0);
+    CHECK_EQ_INT(theirs->gradient->shape[0], 31000);
+    pando__v1__push_request__free_unpacked(theirs, NULL);
+    for (size_t chunk = 0; chunk <= 5; chunk += 5) {
+      ProtobufCMessage *rest = NULL;
+      pd_wire_tensor t;
+      uint8_t dst[1000];
+      char err[256];
+      CHECK_EQ_INT(decode(ours.data, ours.len, chunk, &pando__v1__push_request__descriptor, 6, dst,
+                          sizeof dst, NULL, &rest, &t, err, sizeof err),
+                   0);
+      CHECK_EQ_INT(t.codec, 4);
+      CHECK_EQ_INT(t.codec_block, block);
+      CHECK_EQ_INT(t.data_len, len);
+      CHECK_EQ_INT(t.shape[0], 31000);
+      CHECK(memcmp(dst, payload, len) == 0);
+      protobuf_c_message_free_unpacked(rest, NULL);
+    }
+    free(ours.data);
+  }
+  /* method 0 is the plain header, byte for byte */
+  Pando__V1__PushRequest req = push_rest();
+  grpc_slice a = pd_wire_tensor_header(&req.base, 6, PD_DTYPE_FLOAT32, shape, 1, len);
+  grpc_slice b = pd_wire_tensor_header_codec(&req.base, 6, PD_DTYPE_FLOAT32, shape, 1, len, 0, 9);
+  CHECK(grpc_slice_eq(a, b));
+  grpc_slice_unref(a);
+  grpc_slice_unref(b);
+  free(payload);
+}
+
 int main(int argc, char **argv) {
   pd_rpc_init();
   PD_RUN(test_header_matches_protobuf_c);
   PD_RUN(test_header_empty_payload_matches_protobuf_c);
   PD_RUN(test_header_borrow_roundtrip);
+  PD_RUN(test_header_codec);
   PD_RUN(test_decode_any_field_order);
   PD_RUN(test_decode_without_tensor);
   PD_RUN(test_decode_many_slices);

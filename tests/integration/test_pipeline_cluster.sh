@@ -66,6 +66,12 @@ job two-gpipe 2 gpipe 1 2
 job two-1f1b 2 1f1b 1 2
 job three-1f1b 3 1f1b 1 2
 job hybrid 2 gpipe 2 1
+# the plan: 3 stages of one affine layer each, their keys side by side
+"$BIN/pandoctl" -o json explain "$T_DIR/three-1f1b.yaml" >"$T_DIR/plan.json" 2>/dev/null
+t_check "explain shows the 3 stages' layers, keys, sends and in-flight bound" \
+  [ "$(t_json "$T_DIR/plan.json" '[(s["layer_begin"], s["layer_end"], s["key_end"], s["activation_bytes_per_micro_batch"], s["max_in_flight"]) for s in j["pipeline"]["stage_plan"]]')" = \
+    "[(0, 1, 25120, 1024, 3), (1, 2, 25648, 512, 2), (2, 3, 25818, 0, 1)]" ]
+"$BIN/pandoctl" explain "$T_DIR/three-1f1b.yaml" 2>/dev/null | sed -n '/^pipeline/,/^  each/p' | sed 's/^/# /'
 run two-gpipe
 run two-1f1b
 run three-1f1b

@@ -206,7 +206,7 @@ test-container:
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 600
 FUZZ_CI_SECONDS ?= 20
-FUZZ_NAMES   := wire request spec config idx csv libsvm
+FUZZ_NAMES   := wire request spec config idx csv libsvm peer
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 # Over-allocation is a finding too: no input may make a decoder ask for more.
 FUZZ_FLAGS   := -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=10 -max_len=65536

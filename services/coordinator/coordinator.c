@@ -22,6 +22,7 @@
 #include "pando/log.h"
 #include "pando/metrics.h"
 #include "pando/model.h"
+#include "pando/pipeline.h"
 #include "pando/plan.h"
 #include "pando/security.h"
 #include "pando/spec.h"
@@ -585,6 +586,36 @@ static void handle_heartbeat(pd_rpc_call *call, const ProtobufCMessage *msg, voi
   pd_rpc_call_reply_msg(call, &resp.base);
 }
 
+/* The Peer address of place `rank` of `j` ("" when no alive node holds it). */
+static const char *place_address(pd_coord *c, const pd_job *j, uint32_t rank) {
+  const pd_node *n = pd_registry_find(c->reg, j->workers[rank].node_id);
+  return n && n->alive ? n->address : "";
+}
+
+/* A pipeline place's stage (README "Pipelines"): place `rank` is stage
+ * rank % S of replica rank / S; its layers are the plan's (pd_pipeline_split,
+ * balanced by estimated FLOPs), its neighbours the places rank -/+ 1. */
+static void assign_stage(pd_coord *c, const pd_job *j, uint32_t rank, Pando__V1__Assignment *a) {
+  uint32_t S = pd_job_stages(j);
+  int bounds[PD_MAX_LAYERS + 1];
+  char err[256];
+  pd_param_info info[PD_MODEL_MAX_TENSORS];
+  PD_ASSERT(pd_pipeline_split(&j->spec.model, (int)S, bounds, err, sizeof err) == 0);
+  PD_ASSERT(pd_model_layout(&j->spec.model, info, PD_MODEL_MAX_TENSORS, NULL, err, sizeof err) >=
+            2 * bounds[S]);
+  a->stages = S;
+  a->stage = rank % S;
+  a->replica = rank / S;
+  a->num_replicas = pd_job_replicas(j);
+  a->stage_layer_begin = (uint32_t)bounds[a->stage];
+  a->stage_layer_end = (uint32_t)bounds[a->stage + 1];
+  a->stage_key_begin = info[2 * bounds[a->stage]].offset;
+  const pd_param_info *last_bias = &info[2 * bounds[a->stage + 1] - 1];
+  a->stage_key_end = last_bias->offset + last_bias->size;
+  a->peer_prev = (char *)(a->stage > 0 ? place_address(c, j, rank - 1) : "");
+  a->peer_next = (char *)(a->stage + 1 < S ? place_address(c, j, rank + 1) : "");
+}
+
 static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   pd_coord *c = ctx;
   const Pando__V1__AssignmentRequest *req = (const Pando__V1__AssignmentRequest *)msg;
@@ -600,8 +631,11 @@ static void handle_assignment(pd_rpc_call *call, const ProtobufCMessage *msg, vo
     a.spec_yaml = j->spec_yaml;
     a.rank = n->rank;
     a.num_workers = j->nworkers;
+    uint32_t replica = n->rank / pd_job_stages(j);
+    if (pd_job_stages(j) > 1)
+      assign_stage(c, j, n->rank, &a);
     if (j->spec.data.partition == PD_PARTITION_DISJOINT_CONTIGUOUS)
-      pd_partition_contiguous(j->train_rows, j->nworkers, n->rank, &a.row_begin, &a.row_end);
+      pd_partition_contiguous(j->train_rows, pd_job_replicas(j), replica, &a.row_begin, &a.row_end);
     else
       a.row_end = j->train_rows; /* the worker derives its rows from the spec */
     a.steps_per_epoch = j->steps_per_epoch;

@@ -173,13 +173,13 @@ static void send_create(pd_fanout *f, struct shard_call *sc, const pd_job *j, ui
   req.job_token = (char *)j->job_token;
   req.begin = j->shard_begin[shard];
   req.end = j->shard_end[shard];
-  req.num_workers = j->nworkers;
-  if (pd_job_federated(j)) { /* devices push as worker 0 with their device id */
+  req.num_workers = pd_job_replicas(j); /* a pipeline's stages push as their replica */
+  if (pd_job_federated(j)) {            /* devices push as worker 0 with their device id */
     req.num_workers = 1;
     req.min_partition_rows = 1;
   } else {
     req.min_partition_rows =
-        pd_plan_min_partition_rows(j->train_rows, j->nworkers, j->spec.data.partition);
+        pd_plan_min_partition_rows(j->train_rows, pd_job_replicas(j), j->spec.data.partition);
   }
   req.restore_checkpoint = restore;
   /* a roll back makes the shard of the attempt that runs once it is over */

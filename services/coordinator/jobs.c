@@ -125,14 +125,21 @@ const char *pd_job_state_name(Pando__V1__JobState s) {
 static uint32_t job_workers(const pd_job_spec *spec) {
   if (spec->training.update == PD_UPDATE_FEDAVG) /* devices come through the selectors */
     return 0;
-  /* with backup workers, N + b workers run and each round takes N gradients */
-  return (uint32_t)(spec->cluster.workers + spec->training.backup_workers);
+  /* with backup workers, N + b workers run and each round takes N gradients;
+   * a pipeline runs S places for each */
+  return (uint32_t)(spec->cluster.workers + spec->training.backup_workers) *
+         (uint32_t)PD_MAX(spec->cluster.stages, 1);
 }
+
+uint32_t pd_job_stages(const pd_job *j) { return (uint32_t)PD_MAX(j->spec.cluster.stages, 1); }
+
+uint32_t pd_job_replicas(const pd_job *j) { return j->nworkers / pd_job_stages(j); }
 
 /* What the largest of the job's shards (pd_plan_shards: ceil(keys / M)) takes. */
 static uint64_t shard_bytes(const pd_job_spec *spec, uint64_t keys) {
   uint64_t m = (uint64_t)spec->cluster.servers;
-  return pd_optimizer_shard_bytes(spec, (keys + m - 1) / m, job_workers(spec));
+  return pd_optimizer_shard_bytes(spec, (keys + m - 1) / m,
+                                  job_workers(spec) / (uint32_t)PD_MAX(spec->cluster.stages, 1));
 }
 
 int pd_jobs_admit(pd_jobs *jobs, const pd_job_spec *spec, uint64_t keys, char *err, size_t errlen) {
@@ -192,7 +199,7 @@ pd_job *pd_jobs_submit(pd_jobs *jobs, const pd_job_spec *spec, const char *spec_
   j->train_rows = rows;
   pd_jobs_job_shape(j);
   if (!pd_job_federated(j))
-    j->steps_per_epoch = pd_plan_partition_steps(rows, j->nworkers, spec->data.partition,
+    j->steps_per_epoch = pd_plan_partition_steps(rows, pd_job_replicas(j), spec->data.partition,
                                                  pd_schedule_batch_size(spec, 1));
   add_job(jobs, j);
   return j;

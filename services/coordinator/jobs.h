@@ -118,6 +118,12 @@ typedef struct pd_job {
 /* Whether `job` is federated (training.update fedavg): it has no workers; a
  * selector's devices train it in rounds once it is RUNNING. */
 int pd_job_federated(const pd_job *job);
+/* The data-parallel workers of a job as the servers see them: nworkers, or
+ * with a pipeline (cluster.stages S > 1) the nworkers / S replicas, each a
+ * pipeline of S places whose stages push as one worker (README "Pipelines"). */
+uint32_t pd_job_replicas(const pd_job *job);
+/* The stages of a job: cluster.stages (1: no pipeline). */
+uint32_t pd_job_stages(const pd_job *job);
 
 /* How the jobs reach the servers. `create_shard` sends CreateShard for shard
  * `shard` of `job` to `server` and later (or at once, if the call cannot

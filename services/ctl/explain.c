@@ -10,6 +10,7 @@
 #include "pando/dataset.h"
 #include "pando/model.h"
 #include "pando/optimizer.h"
+#include "pando/pipeline.h"
 #include "pando/plan.h"
 #include "pando/schedule.h"
 #include "pando/util.h"
@@ -182,6 +183,84 @@ static void print_warning(void *ctx, const char *text) {
   fprintf((FILE *)ctx, "  warning: %s\n", text);
 }
 
+/* One stage of a pipeline's plan (pando/pipeline.h). */
+typedef struct stage_row {
+  int layer_begin, layer_end;
+  uint64_t key_begin, key_end;
+  double flops_share;        /* of the model's estimated FLOPs */
+  uint64_t activation_bytes; /* sent forward (and its gradient backward) per micro-batch */
+  int in_flight;             /* the schedule's most micro-batches held */
+} stage_row;
+
+/* The plan of each stage; returns their number (0: no pipeline). */
+static int stage_rows(const pd_job_spec *spec, stage_row *rows) {
+  int S = spec->cluster.stages, bounds[PD_MAX_LAYERS + 1];
+  char err[256];
+  pd_param_info info[MAX_TENSORS];
+  if (S <= 1 || pd_pipeline_split(&spec->model, S, bounds, err, sizeof err) != 0 ||
+      pd_model_layout(&spec->model, info, MAX_TENSORS, NULL, err, sizeof err) < 2 * bounds[S])
+    return 0;
+  double total = 0.0;
+  for (int l = 0; l < bounds[S]; l++)
+    total += pd_pipeline_layer_flops(&spec->model, l);
+  uint32_t m = (uint32_t)spec->training.micro_batches;
+  uint64_t micro_rows = ((uint64_t)spec->training.batch_size + m - 1) / m;
+  for (int s = 0; s < S; s++) {
+    stage_row *r = &rows[s];
+    r->layer_begin = bounds[s];
+    r->layer_end = bounds[s + 1];
+    r->key_begin = info[2 * bounds[s]].offset;
+    r->key_end = info[2 * bounds[s + 1] - 1].offset + info[2 * bounds[s + 1] - 1].size;
+    double f = 0.0;
+    for (int l = bounds[s]; l < bounds[s + 1]; l++)
+      f += pd_pipeline_layer_flops(&spec->model, l);
+    r->flops_share = total > 0 ? f / total : 0.0;
+    r->activation_bytes =
+        s + 1 < S ? micro_rows * (uint64_t)spec->model.layers[bounds[s + 1]] * sizeof(float) : 0;
+    r->in_flight = pd_pipeline_max_in_flight(spec->training.pipeline_schedule, S, s, m);
+  }
+  return S;
+}
+
+static const char *schedule_name(const pd_job_spec *spec) {
+  return spec->training.pipeline_schedule == PD_PIPELINE_1F1B ? "1f1b" : "gpipe";
+}
+
+/* The pipeline section of the text plan (nothing without stages). */
+static void print_pipeline(FILE *out, const pd_job_spec *spec) {
+  stage_row rows[PD_MAX_LAYERS];
+  int S = stage_rows(spec, rows);
+  if (S == 0)
+    return;
+  uint32_t m = (uint32_t)spec->training.micro_batches;
+  fprintf(out,
+          "pipeline: %d stages (cluster.stages) x %d replicas: %d worker places; %u "
+          "micro-batches (training.micro_batches), schedule %s; ideal bubble (S-1)/(m+S-1) = "
+          "%.3f\n",
+          S, spec->cluster.workers, S * spec->cluster.workers, m, schedule_name(spec),
+          pd_pipeline_bubble(S, m));
+  static const char *const headers[] = {"STAGE",    "LAYERS", "KEYS", "FLOPS", "SENDS/MICRO-BATCH",
+                                        "IN FLIGHT"};
+  pd_ctl_table *t = pd_ctl_table_new(headers, 6);
+  for (int s = 0; s < S; s++) {
+    pd_ctl_table_cell(t, "%d", s);
+    pd_ctl_table_cell(t, "[%d, %d)", rows[s].layer_begin, rows[s].layer_end);
+    pd_ctl_table_cell(t, "[%llu, %llu)", (unsigned long long)rows[s].key_begin,
+                      (unsigned long long)rows[s].key_end);
+    pd_ctl_table_cell(t, "%.0f%%", 100.0 * rows[s].flops_share);
+    if (rows[s].activation_bytes) {
+      pd_ctl_table_cell(t, "%llu B", (unsigned long long)rows[s].activation_bytes);
+    } else {
+      pd_ctl_table_cell(t, "-");
+    }
+    pd_ctl_table_cell(t, "%d", rows[s].in_flight);
+  }
+  pd_ctl_table_print(t, out, "  ");
+  pd_ctl_table_free(t);
+  fprintf(out, "  each stage pulls and pushes its own keys; the activations go forward and their "
+               "gradients back over Peer/Send\n");
+}
+
 void pd_ctl_explain_print(FILE *out, const pd_job_spec *spec, const pd_ctl_plan *p,
                           const char *note, const Pando__V1__ClusterResponse *cluster) {
   char buf[600], a[32];
@@ -277,6 +356,7 @@ void pd_ctl_explain_print(FILE *out, const pd_job_spec *spec, const pd_ctl_plan 
       fprintf(out, "; per epoch, all workers: %s", epoch);
     fprintf(out, "\n");
   }
+  print_pipeline(out, spec);
   fprintf(out, "consistency: %s\n", consistency(spec, buf, sizeof buf));
   if (warnings(spec, p, cluster, print_warning, out) == 0)
     fprintf(out, "warnings: none%s\n", cluster ? "" : " (the cluster was not asked)");
@@ -331,6 +411,32 @@ void pd_ctl_explain_json(pd_ctl_json *json, const pd_job_spec *spec, const pd_ct
   pd_ctl_json_field_uint(json, "worker_data_bytes", p->worker_data_bytes);
   pd_ctl_json_field_uint(json, "worker_model_bytes", p->worker_model_bytes);
   pd_ctl_json_field_string(json, "consistency", consistency(spec, buf, sizeof buf));
+  stage_row rows[PD_MAX_LAYERS];
+  int S = stage_rows(spec, rows);
+  if (S > 0) {
+    pd_ctl_json_key(json, "pipeline");
+    pd_ctl_json_begin_object(json);
+    pd_ctl_json_field_uint(json, "stages", (uint64_t)S);
+    pd_ctl_json_field_uint(json, "micro_batches", (uint64_t)spec->training.micro_batches);
+    pd_ctl_json_field_string(json, "schedule", schedule_name(spec));
+    pd_ctl_json_field_double(json, "bubble",
+                             pd_pipeline_bubble(S, (uint32_t)spec->training.micro_batches));
+    pd_ctl_json_key(json, "stage_plan");
+    pd_ctl_json_begin_array(json);
+    for (int s = 0; s < S; s++) {
+      pd_ctl_json_begin_object(json);
+      pd_ctl_json_field_uint(json, "layer_begin", (uint64_t)rows[s].layer_begin);
+      pd_ctl_json_field_uint(json, "layer_end", (uint64_t)rows[s].layer_end);
+      pd_ctl_json_field_uint(json, "key_begin", rows[s].key_begin);
+      pd_ctl_json_field_uint(json, "key_end", rows[s].key_end);
+      pd_ctl_json_field_double(json, "flops_share", rows[s].flops_share);
+      pd_ctl_json_field_uint(json, "activation_bytes_per_micro_batch", rows[s].activation_bytes);
+      pd_ctl_json_field_uint(json, "max_in_flight", (uint64_t)rows[s].in_flight);
+      pd_ctl_json_end_object(json);
+    }
+    pd_ctl_json_end_array(json);
+    pd_ctl_json_end_object(json);
+  }
   pd_ctl_json_field_string(json, "note", note);
   pd_ctl_json_key(json, "warnings");
   pd_ctl_json_begin_array(json);

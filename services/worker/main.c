@@ -25,6 +25,7 @@ typedef struct worker_config {
   double slowdown;
   int batch_delay_ms;
   int trace_events;
+  double peer_timeout;
   char standalone[1024];
   char role[16];
   char selector[1024];
@@ -64,6 +65,10 @@ static const pd_config_option options[] = {
      "pandoctl trace: the spans of the worker loop kept until they are reported (512 a "
      "progress report, every 0.5 s or as soon as 512 wait; about 56 bytes each; the oldest "
      "overwritten and counted when the ring is full); 0 turns tracing off",
+     NULL},
+    {"peer_timeout", PD_CFG_DOUBLE, offsetof(worker_config, peer_timeout), 0, 0.1, 86400, "60",
+     "pipelines: seconds a Peer send may take, and a stage waits for its neighbour's tensor, "
+     "before the job fails (or recovers) with an error naming the peer",
      NULL},
     {"standalone", S(standalone), "",
      "train this job spec in this process, without servers or coordinator, and exit", NULL},
@@ -130,7 +135,9 @@ int main(int argc, char **argv) {
                            cfg.daemon.port_file,
                            cfg.slowdown,
                            cfg.batch_delay_ms / 1000.0,
-                           (uint32_t)cfg.trace_events};
+                           (uint32_t)cfg.trace_events,
+                           cfg.peer_timeout,
+                           NULL};
   if (pd_daemon_metrics(cfg.daemon.metrics_listen, cfg.daemon.metrics_port_file) != 0)
     return 1;
   rc = pd_worker_main(&opt);

@@ -19,10 +19,13 @@
 #include "pando/model.h"
 #include "pando/optimizer.h"
 #include "pando/phase.h"
+#include "pando/pipeline.h"
 #include "pando/plan.h"
 #include "pando/schedule.h"
+#include "pando/stage.h"
 #include "pando/trace.h"
 #include "pando/util.h"
+#include "peer.h"
 
 #define REPORT_EVERY_SEC 0.5
 
@@ -243,6 +246,13 @@ typedef struct trainer {
   /* a report's batch of spans, [PD_TRACE_MESSAGE_EVENTS] (when tracing) */
   Pando__V1__TraceEvent *batch;
   Pando__V1__TraceEvent **batch_ptrs;
+  /* a pipeline stage (tj->stage): its layers, schedule, links and buffers */
+  pd_stage *stage;
+  pd_pipeline_op *ops;       /* [2 m] */
+  pd_peer_link *prev, *next; /* to stage -/+ 1; NULL at the ends */
+  float *received, *dx;      /* max_batch x widest of the stage's in/out */
+  double *micro_loss;        /* [m]: the last stage's loss of each micro-batch */
+  int max_batch;
 } trainer;
 
 /* Ends phase `phase` begun at `start` (pd_now_ns): counted, and traced at
@@ -251,6 +261,210 @@ static uint64_t phase_end(trainer *t, int phase, uint64_t start) {
   uint64_t now = pd_phase_end(&t->phases[phase], start);
   pd_trace_span(&t->trace, phase_names[phase], start, now, t->clock, t->tj->rank, 0);
   return now;
+}
+
+/* ---------------------------------------------------------------- pipeline stage */
+
+static int shutting_down(char *err, size_t errlen);
+
+/* Rows of the mini-batch of `clock` (0 past the last clock). */
+static uint64_t clock_rows(const trainer *t, int64_t clock) {
+  if (clock >= t->total)
+    return 0;
+  uint32_t step;
+  int epoch = pd_schedule_epoch_of_clock(t->spec, t->min_rows, clock, &step);
+  uint64_t b, e;
+  pd_plan_batch(t->train.rows, pd_schedule_steps(t->spec, t->min_rows, epoch),
+                pd_schedule_batch_size(t->spec, epoch), step, &b, &e);
+  return e - b;
+}
+
+/* Makes the stage, its schedule's buffers and its links, and opens the
+ * mailbox (the clock is set per mini-batch). */
+static int stage_setup(trainer *t, char *err, size_t errlen) {
+  const pd_train_stage *ts = t->tj->stage;
+  const pd_job_spec *spec = t->spec;
+  uint32_t m = (uint32_t)spec->training.micro_batches;
+  int slots = pd_pipeline_max_in_flight(spec->training.pipeline_schedule, (int)ts->stages,
+                                        (int)ts->stage, m);
+  t->stage =
+      pd_stage_new(&spec->model, ts->layer_begin, ts->layer_end, t->max_batch, slots, err, errlen);
+  if (!t->stage)
+    return -PD_EINVAL_SPEC;
+  uint64_t kb, ke;
+  pd_stage_keys(t->stage, &kb, &ke);
+  if (kb != ts->key_begin || ke != ts->key_end)
+    return pd_errf(err, errlen, -PD_EFORMAT,
+                   "stage %u: layers [%d, %d) hold keys [%llu, %llu), the assignment says [%llu, "
+                   "%llu)",
+                   ts->stage, ts->layer_begin, ts->layer_end, (unsigned long long)kb,
+                   (unsigned long long)ke, (unsigned long long)ts->key_begin,
+                   (unsigned long long)ts->key_end);
+  int widest = PD_MAX(pd_stage_in_width(t->stage), pd_stage_out_width(t->stage));
+  t->received = pd_xmalloc_aligned((size_t)t->max_batch * (size_t)widest * sizeof(float));
+  t->dx = pd_xmalloc_aligned((size_t)t->max_batch * (size_t)widest * sizeof(float));
+  t->ops = pd_xcalloc(2 * (size_t)m, sizeof *t->ops);
+  t->micro_loss = pd_xcalloc(m, sizeof *t->micro_loss);
+  if (ts->peer_prev && ts->peer_prev[0])
+    t->prev = pd_peer_link_new(ts->peer_prev, ts->job_token);
+  if (ts->peer_next && ts->peer_next[0])
+    t->next = pd_peer_link_new(ts->peer_next, ts->job_token);
+  if ((ts->stage > 0) != (t->prev != NULL) || (ts->stage + 1 < ts->stages) != (t->next != NULL))
+    return pd_errf(err, errlen, -PD_EFORMAT, "stage %u of %u: the assignment lacks a peer address",
+                   ts->stage, ts->stages);
+  pd_peer_expect e = {.job = t->tj->job,
+                      .attempt = ts->attempt,
+                      .replica = t->tj->rank,
+                      .stage = ts->stage,
+                      .stages = ts->stages,
+                      .in_width = (uint32_t)pd_stage_in_width(t->stage),
+                      .out_width = (uint32_t)pd_stage_out_width(t->stage),
+                      .micro_batches = m,
+                      .clock = -1,
+                      .max_batch_rows = (uint64_t)t->max_batch};
+  pd_peer_box_open(ts->box, &e, ts->job_token);
+  PD_INFO("job %s: replica %u stage %u of %u: layers [%d, %d), keys [%llu, %llu), %u "
+          "micro-batches, %s",
+          t->tj->job, t->tj->rank, ts->stage, ts->stages, ts->layer_begin, ts->layer_end,
+          (unsigned long long)kb, (unsigned long long)ke, m,
+          spec->training.pipeline_schedule == PD_PIPELINE_1F1B ? "1f1b" : "gpipe");
+  return 0;
+}
+
+static void stage_close(trainer *t) {
+  if (t->tj->stage && t->stage)
+    pd_peer_box_close(t->tj->stage->box);
+  pd_stage_free(t->stage);
+  pd_peer_link_free(t->prev);
+  pd_peer_link_free(t->next);
+  free(t->received);
+  free(t->dx);
+  free(t->ops);
+  free(t->micro_loss);
+}
+
+/* Sends micro-batch `micro`'s tensor to the neighbour `to` (stage + 1
+ * FORWARD, stage - 1 BACKWARD). A failure names the peer. */
+static int stage_send(trainer *t, uint32_t count, uint32_t micro, int forward, const float *data,
+                      uint64_t rows, uint32_t width, double loss_sum, char *err, size_t errlen) {
+  const pd_train_stage *ts = t->tj->stage;
+  Pando__V1__PeerTensor msg = PANDO__V1__PEER_TENSOR__INIT;
+  msg.job = (char *)t->tj->job;
+  msg.attempt = ts->attempt;
+  msg.replica = t->tj->rank;
+  msg.from_stage = ts->stage;
+  msg.clock = t->clock;
+  msg.micro = micro;
+  msg.micro_batches = count;
+  msg.direction = forward ? PANDO__V1__PEER_DIRECTION__PEER_DIRECTION_FORWARD
+                          : PANDO__V1__PEER_DIRECTION__PEER_DIRECTION_BACKWARD;
+  msg.loss_sum = loss_sum;
+  char why[512];
+  int rc = pd_peer_link_send(forward ? t->next : t->prev, &msg, data, rows, width, ts->timeout_sec,
+                             NULL, why, sizeof why);
+  if (rc != 0)
+    return pd_errf(err, errlen, rc,
+                   "pipeline peer stage %u of replica %u (%s) is gone or refused micro-batch %u "
+                   "of clock %lld: %s",
+                   forward ? ts->stage + 1 : ts->stage - 1, t->tj->rank,
+                   forward ? ts->peer_next : ts->peer_prev, micro, (long long)t->clock, why);
+  return 0;
+}
+
+/* Waits for micro-batch `micro`'s tensor from a neighbour into t->received. */
+static int stage_receive(trainer *t, uint32_t micro, int forward, uint64_t rows, double *loss_sum,
+                         char *err, size_t errlen) {
+  const pd_train_stage *ts = t->tj->stage;
+  uint64_t got = 0;
+  int width = forward ? pd_stage_in_width(t->stage) : pd_stage_out_width(t->stage);
+  int rc = pd_peer_box_take(ts->box, t->clock, micro,
+                            forward ? PANDO__V1__PEER_DIRECTION__PEER_DIRECTION_FORWARD
+                                    : PANDO__V1__PEER_DIRECTION__PEER_DIRECTION_BACKWARD,
+                            t->received, (size_t)t->max_batch * (size_t)width, &got, loss_sum,
+                            ts->timeout_sec);
+  if (rc == -PD_ESHUTDOWN)
+    return shutting_down(err, errlen);
+  if (rc != 0)
+    return pd_errf(err, errlen, -PD_ERPC,
+                   "pipeline peer stage %u of replica %u (%s) sent no %s of micro-batch %u of "
+                   "clock %lld within %.0f s: it is gone or stalled",
+                   forward ? ts->stage - 1 : ts->stage + 1, t->tj->rank,
+                   forward ? ts->peer_prev : ts->peer_next, forward ? "activations" : "gradient",
+                   micro, (long long)t->clock, ts->timeout_sec);
+  if (got != rows)
+    return pd_errf(err, errlen, -PD_EFORMAT,
+                   "pipeline peer stage %u sent %llu rows for micro-batch %u of clock %lld, "
+                   "expected %llu",
+                   forward ? ts->stage - 1 : ts->stage + 1, (unsigned long long)got, micro,
+                   (long long)t->clock, (unsigned long long)rows);
+  return 0;
+}
+
+/* The stage's part of mini-batch `step`: its micro-batches forward and
+ * backward in the schedule's order, activations and gradients exchanged
+ * with the neighbours, the stage's gradient accumulated into grad[key_begin,
+ * key_end) (the rest of grad is not pushed). *loss gets the mini-batch's mean
+ * loss (computed by the last stage, passed down with the gradients). */
+static int stage_clock(trainer *t, uint32_t step, float *grad, double *loss, char *err,
+                       size_t errlen) {
+  const pd_train_stage *ts = t->tj->stage;
+  const pd_job_spec *spec = t->spec;
+  pd_dataset view;
+  const pd_dataset *batch =
+      batch_rows(spec, &t->train, t->order, t->steps, t->size, step, &view, &t->ct[0].gathered);
+  uint64_t rows = batch->rows;
+  uint32_t count = pd_pipeline_micro_count(rows, (uint32_t)spec->training.micro_batches);
+  pd_peer_box_set_clock(ts->box, t->clock, rows, clock_rows(t, t->clock + 1));
+  int n = pd_pipeline_schedule(spec->training.pipeline_schedule, (int)ts->stages, (int)ts->stage,
+                               count, t->ops);
+  const float *params = t->params + ts->key_begin;
+  float *stage_grad = grad + ts->key_begin;
+  memset(stage_grad, 0, (ts->key_end - ts->key_begin) * sizeof(float));
+  int first = pd_stage_is_first(t->stage), last = pd_stage_is_last(t->stage);
+  double loss_sum = 0.0;
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    uint32_t micro = t->ops[i].micro;
+    uint64_t b, e;
+    pd_pipeline_micro_rows(rows, count, micro, &b, &e);
+    pd_dataset x = pd_dataset_view(batch, b, e);
+    int width_in = pd_stage_in_width(t->stage), width_out = pd_stage_out_width(t->stage);
+    double micro_loss = 0.0;
+    if (!t->ops[i].backward) {
+      if (!first && (rc = stage_receive(t, micro, 1, e - b, &micro_loss, err, errlen)) != 0)
+        break;
+      const float *out =
+          pd_stage_forward(t->stage, params, micro, &x, first ? NULL : t->received, (int)(e - b));
+      PD_ASSERT(out); /* the schedule keeps at most `slots` in flight */
+      if (last) {
+        int *label = pd_xmalloc((size_t)(e - b) * sizeof *label);
+        for (uint64_t r = 0; r < e - b; r++)
+          label[r] = x.labels ? x.labels[r] : (int)x.targets[r];
+        t->micro_loss[micro] = pd_stage_loss(t->stage, micro, label, 1.0f / (float)rows, NULL);
+        free(label);
+      } else {
+        rc = stage_send(t, count, micro, 1, out, e - b, (uint32_t)width_out, 0.0, err, errlen);
+      }
+    } else {
+      const float *dy = NULL;
+      if (last) {
+        micro_loss = t->micro_loss[micro];
+      } else {
+        if ((rc = stage_receive(t, micro, 0, e - b, &micro_loss, err, errlen)) != 0)
+          break;
+        dy = t->received;
+      }
+      PD_ASSERT(pd_stage_backward(t->stage, params, micro, dy, stage_grad, first ? NULL : t->dx) ==
+                0);
+      loss_sum += micro_loss;
+      if (!first)
+        rc = stage_send(t, count, micro, 0, t->dx, e - b, (uint32_t)width_in, micro_loss, err,
+                        errlen);
+    }
+  }
+  *loss = loss_sum / (double)rows;
+  t->tp.window_samples += rows;
+  return rc;
 }
 
 /* Loads the data, makes the models (one per compute thread) and the
@@ -290,6 +504,9 @@ static int setup(trainer *t, char *err, size_t errlen) {
             pd_schedule_batches_per_clock(spec, t->min_rows, 1), t->nthreads,
             t->nthreads > 1 ? "s" : "");
   t->keys = pd_model_num_params(t->ct[0].model);
+  t->max_batch = max_batch;
+  if (tj->stage && (rc = stage_setup(t, err, errlen)) != 0)
+    return rc;
   t->params = t->store->shared;
   if (!t->params)
     t->params = t->own = pd_xmalloc_aligned(t->keys * sizeof(float));
@@ -314,6 +531,7 @@ static int setup(trainer *t, char *err, size_t errlen) {
 }
 
 static void trainer_close(trainer *t) {
+  stage_close(t);
   for (uint32_t i = 0; i < t->nthreads; i++) {
     free(t->ct[i].accum);
     free(t->ct[i].grad);
@@ -481,7 +699,11 @@ static int end_epoch(trainer *t, char *err, size_t errlen) {
   if (!t->tj->evaluate || t->test.rows == 0)
     return report(t, t->steps, NULL, t->clock >= t->total, err, errlen);
   uint64_t start = pd_now_ns();
-  if (t->own && t->pulled != t->clock) {
+  if (t->own && t->store->pull_all) { /* a stage holds its keys only: read the whole model */
+    int rc = t->store->pull_all(t->store->ctx, t->clock, t->own, err, errlen);
+    if (rc != 0)
+      return rc;
+  } else if (t->own && t->pulled != t->clock) {
     int rc = t->store->pull(t->store->ctx, t->clock, t->own, NULL, err, errlen);
     if (rc != 0)
       return rc;
@@ -533,7 +755,20 @@ static int one_clock(trainer *t, char *err, size_t errlen) {
   /* this clock's batches: one, or k (nbatches; the epoch's last clock the rest) */
   uint32_t first = clock_in_epoch * t->per_clock, last = PD_MIN(first + t->per_clock, t->steps);
   if (!skipped) {
-    const float *update = compute_clock(t, first, last);
+    const float *update;
+    if (t->stage) { /* frequency batch: one mini-batch a clock */
+      double loss = 0.0;
+      uint64_t start = pd_now_ns();
+      rc = stage_clock(t, first, t->ct[0].grad, &loss, err, errlen);
+      phase_end(t, PH_GRADIENT, start);
+      if (rc != 0)
+        return rc;
+      t->loss_sum += loss;
+      t->done_steps++;
+      update = t->ct[0].grad;
+    } else {
+      update = compute_clock(t, first, last);
+    }
     if (pd_daemon_stopping())
       return shutting_down(err, errlen);
     int dropped = 0;
@@ -643,7 +878,7 @@ static int local_push(void *ctx, int64_t clock, const float *grad, int *dropped,
 }
 
 pd_param_store pd_local_store_api(pd_local_store *s) {
-  pd_param_store api = {NULL, local_push, s, s->params};
+  pd_param_store api = {NULL, local_push, s, s->params, NULL};
   return api;
 }
 
@@ -707,7 +942,7 @@ int pd_train_standalone(const char *path) {
   console con = {&spec,    pd_schedule_steps(&spec, min_rows, 1), pd_now(), 0,
                  pd_now(), PANDO__V1__PROGRESS_REPORT__INIT};
   pd_progress_sink sink = {console_report, &con};
-  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0, 0, 0};
+  pd_train_job tj = {&spec, spec.name, 0, 1, 1, 1.0, 0.0, 0, 0, NULL};
   double t0 = pd_now();
   rc = pd_train(&tj, &api, &sink, err, sizeof err);
   pd_local_store_free(store);

@@ -31,7 +31,26 @@ typedef struct pd_param_store {
    * never called). The local store does this, so standalone mode copies
    * nothing. */
   const float *shared;
+  /* Pipelines: pull and push cover the stage's keys only (params and grad
+   * are still K floats, indexed by key); this reads all K for the
+   * evaluation after an epoch. NULL: pull reads all K. */
+  int (*pull_all)(void *ctx, int64_t clock, float *params, char *err, size_t errlen);
 } pd_param_store;
+
+/* A pipeline stage's part of a job (Assignment's stage fields, README
+ * "Pipelines"): which layers and keys it holds, its neighbours' Peer
+ * addresses, and the mailbox the daemon's Peer service fills. */
+typedef struct pd_peer_box pd_peer_box;
+typedef struct pd_train_stage {
+  uint32_t stage, stages;            /* this stage of S */
+  int layer_begin, layer_end;        /* affine layers [begin, end) */
+  uint64_t key_begin, key_end;       /* its keys: what it pulls and pushes */
+  const char *peer_prev, *peer_next; /* Peer addresses of stage -/+ 1 ("": none) */
+  uint32_t attempt;
+  const char *job_token; /* sent to the peers; a secret */
+  pd_peer_box *box;      /* borrowed */
+  double timeout_sec;    /* of a Peer send, and of the wait for a tensor */
+} pd_train_stage;
 
 /* Where progress goes. `report` returns -PD_ECANCELLED to stop the job. */
 typedef struct pd_progress_sink {
@@ -60,6 +79,9 @@ typedef struct pd_train_job {
   /* pandoctl trace: the spans kept until they are reported (a ring, the
    * oldest overwritten and counted when it is full); 0: no tracing */
   uint32_t trace_events;
+  /* A pipeline stage (rank is then the replica, workers the replicas N);
+   * NULL: the whole model. */
+  const pd_train_stage *stage;
 } pd_train_job;
 
 /* Trains `job` to the end. Returns 0; -PD_ESHUTDOWN when the daemon was

@@ -2,6 +2,7 @@
  * trained with pd_train() over the cluster (train.c); see worker.h. */
 #include "worker.h"
 
+#include "peer.h"
 #include "train.h"
 
 #include <pthread.h>
@@ -89,6 +90,7 @@ static int report(void *ctx, Pando__V1__ProgressReport *r) {
 typedef struct remote_store {
   pd_psclient *client;
   uint64_t keys;
+  uint64_t begin, end; /* what pull and push cover: [0, keys), or a pipeline stage's keys */
 } remote_store;
 
 /* A failed pull or push: -PD_ERPC when a server could not be reached or
@@ -119,14 +121,21 @@ static int remote_failure(const remote_store *r, int rc) {
 static int remote_pull(void *ctx, int64_t clock, float *params, uint64_t *version, char *err,
                        size_t errlen) {
   remote_store *r = ctx;
-  return remote_failure(
-      r, pd_psclient_pull(r->client, 0, r->keys, clock, params, version, err, errlen));
+  return remote_failure(r, pd_psclient_pull(r->client, r->begin, r->end, clock, params + r->begin,
+                                            version, err, errlen));
+}
+
+static int remote_pull_all(void *ctx, int64_t clock, float *params, char *err, size_t errlen) {
+  remote_store *r = ctx;
+  return remote_failure(r,
+                        pd_psclient_pull(r->client, 0, r->keys, clock, params, NULL, err, errlen));
 }
 
 static int remote_push(void *ctx, int64_t clock, const float *grad, int *dropped, char *err,
                        size_t errlen) {
   remote_store *r = ctx;
-  int rc = remote_failure(r, pd_psclient_push(r->client, 0, r->keys, clock, grad, err, errlen));
+  int rc = remote_failure(
+      r, pd_psclient_push(r->client, r->begin, r->end, clock, grad + r->begin, err, errlen));
   if (rc == 0 && dropped)
     *dropped = pd_psclient_push_dropped(r->client);
   return rc;
@@ -148,26 +157,54 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
     ranges[i].end = map->shards[i]->end;
     pd_strlcpy(ranges[i].address, map->shards[i]->address, sizeof ranges[i].address);
   }
-  remote_store remote = {pd_psclient_new(a->job, a->rank, ranges, (int)map->n_shards, 0),
-                         map->keys};
+  /* a pipeline stage pushes as its replica, its own keys only */
+  int pipeline = a->stages > 1;
+  if (pipeline && (!opt || !opt->peers || a->num_replicas == 0 ||
+                   a->stage_key_begin >= a->stage_key_end || a->stage_key_end > map->keys)) {
+    free(ranges);
+    return pd_errf(err, errlen, -PD_EFORMAT,
+                   "assignment for job %s: stage %u of %u without a Peer service, replicas or "
+                   "keys",
+                   a->job, a->stage, a->stages);
+  }
+  uint32_t ps_worker = pipeline ? a->replica : a->rank;
+  remote_store remote = {pd_psclient_new(a->job, ps_worker, ranges, (int)map->n_shards, 0),
+                         map->keys, pipeline ? a->stage_key_begin : 0,
+                         pipeline ? a->stage_key_end : map->keys};
   free(ranges);
   pd_psclient_set_token(remote.client, a->job_token);
   pd_psclient_set_attempt(remote.client, a->attempt);
   pd_codec_params push_codec, pull_codec;
   pd_job_spec_compression(&spec, &push_codec, &pull_codec);
   pd_psclient_set_compression(remote.client, &push_codec, &pull_codec);
-  pd_param_store store = {remote_pull, remote_push, &remote, NULL};
+  pd_param_store store = {remote_pull, remote_push, &remote, NULL,
+                          pipeline ? remote_pull_all : NULL};
   progress p = {coordinator, node, a->job, a->rank, a->attempt};
   pd_progress_sink sink = {report, &p};
+  pd_train_stage stage = {0};
+  if (pipeline)
+    stage = (pd_train_stage){a->stage,
+                             a->stages,
+                             (int)a->stage_layer_begin,
+                             (int)a->stage_layer_end,
+                             a->stage_key_begin,
+                             a->stage_key_end,
+                             a->peer_prev,
+                             a->peer_next,
+                             a->attempt,
+                             a->job_token,
+                             opt->peers,
+                             opt->peer_timeout_sec > 0 ? opt->peer_timeout_sec : 60.0};
   pd_train_job tj = {&spec,
                      a->job,
-                     a->rank,
-                     a->num_workers,
+                     ps_worker,
+                     pipeline ? a->num_replicas : a->num_workers,
                      a->rank == 0,
                      opt ? opt->slowdown : 1.0,
                      opt ? opt->batch_delay_sec : 0.0,
                      (int64_t)a->start_clock,
-                     opt ? opt->trace_events : 0};
+                     opt ? opt->trace_events : 0,
+                     pipeline ? &stage : NULL};
   rc = pd_train(&tj, &store, &sink, err, errlen);
   pd_psclient_free(remote.client);
   return rc;
@@ -240,12 +277,16 @@ int pd_worker_main(const pd_worker_options *opt) {
   d.opt = opt;
   d.loop = pd_loop_new();
   d.server = pd_rpc_server_new(d.loop);
-  static const char *const services[] = {"pando.v1.Worker", NULL};
+  static const char *const services[] = {"pando.v1.Worker", "pando.v1.Peer", NULL};
   pd_rpc_health_register(d.server, services);
+  pd_worker_options with_peers = *opt; /* the trainings' options: with the Peer mailbox */
+  with_peers.peers = pd_peer_box_new();
+  pd_peer_box_serve(with_peers.peers, d.server);
   int port = pd_rpc_server_listen(d.server, opt->listen, err, sizeof err);
   if (port < 0) {
     PD_ERROR("%s", err);
     pd_rpc_server_free(d.server);
+    pd_peer_box_free(with_peers.peers);
     pd_loop_free(d.loop);
     return 1;
   }
@@ -284,7 +325,7 @@ int pd_worker_main(const pd_worker_options *opt) {
     if (a->job[0]) {
       PD_INFO("assigned to job %s as rank %u (attempt %u, from clock %llu)", a->job, a->rank,
               a->attempt, (unsigned long long)a->start_clock);
-      int rc = pd_worker_train(a, coord, &d.node, opt, err, sizeof err);
+      int rc = pd_worker_train(a, coord, &d.node, &with_peers, err, sizeof err);
       if (rc != 0 && rc != -PD_ECANCELLED) {
         /* Tell the coordinator; if the job had already ended (cancelled, or
          * failed elsewhere, which drops its shards) this is no error of ours. */
@@ -310,6 +351,7 @@ int pd_worker_main(const pd_worker_options *opt) {
   memset(d.node.secret, 0, sizeof d.node.secret);
   pthread_mutex_destroy(&d.node.lock);
   pd_rpc_server_free(d.server);
+  pd_peer_box_free(with_peers.peers);
   pd_loop_free(d.loop);
   return 0;
 }

@@ -21,6 +21,10 @@ typedef struct pd_worker_options {
   double slowdown;         /* testing aid: sleep (slowdown - 1) x the compute time per batch */
   double batch_delay_sec;  /* testing aid: and this long */
   uint32_t trace_events;   /* spans kept until reported (pandoctl trace); 0: off */
+  double peer_timeout_sec; /* pipelines: deadline of a Peer send and of a wait for a tensor */
+  /* pipelines: the mailbox the daemon's Peer service fills (set by
+   * pd_worker_main; NULL: this worker cannot run a pipeline stage) */
+  struct pd_peer_box *peers;
 } pd_worker_options;
 
 /* Who the worker is to the coordinator: its node id and secret

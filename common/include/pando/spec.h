@@ -86,6 +86,9 @@ enum pd_partition {
 enum pd_normalize { PD_NORMALIZE_NONE = 1, PD_NORMALIZE_STANDARD, PD_NORMALIZE_MINMAX };
 enum pd_lr_schedule { PD_LR_CONSTANT = 1, PD_LR_STEP, PD_LR_EXPONENTIAL, PD_LR_COSINE };
 enum pd_batch_schedule { PD_BATCH_CONSTANT = 1, PD_BATCH_INCREASE };
+/* The order of a pipeline stage's forward and backward passes over the
+ * micro-batches of a mini-batch (pando/pipeline.h). */
+enum pd_pipeline_schedule { PD_PIPELINE_GPIPE = 1, PD_PIPELINE_1F1B };
 
 typedef struct pd_model_spec {
   enum pd_model_type type;
@@ -157,6 +160,10 @@ typedef struct pd_job_spec {
     enum pd_on_nonfinite on_nonfinite; /* gradients with NaN or infinity */
     pd_optimizer_spec optimizer;
     int shuffle; /* reshuffle each worker's rows every epoch */
+    /* cluster.stages > 1: each mini-batch is cut into micro_batches parts
+     * (pando/pipeline.h), run through the stages in pipeline_schedule's order. */
+    int micro_batches;
+    enum pd_pipeline_schedule pipeline_schedule;
     struct {
       enum pd_lr_schedule type;
       int step_epochs; /* step: multiply by gamma every step_epochs epochs */
@@ -207,6 +214,7 @@ typedef struct pd_job_spec {
   struct {
     int servers;
     int workers;
+    int stages; /* pipeline stages per replica (1: no pipeline); workers x stages nodes */
     double wait_timeout_sec; /* how long the coordinator waits for the nodes */
   } cluster;
   /* Consistent checkpoints of all the job's shards (README "Checkpoints"):

@@ -76,6 +76,8 @@ static const struct enum_name lr_schedule_names[] = {{PD_LR_CONSTANT, "constant"
                                                      {0, NULL}};
 static const struct enum_name batch_schedule_names[] = {
     {PD_BATCH_CONSTANT, "constant"}, {PD_BATCH_INCREASE, "increase"}, {0, NULL}};
+static const struct enum_name pipeline_schedule_names[] = {
+    {PD_PIPELINE_GPIPE, "gpipe"}, {PD_PIPELINE_1F1B, "1f1b"}, {0, NULL}};
 static const struct enum_name bool_names[] = {
     {0, "false"}, {1, "true"}, {0, "no"}, {1, "yes"}, {0, NULL}};
 static const struct enum_name codec_names[] = {
@@ -322,6 +324,56 @@ static int check_threads(const pd_job_spec *spec, struct problem *pb, char *path
                  spec->training.nbatches);
 }
 
+/* A pipeline (cluster.stages S > 1) splits an mlp's affine layers into S
+ * groups of at least one layer, and is built for BSP with a pull and a push
+ * of each stage's keys every mini-batch (README "Pipelines"). */
+static int check_stages(const pd_job_spec *spec, struct problem *pb, char *path, size_t pathlen) {
+  (void)path, (void)pathlen;
+  int S = spec->cluster.stages;
+  if (S == 1)
+    return 0;
+  if (spec->model.type != PD_MODEL_MLP)
+    return problem(pb, "%d stages split an mlp's layers; model.type %s is not split", S,
+                   enum_to_name(model_type_names, spec->model.type));
+  if (S > spec->model.nlayers - 1)
+    return problem(pb,
+                   "%d stages need at least one affine layer each; model.layers (%d widths) has "
+                   "%d",
+                   S, spec->model.nlayers, spec->model.nlayers - 1);
+  if (spec->model.dropout > 0.0)
+    return problem(pb, "pipeline stages do not take model.dropout yet, got dropout %g",
+                   spec->model.dropout);
+  if (spec->training.update != PD_UPDATE_BSP)
+    return problem(pb, "pipeline stages need training.update bsp, got update %s",
+                   enum_to_name(update_names, spec->training.update));
+  if (spec->training.frequency != PD_FREQ_BATCH || spec->training.threads != 1 ||
+      spec->training.backup_workers != 0)
+    return problem(pb,
+                   "pipeline stages need training.frequency batch, threads 1 and no "
+                   "backup_workers, got frequency %s, threads %d, backup_workers %d",
+                   enum_to_name(frequency_names, spec->training.frequency), spec->training.threads,
+                   spec->training.backup_workers);
+  if ((int64_t)spec->cluster.workers * S > 4096)
+    return problem(pb, "cluster.workers x stages must be <= 4096, got %d x %d",
+                   spec->cluster.workers, S);
+  return 0;
+}
+
+/* Micro-batches cut a mini-batch of a pipeline; there must be rows for each. */
+static int check_micro_batches(const pd_job_spec *spec, struct problem *pb, char *path,
+                               size_t pathlen) {
+  (void)path, (void)pathlen;
+  int m = spec->training.micro_batches;
+  if (m == 1)
+    return 0;
+  if (spec->cluster.stages == 1)
+    return problem(pb, "only used with cluster.stages > 1, got %d with stages 1", m);
+  if (m > spec->training.batch_size)
+    return problem(pb, "must be <= training.batch_size (%d): each micro-batch needs a row, got %d",
+                   spec->training.batch_size, m);
+  return 0;
+}
+
 static int federated(const pd_job_spec *spec) { return spec->training.update == PD_UPDATE_FEDAVG; }
 
 /* training.compression: a pull has no error feedback, so only the dense
@@ -481,6 +533,10 @@ static const struct spec_key keys[] = {
      .max = 1000000, .check = check_nbatches},
     {"training.threads", K_INT, FIELD(training.threads), .default_value = "1", .min = 1, .max = 256,
      .check = check_threads},
+    {"training.micro_batches", K_INT, FIELD(training.micro_batches), .default_value = "1", .min = 1,
+     .max = 65536, .check = check_micro_batches},
+    {"training.pipeline_schedule", K_ENUM, FIELD(training.pipeline_schedule),
+     .default_value = "gpipe", .names = pipeline_schedule_names},
     {"training.shuffle", K_ENUM, FIELD(training.shuffle), .default_value = "false",
      .names = bool_names},
     {"training.lr_schedule", K_MAP, .required = 0},
@@ -578,6 +634,8 @@ static const struct spec_key keys[] = {
     {"cluster.servers", K_INT, FIELD(cluster.servers), .required = 1, .min = 1, .max = 1024},
     {"cluster.workers", K_INT, FIELD(cluster.workers), .required = 1, .central_only = 1,
      .default_value = "1", .min = 1, .max = 4096},
+    {"cluster.stages", K_INT, FIELD(cluster.stages), .default_value = "1", .min = 1,
+     .max = PD_MAX_LAYERS - 1, .check = check_stages},
     {"cluster.wait_timeout", K_DOUBLE, FIELD(cluster.wait_timeout_sec), .default_value = "60",
      .min = 0, .min_exclusive = 1, .max = INFINITY},
     {"checkpoint", K_MAP, .required = 0},

@@ -218,12 +218,17 @@ static void run_error_cases(const struct error_case *cases, size_t n) {
   }
 }
 
-static void test_base_is_valid(void) {
+/* Parses base[] as it is into `spec`; returns parse()'s result. */
+static int parse_base(pd_job_spec *spec) {
   static const struct error_case none = {.line = 99};
   char text[4096], err[512] = "";
-  pd_job_spec spec;
   build(&none, text, sizeof text);
-  CHECK_EQ_INT(parse(text, &spec, err, sizeof err), 0);
+  return parse(text, spec, err, sizeof err);
+}
+
+static void test_base_is_valid(void) {
+  pd_job_spec spec;
+  CHECK_EQ_INT(parse_base(&spec), 0);
 }
 
 static void test_unknown_keys(void) {
@@ -235,7 +240,8 @@ static void test_unknown_keys(void) {
       {9,
        "  epoch: 3",
        {"training: unknown key 'epoch' (line 9); expected one of: epochs, batch_size, update, "
-        "staleness, backup_workers, frequency, on_nonfinite, nbatches, threads, shuffle, "
+        "staleness, backup_workers, frequency, on_nonfinite, nbatches, threads, micro_batches, "
+        "pipeline_schedule, shuffle, "
         "lr_schedule, "
         "batch_schedule, optimizer"}},
       {12,
@@ -886,6 +892,74 @@ static void test_document_bounds(void) {
   free(huge);
 }
 
+/* Pipelines: cluster.stages, training.micro_batches, pipeline_schedule. */
+static void test_pipeline_keys(void) {
+  char err[512] = "";
+  pd_job_spec spec;
+  CHECK_EQ_INT(parse_base(&spec), 0);
+  CHECK_EQ_INT(spec.cluster.stages, 1);
+  CHECK_EQ_INT(spec.training.micro_batches, 1);
+  CHECK_EQ_INT(spec.training.pipeline_schedule, PD_PIPELINE_GPIPE);
+  static const char pipeline[] = "name: pipe\n"
+                                 "model: {type: mlp, layers: [784, 128, 64, 10]}\n"
+                                 "data: {train: {features: /a, labels: /b}}\n"
+                                 "training:\n"
+                                 "  epochs: 1\n"
+                                 "  batch_size: 32\n"
+                                 "  micro_batches: 4\n"
+                                 "  pipeline_schedule: 1f1b\n"
+                                 "  optimizer: {lr: 0.1}\n"
+                                 "cluster: {servers: 2, workers: 2, stages: 3}\n";
+  CHECK_EQ_INT(parse(pipeline, &spec, err, sizeof err), 0);
+  CHECK_EQ_INT(spec.cluster.stages, 3);
+  CHECK_EQ_INT(spec.training.micro_batches, 4);
+  CHECK_EQ_INT(spec.training.pipeline_schedule, PD_PIPELINE_1F1B);
+  static const struct error_case cases[] = {
+      {13,
+       "cluster: {servers: 2, workers: 2, stages: 3}",
+       {"cluster.stages: 3 stages need at least one affine layer each; model.layers (3 widths) "
+        "has 2 (line 13)"}},
+      {13,
+       "cluster: {servers: 2, workers: 2, stages: 0}",
+       {"cluster.stages: must be between 1 and 15, got 0 (line 13)"}},
+      {0,
+       "name: p\nmodel: {type: softmax, layers: [784, 10]}\ndata: {train: {features: /a, labels: "
+       "/b}}\n"
+       "training: {epochs: 1, batch_size: 8, optimizer: {lr: 1}}\n"
+       "cluster: {servers: 1, workers: 1, stages: 2}",
+       {"cluster.stages: 2 stages split an mlp's layers; model.type softmax is not split (line "
+        "5)"}},
+      {0,
+       "name: p\nmodel: {type: mlp, layers: [784, 64, 10], dropout: 0.5}\n"
+       "data: {train: {features: /a, labels: /b}}\ntraining: {epochs: 1, batch_size: 8, optimizer: "
+       "{lr: 1}}\n"
+       "cluster: {servers: 1, workers: 1, stages: 2}",
+       {"cluster.stages: pipeline stages do not take model.dropout yet"}},
+      {0,
+       "name: p\nmodel: {type: mlp, layers: [784, 64, 10]}\ndata: {train: {features: /a, labels: "
+       "/b}}\n"
+       "training: {epochs: 1, batch_size: 8, update: asp, optimizer: {lr: 1}}\n"
+       "cluster: {servers: 1, workers: 1, stages: 2}",
+       {"cluster.stages: pipeline stages need training.update bsp, got update asp"}},
+      {11,
+       "  micro_batches: 4",
+       {"training.micro_batches: only used with cluster.stages > 1, got 4 with stages 1 (line "
+        "11)"}},
+      {0,
+       "name: p\nmodel: {type: mlp, layers: [784, 64, 10]}\ndata: {train: {features: /a, labels: "
+       "/b}}\n"
+       "training:\n  epochs: 1\n  batch_size: 64\n  micro_batches: 65\n"
+       "  optimizer: {lr: 1}\ncluster: {servers: 1, workers: 1, stages: 2}",
+       {"training.micro_batches: must be <= training.batch_size (64): each micro-batch needs a "
+        "row, got 65 (line 7)"}},
+      {11,
+       "  pipeline_schedule: pipedream",
+       {"training.pipeline_schedule: unknown value 'pipedream' (line 11); expected one of: gpipe, "
+        "1f1b"}},
+  };
+  run_error_cases(cases, PD_ARRAY_SIZE(cases));
+}
+
 int main(int argc, char **argv) {
   PD_RUN(test_example_mixed);
   PD_RUN(test_example_block);
@@ -911,5 +985,6 @@ int main(int argc, char **argv) {
   PD_RUN(test_names);
   PD_RUN(test_checkpoint_keys);
   PD_RUN(test_compression_keys);
+  PD_RUN(test_pipeline_keys);
   PD_TEST_DONE();
 }

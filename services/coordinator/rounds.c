@@ -73,6 +73,7 @@ struct pd_rounds {
   size_t nselectors;
   int stopped;
   uint32_t attempt_of_job; /* RoundTask.attempt: the job's, after pd_rounds_resume */
+  double checkpoint_asked; /* checkpoint.every_seconds: when a commit last asked for one */
   struct {                 /* pd_rounds_resume: once nothing is in flight */
     int pending;
     uint32_t committed;
@@ -193,7 +194,7 @@ pd_rounds *pd_rounds_new(const pd_rounds_env *env, const char *job, const pd_job
   r->round = 1;
   r->attempt = 1;
   r->phase = WAITING;
-  r->started = r->wait_since = pd_now();
+  r->started = r->wait_since = r->checkpoint_asked = pd_now();
   r->enough_since = 0;
   r->last_poll = -1e9;
   r->last_accuracy = NAN;
@@ -472,6 +473,11 @@ static void close_attempt(pd_rounds *r, int abandon) {
   if (!abandon) {
     req.n_devices = r->nreported;
     req.devices = r->order;
+    double every = r->spec.checkpoint.every_seconds, now = pd_now();
+    if (every > 0 && now - r->checkpoint_asked >= every) { /* every shard checkpoints after it */
+      req.checkpoint = 1;
+      r->checkpoint_asked = now;
+    }
   }
   for (uint32_t i = 0; i < r->nservers; i++)
     start_call(r, &r->servers[i], CALL_COMMIT, i, "/pando.v1.ParameterServer/CommitRound",

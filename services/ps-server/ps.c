@@ -59,6 +59,7 @@ typedef struct job {
   char *job_token;             /* CreateShard's job_token: may stand in for the cluster token */
   uint64_t min_partition_rows; /* likewise */
   uint32_t attempt;            /* CreateShard's attempt: older pulls and pushes are ABORTED */
+  uint64_t checkpoint_at;      /* checkpoint.every_seconds: the clock worker 0 asked for, or 0 */
   uint64_t pushes_applied, pushes_duplicate, pushes_rejected, pushes_dropped;
   struct { /* the job's /metrics series, and the clock's counts exported so far */
     pd_metric *staleness, *dropped, *blocked, *max_gap;
@@ -542,8 +543,11 @@ static void checkpoint_done(void *user, const pd_checkpoint_key *key, int rc, co
  *   it holds already for a duplicate, so every gradient is in the model
  *   exactly once.
  * - Federated: the rounds committed, after the CommitRound that committed
- *   the due one (every shard commits the same rounds in the same order). */
-static int maybe_checkpoint(pd_ps *ps, job *j, int64_t slowest_before) {
+ *   the due one (every shard commits the same rounds in the same order).
+ * checkpoint.every_seconds: due at the clock j->checkpoint_at worker 0's
+ * push asked for (PushRequest.checkpoint), or with `asked` (a CommitRound
+ * that asked, federated). */
+static int maybe_checkpoint(pd_ps *ps, job *j, int64_t slowest_before, int asked) {
   const pd_job_spec *spec = pd_shard_spec(j->shard);
   const pd_clock *clock = pd_shard_clock(j->shard);
   if (!ps->writer)
@@ -557,7 +561,10 @@ static int maybe_checkpoint(pd_ps *ps, job *j, int64_t slowest_before) {
       return 0;
     id = (uint64_t)slowest;
   }
-  if (!pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), id))
+  int at = j->checkpoint_at > 0 && id == j->checkpoint_at;
+  if (j->checkpoint_at > 0 && id >= j->checkpoint_at)
+    j->checkpoint_at = 0;
+  if (!at && !asked && !pd_checkpoint_due(spec, pd_shard_min_partition_rows(j->shard), id))
     return 0;
   pd_checkpoint_key key = {.id = id,
                            .begin = pd_shard_begin(j->shard),
@@ -772,6 +779,14 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   }
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
   int64_t slowest = pd_clock_slowest(pd_shard_clock(j->shard));
+  if (req->checkpoint && pd_shard_spec(j->shard)->checkpoint.every_seconds > 0) {
+    /* worker 0 asks for a checkpoint at the clock after this push's: kept
+     * unless the shard is past it already (a retry) or an earlier one waits */
+    uint64_t at = (uint64_t)req->clock + 1;
+    uint64_t now = pd_clock_has_rounds(pd_shard_clock(j->shard)) ? version : (uint64_t)slowest;
+    if (at > now && (j->checkpoint_at == 0 || at < j->checkpoint_at))
+      j->checkpoint_at = at;
+  }
   uint64_t apply_start = pd_now_ns();
   pd_phase_add(&j->phases[SP_PUSH], 1, apply_start - start);
   enum pd_push_verdict v = pd_shard_push(
@@ -785,7 +800,7 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   answer_ready(ps, j);
   if (moved) {
     uint64_t checkpoint_start = pd_now_ns();
-    if (maybe_checkpoint(ps, j, slowest)) {
+    if (maybe_checkpoint(ps, j, slowest, 0)) {
       uint64_t checkpoint_end = pd_phase_end(&j->phases[SP_CHECKPOINT], checkpoint_start);
       pd_trace_span(&j->trace, server_phase_names[SP_CHECKPOINT], checkpoint_start, checkpoint_end,
                     req->clock, req->worker, 0);
@@ -953,6 +968,7 @@ static void handle_create(pd_rpc_call *call, const ProtobufCMessage *msg, void *
     pd_shard_free(j->shard);
     j->shard = shard;
     j->attempt = req->attempt;
+    j->checkpoint_at = 0;
   } else if (i < 0) { /* a retried CreateShard of the same request is a no-op */
     uint64_t need = pd_shard_bytes(&spec, req->begin, req->end, req->num_workers);
     uint64_t left = ps->memory_limit - PD_MIN(ps->memory_held, ps->memory_limit);
@@ -1179,7 +1195,7 @@ static void handle_commit_round(pd_rpc_call *call, const ProtobufCMessage *msg, 
     pd_shard_apply(j->shard, grad, lr);
     pd_shard_fed_average(j->shard);
     uint64_t checkpoint_start = pd_now_ns();
-    if (maybe_checkpoint(ps, j, 0)) {
+    if (maybe_checkpoint(ps, j, 0, req->checkpoint)) {
       uint64_t checkpoint_end = pd_phase_end(&j->phases[SP_CHECKPOINT], checkpoint_start);
       pd_trace_span(&j->trace, server_phase_names[SP_CHECKPOINT], checkpoint_start, checkpoint_end,
                     (int64_t)req->round, 0, 0);

@@ -91,6 +91,9 @@ typedef struct remote_store {
   pd_psclient *client;
   uint64_t keys;
   uint64_t begin, end; /* what pull and push cover: [0, keys), or a pipeline stage's keys */
+  /* checkpoint.every_seconds (worker 0 only; 0: off): its push flags a
+   * checkpoint (PushRequest.checkpoint) when that long passed since the last */
+  double checkpoint_every, checkpoint_last;
 } remote_store;
 
 /* A failed pull or push: -PD_ERPC when a server could not be reached or
@@ -134,8 +137,13 @@ static int remote_pull_all(void *ctx, int64_t clock, float *params, char *err, s
 static int remote_push(void *ctx, int64_t clock, const float *grad, int *dropped, char *err,
                        size_t errlen) {
   remote_store *r = ctx;
+  double now = pd_now();
+  int flag = r->checkpoint_every > 0 && now - r->checkpoint_last >= r->checkpoint_every;
+  pd_psclient_set_checkpoint(r->client, flag);
   int rc = remote_failure(
       r, pd_psclient_push(r->client, r->begin, r->end, clock, grad + r->begin, err, errlen));
+  if (rc == 0 && flag)
+    r->checkpoint_last = now;
   if (rc == 0 && dropped)
     *dropped = pd_psclient_push_dropped(r->client);
   return rc;
@@ -169,11 +177,18 @@ int pd_worker_train(const Pando__V1__Assignment *a, pd_rpc_channel *coordinator,
   }
   uint32_t ps_worker = pipeline ? a->replica : a->rank;
   remote_store remote = {pd_psclient_new(a->job, ps_worker, ranges, (int)map->n_shards, 0),
-                         map->keys, pipeline ? a->stage_key_begin : 0,
-                         pipeline ? a->stage_key_end : map->keys};
+                         map->keys,
+                         pipeline ? a->stage_key_begin : 0,
+                         pipeline ? a->stage_key_end : map->keys,
+                         0,
+                         0};
   free(ranges);
   pd_psclient_set_token(remote.client, a->job_token);
   pd_psclient_set_attempt(remote.client, a->attempt);
+  if (a->rank == 0 && spec.checkpoint.every_seconds > 0) { /* the first one after a period */
+    remote.checkpoint_every = spec.checkpoint.every_seconds;
+    remote.checkpoint_last = pd_now();
+  }
   pd_codec_params push_codec, pull_codec;
   pd_job_spec_compression(&spec, &push_codec, &pull_codec);
   pd_psclient_set_compression(remote.client, &push_codec, &pull_codec);

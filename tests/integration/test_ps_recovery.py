@@ -126,7 +126,7 @@ def gradient(worker, clock):
     return (rng.standard_normal(KEYS) * 0.1).astype("<f4")
 
 
-def push(job, worker, clock, attempt=0, only=None, g=None):
+def push(job, worker, clock, attempt=0, only=None, g=None, checkpoint=False):
     """Pushes the worker's gradient of `clock` (or `g`) to both shards (or
     server `only`); returns the responses."""
     g = gradient(worker, clock) if g is None else g
@@ -137,7 +137,7 @@ def push(job, worker, clock, attempt=0, only=None, g=None):
         t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[end - begin], data=g[begin:end].tobytes())
         out.append(servers[name]["push"](pb.PushRequest(
             job=job, begin=begin, end=end, worker=worker, clock=clock, gradient=t,
-            attempt=attempt), timeout=10))
+            attempt=attempt, checkpoint=checkpoint), timeout=10))
     return out
 
 
@@ -263,6 +263,75 @@ def ledger_trial(trial, rng, stats):
     for name in RANGES:
         servers[name]["drop"](pb.DropShardRequest(job=job), timeout=10)
     return final.astype(np.float64) - init.astype(np.float64)
+
+
+def checkpoint_ids(job, name):
+    return sorted(int(os.path.basename(d)[5:]) for d in
+                  glob.glob(os.path.join(tmp, "data-" + name, "jobs", job, "ckpt-*"))
+                  if glob.glob(os.path.join(d, "*.manifest")))
+
+
+def every_seconds():
+    """checkpoint.every_seconds: worker 0 flags its push of clock k
+    (PushRequest.checkpoint) and every shard checkpoints at clock k + 1 and
+    no other: under BSP when round k completes, under ASP when the slowest
+    worker reaches k + 1."""
+    for mode in ("bsp", "asp"):
+        spec = SPEC.replace("update: bsp", "update: " + mode).replace(
+            "every_clocks: 2, keep: 2", "every_seconds: 3600, keep: 5")
+        job = "secs-" + mode
+        create(job, spec=spec)
+        if mode == "asp":  # worker 0 runs ahead; worker 1 is the slowest
+            for c in range(4):
+                push(job, 0, c, checkpoint=c == 2)  # worker 0 asks for checkpoint 3
+            push(job, 1, 0)
+            push(job, 1, 1)
+        else:
+            for c in range(2):
+                for w in range(WORKERS):
+                    push(job, w, c)
+            push(job, 0, 2, checkpoint=True)  # worker 0 asks for checkpoint 3
+        time.sleep(0.2)
+        early = [checkpoint_ids(job, n) for n in sorted(RANGES)]
+        push(job, 1, 2)  # BSP: round 2 completes (version 3); ASP: the slowest reaches clock 3
+        for c in range(3, 6):
+            for w in range(WORKERS):
+                if not (mode == "asp" and w == 0 and c == 3):
+                    push(job, w, c)
+        ok = wait_checkpoint(job, 3)
+        ids = [checkpoint_ids(job, n) for n in sorted(RANGES)]
+        check("%s every_seconds: worker 0's flagged push of clock 2 makes both shards checkpoint "
+              "at clock 3 and no other (before the cut %s, after %s)" % (mode, early, ids),
+              ok and early == [[], []] and ids == [[3], [3]])
+        for name in RANGES:
+            servers[name]["drop"](pb.DropShardRequest(job=job), timeout=10)
+    # federated: the coordinator asks in CommitRound (CommitRoundRequest.checkpoint)
+    spec = ("name: fedsecs\nmodel: {type: softmax, layers: [6, 3], seed: 7}\n"
+            "data: {train: {features: x, labels: y}, partition: iid}\n"
+            "training: {update: fedavg, optimizer: {lr: 0.1}, federated: {rounds: 5}}\n"
+            "cluster: {servers: 2}\ncheckpoint: {every_seconds: 3600, keep: 5}\n")
+    job = "fedsecs"
+    create(job, spec=spec)
+    commit = {n: servers[n]["ch"].unary_unary(
+        "/pando.v1.ParameterServer/CommitRound",
+        request_serializer=pb.CommitRoundRequest.SerializeToString,
+        response_deserializer=pb.CommitRoundResponse.FromString) for n in RANGES}
+    for rnd in (1, 2, 3):
+        for name, (begin, end) in RANGES.items():
+            t = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[end - begin],
+                          data=gradient(0, rnd)[begin:end].tobytes())
+            servers[name]["push"](pb.PushRequest(job=job, begin=begin, end=end, clock=rnd,
+                                                 device="d0", weight=4, gradient=t), timeout=10)
+            commit[name](pb.CommitRoundRequest(job=job, round=rnd, devices=["d0"],
+                                               checkpoint=rnd == 2), timeout=10)
+    ok = wait_checkpoint(job, 2)
+    time.sleep(0.2)
+    ids = [checkpoint_ids(job, n) for n in sorted(RANGES)]
+    check("federated every_seconds: the CommitRound that asks (round 2 of 3) makes both shards "
+          "checkpoint its 2 committed rounds, and no other commit does (%s)" % ids,
+          ok and ids == [[2], [2]])
+    for name in RANGES:
+        servers[name]["drop"](pb.DropShardRequest(job=job), timeout=10)
 
 
 ASYNC_CLOCKS = 5  # per shard, coordinate w * ASYNC_CLOCKS + c of its keys is the ledger
@@ -569,6 +638,7 @@ try:
           code == grpc.StatusCode.INVALID_ARGUMENT and "cannot name a checkpoint folder" in msg
           and not os.path.exists(os.path.join(tmp, "escape")))
 
+    every_seconds()
     ledger()
     async_ledger("asp")
     async_ledger("ssp")

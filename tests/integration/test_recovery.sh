@@ -4,7 +4,8 @@
 # checkpoint and restarted with the same name and data_dir goes RECOVERING,
 # then SUCCEEDS with final parameters (pandoctl export, compared with numpy)
 # equal bit for bit to those of an undisturbed run of the same spec; the same
-# for a worker killed and a replacement worker started. A job without
+# for a worker killed and a replacement worker started, and for a job with
+# checkpoint.every_seconds (worker 0 asks the shards for one). A job without
 # checkpoints whose server is killed FAILS, saying a checkpoint: key would
 # have let it recover; a worker killed before the first checkpoint makes the
 # job start again from the seed. Every step waits on a state, a file or a
@@ -17,6 +18,7 @@ t_recovery_spec psk "checkpoint: {every_clocks: 4, keep: 3}" >"$T_DIR/psk.yaml"
 t_recovery_spec wk "checkpoint: {every_epochs: 1}" >"$T_DIR/wk.yaml"
 t_recovery_spec early "checkpoint: {every_clocks: 40}" >"$T_DIR/early.yaml"
 t_recovery_spec nock "" >"$T_DIR/nock.yaml"
+t_recovery_spec secs "checkpoint: {every_seconds: 1, keep: 3}" >"$T_DIR/secs.yaml"
 for mode in asp ssp; do
   for kind in ref kill; do
     t_recovery_spec "$mode-$kind" "checkpoint: {every_clocks: 4, keep: 3}" |
@@ -50,6 +52,25 @@ t_check "the coordinator rolled $job back to a checkpoint" \
 "$BIN/pandoctl" export "$job" -o "$T_DIR/psk.safetensors" >/dev/null
 t_check "its final parameters equal the undisturbed run's, bit for bit" \
   t_same "$T_DIR/ref.safetensors" "$T_DIR/psk.safetensors"
+
+echo "# checkpoint.every_seconds: kill -9 of a server after the first checkpoint"
+job=$(t_submit "$T_DIR/secs.yaml")
+# both_ckpt: both servers hold a durable manifest of some checkpoint of $job
+both_ckpt() {
+  ls "$T_DIR/data0/jobs/$job"/ckpt-*/*.manifest "$T_DIR/data1/jobs/$job"/ckpt-*/*.manifest \
+    >/dev/null 2>&1
+}
+t_check "job $job took a checkpoint on both servers (worker 0 asks every second)" \
+  t_wait_until "no checkpoint of $job" both_ckpt
+kill -KILL "$(t_pid ps1b)"
+t_check "job $job went RECOVERING" t_wait_state "$job" RECOVERING
+t_start ps1c "$BIN/pando-ps" --coordinator "$PANDO_COORDINATOR" --name ps1 --data-dir "$T_DIR/data1"
+t_check "job $job succeeded after the server's restart" [ "$(t_wait_job "$job")" = SUCCEEDED ]
+t_check "the coordinator rolled $job back to a checkpoint after clock 0" \
+  grep -q "job $job: RUNNING again from checkpoint [1-9]" "$T_DIR/coord.log"
+"$BIN/pandoctl" export "$job" -o "$T_DIR/secs.safetensors" >/dev/null
+t_check "its final parameters equal the undisturbed run's, bit for bit" \
+  t_same "$T_DIR/ref.safetensors" "$T_DIR/secs.safetensors"
 
 echo "# kill -9 of a worker, a replacement worker started"
 job=$(t_submit "$T_DIR/wk.yaml")

@@ -56,6 +56,10 @@ void pd_psclient_set_token(pd_psclient *c, const char *token);
  * (ABORTED), so a straggler of an old attempt cannot touch the new model.
  * 0 (the default): a reader outside a training, or the first attempt. */
 void pd_psclient_set_attempt(pd_psclient *c, uint32_t attempt);
+/* Whether the following pushes carry PushRequest.checkpoint (worker 0 of a
+ * job with checkpoint.every_seconds: the shards checkpoint at the clock
+ * after the push's). */
+void pd_psclient_set_checkpoint(pd_psclient *c, int checkpoint);
 
 /* Federated devices: pushes carry `device` (copied; NULL: none) and its
  * number of samples `weight` (PushRequest.device, weight), and `clock` is

@@ -951,10 +951,24 @@ static int check_checkpoint(const pd_job_spec *spec, struct problem *pb, char *p
   }
   if (n == 0)
     return 0;
-  if (spec->checkpoint.every_seconds > 0) {
+  if (spec->checkpoint.every_seconds > 0 && spec->checkpoint.every_seconds < 1) {
     snprintf(path, pathlen, "checkpoint.every_seconds");
-    return problem(pb, "not supported yet (the coordinator would have to choose the clock of "
-                       "each checkpoint); use every_epochs or every_clocks");
+    return problem(pb, "must be >= 1 (a checkpoint writes the whole model), got %g",
+                   spec->checkpoint.every_seconds);
+  }
+  /* every_seconds: worker 0's push of clock k asks every shard for
+   * checkpoint k + 1 (PushRequest.checkpoint), which needs worker 0 to push
+   * every clock to every shard */
+  if (spec->checkpoint.every_seconds > 0 && spec->training.update == PD_UPDATE_BSP &&
+      spec->training.backup_workers > 0) {
+    snprintf(path, pathlen, "checkpoint.every_seconds");
+    return problem(pb, "not with training.backup_workers (worker 0's push, which asks for the "
+                       "checkpoint, may be dropped); use every_clocks or every_epochs");
+  }
+  if (spec->checkpoint.every_seconds > 0 && spec->cluster.stages > 1) {
+    snprintf(path, pathlen, "checkpoint.every_seconds");
+    return problem(pb, "not with cluster.stages (worker 0 pushes only its stage's keys); use "
+                       "every_clocks or every_epochs");
   }
   if (federated(spec) && spec->checkpoint.every_epochs > 0) {
     snprintf(path, pathlen, "checkpoint.every_epochs");

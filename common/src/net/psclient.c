@@ -50,6 +50,7 @@ struct pd_psclient {
   size_t nchunks, cap;
   int64_t clock;    /* of the operation in progress */
   uint32_t attempt; /* the job's attempt (pd_psclient_set_attempt) */
+  int checkpoint;   /* pushes carry PushRequest.checkpoint (pd_psclient_set_checkpoint) */
   int pending;      /* chunks not finished (waiting for a retry included) */
   int retrying;     /* chunks waiting for their retry_at */
   int failed;
@@ -97,6 +98,8 @@ void pd_psclient_set_token(pd_psclient *c, const char *token) {
 }
 
 void pd_psclient_set_attempt(pd_psclient *c, uint32_t attempt) { c->attempt = attempt; }
+
+void pd_psclient_set_checkpoint(pd_psclient *c, int checkpoint) { c->checkpoint = checkpoint; }
 
 void pd_psclient_set_device(pd_psclient *c, const char *device, double weight) {
   free(c->device);
@@ -284,6 +287,7 @@ static void start_chunk(chunk *ch, int push) {
       req.worker = c->worker;
       req.clock = c->clock;
       req.attempt = c->attempt;
+      req.checkpoint = c->checkpoint;
       req.model_version = ch->srv->model_version;
       if (c->device) {
         req.device = c->device;

@@ -808,8 +808,8 @@ static void test_checkpoint_keys(void) {
        "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_epochs: 4}",
        {"checkpoint.every_epochs: must be <= training.epochs (3), got 4", "(line 14)"}},
       {13,
-       "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: 30}",
-       {"checkpoint.every_seconds: not supported yet", "(line 14)"}},
+       "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: 0.5}",
+       {"checkpoint.every_seconds: must be >= 1", "(line 14)"}},
       {13,
        "cluster: {servers: 2, workers: 2}\ncheckpoint: {every_seconds: -1}",
        {"checkpoint.every_seconds: must be between 0 and 31536000, got -1 (line 14)"}},
@@ -828,6 +828,14 @@ static void test_checkpoint_keys(void) {
   spec.checkpoint.every_seconds = 30;
   CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
   CHECK_STR_CONTAINS(err, "checkpoint.every_seconds: set only one");
+  int every_epochs = spec.checkpoint.every_epochs; /* every_seconds alone */
+  spec.checkpoint.every_epochs = 0;
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), 0);
+  spec.training.backup_workers = 1; /* worker 0's push may be dropped */
+  CHECK_EQ_INT(pd_job_spec_validate(&spec, err, sizeof err), -PD_EINVAL_SPEC);
+  CHECK_STR_CONTAINS(err, "checkpoint.every_seconds: not with training.backup_workers");
+  spec.training.backup_workers = 0;
+  spec.checkpoint.every_epochs = every_epochs;
   spec.checkpoint.every_seconds = 0;
   /* every consistency model checkpoints (ASP and SSP at the slowest
    * worker's clock, services/ps-server/ps.c) */

@@ -1,12 +1,15 @@
 /* The tensor wire decoder (pd_wire_decode) on PushRequest and PullResponse,
  * over any slicing, in its three modes (into a destination, into scratch,
  * deferred + pd_wire_tensor_copy). The first byte picks message, mode and
- * slice size. Nothing may crash, leak, read out of bounds, or allocate more
- * than the message holds. */
+ * slice size. A tensor with a codec (Tensor.codec) then goes through the
+ * codec decoder (pd_codec_decode) for its shape, as pando-ps decodes a
+ * compressed push. Nothing may crash, leak, read out of bounds, or allocate
+ * more than the message holds. */
 #include <string.h>
 
 #include "fuzz.h"
 #include "pando.pb-c.h"
+#include "pando/codec.h"
 #include "pando/error.h"
 #include "pando/rpc.h"
 #include "pando/wire.h"
@@ -57,6 +60,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           (t.data_len && memcmp(copy, data + t.data_offset, t.data_len) != 0))
         abort();
       free(copy);
+    }
+    /* the codec decoder over what the message says: any method, block, length */
+    if (t.present && t.codec != 0 && t.data && t.ndim == 1 && t.shape[0] >= 0 &&
+        t.shape[0] <= 65536) {
+      size_t keys = (size_t)t.shape[0];
+      float *values = malloc(keys ? keys * sizeof *values : 1);
+      int crc = pd_codec_decode((enum pd_codec)t.codec, (uint32_t)t.codec_block, t.data, t.data_len,
+                                values, keys, err, sizeof err);
+      if (crc != 0 && (crc != -PD_EFORMAT || err[0] == '\0'))
+        abort();
+      free(values);
     }
     protobuf_c_message_free_unpacked(rest, NULL);
   } else if (rest != NULL || (rc != -PD_EFORMAT && rc != -PD_ETOOBIG) || err[0] == '\0') {

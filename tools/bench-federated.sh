@@ -30,7 +30,7 @@ BIG_ROUNDS=${BIG_ROUNDS:-10} # 0: no 1,000-device run
 PARTITIONS=${PARTITIONS:-iid dirichlet shards}
 AGGREGATIONS=${AGGREGATIONS:-fedavg fedavgm fedadam fedavg-swa fedadam-swa scaffold scaffold-swa}
 LR=${LR:-0.05}
-FEDADAM_LR=${FEDADAM_LR:-0.003}
+FEDADAM_LR=${FEDADAM_LR:-0.02} # 0.003 before (docs/benchmarks.md: 0.02 is better with -swa)
 FEDAVGM_LR=${FEDAVGM_LR:-0.1} # with server_momentum 0.9: an effective server step of 1
 FEDAVGM_MOMENTUM=${FEDAVGM_MOMENTUM:-0.9}
 FEDPROX_MU=${FEDPROX_MU:-0.1}
@@ -38,7 +38,7 @@ SCAFFOLD_LR=${SCAFFOLD_LR:-1} # eta_g (Karimireddy et al.: 1 with local steps of
 SWA_FROM=${SWA_FROM:-$((ROUNDS / 2))} # AGGREGATION-swa: the served model averages rounds SWA_FROM..
 LR_SCHEDULE=${LR_SCHEDULE:-} # e.g. "{type: cosine, min_lr: 0.005}": the devices' lr over the rounds
 SVG=${SVG:-docs/federated.svg}
-PLOT=${PLOT:-fedavg fedavg-swa fedadam-swa} # the aggregations drawn (pandoctl plot: at most 10 jobs)
+PLOT=${PLOT:-fedavg fedadam-swa scaffold} # the aggregations drawn (pandoctl plot: at most 10 jobs)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/pando-bench-fed.XXXXXX")
 TLS=0
 . "$(dirname "$0")/cluster-lib.sh"

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pando/codec.h"
+#include "pando/compression.h"
 
 #define PD_MAX_LAYERS 16
 #define PD_NAME_MAX 64

@@ -72,6 +72,7 @@ echo "# kill -9 of the coordinator after checkpoint 6"
 t_check "job $id took checkpoint 6 on ps0" t_wait_ckpt "$T_DIR/data0" "$id" 6
 t_check "job $id took checkpoint 6 on ps1" t_wait_ckpt "$T_DIR/data1" "$id" 6
 t_wait_until "job $id never committed round 6" rounds_done 6
+# (a round being evaluated is not in the status's history yet)
 before=$(committed "$T_DIR/st.json")
 echo "# committed before the coordinator's kill: $before"
 t_restart_coord 2
@@ -87,7 +88,7 @@ after=$(committed "$T_DIR/$id.json")
 echo "# committed in all: $after"
 cut=$(sed -n "s/.*job $id: rounds go on from round \([0-9]*\).*/\1/p" "$T_DIR/coord2.log" | tail -1)
 t_check "the history holds rounds 1..10 once each, those before the checkpoint as they were" \
-  /usr/bin/python3 -c "import sys; b, a, c = eval(sys.argv[1]), eval(sys.argv[2]), int(sys.argv[3]) - 1; sys.exit(not ([r for r, _ in a] == list(range(1, 11)) and a[:c] == [x for x in b if x[0] <= c]))" "$before" "$after" "$cut"
+  /usr/bin/python3 -c "import sys; b, a, c = eval(sys.argv[1]), eval(sys.argv[2]), int(sys.argv[3]) - 1; k = [x for x in b if x[0] <= c]; sys.exit(not ([r for r, _ in a] == list(range(1, 11)) and len(k) >= c - 1 and a[:len(k)] == k))" "$before" "$after" "$cut"
 t_check "the job's final test accuracy is that of a trained model" \
   /usr/bin/python3 -c "import sys; sys.exit(not eval(sys.argv[1])[-1][1] > 0.5)" "$after"
 t_done

@@ -64,6 +64,8 @@ typedef struct job {
   struct { /* the job's /metrics series, and the clock's counts exported so far */
     pd_metric *staleness, *dropped, *blocked, *max_gap;
     uint64_t dropped_seen, blocked_seen;
+    /* pando_ps_tensor_bytes_total by [push][codec][wire], looked up at first use */
+    pd_metric *tensor_bytes[2][PD_CODEC_COUNT][2];
   } metrics;
   pd_phase_stat phases[SP_COUNT]; /* pandoctl stats */
   pd_trace trace;                 /* pandoctl trace: spans of the shard's calls */
@@ -273,18 +275,25 @@ static job *job_for(pd_ps *ps, pd_rpc_call *call, const char *id, uint64_t begin
 }
 
 /* Counts a tensor's bytes as float32 and on the wire in
- * pando_ps_tensor_bytes_total{job, direction, codec, stage}. */
+ * pando_ps_tensor_bytes_total{job, direction, codec, stage}: every pull and
+ * push, so the series are looked up once per job and kept. */
 static void count_bytes(job *j, const char *direction, int method, uint64_t raw, uint64_t wire) {
   static const char help[] = "Tensor bytes of pulls and pushes, by job, direction and codec "
                              "(training.compression): as float32 (stage raw) and on the wire.";
   const char *codec = pd_codec_name((enum pd_codec)method);
-  char labels[400];
-  snprintf(labels, sizeof labels, "job=\"%s\",direction=\"%s\",codec=\"%s\",stage=\"raw\"",
-           j->label, direction, codec ? codec : "unknown");
-  pd_metric_add(pd_metric_counter("pando_ps_tensor_bytes_total", help, labels), (double)raw);
-  snprintf(labels, sizeof labels, "job=\"%s\",direction=\"%s\",codec=\"%s\",stage=\"wire\"",
-           j->label, direction, codec ? codec : "unknown");
-  pd_metric_add(pd_metric_counter("pando_ps_tensor_bytes_total", help, labels), (double)wire);
+  if (!codec)
+    return; /* refused before it is counted */
+  int push = strcmp(direction, "push") == 0;
+  pd_metric **series = j->metrics.tensor_bytes[push][method];
+  for (int wired = 0; wired < 2; wired++)
+    if (!series[wired]) {
+      char labels[400];
+      snprintf(labels, sizeof labels, "job=\"%s\",direction=\"%s\",codec=\"%s\",stage=\"%s\"",
+               j->label, direction, codec, wired ? "wire" : "raw");
+      series[wired] = pd_metric_counter("pando_ps_tensor_bytes_total", help, labels);
+    }
+  pd_metric_add(series[0], (double)raw);
+  pd_metric_add(series[1], (double)wire);
 }
 
 /* The answer to a pull that asked for a codec: the n values gathered from

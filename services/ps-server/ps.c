@@ -788,9 +788,12 @@ static void handle_push(pd_rpc_call *call, void *ctx) {
   }
   uint64_t version = pd_clock_version(pd_shard_clock(j->shard));
   int64_t slowest = pd_clock_slowest(pd_shard_clock(j->shard));
-  if (req->checkpoint && pd_shard_spec(j->shard)->checkpoint.every_seconds > 0) {
-    /* worker 0 asks for a checkpoint at the clock after this push's: kept
-     * unless the shard is past it already (a retry) or an earlier one waits */
+  if (req->checkpoint && req->worker == 0 &&
+      pd_shard_spec(j->shard)->checkpoint.every_seconds > 0) {
+    /* worker 0 asks for a checkpoint at the clock after this push's (only
+     * it: it pushes every clock to every shard, so all shards hear the same
+     * ask): kept unless the shard is past it already (a retry) or an
+     * earlier one waits */
     uint64_t at = (uint64_t)req->clock + 1;
     uint64_t now = pd_clock_has_rounds(pd_shard_clock(j->shard)) ? version : (uint64_t)slowest;
     if (at > now && (j->checkpoint_at == 0 || at < j->checkpoint_at))

@@ -128,9 +128,13 @@ for mode in asp ssp; do
     grep -q "job $job: RUNNING again from checkpoint [1-9]" "$T_DIR/coord.log"
   t_check "$job's history has every epoch ($(t_epochs "$T_DIR/$job.json"))" \
     [ "$(t_epochs "$T_DIR/$job.json")" = "1 2 3" ]
+  # ASP and SSP apply gradients in their order of arrival, so two undisturbed
+  # runs differ too: on these 128 test rows they were 0.0547 apart (7 rows)
+  # in a clean-clone make test; the bound is 0.1 (13 rows). That every
+  # gradient is applied exactly once is the ledger's (test_ps_recovery.py).
   ra=$(accuracy "$T_DIR/$ref.json") ka=$(accuracy "$T_DIR/$job.json")
-  t_check "its test accuracy $ka is within 0.05 of the undisturbed $mode run's $ra" \
-    /usr/bin/python3 -c "import sys; sys.exit(abs($ka - $ra) > 0.05)"
+  t_check "its test accuracy $ka is within 0.1 of the undisturbed $mode run's $ra" \
+    /usr/bin/python3 -c "import sys; sys.exit(abs($ka - $ra) > 0.1)"
 done
 
 echo "# a job without checkpoints"
